@@ -1,0 +1,123 @@
+// CSeccomp: a thin, prefixed C layer under TetherSystem.
+//
+// Two jobs that Swift cannot do safely itself:
+//  1. libseccomp's function-like macros (SCMP_ACT_ERRNO, ...) and exporting a filter to a BPF
+//     program in memory (libseccomp 2.5.4 has no seccomp_export_bpf_mem).
+//  2. The fork/exec child path and the keeper: after fork in a multi-threaded process only
+//     async-signal-safe calls may run, so these live here and never call back into Swift.
+#ifndef TETHER_CSECCOMP_H
+#define TETHER_CSECCOMP_H
+
+#include <seccomp.h>
+#include <linux/filter.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// MARK: - libseccomp actions (the macros are not importable into Swift)
+
+static inline uint32_t tether_act_kill_process(void) { return SCMP_ACT_KILL_PROCESS; }
+static inline uint32_t tether_act_kill_thread(void) { return SCMP_ACT_KILL_THREAD; }
+static inline uint32_t tether_act_trap(void) { return SCMP_ACT_TRAP; }
+static inline uint32_t tether_act_errno(uint16_t e) { return SCMP_ACT_ERRNO(e); }
+static inline uint32_t tether_act_trace(uint16_t m) { return SCMP_ACT_TRACE(m); }
+static inline uint32_t tether_act_log(void) { return SCMP_ACT_LOG; }
+static inline uint32_t tether_act_allow(void) { return SCMP_ACT_ALLOW; }
+static inline int tether_nr_scmp_error(void) { return __NR_SCMP_ERROR; }
+
+/// Exports `ctx` as a classic BPF program: seccomp_export_bpf into a memfd, read back.
+/// On success `*out` is malloc'ed (free with `free`) and holds `*count` instructions.
+/// Returns 0 or a negative errno.
+int tether_filter_export(scmp_filter_ctx ctx, struct sock_filter **out, size_t *count);
+
+// MARK: - contained spawn
+
+/// The stage of the child path that failed, reported through the errno pipe.
+enum tether_spawn_stage {
+    TETHER_STAGE_NONE = 0,
+    TETHER_STAGE_SIGNALS = 1,
+    TETHER_STAGE_SETPGID = 2,
+    TETHER_STAGE_TCSETPGRP = 3,
+    TETHER_STAGE_CGROUP = 4,
+    TETHER_STAGE_RLIMIT = 5,
+    TETHER_STAGE_SETGROUPS = 6,
+    TETHER_STAGE_SETGID = 7,
+    TETHER_STAGE_SETUID = 8,
+    TETHER_STAGE_PDEATHSIG = 9,
+    TETHER_STAGE_NO_NEW_PRIVS = 10,
+    TETHER_STAGE_CHDIR = 11,
+    TETHER_STAGE_STDIO = 12,
+    TETHER_STAGE_CLOSE_FDS = 13,
+    TETHER_STAGE_EXEC_FD = 14,
+    TETHER_STAGE_SECCOMP = 15,
+    TETHER_STAGE_EXEC = 16,
+    TETHER_STAGE_FORK = 17,
+    TETHER_STAGE_PIPE = 18,
+    TETHER_STAGE_PIDFD = 19,
+};
+
+struct tether_rlimit {
+    int resource;
+    uint64_t soft;
+    uint64_t hard;
+};
+
+struct tether_spawn_attr {
+    const char *path;            // absolute path of the program
+    char *const *argv;           // NULL-terminated
+    char *const *envp;           // NULL-terminated
+    const char *cwd;             // NULL: inherit
+    int stdio[3];                // fds (>= 3, opened by the parent) for 0, 1, 2; -1: inherit
+    int cgroup_procs_fd;         // open cgroup.procs of the worker's cgroup, or -1
+    int tty_fd;                  // terminal whose foreground group the child takes, or -1
+    int set_ids;                 // nonzero: drop to uid/gid with supplementary groups cleared
+    uid_t uid;
+    gid_t gid;
+    const struct tether_rlimit *rlimits;
+    size_t rlimit_count;
+    const struct sock_fprog *filters;   // installed in order; may be empty (profile "none")
+    size_t filter_count;
+    int exec_fd;                 // >= 0: open `path` at this fd number and execveat through it
+    int pdeathsig;               // signal sent to the child when the spawning thread dies
+};
+
+/// Forks and execs per `attr`. On success returns 0 with `*pid` and `*pidfd` (CLOEXEC) set.
+/// On failure returns -1, `*stage` says where and `*err` the errno; a child that failed is
+/// already reaped and no descriptor is leaked.
+int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid, int *pidfd,
+                 int *stage, int *err);
+
+/// Waits (blocking) for the exit of the child behind `pidfd`. Returns 0 with `*code` and
+/// `*signaled` set, or a negative errno. Retries EINTR.
+int tether_pidfd_wait(int pidfd, int *code, int *signaled);
+
+/// Polls the pidfds in `fds` (and `wake_fd`, an eventfd) for up to `timeout_ms`.
+/// Writes 1 into `ready[i]` for each exited child. Returns the number ready, or -errno.
+int tether_pidfds_poll(const int *fds, size_t count, int wake_fd, int timeout_ms, uint8_t *ready);
+
+int tether_pidfd_send_signal(int pidfd, int sig);
+
+// MARK: - the keeper (dead man's switch)
+
+/// Forks the keeper: a small C process that holds the read end of a pipe from the supervisor.
+/// The supervisor writes process group ids to it as int32 (positive: watch, negative: forget).
+/// When the pipe reaches EOF — the supervisor exited or was SIGKILLed — the keeper writes "1"
+/// to `cgroup_kill_fd` (if >= 0) and SIGKILLs every watched group, then exits.
+/// Returns 0 with `*pid` and `*write_fd` (CLOEXEC), or -errno.
+int tether_keeper_start(int cgroup_kill_fd, pid_t *pid, int *write_fd);
+
+// MARK: - small syscalls without a glibc wrapper on Debian 12
+
+int tether_pidfd_open(pid_t pid);
+int tether_set_child_subreaper(void);
+/// A non-blocking, close-on-exec eventfd, for waking a poll loop.
+int tether_eventfd(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,100 @@
+// The keeper: a dead man's switch for the supervisor.
+//
+// PR_SET_PDEATHSIG reaches only the worker's direct child. When the supervisor is SIGKILLed the
+// rest of each worker's tree would live on, so the supervisor forks this small process first.
+// It holds the read end of a pipe; the supervisor holds the only write end (CLOEXEC, so no
+// worker inherits it). When the pipe reaches EOF the supervisor is gone, however it died, and
+// the keeper kills every worker cgroup (one write to the parent cgroup's cgroup.kill) and every
+// worker process group it was told about. Only async-signal-safe calls run in the child.
+#define _GNU_SOURCE
+#include "CSeccomp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define KEEPER_MAX_GROUPS 8192
+
+static void keeper_close_except(int a, int b) {
+    // Close every descriptor >= 3 except a and b (either may be -1).
+    int keep[2] = {a < b ? a : b, a < b ? b : a};
+    unsigned int from = 3;
+    for (int i = 0; i < 2; i++) {
+        if (keep[i] < 3) continue;
+        if ((unsigned int)keep[i] > from) syscall(SYS_close_range, from, (unsigned int)keep[i] - 1, 0);
+        from = (unsigned int)keep[i] + 1;
+    }
+    syscall(SYS_close_range, from, ~0U, 0);
+}
+
+static void keeper_run(int read_fd, int cgroup_kill_fd) {
+    static int32_t groups[KEEPER_MAX_GROUPS];
+    size_t ngroups = 0;
+
+    // Out of the supervisor's process group: a Ctrl-C on the terminal must not take the
+    // keeper down with the supervisor, nor may the stop signals of a job shell.
+    (void)setpgid(0, 0);
+    struct sigaction ign;
+    memset(&ign, 0, sizeof ign);
+    ign.sa_handler = SIG_IGN;
+    int ignored[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGPIPE, SIGTSTP, SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++) (void)sigaction(ignored[i], &ign, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    (void)sigprocmask(SIG_SETMASK, &none, NULL);
+    (void)prctl(PR_SET_NAME, "tether-keeper", 0, 0, 0);
+    keeper_close_except(read_fd, cgroup_kill_fd);
+
+    int32_t rec;
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = read(read_fd, (char *)&rec + have, sizeof rec - have);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;   // EOF: the supervisor is gone
+        have += (size_t)n;
+        if (have < sizeof rec) continue;
+        have = 0;
+        if (rec > 0) {
+            if (ngroups < KEEPER_MAX_GROUPS) groups[ngroups++] = rec;
+        } else if (rec < 0) {
+            for (size_t i = 0; i < ngroups; i++) {
+                if (groups[i] == -rec) { groups[i] = groups[--ngroups]; break; }
+            }
+        }
+    }
+
+    if (cgroup_kill_fd >= 0) {
+        ssize_t n;
+        do { n = write(cgroup_kill_fd, "1", 1); } while (n < 0 && errno == EINTR);
+    }
+    for (size_t i = 0; i < ngroups; i++) (void)kill(-groups[i], SIGKILL);
+    _exit(0);
+}
+
+int tether_keeper_start(int cgroup_kill_fd, pid_t *pid_out, int *write_fd) {
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) return -errno;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[1]);
+        keeper_run(fds[0], cgroup_kill_fd);
+    }
+    int e = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(fds[0]);
+    if (pid < 0) {
+        close(fds[1]);
+        return -e;
+    }
+    *pid_out = pid;
+    *write_fd = fds[1];
+    return 0;
+}

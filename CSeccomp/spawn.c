@@ -1,0 +1,275 @@
+// The fork/exec child path.
+//
+// The supervisor is multi-threaded, so between fork and exec the child may only make
+// async-signal-safe calls: raw syscalls and the few libc wrappers POSIX lists as safe. Nothing
+// here allocates, takes a lock or calls back into Swift. Every step that can fail reports
+// {stage, errno} over a CLOEXEC pipe: EOF on that pipe means execve succeeded.
+#define _GNU_SOURCE
+#include "CSeccomp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+// Reports the failing stage to the parent and exits. write(2) and _exit(2) are async-signal-safe.
+static void child_fail(int pipe_fd, int stage, int err) {
+    int msg[2] = {stage, err};
+    ssize_t n;
+    do { n = write(pipe_fd, msg, sizeof msg); } while (n < 0 && errno == EINTR);
+    _exit(127);
+}
+
+// Marks every descriptor >= 3 close-on-exec. close_range(2) (5.11) does it in one call; the
+// fallback walks up to RLIMIT_NOFILE with fcntl, both async-signal-safe.
+static int child_cloexec_all(void) {
+    if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return 0;
+    struct rlimit rl;
+    if (syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, NULL, &rl) != 0) return -1;
+    rlim_t max = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 65536 ? 65536 : rl.rlim_cur;
+    for (rlim_t fd = 3; fd < max; fd++) {
+        int flags = fcntl((int)fd, F_GETFD);
+        if (flags >= 0) (void)fcntl((int)fd, F_SETFD, flags | FD_CLOEXEC);
+    }
+    return 0;
+}
+
+static void child_run(const struct tether_spawn_attr *a, int pipe_fd, pid_t parent) {
+    // 1. Signal dispositions back to default (handlers die with exec anyway; SIG_IGN would not).
+    //    All signals are still blocked, as the parent blocked them around fork.
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        (void)sigaction(sig, &dfl, NULL);   // EINVAL for the libc-reserved RT signals: fine
+    }
+
+    // 2. Own process group, checked: group signals must reach the whole tree and nothing else.
+    if (setpgid(0, 0) != 0) child_fail(pipe_fd, TETHER_STAGE_SETPGID, errno);
+
+    // 3. Foreground of the caller's terminal, so an interactive worker can read. SIGTTOU is
+    //    blocked here, so tcsetpgrp from a background group is allowed.
+    if (a->tty_fd >= 0 && tcsetpgrp(a->tty_fd, getpid()) != 0)
+        child_fail(pipe_fd, TETHER_STAGE_TCSETPGRP, errno);
+
+    // 4. Into the worker's cgroup before anything of the worker runs: "0" means "this process".
+    if (a->cgroup_procs_fd >= 0) {
+        ssize_t n;
+        do { n = write(a->cgroup_procs_fd, "0", 1); } while (n < 0 && errno == EINTR);
+        if (n != 1) child_fail(pipe_fd, TETHER_STAGE_CGROUP, n < 0 ? errno : EIO);
+    }
+
+    // 5. Resource limits.
+    for (size_t i = 0; i < a->rlimit_count; i++) {
+        struct rlimit rl = {.rlim_cur = a->rlimits[i].soft, .rlim_max = a->rlimits[i].hard};
+        if (syscall(SYS_prlimit64, 0, a->rlimits[i].resource, &rl, NULL) != 0)
+            child_fail(pipe_fd, TETHER_STAGE_RLIMIT, errno);
+    }
+
+    // 6. Credentials, through raw syscalls: glibc's wrappers broadcast to all threads with a
+    //    signal, which is not a thing to do in a forked child. Groups first, uid last.
+    if (a->set_ids) {
+        if (syscall(SYS_setgroups, 0, NULL) != 0) child_fail(pipe_fd, TETHER_STAGE_SETGROUPS, errno);
+        if (syscall(SYS_setresgid, a->gid, a->gid, a->gid) != 0)
+            child_fail(pipe_fd, TETHER_STAGE_SETGID, errno);
+        if (syscall(SYS_setresuid, a->uid, a->uid, a->uid) != 0)
+            child_fail(pipe_fd, TETHER_STAGE_SETUID, errno);
+    }
+
+    // 7. Parent-death signal. After the credential change, which clears it. It fires when the
+    //    spawning *thread* exits; TetherSystem spawns from one thread that never exits. If the
+    //    parent is already gone the signal will never come: stop here.
+    if (a->pdeathsig > 0) {
+        if (prctl(PR_SET_PDEATHSIG, a->pdeathsig, 0, 0, 0) != 0)
+            child_fail(pipe_fd, TETHER_STAGE_PDEATHSIG, errno);
+        if (getppid() != parent) child_fail(pipe_fd, TETHER_STAGE_PDEATHSIG, ESRCH);
+    }
+
+    // 8. No new privileges: setuid binaries cannot regain what was dropped, and seccomp may be
+    //    installed without CAP_SYS_ADMIN.
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(pipe_fd, TETHER_STAGE_NO_NEW_PRIVS, errno);
+
+    if (a->cwd != NULL && chdir(a->cwd) != 0) child_fail(pipe_fd, TETHER_STAGE_CHDIR, errno);
+
+    // 9. Standard streams. The parent passes descriptors >= 3, so no dup2 overwrites a source.
+    for (int i = 0; i < 3; i++) {
+        if (a->stdio[i] >= 0 && dup2(a->stdio[i], i) < 0) child_fail(pipe_fd, TETHER_STAGE_STDIO, errno);
+    }
+
+    // 10. Nothing else of the supervisor's reaches the worker.
+    if (child_cloexec_all() != 0) child_fail(pipe_fd, TETHER_STAGE_CLOSE_FDS, errno);
+
+    // 11. Profiles that forbid exec allow exactly one: execveat through this descriptor, which
+    //     their filter also protects from close and dup2.
+    if (a->exec_fd >= 0) {
+        int fd = open(a->path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) child_fail(pipe_fd, TETHER_STAGE_EXEC_FD, errno);
+        if (fd != a->exec_fd) {
+            if (dup2(fd, a->exec_fd) < 0) child_fail(pipe_fd, TETHER_STAGE_EXEC_FD, errno);
+            close(fd);
+        } else if (fcntl(fd, F_SETFD, 0) != 0) {
+            child_fail(pipe_fd, TETHER_STAGE_EXEC_FD, errno);
+        }
+    }
+
+    // 12. Unblock signals before the filter, so the filter does not need to allow it.
+    sigset_t none;
+    sigemptyset(&none);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) child_fail(pipe_fd, TETHER_STAGE_SIGNALS, errno);
+
+    // 13. The seccomp filters, compiled in the parent. From here on every syscall passes them:
+    //     only write (to report), execve/execveat and exit_group follow.
+    for (size_t i = 0; i < a->filter_count; i++) {
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &a->filters[i], 0, 0) != 0)
+            child_fail(pipe_fd, TETHER_STAGE_SECCOMP, errno);
+    }
+
+    if (a->exec_fd >= 0) {
+        syscall(SYS_execveat, a->exec_fd, "", a->argv, a->envp, AT_EMPTY_PATH);
+    } else {
+        execve(a->path, a->argv, a->envp);
+    }
+    child_fail(pipe_fd, TETHER_STAGE_EXEC, errno);
+}
+
+static int reap(pid_t pid) {
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) return -1;
+    }
+    return 0;
+}
+
+int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidfd_out,
+                 int *stage, int *err) {
+    *stage = TETHER_STAGE_NONE;
+    *err = 0;
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+        *stage = TETHER_STAGE_PIPE;
+        *err = errno;
+        return -1;
+    }
+    pid_t parent = getpid();
+
+    // Block every signal around fork: the child must not run a handler the parent installed
+    // before it has reset the dispositions.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(pipe_fds[0]);
+        child_run(attr, pipe_fds[1], parent);
+        _exit(127);   // not reached
+    }
+    int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(pipe_fds[1]);
+    if (pid < 0) {
+        close(pipe_fds[0]);
+        *stage = TETHER_STAGE_FORK;
+        *err = fork_errno;
+        return -1;
+    }
+    // The parent sets the group too, so a signal to -pid right after we return cannot miss.
+    // EACCES (the child already exec'd) and ESRCH are fine: the child set it itself.
+    (void)setpgid(pid, pid);
+
+    int msg[2];
+    size_t got = 0;
+    while (got < sizeof msg) {
+        ssize_t n = read(pipe_fds[0], (char *)msg + got, sizeof msg - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    close(pipe_fds[0]);
+    if (got == sizeof msg) {
+        reap(pid);
+        *stage = msg[0];
+        *err = msg[1];
+        return -1;
+    }
+
+    int pidfd = tether_pidfd_open(pid);
+    if (pidfd < 0) {
+        int e = errno;
+        kill(pid, SIGKILL);
+        reap(pid);
+        *stage = TETHER_STAGE_PIDFD;
+        *err = e;
+        return -1;
+    }
+    *pid_out = pid;
+    *pidfd_out = pidfd;
+    return 0;
+}
+
+int tether_pidfd_open(pid_t pid) {
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+int tether_pidfd_send_signal(int pidfd, int sig) {
+    if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) == 0) return 0;
+    return -errno;
+}
+
+int tether_set_child_subreaper(void) {
+    return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 ? 0 : -errno;
+}
+
+int tether_pidfd_wait(int pidfd, int *code, int *signaled) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    while (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED) != 0) {
+        if (errno != EINTR) return -errno;
+    }
+    *signaled = info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED;
+    *code = info.si_status;
+    return 0;
+}
+
+int tether_pidfds_poll(const int *fds, size_t count, int wake_fd, int timeout_ms, uint8_t *ready) {
+    struct pollfd pfds[count + 1];
+    for (size_t i = 0; i < count; i++) {
+        pfds[i].fd = fds[i];
+        pfds[i].events = POLLIN;
+        pfds[i].revents = 0;
+        ready[i] = 0;
+    }
+    pfds[count].fd = wake_fd;
+    pfds[count].events = POLLIN;
+    pfds[count].revents = 0;
+    int n = poll(pfds, (nfds_t)(count + 1), timeout_ms);
+    if (n < 0) return errno == EINTR ? 0 : -errno;
+    int exited = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)) { ready[i] = 1; exited++; }
+    }
+    if (pfds[count].revents & POLLIN) {
+        uint64_t v;
+        (void)!read(wake_fd, &v, sizeof v);
+    }
+    return exited;
+}
+
+int tether_eventfd(void) {
+    return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}

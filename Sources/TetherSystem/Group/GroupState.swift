@@ -1,0 +1,32 @@
+/// What the kernel says about a worker's processes at one instant.
+public struct GroupState: Sendable, Equatable, CustomStringConvertible {
+    /// Every process of the worker (group, descendants, cgroup), zombies included.
+    public var members: [ProcessInfo]
+    /// `cgroup.events`, when the worker has a cgroup.
+    public var cgroup: Cgroup.Events?
+
+    public var live: [ProcessInfo] { members.filter { !$0.isDead } }
+
+    /// No process of the worker can run: the cgroup reports the freeze complete, or (without a
+    /// cgroup) every live member is stopped.
+    public var isStopped: Bool {
+        if let cg = cgroup { return cg.frozen || !cg.populated }
+        return live.allSatisfy(\.isStopped)
+    }
+
+    /// Nothing of the worker is left alive.
+    public var isGone: Bool {
+        live.isEmpty && (cgroup.map { !$0.populated } ?? true)
+    }
+
+    /// Every live member is running or sleeping, and the cgroup is not frozen.
+    public var isRunning: Bool {
+        !live.isEmpty && live.allSatisfy { !$0.isStopped } && !(cgroup?.frozen ?? false)
+    }
+
+    public var description: String {
+        let procs = members.map { "\($0.pid):\($0.state)" }.joined(separator: " ")
+        let cg = cgroup.map { " cgroup populated=\($0.populated ? 1 : 0) frozen=\($0.frozen ? 1 : 0)" } ?? ""
+        return "[\(procs)]\(cg)"
+    }
+}

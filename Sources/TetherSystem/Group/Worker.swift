@@ -1,0 +1,130 @@
+import Foundation
+import Glibc
+
+/// A running worker: its first process, its process group, its cgroup, and its exit.
+///
+/// Group operations act on everything the kernel says belongs to the worker, and every one has
+/// a verified form that reads the kernel back until the state holds (or a deadline passes).
+public final class Worker: Sendable {
+    public let name: String
+    public let pid: pid_t
+    /// The worker's own process group (its pid: the child path makes it a group leader).
+    public var pgid: pid_t { pid }
+    public let cgroup: Cgroup?
+    public let pidfd: PidFD
+    public let exit: ExitFuture
+    private let onReaped: @Sendable () -> Void
+
+    init(name: String, pidfd: PidFD, cgroup: Cgroup?, exit: ExitFuture, onReaped: @escaping @Sendable () -> Void) {
+        self.name = name
+        self.pid = pidfd.pid
+        self.pidfd = pidfd
+        self.cgroup = cgroup
+        self.exit = exit
+        self.onReaped = onReaped
+    }
+
+    // MARK: - group operations
+
+    /// Stops every process of the worker: SIGSTOP to the group and to every member found, so
+    /// `/proc` shows them in state `T`; then `cgroup.freeze`, which also holds anything that
+    /// left the group. A stopped process keeps its memory and descriptors: `thaw` resumes it.
+    public func freeze() {
+        signalAll(SIGSTOP)
+        cgroup?.freeze()
+    }
+
+    /// Resumes a frozen worker: SIGCONT first (it also discards a pending stop), then unfreeze.
+    public func thaw() {
+        signalAll(SIGCONT)
+        cgroup?.thaw()
+    }
+
+    /// Kills every process of the worker: `cgroup.kill`, and SIGKILL to the group and to every
+    /// member found (the only means without a cgroup).
+    public func kill() {
+        cgroup?.kill()
+        signalAll(SIGKILL)
+        ExitMonitor.shared.wake()
+    }
+
+    /// Sends `sig` to the worker's process group (what a terminal would do): SIGTERM, SIGINT,
+    /// SIGHUP, SIGWINCH forwarded by the supervisor.
+    public func signalGroup(_ sig: Int32) {
+        _ = Glibc.kill(-pgid, sig)
+    }
+
+    private func signalAll(_ sig: Int32) {
+        _ = Glibc.kill(-pgid, sig)
+        for p in state().live where p.pgid != pgid { _ = Glibc.kill(p.pid, sig) }
+    }
+
+    // MARK: - the kernel's view
+
+    /// Reads `/proc` and `cgroup.events` now.
+    public func state() -> GroupState {
+        let cgPids = cgroup?.pids() ?? []
+        return GroupState(
+            members: ProcessTable.members(leader: pid, group: pgid, cgroupPids: cgPids),
+            cgroup: cgroup?.events()
+        )
+    }
+
+    /// Polls the kernel until `condition` holds or `timeout` passes; returns the last reading.
+    public func waitForState(
+        timeout: Duration = .seconds(5), _ condition: (GroupState) -> Bool
+    ) async -> GroupState {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        var delay = Duration.microseconds(200)
+        while true {
+            let s = state()
+            if condition(s) || clock.now >= deadline { return s }
+            try? await Task.sleep(for: delay)
+            delay = min(delay * 2, .milliseconds(20))
+        }
+    }
+
+    /// Freezes and confirms from the kernel. Returns the verified state, or throws with what
+    /// the kernel showed instead.
+    @discardableResult
+    public func freezeVerified(timeout: Duration = .seconds(5)) async throws(GroupStateError) -> GroupState {
+        freeze()
+        let s = await waitForState(timeout: timeout) { $0.isStopped }
+        guard s.isStopped else { throw GroupStateError(operation: "freeze", state: s) }
+        return s
+    }
+
+    @discardableResult
+    public func thawVerified(timeout: Duration = .seconds(5)) async throws(GroupStateError) -> GroupState {
+        thaw()
+        let s = await waitForState(timeout: timeout) { $0.isGone || $0.isRunning }
+        guard s.isGone || s.isRunning else { throw GroupStateError(operation: "thaw", state: s) }
+        return s
+    }
+
+    @discardableResult
+    public func killVerified(timeout: Duration = .seconds(5)) async throws(GroupStateError) -> GroupState {
+        kill()
+        let s = await waitForState(timeout: timeout) { st in
+            if !st.isGone { self.kill() }   // a member forked between the kill and the read
+            return st.isGone
+        }
+        guard s.isGone else { throw GroupStateError(operation: "kill", state: s) }
+        return s
+    }
+
+    /// Waits for the worker's first process to exit, then releases its cgroup and tells the
+    /// keeper to forget the group.
+    public func wait() async -> ExitStatus {
+        let s = await exit.status
+        onReaped()
+        return s
+    }
+}
+
+public struct GroupStateError: Error, Sendable, CustomStringConvertible {
+    public var operation: String
+    public var state: GroupState
+    public var description: String { "\(operation) not confirmed by the kernel: \(state)" }
+}

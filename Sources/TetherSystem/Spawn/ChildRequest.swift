@@ -1,0 +1,190 @@
+import CSeccomp
+import Glibc
+import TetherCore
+
+/// A spawn that failed, with the step of the child path that failed and its errno.
+public struct SpawnError: Error, Sendable, CustomStringConvertible {
+    public enum Stage: Int32, Sendable {
+        case none = 0, signals, setpgid, tcsetpgrp, cgroup, rlimit, setgroups, setgid, setuid,
+             pdeathsig, noNewPrivs, chdir, stdio, closeFDs, execFD, seccomp, exec, fork, pipe, pidfd
+
+        public var name: String {
+            switch self {
+            case .none: return "none"
+            case .signals: return "signals"
+            case .setpgid: return "setpgid"
+            case .tcsetpgrp: return "tcsetpgrp"
+            case .cgroup: return "cgroup"
+            case .rlimit: return "rlimit"
+            case .setgroups: return "setgroups"
+            case .setgid: return "setgid"
+            case .setuid: return "setuid"
+            case .pdeathsig: return "pdeathsig"
+            case .noNewPrivs: return "no_new_privs"
+            case .chdir: return "chdir"
+            case .stdio: return "stdio"
+            case .closeFDs: return "close_fds"
+            case .execFD: return "exec_fd"
+            case .seccomp: return "seccomp"
+            case .exec: return "exec"
+            case .fork: return "fork"
+            case .pipe: return "pipe"
+            case .pidfd: return "pidfd"
+            }
+        }
+    }
+
+    public var stage: Stage
+    public var errno: Int32
+    public var message: String
+
+    public init(stage: Stage, errno: Int32, message: String) {
+        self.stage = stage
+        self.errno = errno
+        self.message = message
+    }
+
+    public var description: String {
+        "\(message) [stage \(stage.name), errno \(errno) \(String(cString: strerror(errno)))]"
+    }
+}
+
+/// Everything the child path needs, turned into C memory on the spawn thread and freed there.
+struct ChildRequest: Sendable {
+    var path: String
+    var argv: [String]
+    var envp: [String]
+    var cwd: String?
+    var stdio: [Int32?]
+    var cgroup: Cgroup?
+    var tty: Int32?
+    var ids: Credentials?
+    var limits: [ResourceLimit]
+    var filter: CompiledFilter?
+
+    func spawn() -> Result<(pid_t, Int32), SpawnError> {
+        // Strings and arrays the child reads: allocated before fork, freed after.
+        let cPath = strdup(path)
+        let cCwd = cwd.map { strdup($0) } ?? nil
+        let cArgv = cArray(argv)
+        let cEnvp = cArray(envp)
+        var opened: [Int32] = []
+        defer {
+            free(cPath)
+            free(cCwd)
+            freeArray(cArgv, argv.count)
+            freeArray(cEnvp, envp.count)
+            for fd in opened { close(fd) }
+        }
+
+        // The child dup2()s these onto 0, 1, 2: copies at >= 3 mean no dup2 overwrites a source.
+        var stdioFDs: (Int32, Int32, Int32) = (-1, -1, -1)
+        for (i, fd) in stdio.enumerated() {
+            guard let fd else { continue }
+            let copy = fcntl(fd, F_DUPFD_CLOEXEC, 3)
+            if copy < 0 {
+                return .failure(SpawnError(stage: .stdio, errno: errno, message: "cannot use descriptor \(fd) for stdio"))
+            }
+            opened.append(copy)
+            switch i { case 0: stdioFDs.0 = copy; case 1: stdioFDs.1 = copy; default: stdioFDs.2 = copy }
+        }
+        var procsFD: Int32 = -1
+        if let cgroup {
+            procsFD = cgroup.openProcs()
+            if procsFD < 0 {
+                return .failure(SpawnError(stage: .cgroup, errno: errno, message: "cannot open \(cgroup.path)/cgroup.procs"))
+            }
+            opened.append(procsFD)
+        }
+        var ttyFD: Int32 = -1
+        if let tty {
+            ttyFD = fcntl(tty, F_DUPFD_CLOEXEC, 3)
+            if ttyFD >= 0 { opened.append(ttyFD) }
+        }
+
+        var rlimits = limits.map { tether_rlimit(resource: Int32(Self.resource($0.resource)), soft: $0.soft, hard: $0.hard) }
+        // Filters: copies of the instructions in malloc'ed memory the child reads.
+        let programs = filter?.programs ?? []
+        var fprogs: [sock_fprog] = []
+        var buffers: [UnsafeMutablePointer<sock_filter>] = []
+        defer { buffers.forEach { $0.deallocate() } }
+        for p in programs {
+            let buf = UnsafeMutablePointer<sock_filter>.allocate(capacity: p.count)
+            buf.initialize(from: p, count: p.count)
+            buffers.append(buf)
+            fprogs.append(sock_fprog(len: UInt16(p.count), filter: buf))
+        }
+
+        var pid: pid_t = 0
+        var pidfd: Int32 = -1
+        var stage: Int32 = 0
+        var err: Int32 = 0
+        let rc = rlimits.withUnsafeMutableBufferPointer { rl in
+            fprogs.withUnsafeMutableBufferPointer { fp in
+                var attr = tether_spawn_attr()
+                attr.path = UnsafePointer(cPath)
+                attr.argv = UnsafePointer(cArgv)
+                attr.envp = UnsafePointer(cEnvp)
+                attr.cwd = UnsafePointer(cCwd)
+                attr.stdio = stdioFDs
+                attr.cgroup_procs_fd = procsFD
+                attr.tty_fd = ttyFD
+                attr.set_ids = ids == nil ? 0 : 1
+                attr.uid = ids?.uid ?? 0
+                attr.gid = ids?.gid ?? 0
+                attr.rlimits = UnsafePointer(rl.baseAddress)
+                attr.rlimit_count = rl.count
+                attr.filters = UnsafePointer(fp.baseAddress)
+                attr.filter_count = fp.count
+                attr.exec_fd = filter?.execFD ?? -1
+                attr.pdeathsig = SIGKILL
+                return tether_spawn(&attr, &pid, &pidfd, &stage, &err)
+            }
+        }
+        if rc != 0 {
+            let s = SpawnError.Stage(rawValue: stage) ?? .none
+            return .failure(SpawnError(stage: s, errno: err, message: Self.explain(s, path: path, cwd: cwd)))
+        }
+        return .success((pid, pidfd))
+    }
+
+    static func explain(_ stage: SpawnError.Stage, path: String, cwd: String?) -> String {
+        switch stage {
+        case .exec: return "cannot execute \(path)"
+        case .execFD: return "cannot open \(path) for exec"
+        case .chdir: return "cannot change to directory \(cwd ?? "")"
+        case .seccomp: return "cannot install the seccomp filter"
+        case .setuid, .setgid, .setgroups: return "cannot drop privileges"
+        case .cgroup: return "cannot join the worker's cgroup"
+        case .pdeathsig: return "cannot set the parent-death signal (or the supervisor already exited)"
+        default: return "cannot start \(path)"
+        }
+    }
+
+    /// RLIMIT_* numbers of asm-generic (x86_64, aarch64); Glibc does not export all of them.
+    static func resource(_ r: ResourceLimit.Resource) -> Int32 {
+        switch r {
+        case .cpu: return 0
+        case .fsize: return 1
+        case .data: return 2
+        case .stack: return 3
+        case .core: return 4
+        case .nproc: return 6
+        case .nofile: return 7
+        case .memlock: return 8
+        case .as: return 9
+        }
+    }
+}
+
+private func cArray(_ strings: [String]) -> UnsafeMutablePointer<UnsafeMutablePointer<CChar>?> {
+    let arr = UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>.allocate(capacity: strings.count + 1)
+    for (i, s) in strings.enumerated() { arr[i] = strdup(s) }
+    arr[strings.count] = nil
+    return arr
+}
+
+private func freeArray(_ arr: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>, _ count: Int) {
+    for i in 0..<count { free(arr[i]) }
+    arr.deallocate()
+}

@@ -1,0 +1,121 @@
+import CSeccomp
+import Foundation
+import Glibc
+import Synchronization
+
+/// The exit of one worker, awaited from any number of tasks.
+public final class ExitFuture: Sendable {
+    private let state = Mutex<(status: ExitStatus?, waiters: [CheckedContinuation<ExitStatus, Never>])>((nil, []))
+
+    public var status: ExitStatus {
+        get async {
+            await withCheckedContinuation { c in
+                let done: ExitStatus? = state.withLock {
+                    if let s = $0.status { return s }
+                    $0.waiters.append(c)
+                    return nil
+                }
+                if let done { c.resume(returning: done) }
+            }
+        }
+    }
+
+    /// The status if the worker has exited, without waiting.
+    public var current: ExitStatus? { state.withLock { $0.status } }
+
+    func complete(_ s: ExitStatus) {
+        let waiters = state.withLock { st -> [CheckedContinuation<ExitStatus, Never>] in
+            st.status = s
+            defer { st.waiters = [] }
+            return st.waiters
+        }
+        for w in waiters { w.resume(returning: s) }
+    }
+}
+
+/// Watches worker exits through their pidfds on one thread of its own, so no task of Swift's
+/// cooperative pool ever blocks in wait. The same thread reaps orphans: with the supervisor a
+/// child subreaper, a worker's daemonised descendants become our children when their parent
+/// dies, and must not linger as zombies.
+final class ExitMonitor: Sendable {
+    static let shared = ExitMonitor()
+
+    private struct Watched {
+        let pidfd: PidFD
+        let future: ExitFuture
+    }
+
+    private struct State {
+        var watched: [Int32: Watched] = [:]   // by pidfd
+        /// Process groups of workers, past and present: a zombie child of ours in one of these
+        /// is a worker's orphan and ours to reap. Other children (spawned by other code in this
+        /// process) are left to whoever spawned them.
+        var ownedGroups: Set<pid_t> = []
+        var ownedCgroupPrefixes: Set<String> = []
+    }
+
+    private let state = Mutex(State())
+    private let wakeFD: Int32
+
+    private init() {
+        wakeFD = tether_eventfd()
+        let thread = Thread { [self] in loop() }
+        thread.name = "tether-exit-monitor"
+        thread.start()
+    }
+
+    func watch(_ pidfd: PidFD, group: pid_t, cgroup: String?) -> ExitFuture {
+        let future = ExitFuture()
+        state.withLock {
+            $0.watched[pidfd.rawValue] = Watched(pidfd: pidfd, future: future)
+            $0.ownedGroups.insert(group)
+            if $0.ownedGroups.count > 65536 { $0.ownedGroups.remove($0.ownedGroups.first!) }
+            if let cgroup { $0.ownedCgroupPrefixes.insert(cgroup) }
+        }
+        wake()
+        return future
+    }
+
+    /// Asks the monitor to look for orphans now (after a kill, say).
+    func wake() {
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+    }
+
+    private func loop() {
+        while true {
+            let fds = state.withLock { Array($0.watched.keys) }
+            var ready = [UInt8](repeating: 0, count: fds.count)
+            // Idle, the thread wakes every 5 s only to sweep orphans that exited unseen.
+            let n = fds.withUnsafeBufferPointer { f in
+                ready.withUnsafeMutableBufferPointer { r in
+                    tether_pidfds_poll(f.baseAddress, f.count, wakeFD, 5000, r.baseAddress)
+                }
+            }
+            if n > 0 {
+                for (i, fd) in fds.enumerated() where ready[i] != 0 {
+                    var code: Int32 = 0
+                    var signaled: Int32 = 0
+                    guard tether_pidfd_wait(fd, &code, &signaled) == 0 else { continue }
+                    let w = state.withLock { $0.watched.removeValue(forKey: fd) }
+                    w?.future.complete(signaled != 0 ? .signaled(code) : .exited(code))
+                }
+            }
+            reapOrphans()
+        }
+    }
+
+    private func reapOrphans() {
+        let me = getpid()
+        let (tracked, groups, prefixes) = state.withLock { s in
+            (Set(s.watched.values.map(\.pidfd.pid)), s.ownedGroups, s.ownedCgroupPrefixes)
+        }
+        for p in ProcessTable.snapshot() where p.ppid == me && p.state == "Z" && !tracked.contains(p.pid) {
+            var owned = groups.contains(p.pgid)
+            if !owned, !prefixes.isEmpty, let cg = ProcessTable.cgroupPath(of: p.pid) {
+                owned = prefixes.contains { cg.hasPrefix($0) }
+            }
+            if owned { _ = waitpid(p.pid, nil, WNOHANG) }
+        }
+    }
+}

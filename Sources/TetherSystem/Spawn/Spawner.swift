@@ -1,0 +1,205 @@
+import CSeccomp
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+import TetherCore
+
+/// Launches workers contained: own process group, own cgroup v2 directory where one can be
+/// made, no-new-privs, PDEATHSIG from a thread that never exits, a seccomp filter built in the
+/// parent, a scrubbed environment, optional uid/gid drop and rlimits. It also makes the
+/// supervisor a child subreaper and starts the keeper that kills every worker if the
+/// supervisor dies.
+public final class Spawner: Sendable {
+    public let cgroupRoot: CgroupRoot?
+    /// Why workers get no cgroup, when they do not.
+    public let cgroupUnavailable: String?
+    private let keeper: Keeper?
+    private let logger: Logger
+    private let counter = Atomic<Int>(0)
+    private static let instances = Atomic<Int>(0)
+
+    public init(logger: Logger, useCgroups: Bool = true) {
+        self.logger = logger
+        // A child of ours that dies must never take the supervisor with it through SIGPIPE, and
+        // orphans of workers are reparented here (and reaped by the exit monitor), not to init.
+        signal(SIGPIPE, SIG_IGN)
+        if tether_set_child_subreaper() != 0 {
+            logger.warning("could not become a child subreaper; orphans of workers go to init")
+        }
+        let tag = Spawner.instances.add(1, ordering: .relaxed).oldValue
+        var root: CgroupRoot?
+        var reason: String?
+        if useCgroups {
+            switch CgroupRoot.create(tag: tag, logger: logger) {
+            case .success(let r): root = r
+            case .failure(let e): reason = e.reason
+            }
+        } else {
+            reason = "cgroups disabled by configuration"
+        }
+        if let reason {
+            // Said once per supervisor, not per worker.
+            logger.warning("workers get no cgroup: contained by process group only; a descendant that calls setsid() can escape a stop unless the seccomp profile denies it", metadata: ["reason": "\(reason)"])
+        }
+        cgroupRoot = root
+        cgroupUnavailable = reason
+        let killFile = root?.openKillFile() ?? -1
+        do {
+            keeper = try Keeper.start(killFile: killFile)
+        } catch {
+            logger.error("could not start the keeper: workers may outlive a SIGKILLed supervisor", metadata: ["error": "\(error)"])
+            keeper = nil
+        }
+        if killFile >= 0 { close(killFile) }
+    }
+
+    /// The pid of the keeper process, for tests and diagnostics.
+    public var keeperPID: pid_t? { keeper?.pid }
+
+    /// Everything needed to start one worker.
+    public struct Launch: Sendable {
+        public var name: String
+        public var spec: WorkerSpec
+        /// The compiled profile; nil runs the worker unfiltered (profile `none` still compiles
+        /// to a filter: the ABI check).
+        public var filter: CompiledFilter?
+        /// Descriptors for the worker's stdin, stdout, stderr; nil inherits the supervisor's.
+        public var stdin: Int32?
+        public var stdout: Int32?
+        public var stderr: Int32?
+        /// Make the worker the foreground process group of this terminal (an open descriptor).
+        public var foregroundTerminal: Int32?
+        /// The supervisor's environment, from which the worker's is derived.
+        public var supervisorEnvironment: [String: String]
+
+        public init(
+            name: String, spec: WorkerSpec, filter: CompiledFilter?,
+            stdin: Int32? = nil, stdout: Int32? = nil, stderr: Int32? = nil,
+            foregroundTerminal: Int32? = nil,
+            supervisorEnvironment: [String: String] = ProcessInfoEnvironment.current
+        ) {
+            self.name = name
+            self.spec = spec
+            self.filter = filter
+            self.stdin = stdin
+            self.stdout = stdout
+            self.stderr = stderr
+            self.foregroundTerminal = foregroundTerminal
+            self.supervisorEnvironment = supervisorEnvironment
+        }
+    }
+
+    public func spawn(_ launch: Launch) async throws(SpawnError) -> Worker {
+        guard let program = launch.spec.command.first else {
+            throw SpawnError(stage: .exec, errno: EINVAL, message: "no command given")
+        }
+        var env = EnvironmentPolicy.workerEnvironment(supervisor: launch.supervisorEnvironment, spec: launch.spec)
+        let ids = try Credentials.resolve(user: launch.spec.user, group: launch.spec.group)
+        if let ids, launch.spec.environment["HOME"] == nil {
+            env["HOME"] = ids.home
+            env["USER"] = ids.name
+            env["LOGNAME"] = ids.name
+        }
+        let path = try Self.resolve(program, path: env["PATH"] ?? "/usr/local/bin:/usr/bin:/bin")
+
+        let seq = counter.add(1, ordering: .relaxed).oldValue
+        let cgName = "\(Self.sanitize(launch.name)).\(seq)"
+        var cgroup: Cgroup?
+        if let root = cgroupRoot {
+            do { cgroup = try root.makeWorkerCgroup(name: cgName) } catch {
+                logger.warning("could not create the worker's cgroup; process group only", metadata: ["error": "\(error)"])
+            }
+        }
+
+        let workerCgroup = cgroup
+        let request = ChildRequest(
+            path: path, argv: launch.spec.command,
+            envp: env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
+            cwd: launch.spec.workingDirectory,
+            stdio: [launch.stdin, launch.stdout, launch.stderr],
+            cgroup: workerCgroup, tty: launch.foregroundTerminal, ids: ids,
+            limits: launch.spec.limits, filter: launch.filter
+        )
+        let result = await SpawnThread.shared.run { request.spawn() }
+        switch result {
+        case .failure(let e):
+            workerCgroup?.removeTree()
+            throw e
+        case .success(let (pid, fd)):
+            let pidfd = PidFD(rawValue: fd, pid: pid)
+            keeper?.watch(group: pid)
+            let future = ExitMonitor.shared.watch(pidfd, group: pid, cgroup: workerCgroup?.relativePath)
+            let keeper = self.keeper
+            let worker = Worker(name: launch.name, pidfd: pidfd, cgroup: workerCgroup, exit: future) {
+                // The first process is gone. Like systemd's KillMode=control-group, what is left
+                // of the worker goes with it, then its cgroup.
+                if let cg = workerCgroup {
+                    if cg.events()?.populated == true { cg.kill() }
+                    for _ in 0..<200 where !cg.removeTree() { usleep(1000) }
+                }
+                keeper?.forget(group: pid)
+            }
+            logger.debug("worker started", metadata: ["worker": "\(launch.name)", "pid": "\(pid)", "cgroup": "\(workerCgroup?.path ?? "none")"])
+            return worker
+        }
+    }
+
+    /// Looks a program up in PATH, as execvp would, but in the parent.
+    static func resolve(_ program: String, path: String) throws(SpawnError) -> String {
+        if program.contains("/") { return program }
+        for dir in path.split(separator: ":") where !dir.isEmpty {
+            let candidate = "\(dir)/\(program)"
+            if access(candidate, X_OK) == 0 && !isDirectory(candidate) { return candidate }
+        }
+        throw SpawnError(stage: .exec, errno: ENOENT, message: "\(program): command not found in PATH (\(path))")
+    }
+
+    static func sanitize(_ name: String) -> String {
+        let s = String(name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" }.prefix(64))
+        return s.isEmpty ? "worker" : s
+    }
+}
+
+/// The supervisor's environment as a dictionary.
+public enum ProcessInfoEnvironment {
+    public static var current: [String: String] { Foundation.ProcessInfo.processInfo.environment }
+}
+
+/// The uid/gid a worker drops to.
+struct Credentials: Sendable {
+    var uid: uid_t
+    var gid: gid_t
+    var name: String
+    var home: String
+
+    static func resolve(user: String?, group: String?) throws(SpawnError) -> Credentials? {
+        guard let user else {
+            if group != nil { throw SpawnError(stage: .setgid, errno: EINVAL, message: "a group needs a user") }
+            return nil
+        }
+        var pwd = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buf = [CChar](repeating: 0, count: 16384)
+        var creds: Credentials
+        if getpwnam_r(user, &pwd, &buf, buf.count, &result) == 0, result != nil {
+            creds = Credentials(uid: pwd.pw_uid, gid: pwd.pw_gid, name: String(cString: pwd.pw_name), home: String(cString: pwd.pw_dir))
+        } else if let uid = uid_t(user) {
+            creds = Credentials(uid: uid, gid: gid_t(uid), name: user, home: "/")
+        } else {
+            throw SpawnError(stage: .setuid, errno: ENOENT, message: "no such user: \(user)")
+        }
+        if let group {
+            var grp = Glibc.group()
+            var gresult: UnsafeMutablePointer<Glibc.group>?
+            if getgrnam_r(group, &grp, &buf, buf.count, &gresult) == 0, gresult != nil {
+                creds.gid = grp.gr_gid
+            } else if let gid = gid_t(group) {
+                creds.gid = gid
+            } else {
+                throw SpawnError(stage: .setgid, errno: ENOENT, message: "no such group: \(group)")
+            }
+        }
+        return creds
+    }
+}
