@@ -44,6 +44,11 @@ public struct CgroupRoot: Sendable {
         return Cgroup(path: path, relativePath: relativePath + "/" + name)
     }
 
+    /// Removes the supervisor's directory once its workers are gone (at a clean exit).
+    @discardableResult public func remove() -> Bool {
+        Cgroup(path: path, relativePath: relativePath).removeTree()
+    }
+
     /// `cgroup.kill` of the supervisor's directory, which kills every worker under it at once;
     /// the keeper holds it open.
     public func openKillFile() -> Int32 {
@@ -59,8 +64,13 @@ public struct CgroupRoot: Sendable {
             guard parts.count == 3, let pid = pid_t(parts[1]), pid != getpid() else { continue }
             if kill(pid, 0) == 0 || errno == EPERM { continue }
             let dir = Cgroup(path: parent + "/" + e, relativePath: "")
-            logger.warning("removing cgroup of a supervisor that is gone", metadata: ["cgroup": "\(dir.path)"])
-            _ = dir.kill()
+            if dir.pids().isEmpty {
+                logger.debug("removing the empty cgroup of a supervisor that is gone", metadata: ["cgroup": "\(dir.path)"])
+            } else {
+                logger.warning("killing what is left in the cgroup of a supervisor that is gone", metadata: ["cgroup": "\(dir.path)"])
+                _ = dir.kill()
+                for _ in 0..<100 where !dir.pids().isEmpty { usleep(1000) }
+            }
             dir.removeTree()
         }
     }

@@ -5,7 +5,7 @@ import TetherCore
 public struct CompiledFilter: @unchecked Sendable {
     // @unchecked: `sock_filter` is a plain C struct of integers; the arrays are immutable.
 
-    /// Installed in order. Usually one; two when the profile has conditional rules stricter than
+    /// Installed in order, the main filter last. Usually one; two when the profile has conditional rules stricter than
     /// an unconditional rule for the same syscall (see `SeccompCompiler`).
     public let programs: [[sock_filter]]
     /// Syscall rules libseccomp received (one per name and per OR'ed condition).
@@ -99,10 +99,13 @@ public enum SeccompCompiler {
             }
         }
 
-        var programs = [try build(defaultAction: defaultAction, rules: base, source: source)]
+        // The overlay goes in first: it allows prctl(PR_SET_SECCOMP), which the base may deny.
+        // The kernel runs every installed filter and takes the strictest answer, in any order.
+        var programs: [[sock_filter]] = []
         if !overlay.isEmpty {
             programs.append(try build(defaultAction: tether_act_allow(), rules: overlay, source: source))
         }
+        programs.append(try build(defaultAction: defaultAction, rules: base, source: source))
         return CompiledFilter(
             programs: programs,
             ruleCount: base.count + overlay.count,

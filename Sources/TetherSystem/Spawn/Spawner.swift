@@ -54,6 +54,12 @@ public final class Spawner: Sendable {
         if killFile >= 0 { close(killFile) }
     }
 
+    /// At a clean exit, after every worker has been waited for: removes the cgroup directory.
+    /// (The keeper exits by itself when the supervisor does.)
+    public func shutdown() {
+        cgroupRoot?.remove()
+    }
+
     /// The pid of the keeper process, for tests and diagnostics.
     public var keeperPID: pid_t? { keeper?.pid }
 

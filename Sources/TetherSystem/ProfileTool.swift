@@ -1,0 +1,76 @@
+import Foundation
+import Glibc
+import Logging
+import TetherCore
+
+/// What `tether profile check` reports about a compiled profile.
+public struct ProfileReport: Sendable {
+    public var source: String
+    public var profile: SeccompProfile
+    public var filter: CompiledFilter
+
+    public static func make(_ nameOrPath: String, platform: TargetPlatform = .current) throws(ProfileError) -> ProfileReport {
+        let (profile, source) = try ProfileSource.load(nameOrPath)
+        let filter = try SeccompCompiler.compile(profile, for: platform, source: source)
+        return ProfileReport(source: source, profile: profile, filter: filter)
+    }
+
+    public var text: String {
+        var lines = ["\(source): OK"]
+        lines.append("  default action:    \(profile.defaultAction.rawValue)\(profile.defaultAction == .errno ? " (errno \(profile.effectiveDefaultErrno))" : "")")
+        lines.append("  syscall rules:     \(filter.ruleCount)")
+        let sizes = filter.programs.map { String($0.count) }.joined(separator: " + ")
+        lines.append("  BPF instructions:  \(filter.instructionCount)\(filter.programs.count > 1 ? " (\(filter.programs.count) stacked filters: \(sizes))" : "")")
+        lines.append("  architecture:      \(filter.architecture); any other ABI (x32, int 0x80) kills the process")
+        if !profile.architectures.isEmpty {
+            lines.append("  profile lists:     \(profile.architectures.joined(separator: ", "))")
+        }
+        if let fd = filter.execFD { lines.append("  exec:              only the worker's own program, through descriptor \(fd)") }
+        if profile.defaultAction == .allow && filter.ruleCount == 0 {
+            lines.append("  WARNING: this profile filters nothing; workers run with every syscall allowed")
+        }
+        for w in filter.warnings { lines.append("  note: \(w)") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// `tether profile try`: run one command under a profile, with no authority, to tune a profile.
+public enum ProfileTry {
+    /// Runs `command` and returns the exit code `tether` should exit with: the command's own,
+    /// 128+N on signal N.
+    public static func run(profile nameOrPath: String, command: [String], logger: Logger) async -> Int32 {
+        let report: ProfileReport
+        do {
+            report = try ProfileReport.make(nameOrPath)
+        } catch {
+            FileHandle.standardError.write(Data("tether: \(error)\n".utf8))
+            return TetherExit.config
+        }
+        if report.profile.defaultAction == .allow && report.filter.ruleCount == 0 {
+            logger.warning("profile \(nameOrPath) filters no syscalls: the command runs unconfined but for the ABI check")
+        }
+        for w in report.filter.warnings { logger.notice("\(w)") }
+
+        let spawner = Spawner(logger: logger)
+        let foreground = ForegroundTerminal.claimable()
+        let worker: Worker
+        do {
+            worker = try await spawner.spawn(Spawner.Launch(
+                name: "try", spec: WorkerSpec(command: command), filter: report.filter,
+                foregroundTerminal: foreground))
+        } catch {
+            spawner.shutdown()
+            FileHandle.standardError.write(Data("tether: \(error)\n".utf8))
+            return error.stage == .exec || error.stage == .execFD ? (error.errno == ENOENT ? 127 : 126) : TetherExit.unavailable
+        }
+        let forwarding = SignalForwarder(worker: worker)
+        let status = await worker.wait()
+        forwarding.stop()
+        spawner.shutdown()
+        if foreground != nil { ForegroundTerminal.reclaim() }
+        if case .signaled(let s) = status, s == SIGSYS {
+            FileHandle.standardError.write(Data("tether: \(command[0]) was killed by SIGSYS: a syscall through a foreign ABI, or a profile action that kills\n".utf8))
+        }
+        return status.shellCode
+    }
+}

@@ -1,0 +1,58 @@
+import ArgumentParser
+import Foundation
+import TetherCore
+import TetherSystem
+
+struct ProfileCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "profile",
+        abstract: "Show, check and try seccomp profiles.",
+        subcommands: [Show.self, Check.self, Try.self]
+    )
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a profile as OCI / Docker JSON (built-in: default, strict, none).")
+        @Argument(help: "A built-in profile name or a JSON file.") var profile: String
+
+        func run() throws {
+            do {
+                print(try ProfileSource.load(profile).profile.jsonText())
+            } catch {
+                throw fail("\(error)", code: TetherExit.config)
+            }
+        }
+    }
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Parse and compile a profile; print its rule count, BPF size and architectures.",
+            discussion: "Exits 78 when the profile cannot be used, naming the JSON path of the problem.")
+        @Argument(help: "A built-in profile name or a JSON file.") var profile: String
+
+        func run() throws {
+            do {
+                print(try ProfileReport.make(profile).text)
+            } catch {
+                throw fail("\(error)", code: TetherExit.config)
+            }
+        }
+    }
+
+    struct Try: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run a command under a profile, with no authority, to tune the profile.",
+            discussion: "Exits with the command's own code, or 128+N when a signal N ended it.")
+        @Argument(help: "A built-in profile name or a JSON file.") var profile: String
+        @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
+        var command: [String] = []
+
+        func run() async throws {
+            guard !command.isEmpty else {
+                throw fail("no command: tether profile try PROFILE -- CMD ARGS…", code: TetherExit.usage)
+            }
+            let code = await ProfileTry.run(profile: profile, command: command, logger: makeLogger())
+            throw ExitCode(code)
+        }
+    }
+}

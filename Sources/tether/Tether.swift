@@ -1,0 +1,28 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TetherCore
+import TetherSystem
+
+@main
+struct Tether: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tether",
+        abstract: "Run workers on a tether held by an execution authority.",
+        subcommands: [ProfileCommand.self]
+    )
+}
+
+/// The one logger of the process: stderr, level from TETHER_LOG_LEVEL (default info).
+func makeLogger(_ label: String = "tether") -> Logger {
+    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    var logger = Logger(label: label)
+    let env = ProcessInfo.processInfo.environment["TETHER_LOG_LEVEL"]
+    logger.logLevel = env.flatMap(Logger.Level.init(rawValue:)) ?? .info
+    return logger
+}
+
+func fail(_ message: String, code: Int32) -> ExitCode {
+    FileHandle.standardError.write(Data("tether: \(message)\n".utf8))
+    return ExitCode(code)
+}
