@@ -38,7 +38,7 @@ public struct ProfileReport: Sendable {
 public enum ProfileTry {
     /// Runs `command` and returns the exit code `tether` should exit with: the command's own,
     /// 128+N on signal N.
-    public static func run(profile nameOrPath: String, command: [String], logger: Logger) async -> Int32 {
+    public static func run(profile nameOrPath: String, command: [String], useCgroups: Bool = true, logger: Logger) async -> Int32 {
         let report: ProfileReport
         do {
             report = try ProfileReport.make(nameOrPath)
@@ -51,7 +51,7 @@ public enum ProfileTry {
         }
         for w in report.filter.warnings { logger.notice("\(w)") }
 
-        let spawner = Spawner(logger: logger)
+        let spawner = Spawner(logger: logger, useCgroups: useCgroups)
         let foreground = ForegroundTerminal.claimable()
         let worker: Worker
         do {

@@ -44,6 +44,8 @@ struct ProfileCommand: AsyncParsableCommand {
             abstract: "Run a command under a profile, with no authority, to tune the profile.",
             discussion: "Exits with the command's own code, or 128+N when a signal N ended it.")
         @Argument(help: "A built-in profile name or a JSON file.") var profile: String
+        @Flag(help: "Contain the command by process group only, as on a machine without cgroup v2.")
+        var noCgroup = false
         @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
         var command: [String] = []
 
@@ -51,7 +53,7 @@ struct ProfileCommand: AsyncParsableCommand {
             guard !command.isEmpty else {
                 throw fail("no command: tether profile try PROFILE -- CMD ARGS…", code: TetherExit.usage)
             }
-            let code = await ProfileTry.run(profile: profile, command: command, logger: makeLogger())
+            let code = await ProfileTry.run(profile: profile, command: command, useCgroups: !noCgroup, logger: makeLogger())
             throw ExitCode(code)
         }
     }

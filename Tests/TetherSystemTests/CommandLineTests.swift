@@ -1,0 +1,95 @@
+import Foundation
+import Glibc
+import Testing
+import TetherCore
+@testable import TetherSystem
+
+/// The `tether` executable, run as a user would.
+@Suite("tether profile …", .serialized, .timeLimit(.minutes(3)))
+struct CommandLineTests {
+    struct Run {
+        var code: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    func tether(_ args: [String]) throws -> Run {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tetherBinary)
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Run(code: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    @Test func checkPrintsSizes() throws {
+        let r = try tether(["profile", "check", "default"])
+        #expect(r.code == 0)
+        #expect(r.stdout.contains("BPF instructions:"))
+        #expect(r.stdout.contains("SCMP_ARCH_X86_64") || r.stdout.contains("SCMP_ARCH_AARCH64"))
+    }
+
+    @Test func checkRefusesABadProfileWith78() throws {
+        let path = TestPrograms.directory + "/bad-op.json"
+        try #"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 1, "value": 2, "op": "SCMP_CMP_SOMETIMES"}]}]}"#
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let r = try tether(["profile", "check", path])
+        #expect(r.code == 78)
+        #expect(r.stderr.contains("$.syscalls[0].args[0].op: unknown operator \"SCMP_CMP_SOMETIMES\""))
+        let missing = try tether(["profile", "check", "/nonexistent/profile.json"])
+        #expect(missing.code == 78)
+        #expect(missing.stderr.contains("cannot read the file"))
+        let unknown = try tether(["profile", "check", "paranoid"])
+        #expect(unknown.code == 78)
+        #expect(unknown.stderr.contains("no built-in profile \"paranoid\""))
+    }
+
+    @Test func showGivesJSONThatLoadsAgain() throws {
+        let r = try tether(["profile", "show", "default"])
+        #expect(r.code == 0)
+        let p = try ProfileParser.parse(r.stdout)
+        #expect(p == BuiltinProfiles.default)
+    }
+
+    @Test func tryPropagatesTheExitCode() throws {
+        #expect(try tether(["profile", "try", "default", "--", "/bin/sh", "-c", "exit 5"]).code == 5)
+        #expect(try tether(["profile", "try", "default", "--", "/bin/sh", "-c", "kill -KILL $$"]).code == 137)
+        let denied = try tether(["profile", "try", "default", "--", "setsid", "--wait", "true"])
+        #expect(denied.code != 0)
+        #expect(denied.stderr.contains("Operation not permitted"))
+        let missing = try tether(["profile", "try", "default", "--", "/nonexistent/x"])
+        #expect(missing.code == 127)
+        #expect(missing.stderr.contains("stage exec"))
+        #expect(try tether(["profile", "try", "default"]).code == 64)
+    }
+
+    /// SIGKILL the supervisor: PDEATHSIG takes the worker's first process, the keeper takes the
+    /// rest (the cgroup, or the process group without one).
+    @Test(arguments: [(false, "none"), (true, "default")])
+    func nothingSurvivesASIGKILLedSupervisor(_ noCgroup: Bool, _ profile: String) async throws {
+        let m = String(format: "%d.%03d", 2000 + Int.random(in: 0..<7000), Int.random(in: 0..<1000))
+        // With a cgroup, even a setsid() escapee (allowed by `none`) dies. Without one the
+        // default profile keeps everything in the process group, which the keeper kills.
+        let escape = profile == "none" ? "setsid sleep \(m)3 &" : "(sleep \(m)3 &);"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tetherBinary)
+        p.arguments = ["profile", "try"] + (noCgroup ? ["--no-cgroup"] : []) + [profile, "--", "/bin/sh", "-c", "sleep \(m)1 & \(escape) exec sleep \(m)2"]
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        let sleeps = { processes(withMarker: m).filter { !$0.isDead && command(of: $0.pid) == "sleep" } }
+        #expect(await eventually { sleeps().count == 3 }, "three workers up")
+        let keeper = processes(withMarker: m).first { command(of: $0.pid) == "tether-keeper" }
+        #expect(keeper != nil, "the keeper runs beside the supervisor")
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        let gone = await eventually { processes(withMarker: m).allSatisfy(\.isDead) }
+        #expect(gone, "survivors: \(processes(withMarker: m))")
+        if let keeper { #expect(await eventually { ProcessTable.stat(keeper.pid).map(\.isDead) ?? true }, "the keeper exits after its work") }
+    }
+}

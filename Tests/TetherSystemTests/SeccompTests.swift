@@ -1,0 +1,108 @@
+import Foundation
+import Glibc
+import Testing
+import TetherCore
+@testable import TetherSystem
+
+@Suite("Seccomp profiles on the real kernel", .serialized, .timeLimit(.minutes(3)))
+struct SeccompTests {
+    static let escapes = ["setsid", "setpgid", "ptrace", "mount", "io_uring", "tiocsti", "tiocsti-high", "unshare"]
+
+    @Test func defaultDeniesEscapesWithEPERM() async throws {
+        let (status, out) = try await runWorker([TestPrograms.probe, "mkdir"] + Self.escapes)
+        #expect(status == .exited(0))
+        #expect(out.contains("mkdir OK"))
+        for op in Self.escapes {
+            #expect(out.contains("\(op) ERR 1\n"), "\(op) refused with EPERM; got:\n\(out)")
+        }
+    }
+
+    @Test func withoutTheFilterTheSameCallsAreNotEPERM() async throws {
+        // The control: the refusals above come from the filter, not from the kernel or the
+        // sandbox (unshare is left out: user namespaces may be off on the host).
+        let (status, out) = try await runWorker([TestPrograms.probe] + Self.escapes.filter { $0 != "unshare" }, profile: "none")
+        #expect(status == .exited(0))
+        for op in Self.escapes where op != "unshare" {
+            #expect(!out.contains("\(op) ERR 1\n"), "\(op) without a filter; got:\n\(out)")
+        }
+    }
+
+    @Test(arguments: [
+        (["/bin/sh", "-c", "echo shell-ok"], "shell-ok"),
+        (["python3", "-c", "import os, threading, subprocess; t = threading.Thread(target=lambda: None); t.start(); t.join(); print('python-ok', subprocess.run(['true']).returncode)"], "python-ok 0"),
+        (["git", "--version"], "git version"),
+        (["ls", "/"], "proc"),
+    ])
+    func typicalToolsRunUnderDefault(_ command: [String], _ expected: String) async throws {
+        let (status, out) = try await runWorker(command)
+        #expect(status == .exited(0), "\(command): \(out)")
+        #expect(out.contains(expected))
+    }
+
+    @Test(arguments: ["default", "strict", "none"])
+    func foreignABISyscallsKillTheProcess(_ profile: String) async throws {
+        for abi in ["int80", "x32"] {
+            let (status, out) = try await runWorker([TestPrograms.probe, "getpid", abi], profile: profile)
+            #expect(status == .signaled(SIGSYS), "\(abi) under \(profile): \(status), \(out)")
+            #expect(out.contains("getpid OK"))
+            #expect(!out.contains("returned"))
+        }
+    }
+
+    @Test func strictRunsItsProgramButNoOther() async throws {
+        let (status, out) = try await runWorker([TestPrograms.probe, "getpid", "fork", "socket", "close253", "mkdir"], profile: "strict")
+        #expect(status == .exited(0), "\(out)")
+        #expect(out.contains("getpid OK"))
+        #expect(out.contains("fork ERR 1\n"))
+        #expect(out.contains("socket ERR 1\n"))
+        #expect(out.contains("close253 ERR 1\n"), "the exec descriptor cannot be closed")
+        #expect(out.contains("mkdir OK"))
+        let (shStatus, _) = try await runWorker(["/bin/sh", "-c", "/bin/true"], profile: "strict")
+        #expect(shStatus != .exited(0), "a shell cannot start another program under strict")
+    }
+
+    @Test func dockerFormatDenylistProfile() async throws {
+        // The other common shape of a user profile: allow by default, refuse a few.
+        let json = """
+        {
+          "defaultAction": "SCMP_ACT_ALLOW",
+          "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]}],
+          "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13},
+            {"names": ["ptrace"], "action": "SCMP_ACT_ERRNO"},
+            {"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": 97,
+             "args": [{"index": 0, "value": 2, "op": "SCMP_CMP_EQ"}]}
+          ]
+        }
+        """
+        let path = TestPrograms.directory + "/denylist.json"
+        try json.write(toFile: path, atomically: true, encoding: .utf8)
+        let (status, out) = try await runWorker([TestPrograms.probe, "mkdir", "ptrace", "socket", "getpid", "int80"], profile: path)
+        #expect(out.contains("mkdir ERR 13\n"))
+        #expect(out.contains("ptrace ERR 1\n"), "errnoRet defaults to EPERM")
+        #expect(out.contains("socket ERR 97\n"))
+        #expect(out.contains("getpid OK"))
+        #expect(status == .signaled(SIGSYS), "sub-architectures listed, yet int 0x80 still kills")
+    }
+
+    @Test func compileErrorsNameTheField() throws {
+        let typo = try ProfileParser.parse(#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read", "wirte"], "action": "SCMP_ACT_ALLOW"}]}"#, source: "typo.json")
+        #expect(throws: ProfileError.self) { try SeccompCompiler.compile(typo, source: "typo.json") }
+        do {
+            _ = try SeccompCompiler.compile(typo, source: "typo.json")
+        } catch {
+            #expect(error.description == "typo.json: $.syscalls[0].names[1]: unknown syscall \"wirte\"")
+        }
+        let newer = try ProfileParser.parse(#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read", "mseal"], "action": "SCMP_ACT_ALLOW"}]}"#)
+        let compiled = try SeccompCompiler.compile(newer)
+        #expect(compiled.ruleCount >= 1)
+        let conflicting = try ProfileParser.parse(#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}, {"names": ["read"], "action": "SCMP_ACT_KILL"}]}"#)
+        #expect(throws: ProfileError.self) { try SeccompCompiler.compile(conflicting) }
+    }
+
+    @Test func defaultProfileSizes() throws {
+        let f = try SeccompCompiler.compile(BuiltinProfiles.default)
+        #expect(f.programs.count == 2, "the ioctl and clone conditions need the stacked filter")
+        #expect(f.instructionCount < 4096, "BPF programs are limited to 4096 instructions")
+    }
+}
