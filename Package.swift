@@ -44,6 +44,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Benchmarks: run on demand (`swift run -c release tether-bench-spawn`), never in tests.
+        .executableTarget(
+            name: "tether-bench-spawn",
+            dependencies: ["TetherCore", "TetherSystem", .product(name: "Logging", package: "swift-log")],
+            path: "bench/SpawnBench"
+        ),
         .testTarget(name: "TetherCoreTests", dependencies: ["TetherCore"]),
         .testTarget(
             name: "TetherSystemTests",

@@ -1,7 +1,8 @@
 // The fork/exec child path.
 //
 // The supervisor is multi-threaded, so between fork and exec the child may only make
-// async-signal-safe calls: raw syscalls and the few libc wrappers POSIX lists as safe. Nothing
+// async-signal-safe calls; and since the child shares the parent's memory until exec (vfork
+// semantics, see tether_spawn), it writes to nothing but its own stack: raw syscalls and the few libc wrappers POSIX lists as safe. Nothing
 // here allocates, takes a lock or calls back into Swift. Every step that can fail reports
 // {stage, errno} over a CLOEXEC pipe: EOF on that pipe means execve succeeded.
 #define _GNU_SOURCE
@@ -16,7 +17,9 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sched.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -148,6 +151,22 @@ static void child_run(const struct tether_spawn_attr *a, int pipe_fd, pid_t pare
     child_fail(pipe_fd, TETHER_STAGE_EXEC, errno);
 }
 
+struct child_args {
+    const struct tether_spawn_attr *attr;
+    int pipe_fd;
+    int read_fd;
+    pid_t parent;
+};
+
+static int child_entry(void *p) {
+    struct child_args *a = p;
+    // The read end is the parent's too (shared descriptor table? no: clone without CLONE_FILES
+    // copies the table), so closing it here leaves the parent's open.
+    close(a->read_fd);
+    child_run(a->attr, a->pipe_fd, a->parent);
+    _exit(127);   // not reached
+}
+
 static int reap(pid_t pid) {
     int status;
     while (waitpid(pid, &status, 0) < 0) {
@@ -168,18 +187,27 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
     }
     pid_t parent = getpid();
 
-    // Block every signal around fork: the child must not run a handler the parent installed
-    // before it has reset the dispositions.
+    // Block every signal around the clone: the child must not run a handler the parent
+    // installed before it has reset the dispositions.
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(pipe_fds[0]);
-        child_run(attr, pipe_fds[1], parent);
-        _exit(127);   // not reached
+
+    // vfork semantics, as glibc's posix_spawn: CLONE_VM shares the address space, so nothing is
+    // copied (a plain fork of a large Swift process costs milliseconds in page tables and
+    // copy-on-write faults), and CLONE_VFORK suspends this thread until the child has exec'd or
+    // exited. The child runs on its own stack and writes nothing of the parent's but this
+    // thread's errno; no signal handler can run in it (all blocked, then all reset).
+    struct child_args args = {.attr = attr, .pipe_fd = pipe_fds[1], .read_fd = pipe_fds[0], .parent = parent};
+    const size_t stack_size = 256 * 1024;
+    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    pid_t pid = -1;
+    int fork_errno = ENOMEM;
+    if (stack != MAP_FAILED) {
+        pid = clone(child_entry, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+        fork_errno = errno;
+        munmap(stack, stack_size);
     }
-    int fork_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(pipe_fds[1]);
     if (pid < 0) {
@@ -246,7 +274,8 @@ int tether_pidfd_wait(int pidfd, int *code, int *signaled) {
     return 0;
 }
 
-int tether_pidfds_poll(const int *fds, size_t count, int wake_fd, int timeout_ms, uint8_t *ready) {
+int tether_pidfds_poll(const int *fds, size_t count, int wake_fd, int timeout_ms, uint8_t *ready, int *woken) {
+    *woken = 0;
     struct pollfd pfds[count + 1];
     for (size_t i = 0; i < count; i++) {
         pfds[i].fd = fds[i];
@@ -264,6 +293,7 @@ int tether_pidfds_poll(const int *fds, size_t count, int wake_fd, int timeout_ms
         if (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)) { ready[i] = 1; exited++; }
     }
     if (pfds[count].revents & POLLIN) {
+        *woken = 1;
         uint64_t v;
         (void)!read(wake_fd, &v, sizeof v);
     }
@@ -272,4 +302,8 @@ int tether_pidfds_poll(const int *fds, size_t count, int wake_fd, int timeout_ms
 
 int tether_eventfd(void) {
     return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+void tether_set_thread_name(const char *name) {
+    (void)prctl(PR_SET_NAME, name, 0, 0, 0);
 }

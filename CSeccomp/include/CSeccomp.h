@@ -96,8 +96,9 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid, int *pidfd,
 int tether_pidfd_wait(int pidfd, int *code, int *signaled);
 
 /// Polls the pidfds in `fds` (and `wake_fd`, an eventfd) for up to `timeout_ms`.
-/// Writes 1 into `ready[i]` for each exited child. Returns the number ready, or -errno.
-int tether_pidfds_poll(const int *fds, size_t count, int wake_fd, int timeout_ms, uint8_t *ready);
+/// Writes 1 into `ready[i]` for each exited child and sets `*woken` when `wake_fd` fired.
+/// Returns the number ready, or -errno.
+int tether_pidfds_poll(const int *fds, size_t count, int wake_fd, int timeout_ms, uint8_t *ready, int *woken);
 
 int tether_pidfd_send_signal(int pidfd, int sig);
 
@@ -114,6 +115,8 @@ int tether_keeper_start(int cgroup_kill_fd, pid_t *pid, int *write_fd);
 
 int tether_pidfd_open(pid_t pid);
 int tether_set_child_subreaper(void);
+/// Names the calling thread (what `ps -L` and /proc/PID/comm of an unexec'd child show).
+void tether_set_thread_name(const char *name);
 /// A non-blocking, close-on-exec eventfd, for waking a poll loop.
 int tether_eventfd(void);
 

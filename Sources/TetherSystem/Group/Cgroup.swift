@@ -69,7 +69,11 @@ public struct CgroupRoot: Sendable {
             } else {
                 logger.warning("killing what is left in the cgroup of a supervisor that is gone", metadata: ["cgroup": "\(dir.path)"])
                 _ = dir.kill()
-                for _ in 0..<100 where !dir.pids().isEmpty { usleep(1000) }
+                var tries = 0
+                while !dir.pids().isEmpty, tries < 100 {
+                    usleep(1000)
+                    tries += 1
+                }
             }
             dir.removeTree()
         }
@@ -153,7 +157,7 @@ public struct Cgroup: Sendable {
                 Cgroup(path: path + "/" + s, relativePath: relativePath + "/" + s).removeTree()
             }
         }
-        return rmdir(path) == 0
+        return rmdir(path) == 0 || errno == ENOENT
     }
 
     private func write(_ file: String, _ value: String) -> Bool {

@@ -45,7 +45,7 @@ public final class Worker: Sendable {
     public func kill() {
         cgroup?.kill()
         signalAll(SIGKILL)
-        ExitMonitor.shared.wake()
+        ExitMonitor.shared.requestSweep()
     }
 
     /// Sends `sig` to the worker's process group (what a terminal would do): SIGTERM, SIGINT,

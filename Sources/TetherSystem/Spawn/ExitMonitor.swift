@@ -56,28 +56,57 @@ final class ExitMonitor: Sendable {
 
     private let state = Mutex(State())
     private let wakeFD: Int32
+    /// Held from fork until the new worker is watched, and by every orphan sweep: a worker
+    /// that exits at once is a zombie child of ours for an instant before it is watched, and
+    /// the sweep must not take it for an orphan.
+    private let spawnGate = Mutex(())
+    private let sweepRequested = Atomic<Bool>(false)
 
     private init() {
         wakeFD = tether_eventfd()
-        let thread = Thread { [self] in loop() }
+        let thread = Thread { [self] in
+            tether_set_thread_name("tether-exits")
+            loop()
+        }
         thread.name = "tether-exit-monitor"
         thread.start()
     }
 
-    func watch(_ pidfd: PidFD, group: pid_t, cgroup: String?) -> ExitFuture {
+    /// Forks through `body` and watches the child it returns, with no sweep in between.
+    func spawning<E: Error>(
+        _ body: () -> Result<(pid_t, Int32), E>
+    ) -> Result<(PidFD, ExitFuture), E> {
+        spawnGate.withLock { _ in
+            body().map { (pid, fd) in
+                let pidfd = PidFD(rawValue: fd, pid: pid)
+                return (pidfd, watch(pidfd, group: pid))
+            }
+        }
+    }
+
+    private func watch(_ pidfd: PidFD, group: pid_t) -> ExitFuture {
         let future = ExitFuture()
         state.withLock {
             $0.watched[pidfd.rawValue] = Watched(pidfd: pidfd, future: future)
             $0.ownedGroups.insert(group)
             if $0.ownedGroups.count > 65536 { $0.ownedGroups.remove($0.ownedGroups.first!) }
-            if let cgroup { $0.ownedCgroupPrefixes.insert(cgroup) }
         }
         wake()
         return future
     }
 
+    /// Zombies in cgroups below `prefix` (a supervisor's cgroup directory) are ours to reap.
+    func own(cgroupPrefix prefix: String) {
+        state.withLock { _ = $0.ownedCgroupPrefixes.insert(prefix.hasSuffix("/") ? prefix : prefix + "/") }
+    }
+
     /// Asks the monitor to look for orphans now (after a kill, say).
-    func wake() {
+    func requestSweep() {
+        sweepRequested.store(true, ordering: .relaxed)
+        wake()
+    }
+
+    private func wake() {
         var one: UInt64 = 1
         _ = write(wakeFD, &one, 8)
     }
@@ -86,31 +115,44 @@ final class ExitMonitor: Sendable {
         while true {
             let fds = state.withLock { Array($0.watched.keys) }
             var ready = [UInt8](repeating: 0, count: fds.count)
+            var woken: Int32 = 0
             // Idle, the thread wakes every 5 s only to sweep orphans that exited unseen.
             let n = fds.withUnsafeBufferPointer { f in
                 ready.withUnsafeMutableBufferPointer { r in
-                    tether_pidfds_poll(f.baseAddress, f.count, wakeFD, 5000, r.baseAddress)
+                    tether_pidfds_poll(f.baseAddress, f.count, wakeFD, 5000, r.baseAddress, &woken)
                 }
             }
             if n > 0 {
                 for (i, fd) in fds.enumerated() where ready[i] != 0 {
                     var code: Int32 = 0
                     var signaled: Int32 = 0
-                    guard tether_pidfd_wait(fd, &code, &signaled) == 0 else { continue }
+                    let rc = tether_pidfd_wait(fd, &code, &signaled)
+                    if rc == -EINTR || rc == -EAGAIN { continue }
                     let w = state.withLock { $0.watched.removeValue(forKey: fd) }
-                    w?.future.complete(signaled != 0 ? .signaled(code) : .exited(code))
+                    // ECHILD: something else in this process reaped it. The status is lost, but
+                    // the worker is gone, and the descriptor must leave the poll set.
+                    w?.future.complete(rc != 0 ? .lost : signaled != 0 ? .signaled(code) : .exited(code))
                 }
             }
-            reapOrphans()
+            // Orphans appear when something of a worker exits: sweep after exits, after an
+            // explicit wake (a kill), and every 5 s; not when a new worker is merely registered.
+            let timedOut = n == 0 && woken == 0
+            if n > 0 || timedOut || sweepRequested.exchange(false, ordering: .relaxed) {
+                reapOrphans()
+            }
         }
     }
 
     private func reapOrphans() {
+        spawnGate.withLock { _ in reapOrphansLocked() }
+    }
+
+    private func reapOrphansLocked() {
         let me = getpid()
         let (tracked, groups, prefixes) = state.withLock { s in
             (Set(s.watched.values.map(\.pidfd.pid)), s.ownedGroups, s.ownedCgroupPrefixes)
         }
-        for p in ProcessTable.snapshot() where p.ppid == me && p.state == "Z" && !tracked.contains(p.pid) {
+        for p in ProcessTable.children(of: me) where p.state == "Z" && !tracked.contains(p.pid) {
             var owned = groups.contains(p.pgid)
             if !owned, !prefixes.isEmpty, let cg = ProcessTable.cgroupPath(of: p.pid) {
                 owned = prefixes.contains { cg.hasPrefix($0) }

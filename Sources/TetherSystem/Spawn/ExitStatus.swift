@@ -2,12 +2,15 @@
 public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
     case exited(Int32)
     case signaled(Int32)
+    /// It exited, but its status was collected by other code in this process.
+    case lost
 
     /// The shell convention, and `tether run`'s exit code: the code, or 128+N for signal N.
     public var shellCode: Int32 {
         switch self {
         case .exited(let c): return c
         case .signaled(let s): return 128 + s
+        case .lost: return 255
         }
     }
 
@@ -15,6 +18,7 @@ public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .exited(let c): return "exited with code \(c)"
         case .signaled(let s): return "killed by signal \(s) (\(Signals.name(s)))"
+        case .lost: return "exited (status collected elsewhere)"
         }
     }
 }

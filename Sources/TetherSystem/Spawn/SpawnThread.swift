@@ -1,4 +1,6 @@
+import CSeccomp
 import Foundation
+import Glibc
 import Synchronization
 
 /// The one thread every worker is forked from.
@@ -14,6 +16,8 @@ final class SpawnThread: Sendable {
 
     private init() {
         let thread = Thread { [self] in
+            // The kernel's name for the thread, which a child that fails before exec keeps.
+            tether_set_thread_name("tether-spawn")
             while true {
                 ready.wait()
                 let job = jobs.withLock { $0.removeFirst() }

@@ -44,6 +44,7 @@ public final class Spawner: Sendable {
         }
         cgroupRoot = root
         cgroupUnavailable = reason
+        if let root { ExitMonitor.shared.own(cgroupPrefix: root.relativePath) }
         let killFile = root?.openKillFile() ?? -1
         do {
             keeper = try Keeper.start(killFile: killFile)
@@ -127,22 +128,26 @@ public final class Spawner: Sendable {
             cgroup: workerCgroup, tty: launch.foregroundTerminal, ids: ids,
             limits: launch.spec.limits, filter: launch.filter
         )
-        let result = await SpawnThread.shared.run { request.spawn() }
+        let result = await SpawnThread.shared.run { ExitMonitor.shared.spawning { request.spawn() } }
         switch result {
         case .failure(let e):
             workerCgroup?.removeTree()
             throw e
-        case .success(let (pid, fd)):
-            let pidfd = PidFD(rawValue: fd, pid: pid)
+        case .success(let (pidfd, future)):
+            let pid = pidfd.pid
             keeper?.watch(group: pid)
-            let future = ExitMonitor.shared.watch(pidfd, group: pid, cgroup: workerCgroup?.relativePath)
             let keeper = self.keeper
             let worker = Worker(name: launch.name, pidfd: pidfd, cgroup: workerCgroup, exit: future) {
                 // The first process is gone. Like systemd's KillMode=control-group, what is left
                 // of the worker goes with it, then its cgroup.
                 if let cg = workerCgroup {
                     if cg.events()?.populated == true { cg.kill() }
-                    for _ in 0..<200 where !cg.removeTree() { usleep(1000) }
+                    // rmdir fails with EBUSY until the kernel has emptied the cgroup.
+                    var tries = 0
+                    while !cg.removeTree(), tries < 200 {
+                        usleep(1000)
+                        tries += 1
+                    }
                 }
                 keeper?.forget(group: pid)
             }
