@@ -1,0 +1,58 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+public protocol AuthorityContextProtocol: RequestContext {
+    /// The key that authenticated the request (set by `KeyMiddleware`).
+    var key: KeyRecord? { get set }
+    /// Correlates the request in answers, logs and the audit log.
+    var requestID: String { get }
+}
+
+public struct AuthorityContext: AuthorityContextProtocol {
+    public var coreContext: CoreRequestContextStorage
+    public var key: KeyRecord?
+    public let requestID: String
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        key = nil
+        requestID = UUID().uuidString
+    }
+}
+
+/// Authenticates `x-org-key`. Keys are never read from the URL.
+struct KeyMiddleware<Context: AuthorityContextProtocol>: RouterMiddleware {
+    let authority: Authority
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let presented = request.headers[.orgKey], !presented.isEmpty, presented.utf8.count <= 256,
+              let key = await authority.authenticate(presented)
+        else { throw APIError.unauthorized }
+        var ctx = context
+        ctx.key = key
+        ctx.logger[metadataKey: "key"] = "\(key.name)"
+        return try await next(request, ctx)
+    }
+}
+
+extension AuthorityContextProtocol {
+    /// Operator-only routes.
+    func requireOperator(_ what: String) throws -> KeyRecord {
+        guard let key, key.role == .operator else {
+            throw APIError.forbidden("\(what) needs an operator key; the key \"\(key?.name ?? "?")\" is an agent key")
+        }
+        return key
+    }
+
+    func requireKey() throws -> KeyRecord {
+        guard let key else { throw APIError.unauthorized }
+        return key
+    }
+}
+
+extension HTTPField.Name {
+    static let orgKey = HTTPField.Name("x-org-key")!
+    static let tetherSignature = HTTPField.Name("x-tether-signature")!
+    static let requestID = HTTPField.Name("x-request-id")!
+}

@@ -1,0 +1,106 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import NIOSSL
+import HummingbirdTLS
+import Logging
+import ServiceLifecycle
+import TetherCore
+
+/// How `tether authority serve` listens.
+public struct ListenOptions: Sendable {
+    public var host: String = "127.0.0.1"
+    public var port: Int = 8470
+    public var tlsCertificate: String?
+    public var tlsKey: String?
+    /// Allow a non-loopback address without TLS: keys would cross the network in clear text.
+    public var insecureListen = false
+
+    public init() {}
+
+    /// Parses `HOST:PORT`, `[V6]:PORT` or `:PORT`.
+    public mutating func set(listen: String) throws {
+        let s = listen.trimmingCharacters(in: .whitespaces)
+        guard let colon = s.lastIndex(of: ":"), let port = Int(s[s.index(after: colon)...]), (0...65535).contains(port) else {
+            throw StoreError("--listen takes HOST:PORT, e.g. 127.0.0.1:8470; got \"\(listen)\"")
+        }
+        var host = String(s[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        self.host = host.isEmpty ? "127.0.0.1" : host
+        self.port = port
+    }
+
+    public var isLoopback: Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    public var usesTLS: Bool { tlsCertificate != nil }
+
+    public var scheme: String { usesTLS ? "https" : "http" }
+
+    /// Refuses what would be unsafe or cannot work, with what to do instead.
+    public func check() throws {
+        if (tlsCertificate == nil) != (tlsKey == nil) {
+            throw StoreError("TLS needs both --tls-cert and --tls-key")
+        }
+        if !isLoopback && !usesTLS && !insecureListen {
+            throw StoreError("refusing to listen on \(host) without TLS: keys and decisions would cross the network in clear text. Give --tls-cert and --tls-key, or --insecure-listen if something else encrypts the traffic")
+        }
+    }
+}
+
+/// The authority as a Hummingbird application: the router of `buildRouter`, plain HTTP/1.1 or
+/// TLS, and a graceful shutdown that ends every watch stream with `event: shutdown`.
+public func buildApplication(
+    authority: Authority, listen: ListenOptions, logger: Logger,
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) throws -> some ApplicationProtocol {
+    try listen.check()
+    let server: HTTPServerBuilder
+    if let cert = listen.tlsCertificate, let key = listen.tlsKey {
+        let chain = try NIOSSLCertificate.fromPEMFile(cert).map { NIOSSLCertificateSource.certificate($0) }
+        let tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+        server = try .tls(.http1(), tlsConfiguration: tls)
+    } else {
+        server = .http1()
+    }
+    return Application(
+        router: buildRouter(authority: authority),
+        server: server,
+        configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "tether-authority"),
+        services: [HubShutdown(authority: authority)],
+        onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? listen.port) },
+        logger: logger
+    )
+}
+
+/// Ends every watch stream when the service group shuts down.
+struct HubShutdown: Service {
+    let authority: Authority
+    func run() async throws {
+        try? await gracefulShutdown()
+        await authority.shutdown()
+    }
+}
+
+/// `tether authority serve`: open the state directory and serve until SIGTERM/SIGINT.
+public enum AuthorityServer {
+    public static func open(directory: StateDirectory, configuration: AuthorityConfiguration, logger: Logger) async throws -> Authority {
+        guard directory.isInitialized else {
+            throw StoreError("\(directory.path) is not an authority state directory; run: tether authority init --dir \(directory.path)")
+        }
+        let store = try SQLiteStore(path: directory.database)
+        return try await Authority(store: store, signer: try directory.loadSigner(), configuration: configuration, logger: logger)
+    }
+
+    public static func serve(directory: StateDirectory, listen: ListenOptions, configuration: AuthorityConfiguration, logger: Logger) async throws {
+        let authority = try await open(directory: directory, configuration: configuration, logger: logger)
+        let app = try buildApplication(authority: authority, listen: listen, logger: logger) { port in
+            let host = listen.host.contains(":") ? "[\(listen.host)]" : listen.host
+            let url = "\(listen.scheme)://\(host):\(port)"
+            try? (url + "\n").write(toFile: directory.endpointFile, atomically: true, encoding: .utf8)
+            logger.notice("authority serving", metadata: ["url": "\(url)", "lease": "\(DurationText.format(configuration.leaseLength))", "dir": "\(directory.path)"])
+        }
+        try await app.runService()
+    }
+}

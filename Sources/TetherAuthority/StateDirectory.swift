@@ -1,0 +1,77 @@
+import Foundation
+import Glibc
+import TetherCore
+
+/// The authority's state directory: database, signing key, the first keys, the address it
+/// serves on. Mode 0700; secrets 0600.
+public struct StateDirectory: Sendable {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    /// `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else `/var/lib/tether` for root, else
+    /// `$XDG_STATE_HOME/tether` or `~/.local/state/tether`.
+    public static func defaultPath(environment env: [String: String] = Foundation.ProcessInfo.processInfo.environment) -> String {
+        if let s = env["STATE_DIRECTORY"], !s.isEmpty { return s.split(separator: ":").first.map(String.init) ?? s }
+        if getuid() == 0 { return "/var/lib/tether" }
+        if let x = env["XDG_STATE_HOME"], !x.isEmpty { return x + "/tether" }
+        return (env["HOME"] ?? "/tmp") + "/.local/state/tether"
+    }
+
+    public var database: String { path + "/authority.sqlite" }
+    public var signingKey: String { path + "/signing.key" }
+    public var publicKey: String { path + "/signing.pub" }
+    public var operatorKey: String { path + "/operator.key" }
+    public var agentKey: String { path + "/agent.key" }
+    /// Written by `serve`: the URL it listens on, for the local CLI.
+    public var endpointFile: String { path + "/authority.url" }
+
+    public var isInitialized: Bool { FileManager.default.fileExists(atPath: signingKey) && FileManager.default.fileExists(atPath: database) }
+
+    public struct Created: Sendable {
+        public var operatorKey: String
+        public var agentKey: String
+        public var publicKey: String
+    }
+
+    /// Creates the directory (0700), database, signing key and a first operator and agent key
+    /// (0600 files). Refuses to touch a directory that is already initialised.
+    public func initialize(actor: String) async throws -> Created {
+        if isInitialized { throw StoreError("\(path) is already initialised; its keys are in operator.key and agent.key") }
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        chmod(path, 0o700)
+        let signer = DecisionSigner.generate()
+        try writeSecret(signingKey, signer.privateBase64 + "\n")
+        try (signer.publicBase64 + "\n").write(toFile: publicKey, atomically: true, encoding: .utf8)
+        let store = try SQLiteStore(path: database)
+        let now = Timestamp.string(Date())
+        let op = APIKeys.generate(), ag = APIKeys.generate()
+        let change = Change(actor: actor, reason: "authority init", requestID: UUID().uuidString, at: now)
+        try await store.addKey(KeyRecord(name: "operator", role: .operator, hash: APIKeys.hash(op), createdAt: now), change: change)
+        try await store.addKey(KeyRecord(name: "agent", role: .agent, hash: APIKeys.hash(ag), createdAt: now), change: change)
+        try writeSecret(operatorKey, op + "\n")
+        try writeSecret(agentKey, ag + "\n")
+        return Created(operatorKey: op, agentKey: ag, publicKey: signer.publicBase64)
+    }
+
+    public func loadSigner() throws -> DecisionSigner {
+        try DecisionSigner(rawBase64: String(contentsOfFile: signingKey, encoding: .utf8))
+    }
+
+    public func writeSecret(_ file: String, _ content: String) throws {
+        let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StoreError("cannot write \(file): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        fchmod(fd, 0o600)
+        let bytes = Array(content.utf8)
+        guard write(fd, bytes, bytes.count) == bytes.count, fsync(fd) == 0 else {
+            throw StoreError("cannot write \(file): \(String(cString: strerror(errno)))")
+        }
+    }
+}
+
+/// Who is at the keyboard, for the audit log of local commands (`tether keys …`).
+public func localActor() -> String {
+    if let pw = getpwuid(getuid()) { return "local:" + String(cString: pw.pointee.pw_name) }
+    return "local:uid\(getuid())"
+}

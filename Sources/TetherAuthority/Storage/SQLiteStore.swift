@@ -1,0 +1,230 @@
+import Foundation
+import GRDB
+
+/// The embedded default store: one SQLite file in WAL mode with `synchronous=FULL`, so a
+/// committed transaction — a revoke and its audit entry — is on disk before the answer goes out.
+public final class SQLiteStore: AuthorityStore {
+    private let pool: DatabasePool
+    public let path: String
+
+    public init(path: String) throws {
+        var config = Configuration()
+        config.prepareDatabase { db in
+            // FULL: fsync the WAL at every commit. NORMAL (WAL's usual setting) can lose the
+            // last transactions on power loss; a lost revocation is not acceptable here.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+        }
+        config.busyMode = .timeout(5)
+        pool = try DatabasePool(path: path, configuration: config)
+        self.path = path
+        try Self.migrator.migrate(pool)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE surfaces (
+                    device_id TEXT PRIMARY KEY,
+                    revoked INTEGER NOT NULL DEFAULT 0,
+                    created_at TEXT NOT NULL,
+                    updated_at TEXT NOT NULL,
+                    reason TEXT,
+                    changed_by TEXT
+                );
+                CREATE TABLE org (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    halted INTEGER NOT NULL,
+                    reason TEXT,
+                    changed_by TEXT,
+                    changed_at TEXT
+                );
+                INSERT INTO org (id, halted) VALUES (1, 0);
+                CREATE TABLE api_keys (
+                    name TEXT PRIMARY KEY,
+                    role TEXT NOT NULL,
+                    hash TEXT NOT NULL UNIQUE,
+                    created_at TEXT NOT NULL,
+                    revoked_at TEXT
+                );
+                CREATE TABLE audit (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    at TEXT NOT NULL,
+                    actor TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    device_id TEXT,
+                    reason TEXT,
+                    request_id TEXT NOT NULL
+                );
+                CREATE INDEX audit_device ON audit(device_id, id);
+                CREATE TABLE reports (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    device_id TEXT NOT NULL,
+                    instance TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    pids TEXT NOT NULL,
+                    at TEXT NOT NULL,
+                    request_id TEXT,
+                    received_at TEXT NOT NULL
+                );
+                CREATE INDEX reports_device ON reports(device_id, id);
+                """)
+        }
+        return m
+    }
+
+    // MARK: - surfaces
+
+    public func surfaces() async throws -> [SurfaceRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM surfaces ORDER BY device_id").map(Self.surface)
+        }
+    }
+
+    public func register(_ deviceId: String, change: Change) async throws -> (RegisterOutcome, SurfaceRecord) {
+        try await pool.write { db in
+            if let row = try Row.fetchOne(db, sql: "SELECT * FROM surfaces WHERE device_id = ?", arguments: [deviceId]) {
+                let s = Self.surface(row)
+                return (s.revoked ? .revoked : .exists, s)
+            }
+            try db.execute(sql: "INSERT INTO surfaces (device_id, revoked, created_at, updated_at) VALUES (?, 0, ?, ?)",
+                           arguments: [deviceId, change.at, change.at])
+            try Self.audit(db, change, action: "register", deviceId: deviceId)
+            return (.created, SurfaceRecord(deviceId: deviceId, revoked: false, createdAt: change.at, updatedAt: change.at))
+        }
+    }
+
+    public func setRevoked(_ deviceId: String, revoked: Bool, change: Change) async throws -> SurfaceRecord? {
+        try await pool.write { db in
+            guard try Row.fetchOne(db, sql: "SELECT 1 FROM surfaces WHERE device_id = ?", arguments: [deviceId]) != nil else { return nil }
+            try db.execute(sql: "UPDATE surfaces SET revoked = ?, updated_at = ?, reason = ?, changed_by = ? WHERE device_id = ?",
+                           arguments: [revoked ? 1 : 0, change.at, change.reason, change.actor, deviceId])
+            try Self.audit(db, change, action: revoked ? "revoke" : "unrevoke", deviceId: deviceId)
+            return try Row.fetchOne(db, sql: "SELECT * FROM surfaces WHERE device_id = ?", arguments: [deviceId]).map(Self.surface)
+        }
+    }
+
+    public func remove(_ deviceId: String, change: Change) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM surfaces WHERE device_id = ?", arguments: [deviceId])
+            guard db.changesCount > 0 else { return false }
+            try Self.audit(db, change, action: "remove", deviceId: deviceId)
+            return true
+        }
+    }
+
+    // MARK: - org
+
+    public func org() async throws -> OrgState {
+        try await pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM org WHERE id = 1") else { return .running }
+            return OrgState(halted: (row["halted"] as Int) != 0, reason: row["reason"], changedBy: row["changed_by"], changedAt: row["changed_at"])
+        }
+    }
+
+    public func setHalted(_ halted: Bool, change: Change) async throws -> OrgState {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE org SET halted = ?, reason = ?, changed_by = ?, changed_at = ? WHERE id = 1",
+                           arguments: [halted ? 1 : 0, change.reason, change.actor, change.at])
+            try Self.audit(db, change, action: halted ? "halt" : "resume", deviceId: nil)
+            return OrgState(halted: halted, reason: change.reason, changedBy: change.actor, changedAt: change.at)
+        }
+    }
+
+    // MARK: - keys
+
+    public func keys() async throws -> [KeyRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM api_keys ORDER BY name").map {
+                KeyRecord(name: $0["name"], role: Role(rawValue: $0["role"]) ?? .agent, hash: $0["hash"],
+                          createdAt: $0["created_at"], revokedAt: $0["revoked_at"])
+            }
+        }
+    }
+
+    public func addKey(_ key: KeyRecord, change: Change) async throws {
+        try await pool.write { db in
+            if try Row.fetchOne(db, sql: "SELECT 1 FROM api_keys WHERE name = ?", arguments: [key.name]) != nil {
+                throw StoreError("a key named \(key.name) exists already")
+            }
+            try db.execute(sql: "INSERT INTO api_keys (name, role, hash, created_at) VALUES (?, ?, ?, ?)",
+                           arguments: [key.name, key.role.rawValue, key.hash, key.createdAt])
+            try Self.audit(db, change, action: "key-create:\(key.role.rawValue):\(key.name)", deviceId: nil)
+        }
+    }
+
+    public func revokeKey(named name: String, change: Change) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE api_keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL",
+                           arguments: [change.at, name])
+            guard db.changesCount > 0 else { return false }
+            try Self.audit(db, change, action: "key-revoke:\(name)", deviceId: nil)
+            return true
+        }
+    }
+
+    // MARK: - audit, reports, usage
+
+    public func audit(limit: Int, deviceId: String?) async throws -> [AuditEntry] {
+        try await pool.read { db in
+            let rows: [Row]
+            if let deviceId {
+                rows = try Row.fetchAll(db, sql: "SELECT * FROM audit WHERE device_id = ? ORDER BY id DESC LIMIT ?", arguments: [deviceId, limit])
+            } else {
+                rows = try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?", arguments: [limit])
+            }
+            return rows.map {
+                AuditEntry(id: $0["id"], at: $0["at"], actor: $0["actor"], action: $0["action"],
+                           deviceId: $0["device_id"], reason: $0["reason"], requestID: $0["request_id"])
+            }
+        }
+    }
+
+    public func addReport(_ r: Report) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "INSERT INTO reports (device_id, instance, state, pids, at, request_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           arguments: [r.deviceId, r.instance, r.state, r.pids.map(String.init).joined(separator: ","), r.at, r.requestID, r.receivedAt])
+            // Keep the last 200 reports of each surface.
+            try db.execute(sql: """
+                DELETE FROM reports WHERE device_id = ? AND id <= (
+                    SELECT id FROM reports WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET 200)
+                """, arguments: [r.deviceId, r.deviceId])
+        }
+    }
+
+    public func reports(deviceId: String, limit: Int) async throws -> [Report] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM reports WHERE device_id = ? ORDER BY id DESC LIMIT ?", arguments: [deviceId, limit]).map {
+                Report(deviceId: $0["device_id"], instance: $0["instance"], state: $0["state"],
+                       pids: ($0["pids"] as String).split(separator: ",").compactMap { Int32($0) },
+                       at: $0["at"], requestID: $0["request_id"], receivedAt: $0["received_at"])
+            }
+        }
+    }
+
+    public func usage() async throws -> Usage {
+        try await pool.read { db in
+            Usage(
+                surfaces: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM surfaces") ?? 0,
+                revoked: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM surfaces WHERE revoked = 1") ?? 0,
+                keys: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL") ?? 0,
+                auditEntries: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit") ?? 0,
+                reports: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM reports") ?? 0
+            )
+        }
+    }
+
+    // MARK: - rows
+
+    static func surface(_ row: Row) -> SurfaceRecord {
+        SurfaceRecord(deviceId: row["device_id"], revoked: (row["revoked"] as Int) != 0,
+                      createdAt: row["created_at"], updatedAt: row["updated_at"],
+                      reason: row["reason"], changedBy: row["changed_by"])
+    }
+
+    static func audit(_ db: Database, _ c: Change, action: String, deviceId: String?) throws {
+        try db.execute(sql: "INSERT INTO audit (at, actor, action, device_id, reason, request_id) VALUES (?, ?, ?, ?, ?, ?)",
+                       arguments: [c.at, c.actor, action, deviceId, c.reason, c.requestID])
+    }
+}

@@ -1,0 +1,167 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import TetherCore
+
+/// Where the authority is and which key to present.
+public struct AuthorityEndpoint: Sendable, Equatable {
+    public var url: String
+    public var key: String
+
+    public init(url: String, key: String) {
+        self.url = url.hasSuffix("/") ? String(url.dropLast()) : url
+        self.key = key
+    }
+
+    /// Flags first, then `TETHER_AUTHORITY` / `TETHER_KEY_FILE`, then the local state
+    /// directory (`authority.url` written by `serve`, and `<role>.key`), then
+    /// `http://127.0.0.1:8470`.
+    public static func resolve(
+        url: String?, keyFile: String?, role: String = "operator", stateDirectory: String,
+        environment env: [String: String] = Foundation.ProcessInfo.processInfo.environment
+    ) throws -> AuthorityEndpoint {
+        let fromDir = (try? String(contentsOfFile: stateDirectory + "/authority.url", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let u = url ?? env["TETHER_AUTHORITY"] ?? fromDir ?? "http://127.0.0.1:8470"
+        let keyPath = keyFile ?? env["TETHER_KEY_FILE"] ?? stateDirectory + "/\(role).key"
+        guard let key = try? String(contentsOfFile: keyPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !key.isEmpty else {
+            throw ClientError.configuration("cannot read the \(role) key from \(keyPath); give --key-file or TETHER_KEY_FILE (tether authority init writes \(role).key)")
+        }
+        return AuthorityEndpoint(url: u, key: key)
+    }
+}
+
+public enum ClientError: Error, Sendable, CustomStringConvertible {
+    case configuration(String)
+    /// No answer: refused, reset, timed out.
+    case unreachable(String)
+    /// An answer that is not what the API promises.
+    case badResponse(String)
+    /// The authority refused the request, with its JSON error.
+    case refused(status: Int, code: String, message: String, requestID: String?)
+
+    public var description: String {
+        switch self {
+        case .configuration(let m): return m
+        case .unreachable(let m): return "authority unreachable: \(m)"
+        case .badResponse(let m): return "bad answer from the authority: \(m)"
+        case .refused(let s, let c, let m, let r): return "\(m) (HTTP \(s) \(c)\(r.map { ", request \($0)" } ?? ""))"
+        }
+    }
+}
+
+/// A JSON object answered by the authority.
+public struct JSONAnswer: @unchecked Sendable {
+    // @unchecked: a parsed JSONSerialization tree, never mutated after parsing.
+    public let status: Int
+    public let object: [String: Any]
+    public let headers: [(String, String)]
+
+    public subscript(key: String) -> Any? { object[key] }
+    public func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
+}
+
+/// The authority's HTTP API, as a supervisor or an operator calls it.
+public struct AuthorityClient: Sendable {
+    public let endpoint: AuthorityEndpoint
+    public var timeout: Duration = .seconds(10)
+    let http: HTTPClient
+
+    public init(endpoint: AuthorityEndpoint, http: HTTPClient = .shared) {
+        self.endpoint = endpoint
+        self.http = http
+    }
+
+    // MARK: - operator
+
+    public func revoke(_ deviceId: String, reason: String?, wait: Duration?) async throws -> JSONAnswer {
+        try await post("/api/v1/devices/revoke" + waitQuery(wait), ["deviceId": deviceId, "reason": reason], extra: wait)
+    }
+
+    public func restore(_ deviceId: String, reason: String?, wait: Duration?) async throws -> JSONAnswer {
+        try await post("/api/v1/devices/unrevoke" + waitQuery(wait), ["deviceId": deviceId, "reason": reason], extra: wait)
+    }
+
+    public func remove(_ deviceId: String, reason: String?) async throws -> JSONAnswer {
+        try await post("/api/v1/devices/remove", ["deviceId": deviceId, "reason": reason])
+    }
+
+    public func halt(reason: String, wait: Duration?) async throws -> JSONAnswer {
+        try await post("/api/v1/org/halt" + waitQuery(wait), ["reason": reason], extra: wait)
+    }
+
+    public func resume(reason: String?) async throws -> JSONAnswer {
+        try await post("/api/v1/org/resume", ["reason": reason])
+    }
+
+    public func list(deviceId: String? = nil) async throws -> JSONAnswer {
+        try await get("/api/v1/devices/list" + (deviceId.map { "?deviceId=\($0)" } ?? ""))
+    }
+
+    public func audit(limit: Int, deviceId: String?) async throws -> JSONAnswer {
+        try await get("/api/v1/audit?limit=\(limit)" + (deviceId.map { "&deviceId=\($0)" } ?? ""))
+    }
+
+    public func usage() async throws -> JSONAnswer { try await get("/api/v1/usage") }
+
+    // MARK: - agent
+
+    public func register(_ deviceId: String) async throws -> JSONAnswer {
+        try await post("/api/v1/devices/register", ["deviceId": deviceId])
+    }
+
+    public func validate(_ deviceId: String, nonce: String?) async throws -> JSONAnswer {
+        try await post("/api/v1/devices/validate", ["deviceId": deviceId, "nonce": nonce])
+    }
+
+    public func report(_ body: [String: Any?]) async throws -> JSONAnswer {
+        try await post("/api/v1/devices/report", body)
+    }
+
+    // MARK: - transport
+
+    func waitQuery(_ wait: Duration?) -> String {
+        wait.map { "?wait=\(DurationText.format($0))" } ?? ""
+    }
+
+    public func get(_ path: String) async throws -> JSONAnswer {
+        try await send(method: .GET, path: path, body: nil, extra: nil)
+    }
+
+    public func post(_ path: String, _ body: [String: Any?], extra: Duration? = nil) async throws -> JSONAnswer {
+        let clean = body.compactMapValues { $0 }
+        let data = try JSONSerialization.data(withJSONObject: clean)
+        return try await send(method: .POST, path: path, body: data, extra: extra)
+    }
+
+    func send(method: HTTPMethod, path: String, body: Data?, extra: Duration?) async throws -> JSONAnswer {
+        var req = HTTPClientRequest(url: endpoint.url + path)
+        req.method = method
+        req.headers.add(name: "x-org-key", value: endpoint.key)
+        req.headers.add(name: "user-agent", value: "tether")
+        if let body {
+            req.headers.add(name: "content-type", value: "application/json")
+            req.body = .bytes(ByteBuffer(bytes: body))
+        }
+        let limit = timeout + (extra ?? .zero)
+        let response: HTTPClientResponse
+        let bytes: ByteBuffer
+        do {
+            response = try await http.execute(req, timeout: .nanoseconds(Int64(limit.components.seconds) * 1_000_000_000 + limit.components.attoseconds / 1_000_000_000))
+            bytes = try await response.body.collect(upTo: 16 * 1024 * 1024)
+        } catch {
+            throw ClientError.unreachable("\(endpoint.url): \(error)")
+        }
+        guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes.readableBytesView)) as? [String: Any] else {
+            throw ClientError.badResponse("HTTP \(response.status.code) from \(endpoint.url)\(path) is not a JSON object")
+        }
+        let answer = JSONAnswer(status: Int(response.status.code), object: obj, headers: response.headers.map { ($0.name, $0.value) })
+        guard (200..<300).contains(answer.status) else {
+            throw ClientError.refused(
+                status: answer.status, code: obj["code"] as? String ?? "HTTP_\(answer.status)",
+                message: obj["error"] as? String ?? "refused", requestID: obj["request_id"] as? String)
+        }
+        return answer
+    }
+}

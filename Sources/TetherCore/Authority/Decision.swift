@@ -1,0 +1,145 @@
+import Foundation
+
+/// An execution surface's name: what the authority knows a worker as (MachineID's `deviceId`).
+public enum SurfaceName {
+    /// `[A-Za-z0-9._:-]{1,128}`: safe in URLs, logs, file names and the canonical signed form.
+    public static func isValid(_ s: String) -> Bool {
+        guard (1...128).contains(s.utf8.count) else { return false }
+        return s.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+                || b == 0x2E || b == 0x5F || b == 0x3A || b == 0x2D
+        }
+    }
+
+    public static let rule = "1 to 128 characters of A-Z a-z 0-9 . _ : -"
+}
+
+/// Why a surface may or may not run. The first four come from the authority, the rest are the
+/// client's own verdicts; anything but `ALLOW` with a live lease is a deny.
+public enum DecisionCode: String, Sendable, Codable, CaseIterable {
+    case allow = "ALLOW"
+    case deviceRevoked = "DEVICE_REVOKED"
+    case deviceNotFound = "DEVICE_NOT_FOUND"
+    case orgHalted = "ORG_HALTED"
+    case leaseExpired = "LEASE_EXPIRED"
+    case authorityUnreachable = "AUTHORITY_UNREACHABLE"
+    case badSignature = "BAD_SIGNATURE"
+    case badResponse = "BAD_RESPONSE"
+}
+
+/// One answer of the authority for one surface, as it travels in JSON.
+public struct Decision: Sendable, Equatable, Codable {
+    public var deviceId: String
+    public var allowed: Bool
+    public var code: DecisionCode
+    public var requestID: String
+    /// RFC 3339 UTC with milliseconds, exactly as signed.
+    public var issuedAt: String
+    public var expiresAt: String
+    /// The client's nonce (validate, watch), echoed and signed.
+    public var nonce: String?
+    /// The event's position in a watch stream, signed.
+    public var seq: UInt64?
+    /// Base64 Ed25519 signature over `canonicalBytes` (watch events carry it in the body;
+    /// validate answers in the `x-tether-signature` header as well).
+    public var signature: String?
+
+    enum CodingKeys: String, CodingKey {
+        case deviceId, allowed, code, issuedAt, expiresAt, nonce, seq, signature
+        case requestID = "request_id"
+    }
+
+    public init(deviceId: String, allowed: Bool, code: DecisionCode, requestID: String,
+                issuedAt: String, expiresAt: String, nonce: String? = nil, seq: UInt64? = nil,
+                signature: String? = nil) {
+        self.deviceId = deviceId
+        self.allowed = allowed
+        self.code = code
+        self.requestID = requestID
+        self.issuedAt = issuedAt
+        self.expiresAt = expiresAt
+        self.nonce = nonce
+        self.seq = seq
+        self.signature = signature
+    }
+
+    /// The bytes the authority signs: a fixed header line, then one `name=value` line per field
+    /// in this order, joined by `\n`, no trailing newline, UTF-8. Absent `nonce`/`seq` are
+    /// empty. Every value is restricted so that none can contain a newline (surface names,
+    /// nonces: `[A-Za-z0-9._:-+/=]`; codes from a fixed set; timestamps RFC 3339).
+    ///
+    ///     tether-decision-v1
+    ///     deviceId=agent-01
+    ///     allowed=true
+    ///     code=ALLOW
+    ///     request_id=5B0E…
+    ///     issuedAt=2026-11-25T10:00:00.000Z
+    ///     expiresAt=2026-11-25T10:00:15.000Z
+    ///     nonce=…
+    ///     seq=7
+    public var canonicalBytes: Data {
+        let lines = [
+            "tether-decision-v1",
+            "deviceId=\(deviceId)",
+            "allowed=\(allowed ? "true" : "false")",
+            "code=\(code.rawValue)",
+            "request_id=\(requestID)",
+            "issuedAt=\(issuedAt)",
+            "expiresAt=\(expiresAt)",
+            "nonce=\(nonce ?? "")",
+            "seq=\(seq.map(String.init) ?? "")",
+        ]
+        return Data(lines.joined(separator: "\n").utf8)
+    }
+
+    /// A nonce a client may send: 1–128 characters of `[A-Za-z0-9._:+/=-]`.
+    public static func isValidNonce(_ s: String) -> Bool {
+        guard (1...128).contains(s.utf8.count) else { return false }
+        return s.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+                || b == 0x2E || b == 0x5F || b == 0x3A || b == 0x2D || b == 0x2B || b == 0x2F || b == 0x3D
+        }
+    }
+}
+
+/// RFC 3339 timestamps with milliseconds, always UTC: `2026-11-25T10:00:00.000Z`.
+public enum Timestamp {
+    public static func string(_ date: Date) -> String {
+        let ms = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
+        let secs = ms / 1000
+        var t = time_t(secs)
+        var tm = tm()
+        gmtime_r(&t, &tm)
+        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                      Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1, Int(tm.tm_mday),
+                      Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec), Int(ms % 1000))
+    }
+
+    public static func parse(_ s: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let d = f.date(from: s) { return d }
+        f.formatOptions = [.withInternetDateTime]
+        return f.date(from: s)
+    }
+}
+
+/// Durations as people write them in flags and configs: `500ms`, `5s`, `2m`, `1h`, `1.5s`.
+public enum DurationText {
+    public static func parse(_ s: String) -> Duration? {
+        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+        for (suffix, scale) in units where s.hasSuffix(suffix) {
+            let number = s.dropLast(suffix.count)
+            // "ms" must not be read as "m" with "s" left over, nor "5m" as "5" + "m" of "ms".
+            guard let v = Double(number), v >= 0, v.isFinite else { continue }
+            return .milliseconds(Int64((v * scale * 1000).rounded()))
+        }
+        return nil
+    }
+
+    public static func format(_ d: Duration) -> String {
+        let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
+        if ms % 1000 != 0 { return "\(ms)ms" }
+        return "\(ms / 1000)s"
+    }
+}
