@@ -9,7 +9,11 @@ struct Tether: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tether",
         abstract: "Run workers on a tether held by an execution authority.",
-        subcommands: [ProfileCommand.self]
+        subcommands: [
+            ProfileCommand.self, AuthorityCommand.self, KeysCommand.self,
+            RevokeCommand.self, RestoreCommand.self, HaltCommand.self, ResumeCommand.self,
+            StatusCommand.self, SurfacesCommand.self, AuditCommand.self,
+        ]
     )
 }
 

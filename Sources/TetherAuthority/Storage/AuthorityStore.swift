@@ -15,6 +15,14 @@ public struct KeyRecord: Sendable, Equatable {
     public var hash: String
     public var createdAt: String
     public var revokedAt: String?
+
+    public init(name: String, role: Role, hash: String, createdAt: String, revokedAt: String? = nil) {
+        self.name = name
+        self.role = role
+        self.hash = hash
+        self.createdAt = createdAt
+        self.revokedAt = revokedAt
+    }
 }
 
 public struct SurfaceRecord: Sendable, Equatable {

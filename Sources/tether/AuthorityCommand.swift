@@ -1,0 +1,159 @@
+import ArgumentParser
+import Foundation
+import TetherAuthority
+import TetherCore
+
+struct StateDirOption: ParsableArguments {
+    @Option(name: .customLong("dir"), help: "The authority's state directory (default: $STATE_DIRECTORY, /var/lib/tether for root, else ~/.local/state/tether).")
+    var dir: String?
+
+    var directory: StateDirectory { StateDirectory(path: dir ?? StateDirectory.defaultPath()) }
+}
+
+struct AuthorityCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "authority",
+        abstract: "Run Tether's own execution authority (MachineID-compatible API).",
+        subcommands: [Init.self, Serve.self, PublicKey.self]
+    )
+
+    struct Init: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create the state directory: database, signing key, a first operator key and agent key.")
+        @OptionGroup var state: StateDirOption
+
+        func run() async throws {
+            let dir = state.directory
+            do {
+                let created = try await dir.initialize(actor: localActor())
+                print("""
+                Initialised \(dir.path)
+
+                  operator key: \(created.operatorKey)
+                  agent key:    \(created.agentKey)
+                  public key:   \(created.publicKey)
+
+                The keys are shown once; they are also in \(dir.operatorKey) and \(dir.agentKey) (mode 0600).
+                Give supervisors the agent key, and the public key to pin (--public-key).
+                Next: tether authority serve --dir \(dir.path)
+                """)
+            } catch {
+                throw fail("\(error)", code: TetherExit.config)
+            }
+        }
+    }
+
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Serve the authority API until SIGTERM or SIGINT.")
+        @OptionGroup var state: StateDirOption
+        @Option(help: "HOST:PORT to listen on.") var listen = "127.0.0.1:8470"
+        @Option(help: "Lease length of every decision (e.g. 15s).") var lease = "15s"
+        @Option(help: "PEM certificate chain for TLS.") var tlsCert: String?
+        @Option(help: "PEM private key for TLS.") var tlsKey: String?
+        @Flag(help: "Allow a non-loopback address without TLS.") var insecureListen = false
+
+        func run() async throws {
+            var options = ListenOptions()
+            var config = AuthorityConfiguration()
+            do {
+                try options.set(listen: listen)
+                options.tlsCertificate = tlsCert
+                options.tlsKey = tlsKey
+                options.insecureListen = insecureListen
+                guard let l = DurationText.parse(lease), l >= .seconds(1) else {
+                    throw StoreError("--lease takes a duration of at least 1s, e.g. 15s; got \"\(lease)\"")
+                }
+                config.leaseLength = l
+                try options.check()
+            } catch {
+                throw fail("\(error)", code: TetherExit.usage)
+            }
+            let logger = makeLogger("tether-authority")
+            do {
+                try await AuthorityServer.serve(directory: state.directory, listen: options, configuration: config, logger: logger)
+            } catch let e as StoreError {
+                throw fail(e.description, code: TetherExit.config)
+            } catch {
+                throw fail("the authority stopped: \(error)", code: TetherExit.unavailable)
+            }
+        }
+    }
+
+    struct PublicKey: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "public-key", abstract: "Print the public key supervisors pin (--public-key).")
+        @OptionGroup var state: StateDirOption
+
+        func run() throws {
+            do {
+                print(try state.directory.loadSigner().publicBase64)
+            } catch {
+                throw fail("cannot read the signing key in \(state.directory.path): \(error)", code: TetherExit.config)
+            }
+        }
+    }
+}
+
+struct KeysCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keys",
+        abstract: "Create, list and revoke API keys (works on the local state directory).",
+        subcommands: [Create.self, List.self, Revoke.self]
+    )
+
+    static func store(_ dir: StateDirectory) throws -> SQLiteStore {
+        guard dir.isInitialized else {
+            throw fail("\(dir.path) is not initialised; run: tether authority init --dir \(dir.path)", code: TetherExit.config)
+        }
+        return try SQLiteStore(path: dir.database)
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a key; it is printed once.")
+        @OptionGroup var state: StateDirOption
+        @Option(help: "agent (register, validate, watch, report) or operator (everything).") var role: String
+        @Option(help: "A name for the audit log (letters, digits, . _ : - @).") var name: String
+
+        func run() async throws {
+            guard let r = Role(rawValue: role) else { throw fail("--role is agent or operator", code: TetherExit.usage) }
+            guard APIKeys.isValidName(name) else { throw fail("--name: 1 to 64 of letters, digits, . _ : - @", code: TetherExit.usage) }
+            let store = try KeysCommand.store(state.directory)
+            let key = APIKeys.generate()
+            let now = Timestamp.string(Date())
+            do {
+                try await store.addKey(KeyRecord(name: name, role: r, hash: APIKeys.hash(key), createdAt: now),
+                                       change: Change(actor: localActor(), reason: nil, requestID: UUID().uuidString, at: now))
+            } catch {
+                throw fail("\(error)", code: TetherExit.config)
+            }
+            print(key)
+            FileHandle.standardError.write(Data("created \(r.rawValue) key \"\(name)\"; it is shown once: store it now\n".utf8))
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List keys (names and roles; never the keys).")
+        @OptionGroup var state: StateDirOption
+
+        func run() async throws {
+            for k in try await KeysCommand.store(state.directory).keys() {
+                print("\(k.name)\t\(k.role.rawValue)\tcreated \(k.createdAt)\(k.revokedAt.map { "\tREVOKED \($0)" } ?? "")")
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a key; a running authority stops accepting it within a second.")
+        @OptionGroup var state: StateDirOption
+        @Argument var name: String
+
+        func run() async throws {
+            let now = Timestamp.string(Date())
+            let ok = try await KeysCommand.store(state.directory).revokeKey(
+                named: name, change: Change(actor: localActor(), reason: nil, requestID: UUID().uuidString, at: now))
+            guard ok else { throw fail("no active key named \(name)", code: TetherExit.config) }
+            print("revoked key \(name)")
+        }
+    }
+}

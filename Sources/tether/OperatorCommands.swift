@@ -1,0 +1,133 @@
+import ArgumentParser
+import Foundation
+import TetherAuthority
+import TetherClient
+import TetherCore
+
+/// Where the authority is and with which key: flags, then TETHER_AUTHORITY / TETHER_KEY_FILE,
+/// then the local state directory.
+struct AuthorityOptions: ParsableArguments {
+    @Option(help: "Authority URL (default: $TETHER_AUTHORITY, the local authority's address, http://127.0.0.1:8470).")
+    var authority: String?
+    @Option(help: "File holding the operator key (default: $TETHER_KEY_FILE, then operator.key in the state directory).")
+    var keyFile: String?
+    @Option(name: .customLong("dir"), help: "Local state directory to take defaults from.")
+    var dir: String?
+    @Flag(help: "Print the authority's JSON answer.") var json = false
+
+    func client() throws -> AuthorityClient {
+        do {
+            let endpoint = try AuthorityEndpoint.resolve(
+                url: authority, keyFile: keyFile, stateDirectory: dir ?? StateDirectory.defaultPath())
+            return AuthorityClient(endpoint: endpoint)
+        } catch {
+            throw fail("\(error)", code: TetherExit.config)
+        }
+    }
+
+    /// Runs a call and prints its answer; maps failures to exit codes.
+    func run(_ call: (AuthorityClient) async throws -> JSONAnswer, human: (JSONAnswer) -> String) async throws {
+        let c = try client()
+        do {
+            let answer = try await call(c)
+            print(json ? OperatorOutput.json(answer) : human(answer))
+        } catch let e as ClientError {
+            switch e {
+            case .configuration: throw fail(e.description, code: TetherExit.config)
+            case .unreachable: throw fail("\(e.description)\nIs the authority running? (tether authority serve)", code: TetherExit.unavailable)
+            case .badResponse: throw fail(e.description, code: 76)
+            case .refused(let status, _, _, _):
+                throw fail(e.description, code: status == 401 || status == 403 ? TetherExit.denied : 1)
+            }
+        }
+    }
+}
+
+func parseWait(_ s: String?) throws -> Duration? {
+    guard let s else { return nil }
+    guard let d = DurationText.parse(s) else { throw fail("--wait takes a duration like 5s", code: TetherExit.usage) }
+    return d
+}
+
+struct RevokeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "revoke", abstract: "Revoke a surface: its workers are stopped now.",
+        discussion: "With --wait, waits for every supervisor watching the surface to acknowledge, and names those that did not.")
+    @Argument(help: "The surface.") var surface: String
+    @Option(help: "Why (kept in the audit log).") var reason: String?
+    @Option(help: "Wait this long for the supervisors' acknowledgements (e.g. 5s).") var wait: String?
+    @OptionGroup var options: AuthorityOptions
+
+    func run() async throws {
+        let w = try parseWait(wait)
+        try await options.run({ try await $0.revoke(surface, reason: reason, wait: w) }, human: { OperatorOutput.change($0, verb: "Revoked") })
+    }
+}
+
+struct RestoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore", abstract: "Restore (unrevoke) a surface: frozen workers resume.")
+    @Argument(help: "The surface.") var surface: String
+    @Option(help: "Why (kept in the audit log).") var reason: String?
+    @Option(help: "Wait this long for the supervisors' acknowledgements.") var wait: String?
+    @OptionGroup var options: AuthorityOptions
+
+    func run() async throws {
+        let w = try parseWait(wait)
+        try await options.run({ try await $0.restore(surface, reason: reason, wait: w) }, human: { OperatorOutput.change($0, verb: "Restored") })
+    }
+}
+
+struct HaltCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "halt", abstract: "Emergency stop: deny every surface of the org until `tether resume`.")
+    @Option(help: "Why (required; kept in the audit log).") var reason: String
+    @Option(help: "Wait this long for the supervisors' acknowledgements.") var wait: String?
+    @OptionGroup var options: AuthorityOptions
+
+    func run() async throws {
+        let w = try parseWait(wait)
+        try await options.run({ try await $0.halt(reason: reason, wait: w) }, human: OperatorOutput.halt)
+    }
+}
+
+struct ResumeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "resume", abstract: "End an org halt.")
+    @Option(help: "Why (kept in the audit log).") var reason: String?
+    @OptionGroup var options: AuthorityOptions
+
+    func run() async throws {
+        try await options.run({ try await $0.resume(reason: reason) }, human: OperatorOutput.halt)
+    }
+}
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status", abstract: "One surface's state, watchers and last report (or all surfaces).")
+    @Argument(help: "The surface (all when omitted).") var surface: String?
+    @OptionGroup var options: AuthorityOptions
+
+    func run() async throws {
+        try await options.run({ try await $0.list(deviceId: surface) }, human: surface == nil ? OperatorOutput.surfaces : OperatorOutput.status)
+    }
+}
+
+struct SurfacesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "surfaces", abstract: "List every surface.")
+    @OptionGroup var options: AuthorityOptions
+
+    func run() async throws {
+        try await options.run({ try await $0.list() }, human: OperatorOutput.surfaces)
+    }
+}
+
+struct AuditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "audit", abstract: "Who did what, when and why (newest first).")
+    @Option(help: "How many entries.") var limit = 50
+    @Option(help: "Only this surface.") var surface: String?
+    @OptionGroup var options: AuthorityOptions
+
+    func run() async throws {
+        try await options.run({ try await $0.audit(limit: limit, deviceId: surface) }, human: OperatorOutput.audit)
+    }
+}

@@ -1,0 +1,220 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+import TetherAuthority
+import TetherClient
+import TetherCore
+
+@Suite("Authority routes", .timeLimit(.minutes(2)))
+struct RouterTests {
+    @Test func registerIsIdempotentAndNeverUnrevokes() async throws {
+        let t = try await TestAuthority.make()
+        try await t.application().test(.router) { c in
+            var (s, o) = try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "agent-01"])
+            #expect(s == .ok)
+            #expect(o["status"] as? String == "ok")
+            (_, o) = try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "agent-01"])
+            #expect(o["status"] as? String == "exists")
+            try await c.post("/api/v1/devices/revoke", key: t.operatorKey, ["deviceId": "agent-01"])
+            (_, o) = try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "agent-01"])
+            #expect(o["status"] as? String == "revoked")
+            (_, o) = try await c.post("/api/v1/devices/validate", key: t.agentKey, ["deviceId": "agent-01"])
+            #expect(o["allowed"] as? Bool == false, "register did not restore it")
+        }
+    }
+
+    @Test func validateGivesEveryDecisionCode() async throws {
+        let t = try await TestAuthority.make()
+        try await t.application().test(.router) { c in
+            var (s, o) = try await c.post("/api/v1/devices/validate", key: t.agentKey, ["deviceId": "ghost"])
+            #expect(s == .ok)
+            #expect(o["code"] as? String == "DEVICE_NOT_FOUND")
+            #expect(o["allowed"] as? Bool == false)
+            try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "a1"])
+            (_, o) = try await c.post("/api/v1/devices/validate", key: t.agentKey, ["deviceId": "a1"])
+            #expect(o["code"] as? String == "ALLOW")
+            #expect(o["allowed"] as? Bool == true)
+            #expect((o["request_id"] as? String)?.isEmpty == false)
+            try await c.post("/api/v1/devices/revoke", key: t.operatorKey, ["deviceId": "a1", "reason": "test"])
+            (_, o) = try await c.post("/api/v1/devices/validate", key: t.agentKey, ["deviceId": "a1"])
+            #expect(o["code"] as? String == "DEVICE_REVOKED")
+            try await c.post("/api/v1/devices/unrevoke", key: t.operatorKey, ["deviceId": "a1"])
+            (s, _) = try await c.post("/api/v1/org/halt", key: t.operatorKey, ["reason": "INC-1"])
+            #expect(s == .ok)
+            (_, o) = try await c.post("/api/v1/devices/validate", key: t.agentKey, ["deviceId": "a1"])
+            #expect(o["code"] as? String == "ORG_HALTED")
+            #expect(o["allowed"] as? Bool == false)
+            try await c.post("/api/v1/org/resume", key: t.operatorKey, [:])
+            (_, o) = try await c.post("/api/v1/devices/validate", key: t.agentKey, ["deviceId": "a1"])
+            #expect(o["code"] as? String == "ALLOW")
+        }
+    }
+
+    @Test func decisionsCarryALeaseAndAValidSignature() async throws {
+        let t = try await TestAuthority.make(lease: .seconds(7))
+        let verifier = try DecisionVerifier(publicKeyBase64: t.publicKey)
+        try await t.application().test(.router) { c in
+            try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "a1"])
+            try await c.execute(uri: "/api/v1/devices/validate", method: .post, headers: headers(t.agentKey), body: body(["deviceId": "a1", "nonce": "n-42"])) { r in
+                let o = json(r)
+                let d = try #require(Decision(json: o))
+                #expect(d.nonce == "n-42")
+                let issued = try #require(Timestamp.parse(d.issuedAt)), expires = try #require(Timestamp.parse(d.expiresAt))
+                #expect(abs(expires.timeIntervalSince(issued) - 7) < 0.01)
+                #expect(r.headers[.signature] == d.signature, "signature in the header too")
+                #expect(verifier.verify(d))
+                var tampered = d
+                tampered.allowed = false
+                #expect(!verifier.verify(tampered), "a changed field fails")
+                tampered = d
+                tampered.nonce = "n-43"
+                #expect(!verifier.verify(tampered), "a replay for another nonce fails")
+                tampered = d
+                tampered.expiresAt = Timestamp.string(expires.addingTimeInterval(3600))
+                #expect(!verifier.verify(tampered), "an extended lease fails")
+                let other = try DecisionVerifier(publicKeyBase64: DecisionSigner.generate().publicBase64)
+                #expect(!other.verify(d), "another authority's key fails")
+                tampered = d
+                tampered.signature = nil
+                #expect(!verifier.verify(tampered), "a missing signature fails")
+            }
+        }
+    }
+
+    @Test func agentKeysCannotOperate() async throws {
+        let t = try await TestAuthority.make()
+        try await t.application().test(.router) { c in
+            try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "a1"])
+            for path in ["devices/revoke", "devices/unrevoke", "devices/remove"] {
+                let (s, o) = try await c.post("/api/v1/\(path)", key: t.agentKey, ["deviceId": "a1"])
+                #expect(s == .forbidden, "\(path)")
+                #expect(o["code"] as? String == "FORBIDDEN")
+                #expect((o["error"] as? String)?.contains("operator key") == true)
+            }
+            for path in ["org/halt", "org/resume"] {
+                let (s, _) = try await c.post("/api/v1/\(path)", key: t.agentKey, ["reason": "x"])
+                #expect(s == .forbidden, "\(path)")
+            }
+            for path in ["devices/list", "audit", "usage"] {
+                let (s, _) = try await c.get("/api/v1/\(path)", key: t.agentKey)
+                #expect(s == .forbidden, "\(path)")
+            }
+            let (_, o) = try await c.post("/api/v1/devices/validate", key: t.agentKey, ["deviceId": "a1"])
+            #expect(o["allowed"] as? Bool == true, "the agent's failed attempts changed nothing")
+        }
+    }
+
+    @Test func keysAreRequiredAndChecked() async throws {
+        let t = try await TestAuthority.make()
+        try await t.application().test(.router) { c in
+            var (s, o) = try await c.post("/api/v1/devices/validate", key: nil, ["deviceId": "a1"])
+            #expect(s == .unauthorized)
+            #expect(o["code"] as? String == "UNAUTHORIZED")
+            (s, _) = try await c.post("/api/v1/devices/validate", key: APIKeys.generate(), ["deviceId": "a1"])
+            #expect(s == .unauthorized)
+            (s, _) = try await c.post("/api/v1/devices/validate", key: String(t.agentKey.dropLast()), ["deviceId": "a1"])
+            #expect(s == .unauthorized)
+            // A key revoked in the store stops working (keys reload every 50 ms here).
+            let store = try SQLiteStore(path: t.directory.database)
+            #expect(try await store.revokeKey(named: "agent", change: Change(actor: "test", reason: nil, requestID: "r", at: Timestamp.string(Date()))))
+            try await Task.sleep(for: .milliseconds(120))
+            (s, _) = try await c.post("/api/v1/devices/validate", key: t.agentKey, ["deviceId": "a1"])
+            #expect(s == .unauthorized)
+            (s, _) = try await c.get("/healthz", key: nil)
+            #expect(s == .ok)
+        }
+    }
+
+    @Test func badInputIsRefusedWithAJSONError() async throws {
+        let t = try await TestAuthority.make()
+        try await t.application().test(.router) { c in
+            let cases: [(String, ByteBuffer, HTTPResponse.Status, String)] = [
+                ("/api/v1/devices/validate", ByteBuffer(string: "{not json"), .badRequest, "not valid JSON"),
+                ("/api/v1/devices/validate", ByteBuffer(string: "[1,2]"), .badRequest, "JSON object"),
+                ("/api/v1/devices/validate", body(["deviceId": 7]), .badRequest, "must be a string"),
+                ("/api/v1/devices/validate", body([:]), .badRequest, "\"deviceId\" is required"),
+                ("/api/v1/devices/validate", body(["deviceId": "a b"]), .badRequest, "invalid deviceId"),
+                ("/api/v1/devices/validate", body(["deviceId": String(repeating: "a", count: 129)]), .badRequest, "invalid deviceId"),
+                ("/api/v1/devices/validate", body(["deviceId": "a1", "deviceID": "a2"]), .badRequest, "unknown field \"deviceID\""),
+                ("/api/v1/devices/validate", body(["deviceId": "a1", "nonce": "bad nonce\n"]), .badRequest, "invalid nonce"),
+                ("/api/v1/devices/validate", ByteBuffer(string: "{\"deviceId\": \"" + String(repeating: "x", count: 70_000) + "\"}"), .contentTooLarge, "larger than"),
+                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "dancing"]), .badRequest, "unknown state"),
+                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [1.5]]), .badRequest, "positive integers"),
+                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "at": "yesterday"]), .badRequest, "RFC 3339"),
+            ]
+            for (uri, b, status, message) in cases {
+                try await c.execute(uri: uri, method: .post, headers: headers(t.agentKey), body: b) { r in
+                    #expect(r.status == status, "\(uri) \(message)")
+                    let o = json(r)
+                    #expect(o["status"] as? String == "error")
+                    #expect((o["error"] as? String)?.contains(message) == true, "\(o)")
+                    #expect(o["request_id"] is String)
+                }
+            }
+            var (s, o) = try await c.post("/api/v1/devices/revoke", key: t.operatorKey, ["deviceId": "never-registered"])
+            #expect(s == .notFound)
+            #expect(o["code"] as? String == "DEVICE_NOT_FOUND")
+            (s, o) = try await c.post("/api/v1/org/halt", key: t.operatorKey, [:])
+            #expect(s == .badRequest, "a halt needs a reason")
+            (s, o) = try await c.post("/api/v1/devices/revoke?wait=forever", key: t.operatorKey, ["deviceId": "a1"])
+            #expect(s == .badRequest)
+            (s, o) = try await c.get("/api/v1/no/such/route", key: t.operatorKey)
+            #expect(s == .notFound)
+            #expect(o["status"] as? String == "error")
+            (s, _) = try await c.get("/api/v1/devices/watch", key: t.agentKey)
+            #expect(s == .badRequest, "watch needs a surface")
+            (s, _) = try await c.get("/api/v1/devices/watch?deviceId=a%20b", key: t.agentKey)
+            #expect(s == .badRequest)
+        }
+    }
+
+    @Test func listAuditUsageAndReports() async throws {
+        let t = try await TestAuthority.make()
+        try await t.application().test(.router) { c in
+            try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "a1"])
+            try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "a2"])
+            let (_, rev) = try await c.post("/api/v1/devices/revoke", key: t.operatorKey, ["deviceId": "a2", "reason": "INC-7"])
+            let rid = try #require(rev["request_id"] as? String)
+            var (s, o) = try await c.post("/api/v1/devices/report", key: t.agentKey, [
+                "deviceId": "a2", "instance": "host-1", "state": "stopped", "pids": [100, 101],
+                "at": Timestamp.string(Date()), "request_id": rid])
+            #expect(s == .ok)
+            (_, o) = try await c.get("/api/v1/devices/list", key: t.operatorKey)
+            let devices = try #require(o["devices"] as? [[String: Any]])
+            #expect(devices.map { $0["deviceId"] as? String } == ["a1", "a2"])
+            #expect(devices[1]["state"] as? String == "revoked")
+            #expect(devices[1]["reason"] as? String == "INC-7")
+            let last = try #require(devices[1]["lastReport"] as? [String: Any])
+            #expect(last["state"] as? String == "stopped")
+            #expect(last["pids"] as? [Int] == [100, 101])
+            (_, o) = try await c.get("/api/v1/audit?deviceId=a2", key: t.operatorKey)
+            let entries = try #require(o["entries"] as? [[String: Any]])
+            #expect(entries.first?["action"] as? String == "revoke")
+            #expect(entries.first?["actor"] as? String == "operator")
+            #expect(entries.first?["reason"] as? String == "INC-7")
+            #expect(entries.first?["request_id"] as? String == rid)
+            (_, o) = try await c.get("/api/v1/usage", key: t.operatorKey)
+            #expect(o["devices"] as? Int == 2)
+            #expect(o["revoked"] as? Int == 1)
+            (s, o) = try await c.post("/api/v1/devices/remove", key: t.operatorKey, ["deviceId": "a1"])
+            #expect(s == .ok)
+            (_, o) = try await c.post("/api/v1/devices/validate", key: t.agentKey, ["deviceId": "a1"])
+            #expect(o["code"] as? String == "DEVICE_NOT_FOUND")
+            (s, _) = try await c.get("/api/v1/devices/list?deviceId=a1", key: t.operatorKey)
+            #expect(s == .notFound)
+        }
+    }
+
+    @Test func listenOptionsRefuseUnsafeAddresses() throws {
+        var o = ListenOptions()
+        try o.set(listen: "0.0.0.0:8470")
+        #expect(throws: StoreError.self) { try o.check() }
+        o.insecureListen = true
+        try o.check()
+        try o.set(listen: "[::1]:9000")
+        #expect(o.host == "::1" && o.port == 9000 && o.isLoopback)
+        #expect(throws: StoreError.self) { try o.set(listen: "localhost") }
+    }
+}

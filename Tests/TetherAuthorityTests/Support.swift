@@ -1,0 +1,72 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import TetherAuthority
+import TetherCore
+
+/// A fresh authority in a temporary state directory, with its first keys.
+struct TestAuthority {
+    let directory: StateDirectory
+    let authority: Authority
+    let operatorKey: String
+    let agentKey: String
+    let publicKey: String
+
+    static func make(lease: Duration = .seconds(15)) async throws -> TestAuthority {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tether-auth-\(UUID().uuidString.prefix(8))").path
+        let dir = StateDirectory(path: path)
+        let created = try await dir.initialize(actor: "test")
+        var config = AuthorityConfiguration()
+        config.leaseLength = lease
+        config.keyRefresh = .milliseconds(50)
+        let authority = try await AuthorityServer.open(directory: dir, configuration: config, logger: testLogger)
+        return TestAuthority(directory: dir, authority: authority, operatorKey: created.operatorKey,
+                             agentKey: created.agentKey, publicKey: created.publicKey)
+    }
+
+    func application(port: Int = 0) throws -> some ApplicationProtocol {
+        var listen = ListenOptions()
+        listen.port = port
+        return try buildApplication(authority: authority, listen: listen, logger: testLogger)
+    }
+}
+
+let testLogger: Logger = {
+    var l = Logger(label: "tether-authority-test")
+    l.logLevel = .critical
+    return l
+}()
+
+extension HTTPField.Name {
+    static let orgKey = HTTPField.Name("x-org-key")!
+    static let signature = HTTPField.Name("x-tether-signature")!
+}
+
+func headers(_ key: String?) -> HTTPFields {
+    var h = HTTPFields()
+    if let key { h[.orgKey] = key }
+    h[.contentType] = "application/json"
+    return h
+}
+
+func body(_ object: [String: Any]) -> ByteBuffer {
+    ByteBuffer(bytes: try! JSONSerialization.data(withJSONObject: object))
+}
+
+func json(_ response: TestResponse) -> [String: Any] {
+    (try? JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]) ?? [:]
+}
+
+extension TestClientProtocol {
+    /// POST a JSON body with a key; returns status and parsed JSON.
+    @discardableResult
+    func post(_ uri: String, key: String?, _ object: [String: Any]) async throws -> (HTTPResponse.Status, [String: Any]) {
+        try await execute(uri: uri, method: .post, headers: headers(key), body: body(object)) { ($0.status, json($0)) }
+    }
+
+    func get(_ uri: String, key: String?) async throws -> (HTTPResponse.Status, [String: Any]) {
+        try await execute(uri: uri, method: .get, headers: headers(key)) { ($0.status, json($0)) }
+    }
+}
