@@ -68,10 +68,21 @@ public struct AuthorityClient: Sendable {
     public var timeout: Duration = .seconds(10)
     let http: HTTPClient
 
-    public init(endpoint: AuthorityEndpoint, http: HTTPClient = .shared) {
+    public init(endpoint: AuthorityEndpoint, http: HTTPClient = AuthorityClient.defaultHTTPClient) {
         self.endpoint = endpoint
         self.http = http
     }
+
+    /// One client for the process. Fails fast: a refused connection is an answer (the
+    /// authority is down), not something to retry until the deadline; the caller decides
+    /// (the supervisor fails closed, the operator is told). Many streams per host allowed.
+    public static let defaultHTTPClient: HTTPClient = {
+        var config = HTTPClient.Configuration()
+        config.connectionPool.retryConnectionEstablishment = false
+        config.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 1024
+        config.timeout = .init(connect: .seconds(3))
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    }()
 
     // MARK: - operator
 

@@ -1,0 +1,186 @@
+import AsyncHTTPClient
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import Testing
+import TetherAuthority
+import TetherClient
+import TetherCore
+
+/// One client for all test streams: the shared client allows only 8 connections per host.
+let streamClient: HTTPClient = {
+    var config = HTTPClient.Configuration()
+    config.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 20_000
+    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+}()
+
+/// A watch stream read the way a supervisor reads it.
+final class WatchReader: @unchecked Sendable {
+    private let lock = NSLock()
+    private var events: [ServerSentEvent] = []
+    private var task: Task<Void, Never>?
+    private(set) var ended = false
+
+    init(port: Int, key: String, surfaces: [String], instance: String, nonce: String = "n0") {
+        let query = surfaces.map { "deviceId=\($0)" }.joined(separator: "&") + "&instance=\(instance)&nonce=\(nonce)"
+        task = Task {
+            var req = HTTPClientRequest(url: "http://127.0.0.1:\(port)/api/v1/devices/watch?\(query)")
+            req.headers.add(name: "x-org-key", value: key)
+            do {
+                let resp = try await streamClient.execute(req, timeout: .seconds(120))
+                var parser = SSEParser()
+                for try await chunk in resp.body {
+                    let new = try parser.feed(chunk.readableBytesView)
+                    lock.withLock { events += new }
+                }
+            } catch {}
+            lock.withLock { ended = true }
+        }
+    }
+
+    var all: [ServerSentEvent] { lock.withLock { events } }
+    var isEnded: Bool { lock.withLock { ended } }
+
+    func decisions() -> [Decision] {
+        all.filter { $0.event == "decision" }.compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.data.utf8)) as? [String: Any]).flatMap { Decision(json: $0) }
+        }
+    }
+
+    /// Waits for a decision matching `match`.
+    func wait(timeout: Duration = .seconds(5), _ match: (Decision) -> Bool) async -> Decision? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let d = decisions().first(where: match) { return d }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return decisions().first(where: match)
+    }
+
+    func cancel() { task?.cancel() }
+}
+
+@Suite("Authority on a live server", .timeLimit(.minutes(3)))
+struct LiveTests {
+    @Test func revokeReachesEveryWatcherSignedAndInOrder() async throws {
+        let t = try await TestAuthority.make(lease: .seconds(3))
+        let verifier = try DecisionVerifier(publicKeyBase64: t.publicKey)
+        try await t.application().test(.live) { c in
+            let port = try #require(c.port)
+            try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "a1"])
+            let readers = (0..<5).map { WatchReader(port: port, key: t.agentKey, surfaces: ["a1", "other"], instance: "host-\($0)", nonce: "nonce-\($0)") }
+            defer { readers.forEach { $0.cancel() } }
+            for r in readers {
+                let first = await r.wait { $0.deviceId == "a1" }
+                #expect(first?.allowed == true, "current decision at once")
+                #expect(await r.wait { $0.deviceId == "other" }?.code == .deviceNotFound)
+            }
+            let (_, rev) = try await c.post("/api/v1/devices/revoke", key: t.operatorKey, ["deviceId": "a1", "reason": "INC-9"])
+            let rid = try #require(rev["request_id"] as? String)
+            for (i, r) in readers.enumerated() {
+                let d = try #require(await r.wait { $0.deviceId == "a1" && $0.code == .deviceRevoked })
+                #expect(d.requestID == rid, "the event names the revoke")
+                #expect(d.nonce == "nonce-\(i)")
+                #expect(verifier.verify(d))
+                let seqs = r.decisions().compactMap(\.seq)
+                #expect(seqs == Array(1...UInt64(seqs.count)), "sequence numbers count up without gaps")
+            }
+        }
+    }
+
+    @Test func leasesAreRenewedBeforeTheyEnd() async throws {
+        let t = try await TestAuthority.make(lease: .seconds(1))
+        try await t.application().test(.live) { c in
+            let port = try #require(c.port)
+            try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "a1"])
+            let r = WatchReader(port: port, key: t.agentKey, surfaces: ["a1"], instance: "h")
+            defer { r.cancel() }
+            try await Task.sleep(for: .milliseconds(2600))
+            let ds = r.decisions()
+            #expect(ds.count >= 5, "a renewal every third of the lease: \(ds.count)")
+            for (a, b) in zip(ds, ds.dropFirst()) {
+                let aExp = try #require(Timestamp.parse(a.expiresAt)), bIssued = try #require(Timestamp.parse(b.issuedAt))
+                #expect(bIssued < aExp, "each renewal arrives before the previous lease ends")
+            }
+        }
+    }
+
+    @Test func revokeWaitsForAcksAndNamesTheMissing() async throws {
+        let t = try await TestAuthority.make()
+        try await t.application().test(.live) { c in
+            let port = try #require(c.port)
+            try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "a1"])
+            let good = WatchReader(port: port, key: t.agentKey, surfaces: ["a1"], instance: "good-host")
+            let silent = WatchReader(port: port, key: t.agentKey, surfaces: ["a1"], instance: "silent-host")
+            defer { good.cancel(); silent.cancel() }
+            _ = await good.wait { $0.allowed }
+            _ = await silent.wait { $0.allowed }
+            // A supervisor: on the revoke event, report that it stopped.
+            let agent = AuthorityClient(endpoint: AuthorityEndpoint(url: "http://127.0.0.1:\(port)", key: t.agentKey))
+            let reporter = Task {
+                if let d = await good.wait(timeout: .seconds(10), { $0.code == .deviceRevoked }) {
+                    _ = try? await agent.report(["deviceId": "a1", "instance": "good-host", "state": "stopped",
+                                                 "pids": [4242], "at": Timestamp.string(Date()), "request_id": d.requestID])
+                }
+            }
+            let op = AuthorityClient(endpoint: AuthorityEndpoint(url: "http://127.0.0.1:\(port)", key: t.operatorKey))
+            let start = ContinuousClock.now
+            let answer = try await op.revoke("a1", reason: "test", wait: .milliseconds(1500))
+            _ = await reporter.value
+            let acks = try #require(answer["acks"] as? [[String: Any]])
+            let missing = try #require(answer["missing"] as? [[String: Any]])
+            #expect(acks.map { $0["instance"] as? String } == ["good-host"])
+            #expect(acks.first?["pids"] as? [Int] == [4242])
+            #expect(missing.map { $0["instance"] as? String } == ["silent-host"])
+            #expect(ContinuousClock.now - start >= .milliseconds(1400), "waited for the silent one")
+            let text = OperatorOutput.change(answer, verb: "Revoked")
+            #expect(text.contains("✔ good-host"))
+            #expect(text.contains("✘ silent-host"))
+        }
+    }
+
+    @Test func haltReachesEveryStreamAndShutdownEndsThem() async throws {
+        let t = try await TestAuthority.make()
+        try await t.application().test(.live) { c in
+            let port = try #require(c.port)
+            for d in ["a1", "a2"] { try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": d]) }
+            let r1 = WatchReader(port: port, key: t.agentKey, surfaces: ["a1"], instance: "h1")
+            let r2 = WatchReader(port: port, key: t.agentKey, surfaces: ["a2"], instance: "h2")
+            defer { r1.cancel(); r2.cancel() }
+            _ = await r1.wait { $0.allowed }
+            _ = await r2.wait { $0.allowed }
+            try await c.post("/api/v1/org/halt", key: t.operatorKey, ["reason": "INC-10"])
+            #expect(await r1.wait { $0.code == .orgHalted } != nil)
+            #expect(await r2.wait { $0.code == .orgHalted } != nil)
+            await t.authority.shutdown()
+            let deadline = ContinuousClock.now + .seconds(5)
+            while !(r1.isEnded && r2.isEnded) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(r1.all.contains { $0.event == "shutdown" })
+            #expect(r1.isEnded && r2.isEnded, "streams end cleanly")
+        }
+    }
+
+    @Test func abandonedWatchersAreDropped() async throws {
+        let t = try await TestAuthority.make(lease: .seconds(1))
+        try await t.application().test(.live) { c in
+            let port = try #require(c.port)
+            let readers = (0..<20).map { WatchReader(port: port, key: t.agentKey, surfaces: ["a1"], instance: "h\($0)") }
+            for r in readers { _ = await r.wait { _ in true } }
+            var (_, usage) = try await c.get("/api/v1/usage", key: t.operatorKey)
+            #expect(usage["watchConnections"] as? Int == 20)
+            readers.forEach { $0.cancel() }
+            // The next renewal write fails on each closed connection and ends it.
+            var n = 20
+            for _ in 0..<100 where n > 0 {
+                try await Task.sleep(for: .milliseconds(50))
+                (_, usage) = try await c.get("/api/v1/usage", key: t.operatorKey)
+                n = usage["watchConnections"] as? Int ?? -1
+            }
+            #expect(n == 0, "all abandoned streams released")
+            let (s, v) = try await c.post("/api/v1/devices/validate", key: t.agentKey, ["deviceId": "a1"])
+            #expect(s == .ok && v["code"] as? String == "DEVICE_NOT_FOUND", "the server still answers")
+        }
+    }
+}
