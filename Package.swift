@@ -85,6 +85,11 @@ let package = Package(
             dependencies: ["TetherCore", "TetherSystem", .product(name: "Logging", package: "swift-log")],
             path: "bench/SpawnBench"
         ),
+        .executableTarget(
+            name: "tether-bench-authority",
+            dependencies: ["TetherCore", "TetherClient", "TetherAuthority", .product(name: "AsyncHTTPClient", package: "async-http-client")],
+            path: "bench/AuthorityBench"
+        ),
         .testTarget(name: "TetherCoreTests", dependencies: ["TetherCore"]),
         .testTarget(
             name: "TetherAuthorityTests",
@@ -93,6 +98,7 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Hummingbird
 import HummingbirdCore
 import NIOSSL
@@ -94,6 +95,7 @@ public enum AuthorityServer {
     }
 
     public static func serve(directory: StateDirectory, listen: ListenOptions, configuration: AuthorityConfiguration, logger: Logger) async throws {
+        umask(0o077)   // the WAL and shared-memory files SQLite creates, authority.url
         let authority = try await open(directory: directory, configuration: configuration, logger: logger)
         let app = try buildApplication(authority: authority, listen: listen, logger: logger) { port in
             let host = listen.host.contains(":") ? "[\(listen.host)]" : listen.host

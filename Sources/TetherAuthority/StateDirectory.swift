@@ -38,6 +38,8 @@ public struct StateDirectory: Sendable {
     /// (0600 files). Refuses to touch a directory that is already initialised.
     public func initialize(actor: String) async throws -> Created {
         if isInitialized { throw StoreError("\(path) is already initialised; its keys are in operator.key and agent.key") }
+        // Nothing in the state directory is for other users: the database, its WAL and the keys.
+        umask(0o077)
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         chmod(path, 0o700)
         let signer = DecisionSigner.generate()

@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import NIOSSL
 import Testing
 import TetherAuthority
 import TetherClient
@@ -182,5 +183,55 @@ struct LiveTests {
             let (s, v) = try await c.post("/api/v1/devices/validate", key: t.agentKey, ["deviceId": "a1"])
             #expect(s == .ok && v["code"] as? String == "DEVICE_NOT_FOUND", "the server still answers")
         }
+    }
+}
+
+@Suite("Authority over TLS", .timeLimit(.minutes(2)))
+struct TLSTests {
+    @Test func servesHTTPSWithTheGivenCertificate() async throws {
+        let t = try await TestAuthority.make()
+        let dir = t.directory.path
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        openssl.arguments = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                             "-keyout", dir + "/tls.key", "-out", dir + "/tls.crt", "-days", "1", "-subj", "/CN=localhost"]
+        openssl.standardOutput = FileHandle.nullDevice
+        openssl.standardError = FileHandle.nullDevice
+        try openssl.run()
+        openssl.waitUntilExit()
+        try #require(openssl.terminationStatus == 0, "openssl made a certificate")
+
+        var listen = ListenOptions()
+        listen.port = Int.random(in: 20000..<60000)
+        listen.tlsCertificate = dir + "/tls.crt"
+        listen.tlsKey = dir + "/tls.key"
+        let app = try buildApplication(authority: t.authority, listen: listen, logger: testLogger)
+        let server = Task { try await app.run() }
+        defer { server.cancel() }
+
+        var config = HTTPClient.Configuration()
+        config.tlsConfiguration = .makeClientConfiguration()
+        config.tlsConfiguration?.certificateVerification = .none   // self-signed in the test
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+        var answer: [String: Any]?
+        for _ in 0..<100 {
+            var req = HTTPClientRequest(url: "https://127.0.0.1:\(listen.port)/api/v1/devices/validate")
+            req.method = .POST
+            req.headers.add(name: "x-org-key", value: t.agentKey)
+            req.body = .bytes(ByteBuffer(string: #"{"deviceId": "tls-1"}"#))
+            if let r = try? await client.execute(req, timeout: .seconds(2)),
+               let b = try? await r.body.collect(upTo: 65536) {
+                answer = try JSONSerialization.jsonObject(with: Data(b.readableBytesView)) as? [String: Any]
+                break
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(answer?["code"] as? String == "DEVICE_NOT_FOUND", "a decision over HTTPS")
+        // Plain HTTP to the TLS port gets no decision.
+        var plain = HTTPClientRequest(url: "http://127.0.0.1:\(listen.port)/healthz")
+        plain.method = .GET
+        let plainAnswer = try? await AuthorityClient.defaultHTTPClient.execute(plain, timeout: .seconds(2))
+        #expect(plainAnswer?.status != .ok)
+        try await client.shutdown()
     }
 }

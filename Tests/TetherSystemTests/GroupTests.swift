@@ -69,13 +69,17 @@ struct GroupTests {
         // then ends: the worker must keep running, because the fork happened on the spawn thread.
         let m = Self.marker()
         let box = WorkerBox()
-        let done = DispatchSemaphore(value: 0)
         let t = Thread {
-            Task.detached { box.set(try? await testSpawner.spawn(.init(name: "orphan-thread", spec: WorkerSpec(command: ["sleep", m]), filter: nil))); done.signal() }
-            done.wait()
+            let spawned = DispatchSemaphore(value: 0)
+            Task.detached {
+                box.set(try? await testSpawner.spawn(.init(name: "orphan-thread", spec: WorkerSpec(command: ["sleep", m]), filter: nil)))
+                spawned.signal()
+            }
+            spawned.wait()
+            box.threadEnded()   // and the thread exits
         }
         t.start()
-        done.wait()
+        #expect(await eventually { box.hasThreadEnded })
         try await Task.sleep(for: .milliseconds(300))
         let w = try #require(box.get())
         #expect(w.exit.current == nil, "still running")
@@ -160,6 +164,9 @@ struct GroupTests {
 final class WorkerBox: @unchecked Sendable {
     private let lock = NSLock()
     private var worker: Worker?
+    private var ended = false
+    func threadEnded() { lock.withLock { ended = true } }
+    var hasThreadEnded: Bool { lock.withLock { ended } }
     func set(_ w: Worker?) { lock.withLock { worker = w } }
     func get() -> Worker? { lock.withLock { worker } }
 }

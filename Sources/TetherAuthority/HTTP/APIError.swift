@@ -60,9 +60,7 @@ enum JSONOut {
     }
 
     static func data(_ object: [String: Any?]) -> [UInt8] {
-        let clean = object.compactMapValues { $0 }
-        let d = (try? JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
-        return Array(d)
+        JSONWriter.data(object.compactMapValues { $0 })
     }
 }
 

@@ -110,9 +110,26 @@ public enum Timestamp {
         var t = time_t(secs)
         var tm = tm()
         gmtime_r(&t, &tm)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
-                      Int(tm.tm_year) + 1900, Int(tm.tm_mon) + 1, Int(tm.tm_mday),
-                      Int(tm.tm_hour), Int(tm.tm_min), Int(tm.tm_sec), Int(ms % 1000))
+        // Digits by hand: String(format:) costs ~8 µs, and every decision needs two of these.
+        var out = [UInt8]()
+        out.reserveCapacity(24)
+        func put(_ v: Int, _ width: Int) {
+            var digits = [UInt8](repeating: 0x30, count: width)
+            var x = v
+            for i in stride(from: width - 1, through: 0, by: -1) {
+                digits[i] = UInt8(0x30 + x % 10)
+                x /= 10
+            }
+            out.append(contentsOf: digits)
+        }
+        put(Int(tm.tm_year) + 1900, 4); out.append(0x2D)
+        put(Int(tm.tm_mon) + 1, 2); out.append(0x2D)
+        put(Int(tm.tm_mday), 2); out.append(0x54)
+        put(Int(tm.tm_hour), 2); out.append(0x3A)
+        put(Int(tm.tm_min), 2); out.append(0x3A)
+        put(Int(tm.tm_sec), 2); out.append(0x2E)
+        put(Int(ms % 1000), 3); out.append(0x5A)
+        return String(decoding: out, as: UTF8.self)
     }
 
     public static func parse(_ s: String) -> Date? {

@@ -1,0 +1,58 @@
+import Foundation
+import Testing
+import TetherCore
+
+@Suite("Shared values")
+struct ValuesTests {
+    @Test func timestampsAreRFC3339UTCWithMilliseconds() {
+        let d = Date(timeIntervalSince1970: 1_795_600_000.123)
+        #expect(Timestamp.string(d) == "2026-11-25T09:46:40.123Z")
+        #expect(Timestamp.parse("2026-11-25T09:46:40.123Z").map { abs($0.timeIntervalSince(d)) < 0.001 } == true)
+        #expect(Timestamp.string(Date(timeIntervalSince1970: 0)) == "1970-01-01T00:00:00.000Z")
+    }
+
+    @Test func jsonWriterMatchesJSONSerialization() throws {
+        let obj: [String: Any] = [
+            "b": true, "f": false, "i": 42, "neg": -7, "s": "quote \" slash / back \\ nl \n tab \t ctl \u{01} é",
+            "arr": [1, "two", NSNull(), ["x": 1]], "obj": ["z": 1, "a": [Int32(5)]], "u": UInt64.max, "null": NSNull(),
+        ]
+        let ours = Data(JSONWriter.data(obj))
+        let text = String(decoding: ours, as: UTF8.self)
+        #expect(text.hasPrefix("{\"arr\":"), "keys sorted")
+        #expect(text.contains("\"b\":true"))
+        #expect(text.contains("/ back"), "slashes not escaped")
+        let back = try #require(try JSONSerialization.jsonObject(with: ours) as? [String: Any])
+        #expect(back["s"] as? String == obj["s"] as? String)
+        #expect(back["i"] as? Int == 42)
+        #expect((back["u"] as? NSNumber)?.uint64Value == UInt64.max)
+        #expect(back["b"] as? Bool == true)
+    }
+
+    @Test func durationsParse() {
+        #expect(DurationText.parse("500ms") == .milliseconds(500))
+        #expect(DurationText.parse("5s") == .seconds(5))
+        #expect(DurationText.parse("1.5s") == .milliseconds(1500))
+        #expect(DurationText.parse("2m") == .seconds(120))
+        #expect(DurationText.parse("1h") == .seconds(3600))
+        #expect(DurationText.parse("5") == nil)
+        #expect(DurationText.parse("-1s") == nil)
+        #expect(DurationText.format(.milliseconds(1500)) == "1500ms")
+        #expect(DurationText.format(.seconds(5)) == "5s")
+    }
+
+    @Test func surfaceNamesAndNonces() {
+        #expect(SurfaceName.isValid("agent-01.prod:eu_1"))
+        #expect(!SurfaceName.isValid(""))
+        #expect(!SurfaceName.isValid("a b"))
+        #expect(!SurfaceName.isValid("a\nb"))
+        #expect(!SurfaceName.isValid(String(repeating: "a", count: 129)))
+        #expect(!SurfaceName.isValid("agent/01"))
+        #expect(Decision.isValidNonce("abc+/=="))
+        #expect(!Decision.isValidNonce("a\nb"))
+    }
+
+    @Test func canonicalFormIsExact() {
+        let d = Decision(deviceId: "a1", allowed: true, code: .allow, requestID: "R", issuedAt: "I", expiresAt: "E", nonce: nil, seq: 7)
+        #expect(String(decoding: d.canonicalBytes, as: UTF8.self) == "tether-decision-v1\ndeviceId=a1\nallowed=true\ncode=ALLOW\nrequest_id=R\nissuedAt=I\nexpiresAt=E\nnonce=\nseq=7")
+    }
+}

@@ -1,0 +1,105 @@
+// Revoke-to-watcher latency: a real `tether authority serve`, one watch stream on loopback,
+// N revoke/restore cycles. For each revoke: time from sending it to its event at the watcher,
+// and from its answer to the event. Baseline in the same run: a validate round trip.
+// Run: bench/authority.sh (builds release, starts the server, runs wrk and this).
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import TetherAuthority
+import TetherClient
+import TetherCore
+
+let args = CommandLine.arguments
+if args.count > 1 && args[1] == "--micro" {
+    // Where a validate's CPU goes, per operation.
+    let clock = ContinuousClock()
+    func time(_ name: String, _ n: Int = 20000, _ body: () -> Void) {
+        let t0 = clock.now
+        for _ in 0..<n { body() }
+        let us = Double((clock.now - t0).components.attoseconds) / 1e12 / Double(n) + Double((clock.now - t0).components.seconds) * 1e6 / Double(n)
+        print("\(name.padding(toLength: 36, withPad: " ", startingAt: 0)) \(String(format: "%8.2f", us)) µs")
+    }
+    let signer = DecisionSigner.generate()
+    let d = Decision(deviceId: "bench", allowed: true, code: .allow, requestID: UUID().uuidString, issuedAt: Timestamp.string(Date()), expiresAt: Timestamp.string(Date()))
+    time("Ed25519 sign") { _ = signer.sign(d) }
+    time("Timestamp.string") { _ = Timestamp.string(Date()) }
+    time("UUID().uuidString") { _ = UUID().uuidString }
+    time("APIKeys.hash") { _ = APIKeys.hash("tk_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG") }
+    let body = Data(#"{"deviceId": "bench-surface"}"#.utf8)
+    time("JSONSerialization parse") { _ = try? JSONSerialization.jsonObject(with: body) }
+    let obj: [String: Any] = ["allowed": true, "code": "ALLOW", "request_id": d.requestID, "deviceId": "bench", "issuedAt": d.issuedAt, "expiresAt": d.expiresAt, "signature": "x", "status": "ok"]
+    time("JSONSerialization write sorted") { _ = try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) }
+    time("JSONWriter (sorted)") { _ = JSONWriter.data(obj) }
+    exit(0)
+}
+guard args.count >= 4 else {
+    print("usage: tether-bench-authority URL OPERATOR_KEY AGENT_KEY [iterations]")
+    exit(64)
+}
+let url = args[1], opKey = args[2], agentKey = args[3]
+let iterations = args.count > 4 ? Int(args[4]) ?? 1000 : 1000
+let clock = ContinuousClock()
+
+let op = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: opKey))
+let agent = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: agentKey))
+_ = try await agent.register("bench-surface")
+
+/// Events seen by the watcher: request_id → arrival instant.
+final class Arrivals: @unchecked Sendable {
+    let lock = NSLock()
+    var seen: [String: ContinuousClock.Instant] = [:]
+    func add(_ rid: String, _ t: ContinuousClock.Instant) { lock.withLock { if seen[rid] == nil { seen[rid] = t } } }
+    func get(_ rid: String) -> ContinuousClock.Instant? { lock.withLock { seen[rid] } }
+}
+let arrivals = Arrivals()
+let watcher = Task {
+    var req = HTTPClientRequest(url: url + "/api/v1/devices/watch?deviceId=bench-surface&instance=bench")
+    req.headers.add(name: "x-org-key", value: agentKey)
+    let resp = try await AuthorityClient.defaultHTTPClient.execute(req, timeout: .hours(1))
+    var parser = SSEParser()
+    for try await chunk in resp.body {
+        let now = clock.now
+        for e in try parser.feed(chunk.readableBytesView) where e.event == "decision" {
+            if let o = try? JSONSerialization.jsonObject(with: Data(e.data.utf8)) as? [String: Any], let rid = o["request_id"] as? String {
+                arrivals.add(rid, now)
+            }
+        }
+    }
+}
+try await Task.sleep(for: .milliseconds(300))
+
+func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
+func pct(_ xs: [Double], _ p: Double) -> Double { let s = xs.sorted(); return s[min(s.count - 1, Int((Double(s.count - 1) * p).rounded()))] }
+
+var sendToEvent: [Double] = [], answerToEvent: [Double] = [], validateRTT: [Double] = []
+for i in 0..<iterations {
+    let v0 = clock.now
+    _ = try await agent.validate("bench-surface", nonce: nil)
+    validateRTT.append(ms(clock.now - v0))
+
+    let revoke = i % 2 == 0
+    let t0 = clock.now
+    let answer = revoke ? try await op.revoke("bench-surface", reason: "bench", wait: nil) : try await op.restore("bench-surface", reason: "bench", wait: nil)
+    let t1 = clock.now
+    guard let rid = answer["request_id"] as? String else { fatalError("no request id") }
+    var arrived: ContinuousClock.Instant?
+    while arrived == nil {
+        arrived = arrivals.get(rid)
+        if arrived == nil { try await Task.sleep(for: .microseconds(50)) }
+        if clock.now - t1 > .seconds(5) { fatalError("event \(rid) never arrived") }
+    }
+    if revoke {
+        sendToEvent.append(ms(arrived! - t0))
+        answerToEvent.append(ms(arrived! - t1))
+    }
+}
+watcher.cancel()
+let base = pct(validateRTT, 0.5)
+func row(_ name: String, _ xs: [Double]) {
+    print("\(name.padding(toLength: 42, withPad: " ", startingAt: 0)) median \(String(format: "%7.3f", pct(xs, 0.5))) ms  p99 \(String(format: "%7.3f", pct(xs, 0.99))) ms  ×\(String(format: "%.2f", pct(xs, 0.5) / base))")
+}
+print("\(iterations / 2) revokes (and as many restores), one watch stream, loopback")
+row("validate round trip (baseline)", validateRTT)
+row("revoke sent → event at watcher", sendToEvent)
+row("revoke answered → event at watcher", answerToEvent)
+print("(negative: the event reached the watcher before the answer reached the operator)")

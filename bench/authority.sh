@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Authority benchmarks, on demand (not in CI): validate requests/second with wrk (2 threads,
+# loopback) against /healthz in the same run, then revoke-to-watcher latency.
+# Usage: bench/authority.sh [seconds] [revocations]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}; revs=${2:-2000}
+command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null; }
+swift build -c release --product tether >/dev/null
+swift build -c release --product tether-bench-authority >/dev/null
+bin=.build/release
+dir=$(mktemp -d /tmp/tether-bench-XXXX)
+$bin/tether authority init --dir "$dir" >/dev/null
+port=$((20000 + RANDOM % 20000))
+$bin/tether authority serve --dir "$dir" --listen 127.0.0.1:$port 2>/dev/null &
+server=$!
+trap 'kill $server 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.05; done
+op=$(cat "$dir/operator.key"); agent=$(cat "$dir/agent.key")
+curl -sf -XPOST -H "x-org-key: $agent" -d '{"deviceId":"bench-surface"}' http://127.0.0.1:$port/api/v1/devices/register >/dev/null
+
+echo "== wrk, 2 threads, 64 connections, ${secs}s each, loopback ($(nproc) cores shared by server and wrk)"
+health=$(wrk -t2 -c64 -d${secs}s http://127.0.0.1:$port/healthz | awk '/Requests\/sec/ {print $2}')
+validate=$(TETHER_BENCH_KEY=$agent wrk -t2 -c64 -d${secs}s -s bench/wrk-validate.lua http://127.0.0.1:$port/api/v1/devices/validate | awk '/Requests\/sec/ {print $2}')
+printf "GET /healthz (baseline)           %10.0f req/s  ×1.00\n" "$health"
+printf "POST validate (auth, signed)      %10.0f req/s  ×%.2f\n" "$validate" "$(echo "$validate / $health" | bc -l)"
+echo
+echo "== revoke → watch event"
+$bin/tether-bench-authority http://127.0.0.1:$port "$op" "$agent" "$revs"
