@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Authority benchmarks, on demand (not in CI): validate requests/second with wrk (2 threads,
 # loopback) against /healthz in the same run, then revoke-to-watcher latency.
-# Usage: bench/authority.sh [seconds] [revocations]
+# Usage: bench/authority.sh [seconds] [revocations] [watchers]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-10}; revs=${2:-2000}
+secs=${1:-10}; revs=${2:-2000}; fan=${3:-2000}
 command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null; }
 swift build -c release --product tether >/dev/null
 swift build -c release --product tether-bench-authority >/dev/null
@@ -27,3 +27,6 @@ printf "POST validate (auth, signed)      %10.0f req/s  ×%.2f\n" "$validate" "$
 echo
 echo "== revoke → watch event"
 $bin/tether-bench-authority http://127.0.0.1:$port "$op" "$agent" "$revs"
+echo
+echo "== one change to $fan watchers"
+$bin/tether-bench-authority http://127.0.0.1:$port "$op" "$agent" --fanout "$fan"

@@ -43,6 +43,10 @@ let clock = ContinuousClock()
 let op = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: opKey))
 let agent = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: agentKey))
 _ = try await agent.register("bench-surface")
+if args.count > 5 && args[4] == "--fanout", let n = Int(args[5]) {
+    try await fanout(n)
+    exit(0)
+}
 
 /// Events seen by the watcher: request_id → arrival instant.
 final class Arrivals: @unchecked Sendable {
@@ -103,3 +107,68 @@ row("validate round trip (baseline)", validateRTT)
 row("revoke sent → event at watcher", sendToEvent)
 row("revoke answered → event at watcher", answerToEvent)
 print("(negative: the event reached the watcher before the answer reached the operator)")
+
+/// N watch streams on one surface; for a few revokes, the time from the revoke's answer until
+/// the last of the N watchers has its event.
+func fanout(_ n: Int) async throws {
+    var config = HTTPClient.Configuration()
+    config.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = n + 10
+    let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
+    let surface = "fanout-surface"
+    _ = try await agent.register(surface)
+    final class Seen: @unchecked Sendable {
+        let lock = NSLock()
+        var byRID: [String: Int] = [:]
+        var last: [String: ContinuousClock.Instant] = [:]
+        var initial = 0
+        func add(_ rid: String?, initial isInitial: Bool) {
+            lock.withLock {
+                if isInitial { initial += 1; return }
+                guard let rid else { return }
+                byRID[rid, default: 0] += 1
+                last[rid] = ContinuousClock.now
+            }
+        }
+    }
+    let seen = Seen()
+    var tasks: [Task<Void, Never>] = []
+    for i in 0..<n {
+        tasks.append(Task {
+            var req = HTTPClientRequest(url: url + "/api/v1/devices/watch?deviceId=\(surface)&instance=w\(i)")
+            req.headers.add(name: "x-org-key", value: agentKey)
+            guard let resp = try? await client.execute(req, timeout: .hours(1)) else { return }
+            var parser = SSEParser()
+            var first = true
+            do {
+                for try await chunk in resp.body {
+                    for e in try parser.feed(chunk.readableBytesView) where e.event == "decision" {
+                        let o = try? JSONSerialization.jsonObject(with: Data(e.data.utf8)) as? [String: Any]
+                        seen.add(o?["request_id"] as? String, initial: first)
+                        first = false
+                    }
+                }
+            } catch {}
+        })
+    }
+    let openStart = clock.now
+    while seen.lock.withLock({ seen.initial }) < n {
+        try await Task.sleep(for: .milliseconds(20))
+        if clock.now - openStart > .seconds(120) { print("only \(seen.lock.withLock { seen.initial }) of \(n) streams opened"); break }
+    }
+    print("\(seen.lock.withLock { seen.initial }) watch streams open on one surface after \(String(format: "%.1f", ms(clock.now - openStart) / 1000)) s")
+    var results: [Double] = []
+    for round in 0..<6 {
+        let a = round % 2 == 0 ? try await op.revoke(surface, reason: "fanout", wait: nil) : try await op.restore(surface, reason: "fanout", wait: nil)
+        let t1 = clock.now
+        let rid = a["request_id"] as! String
+        while seen.lock.withLock({ seen.byRID[rid] ?? 0 }) < n && clock.now - t1 < .seconds(30) {
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        let (count, last) = seen.lock.withLock { (seen.byRID[rid] ?? 0, seen.last[rid]) }
+        let allMs = last.map { ms($0 - t1) } ?? .nan
+        results.append(allMs)
+        print("  change \(round + 1): \(count)/\(n) watchers had it, the last \(String(format: "%.1f", allMs)) ms after the answer")
+    }
+    print("median time for one change to reach all \(n) watchers: \(String(format: "%.1f", pct(results, 0.5))) ms")
+    tasks.forEach { $0.cancel() }
+}
