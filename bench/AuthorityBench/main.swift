@@ -118,14 +118,13 @@ func fanout(_ n: Int) async throws {
     _ = try await agent.register(surface)
     final class Seen: @unchecked Sendable {
         let lock = NSLock()
-        var byRID: [String: Int] = [:]
+        var byRID: [String: Set<Int>] = [:]   // watchers that have had the event
         var last: [String: ContinuousClock.Instant] = [:]
         var initial = 0
-        func add(_ rid: String?, initial isInitial: Bool) {
+        func add(_ rid: String?, watcher: Int, initial isInitial: Bool) {
             lock.withLock {
                 if isInitial { initial += 1; return }
-                guard let rid else { return }
-                byRID[rid, default: 0] += 1
+                guard let rid, byRID[rid, default: []].insert(watcher).inserted else { return }
                 last[rid] = ContinuousClock.now
             }
         }
@@ -143,7 +142,7 @@ func fanout(_ n: Int) async throws {
                 for try await chunk in resp.body {
                     for e in try parser.feed(chunk.readableBytesView) where e.event == "decision" {
                         let o = try? JSONSerialization.jsonObject(with: Data(e.data.utf8)) as? [String: Any]
-                        seen.add(o?["request_id"] as? String, initial: first)
+                        seen.add(o?["request_id"] as? String, watcher: i, initial: first)
                         first = false
                     }
                 }
@@ -161,10 +160,10 @@ func fanout(_ n: Int) async throws {
         let a = round % 2 == 0 ? try await op.revoke(surface, reason: "fanout", wait: nil) : try await op.restore(surface, reason: "fanout", wait: nil)
         let t1 = clock.now
         let rid = a["request_id"] as! String
-        while seen.lock.withLock({ seen.byRID[rid] ?? 0 }) < n && clock.now - t1 < .seconds(30) {
+        while seen.lock.withLock({ seen.byRID[rid]?.count ?? 0 }) < n && clock.now - t1 < .seconds(30) {
             try await Task.sleep(for: .milliseconds(1))
         }
-        let (count, last) = seen.lock.withLock { (seen.byRID[rid] ?? 0, seen.last[rid]) }
+        let (count, last) = seen.lock.withLock { (seen.byRID[rid]?.count ?? 0, seen.last[rid]) }
         let allMs = last.map { ms($0 - t1) } ?? .nan
         results.append(allMs)
         print("  change \(round + 1): \(count)/\(n) watchers had it, the last \(String(format: "%.1f", allMs)) ms after the answer")
