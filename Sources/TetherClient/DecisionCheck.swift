@@ -1,0 +1,54 @@
+import Foundation
+import TetherCore
+
+/// One question to the authority — may this surface run now? — answered fail-closed: anything
+/// but a well-formed, allowed, unexpired decision (signed, when a key is pinned) is a deny.
+public enum DecisionCheck {
+    public enum Outcome: Sendable {
+        case allowed(Decision)
+        /// The decision as received (or as reconstructed), with the client's verdict code.
+        case denied(Decision?, code: DecisionCode, detail: String)
+        case unreachable(String)
+    }
+
+    public static func check(
+        _ surface: String, client: AuthorityClient, verifier: DecisionVerifier?, now: @Sendable () -> Date = { Date() }
+    ) async -> Outcome {
+        let nonce = UUID().uuidString
+        let answer: JSONAnswer
+        do {
+            answer = try await client.validate(surface, nonce: nonce)
+        } catch let e as ClientError {
+            switch e {
+            case .unreachable(let m): return .unreachable(m)
+            case .refused(_, let code, let message, _): return .denied(nil, code: .badResponse, detail: "\(code): \(message)")
+            default: return .denied(nil, code: .badResponse, detail: e.description)
+            }
+        } catch {
+            return .unreachable("\(error)")
+        }
+        guard var d = Decision(json: answer.object) else {
+            return .denied(nil, code: .badResponse, detail: "the answer is not a decision")
+        }
+        if d.signature == nil, let header = answer.header("x-tether-signature") { d.signature = header }
+        guard d.deviceId == surface else {
+            return .denied(d, code: .badResponse, detail: "the answer is for \(d.deviceId), not \(surface)")
+        }
+        if let verifier {
+            guard verifier.verify(d) else { return .denied(d, code: .badSignature, detail: "missing or bad signature") }
+            guard d.nonce == nonce else { return .denied(d, code: .badSignature, detail: "the signed nonce is not ours: a replayed answer") }
+        }
+        // MachineID gives no lease fields; Tether's authority always does, and an expired one
+        // is no allow.
+        if !d.expiresAt.isEmpty {
+            guard let expires = Timestamp.parse(d.expiresAt) else {
+                return .denied(d, code: .badResponse, detail: "expiresAt is not a time: \(d.expiresAt)")
+            }
+            if expires <= now() { return .denied(d, code: .leaseExpired, detail: "the lease ended at \(d.expiresAt)") }
+        }
+        guard d.allowed, d.code == .allow else {
+            return .denied(d, code: d.code == .allow ? .badResponse : d.code, detail: "request \(d.requestID)")
+        }
+        return .allowed(d)
+    }
+}
