@@ -38,16 +38,15 @@ public enum DecisionCheck {
             guard verifier.verify(d) else { return .denied(d, code: .badSignature, detail: "missing or bad signature") }
             guard d.nonce == nonce else { return .denied(d, code: .badSignature, detail: "the signed nonce is not ours: a replayed answer") }
         }
-        // MachineID gives no lease fields; Tether's authority always does, and an expired one
-        // is no allow.
-        if !d.expiresAt.isEmpty {
-            guard let expires = Timestamp.parse(d.expiresAt) else {
-                return .denied(d, code: .badResponse, detail: "expiresAt is not a time: \(d.expiresAt)")
-            }
-            if expires <= now() { return .denied(d, code: .leaseExpired, detail: "the lease ended at \(d.expiresAt)") }
+        if !d.expiresAt.isEmpty && Timestamp.parse(d.expiresAt) == nil {
+            return .denied(d, code: .badResponse, detail: "expiresAt is not a time: \(d.expiresAt)")
         }
-        guard d.allowed, d.code == .allow else {
-            return .denied(d, code: d.code == .allow ? .badResponse : d.code, detail: "request \(d.requestID)")
+        // The same lease rules as the supervisor: a lease of no length is no allow.
+        var lease = Lease(surface: surface, failClosedAfter: 1)
+        lease.apply(d, at: now())
+        let v = lease.verdict(at: now())
+        guard v.allowed else {
+            return .denied(d, code: v.code, detail: v.code == .leaseExpired ? "the lease has no length left" : "request \(d.requestID)")
         }
         return .allowed(d)
     }

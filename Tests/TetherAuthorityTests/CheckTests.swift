@@ -53,23 +53,38 @@ struct CheckTests {
         #expect(err.contains("unreachable"))
     }
 
-    @Test func anExpiredLeaseIsADeny() async throws {
-        let t = try await TestAuthority.make(lease: .seconds(2))
-        try await t.application().test(.live) { c in
-            let port = try #require(c.port)
-            let client = AuthorityClient(endpoint: AuthorityEndpoint(url: "http://127.0.0.1:\(port)", key: t.agentKey))
-            _ = try await client.register("a1")
-            let verifier = try DecisionVerifier(publicKeyBase64: t.publicKey)
-            guard case .allowed = await DecisionCheck.check("a1", client: client, verifier: verifier) else {
-                Issue.record("a fresh allow is allowed")
-                return
-            }
-            // A clock 1 h ahead sees the same answer's lease long gone.
-            guard case .denied(_, let code, _) = await DecisionCheck.check("a1", client: client, verifier: verifier, now: { Date().addingTimeInterval(3600) }) else {
-                Issue.record("an expired lease must deny")
-                return
-            }
-            #expect(code == .leaseExpired)
+    @Test func leaseBookkeepingFailsClosed() {
+        let now = Date()
+        func decision(_ allowed: Bool = true, _ code: DecisionCode = .allow, issued: Date?, expires: Date?) -> Decision {
+            Decision(deviceId: "a1", allowed: allowed, code: code, requestID: "r",
+                     issuedAt: issued.map(Timestamp.string) ?? "", expiresAt: expires.map(Timestamp.string) ?? "")
         }
+        var l = Lease(surface: "a1", failClosedAfter: 30)
+        #expect(l.verdict(at: now).code == .authorityUnreachable, "nothing known yet: deny")
+        l.apply(decision(issued: now, expires: now.addingTimeInterval(15)), at: now)
+        #expect(l.verdict(at: now.addingTimeInterval(14)).allowed)
+        #expect(l.verdict(at: now.addingTimeInterval(15.01)).code == .leaseExpired)
+        // An authority clock an hour off either way: the lease's length counts from receipt.
+        for skew in [-3600.0, 3600.0] {
+            l.apply(decision(issued: now.addingTimeInterval(skew), expires: now.addingTimeInterval(skew + 15)), at: now)
+            #expect(l.verdict(at: now.addingTimeInterval(1)).allowed, "skew \(skew)")
+            #expect(l.verdict(at: now.addingTimeInterval(16)).code == .leaseExpired, "skew \(skew)")
+        }
+        // MachineID: no lease fields, so fail_closed_after applies.
+        l.apply(decision(issued: nil, expires: nil), at: now)
+        #expect(l.verdict(at: now.addingTimeInterval(29)).allowed)
+        #expect(l.verdict(at: now.addingTimeInterval(31)).code == .leaseExpired)
+        // A lease of no length, a deny, a fault.
+        l.apply(decision(issued: now, expires: now), at: now)
+        #expect(l.verdict(at: now).code == .leaseExpired)
+        l.apply(decision(false, .deviceRevoked, issued: now, expires: now.addingTimeInterval(15)), at: now)
+        #expect(l.verdict(at: now).code == .deviceRevoked)
+        l.apply(decision(true, .deviceRevoked, issued: now, expires: now.addingTimeInterval(15)), at: now)
+        #expect(!l.verdict(at: now).allowed, "allowed=true with a deny code is a deny")
+        l.apply(decision(issued: now, expires: now.addingTimeInterval(15)), at: now)
+        l.fail(.badSignature)
+        #expect(l.verdict(at: now).code == .badSignature, "a fault stands until a good decision")
+        l.apply(decision(issued: now, expires: now.addingTimeInterval(15)), at: now)
+        #expect(l.verdict(at: now).allowed)
     }
 }

@@ -1,0 +1,63 @@
+import Foundation
+import TetherCore
+
+/// What the supervisor may do with a surface right now, and why.
+public struct Verdict: Sendable, Equatable {
+    public var surface: String
+    public var allowed: Bool
+    public var code: DecisionCode
+    /// The request id of the decision behind it (the change to acknowledge), if any.
+    public var requestID: String?
+    /// When an allow stops being good without renewal.
+    public var until: Date?
+}
+
+/// The lease bookkeeping of one surface, fail-closed: an allow is good until its `expiresAt`
+/// (or, from an authority that sends no lease fields — MachineID — for `failClosedAfter` after it
+/// was received); after that, with no renewal, the surface is denied with `LEASE_EXPIRED`.
+public struct Lease: Sendable, Equatable {
+    public let surface: String
+    public let failClosedAfter: TimeInterval
+    public private(set) var last: Decision?
+    public private(set) var receivedAt: Date?
+    /// Set when the last thing learnt was not a decision (bad signature, garbage, 5xx): a deny
+    /// that stands until a good decision arrives.
+    public private(set) var fault: DecisionCode?
+
+    public init(surface: String, failClosedAfter: TimeInterval) {
+        self.surface = surface
+        self.failClosedAfter = failClosedAfter
+    }
+
+    public mutating func apply(_ d: Decision, at now: Date) {
+        last = d
+        receivedAt = now
+        fault = nil
+    }
+
+    /// A verdict the client reached itself (`BAD_SIGNATURE`, `BAD_RESPONSE`): deny now.
+    public mutating func fail(_ code: DecisionCode) { fault = code }
+
+    public func expiry() -> Date? {
+        guard let d = last, d.allowed, d.code == .allow, let at = receivedAt else { return nil }
+        if !d.expiresAt.isEmpty, let e = Timestamp.parse(d.expiresAt) {
+            // The lease's length, counted from when we received it: the authority's clock may
+            // be off by an hour either way, and must neither stretch a lease nor void every one.
+            if let i = Timestamp.parse(d.issuedAt) { return at.addingTimeInterval(max(0, e.timeIntervalSince(i))) }
+            return e
+        }
+        return at.addingTimeInterval(failClosedAfter)
+    }
+
+    public func verdict(at now: Date) -> Verdict {
+        if let fault { return Verdict(surface: surface, allowed: false, code: fault, requestID: last?.requestID, until: nil) }
+        guard let d = last else { return Verdict(surface: surface, allowed: false, code: .authorityUnreachable, requestID: nil, until: nil) }
+        guard d.allowed, d.code == .allow else {
+            return Verdict(surface: surface, allowed: false, code: d.code == .allow ? .badResponse : d.code, requestID: d.requestID, until: nil)
+        }
+        guard let until = expiry(), now < until else {
+            return Verdict(surface: surface, allowed: false, code: .leaseExpired, requestID: d.requestID, until: nil)
+        }
+        return Verdict(surface: surface, allowed: true, code: .allow, requestID: d.requestID, until: until)
+    }
+}
