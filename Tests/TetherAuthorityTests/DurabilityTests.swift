@@ -22,11 +22,13 @@ let tetherBinary: String = {
 final class ServerProcess: @unchecked Sendable {
     let dir: String
     let port: Int
+    let extra: [String]
     var process: Process?
 
-    init(dir: String, port: Int) {
+    init(dir: String, port: Int, extra: [String] = []) {
         self.dir = dir
         self.port = port
+        self.extra = extra
     }
 
     var url: String { "http://127.0.0.1:\(port)" }
@@ -34,7 +36,7 @@ final class ServerProcess: @unchecked Sendable {
     func start() async throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: tetherBinary)
-        p.arguments = ["authority", "serve", "--dir", dir, "--listen", "127.0.0.1:\(port)"]
+        p.arguments = ["authority", "serve", "--dir", dir, "--listen", "127.0.0.1:\(port)"] + extra
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
@@ -90,16 +92,22 @@ struct DurabilityTests {
         let agent = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: agentKey))
         var op = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: opKey))
         op.timeout = .seconds(5)
-        let ids = (0..<200).map { "burst-\($0)" }
+        let ids = (0..<400).map { "burst-\($0)" }
         for id in ids { _ = try await agent.register(id) }
         let operatorClient = op
-        // Fire all revokes at once and SIGKILL the server while they are in flight.
+        let acks = AckCounter()
+        // Fire all revokes at once; SIGKILL the server as soon as the first ten are answered,
+        // while the rest are in flight.
         let acknowledged = await withTaskGroup(of: String?.self) { group in
             for id in ids {
-                group.addTask { (try? await operatorClient.revoke(id, reason: "burst", wait: nil)) != nil ? id : nil }
+                group.addTask {
+                    guard (try? await operatorClient.revoke(id, reason: "burst", wait: nil)) != nil else { return nil }
+                    acks.increment()
+                    return id
+                }
             }
             group.addTask {
-                try? await Task.sleep(for: .milliseconds(150))
+                while acks.value < 10 { try? await Task.sleep(for: .microseconds(200)) }
                 server.kill9()
                 return nil
             }
@@ -171,4 +179,11 @@ struct DurabilityTests {
         (code, _, _) = try tether(["keys", "revoke", "alice", "--dir", dir])
         #expect(code == 0)
     }
+}
+
+final class AckCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var n = 0
+    func increment() { lock.withLock { n += 1 } }
+    var value: Int { lock.withLock { n } }
 }
