@@ -93,3 +93,26 @@ struct CommandLineTests {
         if let keeper { #expect(await eventually { ProcessTable.stat(keeper.pid).map(\.isDead) ?? true }, "the keeper exits after its work") }
     }
 }
+
+@Suite("The keeper is replaced when it dies", .serialized, .timeLimit(.minutes(2)))
+struct KeeperTests {
+    @Test func aKilledKeeperIsReplacedAndStillDoesItsJob() async throws {
+        let m = String(format: "%d.%03d", 3000 + Int.random(in: 0..<6000), Int.random(in: 0..<1000))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tetherBinary)
+        p.arguments = ["profile", "try", "none", "--", "/bin/sh", "-c", "setsid sleep \(m)1 & exec sleep \(m)2"]
+        p.standardInput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let keepers = { processes(withMarker: m).filter { !$0.isDead && command(of: $0.pid) == "tether-keeper" && $0.ppid == p.processIdentifier } }
+        #expect(await eventually { keepers().count == 1 && processes(withMarker: m).filter { command(of: $0.pid) == "sleep" }.count == 2 })
+        let first = try #require(keepers().first)
+        kill(first.pid, SIGKILL)
+        #expect(await eventually { keepers().contains { $0.pid != first.pid } }, "a new keeper")
+        try await Task.sleep(for: .milliseconds(100))
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        let gone = await eventually { processes(withMarker: m).filter { command(of: $0.pid) == "sleep" }.allSatisfy(\.isDead) }
+        #expect(gone, "the new keeper killed the setsid'd worker: \(processes(withMarker: m))")
+    }
+}

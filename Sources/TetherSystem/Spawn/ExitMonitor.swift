@@ -95,6 +95,15 @@ final class ExitMonitor: Sendable {
         return future
     }
 
+    /// Watches an existing child of ours (the keeper). Nil if it cannot be opened.
+    func monitor(pid: pid_t) -> ExitFuture? {
+        spawnGate.withLock { _ in
+            let fd = tether_pidfd_open(pid)
+            guard fd >= 0 else { return nil }
+            return watch(PidFD(rawValue: fd, pid: pid), group: pid)
+        }
+    }
+
     /// Zombies in cgroups below `prefix` (a supervisor's cgroup directory) are ours to reap.
     func own(cgroupPrefix prefix: String) {
         state.withLock { _ = $0.ownedCgroupPrefixes.insert(prefix.hasSuffix("/") ? prefix : prefix + "/") }

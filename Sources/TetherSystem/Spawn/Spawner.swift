@@ -45,14 +45,13 @@ public final class Spawner: Sendable {
         cgroupRoot = root
         cgroupUnavailable = reason
         if let root { ExitMonitor.shared.own(cgroupPrefix: root.relativePath) }
-        let killFile = root?.openKillFile() ?? -1
+        let killRoot = root
         do {
-            keeper = try Keeper.start(killFile: killFile)
+            keeper = try Keeper.start(openKillFile: { killRoot?.openKillFile() ?? -1 }, logger: logger)
         } catch {
             logger.error("could not start the keeper: workers may outlive a SIGKILLed supervisor", metadata: ["error": "\(error)"])
             keeper = nil
         }
-        if killFile >= 0 { close(killFile) }
     }
 
     /// At a clean exit, after every worker has been waited for: removes the cgroup directory.
