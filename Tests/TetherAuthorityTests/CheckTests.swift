@@ -19,17 +19,7 @@ struct CheckTests {
         _ = try await agent.register("hook-1")
 
         func check(_ args: [String], env: [String: String] = [:]) throws -> (Int32, String, String) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: tetherBinary)
-            p.arguments = ["check"] + args + ["--dir", path]
-            p.environment = Foundation.ProcessInfo.processInfo.environment.merging(env) { $1 }
-            let out = Pipe(), err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            try p.run()
-            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+            try runTether(["check"] + args + ["--dir", path], env: env)
         }
 
         var (code, out, err) = try check(["hook-1", "--public-key", created.publicKey])

@@ -18,6 +18,21 @@ let tetherBinary: String = {
     fatalError("tether binary not found")
 }()
 
+/// Runs the `tether` binary; returns its exit code, stdout and stderr.
+func runTether(_ args: [String], env: [String: String] = [:]) throws -> (Int32, String, String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: tetherBinary)
+    p.arguments = args
+    p.environment = Foundation.ProcessInfo.processInfo.environment.merging(env) { $1 }
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
 /// A real `tether authority serve` process.
 final class ServerProcess: @unchecked Sendable {
     let dir: String
@@ -134,17 +149,7 @@ struct DurabilityTests {
         defer { server.kill9() }
         _ = try await AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: agentKey)).register("demo")
         func tether(_ args: [String], env: [String: String] = [:]) throws -> (Int32, String, String) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: tetherBinary)
-            p.arguments = args
-            p.environment = Foundation.ProcessInfo.processInfo.environment.merging(env) { $1 }
-            let out = Pipe(), err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            try p.run()
-            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+            try runTether(args, env: env)
         }
         // The URL comes from the state directory (written by serve), the key from operator.key.
         var (code, out, err) = try tether(["revoke", "demo", "--reason", "INC-1", "--dir", dir])
