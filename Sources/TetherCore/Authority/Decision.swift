@@ -4,10 +4,16 @@ import Foundation
 public enum SurfaceName {
     /// `[A-Za-z0-9._:-]{1,128}`: safe in URLs, logs, file names and the canonical signed form.
     public static func isValid(_ s: String) -> Bool {
+        isToken(s, extra: "._:-")
+    }
+
+    /// 1–128 bytes, each an ASCII letter or digit or one of `extra`: the shape of every name
+    /// and nonce that goes into the canonical signed form (none can hold a newline).
+    static func isToken(_ s: String, extra: String) -> Bool {
         guard (1...128).contains(s.utf8.count) else { return false }
+        let allowed = Set(extra.utf8)
         return s.utf8.allSatisfy { b in
-            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
-                || b == 0x2E || b == 0x5F || b == 0x3A || b == 0x2D
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || allowed.contains(b)
         }
     }
 
@@ -94,11 +100,7 @@ public struct Decision: Sendable, Equatable, Codable {
 
     /// A nonce a client may send: 1–128 characters of `[A-Za-z0-9._:+/=-]`.
     public static func isValidNonce(_ s: String) -> Bool {
-        guard (1...128).contains(s.utf8.count) else { return false }
-        return s.utf8.allSatisfy { b in
-            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
-                || b == 0x2E || b == 0x5F || b == 0x3A || b == 0x2D || b == 0x2B || b == 0x2F || b == 0x3D
-        }
+        SurfaceName.isToken(s, extra: "._:-+/=")
     }
 }
 

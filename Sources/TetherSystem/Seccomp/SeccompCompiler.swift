@@ -1,4 +1,6 @@
 import CSeccomp
+import Glibc
+import SystemPackage
 import TetherCore
 
 /// A profile compiled, in the parent, to the BPF programs the child installs before exec.
@@ -182,8 +184,3 @@ public enum SeccompCompiler {
         }
     }
 }
-
-import SystemPackage
-#if canImport(Glibc)
-import Glibc
-#endif
