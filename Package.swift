@@ -51,6 +51,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The enforcer state machine, `tether run` and `tether supervise`: reports, restarts, metrics.
+        .target(
+            name: "TetherSupervisor",
+            dependencies: [
+                "TetherCore", "TetherSystem", "TetherClient",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
         // The authority server: routes, roles, storage, signing, audit, watch fan-out.
         .target(
             name: "TetherAuthority",
@@ -65,6 +74,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         // Argument parsing only: every command calls into a library.
@@ -75,6 +85,7 @@ let package = Package(
                 "TetherSystem",
                 "TetherClient",
                 "TetherAuthority",
+                "TetherSupervisor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -90,11 +101,31 @@ let package = Package(
             dependencies: ["TetherCore", "TetherClient", "TetherAuthority", .product(name: "AsyncHTTPClient", package: "async-http-client")],
             path: "bench/AuthorityBench"
         ),
+        // What the tests share: the tether binary, authority processes, reading the kernel.
+        .target(
+            name: "TetherTestKit",
+            dependencies: ["TetherSystem", "TetherClient"],
+            path: "Tests/TetherTestKit"
+        ),
+        .executableTarget(
+            name: "tether-bench-revocation",
+            dependencies: ["TetherCore", "TetherClient"],
+            path: "bench/RevocationBench"
+        ),
         .testTarget(name: "TetherCoreTests", dependencies: ["TetherCore"]),
+        // End to end: `tether run` against real authority processes and scripted ones.
+        .testTarget(
+            name: "EnforcementTests",
+            dependencies: [
+                "TetherTestKit", "TetherAuthority", "TetherClient", "TetherCore", "TetherSystem", "tether",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
         .testTarget(
             name: "TetherAuthorityTests",
             dependencies: [
-                "TetherAuthority", "TetherClient", "TetherCore", "tether",
+                "TetherAuthority", "TetherClient", "TetherCore", "TetherTestKit", "tether",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -103,7 +134,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TetherSystemTests",
-            dependencies: ["TetherSystem", "TetherCore", "tether"]
+            dependencies: ["TetherSystem", "TetherCore", "TetherTestKit", "tether"]
         ),
     ],
     swiftLanguageModes: [.v6]

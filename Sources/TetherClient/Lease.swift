@@ -10,6 +10,26 @@ public struct Verdict: Sendable, Equatable {
     public var requestID: String?
     /// When an allow stops being good without renewal.
     public var until: Date?
+    /// When the authority issued the decision behind it (by the authority's clock).
+    public var decidedAt: Date?
+
+    public init(surface: String, allowed: Bool, code: DecisionCode, requestID: String?, until: Date?, decidedAt: Date? = nil) {
+        self.surface = surface
+        self.allowed = allowed
+        self.code = code
+        self.requestID = requestID
+        self.until = until
+        self.decidedAt = decidedAt
+    }
+
+    /// The verdict without what changes at every renewal: two verdicts with the same key are
+    /// the same news.
+    public var changeKey: Verdict {
+        var k = self
+        k.until = nil
+        k.decidedAt = nil
+        return k
+    }
 }
 
 /// The lease bookkeeping of one surface, fail-closed: an allow is good until its `expiresAt`
@@ -30,6 +50,13 @@ public struct Lease: Sendable, Equatable {
     }
 
     public mutating func apply(_ d: Decision, at now: Date) {
+        // An allow no newer than the one held (same or earlier issuedAt) is a replay or a
+        // cache, not a renewal: it must not restart the lease, or an answer repeated forever
+        // would hold a worker up forever.
+        if let prev = last, prev.allowed, d.allowed, fault == nil,
+           let p = Timestamp.parse(prev.issuedAt), let n = Timestamp.parse(d.issuedAt), n <= p {
+            return
+        }
         last = d
         receivedAt = now
         fault = nil
@@ -52,12 +79,13 @@ public struct Lease: Sendable, Equatable {
     public func verdict(at now: Date) -> Verdict {
         if let fault { return Verdict(surface: surface, allowed: false, code: fault, requestID: last?.requestID, until: nil) }
         guard let d = last else { return Verdict(surface: surface, allowed: false, code: .authorityUnreachable, requestID: nil, until: nil) }
+        let decided = Timestamp.parse(d.issuedAt)
         guard d.allowed, d.code == .allow else {
-            return Verdict(surface: surface, allowed: false, code: d.code == .allow ? .badResponse : d.code, requestID: d.requestID, until: nil)
+            return Verdict(surface: surface, allowed: false, code: d.code == .allow ? .badResponse : d.code, requestID: d.requestID, until: nil, decidedAt: decided)
         }
         guard let until = expiry(), now < until else {
             return Verdict(surface: surface, allowed: false, code: .leaseExpired, requestID: d.requestID, until: nil)
         }
-        return Verdict(surface: surface, allowed: true, code: .allow, requestID: d.requestID, until: until)
+        return Verdict(surface: surface, allowed: true, code: .allow, requestID: d.requestID, until: until, decidedAt: decided)
     }
 }

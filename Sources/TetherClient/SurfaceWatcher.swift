@@ -13,6 +13,8 @@ public struct WatchSettings: Sendable {
     public var reconnectMax: Duration = .seconds(5)
     /// This supervisor's name in the authority's watcher list and acknowledgements.
     public var instance: String
+    /// Hold a watch stream (push); false polls only (an authority without one, or by choice).
+    public var watch = true
 
     public init(instance: String) { self.instance = instance }
 }
@@ -30,7 +32,9 @@ public final class SurfaceWatcher: Sendable {
     let state: WatchState
     public let verdicts: AsyncStream<Verdict>
 
-    public init(client: AuthorityClient, surfaces: [String], verifier: DecisionVerifier?, settings: WatchSettings, logger: Logger) {
+    /// `initial`: decisions already known (the one a worker was started on), so the watcher
+    /// does not begin with "no decision yet" — a deny — for them.
+    public init(client: AuthorityClient, surfaces: [String], verifier: DecisionVerifier?, settings: WatchSettings, initial: [Decision] = [], logger: Logger) {
         self.client = client
         self.surfaces = surfaces
         self.verifier = verifier
@@ -38,13 +42,13 @@ public final class SurfaceWatcher: Sendable {
         self.logger = logger
         let (stream, continuation) = AsyncStream<Verdict>.makeStream()
         verdicts = stream
-        state = WatchState(surfaces: surfaces, failClosedAfter: settings.failClosedAfter.seconds, continuation: continuation)
+        state = WatchState(surfaces: surfaces, failClosedAfter: settings.failClosedAfter.seconds, initial: initial, continuation: continuation)
     }
 
     /// Runs until cancelled.
     public func run() async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.streamLoop() }
+            if settings.watch { group.addTask { await self.streamLoop() } }
             group.addTask { await self.pollLoop() }
             group.addTask { await self.expiryLoop() }
             await group.waitForAll()
@@ -56,61 +60,108 @@ public final class SurfaceWatcher: Sendable {
 
     func streamLoop() async {
         var backoff = settings.reconnectMin
+        var refusals = 0
         while !Task.isCancelled {
-            let nonce = UUID().uuidString
-            let query = surfaces.map { "deviceId=\($0)" }.joined(separator: "&") + "&instance=\(settings.instance)&nonce=\(nonce)"
-            var req = HTTPClientRequest(url: client.endpoint.url + "/api/v1/devices/watch?" + query)
-            req.headers.add(name: "x-org-key", value: client.endpoint.key)
-            do {
-                let resp = try await client.http.execute(req, timeout: .hours(24 * 365))
-                guard resp.status == .ok else {
-                    logger.warning("watch refused; polling", metadata: ["status": "\(resp.status.code)"])
-                    throw ClientError.badResponse("watch answered \(resp.status.code)")
-                }
-                await state.setStreaming(true)
-                backoff = settings.reconnectMin
-                var parser = SSEParser()
-                var expectedSeq: UInt64 = 1
-                for try await chunk in resp.body {
-                    for e in try parser.feed(chunk.readableBytesView) {
-                        if e.event == "shutdown" { throw ClientError.unreachable("the authority is shutting down") }
-                        guard e.event == "decision" else { continue }
-                        guard let o = try? JSONSerialization.jsonObject(with: Data(e.data.utf8)) as? [String: Any],
-                              let d = Decision(json: o), surfaces.contains(d.deviceId)
-                        else {
-                            await state.failAll(.badResponse)
-                            throw ClientError.badResponse("an event that is not a decision for our surfaces")
-                        }
-                        if let verifier {
-                            guard verifier.verify(d), d.nonce == nonce, d.seq == expectedSeq else {
-                                logger.error("watch event failed verification: denying", metadata: ["surface": "\(d.deviceId)", "seq": "\(d.seq ?? 0)"])
-                                await state.fail(d.deviceId, .badSignature)
-                                throw ClientError.badResponse("bad signature, nonce or sequence")
-                            }
-                        }
-                        expectedSeq = (d.seq ?? expectedSeq) + 1
-                        await state.apply(d)
-                    }
-                }
-                throw ClientError.unreachable("the watch stream ended")
-            } catch {
-                await state.setStreaming(false)
-                if Task.isCancelled { return }
-                logger.info("watch stream down; polling until it is back", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
-                try? await Task.sleep(for: backoff)
-                backoff = min(backoff * 2, settings.reconnectMax)
+            // Each connection is a task of its own, so the expiry loop can drop a stream that
+            // stopped renewing (connected, but silent past a lease).
+            let connection = Task { try await self.connect() }
+            await state.setConnection(connection)
+            let result = await connection.result
+            await state.setConnection(nil)
+            await state.setStreaming(false)
+            if Task.isCancelled { connection.cancel(); return }
+            switch result {
+            case .success(let hadEvents):
+                if hadEvents { backoff = settings.reconnectMin }
+            case .failure(let error):
+                if case ClientError.refused = error { refusals += 1 } else { refusals = 0 }
+                // An authority without a watch endpoint (MachineID) refuses every time: say so once.
+                let level: Logger.Level = refusals > 1 ? .debug : .info
+                logger.log(level: level, "watch stream down; polling until it is back", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
             }
+            try? await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, settings.reconnectMax)
         }
+    }
+
+    /// One watch connection, until it ends or fails. Returns whether any event came.
+    func connect() async throws -> Bool {
+        let nonce = UUID().uuidString
+        let query = surfaces.map { "deviceId=\($0)" }.joined(separator: "&") + "&instance=\(settings.instance)&nonce=\(nonce)"
+        var req = HTTPClientRequest(url: client.endpoint.url + "/api/v1/devices/watch?" + query)
+        req.headers.add(name: "x-org-key", value: client.endpoint.key)
+        let resp = try await client.http.execute(req, timeout: .hours(24 * 365))
+        guard resp.status == .ok else {
+            throw ClientError.refused(status: Int(resp.status.code), code: "HTTP_\(resp.status.code)", message: "watch refused", requestID: nil)
+        }
+        await state.setStreaming(true)
+        var parser = SSEParser()
+        var expectedSeq: UInt64 = 1
+        var hadEvents = false
+        do {
+            for try await chunk in resp.body {
+                for e in try parser.feed(chunk.readableBytesView) {
+                    if e.event == "shutdown" { throw ClientError.unreachable("the authority is shutting down") }
+                    guard e.event == "decision" else { continue }
+                    guard let o = try? JSONSerialization.jsonObject(with: Data(e.data.utf8)) as? [String: Any],
+                          let d = Decision(json: o), surfaces.contains(d.deviceId)
+                    else {
+                        await state.failAll(.badResponse)
+                        throw ClientError.badResponse("an event that is not a decision for our surfaces")
+                    }
+                    if let verifier {
+                        guard verifier.verify(d), d.nonce == nonce, d.seq == expectedSeq else {
+                            logger.error("watch event failed verification: denying", metadata: ["surface": "\(d.deviceId)", "seq": "\(d.seq ?? 0)"])
+                            await state.fail(d.deviceId, .badSignature)
+                            throw ClientError.badResponse("bad signature, nonce or sequence")
+                        }
+                    }
+                    expectedSeq = (d.seq ?? expectedSeq) + 1
+                    hadEvents = true
+                    await state.apply(d)
+                }
+            }
+        } catch {
+            // A stream that delivered events was up: reconnect at once, whatever ended it.
+            if hadEvents { logger.info("watch stream broke; reconnecting", metadata: ["error": "\(error)"]); return true }
+            throw error
+        }
+        logger.info("watch stream ended; reconnecting")
+        return hadEvents
     }
 
     // MARK: - polling while the stream is down
 
     func pollLoop() async {
+        // A poll that hangs longer than a few intervals is no answer; the next one may be.
+        var client = self.client
+        client.timeout = min(client.timeout, max(settings.pollInterval * 3, .seconds(2)))
+        var lastError: String?
         while !Task.isCancelled {
             if await !state.streaming {
                 for s in surfaces {
                     let nonce = UUID().uuidString
-                    guard let answer = try? await client.validate(s, nonce: nonce) else { continue }   // unreachable: the lease runs out
+                    let answer: JSONAnswer
+                    do {
+                        answer = try await client.validate(s, nonce: nonce)
+                        lastError = nil
+                    } catch {
+                        let text = "\(error)"
+                        if text != lastError { logger.warning("validate failed", metadata: ["surface": "\(s)", "error": "\(text)"]) }
+                        lastError = text
+                        switch error {
+                        case ClientError.badResponse:
+                            // An answer that is not one: deny now.
+                            await state.fail(s, .badResponse)
+                        case ClientError.refused(let status, _, _, _) where status < 500:
+                            // Our key or request refused: the authority will not vouch for us.
+                            await state.fail(s, .badResponse)
+                        default:
+                            // Unreachable, timed out, 5xx: the lease runs out unless a poll succeeds.
+                            break
+                        }
+                        continue
+                    }
                     guard var d = Decision(json: answer.object), d.deviceId == s else {
                         await state.fail(s, .badResponse)
                         continue
@@ -132,6 +183,9 @@ public final class SurfaceWatcher: Sendable {
     func expiryLoop() async {
         while !Task.isCancelled {
             let next = await state.tick()
+            if await state.dropStaleStream() {
+                logger.warning("the watch stream is connected but a lease ran out without renewal: reconnecting, polling meanwhile")
+            }
             // Sleep until the earliest lease ends (at most 1 s, so new leases are picked up).
             let wait = min(max(next.map { $0.timeIntervalSinceNow } ?? 1, 0.001), 1)
             try? await Task.sleep(for: .milliseconds(Int64(wait * 1000) + 1))
@@ -146,12 +200,27 @@ actor WatchState {
     private let continuation: AsyncStream<Verdict>.Continuation
     private(set) var streaming = false
 
-    init(surfaces: [String], failClosedAfter: TimeInterval, continuation: AsyncStream<Verdict>.Continuation) {
+    init(surfaces: [String], failClosedAfter: TimeInterval, initial: [Decision], continuation: AsyncStream<Verdict>.Continuation) {
         leases = Dictionary(uniqueKeysWithValues: surfaces.map { ($0, Lease(surface: $0, failClosedAfter: failClosedAfter)) })
+        for d in initial { leases[d.deviceId]?.apply(d, at: Date()) }
         self.continuation = continuation
     }
 
+    private var connection: Task<Bool, any Error>?
+
     func setStreaming(_ on: Bool) { streaming = on }
+    func setConnection(_ t: Task<Bool, any Error>?) { connection = t }
+
+    /// A stream that lets a lease run out is as good as down: cancel it (the stream loop
+    /// reconnects; the poll loop covers the gap). True if one was dropped.
+    func dropStaleStream() -> Bool {
+        guard streaming, let c = connection,
+              leases.values.contains(where: { $0.verdict(at: Date()).code == .leaseExpired }) else { return false }
+        c.cancel()
+        connection = nil
+        streaming = false
+        return true
+    }
 
     func apply(_ d: Decision) {
         leases[d.deviceId]?.apply(d, at: Date())
@@ -175,11 +244,8 @@ actor WatchState {
 
     private func emit(_ surface: String) {
         guard let v = leases[surface]?.verdict(at: Date()) else { return }
-        var key = v
-        key.until = nil   // renewals move `until`; only a change of verdict is news
-        var last = emitted[surface]
-        last?.until = nil
-        guard last != key else { return }
+        // Renewals move `until`; only a change of verdict is news.
+        guard emitted[surface]?.changeKey != v.changeKey else { return }
         emitted[surface] = v
         continuation.yield(v)
     }

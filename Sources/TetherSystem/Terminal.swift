@@ -22,17 +22,21 @@ public enum ForegroundTerminal {
 }
 
 /// Forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGWINCH received by the supervisor to the
-/// worker's process group, as a terminal would deliver them.
+/// worker's process group, as a terminal would deliver them (or to a handler that decides).
 public final class SignalForwarder: Sendable {
     public static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH]
     private let sources: Mutex<[DispatchSourceSignal]>
 
-    public init(worker: Worker) {
+    public convenience init(worker: Worker) {
+        self.init(handler: { worker.signalGroup($0) })
+    }
+
+    public init(handler: @escaping @Sendable (Int32) -> Void) {
         var list: [DispatchSourceSignal] = []
         for sig in Self.forwarded {
             signal(sig, SIG_IGN)   // handled by the source; the child path resets it for the worker
             let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            src.setEventHandler { worker.signalGroup(sig) }
+            src.setEventHandler { handler(sig) }
             src.resume()
             list.append(src)
         }

@@ -5,6 +5,7 @@ import HummingbirdTesting
 import Logging
 import TetherAuthority
 import TetherCore
+@_exported import TetherTestKit
 
 /// A fresh authority in a temporary state directory, with its first keys.
 struct TestAuthority {

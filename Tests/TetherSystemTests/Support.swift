@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import TetherCore
 @testable import TetherSystem
+@_exported import TetherTestKit
 
 /// One spawner for the test process: like a supervisor, it is a subreaper with a keeper.
 let testSpawner = Spawner(logger: {
@@ -130,39 +131,4 @@ func readAll(_ fd: Int32) -> String {
 /// Open descriptors of this process.
 func openFDs() -> Set<Int32> {
     Set(((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap { Int32($0) })
-}
-
-/// Processes whose command line contains `marker`.
-func processes(withMarker marker: String) -> [TetherSystem.ProcessInfo] {
-    ProcessTable.snapshot().filter { p in
-        guard let data = FileManager.default.contents(atPath: "/proc/\(p.pid)/cmdline") else { return false }
-        return String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(marker)
-    }
-}
-
-/// The `tether` executable built next to the test bundle.
-let tetherBinary: String = {
-    let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-    var dir = exe.deletingLastPathComponent()
-    while dir.path != "/" {
-        let candidate = dir.appendingPathComponent("tether").path
-        if FileManager.default.isExecutableFile(atPath: candidate) && !isDirectory(candidate) { return candidate }
-        dir = dir.deletingLastPathComponent()
-    }
-    fatalError("tether binary not found near \(exe.path)")
-}()
-
-/// Polls `condition` until it holds or `seconds` pass.
-func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
-    let deadline = Date().addingTimeInterval(seconds)
-    while Date() < deadline {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(10))
-    }
-    return condition()
-}
-
-/// `/proc/PID/comm`.
-func command(of pid: pid_t) -> String? {
-    FileManager.default.contents(atPath: "/proc/\(pid)/comm").map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
 }

@@ -7,6 +7,8 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
     public enum Stage: Int32, Sendable {
         case none = 0, signals, setpgid, tcsetpgrp, cgroup, rlimit, setgroups, setgid, setuid,
              pdeathsig, noNewPrivs, chdir, stdio, closeFDs, execFD, seccomp, exec, fork, pipe, pidfd
+        /// Not a step of the child path: the start gate said no (Swift side only).
+        case gate = 100
 
         public var name: String {
             switch self {
@@ -30,6 +32,7 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
             case .fork: return "fork"
             case .pipe: return "pipe"
             case .pidfd: return "pidfd"
+            case .gate: return "gate"
             }
         }
     }

@@ -78,13 +78,20 @@ public final class Spawner: Sendable {
         public var foregroundTerminal: Int32?
         /// The supervisor's environment, from which the worker's is derived.
         public var supervisorEnvironment: [String: String]
+        /// Asked once the worker exists but before it runs any code of its own; false cancels
+        /// the start. With a cgroup the child is held frozen (it joins a frozen cgroup before
+        /// exec) until the answer, so a revoke that lands while the worker is starting means it
+        /// never runs its program; without one the worker is killed at once after the answer.
+        public var startGate: (@Sendable () async -> Bool)?
 
         public init(
             name: String, spec: WorkerSpec, filter: CompiledFilter?,
             stdin: Int32? = nil, stdout: Int32? = nil, stderr: Int32? = nil,
             foregroundTerminal: Int32? = nil,
-            supervisorEnvironment: [String: String] = ProcessInfoEnvironment.current
+            supervisorEnvironment: [String: String] = ProcessInfoEnvironment.current,
+            startGate: (@Sendable () async -> Bool)? = nil
         ) {
+            self.startGate = startGate
             self.name = name
             self.spec = spec
             self.filter = filter
@@ -127,7 +134,19 @@ public final class Spawner: Sendable {
             cgroup: workerCgroup, tty: launch.foregroundTerminal, ids: ids,
             limits: launch.spec.limits, filter: launch.filter
         )
+        // The gate, when the child can be held: the cgroup is frozen before the child joins it,
+        // so the child stops on its way back from that write, before exec. The spawn thread
+        // waits in clone() (vfork) meanwhile; the answer comes from another task.
+        var held: Task<Bool, Never>?
+        if let gate = launch.startGate, let cg = workerCgroup, cg.freeze() {
+            held = Task {
+                let ok = await gate()
+                if ok { cg.thaw() } else { cg.kill() }
+                return ok
+            }
+        }
         let result = await SpawnThread.shared.run { ExitMonitor.shared.spawning { request.spawn() } }
+        let heldAnswer = await held?.value
         switch result {
         case .failure(let e):
             workerCgroup?.removeTree()
@@ -149,6 +168,18 @@ public final class Spawner: Sendable {
                     }
                 }
                 keeper?.forget(group: pid)
+            }
+            var allowed = heldAnswer ?? true
+            if heldAnswer == nil, let gate = launch.startGate {
+                allowed = await gate()
+                if !allowed {
+                    logger.warning("start cancelled after exec: without a cgroup the worker could not be held before its first instruction", metadata: ["worker": "\(launch.name)", "pid": "\(pid)"])
+                }
+            }
+            guard allowed else {
+                worker.kill()
+                _ = await worker.wait()
+                throw SpawnError(stage: .gate, errno: ECANCELED, message: "start of \(launch.name) cancelled: the surface was denied while the worker was starting")
             }
             logger.debug("worker started", metadata: ["worker": "\(launch.name)", "pid": "\(pid)", "cgroup": "\(workerCgroup?.path ?? "none")"])
             return worker

@@ -1,0 +1,220 @@
+import Foundation
+
+/// Reads a configuration file strictly: an unknown key, a wrong type or a bad value is an
+/// error naming `file:line`, and nothing starts on a file that did not load.
+public enum ConfigLoader {
+    public static func load(path: String) throws(ConfigError) -> ConfigFile {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw ConfigError(file: path, line: nil, message: "cannot read the file: \((error as NSError).localizedDescription)")
+        }
+        return try parse(text, path: path)
+    }
+
+    public static func parse(_ text: String, path: String) throws(ConfigError) -> ConfigFile {
+        let root: TOMLTable
+        do {
+            root = try TOML.parse(text)
+        } catch {
+            throw ConfigError(file: path, line: error.line, message: error.message)
+        }
+        var config = ConfigFile(path: path)
+        var top = Fields(root, name: nil, file: path)
+        if let t = try top.table("authority") {
+            var f = Fields(t, name: "authority", file: path)
+            config.authority.url = try f.string("url")
+            config.authority.keyFile = try f.string("key_file")
+            config.authority.publicKey = try f.string("public_key")
+            if let d = try f.duration("fail_closed_after", atLeast: .milliseconds(100)) { config.authority.failClosedAfter = d }
+            if let d = try f.duration("poll_interval", atLeast: .milliseconds(50)) { config.authority.pollInterval = d }
+            if let b = try f.bool("watch") { config.authority.watch = b }
+            if let b = try f.bool("register") { config.authority.register = b }
+            config.authority.instance = try f.token("instance")
+            try f.finish()
+        }
+        if let t = try top.table("supervisor") {
+            var f = Fields(t, name: "supervisor", file: path)
+            config.supervisor.metrics = try f.string("metrics")
+            if let m = config.supervisor.metrics, !HostPort.isValid(m) {
+                throw f.error("metrics", "expected HOST:PORT, e.g. \"127.0.0.1:9471\"; got \"\(m)\"")
+            }
+            if let d = try f.duration("shutdown_timeout", atLeast: .zero) { config.supervisor.shutdownTimeout = d }
+            try f.finish()
+        }
+        for w in try top.tables("worker") {
+            config.workers.append(try worker(w, file: path))
+        }
+        try top.finish()
+        var seen: [String: Int] = [:]
+        for w in config.workers {
+            if let first = seen[w.name] {
+                throw ConfigError(file: path, line: w.line, message: "worker name \"\(w.name)\" is used twice (first on line \(first))")
+            }
+            seen[w.name] = w.line ?? 0
+        }
+        return config
+    }
+
+    static func worker(_ t: TOMLTable, file: String) throws(ConfigError) -> WorkerConfig {
+        var f = Fields(t, name: "worker", file: file)
+        guard let name = try f.token("name") else { throw ConfigError(file: file, line: t.line, message: "a [[worker]] needs a name") }
+        let surface = try f.token("surface") ?? name
+        guard let command = try f.stringArray("command"), !command.isEmpty, !command[0].isEmpty else {
+            throw ConfigError(file: file, line: f.line("command") ?? t.line, message: "worker \(name): command is a non-empty array of strings, e.g. [\"python3\", \"agent.py\"]")
+        }
+        var spec = WorkerSpec(command: command)
+        spec.user = try f.string("user")
+        spec.group = try f.string("group")
+        spec.workingDirectory = try f.string("working_directory")
+        spec.environment = try f.stringTable("env") ?? [:]
+        spec.inherit = try f.stringArray("inherit_env")
+        if let limits = try f.stringTable("limits") {
+            for (k, v) in limits.sorted(by: { $0.key < $1.key }) {
+                guard let l = ResourceLimit(parsing: "\(k)=\(v)") else {
+                    throw f.error("limits", "\(k) = \"\(v)\": expected one of \(ResourceLimit.Resource.allCases.map(\.rawValue).joined(separator: ", ")) with SOFT or SOFT:HARD (a number or \"infinity\")")
+                }
+                spec.limits.append(l)
+            }
+        }
+        var w = WorkerConfig(name: name, surface: surface, spec: spec, line: t.line)
+        w.profile = try f.string("profile") ?? "default"
+        if let s = try f.string("on_revoke") {
+            guard let o = OnRevoke(rawValue: s) else { throw f.error("on_revoke", "expected stop, kill or term; got \"\(s)\"") }
+            w.stop.onRevoke = o
+        }
+        w.stop.killAfter = try f.duration("kill_after", atLeast: .zero)
+        if let g = try f.duration("grace", atLeast: .zero) { w.stop.grace = g }
+        if let r = try f.string("restart") {
+            guard let m = RestartPolicy.Mode(rawValue: r) else { throw f.error("restart", "expected no, on-failure or always; got \"\(r)\"") }
+            w.restart.mode = m
+        }
+        if let d = try f.duration("restart_delay", atLeast: .milliseconds(10)) { w.restart.delay = d }
+        if let d = try f.duration("restart_max_delay", atLeast: .milliseconds(10)) { w.restart.maxDelay = d }
+        if w.restart.maxDelay < w.restart.delay { throw f.error("restart_max_delay", "is shorter than restart_delay") }
+        try f.finish()
+        return w
+    }
+}
+
+/// The keys of one table, read once each; `finish` refuses the ones nobody read.
+struct Fields {
+    let table: TOMLTable
+    let name: String?
+    let file: String
+    var used: Set<String> = []
+
+    init(_ table: TOMLTable, name: String?, file: String) {
+        self.table = table
+        self.name = name
+        self.file = file
+    }
+
+    func line(_ key: String) -> Int? { table[key]?.line }
+
+    func qualified(_ key: String) -> String { name.map { "\($0).\(key)" } ?? key }
+
+    func error(_ key: String, _ message: String) -> ConfigError {
+        ConfigError(file: file, line: table[key]?.line ?? table.line, message: "\(qualified(key)): \(message)")
+    }
+
+    mutating func take(_ key: String) -> TOMLValue? {
+        used.insert(key)
+        return table[key]
+    }
+
+    mutating func string(_ key: String) throws(ConfigError) -> String? {
+        guard let v = take(key) else { return nil }
+        guard case .string(let s) = v.kind else { throw error(key, "expected a string, found \(v.typeName)") }
+        return s
+    }
+
+    /// A name for the authority: surfaces, instances, worker names.
+    mutating func token(_ key: String) throws(ConfigError) -> String? {
+        guard let s = try string(key) else { return nil }
+        guard SurfaceName.isValid(s) else { throw error(key, "\"\(s)\" is not a valid name: \(SurfaceName.rule)") }
+        return s
+    }
+
+    mutating func bool(_ key: String) throws(ConfigError) -> Bool? {
+        guard let v = take(key) else { return nil }
+        guard case .bool(let b) = v.kind else { throw error(key, "expected true or false, found \(v.typeName)") }
+        return b
+    }
+
+    mutating func duration(_ key: String, atLeast minimum: Duration) throws(ConfigError) -> Duration? {
+        guard let v = take(key) else { return nil }
+        guard case .string(let s) = v.kind else { throw error(key, "expected a duration string such as \"10s\", found \(v.typeName)") }
+        guard let d = DurationText.parse(s) else { throw error(key, "\"\(s)\" is not a duration; use ms, s, m or h, e.g. \"10s\"") }
+        guard d >= minimum else { throw error(key, "must be at least \(DurationText.format(minimum))") }
+        return d
+    }
+
+    mutating func stringArray(_ key: String) throws(ConfigError) -> [String]? {
+        guard let v = take(key) else { return nil }
+        guard case .array(let items) = v.kind else { throw error(key, "expected an array of strings, found \(v.typeName)") }
+        var out: [String] = []
+        for item in items {
+            guard case .string(let s) = item.kind else { throw error(key, "expected an array of strings; an element is \(item.typeName)") }
+            out.append(s)
+        }
+        return out
+    }
+
+    mutating func stringTable(_ key: String) throws(ConfigError) -> [String: String]? {
+        guard let v = take(key) else { return nil }
+        guard case .table(let t) = v.kind else { throw error(key, "expected a table of strings, e.g. { NAME = \"value\" }, found \(v.typeName)") }
+        var out: [String: String] = [:]
+        for k in t.keys {
+            switch t[k]!.kind {
+            case .string(let s): out[k] = s
+            case .integer(let n): out[k] = String(n)
+            default: throw error(key, "\(k): expected a string, found \(t[k]!.typeName)")
+            }
+        }
+        return out
+    }
+
+    mutating func table(_ key: String) throws(ConfigError) -> TOMLTable? {
+        guard let v = take(key) else { return nil }
+        guard case .table(let t) = v.kind else { throw error(key, "expected a table [\(qualified(key))], found \(v.typeName)") }
+        return t
+    }
+
+    /// `[[key]]` tables; a single `[key]` table counts as one.
+    mutating func tables(_ key: String) throws(ConfigError) -> [TOMLTable] {
+        guard let v = take(key) else { return [] }
+        switch v.kind {
+        case .table(let t): return [t]
+        case .array(let items):
+            var out: [TOMLTable] = []
+            for item in items {
+                guard case .table(let t) = item.kind else { throw error(key, "expected [[\(key)]] tables, found \(item.typeName)") }
+                out.append(t)
+            }
+            return out
+        default:
+            throw error(key, "expected [[\(key)]] tables, found \(v.typeName)")
+        }
+    }
+
+    func finish() throws(ConfigError) {
+        for k in table.keys where !used.contains(k) {
+            throw ConfigError(file: file, line: table[k]!.line, message: "unknown setting \(qualified(k))\(name == nil ? "; the tables are [authority], [supervisor] and [[worker]]" : "")")
+        }
+    }
+}
+
+/// `HOST:PORT`, for listen addresses in configuration.
+public enum HostPort {
+    public static func split(_ s: String) -> (host: String, port: Int)? {
+        guard let colon = s.lastIndex(of: ":") else { return nil }
+        var host = String(s[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty, let port = Int(s[s.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        return (host, port)
+    }
+
+    public static func isValid(_ s: String) -> Bool { split(s) != nil }
+}

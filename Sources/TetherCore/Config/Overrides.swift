@@ -1,0 +1,76 @@
+/// Settings given outside a configuration file — the environment (`TETHER_*`) or flags — laid
+/// over it: flags over the environment over the file.
+public struct Overrides: Sendable, Equatable {
+    /// Where these came from, for messages: "the environment", "the command line".
+    public var source: String
+    public var authority: String?
+    public var keyFile: String?
+    public var publicKey: String?
+    public var surface: String?
+    public var profile: String?
+    public var onRevoke: String?
+    public var killAfter: String?
+    public var grace: String?
+    public var failClosedAfter: String?
+    public var pollInterval: String?
+    public var watch: Bool?
+    public var user: String?
+    public var env: [String] = []
+
+    public init(source: String) { self.source = source }
+
+    /// The `TETHER_*` variables `tether run` reads.
+    public static func environment(_ env: [String: String]) -> Overrides {
+        var o = Overrides(source: "the environment")
+        o.authority = env["TETHER_AUTHORITY"]
+        o.keyFile = env["TETHER_KEY_FILE"]
+        o.publicKey = env["TETHER_PUBLIC_KEY"]
+        o.surface = env["TETHER_SURFACE"]
+        o.profile = env["TETHER_PROFILE"]
+        o.onRevoke = env["TETHER_ON_REVOKE"]
+        o.killAfter = env["TETHER_KILL_AFTER"]
+        o.grace = env["TETHER_GRACE"]
+        o.failClosedAfter = env["TETHER_FAIL_CLOSED_AFTER"]
+        o.pollInterval = env["TETHER_POLL_INTERVAL"]
+        o.user = env["TETHER_USER"]
+        if let w = env["TETHER_WATCH"] { o.watch = !["0", "false", "no", "off"].contains(w.lowercased()) }
+        return o
+    }
+
+    func error(_ name: String, _ message: String) -> ConfigError {
+        ConfigError(file: source, line: nil, message: "\(name): \(message)")
+    }
+
+    public func apply(to authority: inout AuthoritySettings, worker: inout WorkerConfig) throws(ConfigError) {
+        let fromEnvironment = source == "the environment"
+        func name(_ flag: String, _ variable: String) -> String { fromEnvironment ? variable : "--\(flag)" }
+        func duration(_ text: String?, _ flag: String, _ variable: String, atLeast minimum: Duration) throws(ConfigError) -> Duration? {
+            guard let text else { return nil }
+            guard let d = DurationText.parse(text) else { throw error(name(flag, variable), "\"\(text)\" is not a duration; use ms, s, m or h, e.g. 10s") }
+            guard d >= minimum else { throw error(name(flag, variable), "must be at least \(DurationText.format(minimum))") }
+            return d
+        }
+        if let a = self.authority { authority.url = a }
+        if let k = keyFile { authority.keyFile = k }
+        if let p = publicKey { authority.publicKey = p }
+        if let d = try duration(failClosedAfter, "fail-closed-after", "TETHER_FAIL_CLOSED_AFTER", atLeast: .milliseconds(100)) { authority.failClosedAfter = d }
+        if let d = try duration(pollInterval, "poll-interval", "TETHER_POLL_INTERVAL", atLeast: .milliseconds(50)) { authority.pollInterval = d }
+        if let w = watch { authority.watch = w }
+        if let s = surface {
+            guard SurfaceName.isValid(s) else { throw error(name("surface", "TETHER_SURFACE"), "\"\(s)\" is not a valid surface name: \(SurfaceName.rule)") }
+            worker.surface = s
+        }
+        if let p = profile { worker.profile = p }
+        if let o = onRevoke {
+            guard let v = OnRevoke(rawValue: o) else { throw error(name("on-revoke", "TETHER_ON_REVOKE"), "expected stop, kill or term; got \"\(o)\"") }
+            worker.stop.onRevoke = v
+        }
+        if let d = try duration(killAfter, "kill-after", "TETHER_KILL_AFTER", atLeast: .zero) { worker.stop.killAfter = d }
+        if let d = try duration(grace, "grace", "TETHER_GRACE", atLeast: .zero) { worker.stop.grace = d }
+        if let u = user { worker.spec.user = u }
+        for kv in self.env {
+            guard let eq = kv.firstIndex(of: "="), eq != kv.startIndex else { throw error("--env", "expected KEY=VALUE; got \"\(kv)\"") }
+            worker.spec.environment[String(kv[..<eq])] = String(kv[kv.index(after: eq)...])
+        }
+    }
+}

@@ -1,0 +1,239 @@
+import Foundation
+import Glibc
+import Logging
+import TetherClient
+import TetherCore
+import TetherSystem
+
+/// Where a worker stands, as the enforcer last confirmed it from the kernel.
+public enum WorkerPhase: String, Sendable, CaseIterable {
+    case running, frozen, stopping, killed, exited
+}
+
+/// A change the enforcer made and verified, for logs, metrics and status lines.
+public struct Transition: Sendable {
+    public var worker: String
+    public var surface: String
+    public var phase: WorkerPhase
+    public var verdict: Verdict?
+    /// From the verdict reaching the enforcer to the kernel confirming the stop.
+    public var stoppedIn: Duration?
+    public var at: Date
+}
+
+/// Holds one running worker to its surface's verdicts: applies the stop policy to the whole
+/// tree on a deny and confirms it from the kernel, thaws a frozen worker on an allow, and
+/// reports each change. Events are handled one at a time, in order, by `run()`; a stop in
+/// progress is never interleaved with a thaw.
+public final class Enforcer: Sendable {
+    public enum Event: Sendable {
+        /// A verdict, and when the supervisor learnt it.
+        case verdict(Verdict, at: ContinuousClock.Instant)
+        /// A signal the supervisor received for the worker (SIGINT, SIGTERM, SIGHUP, …).
+        case signal(Int32)
+        /// Stop the worker for good: SIGCONT + SIGTERM, `grace`, then kill.
+        case shutdown(grace: Duration)
+        case killAfter(epoch: Int)
+        case exited(ExitStatus)
+    }
+
+    /// How the worker's run ended.
+    public struct Outcome: Sendable {
+        public var status: ExitStatus
+        /// Set when the enforcer killed it because its surface was denied.
+        public var deniedBy: Verdict?
+    }
+
+    public let worker: Worker
+    public let config: WorkerConfig
+    let reporter: Reporter?
+    let logger: Logger
+    let onTransition: @Sendable (Transition) -> Void
+    private let events: AsyncStream<Event>
+    private let continuation: AsyncStream<Event>.Continuation
+
+    public init(worker: Worker, config: WorkerConfig, reporter: Reporter?, logger: Logger,
+                onTransition: @escaping @Sendable (Transition) -> Void = { _ in }) {
+        self.worker = worker
+        self.config = config
+        self.reporter = reporter
+        var l = logger
+        l[metadataKey: "worker"] = "\(config.name)"
+        l[metadataKey: "surface"] = "\(config.surface)"
+        self.logger = l
+        self.onTransition = onTransition
+        (events, continuation) = AsyncStream<Event>.makeStream()
+    }
+
+    public func send(_ e: Event) { continuation.yield(e) }
+
+    /// Handles events until the worker's first process has exited and its tree is gone.
+    public func run() async -> Outcome {
+        let exitWatch = Task { [worker, continuation] in
+            let status = await worker.wait()
+            continuation.yield(.exited(status))
+        }
+        defer { exitWatch.cancel() }
+        var s = Machine(phase: .running)
+        for await e in events {
+            if case .exited(let status) = e {
+                continuation.finish()
+                return Outcome(status: status, deniedBy: s.killedBy)
+            }
+            await handle(e, &s)
+        }
+        return Outcome(status: .lost, deniedBy: s.killedBy)
+    }
+
+    struct Machine {
+        var phase: WorkerPhase
+        var last: Verdict?
+        var killedBy: Verdict?
+        var epoch = 0
+        var frozenSince: ContinuousClock.Instant?
+    }
+
+    private func handle(_ e: Event, _ s: inout Machine) async {
+        switch e {
+        case .verdict(let v, let at):
+            s.last = v
+            if v.allowed {
+                guard s.phase == .frozen else { return }
+                s.epoch += 1
+                do {
+                    let st = try await worker.thawVerified()
+                    s.phase = .running
+                    log(.notice, "worker resumed", v, extra: ["pids": "\(pids(st))"])
+                    record(.running, v, nil)
+                    reporter?.send(WorkerReport(surface: config.surface, state: .resumed, pids: pids(st), requestID: v.requestID))
+                } catch {
+                    // Not confirmed running: it stays held; the next allow tries again.
+                    logger.error("thaw not confirmed by the kernel", metadata: ["error": "\(error)"])
+                }
+                return
+            }
+            guard s.phase == .running else {
+                if s.phase == .frozen { logger.debug("still denied", metadata: ["code": "\(v.code.rawValue)"]) }
+                return
+            }
+            await stop(for: v, learnt: at, &s)
+        case .signal(let sig):
+            // A frozen worker cannot act on SIGTERM, and thawing a denied worker is not ours
+            // to do: a request to end it ends it.
+            if s.phase == .frozen && [SIGTERM, SIGINT, SIGQUIT, SIGHUP].contains(sig) {
+                logger.notice("\(Signals.name(sig)) while frozen: killing the worker")
+                await kill(reason: s.last, &s)
+            } else {
+                worker.signalGroup(sig)
+            }
+        case .shutdown(let grace):
+            guard s.phase != .killed else { return }
+            await terminate(grace: grace, verdict: nil, learnt: .now, &s)
+        case .killAfter(let epoch):
+            guard epoch == s.epoch, s.phase == .frozen else { return }
+            logger.notice("frozen for kill_after: killing the worker", metadata: ["kill_after": "\(config.stop.killAfter.map(DurationText.format) ?? "")"])
+            await kill(reason: s.last, &s)
+        case .exited:
+            break
+        }
+    }
+
+    private func stop(for v: Verdict, learnt: ContinuousClock.Instant, _ s: inout Machine) async {
+        switch config.stop.onRevoke {
+        case .stop:
+            do {
+                let st = try await worker.freezeVerified()
+                let took = ContinuousClock.now - learnt
+                s.phase = .frozen
+                s.frozenSince = .now
+                log(.notice, "worker stopped", v, extra: ["stopped_in_ms": "\(ms(took))", "pids": "\(pids(st))"] .merging(sinceDecision(v)) { a, _ in a })
+                record(.frozen, v, took)
+                reporter?.send(WorkerReport(surface: config.surface, state: .stopped, pids: pids(st), requestID: v.requestID))
+                if let after = config.stop.killAfter {
+                    s.epoch += 1
+                    let epoch = s.epoch
+                    Task { [continuation] in
+                        try? await Task.sleep(for: after)
+                        continuation.yield(.killAfter(epoch: epoch))
+                    }
+                }
+            } catch {
+                // Fail closed: a freeze the kernel does not confirm becomes a kill.
+                logger.error("freeze not confirmed by the kernel: killing instead", metadata: ["error": "\(error)"])
+                await kill(reason: v, learnt: learnt, &s)
+            }
+        case .kill:
+            await kill(reason: v, learnt: learnt, &s)
+        case .term:
+            await terminate(grace: config.stop.grace, verdict: v, learnt: learnt, &s)
+        }
+    }
+
+    private func terminate(grace: Duration, verdict v: Verdict?, learnt: ContinuousClock.Instant, _ s: inout Machine) async {
+        // Thaw first: a stopped process never runs its SIGTERM handler.
+        s.phase = .stopping
+        worker.thaw()
+        worker.signalGroup(SIGTERM)
+        let st = await worker.waitForState(timeout: grace) { $0.isGone }
+        if st.isGone {
+            s.phase = .killed
+            s.killedBy = v
+            let took = ContinuousClock.now - learnt
+            log(.notice, "worker ended on SIGTERM", v, extra: ["stopped_in_ms": "\(ms(took))"])
+            record(.killed, v, took)
+            reporter?.send(WorkerReport(surface: config.surface, state: .killed, pids: [], requestID: v?.requestID))
+        } else {
+            logger.notice("still running after the grace period: killing", metadata: ["grace": "\(DurationText.format(grace))"])
+            await kill(reason: v, learnt: learnt, &s)
+        }
+    }
+
+    private func kill(reason v: Verdict?, learnt: ContinuousClock.Instant = .now, _ s: inout Machine) async {
+        let before = worker.state()
+        var confirmed = false
+        for _ in 0..<3 where !confirmed {
+            do {
+                try await worker.killVerified()
+                confirmed = true
+            } catch {
+                logger.error("kill not confirmed by the kernel; again", metadata: ["error": "\(error)"])
+            }
+        }
+        let took = ContinuousClock.now - learnt
+        s.phase = .killed
+        s.killedBy = v
+        log(confirmed ? .notice : .critical, confirmed ? "worker killed" : "worker kill NOT confirmed", v,
+            extra: ["stopped_in_ms": "\(ms(took))", "pids": "\(pids(before))"])
+        record(.killed, v, took)
+        reporter?.send(WorkerReport(surface: config.surface, state: .killed, pids: pids(before), requestID: v?.requestID))
+    }
+
+    // MARK: - helpers
+
+    private func record(_ phase: WorkerPhase, _ v: Verdict?, _ took: Duration?) {
+        onTransition(Transition(worker: config.name, surface: config.surface, phase: phase, verdict: v, stoppedIn: took, at: Date()))
+    }
+
+    private func log(_ level: Logger.Level, _ message: Logger.Message, _ v: Verdict?, extra: Logger.Metadata = [:]) {
+        var m = extra
+        if let v {
+            m["code"] = "\(v.code.rawValue)"
+            if let r = v.requestID { m["request_id"] = "\(r)" }
+        }
+        logger.log(level: level, message, metadata: m)
+    }
+
+    private func pids(_ st: GroupState) -> [Int32] { st.live.map(\.pid).sorted() }
+
+    /// From the authority's decision to now, by the authority's clock (meaningful when the
+    /// clocks agree: the same host, or NTP).
+    private func sinceDecision(_ v: Verdict) -> Logger.Metadata {
+        guard let d = v.decidedAt else { return [:] }
+        return ["since_decision_ms": "\(Int((Date().timeIntervalSince(d) * 1000).rounded()))"]
+    }
+}
+
+func ms(_ d: Duration) -> String {
+    let v = Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15
+    return String(format: "%.2f", v)
+}

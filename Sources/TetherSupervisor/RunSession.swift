@@ -1,0 +1,154 @@
+import Foundation
+import Glibc
+import Logging
+import Synchronization
+import TetherClient
+import TetherCore
+import TetherSystem
+
+/// An authority, resolved: where, with which key, which signing key to demand, how to watch.
+public struct ResolvedAuthority: Sendable {
+    public var client: AuthorityClient
+    public var verifier: DecisionVerifier?
+    public var settings: AuthoritySettings
+    public var instance: String
+
+    public init(client: AuthorityClient, verifier: DecisionVerifier?, settings: AuthoritySettings, instance: String) {
+        self.client = client
+        self.verifier = verifier
+        self.settings = settings
+        self.instance = instance
+    }
+
+    var watchSettings: WatchSettings {
+        var w = WatchSettings(instance: instance)
+        w.pollInterval = settings.pollInterval
+        w.failClosedAfter = settings.failClosedAfter
+        w.watch = settings.watch
+        return w
+    }
+}
+
+/// `tether run`: one worker, launched only when its surface is allowed and held to it until it
+/// exits. Returns the exit code: the worker's own (128+N on signal N), 77 when its surface was
+/// denied (at start, or when a deny killed it), 69 when the authority cannot be reached at
+/// start, 78 for a profile that does not compile.
+public enum RunSession {
+    public static func run(worker config: WorkerConfig, authority: ResolvedAuthority, logger baseLogger: Logger) async -> Int32 {
+        var logger = baseLogger
+        logger[metadataKey: "surface"] = "\(config.surface)"
+
+        let profile: ProfileReport
+        do {
+            profile = try ProfileReport.make(config.profile)
+        } catch {
+            return fail("\(error)", TetherExit.config)
+        }
+        for w in profile.filter.warnings { logger.notice("\(w)") }
+
+        // Register (MachineID's flow; it never un-revokes), then ask.
+        if authority.settings.register {
+            do {
+                _ = try await authority.client.register(config.surface)
+            } catch ClientError.unreachable(let m) {
+                return fail("authority unreachable: \(m)\nNothing was started (fail closed).", TetherExit.unavailable)
+            } catch {
+                logger.debug("register refused; validating anyway", metadata: ["error": "\(error)"])
+            }
+        }
+        switch await DecisionCheck.check(config.surface, client: authority.client, verifier: authority.verifier) {
+        case .allowed:
+            break
+        case .denied(let d, let code, let detail):
+            return fail("\(config.surface) is denied: \(code.rawValue)\(d.map { " (request \($0.requestID))" } ?? "") — \(detail)\nNothing was started. An operator can restore it: tether restore \(config.surface)", TetherExit.denied)
+        case .unreachable(let m):
+            return fail("authority unreachable: \(m)\nNothing was started (fail closed).", TetherExit.unavailable)
+        }
+
+        // Start held: the child waits frozen in its cgroup, before exec, for a fresh answer.
+        let startDecision = Mutex<Decision?>(nil)
+        var gateClient = authority.client
+        gateClient.timeout = .seconds(3)
+        let gateAuthority = gateClient
+        let verifier = authority.verifier
+        let surface = config.surface
+        let gateLogger = logger
+        let gate: @Sendable () async -> Bool = {
+            switch await DecisionCheck.check(surface, client: gateAuthority, verifier: verifier) {
+            case .allowed(let d):
+                startDecision.withLock { $0 = d }
+                return true
+            case .denied(_, let code, let detail):
+                gateLogger.warning("denied while starting: the worker never ran", metadata: ["code": "\(code.rawValue)", "detail": "\(detail)"])
+                return false
+            case .unreachable(let m):
+                gateLogger.warning("authority unreachable while starting: the worker never ran", metadata: ["error": "\(m)"])
+                return false
+            }
+        }
+
+        // Signals are caught from before the launch, so none sent once the worker runs is lost;
+        // they reach it (through the enforcer) as soon as it exists.
+        let (signalStream, signalContinuation) = AsyncStream<Int32>.makeStream()
+        let signals = SignalForwarder(handler: { signalContinuation.yield($0) })
+        defer { signals.stop() }
+        let spawner = Spawner(logger: logger)
+        defer { spawner.shutdown() }
+        let foreground = ForegroundTerminal.claimable()
+        let worker: Worker
+        do {
+            worker = try await spawner.spawn(Spawner.Launch(
+                name: config.name, spec: config.spec, filter: profile.filter,
+                foregroundTerminal: foreground, startGate: gate))
+        } catch {
+            if error.stage == .gate { return fail("\(error.message); nothing of it ran", TetherExit.denied) }
+            let code: Int32 = error.stage == .exec || error.stage == .execFD ? (error.errno == ENOENT ? 127 : 126) : TetherExit.unavailable
+            return fail("\(error)", code)
+        }
+        defer { if foreground != nil { ForegroundTerminal.reclaim() } }
+
+        let reporter = Reporter(client: authority.client, instance: authority.instance, logger: logger)
+        let enforcer = Enforcer(worker: worker, config: config, reporter: reporter, logger: logger)
+        logger.info("worker started", metadata: [
+            "pid": "\(worker.pid)", "cgroup": "\(worker.cgroup?.path ?? "none")", "profile": "\(config.profile)",
+            "on_revoke": "\(config.stop.onRevoke.rawValue)", "authority": "\(authority.client.endpoint.url)",
+            "mode": "\(authority.settings.watch ? "watch" : "poll every \(DurationText.format(authority.settings.pollInterval))")",
+        ])
+        reporter.send(WorkerReport(surface: config.surface, state: .started, pids: [worker.pid], requestID: startDecision.withLock { $0?.requestID }))
+
+        let watcher = SurfaceWatcher(
+            client: authority.client, surfaces: [config.surface], verifier: authority.verifier,
+            settings: authority.watchSettings, initial: startDecision.withLock { $0 }.map { [$0] } ?? [], logger: logger)
+        let watching = Task { await watcher.run() }
+        let forwarding = Task {
+            for await v in watcher.verdicts {
+                enforcer.send(.verdict(v, at: .now))
+            }
+        }
+        let relaying = Task {
+            for await sig in signalStream { enforcer.send(.signal(sig)) }
+        }
+
+        let outcome = await enforcer.run()
+        relaying.cancel()
+        watching.cancel()
+        forwarding.cancel()
+        if let v = outcome.deniedBy {
+            reporter.send(WorkerReport(surface: config.surface, state: .killed, pids: [], requestID: v.requestID))
+            await reporter.finish()
+            return fail("\(config.name) was stopped for good: \(config.surface) denied (\(v.code.rawValue)\(v.requestID.map { ", request \($0)" } ?? ""))", TetherExit.denied)
+        }
+        reporter.send(WorkerReport(surface: config.surface, state: .exited, pids: [], requestID: nil))
+        await reporter.finish()
+        if case .signaled(let s) = outcome.status, s == SIGSYS {
+            logger.error("the worker was killed by SIGSYS: a syscall through a foreign ABI, or a profile action that kills")
+        }
+        logger.info("worker \(outcome.status)")
+        return outcome.status.shellCode
+    }
+
+    static func fail(_ message: String, _ code: Int32) -> Int32 {
+        FileHandle.standardError.write(Data("tether: \(message)\n".utf8))
+        return code
+    }
+}

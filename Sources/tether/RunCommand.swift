@@ -1,0 +1,156 @@
+import ArgumentParser
+import Foundation
+import Glibc
+import Logging
+import TetherAuthority
+import TetherClient
+import TetherCore
+import TetherSupervisor
+
+/// `tether run [options] -- CMD ARGS…`: the main job.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run one worker on a tether: started only when its surface is allowed, stopped the moment it is not.",
+        discussion: """
+        Settings come from --config (or $TETHER_CONFIG), then the TETHER_* environment, then flags; flags win. \
+        With no authority configured anywhere, the local authority in the state directory is used, and started \
+        in the background (and initialised) when none answers.
+        Exit codes: the worker's own, 128+N if it died of signal N; 77 the surface is denied (at start, or a deny \
+        killed the worker); 69 the authority cannot be reached at start; 78 a configuration error.
+        """)
+
+    @Option(help: "A TOML file with [authority] and one [[worker]] (default: $TETHER_CONFIG).") var config: String?
+    @Option(help: "The execution surface (default: the command's base name).") var surface: String?
+    @Option(help: "Authority URL (default: the local authority).") var authority: String?
+    @Option(help: "File holding an agent key (default: agent.key in the state directory).") var keyFile: String?
+    @Option(help: "The authority's public key (base64, or a file holding it): decisions must be signed by it.") var publicKey: String?
+    @Option(help: "Seccomp profile: default, strict, none, or a Docker/OCI JSON file.") var profile: String?
+    @Option(help: "On revoke: stop (freeze; thaw on restore), kill, or term (SIGTERM, grace, kill).") var onRevoke: String?
+    @Option(help: "Under stop: kill a worker frozen this long (e.g. 10m).") var killAfter: String?
+    @Option(help: "Under term: time between SIGTERM and SIGKILL (default 10s).") var grace: String?
+    @Option(help: "How long an allow is good from an authority that sends no lease (default 15s).") var failClosedAfter: String?
+    @Option(help: "How often to validate while the watch stream is down (default 1s).") var pollInterval: String?
+    @Flag(help: "Poll only; hold no watch stream.") var noWatch = false
+    @Option(help: "Run the worker as this user (name or uid).") var user: String?
+    @Option(help: "Set a variable for the worker (repeatable).") var env: [String] = []
+    @Option(name: .customLong("dir"), help: "Local state directory (the embedded authority's).") var dir: String?
+    @Argument(parsing: .captureForPassthrough, help: "The command, after --.") var command: [String] = []
+
+    func run() async throws {
+        let environment = Foundation.ProcessInfo.processInfo.environment
+        var cmd = command
+        if cmd.first == "--" { cmd.removeFirst() }
+
+        // The file, then the environment, then flags.
+        var authoritySettings = AuthoritySettings()
+        var worker = WorkerConfig(name: "worker", spec: WorkerSpec(command: cmd))
+        var surfaceGiven = false
+        if let path = config ?? environment["TETHER_CONFIG"] {
+            do {
+                let file = try ConfigLoader.load(path: path)
+                guard file.workers.count <= 1 else {
+                    throw ConfigError(file: path, line: file.workers[1].line, message: "tether run takes one [[worker]]; this file has \(file.workers.count) (run them with tether supervise --config)")
+                }
+                authoritySettings = file.authority
+                if let w = file.workers.first {
+                    worker = w
+                    surfaceGiven = true
+                    if !cmd.isEmpty { worker.spec.command = cmd }
+                }
+            } catch {
+                throw fail("\(error)\nNothing was started.", code: TetherExit.config)
+            }
+        }
+        do {
+            let envOverrides = Overrides.environment(environment)
+            try envOverrides.apply(to: &authoritySettings, worker: &worker)
+            surfaceGiven = surfaceGiven || envOverrides.surface != nil
+        } catch {
+            throw fail("\(error)\nNothing was started.", code: TetherExit.config)
+        }
+        do {
+            var flags = Overrides(source: "the command line")
+            flags.authority = authority
+            flags.keyFile = keyFile
+            flags.publicKey = publicKey
+            flags.surface = surface
+            flags.profile = profile
+            flags.onRevoke = onRevoke
+            flags.killAfter = killAfter
+            flags.grace = grace
+            flags.failClosedAfter = failClosedAfter
+            flags.pollInterval = pollInterval
+            flags.watch = noWatch ? false : nil
+            flags.user = user
+            flags.env = env
+            try flags.apply(to: &authoritySettings, worker: &worker)
+            surfaceGiven = surfaceGiven || surface != nil
+        } catch {
+            throw fail("\(error)", code: TetherExit.usage)
+        }
+        guard let program = worker.spec.command.first, !program.isEmpty else {
+            throw fail("no command: tether run [options] -- COMMAND [ARGS...]", code: TetherExit.usage)
+        }
+        if !surfaceGiven {
+            let base = (program as NSString).lastPathComponent
+            guard SurfaceName.isValid(base) else {
+                throw fail("\"\(base)\" cannot be a surface name (\(SurfaceName.rule)); give --surface", code: TetherExit.usage)
+            }
+            worker.surface = base
+        }
+        if worker.name == "worker" { worker.name = worker.surface }
+
+        let logger = makeLogger()
+        let resolved: ResolvedAuthority
+        do {
+            resolved = try await resolve(authoritySettings, logger: logger)
+        } catch let e as ExitCode {
+            throw e
+        } catch {
+            throw fail("\(error)\nNothing was started.", code: TetherExit.config)
+        }
+        let code = await RunSession.run(worker: worker, authority: resolved, logger: logger)
+        throw ExitCode(code)
+    }
+
+    /// The configured authority, or the embedded default.
+    func resolve(_ settings: AuthoritySettings, logger: Logger) async throws -> ResolvedAuthority {
+        let directory = StateDirectory(path: dir ?? StateDirectory.defaultPath())
+        var url = settings.url
+        var publicKey = settings.publicKey
+        if url == nil {
+            do {
+                let local = try await LocalAuthority.ensure(
+                    directory: directory, executable: Self.executablePath(), http: AuthorityClient.defaultHTTPClient, logger: logger)
+                url = local.url
+                // Our own authority: demand its signature.
+                publicKey = publicKey ?? directory.publicKey
+            } catch {
+                throw fail("the local authority is not available: \(error)\nNothing was started (fail closed).", code: TetherExit.unavailable)
+            }
+        }
+        let endpoint = try AuthorityEndpoint.resolve(url: url, keyFile: settings.keyFile, role: "agent", stateDirectory: directory.path, environment: [:])
+        var verifier: DecisionVerifier?
+        if let pk = publicKey {
+            let text = FileManager.default.fileExists(atPath: pk) ? try String(contentsOfFile: pk, encoding: .utf8) : pk
+            verifier = try DecisionVerifier(publicKeyBase64: text)
+        }
+        let instance = settings.instance ?? Self.defaultInstance()
+        return ResolvedAuthority(client: AuthorityClient(endpoint: endpoint), verifier: verifier, settings: settings, instance: instance)
+    }
+
+    static func executablePath() -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+        return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+    }
+
+    /// host:pid — unique per supervisor, so the authority counts each one's acknowledgement.
+    static func defaultInstance() -> String {
+        var buf = [CChar](repeating: 0, count: 256)
+        gethostname(&buf, buf.count - 1)
+        let host = String(cString: buf).map { $0.isLetter || $0.isNumber || "._-".contains($0) ? $0 : "-" }
+        return String(String(host).prefix(100)) + ":\(getpid())"
+    }
+}

@@ -1,0 +1,149 @@
+import Testing
+@testable import TetherCore
+
+@Suite("TOML and the configuration file")
+struct ConfigTests {
+    @Test("a full supervisor file loads, with every setting")
+    func fullFile() throws {
+        let text = """
+        # comment
+        [authority]
+        url = "https://authority.internal:8470"
+        key_file = "/etc/tether/agent.key"
+        public_key = '/etc/tether/authority.pub'
+        fail_closed_after = "20s"
+        poll_interval = "500ms"
+        watch = false
+        instance = "host-a"
+
+        [supervisor]
+        metrics = "127.0.0.1:9471"
+        shutdown_timeout = "45s"
+
+        [[worker]]
+        name = "agent-01"
+        command = [
+          "python3",   # the interpreter
+          "agent.py",
+        ]
+        user = "agent"
+        env = { MODEL = "small", RETRIES = 3 }
+        limits = { nofile = "1024", nproc = "64:128" }
+        on_revoke = "term"
+        grace = "5s"
+        restart = "on-failure"
+        restart_delay = "2s"
+
+        [[worker]]
+        name = "agent-02"
+        surface = "agents.shared"
+        command = ["/usr/bin/agent", "--flag=\\"quoted\\""]
+        kill_after = "10m"
+        """
+        let c = try ConfigLoader.parse(text, path: "s.toml")
+        #expect(c.authority.url == "https://authority.internal:8470")
+        #expect(c.authority.publicKey == "/etc/tether/authority.pub")
+        #expect(c.authority.failClosedAfter == .seconds(20))
+        #expect(c.authority.pollInterval == .milliseconds(500))
+        #expect(c.authority.watch == false)
+        #expect(c.supervisor.metrics == "127.0.0.1:9471")
+        #expect(c.supervisor.shutdownTimeout == .seconds(45))
+        #expect(c.workers.count == 2)
+        let w = c.workers[0]
+        #expect(w.surface == "agent-01")
+        #expect(w.spec.command == ["python3", "agent.py"])
+        #expect(w.spec.environment == ["MODEL": "small", "RETRIES": "3"])
+        #expect(w.spec.limits.contains(ResourceLimit(.nproc, soft: 64, hard: 128)))
+        #expect(w.stop == StopPolicy(onRevoke: .term, killAfter: nil, grace: .seconds(5)))
+        #expect(w.restart.mode == .onFailure && w.restart.delay == .seconds(2))
+        #expect(w.line == 15)
+        #expect(c.workers[1].surface == "agents.shared")
+        #expect(c.workers[1].spec.command[1] == "--flag=\"quoted\"")
+        #expect(c.workers[1].stop.killAfter == .seconds(600))
+    }
+
+    @Test("errors name the line", arguments: [
+        ("[[worker]]\nname = \"w\"\ncommand = [\"x\"]\non_revoke = \"explode\"\n", 4, "on_revoke"),
+        ("[[worker]]\nname = \"w\"\ncommand = [\"x\"]\ncolour = \"red\"\n", 4, "unknown setting worker.colour"),
+        ("[authority]\nurl = 5\n", 2, "expected a string"),
+        ("[authority]\npoll_interval = \"soon\"\n", 2, "not a duration"),
+        ("[authority]\n[authority]\n", 2, "defined twice"),
+        ("a = 1\na = 2\n", 2, "defined twice"),
+        ("[[worker]]\nname = \"w\"\n", 1, "command"),
+        ("[[worker]]\nname = \"bad name\"\ncommand = [\"x\"]\n", 2, "not a valid name"),
+        ("[[worker]]\nname = \"w\"\ncommand = [\"x\"]\n[[worker]]\nname = \"w\"\ncommand = [\"y\"]\n", 4, "used twice"),
+        ("x = \"unterminated\n", 1, "unterminated string"),
+        ("x = [1, 2\n", 1, "never closed"),
+        ("when = 1979-05-27\n", 1, "dates"),
+        ("[supervisor]\nmetrics = \"nowhere\"\n", 2, "HOST:PORT"),
+        ("[[worker]]\nname = \"w\"\ncommand = [\"x\"]\nlimits = { files = \"3\" }\n", 4, "limits"),
+        ("x = {a = 1\n", 1, "inline table"),
+        ("x = -0x10\n", 1, "hex"),
+    ])
+    func errors(_ text: String, _ line: Int, _ fragment: String) {
+        #expect(throws: ConfigError.self) { try ConfigLoader.parse(text, path: "f.toml") }
+        do {
+            _ = try ConfigLoader.parse(text, path: "f.toml")
+        } catch {
+            #expect(error.line == line, "\(error)")
+            #expect(error.description.hasPrefix("f.toml:\(line): "), "\(error)")
+            #expect(error.message.contains(fragment), "\(error)")
+        }
+    }
+
+    @Test("TOML values: strings, escapes, numbers, nested and dotted tables, arrays of tables")
+    func tomlValues() throws {
+        let t = try TOML.parse(#"""
+        a = "tab\there \u00e9"
+        b = 'C:\raw'
+        c = """
+        two \
+          lines"""
+        d = 1_000
+        e = 0x1F
+        f = 6.5e-1
+        g.h = true
+        [x.y]
+        z = [[1, 2], ["s"]]
+        [[arr]]
+        n = 1
+        [arr.sub]
+        q = 2
+        [[arr]]
+        n = 2
+        """#)
+        #expect(t["a"]?.kind == .string("tab\there é"))
+        #expect(t["b"]?.kind == .string(#"C:\raw"#))
+        #expect(t["c"]?.kind == .string("two lines"))
+        #expect(t["d"]?.kind == .integer(1000))
+        #expect(t["e"]?.kind == .integer(31))
+        #expect(t["f"]?.kind == .float(0.65))
+        guard case .table(let g)? = t["g"]?.kind else { Issue.record("g"); return }
+        #expect(g["h"]?.kind == .bool(true))
+        guard case .array(let arr)? = t["arr"]?.kind, arr.count == 2, case .table(let first) = arr[0].kind else { Issue.record("arr"); return }
+        guard case .table(let sub)? = first["sub"]?.kind else { Issue.record("sub"); return }
+        #expect(sub["q"]?.kind == .integer(2))
+        #expect(arr[1].line == 16)
+    }
+
+    @Test("the environment and flags override the file; bad values are refused with their name")
+    func overrides() throws {
+        var a = AuthoritySettings()
+        var w = WorkerConfig(name: "w", spec: WorkerSpec(command: ["x"]))
+        try Overrides.environment(["TETHER_ON_REVOKE": "kill", "TETHER_POLL_INTERVAL": "250ms", "TETHER_WATCH": "0"]).apply(to: &a, worker: &w)
+        #expect(w.stop.onRevoke == .kill && a.pollInterval == .milliseconds(250) && !a.watch)
+        var flags = Overrides(source: "the command line")
+        flags.onRevoke = "stop"
+        flags.env = ["A=1", "B=x=y"]
+        try flags.apply(to: &a, worker: &w)
+        #expect(w.stop.onRevoke == .stop)
+        #expect(w.spec.environment == ["A": "1", "B": "x=y"])
+        #expect(throws: ConfigError.self) { try Overrides.environment(["TETHER_GRACE": "later"]).apply(to: &a, worker: &w) }
+        do { try Overrides.environment(["TETHER_GRACE": "later"]).apply(to: &a, worker: &w) } catch {
+            #expect(error.description.contains("TETHER_GRACE"))
+        }
+        var bad = Overrides(source: "the command line")
+        bad.env = ["=x"]
+        #expect(throws: ConfigError.self) { try bad.apply(to: &a, worker: &w) }
+    }
+}

@@ -1,0 +1,45 @@
+import Foundation
+import Glibc
+import TetherClient
+
+/// A real `tether authority serve` process.
+public final class ServerProcess: @unchecked Sendable {
+    public let dir: String
+    public let port: Int
+    public let extra: [String]
+    public var process: Process?
+
+    public init(dir: String, port: Int, extra: [String] = []) {
+        self.dir = dir
+        self.port = port
+        self.extra = extra
+    }
+
+    public var url: String { "http://127.0.0.1:\(port)" }
+
+    public func start() async throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: tetherBinary)
+        p.arguments = ["authority", "serve", "--dir", dir, "--listen", "127.0.0.1:\(port)"] + extra
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        process = p
+        let probe = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: "x"))
+        for _ in 0..<300 {
+            if (try? await probe.get("/healthz")) != nil { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw ClientError.unreachable("the authority did not start on port \(port)")
+    }
+
+    public func kill9() {
+        guard let p = process else { return }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        process = nil
+    }
+
+    deinit { kill9() }
+}
+

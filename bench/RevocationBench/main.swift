@@ -1,0 +1,139 @@
+// Revocation to stopped, end to end: a real `tether authority serve`, a real `tether run` with a
+// worker of three processes, N revoke/restore cycles. For each revoke: from its answer at the
+// operator to every process of the worker's cgroup in state `T`, read from /proc. Baseline in
+// the same run: the revoke's own round trip. Modes: watch (push) and poll (--no-watch,
+// --poll-interval 1s; each revoke lands at a random phase of the poll).
+// Also: the supervisor's idle RSS and CPU over a window (--idle SECONDS).
+// Run: swift run -c release tether-bench-revocation [iterations] [--poll] [--idle 60]
+import Foundation
+import Glibc
+import TetherClient
+import TetherCore
+
+let args = CommandLine.arguments
+let iterations = args.count > 1 ? Int(args[1]) ?? 200 : 200
+let pollMode = args.contains("--poll")
+let idleSeconds = args.firstIndex(of: "--idle").flatMap { args.count > $0 + 1 ? Int(args[$0 + 1]) : nil }
+let clock = ContinuousClock()
+
+let tether: String = {
+    let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    return exe.deletingLastPathComponent().appendingPathComponent("tether").path
+}()
+
+func run(_ a: [String]) -> Int32 {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: tether)
+    p.arguments = a
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try! p.run()
+    p.waitUntilExit()
+    return p.terminationStatus
+}
+
+func start(_ a: [String], log: String) -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: tether)
+    p.arguments = a
+    FileManager.default.createFile(atPath: log, contents: nil)
+    p.standardOutput = FileHandle(forWritingAtPath: log)
+    p.standardError = FileHandle(forWritingAtPath: log)
+    p.standardInput = FileHandle.nullDevice
+    try! p.run()
+    return p
+}
+
+func read(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
+
+/// State letter of a process from /proc/PID/stat.
+func state(_ pid: Int32) -> Character? {
+    guard let s = read("/proc/\(pid)/stat"), let close = s.lastIndex(of: ")") else { return nil }
+    return s[s.index(close, offsetBy: 2)]
+}
+
+func percentile(_ xs: [Double], _ p: Double) -> Double {
+    let s = xs.sorted()
+    return s[min(s.count - 1, Int((Double(s.count - 1) * p).rounded()))]
+}
+
+func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
+
+let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tether-bench-\(getpid())").path
+guard run(["authority", "init", "--dir", dir]) == 0 else { fatalError("authority init failed") }
+let port = 20000 + Int(getpid() % 20000)
+let url = "http://127.0.0.1:\(port)"
+let server = start(["authority", "serve", "--dir", dir, "--listen", "127.0.0.1:\(port)", "--lease", "15s"], log: dir + "/server.log")
+defer { kill(server.processIdentifier, SIGTERM) }
+let op = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: read(dir + "/operator.key")!.trimmingCharacters(in: .whitespacesAndNewlines)))
+for _ in 0..<200 where (try? await op.get("/healthz")) == nil { try await Task.sleep(for: .milliseconds(20)) }
+
+var runArgs = ["run", "--dir", dir, "--authority", url, "--key-file", dir + "/agent.key", "--public-key", dir + "/signing.pub", "--surface", "bench"]
+if pollMode { runArgs += ["--no-watch", "--poll-interval", "1s"] }
+let supervisor = start(runArgs + ["--", "sh", "-c", "sleep infinity & sleep infinity & wait"], log: dir + "/run.log")
+defer { kill(supervisor.processIdentifier, SIGINT) }
+
+// The worker's cgroup, from the supervisor's first child.
+var procsFile: String?
+for _ in 0..<500 where procsFile == nil {
+    try await Task.sleep(for: .milliseconds(20))
+    guard let children = read("/proc/\(supervisor.processIdentifier)/task/\(supervisor.processIdentifier)/children") else { continue }
+    for c in children.split(separator: " ") {
+        guard let cg = read("/proc/\(c)/cgroup"), let line = cg.split(separator: "\n").first(where: { $0.hasPrefix("0::") }),
+              line.contains("bench") else { continue }
+        let mount = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/unified") ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup"
+        procsFile = mount + line.dropFirst(3) + "/cgroup.procs"
+    }
+}
+guard let procsFile else { fatalError("worker cgroup not found; see \(dir)/run.log") }
+func pids() -> [Int32] { (read(procsFile) ?? "").split(separator: "\n").compactMap { Int32($0) } }
+while pids().count < 3 { try await Task.sleep(for: .milliseconds(20)) }
+
+if let idle = idleSeconds {
+    // Idle footprint: RSS and CPU time of the supervisor over the window.
+    func cpuTicks(_ pid: Int32) -> Int {
+        guard let s = read("/proc/\(pid)/stat"), let close = s.lastIndex(of: ")") else { return 0 }
+        let f = s[s.index(close, offsetBy: 2)...].split(separator: " ")
+        return Int(f[11])! + Int(f[12])!   // utime, stime
+    }
+    func rssKB(_ pid: Int32) -> Int {
+        let line = (read("/proc/\(pid)/status") ?? "").split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    }
+    let pid = supervisor.processIdentifier
+    try await Task.sleep(for: .seconds(2))
+    let t0 = cpuTicks(pid), r0 = rssKB(pid)
+    try await Task.sleep(for: .seconds(idle))
+    let t1 = cpuTicks(pid), r1 = rssKB(pid)
+    let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
+    print("idle \(idle) s, supervisor (\(pollMode ? "poll 1s" : "watch")): RSS \(r0) KiB → \(r1) KiB; CPU \(Double(t1 - t0) / hz * 1000) ms (\(String(format: "%.3f", Double(t1 - t0) / hz / Double(idle) * 100)) %)")
+    exit(0)
+}
+
+var stopped: [Double] = [], roundTrips: [Double] = []
+for i in 0..<iterations {
+    if pollMode { try await Task.sleep(for: .milliseconds(Int.random(in: 0..<1000))) }
+    let sent = clock.now
+    _ = try await op.revoke("bench", reason: "bench \(i)", wait: nil)
+    let answered = clock.now
+    while true {
+        let ps = pids()
+        if !ps.isEmpty && ps.allSatisfy({ state($0) == "T" }) { break }
+        if clock.now - answered > .seconds(10) { fatalError("not stopped after 10 s; see \(dir)/run.log") }
+        usleep(50)
+    }
+    stopped.append(ms(clock.now - answered))
+    roundTrips.append(ms(answered - sent))
+    _ = try await op.restore("bench", reason: nil, wait: nil)
+    while true {
+        let ps = pids()
+        if ps.count >= 3 && !ps.contains(where: { state($0) == "T" }) { break }
+        if clock.now - answered > .seconds(20) { fatalError("not resumed; see \(dir)/run.log") }
+        usleep(200)
+    }
+}
+let mode = pollMode ? "poll 1s" : "watch"
+print("revocation → every worker process in T (\(mode), \(iterations) revokes, 3 processes):")
+print(String(format: "  revoke answered → stopped: median %.2f ms, p99 %.2f ms, max %.2f ms", percentile(stopped, 0.5), percentile(stopped, 0.99), stopped.max()!))
+print(String(format: "  baseline, the revoke's round trip: median %.2f ms, p99 %.2f ms", percentile(roundTrips, 0.5), percentile(roundTrips, 0.99)))
+print(String(format: "  ratio (median): ×%.2f", percentile(stopped, 0.5) / percentile(roundTrips, 0.5)))
