@@ -25,18 +25,30 @@ public struct WatchSettings: Sendable {
 /// the instant its lease ends. Emits a `Verdict` whenever one changes.
 public final class SurfaceWatcher: Sendable {
     let client: AuthorityClient
-    let surfaces: [String]
     let verifier: DecisionVerifier?
     let settings: WatchSettings
     let logger: Logger
     let state: WatchState
+    let observe: @Sendable (WatchObservation) -> Void
     public let verdicts: AsyncStream<Verdict>
+
+    /// Changes the set of surfaces watched (a supervisor's configuration was reloaded): leases
+    /// of the surfaces kept are kept; the stream reconnects with the new set.
+    public func setSurfaces(_ surfaces: [String]) async {
+        await state.setSurfaces(surfaces)
+    }
+
+    /// Every surface's current verdict and the age of its last decision.
+    public func snapshot() async -> [(verdict: Verdict, age: TimeInterval?)] {
+        await state.snapshot()
+    }
 
     /// `initial`: decisions already known (the one a worker was started on), so the watcher
     /// does not begin with "no decision yet" — a deny — for them.
-    public init(client: AuthorityClient, surfaces: [String], verifier: DecisionVerifier?, settings: WatchSettings, initial: [Decision] = [], logger: Logger) {
+    public init(client: AuthorityClient, surfaces: [String], verifier: DecisionVerifier?, settings: WatchSettings, initial: [Decision] = [], logger: Logger,
+                observe: @escaping @Sendable (WatchObservation) -> Void = { _ in }) {
+        self.observe = observe
         self.client = client
-        self.surfaces = surfaces
         self.verifier = verifier
         self.settings = settings
         self.logger = logger
@@ -74,6 +86,7 @@ public final class SurfaceWatcher: Sendable {
             case .success(let hadEvents):
                 if hadEvents { backoff = settings.reconnectMin }
             case .failure(let error):
+                observe(.error("watch_" + Self.kind(of: error)))
                 if case ClientError.refused = error { refusals += 1 } else { refusals = 0 }
                 // An authority without a watch endpoint (MachineID) refuses every time: say so once.
                 let level: Logger.Level = refusals > 1 ? .debug : .info
@@ -87,6 +100,12 @@ public final class SurfaceWatcher: Sendable {
     /// One watch connection, until it ends or fails. Returns whether any event came.
     func connect() async throws -> Bool {
         let nonce = UUID().uuidString
+        let surfaces = await state.surfaces
+        guard !surfaces.isEmpty else {
+            // Nothing to watch (yet): idle until the set changes.
+            try await Task.sleep(for: .seconds(3600))
+            return false
+        }
         let query = surfaces.map { "deviceId=\($0)" }.joined(separator: "&") + "&instance=\(settings.instance)&nonce=\(nonce)"
         var req = HTTPClientRequest(url: client.endpoint.url + "/api/v1/devices/watch?" + query)
         req.headers.add(name: "x-org-key", value: client.endpoint.key)
@@ -112,12 +131,14 @@ public final class SurfaceWatcher: Sendable {
                     if let verifier {
                         guard verifier.verify(d), d.nonce == nonce, d.seq == expectedSeq else {
                             logger.error("watch event failed verification: denying", metadata: ["surface": "\(d.deviceId)", "seq": "\(d.seq ?? 0)"])
+                            observe(.error("bad_signature"))
                             await state.fail(d.deviceId, .badSignature)
                             throw ClientError.badResponse("bad signature, nonce or sequence")
                         }
                     }
                     expectedSeq = (d.seq ?? expectedSeq) + 1
                     hadEvents = true
+                    observe(.decision(surface: d.deviceId, code: d.code))
                     await state.apply(d)
                 }
             }
@@ -139,7 +160,7 @@ public final class SurfaceWatcher: Sendable {
         var lastError: String?
         while !Task.isCancelled {
             if await !state.streaming {
-                for s in surfaces {
+                for s in await state.surfaces {
                     let nonce = UUID().uuidString
                     let answer: JSONAnswer
                     do {
@@ -147,6 +168,7 @@ public final class SurfaceWatcher: Sendable {
                         lastError = nil
                     } catch {
                         let text = "\(error)"
+                        observe(.error(Self.kind(of: error)))
                         if text != lastError { logger.warning("validate failed", metadata: ["surface": "\(s)", "error": "\(text)"]) }
                         lastError = text
                         switch error {
@@ -163,14 +185,17 @@ public final class SurfaceWatcher: Sendable {
                         continue
                     }
                     guard var d = Decision(json: answer.object), d.deviceId == s else {
+                        observe(.error("bad_response"))
                         await state.fail(s, .badResponse)
                         continue
                     }
                     if d.signature == nil { d.signature = answer.header("x-tether-signature") }
                     if let verifier, !(verifier.verify(d) && d.nonce == nonce) {
+                        observe(.error("bad_signature"))
                         await state.fail(s, .badSignature)
                         continue
                     }
+                    observe(.decision(surface: s, code: d.code))
                     await state.apply(d)
                 }
             }
@@ -193,6 +218,23 @@ public final class SurfaceWatcher: Sendable {
     }
 }
 
+/// What a watcher saw, for metrics.
+public enum WatchObservation: Sendable {
+    case decision(surface: String, code: DecisionCode)
+    /// unreachable, http_5xx, refused, bad_response, bad_signature.
+    case error(String)
+}
+
+extension SurfaceWatcher {
+    static func kind(of error: any Error) -> String {
+        switch error {
+        case ClientError.badResponse: return "bad_response"
+        case ClientError.refused(let status, _, _, _): return status >= 500 ? "http_5xx" : "refused"
+        default: return "unreachable"
+        }
+    }
+}
+
 /// The leases and the last verdict emitted per surface.
 actor WatchState {
     private var leases: [String: Lease]
@@ -200,7 +242,12 @@ actor WatchState {
     private let continuation: AsyncStream<Verdict>.Continuation
     private(set) var streaming = false
 
+    private(set) var surfaces: [String]
+    let failClosedAfter: TimeInterval
+
     init(surfaces: [String], failClosedAfter: TimeInterval, initial: [Decision], continuation: AsyncStream<Verdict>.Continuation) {
+        self.surfaces = surfaces
+        self.failClosedAfter = failClosedAfter
         leases = Dictionary(uniqueKeysWithValues: surfaces.map { ($0, Lease(surface: $0, failClosedAfter: failClosedAfter)) })
         for d in initial { leases[d.deviceId]?.apply(d, at: Date()) }
         self.continuation = continuation
@@ -209,6 +256,26 @@ actor WatchState {
     private var connection: Task<Bool, any Error>?
 
     func setStreaming(_ on: Bool) { streaming = on }
+
+    func setSurfaces(_ new: [String]) {
+        guard new != surfaces else { return }
+        surfaces = new
+        for s in new where leases[s] == nil { leases[s] = Lease(surface: s, failClosedAfter: failClosedAfter) }
+        for s in Array(leases.keys) where !new.contains(s) {
+            leases[s] = nil
+            emitted[s] = nil
+        }
+        connection?.cancel()
+        connection = nil
+        streaming = false
+    }
+
+    func snapshot() -> [(verdict: Verdict, age: TimeInterval?)] {
+        let now = Date()
+        return surfaces.compactMap { s in
+            leases[s].map { ($0.verdict(at: now), $0.receivedAt.map { now.timeIntervalSince($0) }) }
+        }
+    }
     func setConnection(_ t: Task<Bool, any Error>?) { connection = t }
 
     /// A stream that lets a lease run out is as good as down: cancel it (the stream loop

@@ -1,7 +1,6 @@
 import Foundation
 import Glibc
 import Logging
-import Synchronization
 import TetherClient
 import TetherCore
 import TetherSystem
@@ -66,26 +65,7 @@ public enum RunSession {
         }
 
         // Start held: the child waits frozen in its cgroup, before exec, for a fresh answer.
-        let startDecision = Mutex<Decision?>(nil)
-        var gateClient = authority.client
-        gateClient.timeout = .seconds(3)
-        let gateAuthority = gateClient
-        let verifier = authority.verifier
-        let surface = config.surface
-        let gateLogger = logger
-        let gate: @Sendable () async -> Bool = {
-            switch await DecisionCheck.check(surface, client: gateAuthority, verifier: verifier) {
-            case .allowed(let d):
-                startDecision.withLock { $0 = d }
-                return true
-            case .denied(_, let code, let detail):
-                gateLogger.warning("denied while starting: the worker never ran", metadata: ["code": "\(code.rawValue)", "detail": "\(detail)"])
-                return false
-            case .unreachable(let m):
-                gateLogger.warning("authority unreachable while starting: the worker never ran", metadata: ["error": "\(m)"])
-                return false
-            }
-        }
+        let gate = StartGate(surface: config.surface, client: authority.client, verifier: authority.verifier, logger: logger)
 
         // Signals are caught from before the launch, so none sent once the worker runs is lost;
         // they reach it (through the enforcer) as soon as it exists.
@@ -99,7 +79,7 @@ public enum RunSession {
         do {
             worker = try await spawner.spawn(Spawner.Launch(
                 name: config.name, spec: config.spec, filter: profile.filter,
-                foregroundTerminal: foreground, startGate: gate))
+                foregroundTerminal: foreground, startGate: { await gate.ask() }))
         } catch {
             if error.stage == .gate { return fail("\(error.message); nothing of it ran", TetherExit.denied) }
             let code: Int32 = error.stage == .exec || error.stage == .execFD ? (error.errno == ENOENT ? 127 : 126) : TetherExit.unavailable
@@ -114,11 +94,11 @@ public enum RunSession {
             "on_revoke": "\(config.stop.onRevoke.rawValue)", "authority": "\(authority.client.endpoint.url)",
             "mode": "\(authority.settings.watch ? "watch" : "poll every \(DurationText.format(authority.settings.pollInterval))")",
         ])
-        reporter.send(WorkerReport(surface: config.surface, state: .started, pids: [worker.pid], requestID: startDecision.withLock { $0?.requestID }))
+        reporter.send(WorkerReport(surface: config.surface, state: .started, pids: [worker.pid], requestID: gate.allowedOn?.requestID))
 
         let watcher = SurfaceWatcher(
             client: authority.client, surfaces: [config.surface], verifier: authority.verifier,
-            settings: authority.watchSettings, initial: startDecision.withLock { $0 }.map { [$0] } ?? [], logger: logger)
+            settings: authority.watchSettings, initial: gate.allowedOn.map { [$0] } ?? [], logger: logger)
         let watching = Task { await watcher.run() }
         let forwarding = Task {
             for await v in watcher.verdicts {

@@ -104,7 +104,7 @@ struct RunCommand: AsyncParsableCommand {
         let logger = makeLogger()
         let resolved: ResolvedAuthority
         do {
-            resolved = try await resolve(authoritySettings, logger: logger)
+            resolved = try await AuthorityResolution.resolve(authoritySettings, stateDirectory: dir, logger: logger)
         } catch let e as ExitCode {
             throw e
         } catch {
@@ -112,45 +112,5 @@ struct RunCommand: AsyncParsableCommand {
         }
         let code = await RunSession.run(worker: worker, authority: resolved, logger: logger)
         throw ExitCode(code)
-    }
-
-    /// The configured authority, or the embedded default.
-    func resolve(_ settings: AuthoritySettings, logger: Logger) async throws -> ResolvedAuthority {
-        let directory = StateDirectory(path: dir ?? StateDirectory.defaultPath())
-        var url = settings.url
-        var publicKey = settings.publicKey
-        if url == nil {
-            do {
-                let local = try await LocalAuthority.ensure(
-                    directory: directory, executable: Self.executablePath(), http: AuthorityClient.defaultHTTPClient, logger: logger)
-                url = local.url
-                // Our own authority: demand its signature.
-                publicKey = publicKey ?? directory.publicKey
-            } catch {
-                throw fail("the local authority is not available: \(error)\nNothing was started (fail closed).", code: TetherExit.unavailable)
-            }
-        }
-        let endpoint = try AuthorityEndpoint.resolve(url: url, keyFile: settings.keyFile, role: "agent", stateDirectory: directory.path, environment: [:])
-        var verifier: DecisionVerifier?
-        if let pk = publicKey {
-            let text = FileManager.default.fileExists(atPath: pk) ? try String(contentsOfFile: pk, encoding: .utf8) : pk
-            verifier = try DecisionVerifier(publicKeyBase64: text)
-        }
-        let instance = settings.instance ?? Self.defaultInstance()
-        return ResolvedAuthority(client: AuthorityClient(endpoint: endpoint), verifier: verifier, settings: settings, instance: instance)
-    }
-
-    static func executablePath() -> String {
-        var buf = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buf, buf.count - 1)
-        return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
-    }
-
-    /// host:pid — unique per supervisor, so the authority counts each one's acknowledgement.
-    static func defaultInstance() -> String {
-        var buf = [CChar](repeating: 0, count: 256)
-        gethostname(&buf, buf.count - 1)
-        let host = String(cString: buf).map { $0.isLetter || $0.isNumber || "._-".contains($0) ? $0 : "-" }
-        return String(String(host).prefix(100)) + ":\(getpid())"
     }
 }

@@ -10,7 +10,7 @@ struct Tether: AsyncParsableCommand {
         commandName: "tether",
         abstract: "Run workers on a tether held by an execution authority.",
         subcommands: [
-            RunCommand.self, ProfileCommand.self, AuthorityCommand.self, KeysCommand.self,
+            RunCommand.self, SuperviseCommand.self, ProfileCommand.self, AuthorityCommand.self, KeysCommand.self,
             RevokeCommand.self, RestoreCommand.self, HaltCommand.self, ResumeCommand.self,
             StatusCommand.self, SurfacesCommand.self, AuditCommand.self, CheckCommand.self,
         ]

@@ -1,0 +1,82 @@
+import Foundation
+import Hummingbird
+import Logging
+import Prometheus
+import Synchronization
+import TetherClient
+import TetherCore
+
+/// The supervisor's Prometheus metrics: decisions, authority errors, revocation-to-stopped,
+/// restarts as they happen; workers by state and lease ages read at scrape time.
+public final class SupervisorMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    let stoppedIn: DurationHistogram
+    private let workerStates = Mutex<[String: WorkerState]>([:])
+
+    public enum WorkerState: String, Sendable, CaseIterable {
+        case waiting, starting, running, frozen, stopping, backoff, exited, failed
+    }
+
+    public init() {
+        stoppedIn = registry.makeDurationHistogram(
+            name: "tether_revocation_to_stopped_seconds",
+            buckets: [.microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+                      .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5), .seconds(15)],
+            help: "From a deny reaching the supervisor to the kernel confirming the worker stopped (frozen, or gone for kill/term).")
+    }
+
+    func observe(_ o: WatchObservation) {
+        switch o {
+        case .decision(let surface, let code):
+            registry.makeCounter(name: "tether_decisions_total", labels: [("surface", surface), ("code", code.rawValue)],
+                                 help: "Decisions received from the authority (renewals included).").increment()
+        case .error(let kind):
+            registry.makeCounter(name: "tether_authority_errors_total", labels: [("kind", kind)],
+                                 help: "Failed authority calls: unreachable, http_5xx, refused, bad_response, bad_signature; watch_* for the stream.").increment()
+        }
+    }
+
+    func transition(_ t: Transition) {
+        if let d = t.stoppedIn, t.phase == .frozen || t.phase == .killed { stoppedIn.recordNanoseconds(Int64(d.components.seconds) * 1_000_000_000 + d.components.attoseconds / 1_000_000_000) }
+    }
+
+    func restarted(_ worker: String) {
+        registry.makeCounter(name: "tether_worker_restarts_total", labels: [("worker", worker)], help: "Worker launches after the first.").increment()
+    }
+
+    func set(_ worker: String, _ state: WorkerState?) {
+        workerStates.withLock { $0[worker] = state }
+    }
+
+    public var states: [String: WorkerState] { workerStates.withLock { $0 } }
+
+    /// The exposition text, with the gauges read now.
+    func render(watcher: SurfaceWatcher?) async -> String {
+        var counts = Dictionary(uniqueKeysWithValues: WorkerState.allCases.map { ($0, 0) })
+        for s in states.values { counts[s, default: 0] += 1 }
+        for (state, n) in counts {
+            registry.makeGauge(name: "tether_workers", labels: [("state", state.rawValue)], help: "Workers by state.").set(Double(n))
+        }
+        for (v, age) in await watcher?.snapshot() ?? [] {
+            registry.makeGauge(name: "tether_surface_allowed", labels: [("surface", v.surface)], help: "1 while the surface's verdict is an allow with a live lease.").set(v.allowed ? 1.0 : 0.0)
+            registry.makeGauge(name: "tether_lease_age_seconds", labels: [("surface", v.surface)], help: "Seconds since the last decision for the surface (-1: none yet).").set(age ?? -1)
+        }
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return String(decoding: buffer, as: UTF8.self)
+    }
+
+    /// Serves `GET /metrics` on `address` until cancelled.
+    func serve(address: String, watcher: @escaping @Sendable () -> SurfaceWatcher?, logger: Logger) async throws {
+        guard let (host, port) = HostPort.split(address) else { return }
+        let router = Router()
+        router.get("/metrics") { _, _ in
+            let text = await self.render(watcher: watcher())
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+        var quiet = logger
+        quiet.logLevel = .critical   // its shutdown on cancellation is not news
+        let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "tether"), logger: quiet)
+        try await app.runService(gracefulShutdownSignals: [])
+    }
+}
