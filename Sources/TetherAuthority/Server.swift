@@ -94,7 +94,8 @@ public enum AuthorityServer {
         return try await Authority(store: store, signer: try directory.loadSigner(), configuration: configuration, logger: logger)
     }
 
-    public static func serve(directory: StateDirectory, listen: ListenOptions, configuration: AuthorityConfiguration, logger: Logger) async throws {
+    public static func serve(directory: StateDirectory, listen: ListenOptions, configuration: AuthorityConfiguration, logger: Logger,
+                             notifications: ServiceNotifications = .none) async throws {
         umask(0o077)   // the WAL and shared-memory files SQLite creates, authority.url
         let authority = try await open(directory: directory, configuration: configuration, logger: logger)
         let app = try buildApplication(authority: authority, listen: listen, logger: logger) { port in
@@ -102,7 +103,21 @@ public enum AuthorityServer {
             let url = "\(listen.scheme)://\(host):\(port)"
             try? (url + "\n").write(toFile: directory.endpointFile, atomically: true, encoding: .utf8)
             logger.notice("authority serving", metadata: ["url": "\(url)", "lease": "\(DurationText.format(configuration.leaseLength))", "dir": "\(directory.path)"])
+            let surfaces = await authority.state.all()
+            notifications.ready("serving \(url): \(surfaces.count) surfaces, \(surfaces.filter(\.revoked).count) revoked\(await authority.state.org.halted ? ", ORG HALTED" : "")")
         }
+        // Watchdog pings from the authority's state actor: if it stops answering, so do they.
+        let pinger = notifications.watchdogInterval.map { interval in
+            Task {
+                while !Task.isCancelled {
+                    _ = await authority.state.org
+                    notifications.watchdog()
+                    try? await Task.sleep(for: interval)
+                }
+            }
+        }
+        defer { pinger?.cancel() }
         try await app.runService()
+        notifications.stopping("stopped")
     }
 }

@@ -35,6 +35,8 @@ public final class Enforcer: Sendable {
         case shutdown(grace: Duration)
         case killAfter(epoch: Int)
         case exited(ExitStatus)
+        /// A watchdog tick: answered from this loop, so a wedged loop stops the pings.
+        case tick
     }
 
     /// How the worker's run ended.
@@ -49,11 +51,14 @@ public final class Enforcer: Sendable {
     let reporter: Reporter?
     let logger: Logger
     let onTransition: @Sendable (Transition) -> Void
+    let liveness: @Sendable () -> Void
     private let events: AsyncStream<Event>
     private let continuation: AsyncStream<Event>.Continuation
 
     public init(worker: Worker, config: WorkerConfig, reporter: Reporter?, logger: Logger,
-                onTransition: @escaping @Sendable (Transition) -> Void = { _ in }) {
+                onTransition: @escaping @Sendable (Transition) -> Void = { _ in },
+                liveness: @escaping @Sendable () -> Void = {}) {
+        self.liveness = liveness
         self.worker = worker
         self.config = config
         self.reporter = reporter
@@ -133,6 +138,8 @@ public final class Enforcer: Sendable {
             guard epoch == s.epoch, s.phase == .frozen else { return }
             logger.notice("frozen for kill_after: killing the worker", metadata: ["kill_after": "\(config.stop.killAfter.map(DurationText.format) ?? "")"])
             await kill(reason: s.last, &s)
+        case .tick:
+            liveness()
         case .exited:
             break
         }

@@ -33,7 +33,8 @@ public struct ResolvedAuthority: Sendable {
 /// denied (at start, or when a deny killed it), 69 when the authority cannot be reached at
 /// start, 78 for a profile that does not compile.
 public enum RunSession {
-    public static func run(worker config: WorkerConfig, authority: ResolvedAuthority, logger baseLogger: Logger) async -> Int32 {
+    public static func run(worker config: WorkerConfig, authority: ResolvedAuthority, logger baseLogger: Logger,
+                           notifications: ServiceNotifications = .none) async -> Int32 {
         var logger = baseLogger
         logger[metadataKey: "surface"] = "\(config.surface)"
 
@@ -88,7 +89,20 @@ public enum RunSession {
         defer { if foreground != nil { ForegroundTerminal.reclaim() } }
 
         let reporter = Reporter(client: authority.client, instance: authority.instance, logger: logger)
-        let enforcer = Enforcer(worker: worker, config: config, reporter: reporter, logger: logger)
+        let surface = config.surface
+        let enforcer = Enforcer(worker: worker, config: config, reporter: reporter, logger: logger, onTransition: { t in
+            notifications.status(StatusLine.run(surface: surface, t))
+        }, liveness: notifications.watchdog)
+        notifications.ready("\(surface): running (pid \(worker.pid))")
+        let ticking = notifications.watchdogInterval.map { interval in
+            Task {
+                while !Task.isCancelled {
+                    enforcer.send(.tick)
+                    try? await Task.sleep(for: interval)
+                }
+            }
+        }
+        defer { ticking?.cancel() }
         logger.info("worker started", metadata: [
             "pid": "\(worker.pid)", "cgroup": "\(worker.cgroup?.path ?? "none")", "profile": "\(config.profile)",
             "on_revoke": "\(config.stop.onRevoke.rawValue)", "authority": "\(authority.client.endpoint.url)",
@@ -110,6 +124,7 @@ public enum RunSession {
         }
 
         let outcome = await enforcer.run()
+        notifications.stopping("\(surface): worker \(outcome.status)")
         relaying.cancel()
         watching.cancel()
         forwarding.cancel()

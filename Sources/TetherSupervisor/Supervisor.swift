@@ -18,6 +18,7 @@ public final class Supervisor: Sendable {
         case restartDue(name: String, generation: Int)
         case reload
         case shutdown
+        case tick
     }
 
     enum Phase {
@@ -42,10 +43,13 @@ public final class Supervisor: Sendable {
     let authority: ResolvedAuthority
     let logger: Logger
     public let metrics: SupervisorMetrics
+    let notifications: ServiceNotifications
     private let events: AsyncStream<Event>
     private let continuation: AsyncStream<Event>.Continuation
 
-    public init(configPath: String, authority: ResolvedAuthority, metrics: SupervisorMetrics = SupervisorMetrics(), logger: Logger) {
+    public init(configPath: String, authority: ResolvedAuthority, metrics: SupervisorMetrics = SupervisorMetrics(), logger: Logger,
+                notifications: ServiceNotifications = .none) {
+        self.notifications = notifications
         self.configPath = configPath
         self.authority = authority
         self.metrics = metrics
@@ -82,7 +86,11 @@ public final class Supervisor: Sendable {
         var current = config
         var verdicts: [String: Verdict] = [:]
 
-        await register(Self.surfaces(config))
+        // Ready once the authority has answered: a registration, or the first decision.
+        var ready = await register(Self.surfaces(config))
+        if ready { notifications.ready("\(config.workers.count) workers; authority answering") }
+        var lastStatus = ""
+        var denied: [String: (code: String, at: Date)] = [:]
         let metrics = self.metrics
         let watcher = SurfaceWatcher(
             client: authority.client, surfaces: Self.surfaces(config), verifier: authority.verifier,
@@ -103,18 +111,44 @@ public final class Supervisor: Sendable {
             }
             logger.info("metrics on http://\(address)/metrics")
         }
+        let ticking = notifications.watchdogInterval.map { interval in
+            Task { [continuation] in
+                while !Task.isCancelled {
+                    continuation.yield(.tick)
+                    try? await Task.sleep(for: interval)
+                }
+            }
+        }
         defer {
             watching.cancel()
             relaying.cancel()
             serving?.cancel()
+            ticking?.cancel()
         }
         logger.notice("supervising", metadata: ["workers": "\(order.count)", "config": "\(configPath)", "authority": "\(authority.client.endpoint.url)"])
 
         for await e in events {
+            defer {
+                let line = StatusLine.supervise(
+                    states: metrics.states,
+                    denied: order.compactMap { n in slots[n].flatMap { s in denied[s.config.surface].map { (n, $0.code, $0.at) } } })
+                if line != lastStatus {
+                    lastStatus = line
+                    notifications.status(line)
+                }
+            }
             switch e {
+            case .tick:
+                notifications.watchdog()
+
             case .verdict(let v, let at):
                 let previous = verdicts[v.surface]
                 verdicts[v.surface] = v
+                if !ready && v.requestID != nil {
+                    ready = true
+                    notifications.ready("\(order.count) workers; first decision known")
+                }
+                if v.allowed { denied[v.surface] = nil } else if previous?.changeKey != v.changeKey { denied[v.surface] = (v.code.rawValue, Date()) }
                 if previous?.changeKey != v.changeKey && !(previous == nil && v.requestID == nil) {
                     logger.info("verdict", metadata: ["surface": "\(v.surface)", "allowed": "\(v.allowed)", "code": "\(v.code.rawValue)", "request_id": "\(v.requestID ?? "-")"])
                 }
@@ -200,6 +234,8 @@ public final class Supervisor: Sendable {
                 slots[name] = slot
 
             case .reload:
+                notifications.reloading()
+                defer { notifications.ready(lastStatus) }
                 let new: ConfigFile
                 let filters: [String: CompiledFilter]
                 do {
@@ -255,6 +291,7 @@ public final class Supervisor: Sendable {
                 logger.notice("configuration reloaded", metadata: ["added": "\(added)", "changed": "\(changed)", "removed": "\(removed)", "unchanged": "\(new.workers.count - added - changed)"])
 
             case .shutdown:
+                notifications.stopping("stopping \(order.count) workers")
                 await stopAll(order: order, slots: slots, bound: current.supervisor.shutdownTimeout)
                 continuation.finish()
                 return 0
@@ -264,15 +301,19 @@ public final class Supervisor: Sendable {
     }
 
     /// MachineID's flow: a surface is registered before it is validated (never un-revokes).
-    private func register(_ surfaces: [String]) async {
-        guard authority.settings.register else { return }
+    @discardableResult
+    private func register(_ surfaces: [String]) async -> Bool {
+        guard authority.settings.register else { return false }
+        var answered = false
         for s in surfaces {
             do {
                 _ = try await authority.client.register(s)
+                answered = true
             } catch {
                 logger.warning("could not register the surface; it stays denied until it exists", metadata: ["surface": "\(s)", "error": "\(error)"])
             }
         }
+        return answered
     }
 
     private func launch(_ slot: inout Slot, spawner: Spawner) {

@@ -19,20 +19,17 @@ public final class SupervisorMetrics: Sendable {
 
     public init() {
         stoppedIn = registry.makeDurationHistogram(
-            name: "tether_revocation_to_stopped_seconds",
+            descriptor: MetricNameDescriptor(metricName: "tether_revocation_to_stopped_seconds", unitName: "", helpText: "From a deny reaching the supervisor to the kernel confirming the worker stopped (frozen, or gone for kill/term)."),
             buckets: [.microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
-                      .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5), .seconds(15)],
-            help: "From a deny reaching the supervisor to the kernel confirming the worker stopped (frozen, or gone for kill/term).")
+                      .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5), .seconds(15)])
     }
 
     func observe(_ o: WatchObservation) {
         switch o {
         case .decision(let surface, let code):
-            registry.makeCounter(name: "tether_decisions_total", labels: [("surface", surface), ("code", code.rawValue)],
-                                 help: "Decisions received from the authority (renewals included).").increment()
+            registry.makeCounter(descriptor: MetricNameDescriptor(metricName: "tether_decisions_total", unitName: "", helpText: "Decisions received from the authority (renewals included)."), labels: [("surface", surface), ("code", code.rawValue)]).increment()
         case .error(let kind):
-            registry.makeCounter(name: "tether_authority_errors_total", labels: [("kind", kind)],
-                                 help: "Failed authority calls: unreachable, http_5xx, refused, bad_response, bad_signature; watch_* for the stream.").increment()
+            registry.makeCounter(descriptor: MetricNameDescriptor(metricName: "tether_authority_errors_total", unitName: "", helpText: "Failed authority calls: unreachable, http_5xx, refused, bad_response, bad_signature; watch_* for the stream."), labels: [("kind", kind)]).increment()
         }
     }
 
@@ -41,7 +38,7 @@ public final class SupervisorMetrics: Sendable {
     }
 
     func restarted(_ worker: String) {
-        registry.makeCounter(name: "tether_worker_restarts_total", labels: [("worker", worker)], help: "Worker launches after the first.").increment()
+        registry.makeCounter(descriptor: MetricNameDescriptor(metricName: "tether_worker_restarts_total", unitName: "", helpText: "Worker launches after the first."), labels: [("worker", worker)]).increment()
     }
 
     func set(_ worker: String, _ state: WorkerState?) {
@@ -55,11 +52,11 @@ public final class SupervisorMetrics: Sendable {
         var counts = Dictionary(uniqueKeysWithValues: WorkerState.allCases.map { ($0, 0) })
         for s in states.values { counts[s, default: 0] += 1 }
         for (state, n) in counts {
-            registry.makeGauge(name: "tether_workers", labels: [("state", state.rawValue)], help: "Workers by state.").set(Double(n))
+            registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "tether_workers", unitName: "", helpText: "Workers by state."), labels: [("state", state.rawValue)]).set(Double(n))
         }
         for (v, age) in await watcher?.snapshot() ?? [] {
-            registry.makeGauge(name: "tether_surface_allowed", labels: [("surface", v.surface)], help: "1 while the surface's verdict is an allow with a live lease.").set(v.allowed ? 1.0 : 0.0)
-            registry.makeGauge(name: "tether_lease_age_seconds", labels: [("surface", v.surface)], help: "Seconds since the last decision for the surface (-1: none yet).").set(age ?? -1)
+            registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "tether_surface_allowed", unitName: "", helpText: "1 while the surface's verdict is an allow with a live lease."), labels: [("surface", v.surface)]).set(v.allowed ? 1.0 : 0.0)
+            registry.makeGauge(descriptor: MetricNameDescriptor(metricName: "tether_lease_age_seconds", unitName: "", helpText: "Seconds since the last decision for the surface (-1: none yet)."), labels: [("surface", v.surface)]).set(age ?? -1)
         }
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)

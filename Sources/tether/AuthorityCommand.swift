@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TetherAuthority
 import TetherCore
+import TetherSystem
 
 struct StateDirOption: ParsableArguments {
     @Option(name: .customLong("dir"), help: "The authority's state directory (default: $STATE_DIRECTORY, /var/lib/tether for root, else ~/.local/state/tether).")
@@ -21,9 +22,14 @@ struct AuthorityCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create the state directory: database, signing key, a first operator key and agent key.")
         @OptionGroup var state: StateDirOption
+        @Flag(help: "Do nothing (exit 0) if the directory is already initialised: for ExecStartPre=.") var ifNeeded = false
 
         func run() async throws {
             let dir = state.directory
+            if ifNeeded && dir.isInitialized {
+                print("\(dir.path) is already initialised")
+                return
+            }
             do {
                 let created = try await dir.initialize(actor: localActor())
                 print("""
@@ -71,7 +77,8 @@ struct AuthorityCommand: AsyncParsableCommand {
             }
             let logger = makeLogger("tether-authority")
             do {
-                try await AuthorityServer.serve(directory: state.directory, listen: options, configuration: config, logger: logger)
+                try await AuthorityServer.serve(directory: state.directory, listen: options, configuration: config, logger: logger,
+                                                notifications: SystemdNotifier.notifications)
             } catch let e as StoreError {
                 throw fail(e.description, code: TetherExit.config)
             } catch {

@@ -6,6 +6,7 @@ import TetherAuthority
 import TetherClient
 import TetherCore
 import TetherSupervisor
+import TetherSystem
 
 /// `tether run [options] -- CMD ARGS…`: the main job.
 struct RunCommand: AsyncParsableCommand {
@@ -110,7 +111,7 @@ struct RunCommand: AsyncParsableCommand {
         } catch {
             throw fail("\(error)\nNothing was started.", code: TetherExit.config)
         }
-        let code = await RunSession.run(worker: worker, authority: resolved, logger: logger)
+        let code = await RunSession.run(worker: worker, authority: resolved, logger: logger, notifications: SystemdNotifier.notifications)
         throw ExitCode(code)
     }
 }

@@ -40,7 +40,7 @@ struct SuperviseCommand: AsyncParsableCommand {
         } catch {
             throw fail("\(error)\nNothing was started.", code: TetherExit.config)
         }
-        let supervisor = Supervisor(configPath: config, authority: authority, logger: logger)
+        let supervisor = Supervisor(configPath: config, authority: authority, logger: logger, notifications: SystemdNotifier.notifications)
         let signals = SignalForwarder(handler: { sig in
             switch sig {
             case SIGHUP: supervisor.reload()

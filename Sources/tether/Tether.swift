@@ -19,7 +19,12 @@ struct Tether: AsyncParsableCommand {
 
 /// The one logger of the process: stderr, level from TETHER_LOG_LEVEL (default info).
 func makeLogger(_ label: String = "tether") -> Logger {
-    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    // Under systemd with stderr on the journal: priority prefixes, no timestamps.
+    if JournalLogHandler.stderrIsJournal {
+        LoggingSystem.bootstrap { JournalLogHandler(label: $0) }
+    } else {
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    }
     var logger = Logger(label: label)
     let env = ProcessInfo.processInfo.environment["TETHER_LOG_LEVEL"]
     logger.logLevel = env.flatMap(Logger.Level.init(rawValue:)) ?? .info

@@ -64,28 +64,32 @@ guard run(["authority", "init", "--dir", dir]) == 0 else { fatalError("authority
 let port = 20000 + Int(getpid() % 20000)
 let url = "http://127.0.0.1:\(port)"
 let server = start(["authority", "serve", "--dir", dir, "--listen", "127.0.0.1:\(port)", "--lease", "15s"], log: dir + "/server.log")
-defer { kill(server.processIdentifier, SIGTERM) }
+var supervisorPID: pid_t = 0
+/// Stops what the bench started (exit() runs no defer).
+@MainActor func finish(_ message: String? = nil) -> Never {
+    if supervisorPID > 0 { kill(supervisorPID, SIGINT) }
+    usleep(300_000)
+    kill(server.processIdentifier, SIGTERM)
+    if let message { FileHandle.standardError.write(Data("\(message)\n".utf8)); exit(1) }
+    exit(0)
+}
 let op = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: read(dir + "/operator.key")!.trimmingCharacters(in: .whitespacesAndNewlines)))
 for _ in 0..<200 where (try? await op.get("/healthz")) == nil { try await Task.sleep(for: .milliseconds(20)) }
 
 var runArgs = ["run", "--dir", dir, "--authority", url, "--key-file", dir + "/agent.key", "--public-key", dir + "/signing.pub", "--surface", "bench"]
 if pollMode { runArgs += ["--no-watch", "--poll-interval", "1s"] }
 let supervisor = start(runArgs + ["--", "sh", "-c", "sleep infinity & sleep infinity & wait"], log: dir + "/run.log")
-defer { kill(supervisor.processIdentifier, SIGINT) }
+supervisorPID = supervisor.processIdentifier
 
-// The worker's cgroup, from the supervisor's first child.
+// The worker's cgroup, from the supervisor's "worker started" log line.
 var procsFile: String?
 for _ in 0..<500 where procsFile == nil {
     try await Task.sleep(for: .milliseconds(20))
-    guard let children = read("/proc/\(supervisor.processIdentifier)/task/\(supervisor.processIdentifier)/children") else { continue }
-    for c in children.split(separator: " ") {
-        guard let cg = read("/proc/\(c)/cgroup"), let line = cg.split(separator: "\n").first(where: { $0.hasPrefix("0::") }),
-              line.contains("bench") else { continue }
-        let mount = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/unified") ? "/sys/fs/cgroup/unified" : "/sys/fs/cgroup"
-        procsFile = mount + line.dropFirst(3) + "/cgroup.procs"
-    }
+    guard let log = read(dir + "/run.log"), let r = log.range(of: "cgroup=") else { continue }
+    let path = log[r.upperBound...].prefix { $0 != " " && $0 != "\n" }
+    if path.hasPrefix("/") { procsFile = path + "/cgroup.procs" }
 }
-guard let procsFile else { fatalError("worker cgroup not found; see \(dir)/run.log") }
+guard let procsFile else { finish("worker cgroup not found; see \(dir)/run.log") }
 func pids() -> [Int32] { (read(procsFile) ?? "").split(separator: "\n").compactMap { Int32($0) } }
 while pids().count < 3 { try await Task.sleep(for: .milliseconds(20)) }
 
@@ -107,7 +111,7 @@ if let idle = idleSeconds {
     let t1 = cpuTicks(pid), r1 = rssKB(pid)
     let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
     print("idle \(idle) s, supervisor (\(pollMode ? "poll 1s" : "watch")): RSS \(r0) KiB → \(r1) KiB; CPU \(Double(t1 - t0) / hz * 1000) ms (\(String(format: "%.3f", Double(t1 - t0) / hz / Double(idle) * 100)) %)")
-    exit(0)
+    finish()
 }
 
 var stopped: [Double] = [], roundTrips: [Double] = []
@@ -119,7 +123,7 @@ for i in 0..<iterations {
     while true {
         let ps = pids()
         if !ps.isEmpty && ps.allSatisfy({ state($0) == "T" }) { break }
-        if clock.now - answered > .seconds(10) { fatalError("not stopped after 10 s; see \(dir)/run.log") }
+        if clock.now - answered > .seconds(10) { finish("not stopped after 10 s; see \(dir)/run.log") }
         usleep(50)
     }
     stopped.append(ms(clock.now - answered))
@@ -128,7 +132,7 @@ for i in 0..<iterations {
     while true {
         let ps = pids()
         if ps.count >= 3 && !ps.contains(where: { state($0) == "T" }) { break }
-        if clock.now - answered > .seconds(20) { fatalError("not resumed; see \(dir)/run.log") }
+        if clock.now - answered > .seconds(20) { finish("not resumed; see \(dir)/run.log") }
         usleep(200)
     }
 }
@@ -137,3 +141,4 @@ print("revocation → every worker process in T (\(mode), \(iterations) revokes,
 print(String(format: "  revoke answered → stopped: median %.2f ms, p99 %.2f ms, max %.2f ms", percentile(stopped, 0.5), percentile(stopped, 0.99), stopped.max()!))
 print(String(format: "  baseline, the revoke's round trip: median %.2f ms, p99 %.2f ms", percentile(roundTrips, 0.5), percentile(roundTrips, 0.99)))
 print(String(format: "  ratio (median): ×%.2f", percentile(stopped, 0.5) / percentile(roundTrips, 0.5)))
+finish()

@@ -90,8 +90,15 @@ public final class Worker: Sendable {
     @discardableResult
     public func freezeVerified(timeout: Duration = .seconds(5)) async throws(GroupStateError) -> GroupState {
         freeze()
-        let s = await waitForState(timeout: timeout) { $0.isStopped }
+        var s = await waitForState(timeout: timeout) { $0.isStopped }
         guard s.isStopped else { throw GroupStateError(operation: "freeze", state: s) }
+        if cgroup != nil {
+            // A process forked between the group's SIGSTOP and the freeze is held by the cgroup
+            // but not stopped (/proc shows it sleeping in the freezer). Nothing can fork now:
+            // stop every member, so /proc shows each one in `T` — what an operator checks.
+            signalAll(SIGSTOP)
+            s = await waitForState(timeout: .seconds(1)) { $0.live.allSatisfy(\.isStopped) }
+        }
         return s
     }
 
