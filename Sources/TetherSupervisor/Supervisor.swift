@@ -174,8 +174,14 @@ public final class Supervisor: Sendable {
             case .launchFailed(let name, let gen, let error):
                 guard var slot = slots[name], slot.generation == gen else { continue }
                 if error.stage == .gate {
-                    slot.phase = .waiting
-                    metrics.set(name, .waiting)
+                    // Denied (or no answer) while starting. If the watcher still says allowed,
+                    // try again after the backoff; otherwise wait for the allow.
+                    if verdicts[slot.config.surface]?.allowed == true {
+                        scheduleRestart(&slot)
+                    } else {
+                        slot.phase = .waiting
+                        metrics.set(name, .waiting)
+                    }
                 } else {
                     logger.error("worker did not start", metadata: ["worker": "\(name)", "error": "\(error)"])
                     if slot.config.restart.mode == .always {

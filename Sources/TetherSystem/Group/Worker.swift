@@ -89,16 +89,20 @@ public final class Worker: Sendable {
     /// the kernel showed instead.
     @discardableResult
     public func freezeVerified(timeout: Duration = .seconds(5)) async throws(GroupStateError) -> GroupState {
-        freeze()
-        var s = await waitForState(timeout: timeout) { $0.isStopped }
-        guard s.isStopped else { throw GroupStateError(operation: "freeze", state: s) }
-        if cgroup != nil {
-            // A process forked between the group's SIGSTOP and the freeze is held by the cgroup
-            // but not stopped (/proc shows it sleeping in the freezer). Nothing can fork now:
-            // stop every member, so /proc shows each one in `T` — what an operator checks.
-            signalAll(SIGSTOP)
-            s = await waitForState(timeout: .seconds(1)) { $0.live.allSatisfy(\.isStopped) }
+        // SIGSTOP everything first and wait (briefly) until /proc shows every member in `T`,
+        // stopping any that appear meanwhile (a fork in flight). Only then freeze the cgroup:
+        // a task the cgroup freezer already holds never acts on a pending SIGSTOP — it would
+        // show `S` in /proc, held but not visibly stopped. The freeze then holds anything that
+        // could not stop (a task in an uninterruptible sleep) and anything that escaped the group.
+        signalAll(SIGSTOP)
+        _ = await waitForState(timeout: .milliseconds(500)) { st in
+            let moving = st.live.filter { !$0.isStopped }
+            for p in moving { _ = Glibc.kill(p.pid, SIGSTOP) }
+            return moving.isEmpty
         }
+        cgroup?.freeze()
+        let s = await waitForState(timeout: timeout) { $0.isStopped }
+        guard s.isStopped else { throw GroupStateError(operation: "freeze", state: s) }
         return s
     }
 
