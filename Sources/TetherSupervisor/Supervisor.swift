@@ -19,6 +19,8 @@ public final class Supervisor: Sendable {
         case reload
         case shutdown
         case tick
+        /// An enforcer changed a worker's state: only the status line needs redoing.
+        case transition
     }
 
     enum Phase {
@@ -140,6 +142,9 @@ public final class Supervisor: Sendable {
             switch e {
             case .tick:
                 notifications.watchdog()
+
+            case .transition:
+                break
 
             case .verdict(let v, let at):
                 let previous = verdicts[v.surface]
@@ -351,6 +356,7 @@ public final class Supervisor: Sendable {
             log.info("worker started", metadata: ["pid": "\(worker.pid)", "cgroup": "\(worker.cgroup?.path ?? "none")", "generation": "\(gen)"])
             reporter.send(WorkerReport(surface: config.surface, state: .started, pids: [worker.pid], requestID: gate.allowedOn?.requestID))
             let enforcer = Enforcer(worker: worker, config: config, reporter: reporter, logger: log, onTransition: { t in
+                defer { continuation.yield(.transition) }
                 metrics.transition(t)
                 switch t.phase {
                 case .frozen: metrics.set(config.name, .frozen)

@@ -1,0 +1,76 @@
+#!/bin/bash
+# Runs inside the booted container (as tether-nspawn-check.service) and writes one line per
+# check to /results/log: "ok …", "FAIL …", or "measure …". Powers the container off at the end.
+set -u
+out=/results/log
+: > "$out"
+ok()   { echo "ok   $*" >> "$out"; }
+bad()  { echo "FAIL $*" >> "$out"; }
+check() { local what="$1"; shift; if "$@"; then ok "$what"; else bad "$what"; fi; }
+waitfor() { local n=$1; shift; for _ in $(seq 1 "$n"); do "$@" && return 0; sleep 0.1; done; return 1; }
+now_ms() { date +%s%3N; }
+# cgroup v2: /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host.
+cgroot=/sys/fs/cgroup; [ -e /sys/fs/cgroup/unified/cgroup.procs ] && cgroot=/sys/fs/cgroup/unified
+cg() { echo "$cgroot/system.slice/$1"; }
+worker_cg() { ls -d "$(cg "$1")"/tether.*/"$2".* 2>/dev/null | head -1; }
+frozen() { grep -q "^frozen 1" "$(worker_cg "$1" "$2")/cgroup.events"; }
+thawed() { grep -q "^frozen 0" "$(worker_cg "$1" "$2")/cgroup.events"; }
+all_T() { local d; d="$(worker_cg "$1" "$2")"; [ -n "$d" ] && for p in $(cat "$d/cgroup.procs"); do [ "$(awk '{print $3}' /proc/$p/stat)" = T ] || return 1; done; }
+has_worker() { test -n "$(worker_cg "$1" "$2")"; }
+# The worker's first process (its shell loop), not the short-lived children it runs.
+worker_main() { local d; d="$(worker_cg "$1" "$2")"; [ -n "$d" ] && for p in $(cat "$d/cgroup.procs"); do [ "$(cat /proc/$p/comm)" = sh ] && echo "$p"; done | head -1; }
+worker_pids() { local d; d="$(worker_cg "$1" "$2")"; [ -n "$d" ] && cat "$d/cgroup.procs" | sort | tr '\n' ' '; }
+
+trap 'systemctl poweroff --no-block' EXIT
+
+# The authority: Type=notify, so `start` returns once READY=1 came.
+t0=$(now_ms)
+check "tether-authority starts and reports READY" systemctl start tether-authority
+echo "measure authority_ready_ms $(( $(now_ms) - t0 ))" >> "$out"
+check "authority status line set" test -n "$(systemctl show -p StatusText --value tether-authority)"
+echo "measure authority_status $(systemctl show -p StatusText --value tether-authority)" >> "$out"
+install -m 0600 /var/lib/tether/agent.key /etc/tether/agent.key
+tether authority public-key > /etc/tether/authority.pub
+
+# The supervisor and its worker.
+check "tether-supervisor starts and reports READY" systemctl start tether-supervisor
+check "the demo worker runs in its own cgroup inside the unit's" waitfor 100 has_worker tether-supervisor.service demo
+check "tether revoke freezes it (cgroup.events frozen 1, every process T)" bash -c "tether revoke demo --reason nspawn --wait 5s >/dev/null && cgroot=$cgroot; $(declare -f cg worker_cg frozen all_T waitfor); waitfor 50 frozen tether-supervisor.service demo && waitfor 50 all_T tether-supervisor.service demo"
+echo "measure supervisor_status $(systemctl show -p StatusText --value tether-supervisor)" >> "$out"
+check "tether restore thaws it (frozen 0)" bash -c "tether restore demo --wait 5s >/dev/null && cgroot=$cgroot; $(declare -f cg worker_cg thawed waitfor); waitfor 50 thawed tether-supervisor.service demo"
+
+# Reload: add a worker; the unchanged one keeps its processes.
+before="$(worker_main tether-supervisor.service demo)"
+cat >> /etc/tether/supervisor.toml <<'TOML'
+
+[[worker]]
+name = "second"
+command = ["/bin/sh", "-c", "while :; do sleep 1; done"]
+user = "nobody"
+TOML
+check "systemctl reload picks up a changed config" bash -c "systemctl reload tether-supervisor && cgroot=$cgroot; $(declare -f cg worker_cg has_worker waitfor); waitfor 100 has_worker tether-supervisor.service second"
+check "the unchanged worker was not touched (pid $before)" test -n "$before" -a "$before" = "$(worker_main tether-supervisor.service demo)"
+
+# A killed supervisor is restarted by systemd and leaves no orphan worker.
+old_main=$(systemctl show -p MainPID --value tether-supervisor)
+old_pids="$(worker_pids tether-supervisor.service demo)"
+kill -9 "$old_main"
+check "systemd restarts a SIGKILLed supervisor" waitfor 150 bash -c "[ \"\$(systemctl show -p MainPID --value tether-supervisor)\" != 0 ] && [ \"\$(systemctl show -p MainPID --value tether-supervisor)\" != $old_main ] && systemctl is-active -q tether-supervisor"
+orphans=0; for p in $old_pids; do [ -d /proc/$p ] && orphans=$((orphans+1)); done
+check "no orphan of the killed supervisor's workers ($orphans left)" test "$orphans" -eq 0
+check "the demo worker runs again" waitfor 100 has_worker tether-supervisor.service demo
+
+# systemctl stop: everything stops, in order, nothing left in the unit's cgroup.
+check "systemctl stop tether-supervisor" systemctl stop tether-supervisor
+check "nothing left in the supervisor's cgroup" bash -c "! [ -e $(cg tether-supervisor.service)/cgroup.procs ] || [ -z \"\$(cat $(cg tether-supervisor.service)/cgroup.procs)\" ]"
+check "workers were stopped by the supervisor before it exited" bash -c "journalctl -u tether-supervisor -b --no-pager | grep -q 'all workers stopped'"
+
+# One worker per template instance.
+t0=$(now_ms)
+check "systemctl start tether@demo reports READY" systemctl start tether@demo
+echo "measure tether@demo_ready_ms $(( $(now_ms) - t0 ))" >> "$out"
+check "tether@demo: revoke freezes" bash -c "tether revoke demo --wait 5s >/dev/null && cgroot=$cgroot; $(declare -f cg worker_cg frozen waitfor); waitfor 50 frozen 'system-tether.slice/tether@demo.service' demo"
+echo "measure tether@demo_status $(systemctl show -p StatusText --value tether@demo)" >> "$out"
+tether restore demo >/dev/null
+systemctl stop tether@demo
+echo "done" >> "$out"

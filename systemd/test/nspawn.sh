@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Tests the units under a real systemd: boots a minimal Debian 12 tree with systemd-nspawn, with
+# the tether binary, the units and the example configurations installed, and runs inside.sh as
+# a service there. The tree is debootstrapped once and cached ($TETHER_NSPAWN_CACHE, default
+# /var/cache/tether-ci/bookworm); each run boots a fresh copy. Bounded; skipped with a loud
+# message only where the tree cannot be made or nspawn cannot boot it.
+# Usage: systemd/test/nspawn.sh PATH_TO_TETHER_BINARY
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+binary="$(readlink -f "${1:?usage: nspawn.sh PATH_TO_TETHER_BINARY}")"
+cache="${TETHER_NSPAWN_CACHE:-/var/cache/tether-ci/bookworm}"
+
+skip() {
+    echo "################################################################################" >&2
+    echo "# SKIPPED: the real-systemd test could not run here: $*" >&2
+    echo "################################################################################" >&2
+    exit 0
+}
+
+if ! command -v systemd-nspawn >/dev/null || ! command -v debootstrap >/dev/null; then
+    apt-get install -y -qq systemd-container debootstrap >/dev/null || skip "cannot install systemd-container and debootstrap"
+fi
+if [ ! -x "$cache/lib/systemd/systemd" ]; then
+    rm -rf "$cache.tmp"
+    mkdir -p "$(dirname "$cache")"
+    echo "debootstrap: a minimal Debian 12 into $cache (once)" >&2
+    timeout 900 debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus,libseccomp2,libsqlite3-0,procps \
+        bookworm "$cache.tmp" http://deb.debian.org/debian >/dev/null || skip "debootstrap failed"
+    mv "$cache.tmp" "$cache"
+fi
+
+root="$(mktemp -d /var/tmp/tether-nspawn.XXXXXX)"
+results="$(mktemp -d)"
+trap 'rm -rf "$root" "$results"' EXIT
+cp -a "$cache/." "$root/"
+install -m 0755 "$binary" "$root/usr/local/bin/tether"
+install -d -m 0755 "$root/etc/tether"
+for u in "$repo"/systemd/*.service; do install -m 0644 "$u" "$root/etc/systemd/system/"; done
+for c in "$repo"/systemd/*.toml; do install -m 0644 "$c" "$root/etc/tether/"; done
+install -m 0755 "$here/inside.sh" "$root/usr/local/sbin/tether-nspawn-check"
+cat > "$root/etc/systemd/system/tether-nspawn-check.service" <<UNIT
+[Unit]
+Description=Tether's checks under a real systemd
+After=multi-user.target
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/tether-nspawn-check
+StandardOutput=journal+console
+UNIT
+mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
+ln -sf ../tether-nspawn-check.service "$root/etc/systemd/system/multi-user.target.wants/tether-nspawn-check.service"
+echo tether-ci > "$root/etc/hostname"
+
+# A binary linked against the Swift runtime in /opt/swift (a debug build) finds it at the same path.
+extra=()
+if ldd "$binary" | grep -q "/opt/swift"; then extra+=(--bind-ro=/opt/swift); fi
+start=$(date +%s)
+timeout 600 systemd-nspawn -q -D "$root" --boot --register=no --keep-unit "${extra[@]}" \
+    --bind="$results:/results" > "$results/console" 2>&1 || true
+echo "container ran $(( $(date +%s) - start )) s" >&2
+
+if [ ! -s "$results/log" ]; then
+    tail -30 "$results/console" >&2
+    grep -qi "failed to\|not supported\|permission denied" "$results/console" && ! grep -q "Reached target" "$results/console" \
+        && skip "systemd-nspawn could not boot the tree (console above)"
+    echo "FAIL: the checks did not run (console above)" >&2
+    exit 1
+fi
+cat "$results/log"
+if grep -q "^FAIL" "$results/log" || ! grep -q "^done" "$results/log"; then
+    echo "--- console (tail)" >&2
+    tail -40 "$results/console" >&2
+    exit 1
+fi
