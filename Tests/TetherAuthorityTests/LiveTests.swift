@@ -100,7 +100,9 @@ struct LiveTests {
             defer { r.cancel() }
             try await Task.sleep(for: .milliseconds(2600))
             let ds = r.decisions()
-            #expect(ds.count >= 5, "a renewal every third of the lease: \(ds.count)")
+            // A renewal every third of the lease: about 8 in 2.6 s; at least 3 even on a loaded
+            // machine (what matters is below: each arrives before the previous lease ends).
+            #expect(ds.count >= 3, "a renewal every third of the lease: \(ds.count)")
             for (a, b) in zip(ds, ds.dropFirst()) {
                 let aExp = try #require(Timestamp.parse(a.expiresAt)), bIssued = try #require(Timestamp.parse(b.issuedAt))
                 #expect(bIssued < aExp, "each renewal arrives before the previous lease ends")
