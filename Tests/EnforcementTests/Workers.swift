@@ -1,4 +1,5 @@
 import Foundation
+import TetherSystem
 import TetherTestKit
 
 /// Shell workers, each process carrying `marker` in its command line so the tests can find it
@@ -24,9 +25,14 @@ enum Workers {
         return ["sh", "-c", script, marker]
     }
 
+    /// Every marked process is stopped (`T`) — or, a shell in vfork, waits (`D`) on a child
+    /// that is (see `GroupState.allHeld`).
     static func allStopped(_ marker: String, atLeast n: Int = 1) -> Bool {
         let live = liveProcesses(withMarker: marker)
-        return live.count >= n && live.allSatisfy(\.isStopped)
+        let all = ProcessTable.snapshot()
+        return live.count >= n && live.allSatisfy { p in
+            p.isStopped || (p.state == "D" && all.contains { $0.ppid == p.pid && $0.isStopped })
+        }
     }
 
     static func noneStopped(_ marker: String, atLeast n: Int = 1) -> Bool {

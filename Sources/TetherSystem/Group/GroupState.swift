@@ -14,6 +14,16 @@ public struct GroupState: Sendable, Equatable, CustomStringConvertible {
         return live.allSatisfy(\.isStopped)
     }
 
+    /// Every live member is stopped (`T`), or is a parent waiting uninterruptibly (`D`) on a
+    /// stopped child — vfork: the parent cannot run until its child execs, and a child
+    /// stopped before exec never does (dash runs every command this way).
+    public var allHeld: Bool {
+        let live = self.live
+        return live.allSatisfy { p in
+            p.isStopped || (p.state == "D" && live.contains { $0.ppid == p.pid && $0.isStopped })
+        }
+    }
+
     /// Nothing of the worker is left alive.
     public var isGone: Bool {
         live.isEmpty && (cgroup.map { !$0.populated } ?? true)

@@ -96,9 +96,9 @@ public final class Worker: Sendable {
         // could not stop (a task in an uninterruptible sleep) and anything that escaped the group.
         signalAll(SIGSTOP)
         _ = await waitForState(timeout: .milliseconds(500)) { st in
-            let moving = st.live.filter { !$0.isStopped }
-            for p in moving { _ = Glibc.kill(p.pid, SIGSTOP) }
-            return moving.isEmpty
+            if st.allHeld { return true }
+            for p in st.live where !p.isStopped { _ = Glibc.kill(p.pid, SIGSTOP) }
+            return false
         }
         cgroup?.freeze()
         let s = await waitForState(timeout: timeout) { $0.isStopped }
