@@ -19,7 +19,8 @@ skip() {
 }
 
 if ! command -v systemd-nspawn >/dev/null || ! command -v debootstrap >/dev/null; then
-    apt-get install -y -qq systemd-container debootstrap >/dev/null || skip "cannot install systemd-container and debootstrap"
+    apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd-container debootstrap >/dev/null || skip "cannot install systemd-container and debootstrap"
 fi
 if [ ! -x "$cache/lib/systemd/systemd" ]; then
     rm -rf "$cache.tmp"
