@@ -370,15 +370,19 @@ struct TOMLParser {
 
     // MARK: strings
 
-    mutating func basicString() throws(TOMLError) -> String {
+    /// `"basic"` (escapes) or `'literal'` (none), on one line.
+    mutating func basicString() throws(TOMLError) -> String { try string(quote: "\"", escapes: true) }
+    mutating func literalString() throws(TOMLError) -> String { try string(quote: "'", escapes: false) }
+
+    mutating func string(quote: Unicode.Scalar, escapes: Bool) throws(TOMLError) -> String {
         let l = line
         advance()
         var out = ""
         while true {
             guard let c = peek, c != "\n" else { throw TOMLError(line: l, message: "unterminated string") }
             advance()
-            if c == "\"" { return out }
-            if c == "\\" { out.unicodeScalars.append(try escape()) } else { out.unicodeScalars.append(c) }
+            if c == quote { return out }
+            if escapes && c == "\\" { out.unicodeScalars.append(try escape()) } else { out.unicodeScalars.append(c) }
         }
     }
 
@@ -408,61 +412,36 @@ struct TOMLParser {
         }
     }
 
-    mutating func literalString() throws(TOMLError) -> String {
-        let l = line
-        advance()
-        var out = ""
-        while true {
-            guard let c = peek, c != "\n" else { throw TOMLError(line: l, message: "unterminated string") }
-            advance()
-            if c == "'" { return out }
-            out.unicodeScalars.append(c)
-        }
-    }
+    /// `"""basic"""` or `'''literal'''` over several lines: a newline right after the opening
+    /// delimiter is dropped; up to two quotes may sit just before the closing three.
+    mutating func multilineBasic() throws(TOMLError) -> String { try multiline(quote: "\"", escapes: true) }
+    mutating func multilineLiteral() throws(TOMLError) -> String { try multiline(quote: "'", escapes: false) }
 
-    mutating func multilineBasic() throws(TOMLError) -> String {
+    mutating func multiline(quote: Unicode.Scalar, escapes: Bool) throws(TOMLError) -> String {
         let l = line
         advance(); advance(); advance()
         if peek == "\n" { advance() } else if peek == "\r" && peek(1) == "\n" { advance(); advance() }
         var out = ""
         while true {
             guard let c = peek else { throw TOMLError(line: l, message: "unterminated multi-line string") }
-            if c == "\"" && peek(1) == "\"" && peek(2) == "\"" {
+            if c == quote && peek(1) == quote && peek(2) == quote {
                 advance(); advance(); advance()
-                // Up to two quotes may sit just before the closing three.
-                for _ in 0..<2 where peek == "\"" { out.unicodeScalars.append("\""); advance() }
+                for _ in 0..<2 where peek == quote { out.unicodeScalars.append(quote); advance() }
                 return out
             }
             advance()
-            if c == "\\" {
-                // A line-ending backslash trims the newline and the whitespace after it.
-                var j = i
-                while j < s.count, s[j] == " " || s[j] == "\t" { j += 1 }
-                if j < s.count, s[j] == "\n" || s[j] == "\r" {
-                    while let w = peek, w == " " || w == "\t" || w == "\n" || w == "\r" { advance() }
-                } else {
-                    out.unicodeScalars.append(try escape())
-                }
-            } else {
+            guard escapes && c == "\\" else {
                 out.unicodeScalars.append(c)
+                continue
             }
-        }
-    }
-
-    mutating func multilineLiteral() throws(TOMLError) -> String {
-        let l = line
-        advance(); advance(); advance()
-        if peek == "\n" { advance() } else if peek == "\r" && peek(1) == "\n" { advance(); advance() }
-        var out = ""
-        while true {
-            guard let c = peek else { throw TOMLError(line: l, message: "unterminated multi-line string") }
-            if c == "'" && peek(1) == "'" && peek(2) == "'" {
-                advance(); advance(); advance()
-                for _ in 0..<2 where peek == "'" { out.unicodeScalars.append("'"); advance() }
-                return out
+            // A line-ending backslash trims the newline and the whitespace after it.
+            var j = i
+            while j < s.count, s[j] == " " || s[j] == "\t" { j += 1 }
+            if j < s.count, s[j] == "\n" || s[j] == "\r" {
+                while let w = peek, w == " " || w == "\t" || w == "\n" || w == "\r" { advance() }
+            } else {
+                out.unicodeScalars.append(try escape())
             }
-            advance()
-            out.unicodeScalars.append(c)
         }
     }
 }
