@@ -95,7 +95,6 @@ public final class Enforcer: Sendable {
         var last: Verdict?
         var killedBy: Verdict?
         var epoch = 0
-        var frozenSince: ContinuousClock.Instant?
     }
 
     private func handle(_ e: Event, _ s: inout Machine) async {
@@ -152,7 +151,6 @@ public final class Enforcer: Sendable {
                 let st = try await worker.freezeVerified()
                 let took = ContinuousClock.now - learnt
                 s.phase = .frozen
-                s.frozenSince = .now
                 log(.notice, "worker stopped", v, extra: ["stopped_in_ms": "\(ms(took))", "pids": "\(pids(st))"] .merging(sinceDecision(v)) { a, _ in a })
                 record(.frozen, v, took)
                 reporter?.send(WorkerReport(surface: config.surface, state: .stopped, pids: pids(st), requestID: v.requestID))
