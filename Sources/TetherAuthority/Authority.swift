@@ -45,10 +45,15 @@ public final class Authority: Sendable {
     func decision(for deviceId: String, requestID: String, nonce: String?, seq: UInt64?) async -> Decision {
         let (surface, org) = await state.snapshot(deviceId)
         let code: DecisionCode
+        // The operator change the decision rests on: the halt, else the surface's last
+        // revoke or restore.
+        var by: String?, at: String?, why: String?
         if org.halted {
             code = .orgHalted
+            (by, at, why) = (org.changedBy, org.changedAt, org.reason)
         } else if let s = surface {
             code = s.revoked ? .deviceRevoked : .allow
+            if s.changedBy != nil { (by, at, why) = (s.changedBy, s.updatedAt, s.reason) }
         } else {
             code = .deviceNotFound
         }
@@ -57,7 +62,9 @@ public final class Authority: Sendable {
         return signer.sign(Decision(
             deviceId: deviceId, allowed: code == .allow, code: code, requestID: requestID,
             issuedAt: Timestamp.string(now), expiresAt: Timestamp.string(now.addingTimeInterval(lease)),
-            nonce: nonce, seq: seq))
+            nonce: nonce, seq: seq,
+            changedBy: by.map(Decision.signableText), changedAt: at,
+            changeReason: why.map(Decision.signableText).flatMap { $0.isEmpty ? nil : $0 }))
     }
 
     // MARK: - mutations (durable first, then memory, then watchers)
@@ -105,12 +112,18 @@ public final class Authority: Sendable {
     // MARK: - keys
 
     /// The key record for a presented key, or nil. Reloads keys from the store at most every
-    /// `keyRefresh`, so a key revoked through the CLI stops working within that time.
+    /// `keyRefresh`, so a key revoked through the CLI stops working within that time; a key
+    /// created through the CLI works at once.
     func authenticate(_ presented: String) async -> KeyRecord? {
         if await state.keysAreStale(configuration.keyRefresh) {
             if let keys = try? await store.keys() { await state.setKeys(keys) }
         }
-        return APIKeys.match(presented, in: await state.currentKeys())
+        if let found = APIKeys.match(presented, in: await state.currentKeys()) { return found }
+        // An unknown key may be one created a moment ago (`tether keys create`, then use it at
+        // once): look again, at most every 100 ms, so wrong keys cannot turn into disk reads.
+        guard await state.keysAreStale(.milliseconds(100)), let keys = try? await store.keys() else { return nil }
+        await state.setKeys(keys)
+        return APIKeys.match(presented, in: keys)
     }
 
     /// Ends every watch stream (server shutdown).

@@ -14,9 +14,10 @@ public struct DecisionVerifier: Sendable {
         self.key = key
     }
 
-    /// True only for a present, well-formed signature over the decision's canonical bytes.
+    /// True only for a present, well-formed signature over the decision's canonical bytes, of
+    /// a decision no field of which could split a canonical line.
     public func verify(_ d: Decision) -> Bool {
-        guard let s = d.signature, let sig = Data(base64Encoded: s) else { return false }
+        guard d.isCanonical, let s = d.signature, let sig = Data(base64Encoded: s) else { return false }
         return key.isValidSignature(sig, for: d.canonicalBytes)
     }
 }
@@ -32,6 +33,8 @@ extension Decision {
         self.init(deviceId: deviceId, allowed: allowed, code: code, requestID: rid,
                   issuedAt: o["issuedAt"] as? String ?? "", expiresAt: o["expiresAt"] as? String ?? "",
                   nonce: o["nonce"] as? String, seq: (o["seq"] as? NSNumber)?.uint64Value,
+                  changedBy: o["changedBy"] as? String, changedAt: o["changedAt"] as? String,
+                  changeReason: o["changeReason"] as? String,
                   signature: o["signature"] as? String)
     }
 }

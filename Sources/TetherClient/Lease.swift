@@ -12,6 +12,11 @@ public struct Verdict: Sendable, Equatable {
     public var until: Date?
     /// When the authority issued the decision behind it (by the authority's clock).
     public var decidedAt: Date?
+    /// The operator change behind the decision, as the authority signed it: who, when (by
+    /// the authority's clock), why. Nil for the client's own verdicts (`LEASE_EXPIRED`, …).
+    public var changedBy: String?
+    public var changedAt: Date?
+    public var changeReason: String?
 
     public init(surface: String, allowed: Bool, code: DecisionCode, requestID: String?, until: Date?, decidedAt: Date? = nil) {
         self.surface = surface
@@ -20,6 +25,17 @@ public struct Verdict: Sendable, Equatable {
         self.requestID = requestID
         self.until = until
         self.decidedAt = decidedAt
+    }
+
+    /// "by alice: INC-481", "by alice", or "" when the decision names no operator.
+    public var attribution: String { Decision.attribution(by: changedBy, reason: changeReason) }
+
+    func attributed(to d: Decision) -> Verdict {
+        var v = self
+        v.changedBy = d.changedBy
+        v.changedAt = d.changedAt.flatMap(Timestamp.parse)
+        v.changeReason = d.changeReason
+        return v
     }
 
     /// The verdict without what changes at every renewal: two verdicts with the same key are
@@ -81,11 +97,11 @@ public struct Lease: Sendable, Equatable {
         guard let d = last else { return Verdict(surface: surface, allowed: false, code: .authorityUnreachable, requestID: nil, until: nil) }
         let decided = Timestamp.parse(d.issuedAt)
         guard d.allowed, d.code == .allow else {
-            return Verdict(surface: surface, allowed: false, code: d.code == .allow ? .badResponse : d.code, requestID: d.requestID, until: nil, decidedAt: decided)
+            return Verdict(surface: surface, allowed: false, code: d.code == .allow ? .badResponse : d.code, requestID: d.requestID, until: nil, decidedAt: decided).attributed(to: d)
         }
         guard let until = expiry(), now < until else {
             return Verdict(surface: surface, allowed: false, code: .leaseExpired, requestID: d.requestID, until: nil)
         }
-        return Verdict(surface: surface, allowed: true, code: .allow, requestID: d.requestID, until: until, decidedAt: decided)
+        return Verdict(surface: surface, allowed: true, code: .allow, requestID: d.requestID, until: until, decidedAt: decided).attributed(to: d)
     }
 }

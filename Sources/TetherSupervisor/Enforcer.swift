@@ -224,6 +224,8 @@ public final class Enforcer: Sendable {
         if let v {
             m["code"] = "\(v.code.rawValue)"
             if let r = v.requestID { m["request_id"] = "\(r)" }
+            if let by = v.changedBy { m["by"] = "\(by)" }
+            if let why = v.changeReason { m["reason"] = "\(why)" }
         }
         logger.log(level: level, message, metadata: m)
     }

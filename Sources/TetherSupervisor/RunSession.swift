@@ -60,7 +60,7 @@ public enum RunSession {
         case .allowed:
             break
         case .denied(let d, let code, let detail):
-            return fail("\(config.surface) is denied: \(code.rawValue)\(d.map { " (request \($0.requestID))" } ?? "") — \(detail)\nNothing was started. An operator can restore it: tether restore \(config.surface)", TetherExit.denied)
+            return fail("\(config.surface) is denied: \(code.rawValue)\(d.map { ($0.attribution.isEmpty ? "" : " " + $0.attribution) + " (request \($0.requestID))" } ?? "") — \(detail)\nNothing was started. An operator can restore it: tether restore \(config.surface)", TetherExit.denied)
         case .unreachable(let m):
             return fail("authority unreachable: \(m)\nNothing was started (fail closed).", TetherExit.unavailable)
         }
@@ -131,7 +131,7 @@ public enum RunSession {
         if let v = outcome.deniedBy {
             reporter.send(WorkerReport(surface: config.surface, state: .killed, pids: [], requestID: v.requestID))
             await reporter.finish()
-            return fail("\(config.name) was stopped for good: \(config.surface) denied (\(v.code.rawValue)\(v.requestID.map { ", request \($0)" } ?? ""))", TetherExit.denied)
+            return fail("\(config.name) was stopped for good: \(config.surface) denied (\(v.code.rawValue)\(v.attribution.isEmpty ? "" : " " + v.attribution)\(v.requestID.map { ", request \($0)" } ?? ""))", TetherExit.denied)
         }
         reporter.send(WorkerReport(surface: config.surface, state: .exited, pids: [], requestID: nil))
         await reporter.finish()

@@ -92,7 +92,7 @@ public final class Supervisor: Sendable {
         var ready = await register(Self.surfaces(config))
         if ready { notifications.ready("\(config.workers.count) workers; authority answering") }
         var lastStatus = ""
-        var denied: [String: (code: String, at: Date)] = [:]
+        var denied: [String: (verdict: Verdict, at: Date)] = [:]
         let metrics = self.metrics
         let watcher = SurfaceWatcher(
             client: authority.client, surfaces: Self.surfaces(config), verifier: authority.verifier,
@@ -133,7 +133,7 @@ public final class Supervisor: Sendable {
             defer {
                 let line = StatusLine.supervise(
                     states: metrics.states,
-                    denied: order.compactMap { n in slots[n].flatMap { s in denied[s.config.surface].map { (n, $0.code, $0.at) } } })
+                    denied: order.compactMap { n in slots[n].flatMap { s in denied[s.config.surface].map { (n, $0.verdict, $0.at) } } })
                 if line != lastStatus {
                     lastStatus = line
                     notifications.status(line)
@@ -153,9 +153,12 @@ public final class Supervisor: Sendable {
                     ready = true
                     notifications.ready("\(order.count) workers; first decision known")
                 }
-                if v.allowed { denied[v.surface] = nil } else if previous?.changeKey != v.changeKey { denied[v.surface] = (v.code.rawValue, Date()) }
+                if v.allowed { denied[v.surface] = nil } else if previous?.changeKey != v.changeKey { denied[v.surface] = (v, Date()) }
                 if previous?.changeKey != v.changeKey && !(previous == nil && v.requestID == nil) {
-                    logger.info("verdict", metadata: ["surface": "\(v.surface)", "allowed": "\(v.allowed)", "code": "\(v.code.rawValue)", "request_id": "\(v.requestID ?? "-")"])
+                    var m: Logger.Metadata = ["surface": "\(v.surface)", "allowed": "\(v.allowed)", "code": "\(v.code.rawValue)", "request_id": "\(v.requestID ?? "-")"]
+                    if let by = v.changedBy { m["by"] = "\(by)" }
+                    if let why = v.changeReason { m["reason"] = "\(why)" }
+                    logger.info("verdict", metadata: m)
                 }
                 for name in order where slots[name]?.config.surface == v.surface {
                     if let e = slots[name]!.enforcer {

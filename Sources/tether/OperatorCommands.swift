@@ -54,7 +54,7 @@ struct RevokeCommand: AsyncParsableCommand {
         commandName: "revoke", abstract: "Revoke a surface: its workers are stopped now.",
         discussion: "With --wait, waits for every supervisor watching the surface to acknowledge, and names those that did not.")
     @Argument(help: "The surface.") var surface: String
-    @Option(help: "Why (kept in the audit log).") var reason: String?
+    @Option(help: "Why (kept in the audit log; supervisors show it with the operator's name).") var reason: String?
     @Option(help: "Wait this long for the supervisors' acknowledgements (e.g. 5s).") var wait: String?
     @OptionGroup var options: AuthorityOptions
 
@@ -68,7 +68,7 @@ struct RestoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore", abstract: "Restore (unrevoke) a surface: frozen workers resume.")
     @Argument(help: "The surface.") var surface: String
-    @Option(help: "Why (kept in the audit log).") var reason: String?
+    @Option(help: "Why (kept in the audit log; supervisors show it with the operator's name).") var reason: String?
     @Option(help: "Wait this long for the supervisors' acknowledgements.") var wait: String?
     @OptionGroup var options: AuthorityOptions
 
@@ -81,7 +81,7 @@ struct RestoreCommand: AsyncParsableCommand {
 struct HaltCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "halt", abstract: "Emergency stop: deny every surface of the org until `tether resume`.")
-    @Option(help: "Why (required; kept in the audit log).") var reason: String
+    @Option(help: "Why (required; kept in the audit log; supervisors show it with the operator's name).") var reason: String
     @Option(help: "Wait this long for the supervisors' acknowledgements.") var wait: String?
     @OptionGroup var options: AuthorityOptions
 
@@ -93,7 +93,7 @@ struct HaltCommand: AsyncParsableCommand {
 
 struct ResumeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "resume", abstract: "End an org halt.")
-    @Option(help: "Why (kept in the audit log).") var reason: String?
+    @Option(help: "Why (kept in the audit log; supervisors show it with the operator's name).") var reason: String?
     @OptionGroup var options: AuthorityOptions
 
     func run() async throws {

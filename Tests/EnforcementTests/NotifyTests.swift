@@ -19,7 +19,7 @@ struct NotifyTests {
         try await Task.sleep(for: .milliseconds(500))
         #expect(sock.messages.filter { $0 == "WATCHDOG=1" }.count >= pings + 3, "pings every 100 ms")
         try a.op(["revoke", "notify-1"])
-        #expect(await eventually(5) { sock.statuses().contains { $0.hasPrefix("notify-1: frozen (DEVICE_REVOKED") } }, "\(sock.statuses())")
+        #expect(await eventually(5) { sock.statuses().contains { $0.hasPrefix("notify-1: frozen (revoked ") } }, "\(sock.statuses())")
         p.signal(SIGTERM)
         #expect(await p.exitCode(within: 20) != nil)
         #expect(sock.saw("STOPPING=1"))
@@ -42,8 +42,17 @@ struct NotifyTests {
         """.write(toFile: path, atomically: true, encoding: .utf8)
         let p = try TetherProcess(["supervise", "--config", path], env: ["NOTIFY_SOCKET": sock.path, "WATCHDOG_USEC": "400000"])
         #expect(await eventually(20) { sock.saw("READY=1") && sock.statuses().contains("1 worker: 1 running") }, "\(sock.statuses()) \(p.stderr)")
-        try a.op(["revoke", "agent-02"])
-        #expect(await eventually(5) { sock.statuses().contains { $0.hasPrefix("1 worker: 1 frozen (agent-02 DEVICE_REVOKED ") } }, "\(sock.statuses())")
+        // An on-call engineer with her own operator key: the status names her and her reason.
+        let (rc, aliceKey, err) = try runTether(["keys", "create", "--dir", a.dir, "--role", "operator", "--name", "alice"])
+        #expect(rc == 0, "\(err)")
+        let keyFile = a.dir + "/alice.key"
+        try aliceKey.write(toFile: keyFile, atomically: true, encoding: .utf8)
+        let (rrc, _, rerr) = try runTether(["revoke", "agent-02", "--reason", "INC-481", "--authority", a.url, "--key-file", keyFile])
+        #expect(rrc == 0, "\(rerr)")
+        #expect(await eventually(5) {
+            sock.statuses().contains { $0.hasPrefix("1 worker: 1 frozen (agent-02 revoked ") && $0.hasSuffix(" by alice: INC-481)") }
+        }, "\(sock.statuses())")
+        #expect(p.stderr.contains("by=alice") && p.stderr.contains("reason=INC-481"), "the enforcer's log names her too")
         #expect(sock.saw("WATCHDOG=1"))
         p.signal(SIGHUP)
         #expect(await eventually(5) { sock.messages.contains { $0.hasPrefix("RELOADING=1\nMONOTONIC_USEC=") } })

@@ -83,6 +83,35 @@ struct RouterTests {
         }
     }
 
+    @Test("a deny names the operator change behind it, signed: who, when, why (one line)")
+    func decisionsNameTheChange() async throws {
+        let t = try await TestAuthority.make()
+        let verifier = try DecisionVerifier(publicKeyBase64: t.publicKey)
+        try await t.application().test(.router) { c in
+            try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "a1"])
+            var (_, o) = try await c.post("/api/v1/devices/validate", key: t.agentKey, ["deviceId": "a1"])
+            var d = try #require(Decision(json: o))
+            #expect(d.changedBy == nil && d.changeReason == nil, "never revoked: no change to name")
+            try await c.post("/api/v1/devices/revoke", key: t.operatorKey, ["deviceId": "a1", "reason": "INC-481:\nrefund loop"])
+            (_, o) = try await c.post("/api/v1/devices/validate", key: t.agentKey, ["deviceId": "a1"])
+            d = try #require(Decision(json: o))
+            #expect(d.code == .deviceRevoked && d.changedBy == "operator" && d.changeReason == "INC-481: refund loop")
+            #expect(o["reason"] as? String == "DEVICE_REVOKED", "MachineID's legacy field keeps its meaning")
+            #expect(d.changedAt.flatMap(Timestamp.parse) != nil)
+            #expect(verifier.verify(d))
+            var tampered = d
+            tampered.changedBy = "mallory"
+            #expect(!verifier.verify(tampered), "the name is signed")
+            tampered = d
+            tampered.changeReason = "INC-481: refund loop\nseq=9"
+            #expect(!verifier.verify(tampered), "a line break is refused before any signature check")
+            try await c.post("/api/v1/org/halt", key: t.operatorKey, ["reason": "INC-500"])
+            (_, o) = try await c.post("/api/v1/devices/validate", key: t.agentKey, ["deviceId": "a1"])
+            d = try #require(Decision(json: o))
+            #expect(d.code == .orgHalted && d.changeReason == "INC-500" && verifier.verify(d), "a halt names the halt")
+        }
+    }
+
     @Test func agentKeysCannotOperate() async throws {
         let t = try await TestAuthority.make()
         try await t.application().test(.router) { c in

@@ -53,6 +53,26 @@ struct ValuesTests {
 
     @Test func canonicalFormIsExact() {
         let d = Decision(deviceId: "a1", allowed: true, code: .allow, requestID: "R", issuedAt: "I", expiresAt: "E", nonce: nil, seq: 7)
-        #expect(String(decoding: d.canonicalBytes, as: UTF8.self) == "tether-decision-v1\ndeviceId=a1\nallowed=true\ncode=ALLOW\nrequest_id=R\nissuedAt=I\nexpiresAt=E\nnonce=\nseq=7")
+        #expect(String(decoding: d.canonicalBytes, as: UTF8.self) == "tether-decision-v2\ndeviceId=a1\nallowed=true\ncode=ALLOW\nrequest_id=R\nissuedAt=I\nexpiresAt=E\nnonce=\nseq=7\nchangedBy=\nchangedAt=\nchangeReason=")
+        let r = Decision(deviceId: "a1", allowed: false, code: .deviceRevoked, requestID: "R", issuedAt: "I", expiresAt: "E",
+                         changedBy: "alice", changedAt: "T", changeReason: "INC-481: refunds")
+        #expect(String(decoding: r.canonicalBytes, as: UTF8.self).hasSuffix("\nseq=\nchangedBy=alice\nchangedAt=T\nchangeReason=INC-481: refunds"))
+        #expect(r.isCanonical)
+    }
+
+    @Test("a field that could split a canonical line makes the decision unverifiable; operator text is made signable")
+    func lineBreaks() {
+        for bad in ["a\nb", "a\rb", "a\u{2028}b", "a\u{0}b", "a\u{85}b"] {
+            var d = Decision(deviceId: "a1", allowed: false, code: .deviceRevoked, requestID: "R", issuedAt: "I", expiresAt: "E")
+            d.changeReason = bad
+            #expect(!d.isCanonical, "\(bad.debugDescription)")
+            let clean = Decision.signableText(bad)
+            d.changeReason = clean
+            #expect(d.isCanonical && clean == "a b", "\(clean.debugDescription)")
+        }
+        #expect(Decision.signableText(String(repeating: "x", count: 500)).count == 200)
+        #expect(Decision.attribution(by: "alice", reason: "INC-481") == "by alice: INC-481")
+        #expect(Decision.attribution(by: "alice", reason: nil) == "by alice")
+        #expect(Decision.attribution(by: nil, reason: "x") == "")
     }
 }

@@ -3,6 +3,8 @@
 Run by .ci/run after `swift build`:  python3 -m pytest -q Tests/sdk
 The SDK's base_url points at a real `tether authority serve` on loopback.
 """
+import base64
+import json
 import os
 import socket
 import subprocess
@@ -11,6 +13,8 @@ import time
 import urllib.request
 
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from machineid import MachineID
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -42,6 +46,7 @@ def authority():
         server.kill()
         pytest.fail("the authority did not start")
     keys = {name: open(os.path.join(state, f"{name}.key")).read().strip() for name in ("operator", "agent")}
+    keys["public"] = open(os.path.join(state, "signing.pub")).read().strip()
     yield url, keys
     server.terminate()
     server.wait(timeout=10)
@@ -101,3 +106,32 @@ def test_bad_key_and_unknown_device(authority):
     assert stranger.validate("agent-01")["code"] == "UNAUTHORIZED"
     with pytest.raises(ValueError):
         stranger.validate("")
+
+
+def post(url, key, path, body):
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"x-org-key": key, "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_signature_recipe_of_docs_api(authority):
+    """docs/api.md's Python recipe verifies a real answer, with the operator's name and reason."""
+    url, keys = authority
+    agent = MachineID(keys["agent"], base_url=url)
+    agent.register("agent-03")
+    post(url, keys["operator"], "/api/v1/devices/revoke", {"deviceId": "agent-03", "reason": "INC-481:\nrefund loop"})
+    d = post(url, keys["agent"], "/api/v1/devices/validate", {"deviceId": "agent-03", "nonce": "n-1"})
+    assert d["code"] == "DEVICE_REVOKED" and d["changedBy"] == "operator"
+    assert d["changeReason"] == "INC-481: refund loop"
+
+    fields = ["deviceId", "allowed", "code", "request_id", "issuedAt", "expiresAt", "nonce", "seq",
+              "changedBy", "changedAt", "changeReason"]
+    def text(v): return "" if v is None else ("true" if v is True else "false" if v is False else str(v))
+    msg = "\n".join(["tether-decision-v2"] + [f"{f}={text(d.get(f))}" for f in fields]).encode()
+    pub = Ed25519PublicKey.from_public_bytes(base64.b64decode(keys["public"]))
+    pub.verify(base64.b64decode(d["signature"]), msg)
+    d["changeReason"] = "nothing to see"
+    forged = "\n".join(["tether-decision-v2"] + [f"{f}={text(d.get(f))}" for f in fields]).encode()
+    with pytest.raises(InvalidSignature):
+        pub.verify(base64.b64decode(d["signature"]), forged)

@@ -205,6 +205,7 @@ func decisionObject(_ d: Decision) -> [String: Any?] {
     return [
         "allowed": d.allowed, "code": d.code.rawValue, "request_id": d.requestID, "deviceId": d.deviceId,
         "issuedAt": d.issuedAt, "expiresAt": d.expiresAt, "nonce": d.nonce, "seq": d.seq,
+        "changedBy": d.changedBy, "changedAt": d.changedAt, "changeReason": d.changeReason,
         "signature": d.signature,
         // MachineID's legacy fields
         "status": legacy, "reason": d.allowed ? nil : d.code.rawValue,

@@ -46,17 +46,25 @@ public struct Decision: Sendable, Equatable, Codable {
     public var nonce: String?
     /// The event's position in a watch stream, signed.
     public var seq: UInt64?
+    /// Who made the operator change behind this decision (a key name, `local:USER`), when
+    /// (RFC 3339) and why: what an on-call engineer reads next to "frozen". Signed; absent when
+    /// no change is on record (a surface never revoked, or removed). The JSON key is
+    /// `changeReason` because MachineID's legacy `reason` already holds the code.
+    public var changedBy: String?
+    public var changedAt: String?
+    public var changeReason: String?
     /// Base64 Ed25519 signature over `canonicalBytes` (watch events carry it in the body;
     /// validate answers in the `x-tether-signature` header as well).
     public var signature: String?
 
     enum CodingKeys: String, CodingKey {
-        case deviceId, allowed, code, issuedAt, expiresAt, nonce, seq, signature
+        case deviceId, allowed, code, issuedAt, expiresAt, nonce, seq, changedBy, changedAt, changeReason, signature
         case requestID = "request_id"
     }
 
     public init(deviceId: String, allowed: Bool, code: DecisionCode, requestID: String,
                 issuedAt: String, expiresAt: String, nonce: String? = nil, seq: UInt64? = nil,
+                changedBy: String? = nil, changedAt: String? = nil, changeReason: String? = nil,
                 signature: String? = nil) {
         self.deviceId = deviceId
         self.allowed = allowed
@@ -66,15 +74,20 @@ public struct Decision: Sendable, Equatable, Codable {
         self.expiresAt = expiresAt
         self.nonce = nonce
         self.seq = seq
+        self.changedBy = changedBy
+        self.changedAt = changedAt
+        self.changeReason = changeReason
         self.signature = signature
     }
 
     /// The bytes the authority signs: a fixed header line, then one `name=value` line per field
-    /// in this order, joined by `\n`, no trailing newline, UTF-8. Absent `nonce`/`seq` are
-    /// empty. Every value is restricted so that none can contain a newline (surface names,
-    /// nonces: `[A-Za-z0-9._:-+/=]`; codes from a fixed set; timestamps RFC 3339).
+    /// in this order, joined by `\n`, no trailing newline, UTF-8. Absent optional fields are
+    /// empty. No value may contain a line break (surface names, nonces: `[A-Za-z0-9._:-+/=]`;
+    /// codes from a fixed set; timestamps RFC 3339; `changeReason` passed through `signableText`),
+    /// and a verifier refuses a decision where one does (`isCanonical`), so that no two
+    /// decisions share the bytes.
     ///
-    ///     tether-decision-v1
+    ///     tether-decision-v2
     ///     deviceId=agent-01
     ///     allowed=true
     ///     code=ALLOW
@@ -83,9 +96,12 @@ public struct Decision: Sendable, Equatable, Codable {
     ///     expiresAt=2026-11-25T10:00:15.000Z
     ///     nonce=…
     ///     seq=7
+    ///     changedBy=alice
+    ///     changedAt=2026-11-25T09:59:58.120Z
+    ///     changeReason=INC-481 agent loops on refunds
     public var canonicalBytes: Data {
         let lines = [
-            "tether-decision-v1",
+            "tether-decision-v2",
             "deviceId=\(deviceId)",
             "allowed=\(allowed ? "true" : "false")",
             "code=\(code.rawValue)",
@@ -94,8 +110,38 @@ public struct Decision: Sendable, Equatable, Codable {
             "expiresAt=\(expiresAt)",
             "nonce=\(nonce ?? "")",
             "seq=\(seq.map(String.init) ?? "")",
+            "changedBy=\(changedBy ?? "")",
+            "changedAt=\(changedAt ?? "")",
+            "changeReason=\(changeReason ?? "")",
         ]
         return Data(lines.joined(separator: "\n").utf8)
+    }
+
+    /// "by alice: INC-481", "by alice", or "" when no operator is named.
+    public static func attribution(by: String?, reason: String?) -> String {
+        guard let by else { return "" }
+        return "by \(by)" + (reason.map { ": \($0)" } ?? "")
+    }
+
+    public var attribution: String { Self.attribution(by: changedBy, reason: changeReason) }
+
+    /// True when no field holds a character that could split a line of the canonical form.
+    public var isCanonical: Bool {
+        [deviceId, requestID, issuedAt, expiresAt, nonce ?? "", changedBy ?? "", changedAt ?? "", changeReason ?? ""]
+            .allSatisfy { !Self.hasLineBreak($0) }
+    }
+
+    static func hasLineBreak(_ s: String) -> Bool {
+        s.unicodeScalars.contains { $0.properties.generalCategory == .control || $0 == "\u{2028}" || $0 == "\u{2029}" }
+    }
+
+    /// An operator's free text made fit to sign and to show on one line: control characters
+    /// and line separators become spaces, and it is cut at 200 characters.
+    public static func signableText(_ s: String) -> String {
+        let scalars = s.unicodeScalars.map { hasLineBreak(String($0)) ? " " : $0 }
+        var out = String(String.UnicodeScalarView(scalars))
+        if out.count > 200 { out = String(out.prefix(199)) + "…" }
+        return out
     }
 
     /// A nonce a client may send: 1–128 characters of `[A-Za-z0-9._:+/=-]`.
