@@ -125,6 +125,12 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
+        // Adversarial workers (Probes/escape.c, built by the tests) against `tether run`.
+        .testTarget(
+            name: "ContainmentTests",
+            dependencies: ["TetherTestKit", "TetherSystem", "tether"],
+            exclude: ["Probes"]
+        ),
         .testTarget(
             name: "TetherAuthorityTests",
             dependencies: [

@@ -263,6 +263,10 @@ int tether_set_child_subreaper(void) {
     return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 ? 0 : -errno;
 }
 
+int tether_set_not_dumpable(void) {
+    return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0 ? 0 : -errno;
+}
+
 int tether_pidfd_wait(int pidfd, int *code, int *signaled) {
     siginfo_t info;
     memset(&info, 0, sizeof info);

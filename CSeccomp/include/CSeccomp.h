@@ -115,6 +115,8 @@ int tether_keeper_start(int cgroup_kill_fd, pid_t *pid, int *write_fd);
 
 int tether_pidfd_open(pid_t pid);
 int tether_set_child_subreaper(void);
+/// prctl(PR_SET_DUMPABLE, 0): variadic in glibc, so not callable from Swift.
+int tether_set_not_dumpable(void);
 /// Names the calling thread (what `ps -L` and /proc/PID/comm of an unexec'd child show).
 void tether_set_thread_name(const char *name);
 /// A non-blocking, close-on-exec eventfd, for waking a poll loop.

@@ -35,10 +35,12 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Poll only; hold no watch stream.") var noWatch = false
     @Option(help: "Run the worker as this user (name or uid).") var user: String?
     @Option(help: "Set a variable for the worker (repeatable).") var env: [String] = []
+    @Option(help: "A resource limit for the worker, e.g. nproc=64 or nofile=1024:4096 (repeatable).") var limit: [String] = []
     @Option(name: .customLong("dir"), help: "Local state directory (the embedded authority's).") var dir: String?
     @Argument(parsing: .captureForPassthrough, help: "The command, after --.") var command: [String] = []
 
     func run() async throws {
+        keepMemoryFromSameUser()
         let environment = Foundation.ProcessInfo.processInfo.environment
         var cmd = command
         if cmd.first == "--" { cmd.removeFirst() }
@@ -85,6 +87,7 @@ struct RunCommand: AsyncParsableCommand {
             flags.watch = noWatch ? false : nil
             flags.user = user
             flags.env = env
+            flags.limits = limit
             try flags.apply(to: &authoritySettings, worker: &worker)
             surfaceGiven = surfaceGiven || surface != nil
         } catch {

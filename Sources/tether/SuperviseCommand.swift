@@ -22,6 +22,7 @@ struct SuperviseCommand: AsyncParsableCommand {
     @Option(name: .customLong("dir"), help: "Local state directory (the embedded authority's).") var dir: String?
 
     func run() async throws {
+        keepMemoryFromSameUser()
         let file: ConfigFile
         let filters: [String: CompiledFilter]
         do {

@@ -4,33 +4,6 @@ import Testing
 import TetherCore
 import TetherTestKit
 
-/// A real `tether authority serve` in a fresh state directory.
-final class LiveAuthority: Sendable {
-    let dir: String
-    let server: ServerProcess
-
-    init(lease: String = "1s") async throws {
-        dir = temporaryDirectory("tether-e2e")
-        let (code, _, err) = try runTether(["authority", "init", "--dir", dir])
-        guard code == 0 else { throw ConfigError(file: dir, line: nil, message: err) }
-        server = ServerProcess(dir: dir, port: freePort(), extra: ["--lease", lease])
-        try await server.start()
-    }
-
-    var url: String { server.url }
-
-    /// `tether run` against this authority, its signature pinned.
-    func run(_ surface: String, _ extra: [String] = [], _ command: [String]) throws -> TetherProcess {
-        try TetherProcess(["run", "--dir", dir, "--authority", url, "--key-file", dir + "/agent.key",
-                           "--public-key", dir + "/signing.pub", "--surface", surface] + extra + ["--"] + command)
-    }
-
-    @discardableResult
-    func op(_ args: [String]) throws -> (Int32, String, String) {
-        try runTether(args + ["--dir", dir, "--authority", url])
-    }
-}
-
 @Suite("tether run against a real authority", .serialized, .timeLimit(.minutes(10)))
 struct RunTests {
     @Test("denied at start: exit 77 with the code and request id, nothing runs; the worker's code otherwise")

@@ -37,6 +37,7 @@ check "tether-supervisor starts and reports READY" systemctl start tether-superv
 check "the demo worker runs in its own cgroup inside the unit's" waitfor 100 has_worker tether-supervisor.service demo
 check "tether revoke freezes it (cgroup.events frozen 1, every process T)" bash -c "tether revoke demo --reason nspawn --wait 5s >/dev/null && cgroot=$cgroot; $(declare -f cg worker_cg frozen all_T waitfor); waitfor 50 frozen tether-supervisor.service demo && waitfor 50 all_T tether-supervisor.service demo"
 echo "measure supervisor_status $(systemctl show -p StatusText --value tether-supervisor)" >> "$out"
+check "systemctl status names who revoked it and why" waitfor 50 bash -c "systemctl show -p StatusText --value tether-supervisor | grep -q 'demo revoked .* by operator: nspawn)'"
 check "tether restore thaws it (frozen 0)" bash -c "tether restore demo --wait 5s >/dev/null && cgroot=$cgroot; $(declare -f cg worker_cg thawed waitfor); waitfor 50 thawed tether-supervisor.service demo"
 
 # Reload: add a worker; the unchanged one keeps its processes.

@@ -16,6 +16,8 @@ public struct Overrides: Sendable, Equatable {
     public var watch: Bool?
     public var user: String?
     public var env: [String] = []
+    /// `nproc=64`, `nofile=1024:4096`: replace the file's limit of the same resource.
+    public var limits: [String] = []
 
     public init(source: String) { self.source = source }
 
@@ -71,6 +73,13 @@ public struct Overrides: Sendable, Equatable {
         for kv in self.env {
             guard let eq = kv.firstIndex(of: "="), eq != kv.startIndex else { throw error("--env", "expected KEY=VALUE; got \"\(kv)\"") }
             worker.spec.environment[String(kv[..<eq])] = String(kv[kv.index(after: eq)...])
+        }
+        for text in limits {
+            guard let l = ResourceLimit(parsing: text) else {
+                throw error("--limit", "\"\(text)\": expected RESOURCE=SOFT or RESOURCE=SOFT:HARD, RESOURCE one of \(ResourceLimit.Resource.allCases.map(\.rawValue).joined(separator: ", ")), a number or \"infinity\"")
+            }
+            worker.spec.limits.removeAll { $0.resource == l.resource }
+            worker.spec.limits.append(l)
         }
     }
 }

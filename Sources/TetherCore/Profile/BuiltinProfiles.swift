@@ -123,7 +123,7 @@ public enum BuiltinProfiles {
         "rt_sigsuspend", "rt_sigtimedwait", "rt_tgsigqueueinfo", "sched_get_priority_max",
         "sched_get_priority_min", "sched_getaffinity", "sched_getattr", "sched_getparam",
         "sched_getscheduler", "sched_rr_get_interval", "sched_setaffinity", "sched_setattr",
-        "sched_setparam", "sched_setscheduler", "sched_yield", "select", "semctl", "semget",
+        "sched_setparam", "sched_setscheduler", "sched_yield", "seccomp", "select", "semctl", "semget",
         "semop", "semtimedop", "sendfile", "sendmmsg", "sendmsg", "sendto", "set_mempolicy",
         "set_robust_list", "set_tid_address", "setfsgid", "setfsuid", "setgid", "setgroups",
         "setitimer", "setpriority", "setregid", "setresgid", "setresuid", "setreuid", "setrlimit",

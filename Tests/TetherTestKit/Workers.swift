@@ -1,19 +1,18 @@
 import Foundation
 import TetherSystem
-import TetherTestKit
 
 /// Shell workers, each process carrying `marker` in its command line so the tests can find it
 /// in /proc. Every one appends to `file` every 10 ms while it runs.
-enum Workers {
+public enum Workers {
     /// One process appending to `file`.
-    static func loop(_ marker: String, file: String) -> [String] {
+    public static func loop(_ marker: String, file: String) -> [String] {
         ["sh", "-c", "while :; do echo x >> '\(file)'; sleep 0.01; done", marker]
     }
 
     /// A tree: a child, a double-forked daemon (its parent exits; it is reparented), an
     /// attempt to leave through setsid (refused under `default`, a new session under `none`),
     /// and the first process appending to `file`.
-    static func tree(_ marker: String, file: String) -> [String] {
+    public static func tree(_ marker: String, file: String) -> [String] {
         let spin = "while :; do sleep 0.05; done"
         let script = """
         M="$0"
@@ -27,7 +26,7 @@ enum Workers {
 
     /// Every marked process is stopped (`T`) — or, a shell in vfork, waits (`D`) on a child
     /// that is (see `GroupState.allHeld`).
-    static func allStopped(_ marker: String, atLeast n: Int = 1) -> Bool {
+    public static func allStopped(_ marker: String, atLeast n: Int = 1) -> Bool {
         let live = liveProcesses(withMarker: marker)
         let all = ProcessTable.snapshot()
         return live.count >= n && live.allSatisfy { p in
@@ -35,25 +34,25 @@ enum Workers {
         }
     }
 
-    static func noneStopped(_ marker: String, atLeast n: Int = 1) -> Bool {
+    public static func noneStopped(_ marker: String, atLeast n: Int = 1) -> Bool {
         let live = liveProcesses(withMarker: marker)
         return live.count >= n && !live.contains(where: \.isStopped)
     }
 
-    static func gone(_ marker: String) -> Bool { liveProcesses(withMarker: marker).isEmpty }
+    public static func gone(_ marker: String) -> Bool { liveProcesses(withMarker: marker).isEmpty }
 
     /// The file stops growing: two readings `over` apart agree.
-    static func stoppedGrowing(_ file: String, over: Duration = .milliseconds(300)) async -> Bool {
+    public static func stoppedGrowing(_ file: String, over: Duration = .milliseconds(300)) async -> Bool {
         let a = fileSize(file)
         try? await Task.sleep(for: over)
         return fileSize(file) == a
     }
 
-    static func growing(_ file: String, over: Duration = .milliseconds(300)) async -> Bool {
+    public static func growing(_ file: String, over: Duration = .milliseconds(300)) async -> Bool {
         let a = fileSize(file)
         try? await Task.sleep(for: over)
         return fileSize(file) > a
     }
 
-    static func marker(_ name: String) -> String { "tether-e2e-\(name)-\(UUID().uuidString.prefix(6))" }
+    public static func marker(_ name: String) -> String { "tether-e2e-\(name)-\(UUID().uuidString.prefix(6))" }
 }

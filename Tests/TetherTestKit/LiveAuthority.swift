@@ -1,0 +1,34 @@
+import Foundation
+import Glibc
+
+/// A real `tether authority serve` in a fresh state directory.
+public final class LiveAuthority: Sendable {
+    public let dir: String
+    public let server: ServerProcess
+
+    public init(lease: String = "1s") async throws {
+        dir = temporaryDirectory("tether-e2e")
+        let (code, _, err) = try runTether(["authority", "init", "--dir", dir])
+        guard code == 0 else { throw LiveAuthorityError(message: "tether authority init --dir \(dir): \(err)") }
+        server = ServerProcess(dir: dir, port: freePort(), extra: ["--lease", lease])
+        try await server.start()
+    }
+
+    public var url: String { server.url }
+
+    /// `tether run` against this authority, its signature pinned.
+    public func run(_ surface: String, _ extra: [String] = [], _ command: [String]) throws -> TetherProcess {
+        try TetherProcess(["run", "--dir", dir, "--authority", url, "--key-file", dir + "/agent.key",
+                           "--public-key", dir + "/signing.pub", "--surface", surface] + extra + ["--"] + command)
+    }
+
+    @discardableResult
+    public func op(_ args: [String]) throws -> (Int32, String, String) {
+        try runTether(args + ["--dir", dir, "--authority", url])
+    }
+}
+
+public struct LiveAuthorityError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
