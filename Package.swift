@@ -107,7 +107,7 @@ let package = Package(
         // What the tests share: the tether binary, authority processes, reading the kernel.
         .target(
             name: "TetherTestKit",
-            dependencies: ["TetherSystem", "TetherClient"],
+            dependencies: ["TetherSystem", "TetherClient", "TetherAuthority", "TetherCore"],
             path: "Tests/TetherTestKit"
         ),
         .executableTarget(

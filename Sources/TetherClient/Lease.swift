@@ -60,17 +60,23 @@ public struct Lease: Sendable, Equatable {
     /// that stands until a good decision arrives.
     public private(set) var fault: DecisionCode?
 
+    /// How far back an authority's clock must jump to count as a step rather than a repeat.
+    public static let clockStep: TimeInterval = 300
+
     public init(surface: String, failClosedAfter: TimeInterval) {
         self.surface = surface
         self.failClosedAfter = failClosedAfter
     }
 
     public mutating func apply(_ d: Decision, at now: Date) {
-        // An allow no newer than the one held (same or earlier issuedAt) is a replay or a
-        // cache, not a renewal: it must not restart the lease, or an answer repeated forever
-        // would hold a worker up forever.
+        // An allow no newer than the one held (same or a little earlier issuedAt) is a cache
+        // or a stuck clock, not a renewal: it must not restart the lease, or an answer repeated
+        // forever would hold a worker up forever. An issuedAt far behind is the authority's
+        // clock stepped back (NTP): a new baseline, or every worker would stay frozen for the
+        // size of the step. (Replays of old answers are refused earlier, by nonce and seq.)
         if let prev = last, prev.allowed, d.allowed, fault == nil,
-           let p = Timestamp.parse(prev.issuedAt), let n = Timestamp.parse(d.issuedAt), n <= p {
+           let p = Timestamp.parse(prev.issuedAt), let n = Timestamp.parse(d.issuedAt),
+           n <= p, p.timeIntervalSince(n) < Self.clockStep {
             return
         }
         last = d

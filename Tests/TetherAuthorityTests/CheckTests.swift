@@ -77,4 +77,25 @@ struct CheckTests {
         l.apply(decision(issued: now, expires: now.addingTimeInterval(15)), at: now)
         #expect(l.verdict(at: now).allowed)
     }
+
+    @Test("a repeated allow does not renew; an authority clock stepped back an hour starts a new baseline")
+    func repeatsAndClockSteps() {
+        let now = Date()
+        func decision(issued: Date, expires: Date) -> Decision {
+            Decision(deviceId: "a1", allowed: true, code: .allow, requestID: "r",
+                     issuedAt: Timestamp.string(issued), expiresAt: Timestamp.string(expires))
+        }
+        var l = Lease(surface: "a1", failClosedAfter: 15)
+        l.apply(decision(issued: now, expires: now.addingTimeInterval(15)), at: now)
+        // The same answer again 10 s later (a cache, a stuck clock): the lease still ends at 15 s.
+        l.apply(decision(issued: now, expires: now.addingTimeInterval(15)), at: now.addingTimeInterval(10))
+        #expect(l.verdict(at: now.addingTimeInterval(16)).code == .leaseExpired)
+        // A minute back is still a repeat, not a renewal.
+        l.apply(decision(issued: now.addingTimeInterval(-60), expires: now.addingTimeInterval(-45)), at: now.addingTimeInterval(12))
+        #expect(l.verdict(at: now.addingTimeInterval(16)).code == .leaseExpired)
+        // An hour back: the authority's clock was stepped; the lease counts from receipt again.
+        l.apply(decision(issued: now.addingTimeInterval(-3600), expires: now.addingTimeInterval(-3585)), at: now.addingTimeInterval(14))
+        #expect(l.verdict(at: now.addingTimeInterval(28)).allowed)
+        #expect(l.verdict(at: now.addingTimeInterval(29.5)).code == .leaseExpired)
+    }
 }
