@@ -9,9 +9,9 @@ public struct ProfileReport: Sendable {
     public var profile: SeccompProfile
     public var filter: CompiledFilter
 
-    public static func make(_ nameOrPath: String, platform: TargetPlatform = .current) throws(ProfileError) -> ProfileReport {
+    public static func make(_ nameOrPath: String, platform: TargetPlatform = .current, layout: SeccompCompiler.Layout = .binaryTree) throws(ProfileError) -> ProfileReport {
         let (profile, source) = try ProfileSource.load(nameOrPath)
-        let filter = try SeccompCompiler.compile(profile, for: platform, source: source)
+        let filter = try SeccompCompiler.compile(profile, for: platform, source: source, layout: layout)
         return ProfileReport(source: source, profile: profile, filter: filter)
     }
 
@@ -38,10 +38,11 @@ public struct ProfileReport: Sendable {
 public enum ProfileTry {
     /// Runs `command` and returns the exit code `tether` should exit with: the command's own,
     /// 128+N on signal N.
-    public static func run(profile nameOrPath: String, command: [String], useCgroups: Bool = true, logger: Logger) async -> Int32 {
+    public static func run(profile nameOrPath: String, command: [String], useCgroups: Bool = true,
+                           layout: SeccompCompiler.Layout = .binaryTree, logger: Logger) async -> Int32 {
         let report: ProfileReport
         do {
-            report = try ProfileReport.make(nameOrPath)
+            report = try ProfileReport.make(nameOrPath, layout: layout)
         } catch {
             FileHandle.standardError.write(Data("tether: \(error)\n".utf8))
             return TetherExit.config

@@ -46,6 +46,8 @@ struct ProfileCommand: AsyncParsableCommand {
         @Argument(help: "A built-in profile name or a JSON file.") var profile: String
         @Flag(help: "Contain the command by process group only, as on a machine without cgroup v2.")
         var noCgroup = false
+        @Flag(help: ArgumentHelp("Compile the filter as a linear list instead of a binary tree (the seccomp-cost benchmark's control).", visibility: .hidden))
+        var linearFilter = false
         @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
         var command: [String] = []
 
@@ -53,7 +55,7 @@ struct ProfileCommand: AsyncParsableCommand {
             guard !command.isEmpty else {
                 throw fail("no command: tether profile try PROFILE -- CMD ARGS…", code: TetherExit.usage)
             }
-            let code = await ProfileTry.run(profile: profile, command: command, useCgroups: !noCgroup, logger: makeLogger())
+            let code = await ProfileTry.run(profile: profile, command: command, useCgroups: !noCgroup, layout: linearFilter ? .linear : .binaryTree, logger: makeLogger())
             throw ExitCode(code)
         }
     }

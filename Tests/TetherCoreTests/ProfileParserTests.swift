@@ -109,6 +109,18 @@ struct ProfileParserTests {
         #expect(r?.errnoRet == 38)
     }
 
+    @Test("containers-common's form (Podman): errno names next to or instead of errnoRet, x86 in arches")
+    func errnoNames() throws {
+        let p = try ProfileParser.parse(#"""
+        {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38, "defaultErrno": "ENOSYS",
+         "syscalls": [{"names": ["ptrace"], "action": "SCMP_ACT_ERRNO", "errno": "EPERM"},
+                      {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22, "errno": "EINVAL",
+                       "includes": {"arches": ["x86", "amd64"]}}]}
+        """#)
+        #expect(p.defaultErrnoRet == 38)
+        #expect(p.syscalls[0].errnoRet == 1 && p.syscalls[1].errnoRet == 22)
+    }
+
     @Test func builtinProfilesRoundTripThroughJSON() throws {
         for name in BuiltinProfiles.names {
             let p = try #require(BuiltinProfiles.named(name))
@@ -155,6 +167,10 @@ struct ProfileParserTests {
          "$.syscalls[0].action", "SCMP_ACT_NOTIFY"),
         (#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"action": "SCMP_ACT_ALLOW"}]}"#,
          "$.syscalls[0].names", "at least one syscall name"),
+        (#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrno": "ENOPE"}"#, "$.defaultErrno", "unknown errno name"),
+        (#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1, "defaultErrno": "ENOSYS"}"#, "$.defaultErrno", "ENOSYS is 38 but defaultErrnoRet says 1"),
+        (#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "errno": 1}]}"#,
+         "$.syscalls[0].errno", "expected a string"),
         (#"["SCMP_ACT_ALLOW"]"#, "$", "expected an object, found an array"),
         (#"{"defaultAction": "SCMP_ACT_ERRNO",, }"#, "$", "not valid JSON"),
     ]

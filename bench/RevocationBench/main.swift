@@ -3,8 +3,10 @@
 // operator to every process of the worker's cgroup in state `T`, read from /proc. Baseline in
 // the same run: the revoke's own round trip. Modes: watch (push) and poll (--no-watch,
 // --poll-interval 1s; each revoke lands at a random phase of the poll).
+// --sdk: the same worker under bench/sdk_loop.py instead, the pattern MachineID's SDK teaches
+// (validate every second, then signal the process group); its processes are found by group.
 // Also: the supervisor's idle RSS and CPU over a window (--idle SECONDS).
-// Run: swift run -c release tether-bench-revocation [iterations] [--poll] [--idle 60]
+// Run: swift run -c release tether-bench-revocation [iterations] [--poll | --sdk] [--idle 60]
 import Foundation
 import Glibc
 import TetherClient
@@ -13,6 +15,7 @@ import TetherCore
 let args = CommandLine.arguments
 let iterations = args.count > 1 ? Int(args[1]) ?? 200 : 200
 let pollMode = args.contains("--poll")
+let sdkMode = args.contains("--sdk")
 let idleSeconds = args.firstIndex(of: "--idle").flatMap { args.count > $0 + 1 ? Int(args[$0 + 1]) : nil }
 let clock = ContinuousClock()
 
@@ -76,21 +79,51 @@ var supervisorPID: pid_t = 0
 let op = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: read(dir + "/operator.key")!.trimmingCharacters(in: .whitespacesAndNewlines)))
 for _ in 0..<200 where (try? await op.get("/healthz")) == nil { try await Task.sleep(for: .milliseconds(20)) }
 
-var runArgs = ["run", "--dir", dir, "--authority", url, "--key-file", dir + "/agent.key", "--public-key", dir + "/signing.pub", "--surface", "bench"]
-if pollMode { runArgs += ["--no-watch", "--poll-interval", "1s"] }
-let supervisor = start(runArgs + ["--", "sh", "-c", "sleep infinity & sleep infinity & wait"], log: dir + "/run.log")
-supervisorPID = supervisor.processIdentifier
+let worker = ["sh", "-c", "sleep infinity & sleep infinity & wait"]
+let supervisor: Process
+let pids: () -> [Int32]
+if sdkMode {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("sdk_loop.py").path
+    p.arguments = ["python3", script, url, read(dir + "/agent.key")!.trimmingCharacters(in: .whitespacesAndNewlines), "bench", dir + "/pgid", "--"] + worker
+    FileManager.default.createFile(atPath: dir + "/run.log", contents: nil)
+    p.standardOutput = FileHandle(forWritingAtPath: dir + "/run.log")
+    p.standardError = FileHandle(forWritingAtPath: dir + "/run.log")
+    try! p.run()
+    supervisor = p
+    supervisorPID = p.processIdentifier
+    var pgid: Int32?
+    for _ in 0..<500 where pgid == nil {
+        try await Task.sleep(for: .milliseconds(20))
+        pgid = read(dir + "/pgid").flatMap { Int32($0) }
+    }
+    guard let group = pgid else { finish("the SDK loop did not start its worker; see \(dir)/run.log") }
+    // Every process of the group, from /proc (field 5 of stat).
+    pids = {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.filter { pid in
+            guard let s = read("/proc/\(pid)/stat"), let close = s.lastIndex(of: ")") else { return false }
+            let f = s[s.index(close, offsetBy: 2)...].split(separator: " ")
+            return f.count > 2 && Int32(f[2]) == group && f[0] != "Z"
+        }
+    }
+} else {
+    var runArgs = ["run", "--dir", dir, "--authority", url, "--key-file", dir + "/agent.key", "--public-key", dir + "/signing.pub", "--surface", "bench"]
+    if pollMode { runArgs += ["--no-watch", "--poll-interval", "1s"] }
+    supervisor = start(runArgs + ["--"] + worker, log: dir + "/run.log")
+    supervisorPID = supervisor.processIdentifier
 
-// The worker's cgroup, from the supervisor's "worker started" log line.
-var procsFile: String?
-for _ in 0..<500 where procsFile == nil {
-    try await Task.sleep(for: .milliseconds(20))
-    guard let log = read(dir + "/run.log"), let r = log.range(of: "cgroup=") else { continue }
-    let path = log[r.upperBound...].prefix { $0 != " " && $0 != "\n" }
-    if path.hasPrefix("/") { procsFile = path + "/cgroup.procs" }
+    // The worker's cgroup, from the supervisor's "worker started" log line.
+    var procsFile: String?
+    for _ in 0..<500 where procsFile == nil {
+        try await Task.sleep(for: .milliseconds(20))
+        guard let log = read(dir + "/run.log"), let r = log.range(of: "cgroup=") else { continue }
+        let path = log[r.upperBound...].prefix { $0 != " " && $0 != "\n" }
+        if path.hasPrefix("/") { procsFile = path + "/cgroup.procs" }
+    }
+    guard let procsFile else { finish("worker cgroup not found; see \(dir)/run.log") }
+    pids = { (read(procsFile) ?? "").split(separator: "\n").compactMap { Int32($0) } }
 }
-guard let procsFile else { finish("worker cgroup not found; see \(dir)/run.log") }
-func pids() -> [Int32] { (read(procsFile) ?? "").split(separator: "\n").compactMap { Int32($0) } }
 while pids().count < 3 { try await Task.sleep(for: .milliseconds(20)) }
 
 if let idle = idleSeconds {
@@ -110,13 +143,13 @@ if let idle = idleSeconds {
     try await Task.sleep(for: .seconds(idle))
     let t1 = cpuTicks(pid), r1 = rssKB(pid)
     let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
-    print("idle \(idle) s, supervisor (\(pollMode ? "poll 1s" : "watch")): RSS \(r0) KiB → \(r1) KiB; CPU \(Double(t1 - t0) / hz * 1000) ms (\(String(format: "%.3f", Double(t1 - t0) / hz / Double(idle) * 100)) %)")
+    print("idle \(idle) s, supervisor (\(sdkMode ? "SDK loop" : pollMode ? "poll 1s" : "watch")): RSS \(r0) KiB → \(r1) KiB; CPU \(Double(t1 - t0) / hz * 1000) ms (\(String(format: "%.3f", Double(t1 - t0) / hz / Double(idle) * 100)) %)")
     finish()
 }
 
 var stopped: [Double] = [], roundTrips: [Double] = []
 for i in 0..<iterations {
-    if pollMode { try await Task.sleep(for: .milliseconds(Int.random(in: 0..<1000))) }
+    if pollMode || sdkMode { try await Task.sleep(for: .milliseconds(Int.random(in: 0..<1000))) }
     let sent = clock.now
     _ = try await op.revoke("bench", reason: "bench \(i)", wait: nil)
     let answered = clock.now
@@ -136,7 +169,7 @@ for i in 0..<iterations {
         usleep(200)
     }
 }
-let mode = pollMode ? "poll 1s" : "watch"
+let mode = sdkMode ? "MachineID SDK loop, validate every 1 s + os.killpg" : pollMode ? "poll 1s" : "watch"
 print("revocation → every worker process in T (\(mode), \(iterations) revokes, 3 processes):")
 print(String(format: "  revoke answered → stopped: median %.2f ms, p99 %.2f ms, max %.2f ms", percentile(stopped, 0.5), percentile(stopped, 0.99), stopped.max()!))
 print(String(format: "  baseline, the revoke's round trip: median %.2f ms, p99 %.2f ms", percentile(roundTrips, 0.5), percentile(roundTrips, 0.99)))

@@ -32,9 +32,10 @@ public enum ProfileParser {
         "SCMP_ARCH_M68K", "SCMP_ARCH_SH", "SCMP_ARCH_SHEB",
     ]
 
-    /// The architecture names Docker uses in `includes.arches` / `excludes.arches` (Go's names).
+    /// The architecture names Docker uses in `includes.arches` / `excludes.arches` (Go's names;
+    /// `x86` for 32-bit x86 as containers-common's seccomp.json writes it).
     public static let dockerArchNames: Set<String> = [
-        "amd64", "x32", "386", "arm64", "arm", "s390x", "s390", "ppc64le", "ppc64", "ppc",
+        "amd64", "x32", "386", "x86", "arm64", "arm", "s390x", "s390", "ppc64le", "ppc64", "ppc",
         "mips64", "mips64n32", "mipsle64", "mips64le", "mips64len32", "mipsel64", "mipsel64n32",
         "mips", "mipsle", "mipsel", "riscv64", "loong64",
     ]
@@ -61,7 +62,7 @@ public enum ProfileParser {
 
     static func profile(_ doc: JSONValue) throws(ProfileError) -> SeccompProfile {
         let o = try Fields(doc, path: "$", allowed: [
-            "defaultAction", "defaultErrnoRet", "architectures", "archMap", "syscalls", "flags",
+            "defaultAction", "defaultErrnoRet", "defaultErrno", "architectures", "archMap", "syscalls", "flags",
             "listenerPath", "listenerMetadata", "comment", "x-tether-exec-fd",
         ])
         let defaultAction = try action(o.required("defaultAction"), path: "$.defaultAction")
@@ -69,7 +70,7 @@ public enum ProfileParser {
             throw ProfileError(path: "$.defaultAction", message: "SCMP_ACT_NOTIFY cannot be the default action")
         }
         var p = SeccompProfile(defaultAction: defaultAction)
-        if let v = o["defaultErrnoRet"] { p.defaultErrnoRet = try errno(v, path: "$.defaultErrnoRet") }
+        p.defaultErrnoRet = try errno(number: o["defaultErrnoRet"], name: o["defaultErrno"], path: "$", key: "defaultErrno")
         if let v = o["architectures"] {
             p.architectures = try archList(v, path: "$.architectures")
         }
@@ -111,7 +112,7 @@ public enum ProfileParser {
     }
 
     static func syscallRule(_ v: JSONValue, path: String) throws(ProfileError) -> SyscallRule {
-        let o = try Fields(v, path: path, allowed: ["names", "name", "action", "errnoRet", "args", "includes", "excludes", "comment"])
+        let o = try Fields(v, path: path, allowed: ["names", "name", "action", "errnoRet", "errno", "args", "includes", "excludes", "comment"])
         var names: [String] = []
         if let n = o["names"] { names = try stringList(n, path: "\(path).names") }
         if let n = o["name"] { names.append(try string(n, path: "\(path).name")) }   // pre-OCI Docker form
@@ -126,7 +127,7 @@ public enum ProfileParser {
             throw ProfileError(path: "\(path).action", message: "SCMP_ACT_NOTIFY is not supported (no user-notification listener)")
         }
         var rule = SyscallRule(names: names, action: act)
-        if let e = o["errnoRet"] { rule.errnoRet = try errno(e, path: "\(path).errnoRet") }
+        rule.errnoRet = try errno(number: o["errnoRet"], name: o["errno"], path: path, key: "errno")
         if let c = o["comment"] { rule.comment = try string(c, path: "\(path).comment") }
         if let a = o["args"], a != .null {
             rule.args = try array(a, path: "\(path).args").enumerated().map { (i, arg) throws(ProfileError) in
@@ -213,6 +214,21 @@ public enum ProfileParser {
         return a
     }
 
+    /// An errno given as a number (`errnoRet`, OCI and Docker) or a name (`errno`, the form
+    /// containers-common's seccomp.json adds for Podman), or both if they agree.
+    static func errno(number: JSONValue?, name: JSONValue?, path: String, key: String) throws(ProfileError) -> UInt16? {
+        let n = try number.map { v throws(ProfileError) in try errno(v, path: "\(path).\(key)Ret") }
+        guard let name else { return n }
+        let text = try string(name, path: "\(path).\(key)")
+        guard let byName = ErrnoName.value(text) else {
+            throw ProfileError(path: "\(path).\(key)", message: "unknown errno name \"\(text)\"; expected one of \(ErrnoName.table.keys.sorted().joined(separator: ", ")) or a number in \(key)Ret")
+        }
+        if let n, n != byName {
+            throw ProfileError(path: "\(path).\(key)", message: "\(text) is \(byName) but \(key)Ret says \(n)")
+        }
+        return byName
+    }
+
     static func errno(_ v: JSONValue, path: String) throws(ProfileError) -> UInt16 {
         let n = try integer(v, path: path)
         guard n <= 4095 else {
@@ -280,4 +296,18 @@ public struct KernelVersion: Sendable, Comparable {
     public static func < (a: KernelVersion, b: KernelVersion) -> Bool {
         (a.major, a.minor) < (b.major, b.minor)
     }
+}
+
+/// Errno names as seccomp profiles write them (Linux numbers, the same on x86_64 and aarch64).
+enum ErrnoName {
+    static let table: [String: UInt16] = [
+        "EPERM": 1, "ENOENT": 2, "ESRCH": 3, "EINTR": 4, "EIO": 5, "ENXIO": 6, "E2BIG": 7,
+        "ENOEXEC": 8, "EBADF": 9, "ECHILD": 10, "EAGAIN": 11, "ENOMEM": 12, "EACCES": 13,
+        "EFAULT": 14, "EBUSY": 16, "EEXIST": 17, "EXDEV": 18, "ENODEV": 19, "ENOTDIR": 20,
+        "EISDIR": 21, "EINVAL": 22, "ENFILE": 23, "EMFILE": 24, "ENOTTY": 25, "EFBIG": 27,
+        "ENOSPC": 28, "ESPIPE": 29, "EROFS": 30, "EMLINK": 31, "EPIPE": 32, "ERANGE": 34,
+        "ENOSYS": 38, "EOPNOTSUPP": 95, "ENOTSUP": 95, "EAFNOSUPPORT": 97, "EPROTONOSUPPORT": 93,
+    ]
+
+    static func value(_ name: String) -> UInt16? { table[name.uppercased()] }
 }

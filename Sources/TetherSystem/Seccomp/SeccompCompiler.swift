@@ -47,8 +47,17 @@ public enum SeccompCompiler {
         "futex_waitv",
     ]
 
+    /// How libseccomp lays out the syscall lookup.
+    public enum Layout: String, Sendable {
+        /// O(log n) comparisons per syscall; what every worker gets.
+        case binaryTree
+        /// libseccomp's default list, O(n): kept for the seccomp-cost benchmark.
+        case linear
+    }
+
     public static func compile(
-        _ profile: SeccompProfile, for platform: TargetPlatform = .current, source: String? = nil
+        _ profile: SeccompProfile, for platform: TargetPlatform = .current, source: String? = nil,
+        layout: Layout = .binaryTree
     ) throws(ProfileError) -> CompiledFilter {
         var warnings: [String] = []
         let defaultAction = try scmpAction(profile.defaultAction, errno: profile.effectiveDefaultErrno, path: "$.defaultAction", source: source)
@@ -105,9 +114,9 @@ public enum SeccompCompiler {
         // The kernel runs every installed filter and takes the strictest answer, in any order.
         var programs: [[sock_filter]] = []
         if !overlay.isEmpty {
-            programs.append(try build(defaultAction: tether_act_allow(), rules: overlay, source: source))
+            programs.append(try build(defaultAction: tether_act_allow(), rules: overlay, source: source, layout: layout))
         }
-        programs.append(try build(defaultAction: defaultAction, rules: base, source: source))
+        programs.append(try build(defaultAction: defaultAction, rules: base, source: source, layout: layout))
         return CompiledFilter(
             programs: programs,
             ruleCount: base.count + overlay.count,
@@ -119,7 +128,8 @@ public enum SeccompCompiler {
 
     /// One libseccomp filter for the native ABI, with the binary-tree optimisation.
     static func build(
-        defaultAction: UInt32, rules: [(Int32, UInt32, [ArgCondition], String)], source: String?
+        defaultAction: UInt32, rules: [(Int32, UInt32, [ArgCondition], String)], source: String?,
+        layout: Layout = .binaryTree
     ) throws(ProfileError) -> [sock_filter] {
         guard let ctx = seccomp_init(defaultAction) else {
             throw ProfileError(path: "$", message: "libseccomp could not create a filter", source: source)
@@ -128,7 +138,7 @@ public enum SeccompCompiler {
         _ = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, tether_act_kill_process())
         // Binary tree: a few more instructions than the linear list, but a syscall is found in
         // O(log n) comparisons instead of O(n), which is what every syscall of the worker pays.
-        guard seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2) == 0 else {
+        guard layout == .linear || seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2) == 0 else {
             throw ProfileError(path: "$", message: "this libseccomp has no binary-tree optimisation (needs 2.5 or later)", source: source)
         }
         for (nr, action, args, path) in rules {
