@@ -76,6 +76,9 @@ struct AuthorityCommand: AsyncParsableCommand {
                 throw fail("\(error)", code: TetherExit.usage)
             }
             let logger = makeLogger("tether-authority")
+            // One descriptor per watch stream: 10,000 supervisors need more than 1,024.
+            let files = raiseOpenFileLimit()
+            if files < 16384 { logger.notice("open-file limit \(files): at most about that many watch streams (raise LimitNOFILE=)") }
             do {
                 try await AuthorityServer.serve(directory: state.directory, listen: options, configuration: config, logger: logger,
                                                 notifications: SystemdNotifier.notifications)

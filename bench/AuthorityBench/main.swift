@@ -4,12 +4,18 @@
 // Run: bench/authority.sh (builds release, starts the server, runs wrk and this).
 import AsyncHTTPClient
 import Foundation
+import Glibc
 import NIOCore
 import TetherAuthority
 import TetherClient
 import TetherCore
 
 let args = CommandLine.arguments
+// Thousands of watch streams: as many descriptors.
+var fileLimit = rlimit()
+getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &fileLimit)
+fileLimit.rlim_cur = min(fileLimit.rlim_max, 1 << 20)
+setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &fileLimit)
 if args.count > 1 && args[1] == "--micro" {
     // Where a validate's CPU goes, per operation.
     let clock = ContinuousClock()
