@@ -6,9 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}; revs=${2:-2000}; fan=${3:-2000}
 command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null; }
-swift build -c release --product tether >/dev/null
-swift build -c release --product tether-bench-authority >/dev/null
-bin=.build/release
+# TETHER_BENCH_BIN: binaries already built (bench/run.sh); else a release build here.
+bin=${TETHER_BENCH_BIN:-}
+if [ -z "$bin" ]; then
+  swift build -c release --product tether >/dev/null
+  swift build -c release --product tether-bench-authority >/dev/null
+  bin=.build/release
+fi
+# 10,000 watch streams: 20,000 descriptors on this host (both ends).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 dir=$(mktemp -d /tmp/tether-bench-XXXX)
 $bin/tether authority init --dir "$dir" >/dev/null
 port=$((20000 + RANDOM % 20000))

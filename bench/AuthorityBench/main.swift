@@ -174,6 +174,6 @@ func fanout(_ n: Int) async throws {
         results.append(allMs)
         print("  change \(round + 1): \(count)/\(n) watchers had it, the last \(String(format: "%.1f", allMs)) ms after the answer")
     }
-    print("median time for one change to reach all \(n) watchers: \(String(format: "%.1f", pct(results, 0.5))) ms")
+    print("median time for one change to reach all \(n) watchers: \(String(format: "%.1f", pct(results, 0.5))) ms, max \(String(format: "%.1f", results.max() ?? .nan)) ms")
     tasks.forEach { $0.cancel() }
 }

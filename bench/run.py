@@ -1,0 +1,348 @@
+#!/usr/bin/env python3
+"""Tether's benchmarks: every figure a ratio against a baseline measured in the same run.
+
+Run through bench/run.sh (it installs the tools and builds); this does the measuring:
+
+    python3 bench/run.py --bin .build/release            # full: writes bench/results/, docs/BENCHMARKS.md
+    python3 bench/run.py --bin .build/debug --quick      # smoke: tiny counts, a temporary directory
+
+Sections: revocation-to-stopped latency (watch, poll 1 s, the MachineID SDK loop), launch
+overhead (plain exec, bwrap, firejail, tether profile try, tether run), seccomp cost per
+syscall, the authority (wrk, 10,000 watchers), the supervisor's footprint (1 and 100 workers).
+"""
+import argparse
+import datetime
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROWS = []  # (section, what, median, p99, unit, baseline, baseline median, ratio)
+
+
+def pct(xs, p):
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round((len(s) - 1) * p)))]
+
+
+def row(section, what, median, p99, unit, baseline, base_median):
+    ratio = median / base_median if base_median else float("nan")
+    ROWS.append((section, what, median, p99, unit, baseline, base_median, ratio))
+    p99s = "—" if p99 is None else f"{p99:,.2f}"
+    print(f"  {what:<46} {median:>12,.2f} {p99s:>12} {unit:<6} ×{ratio:,.2f} vs {baseline} ({base_median:,.2f})", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Authority:
+    """A real `tether authority serve` in a fresh state directory."""
+
+    def __init__(self, tether, lease="15s"):
+        self.dir = tempfile.mkdtemp(prefix="tether-bench-")
+        subprocess.run([tether, "authority", "init", "--dir", self.dir], check=True, capture_output=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([tether, "authority", "serve", "--dir", self.dir, "--listen", f"127.0.0.1:{self.port}",
+                                      "--lease", lease], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(500):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        self.operator = open(os.path.join(self.dir, "operator.key")).read().strip()
+        self.agent = open(os.path.join(self.dir, "agent.key")).read().strip()
+
+    def auth_args(self):
+        return ["--dir", self.dir, "--authority", self.url, "--key-file", os.path.join(self.dir, "agent.key"),
+                "--public-key", os.path.join(self.dir, "signing.pub")]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+
+def machine():
+    cores = os.cpu_count()
+    mem = int(open("/proc/meminfo").read().split()[1]) / 1024 / 1024
+    osname = next((l.split("=", 1)[1].strip().strip('"') for l in open("/etc/os-release") if l.startswith("PRETTY_NAME=")), "?")
+    swift = subprocess.run(["swift", "--version"], capture_output=True, text=True).stdout.strip().splitlines()
+    swift = next((l for l in swift if "Swift version" in l), "?")
+    cg = "cgroup v2 at /sys/fs/cgroup/unified (hybrid)" if os.path.exists("/sys/fs/cgroup/unified/cgroup.procs") else "cgroup v2 at /sys/fs/cgroup"
+    return (f"Machine: {cores} cores, {mem:.0f} GiB, {osname}, kernel {platform.release()}, {swift}\n{cg}; "
+            f"measured {datetime.date.today().isoformat()}")
+
+
+# MARK: - 1. revocation to stopped
+
+def revocation(args, out):
+    print("== 1. revocation → every worker process in T (read from /proc)", flush=True)
+    n = 3 if args.quick else args.revocations
+    for mode, flag in (("watch", []), ("poll", ["--poll"]), ("sdk", ["--sdk"])):
+        r = subprocess.run([os.path.join(args.bin, "tether-bench-revocation"), str(n)] + flag,
+                           capture_output=True, text=True, timeout=3600)
+        open(os.path.join(out, f"revocation-{mode}.txt"), "w").write(r.stdout + r.stderr)
+        m = re.search(r"stopped: median ([\d.]+) ms, p99 ([\d.]+) ms", r.stdout)
+        b = re.search(r"round trip: median ([\d.]+) ms, p99 ([\d.]+) ms", r.stdout)
+        if not (m and b):
+            sys.exit(f"tether-bench-revocation {mode} failed:\n{r.stdout}{r.stderr}")
+        what = {"watch": "tether run, watch stream", "poll": "tether run, poll every 1 s",
+                "sdk": "MachineID SDK loop: validate 1 s + os.killpg"}[mode]
+        row("revocation", f"{what} ({n} revokes)", float(m[1]), float(m[2]), "ms", "the revoke's round trip", float(b[1]))
+
+
+# MARK: - 2. launch overhead
+
+def launch(args, out):
+    print("== 2. launch overhead: start to exit of /bin/true, interleaved", flush=True)
+    n = 5 if args.quick else args.launches
+    t = os.path.join(args.bin, "tether")
+    a = Authority(t)
+    variants = [
+        ("plain exec", ["/bin/true"]),
+        ("bwrap --dev-bind / / --unshare-pid", ["bwrap", "--dev-bind", "/", "/", "--unshare-pid", "/bin/true"]),
+        ("firejail --noprofile --seccomp", ["firejail", "--quiet", "--noprofile", "--seccomp", "/bin/true"]),
+        ("tether profile try default", [t, "profile", "try", "default", "--", "/bin/true"]),
+        ("tether run (authority on loopback)", [t, "run"] + a.auth_args() + ["--surface", "launch-bench", "--", "/bin/true"]),
+    ]
+    times = {name: [] for name, _ in variants}
+    env = dict(os.environ, TETHER_LOG_LEVEL="error")
+    for i in range(n + 1):
+        for name, cmd in variants:
+            t0 = time.perf_counter_ns()
+            r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+            dt = (time.perf_counter_ns() - t0) / 1e6
+            if r.returncode != 0:
+                sys.exit(f"{name} failed ({r.returncode}): {r.stderr.decode()[-500:]}")
+            if i > 0:  # the first round warms caches
+                times[name].append(dt)
+    a.stop()
+    with open(os.path.join(out, "launch.txt"), "w") as f:
+        for name, xs in times.items():
+            f.write(f"{name}: median {statistics.median(xs):.3f} ms, p99 {pct(xs, 0.99):.3f} ms, n={len(xs)}\n")
+    base = statistics.median(times["plain exec"])
+    for name, xs in times.items():
+        row("launch", name, statistics.median(xs), pct(xs, 0.99), "ms", "plain exec", base)
+
+
+# MARK: - 3. seccomp cost
+
+def seccomp(args, out, work):
+    print("== 3. seccomp cost: getppid + read(/dev/zero, 1 byte), ns per iteration", flush=True)
+    loop = os.path.join(work, "syscall_loop")
+    subprocess.run(["cc", "-O2", "-o", loop, os.path.join(ROOT, "bench", "probes", "syscall_loop.c")], check=True)
+    batches, iters = (10, 1000) if args.quick else (200, 20000)
+    t = os.path.join(args.bin, "tether")
+    docker = "/usr/share/containers/seccomp.json"
+    variants = [("no filter (plain exec)", [])]
+    variants.append(("profile none (ABI check only)", [t, "profile", "try", "none", "--"]))
+    variants.append(("default, binary tree", [t, "profile", "try", "default", "--"]))
+    variants.append(("default, linear", [t, "profile", "try", "--linear-filter", "default", "--"]))
+    if os.path.exists(docker):
+        variants.append(("Docker default (containers-common), binary tree", [t, "profile", "try", docker, "--"]))
+        variants.append(("Docker default (containers-common), linear", [t, "profile", "try", "--linear-filter", docker, "--"]))
+    else:
+        print(f"  (no {docker}: install golang-github-containers-common for Docker's default profile)")
+    results = {}
+    env = dict(os.environ, TETHER_LOG_LEVEL="error")
+    for name, prefix in variants:
+        r = subprocess.run(prefix + [loop, str(batches), str(iters)], capture_output=True, text=True, env=env)
+        if r.returncode != 0:
+            sys.exit(f"{name} failed: {r.stderr[-500:]}")
+        results[name] = [float(x) for x in r.stdout.split()]
+    with open(os.path.join(out, "seccomp.txt"), "w") as f:
+        for name, xs in results.items():
+            f.write(f"{name}: median {statistics.median(xs):.2f} ns, p99 {pct(xs, 0.99):.2f} ns ({batches} batches of {iters})\n")
+    base = statistics.median(results["no filter (plain exec)"])
+    for name, xs in results.items():
+        row("seccomp", name, statistics.median(xs), pct(xs, 0.99), "ns", "no filter", base)
+
+
+# MARK: - 4. the authority
+
+def authority(args, out):
+    print("== 4. the authority: validate throughput (wrk), one change to N watchers", flush=True)
+    secs, revs, fan = (2, 20, 50) if args.quick else (10, 2000, args.watchers)
+    r = subprocess.run(["bash", os.path.join(ROOT, "bench", "authority.sh"), str(secs), str(revs), str(fan)],
+                       capture_output=True, text=True, env=dict(os.environ, TETHER_BENCH_BIN=args.bin), timeout=3600)
+    open(os.path.join(out, "authority.txt"), "w").write(r.stdout + r.stderr)
+    h = re.search(r"GET /healthz \(baseline\)\s+([\d.]+) req/s", r.stdout)
+    v = re.search(r"POST validate \(auth, signed\)\s+([\d.]+) req/s", r.stdout)
+    one = re.search(r"revoke sent → event at watcher\s+median\s+([-\d.]+) ms\s+p99\s+([-\d.]+) ms", r.stdout)
+    opened = re.search(r"(\d+) watch streams open", r.stdout)
+    allw = re.search(r"median time for one change to reach all (\d+) watchers: ([\d.]+) ms(?:, max ([\d.]+) ms)?", r.stdout)
+    if not (h and v and allw and opened):
+        sys.exit(f"bench/authority.sh failed:\n{r.stdout[-3000:]}{r.stderr[-2000:]}")
+    row("authority", "POST validate (key check, signed), wrk -t2 -c64", float(v[1]), None, "req/s", "GET /healthz", float(h[1]))
+    if one:
+        base_one = float(one[1])
+    else:
+        base_one = float("nan")
+    row("authority", f"one revoke → all {allw[1]} watchers ({opened[1]} open)", float(allw[2]),
+        float(allw[3]) if allw[3] else None, "ms", "revoke sent → event, 1 watcher", base_one)
+
+
+# MARK: - 5. footprint
+
+def proc_stat(pid):
+    s = open(f"/proc/{pid}/stat").read()
+    f = s[s.rindex(")") + 2:].split()
+    return int(f[11]) + int(f[12])
+
+
+def rss_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def switches(pid):
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            for line in open(f"/proc/{pid}/task/{tid}/status"):
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def children_running(pid):
+    n = 0
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                s = open(f"/proc/{p}/stat").read()
+                if int(s[s.rindex(")") + 2:].split()[1]) == pid:
+                    n += 1
+            except OSError:
+                pass
+    return n
+
+
+def idle(pid, window):
+    time.sleep(2)
+    c0, w0, t0 = proc_stat(pid), switches(pid), time.monotonic()
+    time.sleep(window)
+    c1, w1, t1 = proc_stat(pid), switches(pid), time.monotonic()
+    hz = os.sysconf("SC_CLK_TCK")
+    return rss_kib(pid) / 1024, (c1 - c0) / hz / (t1 - t0) * 100, (w1 - w0) / (t1 - t0)
+
+
+def footprint(args, out, work):
+    print("== 5. footprint: an idle supervisor's RSS, CPU and wakeups", flush=True)
+    window = 3 if args.quick else args.idle
+    t = os.path.join(args.bin, "tether")
+    a = Authority(t)
+    env = dict(os.environ, TETHER_LOG_LEVEL="warning")
+    results = {}
+
+    # The baseline: the MachineID SDK loop supervising one worker.
+    sdk = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "sdk_loop.py"), a.url, a.agent, "fp-sdk",
+                            os.path.join(work, "sdk.pgid"), "--", "sleep", "infinity"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    results["MachineID SDK loop, 1 worker"] = idle(sdk.pid, window)
+    sdk.kill()
+    sdk.wait()
+    try:
+        os.killpg(int(open(os.path.join(work, "sdk.pgid")).read()), signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
+
+    run = subprocess.Popen([t, "run"] + a.auth_args() + ["--surface", "fp-run", "--", "sleep", "infinity"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    results["tether run, 1 worker"] = idle(run.pid, window)
+    run.send_signal(signal.SIGTERM)
+    run.wait(timeout=30)
+
+    for n in (1, 100):
+        path = os.path.join(work, f"supervise-{n}.toml")
+        with open(path, "w") as f:
+            f.write(f'[authority]\nurl = "{a.url}"\nkey_file = "{a.dir}/agent.key"\npublic_key = "{a.dir}/signing.pub"\n\n')
+            for i in range(n):
+                f.write(f'[[worker]]\nname = "fp-{n}-{i}"\ncommand = ["sleep", "infinity"]\n\n')
+        sv = subprocess.Popen([t, "supervise", "--config", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        deadline = time.monotonic() + 120
+        while children_running(sv.pid) < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if children_running(sv.pid) < n:
+            sys.exit(f"tether supervise started {children_running(sv.pid)} of {n} workers")
+        results[f"tether supervise, {n} worker{'s' if n > 1 else ''}"] = idle(sv.pid, window)
+        sv.send_signal(signal.SIGTERM)
+        sv.wait(timeout=60)
+    a.stop()
+    with open(os.path.join(out, "footprint.txt"), "w") as f:
+        f.write(f"idle window {window} s (after 2 s settling)\n")
+        for name, (rss, cpu, wake) in results.items():
+            f.write(f"{name}: RSS {rss:.1f} MiB, CPU {cpu:.3f} %, {wake:.1f} wakeups/s\n")
+    base = results["MachineID SDK loop, 1 worker"]
+    for name, (rss, cpu, wake) in results.items():
+        row("footprint", f"{name}: RSS", rss, None, "MiB", "SDK loop RSS", base[0])
+    for name, (rss, cpu, wake) in results.items():
+        row("footprint", f"{name}: CPU", cpu, None, "%", "SDK loop CPU", base[1])
+    for name, (rss, cpu, wake) in results.items():
+        row("footprint", f"{name}: wakeups", wake, None, "/s", "SDK loop wakeups", base[2])
+
+
+# MARK: - the report
+
+def table():
+    lines = ["| section | measured | median | p99 | unit | baseline (same run) | baseline median | ratio |",
+             "| --- | --- | ---: | ---: | --- | --- | ---: | ---: |"]
+    for section, what, med, p99, unit, base, bmed, ratio in ROWS:
+        p99s = "—" if p99 is None else f"{p99:,.2f}"
+        lines.append(f"| {section} | {what} | {med:,.2f} | {p99s} | {unit} | {base} | {bmed:,.2f} | ×{ratio:,.2f} |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", required=True, help="directory with tether and the tether-bench-* programs")
+    ap.add_argument("--quick", action="store_true", help="tiny counts, results in a temporary directory: a smoke test")
+    ap.add_argument("--only", default="1,2,3,4,5", help="sections to run, e.g. 1,3")
+    ap.add_argument("--revocations", type=int, default=200)
+    ap.add_argument("--launches", type=int, default=200)
+    ap.add_argument("--watchers", type=int, default=10000)
+    ap.add_argument("--idle", type=int, default=60, help="idle window in seconds for the footprint")
+    args = ap.parse_args()
+    args.bin = os.path.abspath(args.bin)
+    work = tempfile.mkdtemp(prefix="tether-bench-work-")
+    out = work if args.quick else os.path.join(ROOT, "bench", "results")
+    os.makedirs(out, exist_ok=True)
+    desc = machine()
+    print(desc, flush=True)
+    only = set(args.only.split(","))
+    if "1" in only: revocation(args, out)
+    if "2" in only: launch(args, out)
+    if "3" in only: seccomp(args, out, work)
+    if "4" in only: authority(args, out)
+    if "5" in only: footprint(args, out, work)
+    report = table()
+    print("\n" + report)
+    open(os.path.join(out, "MACHINE.txt"), "w").write(desc + f"\nbinaries: {args.bin}\n")
+    open(os.path.join(out, "table.md"), "w").write(report + "\n")
+    if not args.quick:
+        doc = os.path.join(ROOT, "docs", "BENCHMARKS.md")
+        head = open(doc).read().split("<!-- table -->")[0] if os.path.exists(doc) else "# Benchmarks\n\n"
+        tail = open(doc).read().split("<!-- /table -->")[1] if os.path.exists(doc) and "<!-- /table -->" in open(doc).read() else "\n"
+        open(doc, "w").write(head + "<!-- table -->\n" + desc.replace("\n", "  \n") + "\n\n" + report + "\n<!-- /table -->" + tail)
+        print(f"\nwrote {out}/ and {doc}")
+    shutil.rmtree(work, ignore_errors=True) if not args.quick else None
+
+
+if __name__ == "__main__":
+    main()
