@@ -68,9 +68,12 @@ let port = 20000 + Int(getpid() % 20000)
 let url = "http://127.0.0.1:\(port)"
 let server = start(["authority", "serve", "--dir", dir, "--listen", "127.0.0.1:\(port)", "--lease", "15s"], log: dir + "/server.log")
 var supervisorPID: pid_t = 0
+/// The SDK loop's worker group: the loop does not take it down when it ends.
+var workerGroup: pid_t = 0
 /// Stops what the bench started (exit() runs no defer).
 @MainActor func finish(_ message: String? = nil) -> Never {
-    if supervisorPID > 0 { kill(supervisorPID, SIGINT) }
+    if supervisorPID > 0 { kill(supervisorPID, sdkMode ? SIGKILL : SIGINT) }
+    if workerGroup > 0 { kill(-workerGroup, SIGKILL) }
     usleep(300_000)
     kill(server.processIdentifier, SIGTERM)
     if let message { FileHandle.standardError.write(Data("\(message)\n".utf8)); exit(1) }
@@ -99,6 +102,7 @@ if sdkMode {
         pgid = read(dir + "/pgid").flatMap { Int32($0) }
     }
     guard let group = pgid else { finish("the SDK loop did not start its worker; see \(dir)/run.log") }
+    workerGroup = group
     // Every process of the group, from /proc (field 5 of stat).
     pids = {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }.filter { pid in
