@@ -59,6 +59,9 @@ public struct Lease: Sendable, Equatable {
     /// Set when the last thing learnt was not a decision (bad signature, garbage, 5xx): a deny
     /// that stands until a good decision arrives.
     public private(set) var fault: DecisionCode?
+    /// `last`'s times, read once when it arrived (every lease check needs them).
+    private var issued: Date?
+    private var expires: Date?
 
     /// How far back an authority's clock must jump to count as a step rather than a repeat.
     public static let clockStep: TimeInterval = 300
@@ -74,12 +77,14 @@ public struct Lease: Sendable, Equatable {
         // forever would hold a worker up forever. An issuedAt far behind is the authority's
         // clock stepped back (NTP): a new baseline, or every worker would stay frozen for the
         // size of the step. (Replays of old answers are refused earlier, by nonce and seq.)
-        if let prev = last, prev.allowed, d.allowed, fault == nil,
-           let p = Timestamp.parse(prev.issuedAt), let n = Timestamp.parse(d.issuedAt),
+        let n = Timestamp.parse(d.issuedAt)
+        if let prev = last, prev.allowed, d.allowed, fault == nil, let p = issued, let n,
            n <= p, p.timeIntervalSince(n) < Self.clockStep {
             return
         }
         last = d
+        issued = n
+        expires = d.expiresAt.isEmpty ? nil : Timestamp.parse(d.expiresAt)
         receivedAt = now
         fault = nil
     }
@@ -89,10 +94,10 @@ public struct Lease: Sendable, Equatable {
 
     public func expiry() -> Date? {
         guard let d = last, d.allowed, d.code == .allow, let at = receivedAt else { return nil }
-        if !d.expiresAt.isEmpty, let e = Timestamp.parse(d.expiresAt) {
+        if let e = expires {
             // The lease's length, counted from when we received it: the authority's clock may
             // be off by an hour either way, and must neither stretch a lease nor void every one.
-            if let i = Timestamp.parse(d.issuedAt) { return at.addingTimeInterval(max(0, e.timeIntervalSince(i))) }
+            if let i = issued { return at.addingTimeInterval(max(0, e.timeIntervalSince(i))) }
             return e
         }
         return at.addingTimeInterval(failClosedAfter)
@@ -101,7 +106,7 @@ public struct Lease: Sendable, Equatable {
     public func verdict(at now: Date) -> Verdict {
         if let fault { return Verdict(surface: surface, allowed: false, code: fault, requestID: last?.requestID, until: nil) }
         guard let d = last else { return Verdict(surface: surface, allowed: false, code: .authorityUnreachable, requestID: nil, until: nil) }
-        let decided = Timestamp.parse(d.issuedAt)
+        let decided = issued
         guard d.allowed, d.code == .allow else {
             return Verdict(surface: surface, allowed: false, code: d.code == .allow ? .badResponse : d.code, requestID: d.requestID, until: nil, decidedAt: decided).attributed(to: d)
         }

@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-import TetherCore
+@testable import TetherCore
 
 @Suite("Shared values")
 struct ValuesTests {
@@ -49,6 +49,26 @@ struct ValuesTests {
         #expect(!SurfaceName.isValid("agent/01"))
         #expect(Decision.isValidNonce("abc+/=="))
         #expect(!Decision.isValidNonce("a\nb"))
+    }
+
+    @Test("timestamps: the authority's form read by hand, agreeing with Foundation; other RFC 3339 forms still read")
+    func timestamps() throws {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        for s in ["2026-11-25T10:00:00.000Z", "2026-11-25T23:59:59.999Z", "2024-02-29T12:34:56.789Z", "1970-01-01T00:00:00.001Z"] {
+            let d = try #require(Timestamp.parse(s), "\(s)")
+            #expect(abs(d.timeIntervalSince(f.date(from: s)!)) < 0.0005, "\(s)")
+            #expect(Timestamp.string(d) == s)
+        }
+        // The fast path takes only its exact form; anything else goes to Foundation.
+        #expect(Timestamp.parseCanonical("2026-02-31T10:00:00.000Z") == nil, "no 31 February")
+        #expect(Timestamp.parseCanonical("2026-11-25T24:00:00.000Z") == nil)
+        #expect(Timestamp.parseCanonical("2026-11-25T10:00:00.00Z") == nil)
+        #expect(Timestamp.parseCanonical("2026-11-25T10:00:00.000+01:00") == nil)
+        #expect(Timestamp.parse("") == nil)
+        #expect(Timestamp.parse("yesterday") == nil)
+        #expect(Timestamp.parse("2026-11-25T10:00:00Z") != nil, "no fraction: Foundation reads it")
+        #expect(Timestamp.parse("2026-11-25T11:00:00.000+01:00") == Timestamp.parse("2026-11-25T10:00:00.000Z"), "an offset")
     }
 
     @Test func canonicalFormIsExact() {
