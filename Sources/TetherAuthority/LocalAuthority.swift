@@ -22,10 +22,6 @@ public enum LocalAuthority {
     ) async throws -> Started {
         var initialised = false
         if !directory.isInitialized {
-            // `initialize` sets a private umask for the files it writes; the worker must not
-            // inherit it.
-            let old = umask(0o077)
-            defer { umask(old) }
             _ = try await directory.initialize(actor: "local:tether-run")
             initialised = true
             logger.notice("initialised the local authority", metadata: [

@@ -39,7 +39,10 @@ public struct StateDirectory: Sendable {
     public func initialize(actor: String) async throws -> Created {
         if isInitialized { throw StoreError("\(path) is already initialised; its keys are in operator.key and agent.key") }
         // Nothing in the state directory is for other users: the database, its WAL and the keys.
-        umask(0o077)
+        // The umask is the process's: put it back, or a `tether run` that initialised its
+        // embedded authority would hand 077 to its worker.
+        let previous = umask(0o077)
+        defer { umask(previous) }
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         chmod(path, 0o700)
         let signer = DecisionSigner.generate()

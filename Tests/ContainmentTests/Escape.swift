@@ -17,6 +17,8 @@ enum Escape {
         try! p.run()
         p.waitUntilExit()
         precondition(p.terminationStatus == 0, "cc failed for \(source)")
+        // Other tests in this process may have narrowed the umask: `nobody` must run it.
+        chmod(out, 0o755)
         return out
     }()
 

@@ -56,6 +56,16 @@ public final class FaultProxy: @unchecked Sendable {
             }
         }
 
+        /// Open streams are cut when the fault starts, so that the client's reconnect meets it
+        /// (a stream left up would renew every lease and hide the fault). `hang` and `slow` act
+        /// on open streams themselves.
+        var cutsStreams: Bool {
+            switch self {
+            case .none, .hang, .slow: return false
+            default: return true
+            }
+        }
+
         var rewrites: Bool {
             switch self {
             case .stripSignature, .corruptSignature, .replay, .skew: return true
@@ -90,8 +100,7 @@ public final class FaultProxy: @unchecked Sendable {
             s.fault = f
             var l: Int32 = -1
             if f == .refuse, s.listener >= 0 { l = s.listener; s.listener = -1 }
-            // Open connections are cut where the fault says a live stream would be.
-            let cut = f == .refuse || f == .reset || (f.rewrites && !old.rewrites)
+            let cut = f.cutsStreams && f != old
             let fds = cut ? Array(s.open) : []
             return (l, old == .refuse && f != .refuse, fds)
         }
@@ -284,7 +293,7 @@ public final class FaultProxy: @unchecked Sendable {
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let f = fault
-            if f == .refuse || f == .reset || f.rewrites { Self.abort(client); return false }
+            if f.cutsStreams { Self.abort(client); return false }
             if f == .hang { usleep(50_000); continue }
             let r = poll(&fds, 2, 100)
             if r < 0 { if errno == EINTR { continue }; return false }
