@@ -30,10 +30,10 @@ public struct Verdict: Sendable, Equatable {
     /// "by alice: INC-481", "by alice", or "" when the decision names no operator.
     public var attribution: String { Decision.attribution(by: changedBy, reason: changeReason) }
 
-    func attributed(to d: Decision) -> Verdict {
+    func attributed(to d: Decision, changedAt: Date?) -> Verdict {
         var v = self
         v.changedBy = d.changedBy
-        v.changedAt = d.changedAt.flatMap(Timestamp.parse)
+        v.changedAt = changedAt
         v.changeReason = d.changeReason
         return v
     }
@@ -62,6 +62,7 @@ public struct Lease: Sendable, Equatable {
     /// `last`'s times, read once when it arrived (every lease check needs them).
     private var issued: Date?
     private var expires: Date?
+    private var changed: Date?
 
     /// How far back an authority's clock must jump to count as a step rather than a repeat.
     public static let clockStep: TimeInterval = 300
@@ -85,6 +86,7 @@ public struct Lease: Sendable, Equatable {
         last = d
         issued = n
         expires = d.expiresAt.isEmpty ? nil : Timestamp.parse(d.expiresAt)
+        changed = d.changedAt.flatMap(Timestamp.parse)
         receivedAt = now
         fault = nil
     }
@@ -108,11 +110,11 @@ public struct Lease: Sendable, Equatable {
         guard let d = last else { return Verdict(surface: surface, allowed: false, code: .authorityUnreachable, requestID: nil, until: nil) }
         let decided = issued
         guard d.allowed, d.code == .allow else {
-            return Verdict(surface: surface, allowed: false, code: d.code == .allow ? .badResponse : d.code, requestID: d.requestID, until: nil, decidedAt: decided).attributed(to: d)
+            return Verdict(surface: surface, allowed: false, code: d.code == .allow ? .badResponse : d.code, requestID: d.requestID, until: nil, decidedAt: decided).attributed(to: d, changedAt: changed)
         }
         guard let until = expiry(), now < until else {
             return Verdict(surface: surface, allowed: false, code: .leaseExpired, requestID: d.requestID, until: nil)
         }
-        return Verdict(surface: surface, allowed: true, code: .allow, requestID: d.requestID, until: until, decidedAt: decided).attributed(to: d)
+        return Verdict(surface: surface, allowed: true, code: .allow, requestID: d.requestID, until: until, decidedAt: decided).attributed(to: d, changedAt: changed)
     }
 }

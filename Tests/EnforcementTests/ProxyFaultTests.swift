@@ -11,12 +11,26 @@ struct ProxyFaultTests {
     /// a loaded CI machine.
     static let bound = 3.0
 
-    func start(_ a: LiveAuthority, _ proxy: FaultProxy, _ surface: String, marker m: String, file: String) async throws -> TetherProcess {
+    /// A real authority (1 s lease), a proxy in front of it, and `tether run` through the
+    /// proxy with a worker ticking a file; waits until it ticks.
+    struct Setup {
+        let authority: LiveAuthority
+        let proxy: FaultProxy
+        let marker: String
+        let file: String
+        let run: TetherProcess
+    }
+
+    func start(_ name: String) async throws -> Setup {
+        let a = try await LiveAuthority(lease: "1s")
+        let proxy = try FaultProxy(upstreamPort: a.server.port, signingKey: a.dir + "/signing.key")
+        let m = Workers.marker(name)
+        let file = temporaryDirectory("e2e-\(name)") + "/ticks"
         let p = try TetherProcess(["run", "--dir", a.dir, "--authority", proxy.url, "--key-file", a.dir + "/agent.key",
-                                   "--public-key", a.dir + "/signing.pub", "--surface", surface, "--poll-interval", "200ms",
+                                   "--public-key", a.dir + "/signing.pub", "--surface", "\(name)-1", "--poll-interval", "200ms",
                                    "--"] + Workers.loop(m, file: file))
         #expect(await eventually(20) { fileSize(file) > 0 }, "\(p.stderr)")
-        return p
+        return Setup(authority: a, proxy: proxy, marker: m, file: file, run: p)
     }
 
     /// Sets `fault`; returns how long until every process was stopped (nil: not within 10 s).
@@ -29,11 +43,8 @@ struct ProxyFaultTests {
 
     @Test("refused, reset, hung, 1 byte/s, 5xx, garbage, oversized, unsigned, wrongly signed, replayed: stopped within the lease, reason logged; resumed on a valid allow")
     func faults() async throws {
-        let a = try await LiveAuthority(lease: "1s")
-        let proxy = try FaultProxy(upstreamPort: a.server.port, signingKey: a.dir + "/signing.key")
-        let m = Workers.marker("proxy")
-        let file = temporaryDirectory("e2e-proxy") + "/ticks"
-        let p = try await start(a, proxy, "proxy-1", marker: m, file: file)
+        let s = try await start("proxy")
+        let (proxy, m, file, p) = (s.proxy, s.marker, s.file, s.run)
         let cases: [(FaultProxy.Fault, String)] = [
             (.refuse, "LEASE_EXPIRED"), (.reset, "LEASE_EXPIRED"), (.hang, "LEASE_EXPIRED"), (.slow, "LEASE_EXPIRED"),
             (.status(503), "LEASE_EXPIRED"), (.status(500), "LEASE_EXPIRED"), (.garbage, "BAD_RESPONSE"),
@@ -59,11 +70,8 @@ struct ProxyFaultTests {
 
     @Test("the authority's clock an hour off either way: renewals keep the worker running; silence stops it within the lease, not an hour later")
     func clockSkew() async throws {
-        let a = try await LiveAuthority(lease: "1s")
-        let proxy = try FaultProxy(upstreamPort: a.server.port, signingKey: a.dir + "/signing.key")
-        let m = Workers.marker("skew")
-        let file = temporaryDirectory("e2e-skew") + "/ticks"
-        let p = try await start(a, proxy, "skew-1", marker: m, file: file)
+        let s = try await start("skew")
+        let (proxy, m, file, p) = (s.proxy, s.marker, s.file, s.run)
         for skew in [3600.0, -3600.0] {
             proxy.set(.skew(skew))
             // Several leases long: every renewal was skewed and still counted.
