@@ -59,7 +59,7 @@ struct ContainmentTests {
         let results = f.results
         for (name, want) in c.expect { #expect(results[name] == want, "\(c): \(name)") }
 
-        let (rc, out, err) = try a.op(["revoke", surface, "--wait", "5s"])
+        let (rc, out, err) = try a.op(["revoke", surface, "--wait", "20s"])
         #expect(rc == 0, "\(c): the supervisor acknowledges the stop: \(out) \(err)")
         #expect(await eventually(5) { Workers.allStopped(f.marker, atLeast: c.processes) },
                 "\(c): still running: \(liveProcesses(withMarker: f.marker).filter { !$0.isStopped }.map { "\($0.pid) \($0.state)" })")
@@ -76,7 +76,7 @@ struct ContainmentTests {
         let f = Escape.Files(c.mode)
         let surface = "contain-\(c.mode)"
         let p = try await start(a, c, onRevoke: "kill", files: f, surface: surface)
-        let (rc, _, _) = try a.op(["revoke", surface, "--wait", "5s"])
+        let (rc, _, _) = try a.op(["revoke", surface, "--wait", "20s"])
         #expect(rc == 0)
         #expect(await eventually(5) { Workers.gone(f.marker) }, "\(c): survivors: \(liveProcesses(withMarker: f.marker).map { "\($0.pid) \($0.state)" })")
         #expect(await Workers.stoppedGrowing(f.ticks), "\(c): the file still grows")

@@ -67,14 +67,14 @@ struct RunTests {
         #expect(await eventually(20) { liveProcesses(withMarker: m).count >= 4 && fileSize(file) > 0 }, "\(p.stderr)")
         #expect(liveProcesses(withMarker: m).contains { $0.pid == $0.sid && $0.pid != p.pid }, "a worker process has its own session")
 
-        let (rc, out, _) = try a.op(["revoke", "freeze-1", "--reason", "e2e", "--wait", "5s"])
+        let (rc, out, _) = try a.op(["revoke", "freeze-1", "--reason", "e2e", "--wait", "20s"])
         #expect(rc == 0)
         #expect(out.contains("stopped"), "\(out)")
         #expect(await eventually(5) { Workers.allStopped(m, atLeast: 4) }, "\(liveProcesses(withMarker: m))")
         #expect(await Workers.stoppedGrowing(file))
         #expect(await eventually(5) { p.stderr.contains("worker stopped") && p.stderr.contains("code=DEVICE_REVOKED") && p.stderr.contains("stopped_in_ms=") })
 
-        try a.op(["restore", "freeze-1", "--wait", "5s"])
+        try a.op(["restore", "freeze-1", "--wait", "20s"])
         #expect(await eventually(5) { Workers.noneStopped(m, atLeast: 4) })
         #expect(await Workers.growing(file))
 

@@ -43,7 +43,7 @@ struct SuperviseTests {
         try config(a, metrics: port, worker("w1", m1) + worker("w2", m2)).write(toFile: path, atomically: true, encoding: .utf8)
         let p = try TetherProcess(["supervise", "--config", path])
         #expect(await eventually(20) { !pids(m1).isEmpty && !pids(m2).isEmpty }, "\(p.stderr)")
-        let (rc, out, _) = try a.op(["revoke", "w1", "--wait", "5s"])
+        let (rc, out, _) = try a.op(["revoke", "w1", "--wait", "20s"])
         #expect(rc == 0 && out.contains("stopped"), "\(out)")
         #expect(await eventually(5) { Workers.allStopped(m1) })
         #expect(Workers.noneStopped(m2))
