@@ -185,4 +185,7 @@ func fanout(_ n: Int) async throws {
     }
     print("median time for one change to reach all \(n) watchers: \(String(format: "%.1f", pct(results, 0.5))) ms, max \(String(format: "%.1f", results.max() ?? .nan)) ms")
     tasks.forEach { $0.cancel() }
+    // A client dropped without shutdown() trips AsyncHTTPClient's assertion in debug builds
+    // (when its last reference goes, which raced with exit(0)).
+    try? await client.shutdown()
 }
