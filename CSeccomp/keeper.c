@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
@@ -20,11 +21,14 @@
 
 #define KEEPER_MAX_GROUPS 8192
 
-static void keeper_close_except(int a, int b) {
-    // Close every descriptor >= 3 except a and b (either may be -1).
-    int keep[2] = {a < b ? a : b, a < b ? b : a};
+static void keeper_close_except(int lo, int hi, int c) {
+    // Close every descriptor >= 3 except lo < hi and c (c may be -1).
+    int keep[3] = {lo, hi, c};
+    for (int i = 2; i > 0 && keep[i] >= 0 && keep[i] < keep[i - 1]; i--) {
+        int t = keep[i]; keep[i] = keep[i - 1]; keep[i - 1] = t;
+    }
     unsigned int from = 3;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         if (keep[i] < 3) continue;
         if ((unsigned int)keep[i] > from) syscall(SYS_close_range, from, (unsigned int)keep[i] - 1, 0);
         from = (unsigned int)keep[i] + 1;
@@ -32,7 +36,25 @@ static void keeper_close_except(int a, int b) {
     syscall(SYS_close_range, from, ~0U, 0);
 }
 
-static void keeper_run(int read_fd, int cgroup_kill_fd) {
+static void say(const char *msg) {
+    size_t n = strlen(msg);
+    (void)!write(2, msg, n);
+}
+
+// Kills everything the keeper watches: the supervisor's cgroup directory at once, then each
+// worker's process group (its init: killing a PID namespace's init ends the namespace).
+static void kill_all(int cgroup_kill_fd, const int32_t *groups, size_t ngroups) {
+    if (cgroup_kill_fd >= 0) {
+        ssize_t n;
+        do { n = write(cgroup_kill_fd, "1", 1); } while (n < 0 && errno == EINTR);
+    }
+    for (size_t i = 0; i < ngroups; i++) {
+        (void)kill(-groups[i], SIGKILL);
+        (void)kill(groups[i], SIGKILL);
+    }
+}
+
+static void keeper_run(int read_fd, int echo_fd, int cgroup_kill_fd, int timeout_ms) {
     static int32_t groups[KEEPER_MAX_GROUPS];
     size_t ngroups = 0;
 
@@ -48,11 +70,26 @@ static void keeper_run(int read_fd, int cgroup_kill_fd) {
     sigemptyset(&none);
     (void)sigprocmask(SIG_SETMASK, &none, NULL);
     (void)prctl(PR_SET_NAME, "tether-keeper", 0, 0, 0);
-    keeper_close_except(read_fd, cgroup_kill_fd);
+    // Stdio stays (its stderr is the supervisor's: the journal, the terminal).
+    int keep_lo = read_fd < echo_fd ? read_fd : echo_fd, keep_hi = read_fd < echo_fd ? echo_fd : read_fd;
+    keeper_close_except(keep_lo, keep_hi, cgroup_kill_fd);
 
     int32_t rec;
     size_t have = 0;
+    int beating = 0;   // the timeout counts only once the supervisor has started its heartbeat
     for (;;) {
+        struct pollfd pfd = {.fd = read_fd, .events = POLLIN};
+        int ready = poll(&pfd, 1, beating && timeout_ms > 0 ? timeout_ms : -1);
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready == 0) {
+            // Silence: the supervisor is stopped, or its runtime is hung. It cannot enforce
+            // anything now, so nothing of its workers may run.
+            kill_all(cgroup_kill_fd, groups, ngroups);
+            say("tether-keeper: the supervisor missed its heartbeat (stopped or hung): killed every worker\n");
+            ngroups = 0;
+            beating = 0;
+            continue;
+        }
         ssize_t n = read(read_fd, (char *)&rec + have, sizeof rec - have);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;   // EOF: the supervisor is gone
@@ -65,36 +102,45 @@ static void keeper_run(int read_fd, int cgroup_kill_fd) {
             for (size_t i = 0; i < ngroups; i++) {
                 if (groups[i] == -rec) { groups[i] = groups[--ngroups]; break; }
             }
+        } else {
+            beating = 1;
+            (void)!write(echo_fd, "", 1);   // non-blocking: a full pipe just drops the echo
         }
     }
 
-    if (cgroup_kill_fd >= 0) {
-        ssize_t n;
-        do { n = write(cgroup_kill_fd, "1", 1); } while (n < 0 && errno == EINTR);
-    }
-    for (size_t i = 0; i < ngroups; i++) (void)kill(-groups[i], SIGKILL);
+    kill_all(cgroup_kill_fd, groups, ngroups);
     _exit(0);
 }
 
-int tether_keeper_start(int cgroup_kill_fd, pid_t *pid_out, int *write_fd) {
-    int fds[2];
+int tether_keeper_start(int cgroup_kill_fd, int heartbeat_timeout_ms, pid_t *pid_out, int *write_fd, int *echo_fd) {
+    int fds[2], echo[2];
     if (pipe2(fds, O_CLOEXEC) != 0) return -errno;
+    if (pipe2(echo, O_CLOEXEC | O_NONBLOCK) != 0) {
+        int e = errno;
+        close(fds[0]);
+        close(fds[1]);
+        return -e;
+    }
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     pid_t pid = fork();
     if (pid == 0) {
         close(fds[1]);
-        keeper_run(fds[0], cgroup_kill_fd);
+        close(echo[0]);
+        keeper_run(fds[0], echo[1], cgroup_kill_fd, heartbeat_timeout_ms);
     }
     int e = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(fds[0]);
+    close(echo[1]);
     if (pid < 0) {
         close(fds[1]);
+        close(echo[0]);
         return -e;
     }
     *pid_out = pid;
     *write_fd = fds[1];
+    *echo_fd = echo[0];
     return 0;
 }

@@ -6,7 +6,7 @@
 // here allocates, takes a lock or calls back into Swift. Every step that can fail reports
 // {stage, errno} over a CLOEXEC pipe: EOF on that pipe means execve succeeded.
 #define _GNU_SOURCE
-#include "CSeccomp.h"
+#include "child.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,11 +31,23 @@
 #endif
 
 // Reports the failing stage to the parent and exits. write(2) and _exit(2) are async-signal-safe.
-static void child_fail(int pipe_fd, int stage, int err) {
+void tether_child_fail(int pipe_fd, int stage, int err) {
     int msg[2] = {stage, err};
     ssize_t n;
     do { n = write(pipe_fd, msg, sizeof msg); } while (n < 0 && errno == EINTR);
     _exit(127);
+}
+
+int tether_write_all(int fd, const char *buf, size_t len) {
+    while (len > 0) {
+        ssize_t n = write(fd, buf, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -1;
+        if (n == 0) { errno = EIO; return -1; }
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 0;
 }
 
 // Marks every descriptor >= 3 close-on-exec. close_range(2) (5.11) does it in one call; the
@@ -52,7 +64,18 @@ static int child_cloexec_all(void) {
     return 0;
 }
 
-static void child_run(const struct tether_spawn_attr *a, int pipe_fd, pid_t parent) {
+// Writes `text` to a /proc file of this process (uid_map, gid_map, setgroups).
+static int write_proc_self(const char *file, const char *text) {
+    int fd = open(file, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = tether_write_all(fd, text, strlen(text));
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+void tether_child_enter(const struct tether_spawn_attr *a, int pipe_fd) {
     // 1. Signal dispositions back to default (handlers die with exec anyway; SIG_IGN would not).
     //    All signals are still blocked, as the parent blocked them around fork.
     struct sigaction dfl;
@@ -64,83 +87,109 @@ static void child_run(const struct tether_spawn_attr *a, int pipe_fd, pid_t pare
     }
 
     // 2. Own process group, checked: group signals must reach the whole tree and nothing else.
-    if (setpgid(0, 0) != 0) child_fail(pipe_fd, TETHER_STAGE_SETPGID, errno);
+    if (setpgid(0, 0) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_SETPGID, errno);
 
     // 3. Foreground of the caller's terminal, so an interactive worker can read. SIGTTOU is
     //    blocked here, so tcsetpgrp from a background group is allowed.
     if (a->tty_fd >= 0 && tcsetpgrp(a->tty_fd, getpid()) != 0)
-        child_fail(pipe_fd, TETHER_STAGE_TCSETPGRP, errno);
+        tether_child_fail(pipe_fd, TETHER_STAGE_TCSETPGRP, errno);
 
     // 4. Into the worker's cgroup before anything of the worker runs: "0" means "this process".
+    //    When the start gate holds the cgroup frozen, this process stops on its way back.
     if (a->cgroup_procs_fd >= 0) {
         ssize_t n;
         do { n = write(a->cgroup_procs_fd, "0", 1); } while (n < 0 && errno == EINTR);
-        if (n != 1) child_fail(pipe_fd, TETHER_STAGE_CGROUP, n < 0 ? errno : EIO);
+        if (n != 1) tether_child_fail(pipe_fd, TETHER_STAGE_CGROUP, n < 0 ? errno : EIO);
     }
+}
 
+void tether_worker_finish(const struct tether_spawn_attr *a, int pipe_fd, pid_t parent) {
     // 5. Resource limits.
     for (size_t i = 0; i < a->rlimit_count; i++) {
         struct rlimit rl = {.rlim_cur = a->rlimits[i].soft, .rlim_max = a->rlimits[i].hard};
         if (syscall(SYS_prlimit64, 0, a->rlimits[i].resource, &rl, NULL) != 0)
-            child_fail(pipe_fd, TETHER_STAGE_RLIMIT, errno);
+            tether_child_fail(pipe_fd, TETHER_STAGE_RLIMIT, errno);
     }
 
     // 6. Credentials, through raw syscalls: glibc's wrappers broadcast to all threads with a
     //    signal, which is not a thing to do in a forked child. Groups first, uid last.
     if (a->set_ids) {
-        if (syscall(SYS_setgroups, 0, NULL) != 0) child_fail(pipe_fd, TETHER_STAGE_SETGROUPS, errno);
+        if (syscall(SYS_setgroups, 0, NULL) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_SETGROUPS, errno);
         if (syscall(SYS_setresgid, a->gid, a->gid, a->gid) != 0)
-            child_fail(pipe_fd, TETHER_STAGE_SETGID, errno);
+            tether_child_fail(pipe_fd, TETHER_STAGE_SETGID, errno);
         if (syscall(SYS_setresuid, a->uid, a->uid, a->uid) != 0)
-            child_fail(pipe_fd, TETHER_STAGE_SETUID, errno);
+            tether_child_fail(pipe_fd, TETHER_STAGE_SETUID, errno);
+    }
+    // 6b. Root in a user namespace of its own: unprivileged outside (the ids just set), uid 0
+    //     inside. Its capabilities reach nothing but that namespace: the mount, PID and IPC
+    //     namespaces it lives in belong to the supervisor's side, so it cannot unmount what
+    //     hides the supervisor's state or remount the cgroup file system.
+    if (a->contain.enabled && a->contain.root_in_userns) {
+        if (unshare(CLONE_NEWUSER) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_NAMESPACES, errno);
+        if (write_proc_self("/proc/self/uid_map", a->contain.worker_uid_map) != 0)
+            tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
+        if (write_proc_self("/proc/self/setgroups", "deny") != 0)
+            tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
+        if (write_proc_self("/proc/self/gid_map", a->contain.worker_gid_map) != 0)
+            tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
+        if (syscall(SYS_setresgid, 0, 0, 0) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_SETGID, errno);
+        if (syscall(SYS_setresuid, 0, 0, 0) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_SETUID, errno);
     }
 
     // 7. Parent-death signal. After the credential change, which clears it. It fires when the
     //    spawning *thread* exits; TetherSystem spawns from one thread that never exits. If the
-    //    parent is already gone the signal will never come: stop here.
-    if (a->pdeathsig > 0) {
+    //    parent is already gone the signal will never come: stop here. (Inside a PID namespace
+    //    the init's death ends every process in it: nothing to set.)
+    if (a->pdeathsig > 0 && parent > 0) {
         if (prctl(PR_SET_PDEATHSIG, a->pdeathsig, 0, 0, 0) != 0)
-            child_fail(pipe_fd, TETHER_STAGE_PDEATHSIG, errno);
-        if (getppid() != parent) child_fail(pipe_fd, TETHER_STAGE_PDEATHSIG, ESRCH);
+            tether_child_fail(pipe_fd, TETHER_STAGE_PDEATHSIG, errno);
+        if (getppid() != parent) tether_child_fail(pipe_fd, TETHER_STAGE_PDEATHSIG, ESRCH);
     }
 
     // 8. No new privileges: setuid binaries cannot regain what was dropped, and seccomp may be
     //    installed without CAP_SYS_ADMIN.
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(pipe_fd, TETHER_STAGE_NO_NEW_PRIVS, errno);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_NO_NEW_PRIVS, errno);
 
-    if (a->cwd != NULL && chdir(a->cwd) != 0) child_fail(pipe_fd, TETHER_STAGE_CHDIR, errno);
+    if (a->cwd != NULL && chdir(a->cwd) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_CHDIR, errno);
 
     // 9. Standard streams. The parent passes descriptors >= 3, so no dup2 overwrites a source.
     for (int i = 0; i < 3; i++) {
-        if (a->stdio[i] >= 0 && dup2(a->stdio[i], i) < 0) child_fail(pipe_fd, TETHER_STAGE_STDIO, errno);
+        if (a->stdio[i] >= 0 && dup2(a->stdio[i], i) < 0) tether_child_fail(pipe_fd, TETHER_STAGE_STDIO, errno);
     }
 
     // 10. Nothing else of the supervisor's reaches the worker.
-    if (child_cloexec_all() != 0) child_fail(pipe_fd, TETHER_STAGE_CLOSE_FDS, errno);
+    if (child_cloexec_all() != 0) tether_child_fail(pipe_fd, TETHER_STAGE_CLOSE_FDS, errno);
 
     // 11. Profiles that forbid exec allow exactly one: execveat through this descriptor, which
     //     their filter also protects from close and dup2.
     if (a->exec_fd >= 0) {
         int fd = open(a->path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) child_fail(pipe_fd, TETHER_STAGE_EXEC_FD, errno);
+        if (fd < 0) tether_child_fail(pipe_fd, TETHER_STAGE_EXEC_FD, errno);
         if (fd != a->exec_fd) {
-            if (dup2(fd, a->exec_fd) < 0) child_fail(pipe_fd, TETHER_STAGE_EXEC_FD, errno);
+            if (dup2(fd, a->exec_fd) < 0) tether_child_fail(pipe_fd, TETHER_STAGE_EXEC_FD, errno);
             close(fd);
         } else if (fcntl(fd, F_SETFD, 0) != 0) {
-            child_fail(pipe_fd, TETHER_STAGE_EXEC_FD, errno);
+            tether_child_fail(pipe_fd, TETHER_STAGE_EXEC_FD, errno);
         }
+    }
+
+    // 11b. ...and since a filter cannot read the path execveat is given (an absolute one
+    //      ignores the descriptor), Landlock keeps every other program from being executed.
+    if (a->landlock_fd >= 0) {
+        if (syscall(446 /* landlock_restrict_self */, a->landlock_fd, 0) != 0)
+            tether_child_fail(pipe_fd, TETHER_STAGE_LANDLOCK, errno);
     }
 
     // 12. Unblock signals before the filter, so the filter does not need to allow it.
     sigset_t none;
     sigemptyset(&none);
-    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) child_fail(pipe_fd, TETHER_STAGE_SIGNALS, errno);
+    if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_SIGNALS, errno);
 
     // 13. The seccomp filters, compiled in the parent. From here on every syscall passes them:
     //     only write (to report), execve/execveat and exit_group follow.
     for (size_t i = 0; i < a->filter_count; i++) {
         if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &a->filters[i], 0, 0) != 0)
-            child_fail(pipe_fd, TETHER_STAGE_SECCOMP, errno);
+            tether_child_fail(pipe_fd, TETHER_STAGE_SECCOMP, errno);
     }
 
     if (a->exec_fd >= 0) {
@@ -148,7 +197,7 @@ static void child_run(const struct tether_spawn_attr *a, int pipe_fd, pid_t pare
     } else {
         execve(a->path, a->argv, a->envp);
     }
-    child_fail(pipe_fd, TETHER_STAGE_EXEC, errno);
+    tether_child_fail(pipe_fd, TETHER_STAGE_EXEC, errno);
 }
 
 struct child_args {
@@ -156,15 +205,17 @@ struct child_args {
     int pipe_fd;
     int read_fd;
     pid_t parent;
+    void *worker_stack_top;   // the namespace path: the stack its init forks the worker onto
 };
 
 static int child_entry(void *p) {
     struct child_args *a = p;
-    // The read end is the parent's too (shared descriptor table? no: clone without CLONE_FILES
-    // copies the table), so closing it here leaves the parent's open.
+    // Clone without CLONE_FILES copies the descriptor table, so closing the read end here
+    // leaves the parent's open.
     close(a->read_fd);
-    child_run(a->attr, a->pipe_fd, a->parent);
-    _exit(127);   // not reached
+    if (a->attr->contain.enabled) tether_contained_child(a->attr, a->pipe_fd, a->worker_stack_top);
+    tether_child_enter(a->attr, a->pipe_fd);
+    tether_worker_finish(a->attr, a->pipe_fd, a->parent);
 }
 
 static int reap(pid_t pid) {
@@ -198,21 +249,31 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
     // copy-on-write faults), and CLONE_VFORK suspends this thread until the child has exec'd or
     // exited. The child runs on its own stack and writes nothing of the parent's but this
     // thread's errno; no signal handler can run in it (all blocked, then all reset).
-    struct child_args args = {.attr = attr, .pipe_fd = pipe_fds[1], .read_fd = pipe_fds[0], .parent = parent};
+    // The namespace path needs a second stack: its init forks the worker the same way, and
+    // both run until the worker has exec'd, while this thread is suspended.
     const size_t stack_size = 256 * 1024;
-    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    const int contained = attr->contain.enabled;
+    const size_t map_size = contained ? 2 * stack_size : stack_size;
+    void *stack = mmap(NULL, map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    struct child_args args = {.attr = attr, .pipe_fd = pipe_fds[1], .read_fd = pipe_fds[0], .parent = parent,
+                              .worker_stack_top = stack == MAP_FAILED ? NULL : (char *)stack + map_size};
+    int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
+    if (contained) {
+        flags |= CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC;
+        if (attr->contain.new_user_ns) flags |= CLONE_NEWUSER;
+    }
     pid_t pid = -1;
     int fork_errno = ENOMEM;
     if (stack != MAP_FAILED) {
-        pid = clone(child_entry, (char *)stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
+        pid = clone(child_entry, (char *)stack + stack_size, flags, &args);
         fork_errno = errno;
-        munmap(stack, stack_size);
+        munmap(stack, map_size);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(pipe_fds[1]);
     if (pid < 0) {
         close(pipe_fds[0]);
-        *stage = TETHER_STAGE_FORK;
+        *stage = contained ? TETHER_STAGE_NAMESPACES : TETHER_STAGE_FORK;
         *err = fork_errno;
         return -1;
     }
@@ -302,6 +363,10 @@ int tether_pidfds_poll(const int *fds, size_t count, int wake_fd, int timeout_ms
         (void)!read(wake_fd, &v, sizeof v);
     }
     return exited;
+}
+
+int tether_pipe_nonblock(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC | O_NONBLOCK) == 0 ? 0 : -errno;
 }
 
 int tether_eventfd(void) {

@@ -58,6 +58,41 @@ enum tether_spawn_stage {
     TETHER_STAGE_FORK = 17,
     TETHER_STAGE_PIPE = 18,
     TETHER_STAGE_PIDFD = 19,
+    TETHER_STAGE_NAMESPACES = 20,   // clone into new PID/mount/IPC (and user) namespaces
+    TETHER_STAGE_ID_MAP = 21,       // writing a user namespace's uid_map/gid_map
+    TETHER_STAGE_MOUNTS = 22,       // the worker's mount namespace: /proc, hidden paths, read-only cgroups
+    TETHER_STAGE_INIT = 23,         // exec of the namespace's init (the tether binary)
+    TETHER_STAGE_LANDLOCK = 24,     // the exec allow-list of a profile that permits one program
+};
+
+/// The worker's own namespaces (see contain.c). With `enabled`, the child of the supervisor
+/// becomes PID 1 of a new PID namespace (the init), sets up a mount namespace in which the
+/// supervisor's state is hidden and the cgroup file system is read-only, forks the worker as
+/// PID 2 and execs the tether binary as a small init that reaps and reports the worker's status.
+struct tether_contain {
+    int enabled;
+    /// Nonzero for an unprivileged supervisor: the namespaces are owned by a new user namespace
+    /// that maps the supervisor's own uid and gid to themselves (`uid_map`, `gid_map` lines).
+    int new_user_ns;
+    const char *uid_map;
+    const char *gid_map;
+    /// Nonzero: the worker is uid 0 in a user namespace of its own, nested below, mapping
+    /// 0 to the unprivileged uid/gid it runs as outside (`worker_uid_map`, `worker_gid_map`).
+    int root_in_userns;
+    const char *worker_uid_map;
+    const char *worker_gid_map;
+    /// Directories covered by an empty read-only tmpfs; files covered by /dev/null.
+    const char *const *hide_dirs;
+    size_t hide_dir_count;
+    const char *const *hide_files;
+    size_t hide_file_count;
+    /// Mount points made read-only with everything below them (the cgroup file systems).
+    const char *const *readonly;
+    size_t readonly_count;
+    int exe_fd;          // the tether executable (opened in the parent), exec'd as the init
+    int status_fd;       // the init writes the worker's wait status (int) here, then exits
+    int parent_pidfd;    // the supervisor: a child that finds it already gone stops
+    const char *init_name;   // argv[0] of the init: "tether-init"
 };
 
 struct tether_rlimit {
@@ -83,6 +118,8 @@ struct tether_spawn_attr {
     size_t filter_count;
     int exec_fd;                 // >= 0: open `path` at this fd number and execveat through it
     int pdeathsig;               // signal sent to the child when the spawning thread dies
+    int landlock_fd;             // >= 0: a Landlock ruleset the worker restricts itself to before exec
+    struct tether_contain contain;
 };
 
 /// Forks and execs per `attr`. On success returns 0 with `*pid` and `*pidfd` (CLOEXEC) set.
@@ -105,11 +142,14 @@ int tether_pidfd_send_signal(int pidfd, int sig);
 // MARK: - the keeper (dead man's switch)
 
 /// Forks the keeper: a small C process that holds the read end of a pipe from the supervisor.
-/// The supervisor writes process group ids to it as int32 (positive: watch, negative: forget).
-/// When the pipe reaches EOF — the supervisor exited or was SIGKILLed — the keeper writes "1"
-/// to `cgroup_kill_fd` (if >= 0) and SIGKILLs every watched group, then exits.
-/// Returns 0 with `*pid` and `*write_fd` (CLOEXEC), or -errno.
-int tether_keeper_start(int cgroup_kill_fd, pid_t *pid, int *write_fd);
+/// The supervisor writes int32 records: positive, a worker's process group (its init) to watch;
+/// negative, one to forget; zero, a heartbeat, which the keeper echoes with one byte on
+/// `*echo_fd`. When the pipe reaches EOF — the supervisor exited or was SIGKILLed — or, once
+/// heartbeats have started, none arrives for `heartbeat_timeout_ms` — the supervisor is
+/// stopped or hung — the keeper writes "1" to `cgroup_kill_fd` (if >= 0), SIGKILLs every
+/// watched group and says so on its stderr. It exits at EOF and keeps watching after a timeout.
+/// Returns 0 with `*pid`, `*write_fd` and `*echo_fd` (CLOEXEC, echo non-blocking), or -errno.
+int tether_keeper_start(int cgroup_kill_fd, int heartbeat_timeout_ms, pid_t *pid, int *write_fd, int *echo_fd);
 
 // MARK: - small syscalls without a glibc wrapper on Debian 12
 
@@ -117,8 +157,14 @@ int tether_pidfd_open(pid_t pid);
 int tether_set_child_subreaper(void);
 /// prctl(PR_SET_DUMPABLE, 0): variadic in glibc, so not callable from Swift.
 int tether_set_not_dumpable(void);
+/// landlock_create_ruleset handling only LANDLOCK_ACCESS_FS_EXECUTE, with one rule per path
+/// allowing it: a process restricted to it can execute those files and nothing else. Returns
+/// the ruleset descriptor (CLOEXEC) or -errno (-ENOSYS / -EOPNOTSUPP: no Landlock).
+int tether_landlock_exec_ruleset(const char *const *paths, size_t count);
 /// Names the calling thread (what `ps -L` and /proc/PID/comm of an unexec'd child show).
 void tether_set_thread_name(const char *name);
+/// pipe2(O_CLOEXEC | O_NONBLOCK): 0, or -errno.
+int tether_pipe_nonblock(int fds[2]);
 /// A non-blocking, close-on-exec eventfd, for waking a poll loop.
 int tether_eventfd(void);
 

@@ -8,10 +8,13 @@ import TetherCore
 public struct AuthorityEndpoint: Sendable, Equatable {
     public var url: String
     public var key: String
+    /// Where the key was read from, when it was.
+    public var keyFile: String?
 
-    public init(url: String, key: String) {
+    public init(url: String, key: String, keyFile: String? = nil) {
         self.url = url.hasSuffix("/") ? String(url.dropLast()) : url
         self.key = key
+        self.keyFile = keyFile
     }
 
     /// Flags first, then `TETHER_AUTHORITY` / `TETHER_KEY_FILE`, then the local state
@@ -25,10 +28,16 @@ public struct AuthorityEndpoint: Sendable, Equatable {
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let u = url ?? env["TETHER_AUTHORITY"] ?? fromDir ?? "http://127.0.0.1:8470"
         let keyPath = keyFile ?? env["TETHER_KEY_FILE"] ?? stateDirectory + "/\(role).key"
-        guard let key = try? String(contentsOfFile: keyPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), !key.isEmpty else {
-            throw ClientError.configuration("cannot read the \(role) key from \(keyPath); give --key-file or TETHER_KEY_FILE (tether authority init writes \(role).key)")
+        let key: String
+        do {
+            key = try SecretFile.read(keyPath).trimmingCharacters(in: .whitespacesAndNewlines)
+        } catch {
+            throw ClientError.configuration("cannot read the \(role) key: \(error); give --key-file or TETHER_KEY_FILE (tether authority init writes \(role).key)")
         }
-        return AuthorityEndpoint(url: u, key: key)
+        guard !key.isEmpty else {
+            throw ClientError.configuration("the \(role) key file \(keyPath) is empty")
+        }
+        return AuthorityEndpoint(url: u, key: key, keyFile: keyPath)
     }
 }
 

@@ -11,12 +11,16 @@ public struct ResolvedAuthority: Sendable {
     public var verifier: DecisionVerifier?
     public var settings: AuthoritySettings
     public var instance: String
+    /// What no worker may see: the state directory (the local authority's keys and database),
+    /// the agent key file. Covered in every worker's mount namespace.
+    public var secrets: [String]
 
-    public init(client: AuthorityClient, verifier: DecisionVerifier?, settings: AuthoritySettings, instance: String) {
+    public init(client: AuthorityClient, verifier: DecisionVerifier?, settings: AuthoritySettings, instance: String, secrets: [String] = []) {
         self.client = client
         self.verifier = verifier
         self.settings = settings
         self.instance = instance
+        self.secrets = secrets
     }
 
     var watchSettings: WatchSettings {
@@ -34,6 +38,7 @@ public struct ResolvedAuthority: Sendable {
 /// start, 78 for a profile that does not compile.
 public enum RunSession {
     public static func run(worker config: WorkerConfig, authority: ResolvedAuthority, logger baseLogger: Logger,
+                           acceptWeakContainment: Bool = false,
                            notifications: ServiceNotifications = .none) async -> Int32 {
         var logger = baseLogger
         logger[metadataKey: "surface"] = "\(config.surface)"
@@ -73,7 +78,7 @@ public enum RunSession {
         let (signalStream, signalContinuation) = AsyncStream<Int32>.makeStream()
         let signals = SignalForwarder(handler: { signalContinuation.yield($0) })
         defer { signals.stop() }
-        let spawner = Spawner(logger: logger)
+        let spawner = Spawner(logger: logger, containment: ContainmentPolicy(hiddenPaths: authority.secrets, acceptWeak: acceptWeakContainment))
         defer { spawner.shutdown() }
         let foreground = ForegroundTerminal.claimable()
         let worker: Worker
@@ -83,10 +88,14 @@ public enum RunSession {
                 foregroundTerminal: foreground, startGate: { await gate.ask() }))
         } catch {
             if error.stage == .gate { return fail("\(error.message); nothing of it ran", TetherExit.denied) }
+            if Spawner.namespaceStages.contains(error.stage) || error.stage == .landlock {
+                return fail("\(error.message)\nNothing was started.", TetherExit.unavailable)
+            }
             let code: Int32 = error.stage == .exec || error.stage == .execFD ? (error.errno == ENOENT ? 127 : 126) : TetherExit.unavailable
             return fail("\(error)", code)
         }
         defer { if foreground != nil { ForegroundTerminal.reclaim() } }
+        if spawner.isWeak { logger[metadataKey: "containment"] = "WEAK" }
 
         let reporter = Reporter(client: authority.client, instance: authority.instance, logger: logger)
         let surface = config.surface
@@ -105,6 +114,7 @@ public enum RunSession {
         defer { ticking?.cancel() }
         logger.info("worker started", metadata: [
             "pid": "\(worker.pid)", "cgroup": "\(worker.cgroup?.path ?? "none")", "profile": "\(config.profile)",
+            "as": "\(worker.identity)", "namespaces": "\(worker.contained ? "pid,mount,ipc,cgroup" : "NONE (weak containment)")",
             "on_revoke": "\(config.stop.onRevoke.rawValue)", "authority": "\(authority.client.endpoint.url)",
             "mode": "\(authority.settings.watch ? "watch" : "poll every \(DurationText.format(authority.settings.pollInterval))")",
         ])

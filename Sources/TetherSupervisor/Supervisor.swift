@@ -77,7 +77,8 @@ public final class Supervisor: Sendable {
 
     /// Runs until shut down; returns the exit code.
     public func run(config: ConfigFile, filters: [String: CompiledFilter]) async -> Int32 {
-        let spawner = Spawner(logger: logger)
+        let spawner = Spawner(logger: logger, containment: ContainmentPolicy(
+            hiddenPaths: authority.secrets + [configPath], acceptWeak: config.supervisor.acceptWeakContainment))
         defer { spawner.shutdown() }
         var order = config.workers.map(\.name)
         var slots: [String: Slot] = [:]

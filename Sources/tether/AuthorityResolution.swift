@@ -32,7 +32,12 @@ enum AuthorityResolution {
             verifier = try DecisionVerifier(publicKeyBase64: text)
         }
         let instance = settings.instance ?? Self.defaultInstance(withPID: instanceWithPID)
-        return ResolvedAuthority(client: AuthorityClient(endpoint: endpoint), verifier: verifier, settings: settings, instance: instance)
+        // Hidden from workers: this state directory, the system's and this user's default one
+        // (an operator key may sit there even when the authority is remote), the agent key.
+        var secrets = [directory.path, StateDirectory.defaultPath(), "/var/lib/tether", "/etc/tether"]
+        if let k = endpoint.keyFile { secrets.append(k) }
+        return ResolvedAuthority(client: AuthorityClient(endpoint: endpoint), verifier: verifier, settings: settings, instance: instance,
+                                 secrets: Array(Set(secrets)).sorted())
     }
 
     static func executablePath() -> String {

@@ -37,6 +37,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Set a variable for the worker (repeatable).") var env: [String] = []
     @Option(help: "A resource limit for the worker, e.g. nproc=64 or nofile=1024:4096 (repeatable).") var limit: [String] = []
     @Option(name: .customLong("dir"), help: "Local state directory (the embedded authority's).") var dir: String?
+    @Flag(help: "If the worker's own namespaces cannot be made, run it in the supervisor's (it could then signal the supervisor and read what its uid may). Every log line says so.") var acceptWeakContainment = false
     @Argument(parsing: .captureForPassthrough, help: "The command, after --.") var command: [String] = []
 
     func run() async throws {
@@ -47,6 +48,7 @@ struct RunCommand: AsyncParsableCommand {
 
         // The file, then the environment, then flags.
         var authoritySettings = AuthoritySettings()
+        var supervisorSettings = SupervisorSettings()
         var worker = WorkerConfig(name: "worker", spec: WorkerSpec(command: cmd))
         var surfaceGiven = false
         if let path = config ?? environment["TETHER_CONFIG"] {
@@ -56,6 +58,7 @@ struct RunCommand: AsyncParsableCommand {
                     throw ConfigError(file: path, line: file.workers[1].line, message: "tether run takes one [[worker]]; this file has \(file.workers.count) (run them with tether supervise --config)")
                 }
                 authoritySettings = file.authority
+                supervisorSettings = file.supervisor
                 if let w = file.workers.first {
                     worker = w
                     surfaceGiven = true
@@ -114,7 +117,9 @@ struct RunCommand: AsyncParsableCommand {
         } catch {
             throw fail("\(error)\nNothing was started.", code: TetherExit.config)
         }
-        let code = await RunSession.run(worker: worker, authority: resolved, logger: logger, notifications: SystemdNotifier.notifications)
+        let code = await RunSession.run(worker: worker, authority: resolved, logger: logger,
+                                        acceptWeakContainment: acceptWeakContainment || supervisorSettings.acceptWeakContainment,
+                                        notifications: SystemdNotifier.notifications)
         throw ExitCode(code)
     }
 }

@@ -27,6 +27,10 @@ public struct SupervisorSettings: Sendable, Equatable {
     public var metrics: String?
     /// SIGTERM: how long the workers have, in order, before everything left is killed.
     public var shutdownTimeout: Duration = .seconds(30)
+    /// Run workers in the supervisor's own namespaces when theirs cannot be made (no user
+    /// namespaces for an unprivileged supervisor, say) instead of refusing to start them.
+    /// A worker there can signal its supervisor and read what its uid may: every log line says so.
+    public var acceptWeakContainment = false
 
     public init() {}
 }

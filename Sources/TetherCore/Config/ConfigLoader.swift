@@ -41,6 +41,7 @@ public enum ConfigLoader {
                 throw f.error("metrics", "expected HOST:PORT, e.g. \"127.0.0.1:9471\"; got \"\(m)\"")
             }
             if let d = try f.duration("shutdown_timeout", atLeast: .zero) { config.supervisor.shutdownTimeout = d }
+            if let b = try f.bool("accept_weak_containment") { config.supervisor.acceptWeakContainment = b }
             try f.finish()
         }
         for w in try top.tables("worker") {

@@ -13,9 +13,17 @@ public final class Worker: Sendable {
     public let cgroup: Cgroup?
     public let pidfd: PidFD
     public let exit: ExitFuture
+    /// In namespaces of its own (`pid` is then its init, PID 1 there), or — weak containment —
+    /// in the supervisor's.
+    public let contained: Bool
+    /// Who it runs as ("tether-61234 (uid 61234)", "root in its own user namespace, …").
+    public let identity: String
     private let onReaped: @Sendable () -> Void
 
-    init(name: String, pidfd: PidFD, cgroup: Cgroup?, exit: ExitFuture, onReaped: @escaping @Sendable () -> Void) {
+    init(name: String, pidfd: PidFD, cgroup: Cgroup?, exit: ExitFuture, contained: Bool = false, identity: String = "",
+         onReaped: @escaping @Sendable () -> Void) {
+        self.contained = contained
+        self.identity = identity
         self.name = name
         self.pid = pidfd.pid
         self.pidfd = pidfd

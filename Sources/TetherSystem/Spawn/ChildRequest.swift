@@ -6,7 +6,8 @@ import TetherCore
 public struct SpawnError: Error, Sendable, CustomStringConvertible {
     public enum Stage: Int32, Sendable {
         case none = 0, signals, setpgid, tcsetpgrp, cgroup, rlimit, setgroups, setgid, setuid,
-             pdeathsig, noNewPrivs, chdir, stdio, closeFDs, execFD, seccomp, exec, fork, pipe, pidfd
+             pdeathsig, noNewPrivs, chdir, stdio, closeFDs, execFD, seccomp, exec, fork, pipe, pidfd,
+             namespaces, idMap, mounts, initExec, landlock
         /// Not a step of the child path: the start gate said no (Swift side only).
         case gate = 100
 
@@ -32,6 +33,11 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
             case .fork: return "fork"
             case .pipe: return "pipe"
             case .pidfd: return "pidfd"
+            case .namespaces: return "namespaces"
+            case .idMap: return "id_map"
+            case .mounts: return "mounts"
+            case .initExec: return "init"
+            case .landlock: return "landlock"
             case .gate: return "gate"
             }
         }
@@ -64,6 +70,26 @@ struct ChildRequest: Sendable {
     var ids: Credentials?
     var limits: [ResourceLimit]
     var filter: CompiledFilter?
+    /// The worker's namespaces; nil runs it in the supervisor's (weak containment).
+    var contain: Contain?
+
+    /// The namespace path's settings (see `contain.c`).
+    struct Contain: Sendable {
+        /// Unprivileged supervisor: a user namespace mapping its own ids to themselves.
+        var newUserNamespace: Bool
+        var outerUID: uid_t
+        var outerGID: gid_t
+        /// Root in a nested user namespace, mapped to the worker's ids outside.
+        var rootInUserNamespace: Bool
+        var workerUID: uid_t
+        var workerGID: gid_t
+        var hideDirectories: [String]
+        var hideFiles: [String]
+        var readonly: [String]
+        var statusFD: Int32
+        /// The exec allow-list of a profile that permits exactly one program (Landlock).
+        var landlockFD: Int32 = -1
+    }
 
     func spawn() -> Result<(pid_t, Int32), SpawnError> {
         // Strings and arrays the child reads: allocated before fork, freed after.
@@ -71,12 +97,26 @@ struct ChildRequest: Sendable {
         let cCwd = cwd.map { strdup($0) } ?? nil
         let cArgv = cArray(argv)
         let cEnvp = cArray(envp)
+        // The namespace path's strings, prepared here: the child formats nothing.
+        let c = contain
+        let maps = [
+            "\(c?.outerUID ?? 0) \(c?.outerUID ?? 0) 1\n", "\(c?.outerGID ?? 0) \(c?.outerGID ?? 0) 1\n",
+            "0 \(c?.workerUID ?? 0) 1\n", "0 \(c?.workerGID ?? 0) 1\n", "tether-init",
+        ]
+        let cMaps = cArray(maps)
+        let hideDirs = cArray(c?.hideDirectories ?? [])
+        let hideFiles = cArray(c?.hideFiles ?? [])
+        let readonly = cArray(c?.readonly ?? [])
         var opened: [Int32] = []
         defer {
             free(cPath)
             free(cCwd)
             freeArray(cArgv, argv.count)
             freeArray(cEnvp, envp.count)
+            freeArray(cMaps, maps.count)
+            freeArray(hideDirs, c?.hideDirectories.count ?? 0)
+            freeArray(hideFiles, c?.hideFiles.count ?? 0)
+            freeArray(readonly, c?.readonly.count ?? 0)
             for fd in opened { close(fd) }
         }
 
@@ -141,6 +181,26 @@ struct ChildRequest: Sendable {
                 attr.filter_count = fp.count
                 attr.exec_fd = filter?.execFD ?? -1
                 attr.pdeathsig = SIGKILL
+                attr.landlock_fd = c?.landlockFD ?? -1
+                if let c {
+                    attr.contain.enabled = 1
+                    attr.contain.new_user_ns = c.newUserNamespace ? 1 : 0
+                    attr.contain.uid_map = UnsafePointer(cMaps[0])
+                    attr.contain.gid_map = UnsafePointer(cMaps[1])
+                    attr.contain.root_in_userns = c.rootInUserNamespace ? 1 : 0
+                    attr.contain.worker_uid_map = UnsafePointer(cMaps[2])
+                    attr.contain.worker_gid_map = UnsafePointer(cMaps[3])
+                    attr.contain.init_name = UnsafePointer(cMaps[4])
+                    attr.contain.hide_dirs = UnsafeRawPointer(hideDirs).assumingMemoryBound(to: UnsafePointer<CChar>?.self)
+                    attr.contain.hide_dir_count = c.hideDirectories.count
+                    attr.contain.hide_files = UnsafeRawPointer(hideFiles).assumingMemoryBound(to: UnsafePointer<CChar>?.self)
+                    attr.contain.hide_file_count = c.hideFiles.count
+                    attr.contain.readonly = UnsafeRawPointer(readonly).assumingMemoryBound(to: UnsafePointer<CChar>?.self)
+                    attr.contain.readonly_count = c.readonly.count
+                    attr.contain.exe_fd = ContainmentFDs.executable
+                    attr.contain.status_fd = c.statusFD
+                    attr.contain.parent_pidfd = ContainmentFDs.supervisor
+                }
                 return tether_spawn(&attr, &pid, &pidfd, &stage, &err)
             }
         }
@@ -160,6 +220,11 @@ struct ChildRequest: Sendable {
         case .setuid, .setgid, .setgroups: return "cannot drop privileges"
         case .cgroup: return "cannot join the worker's cgroup"
         case .pdeathsig: return "cannot set the parent-death signal (or the supervisor already exited)"
+        case .namespaces: return "cannot create the worker's namespaces (PID, mount, IPC; a user namespace when not root)"
+        case .idMap: return "cannot map the worker's user namespace"
+        case .mounts: return "cannot set up the worker's mount namespace (/proc, hidden state, read-only cgroups)"
+        case .initExec: return "cannot exec the worker's init (the tether binary)"
+        case .landlock: return "cannot restrict the worker to its one program (Landlock)"
         default: return "cannot start \(path)"
         }
     }

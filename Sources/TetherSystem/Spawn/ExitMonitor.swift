@@ -43,6 +43,8 @@ final class ExitMonitor: Sendable {
     private struct Watched {
         let pidfd: PidFD
         let future: ExitFuture
+        /// A contained worker's init reports the worker's own status here.
+        var status: InitStatusPipe? = nil
     }
 
     private struct State {
@@ -74,20 +76,20 @@ final class ExitMonitor: Sendable {
 
     /// Forks through `body` and watches the child it returns, with no sweep in between.
     func spawning<E: Error>(
-        _ body: () -> Result<(pid_t, Int32), E>
+        status: InitStatusPipe? = nil, _ body: () -> Result<(pid_t, Int32), E>
     ) -> Result<(PidFD, ExitFuture), E> {
         spawnGate.withLock { _ in
             body().map { (pid, fd) in
                 let pidfd = PidFD(rawValue: fd, pid: pid)
-                return (pidfd, watch(pidfd, group: pid))
+                return (pidfd, watch(pidfd, group: pid, status: status))
             }
         }
     }
 
-    private func watch(_ pidfd: PidFD, group: pid_t) -> ExitFuture {
+    private func watch(_ pidfd: PidFD, group: pid_t, status: InitStatusPipe? = nil) -> ExitFuture {
         let future = ExitFuture()
         state.withLock {
-            $0.watched[pidfd.rawValue] = Watched(pidfd: pidfd, future: future)
+            $0.watched[pidfd.rawValue] = Watched(pidfd: pidfd, future: future, status: status)
             $0.ownedGroups.insert(group)
             if $0.ownedGroups.count > 65536 { $0.ownedGroups.remove($0.ownedGroups.first!) }
         }
@@ -140,7 +142,10 @@ final class ExitMonitor: Sendable {
                     let w = state.withLock { $0.watched.removeValue(forKey: fd) }
                     // ECHILD: something else in this process reaped it. The status is lost, but
                     // the worker is gone, and the descriptor must leave the poll set.
-                    w?.future.complete(rc != 0 ? .lost : signaled != 0 ? .signaled(code) : .exited(code))
+                    let own: ExitStatus = rc != 0 ? .lost : signaled != 0 ? .signaled(code) : .exited(code)
+                    // An init that exited on its own says how the worker ended; one that was
+                    // killed (a stop, the keeper) took the worker with it: its own status.
+                    w?.future.complete((signaled == 0 ? w?.status?.read() : nil) ?? own)
                 }
             }
             // Orphans appear when something of a worker exits: sweep after exits, after an

@@ -14,13 +14,24 @@ public final class Spawner: Sendable {
     public let cgroupRoot: CgroupRoot?
     /// Why workers get no cgroup, when they do not.
     public let cgroupUnavailable: String?
+    public let containment: ContainmentPolicy
     private let keeper: Keeper?
     private let logger: Logger
     private let counter = Atomic<Int>(0)
+    /// Set once the worker's namespaces could not be made and `acceptWeak` allowed running
+    /// without them: every later spawn goes the weak way at once, and says so.
+    private let weak = Atomic<Bool>(false)
     private static let instances = Atomic<Int>(0)
 
-    public init(logger: Logger, useCgroups: Bool = true) {
+    /// The keeper kills every worker when the supervisor's heartbeat (every 250 ms, from its
+    /// async runtime) is missing this long: a supervisor that is stopped or hung enforces
+    /// nothing. Shorter than any lease the authority gives (15 s by default).
+    public static let heartbeatTimeout: Duration = .seconds(3)
+
+    public init(logger: Logger, useCgroups: Bool = true, containment: ContainmentPolicy = ContainmentPolicy(),
+                heartbeatTimeout: Duration = Spawner.heartbeatTimeout) {
         self.logger = logger
+        self.containment = containment
         // A child of ours that dies must never take the supervisor with it through SIGPIPE, and
         // orphans of workers are reparented here (and reaped by the exit monitor), not to init.
         signal(SIGPIPE, SIG_IGN)
@@ -47,7 +58,7 @@ public final class Spawner: Sendable {
         if let root { ExitMonitor.shared.own(cgroupPrefix: root.relativePath) }
         let killRoot = root
         do {
-            keeper = try Keeper.start(openKillFile: { killRoot?.openKillFile() ?? -1 }, logger: logger)
+            keeper = try Keeper.start(openKillFile: { killRoot?.openKillFile() ?? -1 }, heartbeatTimeout: heartbeatTimeout, logger: logger)
         } catch {
             logger.error("could not start the keeper: workers may outlive a SIGKILLed supervisor", metadata: ["error": "\(error)"])
             keeper = nil
@@ -103,50 +114,167 @@ public final class Spawner: Sendable {
         }
     }
 
+    /// Whether workers run in their own namespaces (false only after a failure that
+    /// `ContainmentPolicy.acceptWeak` let through).
+    public var isWeak: Bool { weak.load(ordering: .relaxed) }
+
     public func spawn(_ launch: Launch) async throws(SpawnError) -> Worker {
+        var plan = try prepare(launch)
+        var result = await start(plan, gate: launch.startGate)
+        if case .failure(let e) = result.0, plan.request.contain != nil, Self.namespaceStages.contains(e.stage) {
+            guard containment.acceptWeak else {
+                plan.release()
+                throw SpawnError(stage: e.stage, errno: e.errno, message: Self.refusal(e))
+            }
+            weak.store(true, ordering: .relaxed)
+            logger.critical("WEAK CONTAINMENT: the worker's namespaces cannot be made; running it in the supervisor's, as --accept-weak-containment allows: it may signal the supervisor and read what its uid can", metadata: ["error": "\(e)"])
+            plan.release()
+            plan = try prepare(launch)
+            result = await start(plan, gate: launch.startGate)
+        }
+        return try await finish(plan, result, launch)
+    }
+
+    /// Everything a spawn decides before the child exists.
+    private struct Plan {
+        var name: String
+        var request: ChildRequest
+        var cgroup: Cgroup?
+        var identity: WorkerIdentity
+        var status: InitStatusPipe?
+
+        func release() {
+            cgroup?.removeTree()
+            if let l = request.contain?.landlockFD, l >= 0 { close(l) }
+        }
+    }
+
+    public static let namespaceStages: Set<SpawnError.Stage> = [.namespaces, .idMap, .mounts, .initExec]
+
+    static func refusal(_ e: SpawnError) -> String {
+        """
+        \(e.message): \(String(cString: strerror(e.errno))). Tether will not run a worker that could reach its supervisor. \
+        As root this needs PID and mount namespaces (CONFIG_PID_NS, CONFIG_NAMESPACES); as another user also unprivileged \
+        user namespaces (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1, no AppArmor restriction). \
+        Run the supervisor as root, enable user namespaces, or accept weaker containment with --accept-weak-containment \
+        (accept_weak_containment = true in [supervisor]).
+        """
+    }
+
+    /// Identity, environment, program, cgroup and namespaces: what the child path will do.
+    private func prepare(_ launch: Launch) throws(SpawnError) -> Plan {
         guard let program = launch.spec.command.first else {
             throw SpawnError(stage: .exec, errno: EINVAL, message: "no command given")
         }
+        let contained = !weak.load(ordering: .relaxed)
+        let identity: WorkerIdentity
+        if contained {
+            identity = try WorkerIdentity.resolve(spec: launch.spec, workerName: launch.name)
+        } else {
+            // Weak: the worker keeps the supervisor's namespaces, so it cannot be root in one
+            // of its own; a root supervisor still gives it a dedicated uid.
+            var spec = launch.spec
+            if spec.user == "root" || spec.user == "0" { spec.user = nil }
+            identity = try WorkerIdentity.resolve(spec: spec, workerName: launch.name)
+        }
         var env = EnvironmentPolicy.workerEnvironment(supervisor: launch.supervisorEnvironment, spec: launch.spec)
-        let ids = try Credentials.resolve(user: launch.spec.user, group: launch.spec.group)
-        if let ids, launch.spec.environment["HOME"] == nil {
-            env["HOME"] = ids.home
-            env["USER"] = ids.name
-            env["LOGNAME"] = ids.name
+        if let ids = identity.ids, launch.spec.environment["HOME"] == nil {
+            env["HOME"] = identity.rootInUserNamespace ? "/root" : ids.home
+            env["USER"] = identity.rootInUserNamespace ? "root" : ids.name
+            env["LOGNAME"] = env["USER"]
         }
         let path = try Self.resolve(program, path: env["PATH"] ?? "/usr/local/bin:/usr/bin:/bin")
 
         let seq = counter.add(1, ordering: .relaxed).oldValue
-        let cgName = "\(Self.sanitize(launch.name)).\(seq)"
         var cgroup: Cgroup?
         if let root = cgroupRoot {
-            do { cgroup = try root.makeWorkerCgroup(name: cgName) } catch {
+            do { cgroup = try root.makeWorkerCgroup(name: "\(Self.sanitize(launch.name)).\(seq)") } catch {
                 logger.warning("could not create the worker's cgroup; process group only", metadata: ["error": "\(error)"])
             }
         }
-
-        let workerCgroup = cgroup
+        var status: InitStatusPipe?
+        var contain: ChildRequest.Contain?
+        if contained {
+            let s = try InitStatusPipe()
+            status = s
+            contain = namespaces(identity: identity, statusFD: s.writeFD)
+            if let filter = launch.filter, filter.execFD != nil {
+                contain?.landlockFD = try Self.execAllowList(path)
+            }
+        }
         let request = ChildRequest(
             path: path, argv: launch.spec.command,
             envp: env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
             cwd: launch.spec.workingDirectory,
             stdio: [launch.stdin, launch.stdout, launch.stderr],
-            cgroup: workerCgroup, tty: launch.foregroundTerminal, ids: ids,
-            limits: launch.spec.limits, filter: launch.filter
+            cgroup: cgroup, tty: launch.foregroundTerminal,
+            ids: identity.rootInUserNamespace && geteuid() != 0 ? nil : identity.ids,
+            limits: launch.spec.limits, filter: launch.filter, contain: contain
         )
+        return Plan(name: launch.name, request: request, cgroup: cgroup, identity: identity, status: status)
+    }
+
+    /// The namespace settings for one worker: which of the supervisor's paths to cover, what
+    /// to make read-only, and the user namespace maps.
+    private func namespaces(identity: WorkerIdentity, statusFD: Int32) -> ChildRequest.Contain {
+        var dirs: [String] = [], files: [String] = []
+        for p in containment.hiddenPaths {
+            var st = stat()
+            guard lstat(p, &st) == 0 else { continue }
+            if (st.st_mode & S_IFMT) == S_IFDIR { dirs.append(p) } else if (st.st_mode & S_IFMT) == S_IFREG { files.append(p) }
+        }
+        let euid = geteuid(), egid = getegid()
+        return ChildRequest.Contain(
+            newUserNamespace: euid != 0, outerUID: euid, outerGID: egid,
+            rootInUserNamespace: identity.rootInUserNamespace,
+            workerUID: identity.ids?.uid ?? euid, workerGID: identity.ids?.gid ?? egid,
+            hideDirectories: dirs, hideFiles: files, readonly: ContainmentPolicy.readonlyMounts(),
+            statusFD: statusFD)
+    }
+
+    /// Landlock for a profile that allows exactly one exec (`strict`): the program and its ELF
+    /// interpreter may be executed, nothing else. Without Landlock the promise cannot be kept,
+    /// so the worker does not start.
+    static func execAllowList(_ program: String) throws(SpawnError) -> Int32 {
+        let paths = [program] + (ELFInterpreter.of(program).map { [$0] } ?? [])
+        let cPaths = paths.map { strdup($0) }
+        defer { cPaths.forEach { free($0) } }
+        let fd = cPaths.withUnsafeBufferPointer { buf in
+            buf.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buf.count) {
+                tether_landlock_exec_ruleset($0, buf.count)
+            }
+        }
+        guard fd >= 0 else {
+            throw SpawnError(stage: .landlock, errno: -fd, message: "this profile allows exactly one program, which needs Landlock (Linux 5.13+, landlock in the lsm= list) to enforce; it is not available")
+        }
+        return fd
+    }
+
+    /// Runs the child path on the spawn thread, behind the start gate when there is a cgroup
+    /// to hold the child in. Returns the result and the gate's answer (nil: not asked yet).
+    private func start(_ plan: Plan, gate: (@Sendable () async -> Bool)?) async -> (Result<(PidFD, ExitFuture), SpawnError>, Bool?) {
         // The gate, when the child can be held: the cgroup is frozen before the child joins it,
         // so the child stops on its way back from that write, before exec. The spawn thread
         // waits in clone() (vfork) meanwhile; the answer comes from another task.
         var held: Task<Bool, Never>?
-        if let gate = launch.startGate, let cg = workerCgroup, cg.freeze() {
+        if let gate, let cg = plan.cgroup, cg.freeze() {
             held = Task {
                 let ok = await gate()
                 if ok { cg.thaw() } else { cg.kill() }
                 return ok
             }
         }
-        let result = await SpawnThread.shared.run { ExitMonitor.shared.spawning { request.spawn() } }
-        let heldAnswer = await held?.value
+        let request = plan.request
+        let status = plan.status
+        let result = await SpawnThread.shared.run { ExitMonitor.shared.spawning(status: status) { request.spawn() } }
+        status?.closeWriteEnd()
+        if let l = request.contain?.landlockFD, l >= 0 { close(l) }
+        return (result, await held?.value)
+    }
+
+    private func finish(_ plan: Plan, _ started: (Result<(PidFD, ExitFuture), SpawnError>, Bool?), _ launch: Launch) async throws(SpawnError) -> Worker {
+        let (result, heldAnswer) = started
+        let workerCgroup = plan.cgroup
         switch result {
         case .failure(let e):
             workerCgroup?.removeTree()
@@ -155,7 +283,9 @@ public final class Spawner: Sendable {
             let pid = pidfd.pid
             keeper?.watch(group: pid)
             let keeper = self.keeper
-            let worker = Worker(name: launch.name, pidfd: pidfd, cgroup: workerCgroup, exit: future) {
+            let identity = plan.identity
+            let worker = Worker(name: launch.name, pidfd: pidfd, cgroup: workerCgroup, exit: future,
+                                contained: plan.request.contain != nil, identity: identity.description) {
                 // The first process is gone. Like systemd's KillMode=control-group, what is left
                 // of the worker goes with it, then its cgroup.
                 if let cg = workerCgroup {
@@ -168,6 +298,7 @@ public final class Spawner: Sendable {
                     }
                 }
                 keeper?.forget(group: pid)
+                _ = identity   // the dynamic uid stays held until the worker is reaped
             }
             var allowed = heldAnswer ?? true
             if heldAnswer == nil, let gate = launch.startGate {
@@ -181,7 +312,7 @@ public final class Spawner: Sendable {
                 _ = await worker.wait()
                 throw SpawnError(stage: .gate, errno: ECANCELED, message: "start of \(launch.name) cancelled: the surface was denied while the worker was starting")
             }
-            logger.debug("worker started", metadata: ["worker": "\(launch.name)", "pid": "\(pid)", "cgroup": "\(workerCgroup?.path ?? "none")"])
+            logger.debug("worker started", metadata: ["worker": "\(launch.name)", "pid": "\(pid)", "cgroup": "\(workerCgroup?.path ?? "none")", "identity": "\(identity.description)"])
             return worker
         }
     }

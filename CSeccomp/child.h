@@ -1,0 +1,25 @@
+// Internal to CSeccomp: the steps of the child path that spawn.c and contain.c share.
+// Everything here runs between clone and exec: async-signal-safe calls only.
+#ifndef TETHER_CHILD_H
+#define TETHER_CHILD_H
+
+#include "CSeccomp.h"
+
+/// Reports {stage, err} over the errno pipe and exits 127.
+__attribute__((noreturn)) void tether_child_fail(int pipe_fd, int stage, int err);
+
+/// Signal dispositions to default, own process group, terminal foreground, the cgroup: what
+/// the supervisor's direct child does first, on either path.
+void tether_child_enter(const struct tether_spawn_attr *a, int pipe_fd);
+
+/// From resource limits to execve: what becomes the worker. `parent` is the pid PDEATHSIG is
+/// checked against, or 0 to skip PDEATHSIG (inside a PID namespace its init's death ends it).
+__attribute__((noreturn)) void tether_worker_finish(const struct tether_spawn_attr *a, int pipe_fd, pid_t parent);
+
+/// The namespace path: the body of the supervisor's child, which becomes PID 1 (see contain.c).
+__attribute__((noreturn)) void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void *worker_stack_top);
+
+/// write(2) of the whole buffer, retrying EINTR and short writes. 0, or -1 with errno set.
+int tether_write_all(int fd, const char *buf, size_t len);
+
+#endif

@@ -1,0 +1,165 @@
+// The namespace path of the child: the supervisor's child becomes PID 1 of the worker's own PID
+// namespace, in a mount namespace of its own, and then the worker's init.
+//
+//   supervisor ──clone(CLONE_VM|CLONE_VFORK|CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWIPC[|CLONE_NEWUSER])──▶ C
+//   C (PID 1): process group, terminal, cgroup (held here while the start gate is frozen),
+//              cgroup namespace, id maps, mounts, parent-death signal
+//   C ──clone(CLONE_VM|CLONE_VFORK)──▶ W (PID 2): tether_worker_finish → execve(worker)
+//   C: execveat(tether binary) as "tether-init": reaps, and reports W's wait status (init.c)
+//
+// Why a PID namespace: a worker inside cannot name the supervisor, the keeper, the authority or
+// another worker's tree — kill(-1), kill(pid), ptrace, pidfd_open all stop at its border — and
+// when its init dies, by the supervisor's SIGKILL or by PDEATHSIG when the supervisor dies, the
+// kernel kills everything in it: no setsid, double fork or subreaper trick outlives it.
+// Why a mount namespace: a fresh /proc shows only the worker's tree; the supervisor's state
+// directory and key files are covered; the cgroup file system is read-only.
+//
+// Both C and W share the supervisor's memory (vfork semantics) until they exec, so as in
+// spawn.c only async-signal-safe calls run here, on stacks the parent mapped, reading the
+// attributes the parent prepared (strings included: nothing is formatted but one pid).
+#define _GNU_SOURCE
+#include "child.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <linux/mount.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+
+static int write_file(const char *file, const char *text) {
+    int fd = open(file, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = tether_write_all(fd, text, strlen(text));
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+// Makes `path` and every mount below it read-only. mount_setattr (5.12) does it in one call
+// on the whole subtree; the flag is locked for a less privileged namespace.
+static int make_readonly(const char *path) {
+    struct mount_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.attr_set = MOUNT_ATTR_RDONLY;
+    if (syscall(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE, &attr, sizeof attr) == 0) return 0;
+    if (errno != EINVAL) return -1;
+    // Not a mount point: bind it onto itself first, then the same.
+    if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) != 0) return -1;
+    return (int)syscall(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE, &attr, sizeof attr);
+}
+
+static void setup_mounts(const struct tether_contain *c, int pipe_fd) {
+    // Nothing mounted here propagates back to the host (a shared / would carry it).
+    if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
+    // The worker's /proc: this PID namespace only. Stacked on the host's, which it hides.
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+        tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
+    for (size_t i = 0; i < c->hide_dir_count; i++) {
+        if (mount("tmpfs", c->hide_dirs[i], "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555") != 0 &&
+            errno != ENOENT)
+            tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
+    }
+    for (size_t i = 0; i < c->hide_file_count; i++) {
+        if (mount("/dev/null", c->hide_files[i], NULL, MS_BIND, NULL) != 0 && errno != ENOENT)
+            tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
+    }
+    for (size_t i = 0; i < c->readonly_count; i++) {
+        if (make_readonly(c->readonly[i]) != 0 && errno != ENOENT)
+            tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
+    }
+}
+
+struct worker_args {
+    const struct tether_spawn_attr *attr;
+    int pipe_fd;
+};
+
+static int worker_entry(void *p) {
+    struct worker_args *w = p;
+    tether_worker_finish(w->attr, w->pipe_fd, 0);
+}
+
+// Decimal digits of a positive pid into `buf` (16 bytes), NUL-terminated.
+static void format_pid(pid_t pid, char *buf) {
+    char tmp[16];
+    int n = 0;
+    do { tmp[n++] = (char)('0' + pid % 10); pid /= 10; } while (pid > 0 && n < 15);
+    for (int i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
+    buf[n] = 0;
+}
+
+void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void *worker_stack_top) {
+    const struct tether_contain *c = &a->contain;
+
+    // An unprivileged supervisor's namespaces belong to a new user namespace: map the
+    // supervisor's uid and gid to themselves (the worker keeps its identity) before anything
+    // that checks permissions. setgroups must be denied before gid_map, as unprivileged.
+    if (c->new_user_ns) {
+        if (write_file("/proc/self/uid_map", c->uid_map) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
+        if (write_file("/proc/self/setgroups", "deny") != 0) tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
+        if (write_file("/proc/self/gid_map", c->gid_map) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
+    }
+
+    tether_child_enter(a, pipe_fd);
+
+    // A cgroup namespace rooted at the worker's cgroup (joined just above): /proc/self/cgroup
+    // reads "0::/", and the worker learns nothing of the supervisor's hierarchy.
+    if (a->cgroup_procs_fd >= 0 && unshare(CLONE_NEWCGROUP) != 0)
+        tether_child_fail(pipe_fd, TETHER_STAGE_NAMESPACES, errno);
+
+    setup_mounts(c, pipe_fd);
+
+    // The init dies with the supervisor (and so does everything in its namespace). Inside the
+    // namespace getppid() is 0, so whether the supervisor is already gone is asked of its pidfd.
+    if (prctl(PR_SET_PDEATHSIG, a->pdeathsig > 0 ? a->pdeathsig : SIGKILL, 0, 0, 0) != 0)
+        tether_child_fail(pipe_fd, TETHER_STAGE_PDEATHSIG, errno);
+    if (c->parent_pidfd >= 0) {
+        struct pollfd pfd = {.fd = c->parent_pidfd, .events = POLLIN};
+        if (poll(&pfd, 1, 0) > 0) tether_child_fail(pipe_fd, TETHER_STAGE_PDEATHSIG, ESRCH);
+    }
+
+    // The worker, PID 2. This process waits (CLONE_VFORK) until it has exec'd or failed.
+    struct worker_args wa = {.attr = a, .pipe_fd = pipe_fd};
+    pid_t w = clone(worker_entry, worker_stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, &wa);
+    if (w < 0) tether_child_fail(pipe_fd, TETHER_STAGE_FORK, errno);
+    int status;
+    pid_t r;
+    do { r = waitpid(w, &status, WNOHANG); } while (r < 0 && errno == EINTR);
+    if (r == w) _exit(127);   // it failed before exec and said why on the pipe
+
+    // The init: the tether binary, through the descriptor the parent opened (the path may be
+    // hidden here). Only the status descriptor survives the exec; no environment.
+    if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+        (void)kill(w, SIGKILL);
+        tether_child_fail(pipe_fd, TETHER_STAGE_CLOSE_FDS, errno);
+    }
+    if (fcntl(c->status_fd, F_SETFD, 0) != 0) {
+        (void)kill(w, SIGKILL);
+        tether_child_fail(pipe_fd, TETHER_STAGE_INIT, errno);
+    }
+    char wpid[16], sfd[16];
+    format_pid(w, wpid);
+    format_pid(c->status_fd, sfd);
+    char *const argv[] = {(char *)c->init_name, wpid, sfd, NULL};
+    char *const envp[] = {NULL};
+    syscall(SYS_execveat, c->exe_fd, "", argv, envp, AT_EMPTY_PATH);
+    int e = errno;
+    (void)kill(w, SIGKILL);
+    tether_child_fail(pipe_fd, TETHER_STAGE_INIT, e);
+}

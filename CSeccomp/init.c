@@ -1,0 +1,58 @@
+// The worker's init: PID 1 of its PID namespace (see contain.c).
+//
+// The supervisor's child execs the tether binary as "tether-init WORKER_PID STATUS_FD"; this
+// constructor runs before any Swift does and never returns into it. It reaps every process
+// the namespace re-parents to it, and when the worker (PID 2) exits it writes the worker's
+// wait status to STATUS_FD and exits, which ends the namespace: the kernel SIGKILLs whatever
+// is left in it. It forwards nothing: the supervisor signals the worker's process group
+// itself, and as a namespace init it is immune to every signal from inside it (none has a
+// handler) and stopped or killed only from outside.
+#define _GNU_SOURCE
+#include "CSeccomp.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static long parse_int(const char *s) {
+    long v = 0;
+    if (s == NULL || *s == 0) return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > 1 << 22) return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v;
+}
+
+__attribute__((noreturn)) static void init_main(pid_t worker, int status_fd) {
+    // Nobody in the namespace may read this process's memory or attach to it.
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    (void)sigprocmask(SIG_SETMASK, &chld, NULL);
+    for (;;) {
+        int status;
+        pid_t p;
+        while ((p = waitpid(-1, &status, WNOHANG)) > 0 || (p < 0 && errno == EINTR)) {
+            if (p != worker) continue;
+            ssize_t n;
+            do { n = write(status_fd, &status, sizeof status); } while (n < 0 && errno == EINTR);
+            _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+        }
+        if (p < 0 && errno == ECHILD) _exit(127);   // the worker was never ours: nothing to wait for
+        siginfo_t info;
+        (void)sigwaitinfo(&chld, &info);
+    }
+}
+
+__attribute__((constructor)) static void tether_init_entry(int argc, char **argv, char **envp) {
+    (void)envp;
+    if (argc != 3 || argv == NULL || argv[0] == NULL || strcmp(argv[0], "tether-init") != 0) return;
+    long worker = parse_int(argv[1]), fd = parse_int(argv[2]);
+    if (worker <= 1 || fd < 3) return;
+    init_main((pid_t)worker, (int)fd);
+}
