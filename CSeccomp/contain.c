@@ -14,9 +14,10 @@
 // Why a mount namespace: a fresh /proc shows only the worker's tree; the supervisor's state
 // directory and key files are covered; the cgroup file system is read-only.
 //
-// Both C and W share the supervisor's memory (vfork semantics) until they exec, so as in
-// spawn.c only async-signal-safe calls run here, on stacks the parent mapped, reading the
-// attributes the parent prepared (strings included: nothing is formatted but one pid).
+// C and W share the supervisor's memory (vfork semantics) until they exec — except where a user
+// namespace map is written: then C is a plain fork, with a copy (see tether_spawn). Either way,
+// as in spawn.c, only async-signal-safe calls run here, on stacks the parent mapped, reading
+// the attributes the parent prepared (strings included: nothing is formatted but one pid).
 #define _GNU_SOURCE
 #include "child.h"
 
@@ -107,6 +108,12 @@ static void format_pid(pid_t pid, char *buf) {
 void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void *worker_stack_top) {
     const struct tether_contain *c = &a->contain;
 
+    // Its own copy of the memory (see tether_spawn) when a map is to be written: dumpable, so
+    // /proc/self/uid_map belongs to this process's uid. Until its exec, only that uid (which
+    // is the supervisor's) could attach to it, and nothing of the worker runs yet.
+    if ((c->new_user_ns || c->root_in_userns) && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
+        tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
+
     // An unprivileged supervisor's namespaces belong to a new user namespace: map the
     // supervisor's uid and gid to themselves (the worker keeps its identity) before anything
     // that checks permissions. setgroups must be denied before gid_map, as unprivileged.
@@ -134,14 +141,13 @@ void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void
         if (poll(&pfd, 1, 0) > 0) tether_child_fail(pipe_fd, TETHER_STAGE_PDEATHSIG, ESRCH);
     }
 
-    // The worker, PID 2. This process waits (CLONE_VFORK) until it has exec'd or failed.
+    // The worker, PID 2. This process waits (CLONE_VFORK) until it has exec'd or failed. Either
+    // way the init follows: a worker that failed before exec said why on the pipe, and the
+    // init reaps it and exits at once (whether it died before or just after its exec — a
+    // foreign-ABI syscall at its first instruction — cannot be told apart here).
     struct worker_args wa = {.attr = a, .pipe_fd = pipe_fd};
     pid_t w = clone(worker_entry, worker_stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, &wa);
     if (w < 0) tether_child_fail(pipe_fd, TETHER_STAGE_FORK, errno);
-    int status;
-    pid_t r;
-    do { r = waitpid(w, &status, WNOHANG); } while (r < 0 && errno == EINTR);
-    if (r == w) _exit(127);   // it failed before exec and said why on the pipe
 
     // The init: the tether binary, through the descriptor the parent opened (the path may be
     // hidden here). Only the status descriptor survives the exec; no environment.

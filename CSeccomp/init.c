@@ -30,6 +30,7 @@ static long parse_int(const char *s) {
 __attribute__((noreturn)) static void init_main(pid_t worker, int status_fd) {
     // Nobody in the namespace may read this process's memory or attach to it.
     (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    (void)prctl(PR_SET_NAME, "tether-init", 0, 0, 0);
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);

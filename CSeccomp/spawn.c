@@ -125,6 +125,9 @@ void tether_worker_finish(const struct tether_spawn_attr *a, int pipe_fd, pid_t 
     //     namespaces it lives in belong to the supervisor's side, so it cannot unmount what
     //     hides the supervisor's state or remount the cgroup file system.
     if (a->contain.enabled && a->contain.root_in_userns) {
+        // The uid change made this (copied, see tether_spawn) memory non-dumpable, which gives
+        // /proc/self/uid_map to root: dumpable again, until the exec decides afresh.
+        if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
         if (unshare(CLONE_NEWUSER) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_NAMESPACES, errno);
         if (write_proc_self("/proc/self/uid_map", a->contain.worker_uid_map) != 0)
             tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
@@ -261,6 +264,11 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
     if (contained) {
         flags |= CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC;
         if (attr->contain.new_user_ns) flags |= CLONE_NEWUSER;
+        // A user namespace map is written through /proc/self, whose files belong to root while
+        // the memory is not dumpable — and the supervisor's is not (it holds the agent key).
+        // So where a map is written the child gets a copy of the memory instead (a plain fork:
+        // page tables only) and makes that copy dumpable until it execs.
+        if (attr->contain.new_user_ns || attr->contain.root_in_userns) flags &= ~(CLONE_VM | CLONE_VFORK);
     }
     pid_t pid = -1;
     int fork_errno = ENOMEM;

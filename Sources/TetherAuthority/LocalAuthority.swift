@@ -21,6 +21,7 @@ public enum LocalAuthority {
         startTimeout: Duration = .seconds(20)
     ) async throws -> Started {
         var initialised = false
+        try directory.checkOwnership()
         if !directory.isInitialized {
             _ = try await directory.initialize(actor: "local:tether-run")
             initialised = true

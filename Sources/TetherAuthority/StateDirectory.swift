@@ -10,12 +10,49 @@ public struct StateDirectory: Sendable {
     public init(path: String) { self.path = path }
 
     /// `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else `/var/lib/tether` for root, else
-    /// `$XDG_STATE_HOME/tether` or `~/.local/state/tether`.
+    /// `$XDG_STATE_HOME/tether` or `~/.local/state/tether` — the home directory from the
+    /// password database when `HOME` is unset, never a shared directory like /tmp, where
+    /// another user could create it first.
     public static func defaultPath(environment env: [String: String] = Foundation.ProcessInfo.processInfo.environment) -> String {
         if let s = env["STATE_DIRECTORY"], !s.isEmpty { return s.split(separator: ":").first.map(String.init) ?? s }
         if getuid() == 0 { return "/var/lib/tether" }
-        if let x = env["XDG_STATE_HOME"], !x.isEmpty { return x + "/tether" }
-        return (env["HOME"] ?? "/tmp") + "/.local/state/tether"
+        if let x = env["XDG_STATE_HOME"], !x.isEmpty, x.hasPrefix("/") { return x + "/tether" }
+        if let h = env["HOME"], h.hasPrefix("/") { return h + "/.local/state/tether" }
+        if let pw = getpwuid(getuid()), let dir = pw.pointee.pw_dir, dir.pointee != 0 {
+            return String(cString: dir) + "/.local/state/tether"
+        }
+        return "/nonexistent/.local/state/tether"
+    }
+
+    /// Refuses a directory another user could have made or could change: it must be a real
+    /// directory (not a link) owned by this user and writable by nobody else, and every
+    /// directory above it owned by this user or root and writable by nobody else (unless
+    /// sticky, as /tmp: then nobody can rename what is in it). A missing directory passes
+    /// (it is created 0700), as long as what exists above it passes.
+    public func checkOwnership(euid: uid_t = geteuid()) throws {
+        var st = stat()
+        if lstat(path, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFDIR else { throw StoreError("refusing state directory \(path): not a directory (a symbolic link?)") }
+            guard st.st_uid == euid else {
+                throw StoreError("refusing state directory \(path): owned by uid \(st.st_uid), not by this user (uid \(euid)); someone else may have created it")
+            }
+            guard st.st_mode & 0o022 == 0 else {
+                throw StoreError("refusing state directory \(path): writable by group or others (mode \(String(st.st_mode & 0o777, radix: 8))); chmod 700 it")
+            }
+        }
+        var dir = (path as NSString).deletingLastPathComponent
+        while !dir.isEmpty {
+            if stat(dir, &st) == 0 {
+                guard st.st_uid == euid || st.st_uid == 0 else {
+                    throw StoreError("refusing state directory \(path): \(dir) is owned by uid \(st.st_uid), who could replace it")
+                }
+                guard st.st_mode & 0o022 == 0 || st.st_mode & UInt32(S_ISVTX) != 0 else {
+                    throw StoreError("refusing state directory \(path): \(dir) is writable by others (mode \(String(st.st_mode & 0o7777, radix: 8)))")
+                }
+            }
+            if dir == "/" { break }
+            dir = (dir as NSString).deletingLastPathComponent
+        }
     }
 
     public var database: String { path + "/authority.sqlite" }
@@ -38,6 +75,7 @@ public struct StateDirectory: Sendable {
     /// (0600 files). Refuses to touch a directory that is already initialised.
     public func initialize(actor: String) async throws -> Created {
         if isInitialized { throw StoreError("\(path) is already initialised; its keys are in operator.key and agent.key") }
+        try checkOwnership()
         // Nothing in the state directory is for other users: the database, its WAL and the keys.
         // The umask is the process's: put it back, or a `tether run` that initialised its
         // embedded authority would hand 077 to its worker.
@@ -60,11 +98,12 @@ public struct StateDirectory: Sendable {
     }
 
     public func loadSigner() throws -> DecisionSigner {
-        try DecisionSigner(rawBase64: String(contentsOfFile: signingKey, encoding: .utf8))
+        try checkOwnership()
+        return try DecisionSigner(rawBase64: SecretFile.read(signingKey))
     }
 
     public func writeSecret(_ file: String, _ content: String) throws {
-        let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw StoreError("cannot write \(file): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         fchmod(fd, 0o600)

@@ -83,18 +83,6 @@ struct ContainmentTests {
         #expect(await p.exitCode(within: 20) == 77)
     }
 
-    @Test("a root worker that SIGKILLs its supervisor takes itself down: the keeper kills the tree")
-    func killSupervisorAsRoot() async throws {
-        let a = try await LiveAuthority(lease: "5s")
-        let f = Escape.Files("killsupervisor")
-        let p = try a.run("contain-killsup", [], f.command("killsupervisor"))
-        let code = await p.exitCode(within: 20)
-        #expect(code == SIGKILL && p.process.terminationReason == .uncaughtSignal, "the supervisor died of SIGKILL: \(String(describing: code))")
-        // (Its own report of the kill is usually lost: the keeper kills it before it writes.)
-        #expect(await eventually(5) { Workers.gone(f.marker) }, "survivors: \(liveProcesses(withMarker: f.marker).map(\.pid))")
-        #expect(await Workers.stoppedGrowing(f.ticks))
-    }
-
     @Test("a worker that ignores and blocks SIGTERM under term: killed after the grace")
     func ignoresTerm() async throws {
         let a = try await LiveAuthority(lease: "5s")
@@ -140,7 +128,7 @@ struct ContainmentTests {
                                   env: ["TETHER_SECRET_PROBE_KEY": "hunter2", "AWS_SECRET_ACCESS_KEY": "hunter2"])
         #expect(await eventually(20) { f.ready }, "\(p.stderr.suffix(1000))")
         let r = f.results
-        #expect(r["read the key file"] == "EACCES")
+        #expect(r["read the key file"] == "EACCES" || r["read the key file"] == "empty", "refused by its mode, or covered")
         #expect(r["read the supervisor's /proc/PID/environ"] == "EACCES")
         #expect(r["open the supervisor's /proc/PID/mem"] == "EACCES")
         #expect(r["TETHER_* or *KEY* variables in its environment"] == "none", "the environment is scrubbed")

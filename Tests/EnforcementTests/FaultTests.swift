@@ -6,7 +6,7 @@ import TetherTestKit
 @Suite("tether run against a misbehaving authority", .serialized, .timeLimit(.minutes(10)))
 struct FaultTests {
     func run(_ a: ScriptedAuthority, port: Int, _ surface: String, _ command: [String]) throws -> TetherProcess {
-        let dir = temporaryDirectory("e2e-fault")
+        let dir = workerDirectory("e2e-fault")
         try "agent-key\n".write(toFile: dir + "/agent.key", atomically: true, encoding: .utf8)
         return try TetherProcess(["run", "--authority", "http://127.0.0.1:\(port)", "--key-file", dir + "/agent.key",
                                   "--public-key", a.publicKey, "--surface", surface, "--poll-interval", "200ms", "--"] + command)
@@ -17,7 +17,7 @@ struct FaultTests {
         let a = ScriptedAuthority(lease: .seconds(1))
         try await a.serve { port in
             let m = Workers.marker("fault")
-            let file = temporaryDirectory("e2e") + "/ticks"
+            let file = workerDirectory("e2e") + "/ticks"
             let p = try run(a, port: port, "fault-1", Workers.loop(m, file: file))
             #expect(await eventually(20) { fileSize(file) > 0 }, "\(p.stderr)")
             let cases: [(ScriptedAuthority.Mode, String)] = [
@@ -44,7 +44,7 @@ struct FaultTests {
     func revokedWhileStarting() async throws {
         let a = ScriptedAuthority(lease: .seconds(5))
         try await a.serve { port in
-            let dir = temporaryDirectory("e2e")
+            let dir = workerDirectory("e2e")
             // The first validate (before the launch) allows; the one the held child waits on denies.
             a.queue([.allow, .revoked])
             let p = try run(a, port: port, "starting-1", ["sh", "-c", "touch '\(dir)/ran'"])

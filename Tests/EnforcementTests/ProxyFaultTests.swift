@@ -25,7 +25,7 @@ struct ProxyFaultTests {
         let a = try await LiveAuthority(lease: "1s")
         let proxy = try FaultProxy(upstreamPort: a.server.port, signingKey: a.dir + "/signing.key")
         let m = Workers.marker(name)
-        let file = temporaryDirectory("e2e-\(name)") + "/ticks"
+        let file = workerDirectory("e2e-\(name)") + "/ticks"
         let p = try TetherProcess(["run", "--dir", a.dir, "--authority", proxy.url, "--key-file", a.dir + "/agent.key",
                                    "--public-key", a.dir + "/signing.pub", "--surface", "\(name)-1", "--poll-interval", "200ms",
                                    "--"] + Workers.loop(m, file: file))

@@ -9,7 +9,7 @@ struct RunTests {
     @Test("denied at start: exit 77 with the code and request id, nothing runs; the worker's code otherwise")
     func deniedAtStart() async throws {
         let a = try await LiveAuthority()
-        let file = temporaryDirectory("e2e") + "/ran"
+        let file = workerDirectory("e2e") + "/ran"
         // First run registers the surface; the worker's own exit code comes back.
         let first = try a.run("denied-1", [], ["sh", "-c", "exit 3"])
         #expect(await first.exitCode(within: 30) == 3)
@@ -24,7 +24,7 @@ struct RunTests {
 
     @Test("authority unreachable at start: exit 69, nothing runs")
     func unreachableAtStart() async throws {
-        let dir = temporaryDirectory("e2e")
+        let dir = workerDirectory("e2e")
         try "k\n".write(toFile: dir + "/agent.key", atomically: true, encoding: .utf8)
         let p = try TetherProcess(["run", "--authority", "http://127.0.0.1:\(freePort())", "--key-file", dir + "/agent.key",
                                    "--", "sh", "-c", "touch '\(dir)/ran'"])
@@ -35,7 +35,7 @@ struct RunTests {
 
     @Test("a config that does not parse: exit 78 with file:line, nothing runs")
     func badConfig() async throws {
-        let dir = temporaryDirectory("e2e")
+        let dir = workerDirectory("e2e")
         let config = dir + "/worker.toml"
         try """
         [authority]
@@ -61,7 +61,7 @@ struct RunTests {
     func revokeAndRestore() async throws {
         let a = try await LiveAuthority()
         let m = Workers.marker("freeze")
-        let file = temporaryDirectory("e2e") + "/ticks"
+        let file = workerDirectory("e2e") + "/ticks"
         // Profile none: setsid succeeds, so only the cgroup holds that process.
         let p = try a.run("freeze-1", ["--profile", "none"], Workers.tree(m, file: file))
         #expect(await eventually(20) { liveProcesses(withMarker: m).count >= 4 && fileSize(file) > 0 }, "\(p.stderr)")
@@ -87,7 +87,7 @@ struct RunTests {
     func killOnRevoke() async throws {
         let a = try await LiveAuthority()
         let m = Workers.marker("kill")
-        let file = temporaryDirectory("e2e") + "/ticks"
+        let file = workerDirectory("e2e") + "/ticks"
         let p = try a.run("kill-1", ["--on-revoke", "kill"], Workers.tree(m, file: file))
         #expect(await eventually(20) { liveProcesses(withMarker: m).count >= 3 && fileSize(file) > 0 }, "\(p.stderr)")
         try a.op(["revoke", "kill-1"])
@@ -101,7 +101,7 @@ struct RunTests {
     func termOnRevoke() async throws {
         let a = try await LiveAuthority()
         let m = Workers.marker("term")
-        let dir = temporaryDirectory("e2e")
+        let dir = workerDirectory("e2e")
         let p = try a.run("term-1", ["--on-revoke", "term", "--grace", "500ms"],
                           ["sh", "-c", "trap '' TERM; touch \(dir)/ready; while :; do sleep 0.05; done", m])
         #expect(await eventually(20) { FileManager.default.fileExists(atPath: dir + "/ready") }, "\(p.stderr)")
@@ -115,7 +115,7 @@ struct RunTests {
     func authorityDownMidRun() async throws {
         let a = try await LiveAuthority(lease: "1s")
         let m = Workers.marker("down")
-        let file = temporaryDirectory("e2e") + "/ticks"
+        let file = workerDirectory("e2e") + "/ticks"
         let p = try a.run("down-1", ["--poll-interval", "200ms"], Workers.loop(m, file: file))
         #expect(await eventually(20) { fileSize(file) > 0 }, "\(p.stderr)")
         a.server.kill9()
@@ -133,7 +133,7 @@ struct RunTests {
     func supervisorKilled() async throws {
         let a = try await LiveAuthority()
         let m = Workers.marker("sigkill")
-        let file = temporaryDirectory("e2e") + "/ticks"
+        let file = workerDirectory("e2e") + "/ticks"
         let p = try a.run("sigkill-1", ["--profile", "none"], Workers.tree(m, file: file))
         #expect(await eventually(20) { liveProcesses(withMarker: m).count >= 4 }, "\(p.stderr)")
         p.signal(SIGKILL)
@@ -144,7 +144,7 @@ struct RunTests {
     @Test("signals reach the worker: SIGTERM to tether, the worker's trap runs, its code comes back")
     func forwardsSignals() async throws {
         let a = try await LiveAuthority()
-        let dir = temporaryDirectory("e2e")
+        let dir = workerDirectory("e2e")
         let m = Workers.marker("signal")
         let p = try a.run("signal-1", [], ["sh", "-c", "trap 'echo got > \(dir)/term; exit 0' TERM; touch \(dir)/ready; while :; do sleep 0.05; done", m])
         #expect(await eventually(20) { FileManager.default.fileExists(atPath: dir + "/ready") }, "\(p.stderr)")

@@ -29,7 +29,9 @@ struct SeccompTests {
 
     @Test(arguments: [
         (["/bin/sh", "-c", "echo shell-ok"], "shell-ok"),
-        (["python3", "-c", "import os, threading, subprocess; t = threading.Thread(target=lambda: None); t.start(); t.join(); print('python-ok', subprocess.run(['true']).returncode)"], "python-ok 0"),
+        // The system's python: a worker of a root supervisor runs as a dedicated uid, which
+        // cannot reach an interpreter under /root (pyenv's shims).
+        (["/usr/bin/python3", "-c", "import os, threading, subprocess; t = threading.Thread(target=lambda: None); t.start(); t.join(); print('python-ok', subprocess.run(['true']).returncode)"], "python-ok 0"),
         (["git", "--version"], "git version"),
         (["ls", "/"], "proc"),
     ])

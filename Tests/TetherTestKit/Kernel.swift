@@ -41,6 +41,14 @@ public func temporaryDirectory(_ prefix: String) -> String {
     return path
 }
 
+/// A fresh temporary directory a worker may write to: under a root supervisor a worker runs as
+/// a dedicated uid, so its files go where every user may write (sticky, as /tmp).
+public func workerDirectory(_ prefix: String) -> String {
+    let path = temporaryDirectory(prefix)
+    chmod(path, 0o1777)
+    return path
+}
+
 /// A loopback TCP port nobody listens on right now.
 public func freePort() -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

@@ -39,14 +39,20 @@ public final class TetherProcess: @unchecked Sendable {
     public let stdoutPath: String
     public let stderrPath: String
 
-    public init(_ args: [String], env: [String: String] = [:]) throws {
+    /// `asUser`: run it as that user (setpriv: uid, its group, no supplementary groups).
+    public init(_ args: [String], env: [String: String] = [:], asUser: String? = nil) throws {
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("tether-proc-\(UUID().uuidString.prefix(8))").path
         stdoutPath = base + ".out"
         stderrPath = base + ".err"
         FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         FileManager.default.createFile(atPath: stderrPath, contents: nil)
-        process.executableURL = URL(fileURLWithPath: tetherBinary)
-        process.arguments = args
+        if let user = asUser {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=\(user)", "--regid=\(user == "nobody" ? "nogroup" : user)", "--clear-groups", tetherBinary] + args
+        } else {
+            process.executableURL = URL(fileURLWithPath: tetherBinary)
+            process.arguments = args
+        }
         var environment = Foundation.ProcessInfo.processInfo.environment.merging(env) { $1 }
         environment["TETHER_LOG_LEVEL"] = environment["TETHER_LOG_LEVEL"] ?? "info"
         process.environment = environment

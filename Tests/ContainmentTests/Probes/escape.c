@@ -21,6 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -85,6 +88,115 @@ static void orphan(void (*before_tick)(void)) {
 }
 
 static void grandchild_setsid(void) { outcome("daemon setsid", setsid()); }
+
+/* Reads path: "ok" if it gave bytes, "empty" if it opened but held none (a cover), else the
+ * errno. */
+static void try_open(const char *name, const char *path, int flags) {
+    int fd = open(path, flags | O_CLOEXEC);
+    if (fd < 0) { outcome(name, -1); return; }
+    char buf[64];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n < 0) outcome(name, -1);
+    else report(name, n > 0 ? "ok" : "empty");
+    close(fd);
+}
+
+/* Writes `text` to `path`: "ok" if the kernel took it. */
+static void try_write(const char *name, const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) { outcome(name, -1); return; }
+    outcome(name, write(fd, text, strlen(text)));
+    close(fd);
+}
+
+/*
+ * Every way out of reach mode tries, against the processes and files of the supervisor's side
+ * that the test names: SUPERVISOR KEEPER AUTHORITY (pids as the host sees them), STATE (the
+ * state directory), KEYFILE (the agent key), CGROUP (the worker's cgroup directory as the
+ * host sees it). Every result must be an error.
+ */
+static void reach(const char *targets) {
+    /* The test writes the targets once the supervisor runs (its pid is not known before):
+     * six lines, SUPERVISOR KEEPER AUTHORITY STATE KEYFILE CGROUP. */
+    static char text[4096];
+    char *a[6] = {0};
+    for (int tries = 0; tries < 2000; tries++) {
+        int fd = open(targets, O_RDONLY);
+        if (fd >= 0) {
+            ssize_t n = read(fd, text, sizeof text - 1);
+            close(fd);
+            if (n > 0 && text[n - 1] == '\n') {
+                text[n] = 0;
+                int k = 0;
+                for (char *p = text, *line = text; *p && k < 6; p++)
+                    if (*p == '\n') { *p = 0; a[k++] = line; line = p + 1; }
+                if (k == 6) break;
+            }
+        }
+        usleep(10000);
+    }
+    if (!a[5]) { report("targets", "missing"); return; }
+    pid_t sup = atoi(a[0]), keeper = atoi(a[1]), auth = atoi(a[2]);
+    const char *state = a[3], *keyfile = a[4], *cgroup = a[5];
+    char path[512];
+    outcome("kill(supervisor, SIGSTOP)", kill(sup, SIGSTOP));
+    outcome("kill(keeper, SIGSTOP)", kill(keeper, SIGSTOP));
+    outcome("kill(authority, SIGSTOP)", kill(auth, SIGSTOP));
+    outcome("kill(getppid(), SIGSTOP)", kill(getppid(), SIGSTOP));
+    outcome("kill(1, SIGKILL)", kill(1, SIGKILL));
+    outcome("tgkill(supervisor)", syscall(SYS_tgkill, sup, sup, SIGSTOP));
+    long pfd = syscall(SYS_pidfd_open, sup, 0);
+    outcome("pidfd_open(supervisor)", pfd);
+    if (pfd >= 0) outcome("pidfd_send_signal(supervisor)", syscall(SYS_pidfd_send_signal, pfd, SIGSTOP, NULL, 0));
+    outcome("ptrace(PTRACE_ATTACH, supervisor)", ptrace(PTRACE_ATTACH, sup, 0, 0));
+    outcome("ptrace(PTRACE_ATTACH, init)", ptrace(PTRACE_ATTACH, 1, 0, 0));
+    char b;
+    struct iovec local = {&b, 1}, remote = {(void *)0x400000, 1};
+    outcome("process_vm_readv(supervisor)", syscall(SYS_process_vm_readv, sup, &local, 1, &remote, 1, 0));
+    snprintf(path, sizeof path, "/proc/%d/environ", sup);
+    try_open("open /proc/SUPERVISOR/environ", path, O_RDONLY);
+    snprintf(path, sizeof path, "/proc/%d/mem", sup);
+    try_open("open /proc/SUPERVISOR/mem", path, O_RDONLY);
+    try_open("open /proc/1/mem (the init)", "/proc/1/mem", O_RDONLY);
+    try_open("open /proc/1/environ (the init)", "/proc/1/environ", O_RDONLY);
+    snprintf(path, sizeof path, "%s/operator.key", state);
+    try_open("read operator.key", path, O_RDONLY);
+    snprintf(path, sizeof path, "%s/signing.key", state);
+    try_open("read signing.key", path, O_RDONLY);
+    snprintf(path, sizeof path, "%s/agent.key", state);
+    try_open("read agent.key", path, O_RDONLY);
+    snprintf(path, sizeof path, "%s/authority.sqlite", state);
+    try_open("read authority.sqlite", path, O_RDONLY);
+    try_open("read the key file", keyfile, O_RDONLY);
+    const char *controls[] = {"cgroup.freeze", "cgroup.kill", "cgroup.procs", "cgroup.subtree_control"};
+    for (size_t i = 0; i < 4; i++) {
+        char name[96];
+        snprintf(path, sizeof path, "%s/%s", cgroup, controls[i]);
+        snprintf(name, sizeof name, "write own %s", controls[i]);
+        try_write(name, path, i == 0 ? "0" : i == 1 ? "0" : i == 2 ? "0" : "+pids");
+        snprintf(path, sizeof path, "%s/../%s", cgroup, controls[i]);
+        snprintf(name, sizeof name, "write supervisor's %s", controls[i]);
+        try_write(name, path, i == 0 ? "1" : i == 1 ? "1" : i == 2 ? "0" : "+pids");
+    }
+    try_write("move itself to the root cgroup", "/sys/fs/cgroup/unified/cgroup.procs", "0");
+    try_write("move itself to the root cgroup (v2 at /sys/fs/cgroup)", "/sys/fs/cgroup/cgroup.procs", "0");
+    snprintf(path, sizeof path, "%s/escape", cgroup);
+    outcome("mkdir in its cgroup", mkdir(path, 0755));
+    outcome("umount /proc", umount2("/proc", MNT_DETACH));
+    outcome("umount the state directory's cover", umount2(state, MNT_DETACH));
+    /* Its own user and mount namespace (where the profile allows it): root there, but the
+     * mounts it inherited are locked together; what hides the state stays. */
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0) {
+        report("unshare(CLONE_NEWUSER|CLONE_NEWNS)", "ok");
+        outcome("umount the state directory's cover in its own namespace", umount2(state, MNT_DETACH));
+        snprintf(path, sizeof path, "%s/operator.key", state);
+        try_open("read operator.key from its own namespace", path, O_RDONLY);
+        outcome("remount the cgroup fs read-write in its own namespace",
+                mount(NULL, "/sys/fs/cgroup", NULL, MS_REMOUNT | MS_BIND, NULL));
+    } else {
+        outcome("unshare(CLONE_NEWUSER|CLONE_NEWNS)", -1);
+    }
+}
 static void grandchild_pdeathsig(void) { outcome("orphan PR_SET_PDEATHSIG 0", prctl(PR_SET_PDEATHSIG, 0)); }
 
 int main(int argc, char **argv) {
@@ -155,6 +267,13 @@ int main(int argc, char **argv) {
         outcome("PR_SET_NO_NEW_PRIVS", prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
         outcome("seccomp(SET_MODE_FILTER)", syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog));
         outcome("kill(self, 0) under its own filter", kill(getpid(), 0));
+    } else if (!strcmp(mode, "reach")) {
+        /* ARG: the targets file */
+        reach(arg);
+        if (fork() == 0) tick_forever();
+    } else if (!strcmp(mode, "stopparent")) {
+        /* The first attack: `kill -STOP $PPID`, then keep writing. */
+        outcome("kill(getppid(), SIGSTOP)", kill(getppid(), SIGSTOP));
     } else if (!strcmp(mode, "ignoreterm")) {
         signal(SIGTERM, SIG_IGN);
         sigset_t s;
@@ -165,8 +284,8 @@ int main(int argc, char **argv) {
     } else if (!strcmp(mode, "secrets")) {
         /* ARG: the supervisor's key file. */
         char path[64], buf[256];
-        int fd = open(arg, O_RDONLY);
-        outcome("read the key file", fd < 0 ? -1 : read(fd, buf, sizeof buf));
+        try_open("read the key file", arg, O_RDONLY);
+        int fd;
         snprintf(path, sizeof path, "/proc/%d/environ", supervisor);
         fd = open(path, O_RDONLY);
         outcome("read the supervisor's /proc/PID/environ", fd < 0 ? -1 : read(fd, buf, sizeof buf));
