@@ -45,7 +45,7 @@ public enum RunSession {
 
         let profile: ProfileReport
         do {
-            profile = try ProfileReport.make(config.profile)
+            profile = try ProfileReport.make(config.profile, platform: .forWorker(user: config.spec.user))
         } catch {
             return fail("\(error)", TetherExit.config)
         }

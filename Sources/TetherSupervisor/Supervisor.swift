@@ -67,7 +67,7 @@ public final class Supervisor: Sendable {
         var filters: [String: CompiledFilter] = [:]
         for w in config.workers {
             do {
-                filters[w.name] = try ProfileReport.make(w.profile).filter
+                filters[w.name] = try ProfileReport.make(w.profile, platform: .forWorker(user: w.spec.user)).filter
             } catch {
                 throw ConfigError(file: config.path, line: w.line, message: "worker \(w.name): \(error)")
             }

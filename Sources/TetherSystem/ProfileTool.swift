@@ -42,7 +42,7 @@ public enum ProfileTry {
                            layout: SeccompCompiler.Layout = .binaryTree, logger: Logger) async -> Int32 {
         let report: ProfileReport
         do {
-            report = try ProfileReport.make(nameOrPath, layout: layout)
+            report = try ProfileReport.make(nameOrPath, platform: .forWorker(user: nil), layout: layout)
         } catch {
             FileHandle.standardError.write(Data("tether: \(error)\n".utf8))
             return TetherExit.config

@@ -29,10 +29,11 @@ struct ProfileCommand: AsyncParsableCommand {
             abstract: "Parse and compile a profile; print its rule count, BPF size and architectures.",
             discussion: "Exits 78 when the profile cannot be used, naming the JSON path of the problem.")
         @Argument(help: "A built-in profile name or a JSON file.") var profile: String
+        @Option(help: "Resolve it for a worker run as this user (capability rules): root is root in its own user namespace; anything else, and the default, holds no capabilities.") var user: String?
 
         func run() throws {
             do {
-                print(try ProfileReport.make(profile).text)
+                print(try ProfileReport.make(profile, platform: .forWorker(user: user)).text)
             } catch {
                 throw fail("\(error)", code: TetherExit.config)
             }

@@ -63,6 +63,33 @@ struct SeccompTests {
         #expect(shStatus != .exited(0), "a shell cannot start another program under strict")
     }
 
+    @Test("strict: execveat through its descriptor with an absolute path (which ignores the descriptor) runs nothing")
+    func strictRefusesAnAbsoluteExecveat() async throws {
+        let (status, out) = try await runWorker([TestPrograms.probe, "getpid", "execveat-abs-here", "getpid"], profile: "strict")
+        #expect(status == .exited(0), "the probe went on: nothing replaced it\n\(out)")
+        #expect(out.contains("execveat-abs-here ERR 13\n"), "EACCES from Landlock: \(out)")
+        #expect(out.components(separatedBy: "getpid OK").count == 3)
+    }
+
+    @Test("strict denies TIOCSTI and TIOCLINUX, as default does")
+    func strictDeniesTerminalInjection() async throws {
+        let (status, out) = try await runWorker([TestPrograms.probe, "tiocsti", "tiocsti-high"], profile: "strict")
+        #expect(status == .exited(0), "\(out)")
+        #expect(out.contains("tiocsti ERR 1\n") && out.contains("tiocsti-high ERR 1\n"), "\(out)")
+    }
+
+    @Test("capability rules are resolved for the worker, not the supervisor: none for a non-root worker, a container root's for root")
+    func capabilityRulesFollowTheWorker() throws {
+        let profile = SeccompProfile(defaultAction: .errno, syscalls: [
+            SyscallRule(names: ["mount"], action: .allow, includes: RuleFilter(caps: ["CAP_SYS_ADMIN"])),
+            SyscallRule(names: ["chown"], action: .allow, includes: RuleFilter(caps: ["CAP_CHOWN"])),
+        ])
+        #expect(Capabilities.effective().contains("CAP_SYS_ADMIN"), "the supervisor (these tests) runs as root")
+        #expect(profile.resolve(for: .forWorker(user: nil)).isEmpty, "the default worker holds no capability")
+        #expect(profile.resolve(for: .forWorker(user: "nobody")).isEmpty)
+        #expect(profile.resolve(for: .forWorker(user: "root")).map(\.name) == ["chown"], "root in its own namespace: no CAP_SYS_ADMIN")
+    }
+
     @Test func dockerFormatDenylistProfile() async throws {
         // The other common shape of a user profile: allow by default, refuse a few.
         let json = """

@@ -54,6 +54,24 @@ enum TestPrograms {
             else if (!strcmp(op, "getpid")) report(op, getpid());
             else if (!strcmp(op, "fork")) { pid_t c = fork(); if (c == 0) _exit(0); report(op, c); if (c > 0) waitpid(c, NULL, 0); }
             else if (!strcmp(op, "close253")) report(op, close(253));
+            else if (!strcmp(op, "execveat-abs")) {
+                // execveat through the allowed descriptor, but an absolute path: the kernel
+                // ignores the descriptor. Runs /bin/true in a child; "OK" if it ran.
+                pid_t c = fork();
+                if (c == 0) {
+                    char *const av[] = {"true", NULL}, *const ev[] = {NULL};
+                    syscall(SYS_execveat, 253, "/bin/true", av, ev, 0x1000);
+                    _exit(100 + errno);
+                }
+                int st = 0; waitpid(c, &st, 0);
+                if (WIFEXITED(st) && WEXITSTATUS(st) == 0) report(op, 0);
+                else { errno = WIFEXITED(st) && WEXITSTATUS(st) >= 100 ? WEXITSTATUS(st) - 100 : EIO; report(op, -1); }
+            }
+            else if (!strcmp(op, "execveat-abs-here")) {
+                // The same from the worker's own process (no fork needed under strict).
+                char *const av[] = {"true", NULL}, *const ev[] = {NULL};
+                report(op, syscall(SYS_execveat, 253, "/bin/true", av, ev, 0x1000));
+            }
             else if (!strcmp(op, "socket")) report(op, syscall(SYS_socket, 2, 1, 0));
             else if (!strcmp(op, "mkdir")) { char p[64]; snprintf(p, sizeof p, "/tmp/tether-probe-%d", getpid()); long r = mkdir(p, 0700); report(op, r); rmdir(p); }
             else if (!strcmp(op, "int80")) {

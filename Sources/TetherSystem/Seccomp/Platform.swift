@@ -20,6 +20,18 @@ extension TargetPlatform {
         return p
     }
 
+    /// This machine as the worker will see it, not as the supervisor does: a profile's
+    /// `includes.caps` / `excludes.caps` are weighed against the capabilities the worker will
+    /// hold. Every worker runs as a non-root uid (a root supervisor's default is a dedicated
+    /// one) and so holds none — except one run as `root`, which is root in a user namespace
+    /// of its own: its capabilities reach nothing outside it, and its profile is resolved as a
+    /// container's root is (Docker's default set, no CAP_SYS_ADMIN).
+    public static func forWorker(user: String?) -> TargetPlatform {
+        var p = TargetPlatform.current
+        p.capabilities = user == "root" || user == "0" ? Capabilities.containerDefault : []
+        return p
+    }
+
     static var nativeSeccompArch: String {
         #if arch(x86_64)
         return "SCMP_ARCH_X86_64"
@@ -59,6 +71,13 @@ public enum Capabilities {
         "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
         "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
         "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    ]
+
+    /// What Docker grants a container's root by default (moby's `DefaultCapabilities`).
+    public static let containerDefault: Set<String> = [
+        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+        "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
     ]
 
     /// The effective set of this process, from `/proc/self/status`.

@@ -87,9 +87,9 @@ struct ChildRequest: Sendable {
         var hideFiles: [String]
         var readonly: [String]
         var statusFD: Int32
-        /// The exec allow-list of a profile that permits exactly one program (Landlock).
-        var landlockFD: Int32 = -1
     }
+    /// The exec allow-list of a profile that permits exactly one program (Landlock), or -1.
+    var landlockFD: Int32 = -1
 
     func spawn() -> Result<(pid_t, Int32), SpawnError> {
         // Strings and arrays the child reads: allocated before fork, freed after.
@@ -181,7 +181,7 @@ struct ChildRequest: Sendable {
                 attr.filter_count = fp.count
                 attr.exec_fd = filter?.execFD ?? -1
                 attr.pdeathsig = SIGKILL
-                attr.landlock_fd = c?.landlockFD ?? -1
+                attr.landlock_fd = landlockFD
                 if let c {
                     attr.contain.enabled = 1
                     attr.contain.new_user_ns = c.newUserNamespace ? 1 : 0

@@ -51,7 +51,7 @@ public final class Spawner: Sendable {
         }
         if let reason {
             // Said once per supervisor, not per worker.
-            logger.warning("workers get no cgroup: contained by process group only; a descendant that calls setsid() can escape a stop unless the seccomp profile denies it", metadata: ["reason": "\(reason)"])
+            logger.notice("workers get no cgroup: each is stopped and killed through its PID namespace, process by process (no atomic freeze, no resource accounting)", metadata: ["reason": "\(reason)"])
         }
         cgroupRoot = root
         cgroupUnavailable = reason
@@ -145,7 +145,7 @@ public final class Spawner: Sendable {
 
         func release() {
             cgroup?.removeTree()
-            if let l = request.contain?.landlockFD, l >= 0 { close(l) }
+            if request.landlockFD >= 0 { close(request.landlockFD) }
         }
     }
 
@@ -198,10 +198,8 @@ public final class Spawner: Sendable {
             let s = try InitStatusPipe()
             status = s
             contain = namespaces(identity: identity, statusFD: s.writeFD)
-            if let filter = launch.filter, filter.execFD != nil {
-                contain?.landlockFD = try Self.execAllowList(path)
-            }
         }
+        let landlock = launch.filter?.execFD != nil ? try Self.execAllowList(path) : -1
         let request = ChildRequest(
             path: path, argv: launch.spec.command,
             envp: env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
@@ -209,7 +207,7 @@ public final class Spawner: Sendable {
             stdio: [launch.stdin, launch.stdout, launch.stderr],
             cgroup: cgroup, tty: launch.foregroundTerminal,
             ids: identity.rootInUserNamespace && geteuid() != 0 ? nil : identity.ids,
-            limits: launch.spec.limits, filter: launch.filter, contain: contain
+            limits: launch.spec.limits, filter: launch.filter, contain: contain, landlockFD: landlock
         )
         return Plan(name: launch.name, request: request, cgroup: cgroup, identity: identity, status: status)
     }
@@ -268,7 +266,7 @@ public final class Spawner: Sendable {
         let status = plan.status
         let result = await SpawnThread.shared.run { ExitMonitor.shared.spawning(status: status) { request.spawn() } }
         status?.closeWriteEnd()
-        if let l = request.contain?.landlockFD, l >= 0 { close(l) }
+        if request.landlockFD >= 0 { close(request.landlockFD) }
         return (result, await held?.value)
     }
 
