@@ -97,6 +97,8 @@ public enum RunSession {
         defer { if foreground != nil { ForegroundTerminal.reclaim() } }
         if spawner.isWeak { logger[metadataKey: "containment"] = "WEAK" }
 
+        var authority = authority
+        authority.instance = spawner.instanceName(authority.instance)
         let reporter = Reporter(client: authority.client, instance: authority.instance, logger: logger)
         let surface = config.surface
         let enforcer = Enforcer(worker: worker, config: config, reporter: reporter, logger: logger, onTransition: { t in

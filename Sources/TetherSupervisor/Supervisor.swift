@@ -80,6 +80,11 @@ public final class Supervisor: Sendable {
         let spawner = Spawner(logger: logger, containment: ContainmentPolicy(
             hiddenPaths: authority.secrets + [configPath], acceptWeak: config.supervisor.acceptWeakContainment))
         defer { spawner.shutdown() }
+        await spawner.probeContainment()
+        var logger = self.logger
+        if spawner.isWeak { logger[metadataKey: "containment"] = "WEAK" }
+        var watchSettings = authority.watchSettings
+        watchSettings.instance = spawner.instanceName(watchSettings.instance)
         var order = config.workers.map(\.name)
         var slots: [String: Slot] = [:]
         for w in config.workers {
@@ -97,7 +102,7 @@ public final class Supervisor: Sendable {
         let metrics = self.metrics
         let watcher = SurfaceWatcher(
             client: authority.client, surfaces: Self.surfaces(config), verifier: authority.verifier,
-            settings: authority.watchSettings, logger: logger, observe: { metrics.observe($0) })
+            settings: watchSettings, logger: logger, observe: { metrics.observe($0) })
         let watching = Task { await watcher.run() }
         let relaying = Task { [continuation] in
             for await v in watcher.verdicts { continuation.yield(.verdict(v, at: .now)) }
@@ -341,8 +346,9 @@ public final class Supervisor: Sendable {
         var wlog = logger
         wlog[metadataKey: "worker"] = "\(config.name)"
         wlog[metadataKey: "surface"] = "\(config.surface)"
+        if spawner.isWeak { wlog[metadataKey: "containment"] = "WEAK" }
         let gate = StartGate(surface: config.surface, client: authority.client, verifier: authority.verifier, logger: wlog)
-        let reporter = Reporter(client: authority.client, instance: authority.instance, logger: wlog)
+        let reporter = Reporter(client: authority.client, instance: spawner.instanceName(authority.instance), logger: wlog)
         let metrics = self.metrics
         let log = wlog
         Task { [continuation] in

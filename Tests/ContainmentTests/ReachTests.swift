@@ -136,6 +136,7 @@ struct ReachTests {
         }
         let lines = ["\(p.pid)", "\(keeper)", "\(a.server.process?.processIdentifier ?? 0)", state, keyFile, cgroup]
         try (lines.joined(separator: "\n") + "\n").write(toFile: targets, atomically: true, encoding: .utf8)
+        chmod(targets, 0o644)   // whatever umask another test in this process left: the worker reads it
         #expect(await eventually(20) { f.ready && liveProcesses(withMarker: f.marker).count >= 2 },
                 "\(mode): not ticking: \(f.results)\n\(p.stderr.suffix(2000))")
         return Started(supervisor: p, files: f, surface: surface, state: state, keyFile: keyFile)

@@ -92,6 +92,9 @@ enum TestPrograms {
     static let directory: String = {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tether-tests-\(getpid())").path
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // Workers run as a dedicated uid: the programs must be theirs to run, whatever umask
+        // another test in this process left.
+        chmod(dir, 0o755)
         return dir
     }()
 
@@ -107,6 +110,7 @@ enum TestPrograms {
         try! p.run()
         p.waitUntilExit()
         precondition(p.terminationStatus == 0, "cc failed for \(name)")
+        chmod(out, 0o755)
         return out
     }
 }

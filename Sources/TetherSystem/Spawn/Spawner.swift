@@ -114,9 +114,28 @@ public final class Spawner: Sendable {
         }
     }
 
-    /// Whether workers run in their own namespaces (false only after a failure that
+    /// Whether workers run without namespaces of their own (only after a failure that
     /// `ContainmentPolicy.acceptWeak` let through).
     public var isWeak: Bool { weak.load(ordering: .relaxed) }
+
+    /// Finds out, before any worker starts, whether workers will be weakly contained: when
+    /// weak containment is accepted, spawns `true` in namespaces once. (Without `acceptWeak` a
+    /// failure refuses each worker instead, so there is nothing to find out.)
+    public func probeContainment() async {
+        guard containment.acceptWeak, !isWeak, let probe = try? Self.resolve("true", path: "/usr/bin:/bin") else { return }
+        let devnull = open("/dev/null", O_RDWR | O_CLOEXEC)
+        defer { close(devnull) }
+        if let w = try? await spawn(Launch(name: "tether-probe", spec: WorkerSpec(command: [probe]), filter: nil,
+                                           stdin: devnull, stdout: devnull, stderr: devnull)) {
+            _ = await w.wait()
+        }
+    }
+
+    /// The name a supervisor gives itself at the authority: with weak containment it says so
+    /// there too, so `tether status` and every acknowledgement show it.
+    public func instanceName(_ base: String) -> String {
+        isWeak ? String((base + ":WEAK-CONTAINMENT").suffix(128)) : base
+    }
 
     public func spawn(_ launch: Launch) async throws(SpawnError) -> Worker {
         var plan = try prepare(launch)
