@@ -57,6 +57,8 @@ let package = Package(
             name: "TetherSupervisor",
             dependencies: [
                 "TetherCore", "TetherSystem", "TetherClient",
+                // The embedded local authority: its state directory, initialised and started.
+                "TetherAuthority",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -2,10 +2,18 @@ import AsyncHTTPClient
 import Foundation
 import Glibc
 import Logging
+import TetherAuthority
 import TetherCore
 
+/// Why the local authority could not be started.
+public struct LocalAuthorityError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    init(_ d: String) { description = d }
+}
+
 /// The embedded default: the authority in the user's state directory, initialised and started
-/// as its own background process when none answers. It outlives the `tether run` that started
+/// as its own background process when none answers. Process work on the supervisor's side: the
+/// authority module only serves and stores. It outlives the `tether run` that started
 /// it (revocations must not depend on the supervisor they stop), in a session of its own so a
 /// Ctrl-C at the terminal does not reach it; its log is `authority.log` in the directory.
 public enum LocalAuthority {
@@ -45,11 +53,11 @@ public enum LocalAuthority {
             }
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
-                throw StoreError("the local authority exited at start; see \(directory.path)/authority.log")
+                throw LocalAuthorityError("the local authority exited at start; see \(directory.path)/authority.log")
             }
             try await Task.sleep(for: .milliseconds(50))
         }
-        throw StoreError("the local authority did not answer within \(DurationText.format(startTimeout)); see \(directory.path)/authority.log")
+        throw LocalAuthorityError("the local authority did not answer within \(DurationText.format(startTimeout)); see \(directory.path)/authority.log")
     }
 
     static func currentURL(_ directory: StateDirectory) -> String? {
@@ -99,7 +107,7 @@ public enum LocalAuthority {
         defer { cenv.forEach { free($0) } }
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, executable, &actions, &attr, cargs, cenv)
-        guard rc == 0 else { throw StoreError("cannot start \(executable) authority serve: \(String(cString: strerror(rc)))") }
+        guard rc == 0 else { throw LocalAuthorityError("cannot start \(executable) authority serve: \(String(cString: strerror(rc)))") }
         return pid
     }
 }
