@@ -81,7 +81,11 @@ public struct StateDirectory: Sendable {
         // embedded authority would hand 077 to its worker.
         let previous = umask(0o077)
         defer { umask(previous) }
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw StoreError("cannot create the state directory \(path): \((error as NSError).localizedFailureReason ?? (error as NSError).localizedDescription); give --dir, or set HOME or XDG_STATE_HOME")
+        }
         chmod(path, 0o700)
         let signer = DecisionSigner.generate()
         try writeSecret(signingKey, signer.privateBase64 + "\n")

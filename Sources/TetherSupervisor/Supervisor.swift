@@ -75,6 +75,30 @@ public final class Supervisor: Sendable {
         return filters
     }
 
+    /// What the event loop owns: every worker's slot, the last verdict per surface, the
+    /// configuration in force. Only `run`'s loop touches it, one event at a time.
+    struct State {
+        var order: [String]
+        var slots: [String: Slot] = [:]
+        var current: ConfigFile
+        var verdicts: [String: Verdict] = [:]
+        var denied: [String: (verdict: Verdict, at: Date)] = [:]
+        var ready = false
+        var lastStatus = ""
+        let spawner: Spawner
+        let watcher: SurfaceWatcher
+        /// Tagged `containment=WEAK` when workers run without namespaces of their own.
+        let logger: Logger
+
+        var launcher: Launcher { Launcher(spawner: spawner, logger: logger) }
+    }
+
+    /// What a launch needs of the loop's state (a copy: the slot it fills is borrowed apart).
+    struct Launcher {
+        let spawner: Spawner
+        let logger: Logger
+    }
+
     /// Runs until shut down; returns the exit code.
     public func run(config: ConfigFile, filters: [String: CompiledFilter]) async -> Int32 {
         let spawner = Spawner(logger: logger, containment: ContainmentPolicy(
@@ -85,239 +109,279 @@ public final class Supervisor: Sendable {
         if spawner.isWeak { logger[metadataKey: "containment"] = "WEAK" }
         var watchSettings = authority.watchSettings
         watchSettings.instance = spawner.instanceName(watchSettings.instance)
-        var order = config.workers.map(\.name)
-        var slots: [String: Slot] = [:]
-        for w in config.workers {
-            slots[w.name] = Slot(config: w, filter: filters[w.name]!, delay: w.restart.delay)
-            metrics.set(w.name, .waiting)
-        }
-        var current = config
-        var verdicts: [String: Verdict] = [:]
-
-        // Ready once the authority has answered: a registration, or the first decision.
-        var ready = await register(Self.surfaces(config))
-        if ready { notifications.ready("\(config.workers.count) workers; authority answering") }
-        var lastStatus = ""
-        var denied: [String: (verdict: Verdict, at: Date)] = [:]
         let metrics = self.metrics
         let watcher = SurfaceWatcher(
             client: authority.client, surfaces: Self.surfaces(config), verifier: authority.verifier,
             settings: watchSettings, logger: logger, observe: { metrics.observe($0) })
-        let watching = Task { await watcher.run() }
-        let relaying = Task { [continuation] in
-            for await v in watcher.verdicts { continuation.yield(.verdict(v, at: .now)) }
+
+        var s = State(order: config.workers.map(\.name), current: config, spawner: spawner, watcher: watcher, logger: logger)
+        for w in config.workers {
+            s.slots[w.name] = Slot(config: w, filter: filters[w.name]!, delay: w.restart.delay)
+            metrics.set(w.name, .waiting)
         }
-        var serving: Task<Void, Never>?
+        // Ready once the authority has answered: a registration, or the first decision.
+        s.ready = await register(Self.surfaces(config))
+        if s.ready { notifications.ready("\(config.workers.count) workers; authority answering") }
+
+        let services = startServices(config, watcher: watcher, logger: logger)
+        defer { services.forEach { $0.cancel() } }
+        logger.notice("supervising", metadata: ["workers": "\(s.order.count)", "config": "\(configPath)", "authority": "\(authority.client.endpoint.url)"])
+
+        for await e in events {
+            if case .shutdown = e {
+                notifications.stopping("stopping \(s.order.count) workers")
+                await stopAll(order: s.order, slots: s.slots, bound: s.current.supervisor.shutdownTimeout)
+                continuation.finish()
+                return 0
+            }
+            await handle(e, &s)
+            publishStatus(&s)
+        }
+        return 0
+    }
+
+    /// The watch stream and its relay into the event loop, the metrics endpoint, the watchdog.
+    private func startServices(_ config: ConfigFile, watcher: SurfaceWatcher, logger: Logger) -> [Task<Void, Never>] {
+        var tasks = [
+            Task { await watcher.run() },
+            Task { [continuation] in
+                for await v in watcher.verdicts { continuation.yield(.verdict(v, at: .now)) }
+            },
+        ]
         if let address = config.supervisor.metrics {
-            let logger = self.logger
-            serving = Task {
+            let metrics = self.metrics
+            tasks.append(Task {
                 do {
                     try await metrics.serve(address: address, watcher: { watcher }, logger: logger)
                 } catch {
                     logger.error("the metrics endpoint stopped", metadata: ["address": "\(address)", "error": "\(error)"])
                 }
-            }
+            })
             logger.info("metrics on http://\(address)/metrics")
         }
-        let ticking = notifications.watchdogInterval.map { interval in
-            Task { [continuation] in
+        if let interval = notifications.watchdogInterval {
+            tasks.append(Task { [continuation] in
                 while !Task.isCancelled {
                     continuation.yield(.tick)
                     try? await Task.sleep(for: interval)
                 }
+            })
+        }
+        return tasks
+    }
+
+    private func handle(_ e: Event, _ s: inout State) async {
+        switch e {
+        case .tick: notifications.watchdog()
+        case .transition: break
+        case .verdict(let v, let at): onVerdict(v, at: at, &s)
+        case .started(let name, let gen, let enforcer): onStarted(name, gen, enforcer, &s)
+        case .launchFailed(let name, let gen, let error): onLaunchFailed(name, gen, error, &s)
+        case .exited(let name, let gen, let outcome, let ranFor): onExited(name, gen, outcome, ranFor: ranFor, &s)
+        case .restartDue(let name, let gen): onRestartDue(name, gen, &s)
+        case .reload: await reload(&s)
+        case .shutdown: break   // handled by the loop
+        }
+    }
+
+    /// The status line systemd shows, redone when it changed.
+    private func publishStatus(_ s: inout State) {
+        let line = StatusLine.supervise(
+            states: metrics.states,
+            denied: s.order.compactMap { n in s.slots[n].flatMap { slot in s.denied[slot.config.surface].map { (n, $0.verdict, $0.at) } } })
+        if line != s.lastStatus {
+            s.lastStatus = line
+            notifications.status(line)
+        }
+    }
+
+    // MARK: - events
+
+    /// A verdict for a surface: to every running worker of it; an allow launches its waiting ones.
+    private func onVerdict(_ v: Verdict, at: ContinuousClock.Instant, _ s: inout State) {
+        let launcher = s.launcher
+        let previous = s.verdicts[v.surface]
+        s.verdicts[v.surface] = v
+        if !s.ready && v.requestID != nil {
+            s.ready = true
+            notifications.ready("\(s.order.count) workers; first decision known")
+        }
+        if v.allowed { s.denied[v.surface] = nil } else if previous?.changeKey != v.changeKey { s.denied[v.surface] = (v, Date()) }
+        if previous?.changeKey != v.changeKey && !(previous == nil && v.requestID == nil) {
+            var m: Logger.Metadata = ["surface": "\(v.surface)", "allowed": "\(v.allowed)", "code": "\(v.code.rawValue)", "request_id": "\(v.requestID ?? "-")"]
+            if let by = v.changedBy { m["by"] = "\(by)" }
+            if let why = v.changeReason { m["reason"] = "\(why)" }
+            s.logger.info("verdict", metadata: m)
+        }
+        for name in s.order where s.slots[name]?.config.surface == v.surface {
+            if let e = s.slots[name]!.enforcer {
+                e.send(.verdict(v, at: at))
+            } else if case .waiting = s.slots[name]!.phase, v.allowed {
+                launch(&s.slots[name]!, launcher)
             }
         }
-        defer {
-            watching.cancel()
-            relaying.cancel()
-            serving?.cancel()
-            ticking?.cancel()
+    }
+
+    private func onStarted(_ name: String, _ gen: Int, _ enforcer: Enforcer, _ s: inout State) {
+        guard var slot = s.slots[name], slot.generation == gen else {
+            enforcer.send(.shutdown(grace: .zero))
+            return
         }
-        logger.notice("supervising", metadata: ["workers": "\(order.count)", "config": "\(configPath)", "authority": "\(authority.client.endpoint.url)"])
+        slot.phase = .running(enforcer)
+        metrics.set(name, .running)
+        // A deny that arrived while it was starting applies now.
+        if let v = s.verdicts[slot.config.surface] { enforcer.send(.verdict(v, at: .now)) }
+        s.slots[name] = slot
+    }
 
-        for await e in events {
-            defer {
-                let line = StatusLine.supervise(
-                    states: metrics.states,
-                    denied: order.compactMap { n in slots[n].flatMap { s in denied[s.config.surface].map { (n, $0.verdict, $0.at) } } })
-                if line != lastStatus {
-                    lastStatus = line
-                    notifications.status(line)
-                }
+    private func onLaunchFailed(_ name: String, _ gen: Int, _ error: SpawnError, _ s: inout State) {
+        guard var slot = s.slots[name], slot.generation == gen else { return }
+        if error.stage == .gate {
+            // Denied (or no answer) while starting. If the watcher still says allowed,
+            // try again after the backoff; otherwise wait for the allow.
+            if s.verdicts[slot.config.surface]?.allowed == true {
+                scheduleRestart(&slot)
+            } else {
+                slot.phase = .waiting
+                metrics.set(name, .waiting)
             }
-            switch e {
-            case .tick:
-                notifications.watchdog()
+        } else {
+            s.logger.error("worker did not start", metadata: ["worker": "\(name)", "error": "\(error)"])
+            if slot.config.restart.mode == .always {
+                scheduleRestart(&slot)
+            } else {
+                slot.phase = .failed("\(error)")
+                metrics.set(name, .failed)
+            }
+        }
+        s.slots[name] = slot
+    }
 
-            case .transition:
-                break
+    private func onExited(_ name: String, _ gen: Int, _ outcome: Enforcer.Outcome, ranFor: Duration, _ s: inout State) {
+        let launcher = s.launcher
+        guard var slot = s.slots[name], slot.generation == gen else { return }
+        let code = outcome.status.shellCode
+        if slot.retireOnExit {
+            s.slots[name] = nil
+            metrics.set(name, nil)
+            s.logger.info("worker removed by reload has exited", metadata: ["worker": "\(name)"])
+            return
+        }
+        if slot.replaceOnExit {
+            slot.replaceOnExit = false
+            slot.delay = slot.config.restart.delay
+            slot.phase = .waiting
+            metrics.set(name, .waiting)
+            if s.verdicts[slot.config.surface]?.allowed == true { launch(&slot, launcher) }
+            s.slots[name] = slot
+            return
+        }
+        s.logger.notice("worker \(outcome.status)", metadata: ["worker": "\(name)", "ran_for_s": "\(ranFor.components.seconds)", "denied": "\(outcome.deniedBy?.code.rawValue ?? "no")"])
+        // A long run resets the backoff.
+        if ranFor >= slot.config.restart.maxDelay { slot.delay = slot.config.restart.delay }
+        if slot.config.restart.restarts(afterCode: code) {
+            if outcome.deniedBy != nil || s.verdicts[slot.config.surface]?.allowed != true {
+                // Never relaunched while denied: it waits for the allow.
+                slot.phase = .waiting
+                metrics.set(name, .waiting)
+            } else {
+                scheduleRestart(&slot)
+            }
+        } else {
+            slot.phase = .exited(code)
+            metrics.set(name, .exited)
+        }
+        s.slots[name] = slot
+    }
 
-            case .verdict(let v, let at):
-                let previous = verdicts[v.surface]
-                verdicts[v.surface] = v
-                if !ready && v.requestID != nil {
-                    ready = true
-                    notifications.ready("\(order.count) workers; first decision known")
-                }
-                if v.allowed { denied[v.surface] = nil } else if previous?.changeKey != v.changeKey { denied[v.surface] = (v, Date()) }
-                if previous?.changeKey != v.changeKey && !(previous == nil && v.requestID == nil) {
-                    var m: Logger.Metadata = ["surface": "\(v.surface)", "allowed": "\(v.allowed)", "code": "\(v.code.rawValue)", "request_id": "\(v.requestID ?? "-")"]
-                    if let by = v.changedBy { m["by"] = "\(by)" }
-                    if let why = v.changeReason { m["reason"] = "\(why)" }
-                    logger.info("verdict", metadata: m)
-                }
-                for name in order where slots[name]?.config.surface == v.surface {
-                    if let e = slots[name]!.enforcer {
-                        e.send(.verdict(v, at: at))
-                    } else if case .waiting = slots[name]!.phase, v.allowed {
-                        launch(&slots[name]!, spawner: spawner)
-                    }
-                }
+    private func onRestartDue(_ name: String, _ gen: Int, _ s: inout State) {
+        let launcher = s.launcher
+        guard var slot = s.slots[name], slot.generation == gen, case .backoff = slot.phase else { return }
+        if s.verdicts[slot.config.surface]?.allowed == true {
+            metrics.restarted(name)
+            launch(&slot, launcher)
+        } else {
+            slot.phase = .waiting
+            metrics.set(name, .waiting)
+        }
+        s.slots[name] = slot
+    }
 
-            case .started(let name, let gen, let enforcer):
-                guard var slot = slots[name], slot.generation == gen else {
-                    enforcer.send(.shutdown(grace: .zero))
-                    continue
-                }
-                slot.phase = .running(enforcer)
-                metrics.set(name, .running)
-                // A deny that arrived while it was starting applies now.
-                if let v = verdicts[slot.config.surface] { enforcer.send(.verdict(v, at: .now)) }
-                slots[name] = slot
+    // MARK: - reload
 
-            case .launchFailed(let name, let gen, let error):
-                guard var slot = slots[name], slot.generation == gen else { continue }
-                if error.stage == .gate {
-                    // Denied (or no answer) while starting. If the watcher still says allowed,
-                    // try again after the backoff; otherwise wait for the allow.
-                    if verdicts[slot.config.surface]?.allowed == true {
-                        scheduleRestart(&slot)
-                    } else {
-                        slot.phase = .waiting
-                        metrics.set(name, .waiting)
-                    }
+    /// SIGHUP: the file is loaded and compiled whole, or refused and the running configuration
+    /// stays; then only what changed is touched.
+    private func reload(_ s: inout State) async {
+        notifications.reloading()
+        defer { notifications.ready(s.lastStatus) }
+        let new: ConfigFile
+        let filters: [String: CompiledFilter]
+        do {
+            new = try ConfigLoader.load(path: configPath)
+            filters = try Self.prepare(new)
+        } catch {
+            s.logger.error("reload refused; the running configuration stays", metadata: ["error": "\(error)"])
+            return
+        }
+        if new.authority != s.current.authority || new.supervisor != s.current.supervisor {
+            s.logger.warning("[authority] and [supervisor] changes take effect at the next restart, not on reload")
+        }
+        let removed = retireRemoved(new, &s)
+        let (added, changed) = applyChanged(new, filters, &s)
+        s.order = new.workers.map(\.name) + s.order.filter { n in !new.workers.contains { $0.name == n } && s.slots[n] != nil }
+        await register(Self.surfaces(new).filter { !Self.surfaces(s.current).contains($0) })
+        await s.watcher.setSurfaces(Self.surfaces(new))
+        s.current.workers = new.workers
+        s.logger.notice("configuration reloaded", metadata: ["added": "\(added)", "changed": "\(changed)", "removed": "\(removed)", "unchanged": "\(new.workers.count - added - changed)"])
+    }
+
+    /// Workers gone from the file: a running one is shut down and forgotten once it exits.
+    private func retireRemoved(_ new: ConfigFile, _ s: inout State) -> Int {
+        var removed = 0
+        for name in s.order where !new.workers.contains(where: { $0.name == name }) {
+            removed += 1
+            if let e = s.slots[name]?.enforcer ?? nil {
+                s.slots[name]!.retireOnExit = true
+                e.send(.shutdown(grace: s.slots[name]!.config.stop.grace))
+            } else {
+                s.slots[name] = nil
+                metrics.set(name, nil)
+            }
+        }
+        return removed
+    }
+
+    /// New workers launch (if allowed); changed ones are replaced once the old one has exited;
+    /// unchanged ones are not touched.
+    private func applyChanged(_ new: ConfigFile, _ filters: [String: CompiledFilter], _ s: inout State) -> (added: Int, changed: Int) {
+        let launcher = s.launcher
+        var added = 0, changed = 0
+        for w in new.workers {
+            if var slot = s.slots[w.name], !slot.retireOnExit {
+                guard slot.config != w else { continue }
+                changed += 1
+                slot.config = w
+                slot.filter = filters[w.name]!
+                if let e = slot.enforcer {
+                    slot.replaceOnExit = true
+                    e.send(.shutdown(grace: w.stop.grace))
+                } else if case .starting = slot.phase {
+                    slot.replaceOnExit = true
                 } else {
-                    logger.error("worker did not start", metadata: ["worker": "\(name)", "error": "\(error)"])
-                    if slot.config.restart.mode == .always {
-                        scheduleRestart(&slot)
-                    } else {
-                        slot.phase = .failed("\(error)")
-                        metrics.set(name, .failed)
-                    }
-                }
-                slots[name] = slot
-
-            case .exited(let name, let gen, let outcome, let ranFor):
-                guard var slot = slots[name], slot.generation == gen else { continue }
-                let code = outcome.status.shellCode
-                if slot.retireOnExit {
-                    slots[name] = nil
-                    metrics.set(name, nil)
-                    logger.info("worker removed by reload has exited", metadata: ["worker": "\(name)"])
-                    continue
-                }
-                if slot.replaceOnExit {
-                    slot.replaceOnExit = false
-                    slot.delay = slot.config.restart.delay
                     slot.phase = .waiting
-                    metrics.set(name, .waiting)
-                    if verdicts[slot.config.surface]?.allowed == true { launch(&slot, spawner: spawner) }
-                    slots[name] = slot
-                    continue
+                    slot.delay = w.restart.delay
+                    if s.verdicts[w.surface]?.allowed == true { launch(&slot, launcher) }
                 }
-                logger.notice("worker \(outcome.status)", metadata: ["worker": "\(name)", "ran_for_s": "\(ranFor.components.seconds)", "denied": "\(outcome.deniedBy?.code.rawValue ?? "no")"])
-                // A long run resets the backoff.
-                if ranFor >= slot.config.restart.maxDelay { slot.delay = slot.config.restart.delay }
-                if slot.config.restart.restarts(afterCode: code) {
-                    if outcome.deniedBy != nil || verdicts[slot.config.surface]?.allowed != true {
-                        // Never relaunched while denied: it waits for the allow.
-                        slot.phase = .waiting
-                        metrics.set(name, .waiting)
-                    } else {
-                        scheduleRestart(&slot)
-                    }
-                } else {
-                    slot.phase = .exited(code)
-                    metrics.set(name, .exited)
-                }
-                slots[name] = slot
-
-            case .restartDue(let name, let gen):
-                guard var slot = slots[name], slot.generation == gen, case .backoff = slot.phase else { continue }
-                if verdicts[slot.config.surface]?.allowed == true {
-                    metrics.restarted(name)
-                    launch(&slot, spawner: spawner)
-                } else {
-                    slot.phase = .waiting
-                    metrics.set(name, .waiting)
-                }
-                slots[name] = slot
-
-            case .reload:
-                notifications.reloading()
-                defer { notifications.ready(lastStatus) }
-                let new: ConfigFile
-                let filters: [String: CompiledFilter]
-                do {
-                    new = try ConfigLoader.load(path: configPath)
-                    filters = try Self.prepare(new)
-                } catch {
-                    logger.error("reload refused; the running configuration stays", metadata: ["error": "\(error)"])
-                    continue
-                }
-                if new.authority != current.authority || new.supervisor != current.supervisor {
-                    logger.warning("[authority] and [supervisor] changes take effect at the next restart, not on reload")
-                }
-                var changed = 0, added = 0, removed = 0
-                for name in order where !new.workers.contains(where: { $0.name == name }) {
-                    removed += 1
-                    if let e = slots[name]?.enforcer ?? nil {
-                        slots[name]!.retireOnExit = true
-                        e.send(.shutdown(grace: slots[name]!.config.stop.grace))
-                    } else {
-                        slots[name] = nil
-                        metrics.set(name, nil)
-                    }
-                }
-                for w in new.workers {
-                    if var slot = slots[w.name], !slot.retireOnExit {
-                        guard slot.config != w else { continue }   // unchanged: untouched
-                        changed += 1
-                        slot.config = w
-                        slot.filter = filters[w.name]!
-                        if let e = slot.enforcer {
-                            slot.replaceOnExit = true
-                            e.send(.shutdown(grace: w.stop.grace))
-                        } else if case .starting = slot.phase {
-                            slot.replaceOnExit = true
-                        } else {
-                            slot.phase = .waiting
-                            slot.delay = w.restart.delay
-                            if verdicts[w.surface]?.allowed == true { launch(&slot, spawner: spawner) }
-                        }
-                        slots[w.name] = slot
-                    } else if slots[w.name] == nil {
-                        added += 1
-                        var slot = Slot(config: w, filter: filters[w.name]!, delay: w.restart.delay)
-                        metrics.set(w.name, .waiting)
-                        if verdicts[w.surface]?.allowed == true { launch(&slot, spawner: spawner) }
-                        slots[w.name] = slot
-                    }
-                }
-                order = new.workers.map(\.name) + order.filter { n in !new.workers.contains { $0.name == n } && slots[n] != nil }
-                await register(Self.surfaces(new).filter { !Self.surfaces(current).contains($0) })
-                await watcher.setSurfaces(Self.surfaces(new))
-                current.workers = new.workers
-                logger.notice("configuration reloaded", metadata: ["added": "\(added)", "changed": "\(changed)", "removed": "\(removed)", "unchanged": "\(new.workers.count - added - changed)"])
-
-            case .shutdown:
-                notifications.stopping("stopping \(order.count) workers")
-                await stopAll(order: order, slots: slots, bound: current.supervisor.shutdownTimeout)
-                continuation.finish()
-                return 0
+                s.slots[w.name] = slot
+            } else if s.slots[w.name] == nil {
+                added += 1
+                var slot = Slot(config: w, filter: filters[w.name]!, delay: w.restart.delay)
+                metrics.set(w.name, .waiting)
+                if s.verdicts[w.surface]?.allowed == true { launch(&slot, launcher) }
+                s.slots[w.name] = slot
             }
         }
-        return 0
+        return (added, changed)
     }
 
     /// MachineID's flow: a surface is registered before it is validated (never un-revokes).
@@ -336,17 +400,17 @@ public final class Supervisor: Sendable {
         return answered
     }
 
-    private func launch(_ slot: inout Slot, spawner: Spawner) {
+    private func launch(_ slot: inout Slot, _ with: Launcher) {
+        let spawner = with.spawner
         slot.generation += 1
         slot.phase = .starting
         metrics.set(slot.config.name, .starting)
         let gen = slot.generation
         let config = slot.config
         let filter = slot.filter
-        var wlog = logger
+        var wlog = with.logger
         wlog[metadataKey: "worker"] = "\(config.name)"
         wlog[metadataKey: "surface"] = "\(config.surface)"
-        if spawner.isWeak { wlog[metadataKey: "containment"] = "WEAK" }
         let gate = StartGate(surface: config.surface, client: authority.client, verifier: authority.verifier, logger: wlog)
         let reporter = Reporter(client: authority.client, instance: spawner.instanceName(authority.instance), logger: wlog)
         let metrics = self.metrics

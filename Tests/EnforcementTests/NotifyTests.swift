@@ -47,6 +47,7 @@ struct NotifyTests {
         #expect(rc == 0, "\(err)")
         let keyFile = a.dir + "/alice.key"
         try aliceKey.write(toFile: keyFile, atomically: true, encoding: .utf8)
+        chmod(keyFile, 0o600)   // a key readable by everyone is refused
         let (rrc, _, rerr) = try runTether(["revoke", "agent-02", "--reason", "INC-481", "--authority", a.url, "--key-file", keyFile])
         #expect(rrc == 0, "\(rerr)")
         #expect(await eventually(5) {
