@@ -117,6 +117,10 @@ def launch(args, out):
         ("tether profile try default", [t, "profile", "try", "default", "--", "/bin/true"]),
         ("tether run (authority on loopback)", [t, "run"] + a.auth_args() + ["--surface", "launch-bench", "--", "/bin/true"]),
     ]
+    if args.baseline:
+        # The same command with an earlier build (--baseline DIR), interleaved: the cost of a change.
+        bt = os.path.join(args.baseline, "tether")
+        variants.append((f"tether run, {args.baseline_label}", [bt, "run"] + a.auth_args() + ["--surface", "launch-bench", "--", "/bin/true"]))
     times = {name: [] for name, _ in variants}
     env = dict(os.environ, TETHER_LOG_LEVEL="error")
     for i in range(n + 1):
@@ -237,13 +241,41 @@ def children_running(pid):
     return n
 
 
+def inits_of(pid):
+    """The workers' inits (tether-init, one per worker in its own PID namespace) under pid."""
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                s = open(f"/proc/{p}/stat").read()
+                if int(s[s.rindex(")") + 2:].split()[1]) == pid and open(f"/proc/{p}/cmdline", "rb").read().startswith(b"tether-init"):
+                    out.append(int(p))
+            except OSError:
+                pass
+    return out
+
+
+def pss_kib(pid):
+    try:
+        for line in open(f"/proc/{pid}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def idle(pid, window):
+    """RSS (MiB) of pid plus the proportional set size of its workers' inits, CPU (%) and wakeups/s
+    of pid and those inits together, over the window."""
     time.sleep(2)
-    c0, w0, t0 = proc_stat(pid), switches(pid), time.monotonic()
+    procs = [pid] + inits_of(pid)
+    c0, w0, t0 = sum(map(proc_stat, procs)), sum(map(switches, procs)), time.monotonic()
     time.sleep(window)
-    c1, w1, t1 = proc_stat(pid), switches(pid), time.monotonic()
+    c1, w1, t1 = sum(map(proc_stat, procs)), sum(map(switches, procs)), time.monotonic()
     hz = os.sysconf("SC_CLK_TCK")
-    return rss_kib(pid) / 1024, (c1 - c0) / hz / (t1 - t0) * 100, (w1 - w0) / (t1 - t0)
+    rss = rss_kib(pid) + sum(pss_kib(p) for p in procs[1:])
+    return rss / 1024, (c1 - c0) / hz / (t1 - t0) * 100, (w1 - w0) / (t1 - t0)
 
 
 def footprint(args, out, work):
@@ -266,11 +298,15 @@ def footprint(args, out, work):
     except (OSError, ValueError):
         pass
 
-    run = subprocess.Popen([t, "run"] + a.auth_args() + ["--surface", "fp-run", "--", "sleep", "infinity"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    results["tether run, 1 worker"] = idle(run.pid, window)
-    run.send_signal(signal.SIGTERM)
-    run.wait(timeout=30)
+    builds = [(t, "")]
+    if args.baseline:
+        builds.append((os.path.join(args.baseline, "tether"), f" ({args.baseline_label})"))
+    for binary, label in builds:
+        run = subprocess.Popen([binary, "run"] + a.auth_args() + ["--surface", "fp-run", "--", "sleep", "infinity"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        results[f"tether run, 1 worker{label}"] = idle(run.pid, window)
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=30)
 
     for n in (1, 100):
         path = os.path.join(work, f"supervise-{n}.toml")
@@ -278,15 +314,16 @@ def footprint(args, out, work):
             f.write(f'[authority]\nurl = "{a.url}"\nkey_file = "{a.dir}/agent.key"\npublic_key = "{a.dir}/signing.pub"\n\n')
             for i in range(n):
                 f.write(f'[[worker]]\nname = "fp-{n}-{i}"\ncommand = ["sleep", "infinity"]\n\n')
-        sv = subprocess.Popen([t, "supervise", "--config", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + 120
-        while children_running(sv.pid) < n and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if children_running(sv.pid) < n:
-            sys.exit(f"tether supervise started {children_running(sv.pid)} of {n} workers")
-        results[f"tether supervise, {n} worker{'s' if n > 1 else ''}"] = idle(sv.pid, window)
-        sv.send_signal(signal.SIGTERM)
-        sv.wait(timeout=60)
+        for binary, label in builds:
+            sv = subprocess.Popen([binary, "supervise", "--config", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            deadline = time.monotonic() + 120
+            while children_running(sv.pid) < n and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if children_running(sv.pid) < n:
+                sys.exit(f"tether supervise started {children_running(sv.pid)} of {n} workers")
+            results[f"tether supervise, {n} worker{'s' if n > 1 else ''}{label}"] = idle(sv.pid, window)
+            sv.send_signal(signal.SIGTERM)
+            sv.wait(timeout=60)
     a.stop()
     with open(os.path.join(out, "footprint.txt"), "w") as f:
         f.write(f"idle window {window} s (after 2 s settling)\n")
@@ -321,9 +358,15 @@ def main():
     ap.add_argument("--launches", type=int, default=200)
     ap.add_argument("--watchers", type=int, default=10000)
     ap.add_argument("--idle", type=int, default=60, help="idle window in seconds for the footprint")
+    ap.add_argument("--baseline", help="directory of an earlier build's tether: launch and footprint measure it too, interleaved")
+    ap.add_argument("--baseline-label", default="baseline build", help="how the table names the --baseline build")
     args = ap.parse_args()
     args.bin = os.path.abspath(args.bin)
+    if args.baseline:
+        args.baseline = os.path.abspath(args.baseline)
     work = tempfile.mkdtemp(prefix="tether-bench-work-")
+    # Workers of a root supervisor run as a dedicated uid: the probes built here must be theirs to run.
+    os.chmod(work, 0o755)
     out = work if args.quick else os.path.join(ROOT, "bench", "results")
     os.makedirs(out, exist_ok=True)
     desc = machine()

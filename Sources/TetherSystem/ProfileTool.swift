@@ -9,7 +9,7 @@ public struct ProfileReport: Sendable {
     public var profile: SeccompProfile
     public var filter: CompiledFilter
 
-    public static func make(_ nameOrPath: String, platform: TargetPlatform = .current, layout: SeccompCompiler.Layout = .binaryTree) throws(ProfileError) -> ProfileReport {
+    public static func make(_ nameOrPath: String, platform: TargetPlatform = .forWorker(user: nil), layout: SeccompCompiler.Layout = .binaryTree) throws(ProfileError) -> ProfileReport {
         let (profile, source) = try ProfileSource.load(nameOrPath)
         let filter = try SeccompCompiler.compile(profile, for: platform, source: source, layout: layout)
         return ProfileReport(source: source, profile: profile, filter: filter)

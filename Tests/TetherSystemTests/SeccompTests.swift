@@ -90,6 +90,21 @@ struct SeccompTests {
         #expect(profile.resolve(for: .forWorker(user: "root")).map(\.name) == ["chown"], "root in its own namespace: no CAP_SYS_ADMIN")
     }
 
+    @Test("containers-common's shape — allowed to all, refused without CAP_SYS_ADMIN — is refused for a worker; two plain rules that disagree are an error")
+    func capabilityRuleDecidesAConflict() async throws {
+        let shaped = SeccompProfile(defaultAction: .allow, syscalls: [
+            SyscallRule(names: ["unshare", "getpid"], action: .allow),
+            SyscallRule(names: ["unshare"], action: .errno, errnoRet: 1, excludes: RuleFilter(caps: ["CAP_SYS_ADMIN"])),
+        ])
+        let filter = try SeccompCompiler.compile(shaped, for: .forWorker(user: nil))
+        #expect(filter.warnings.contains { $0.contains("overrides the unconditional one") })
+        let clash = SeccompProfile(defaultAction: .allow, syscalls: [
+            SyscallRule(names: ["unshare"], action: .allow),
+            SyscallRule(names: ["unshare"], action: .errno, errnoRet: 1),
+        ])
+        #expect(throws: ProfileError.self) { try SeccompCompiler.compile(clash, for: .forWorker(user: nil)) }
+    }
+
     @Test func dockerFormatDenylistProfile() async throws {
         // The other common shape of a user profile: allow by default, refuse a few.
         let json = """

@@ -27,6 +27,8 @@ public struct ResolvedRule: Sendable, Equatable {
     public var args: [ArgCondition]
     /// JSON path of the name (`$.syscalls[3].names[1]`), for error messages.
     public var path: String
+    /// The rule applies because of the worker's capabilities (`includes.caps` / `excludes.caps`).
+    public var forCapabilities: Bool = false
 }
 
 public enum ErrnoCode {
@@ -45,7 +47,8 @@ extension SeccompProfile {
             for (j, name) in rule.names.enumerated() {
                 out.append(ResolvedRule(
                     name: name, action: rule.action, errnoRet: rule.errnoRet ?? ErrnoCode.EPERM,
-                    args: rule.args, path: "$.syscalls[\(i)].names[\(j)]"))
+                    args: rule.args, path: "$.syscalls[\(i)].names[\(j)]",
+                    forCapabilities: !rule.includes.caps.isEmpty || !rule.excludes.caps.isEmpty))
             }
         }
         return out

@@ -56,7 +56,7 @@ public enum SeccompCompiler {
     }
 
     public static func compile(
-        _ profile: SeccompProfile, for platform: TargetPlatform = .current, source: String? = nil,
+        _ profile: SeccompProfile, for platform: TargetPlatform = .forWorker(user: nil), source: String? = nil,
         layout: Layout = .binaryTree
     ) throws(ProfileError) -> CompiledFilter {
         var warnings: [String] = []
@@ -87,14 +87,24 @@ public enum SeccompCompiler {
             let rules = bySyscall[nr]!.rules
             let unconditional = rules.filter { $0.args.isEmpty }
             var chosen: UInt32?
+            var chosenRule: ResolvedRule?
             for r in unconditional {
                 let a = try scmpAction(r.action, errno: r.errnoRet, path: r.path, source: source)
-                if let c = chosen, c != a {
-                    throw ProfileError(path: r.path, message: "\"\(r.name)\" already has an unconditional rule with another action (\(unconditional[0].path))", source: source)
+                if let c = chosen, let first = chosenRule, c != a {
+                    // A rule that applies because of the worker's capabilities is the specific
+                    // one (containers-common allows setns for everyone, then refuses it without
+                    // CAP_SYS_ADMIN): it decides. Two plain rules that disagree are an error.
+                    if r.forCapabilities != first.forCapabilities {
+                        let winner = r.forCapabilities ? r : first, loser = r.forCapabilities ? first : r
+                        warnings.append("\(winner.path): \"\(r.name)\": the rule for the worker's capabilities overrides the unconditional one (\(loser.path))")
+                        if r.forCapabilities { chosen = a; chosenRule = r }
+                        continue
+                    }
+                    throw ProfileError(path: r.path, message: "\"\(r.name)\" already has an unconditional rule with another action (\(first.path))", source: source)
                 }
-                chosen = a
+                if chosen == nil { chosen = a; chosenRule = r }
             }
-            if let a = chosen, a != defaultAction { base.append((nr, a, [], unconditional[0].path)) }
+            if let a = chosen, a != defaultAction { base.append((nr, a, [], chosenRule!.path)) }
             for r in rules where !r.args.isEmpty {
                 let a = try scmpAction(r.action, errno: r.errnoRet, path: r.path, source: source)
                 if let u = chosen {

@@ -53,10 +53,10 @@ final class Keeper: Sendable {
         return (pid, fd, echo)
     }
 
-    /// Every 250 ms, from a task of the cooperative pool — so a supervisor whose runtime no
+    /// Every 500 ms, from a task of the cooperative pool — so a supervisor whose runtime no
     /// longer runs tasks sends none — a heartbeat to the keeper, and a look at its echo.
     private func heartbeat() {
-        let interval = Duration.milliseconds(250)
+        let interval = Duration.milliseconds(500)
         Task.detached { [self] in
             while true {
                 let (silentKeeper, pid) = state.withLock { s -> (Bool, pid_t) in

@@ -23,7 +23,7 @@ public final class Spawner: Sendable {
     private let weak = Atomic<Bool>(false)
     private static let instances = Atomic<Int>(0)
 
-    /// The keeper kills every worker when the supervisor's heartbeat (every 250 ms, from its
+    /// The keeper kills every worker when the supervisor's heartbeat (every 500 ms, from its
     /// async runtime) is missing this long: a supervisor that is stopped or hung enforces
     /// nothing. Shorter than any lease the authority gives (15 s by default).
     public static let heartbeatTimeout: Duration = .seconds(3)
