@@ -6,11 +6,15 @@ import TetherTestKit
 /// The adversarial worker (`Probes/escape.c`), built once per test process with `cc` into a
 /// directory every user may read, so it also runs as `nobody`.
 enum Escape {
-    static let binary: String = {
-        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Probes/escape.c").path
-        let dir = temporaryDirectory("tether-escape")
+    static let binary: String = build("escape")
+    /// Runs a command where no namespace can be made (Probes/nonamespaces.c).
+    static let noNamespaces: String = build("nonamespaces")
+
+    static func build(_ name: String) -> String {
+        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Probes/\(name).c").path
+        let dir = temporaryDirectory("tether-\(name)")
         chmod(dir, 0o755)
-        let out = dir + "/escape"
+        let out = dir + "/" + name
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/cc")
         p.arguments = ["-O1", "-Wall", "-o", out, source]
@@ -20,7 +24,7 @@ enum Escape {
         // Other tests in this process may have narrowed the umask: `nobody` must run it.
         chmod(out, 0o755)
         return out
-    }()
+    }
 
     /// One run's files, in a directory `nobody` may write to.
     struct Files {

@@ -40,19 +40,19 @@ public final class TetherProcess: @unchecked Sendable {
     public let stderrPath: String
 
     /// `asUser`: run it as that user (setpriv: uid, its group, no supplementary groups).
-    public init(_ args: [String], env: [String: String] = [:], asUser: String? = nil) throws {
+    /// `launcher`: a program (and its arguments) that runs the tether command line it is given.
+    public init(_ args: [String], env: [String: String] = [:], asUser: String? = nil, launcher: [String] = []) throws {
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("tether-proc-\(UUID().uuidString.prefix(8))").path
         stdoutPath = base + ".out"
         stderrPath = base + ".err"
         FileManager.default.createFile(atPath: stdoutPath, contents: nil)
         FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        var command = launcher + [tetherBinary] + args
         if let user = asUser {
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
-            process.arguments = ["--reuid=\(user)", "--regid=\(user == "nobody" ? "nogroup" : user)", "--clear-groups", tetherBinary] + args
-        } else {
-            process.executableURL = URL(fileURLWithPath: tetherBinary)
-            process.arguments = args
+            command = ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user == "nobody" ? "nogroup" : user)", "--clear-groups"] + command
         }
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         var environment = Foundation.ProcessInfo.processInfo.environment.merging(env) { $1 }
         environment["TETHER_LOG_LEVEL"] = environment["TETHER_LOG_LEVEL"] ?? "info"
         process.environment = environment
