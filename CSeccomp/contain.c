@@ -42,16 +42,6 @@
 #define SYS_mount_setattr 442
 #endif
 
-static int write_file(const char *file, const char *text) {
-    int fd = open(file, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = tether_write_all(fd, text, strlen(text));
-    int e = errno;
-    close(fd);
-    errno = e;
-    return rc;
-}
-
 // Makes `path` and every mount below it read-only. mount_setattr (5.12) does it in one call
 // on the whole subtree; the flag is locked for a less privileged namespace.
 static int make_readonly(const char *path) {
@@ -118,9 +108,7 @@ void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void
     // supervisor's uid and gid to themselves (the worker keeps its identity) before anything
     // that checks permissions. setgroups must be denied before gid_map, as unprivileged.
     if (c->new_user_ns) {
-        if (write_file("/proc/self/uid_map", c->uid_map) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
-        if (write_file("/proc/self/setgroups", "deny") != 0) tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
-        if (write_file("/proc/self/gid_map", c->gid_map) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
+        if (tether_write_id_maps(c->uid_map, c->gid_map) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
     }
 
     tether_child_enter(a, pipe_fd);

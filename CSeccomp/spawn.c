@@ -38,6 +38,14 @@ void tether_child_fail(int pipe_fd, int stage, int err) {
     _exit(127);
 }
 
+static int write_file(const char *file, const char *text);
+
+int tether_write_id_maps(const char *uid_map, const char *gid_map) {
+    if (write_file("/proc/self/uid_map", uid_map) != 0) return -1;
+    if (write_file("/proc/self/setgroups", "deny") != 0) return -1;
+    return write_file("/proc/self/gid_map", gid_map);
+}
+
 int tether_write_all(int fd, const char *buf, size_t len) {
     while (len > 0) {
         ssize_t n = write(fd, buf, len);
@@ -64,8 +72,7 @@ static int child_cloexec_all(void) {
     return 0;
 }
 
-// Writes `text` to a /proc file of this process (uid_map, gid_map, setgroups).
-static int write_proc_self(const char *file, const char *text) {
+static int write_file(const char *file, const char *text) {
     int fd = open(file, O_WRONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     int rc = tether_write_all(fd, text, strlen(text));
@@ -129,11 +136,7 @@ void tether_worker_finish(const struct tether_spawn_attr *a, int pipe_fd, pid_t 
         // /proc/self/uid_map to root: dumpable again, until the exec decides afresh.
         if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
         if (unshare(CLONE_NEWUSER) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_NAMESPACES, errno);
-        if (write_proc_self("/proc/self/uid_map", a->contain.worker_uid_map) != 0)
-            tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
-        if (write_proc_self("/proc/self/setgroups", "deny") != 0)
-            tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
-        if (write_proc_self("/proc/self/gid_map", a->contain.worker_gid_map) != 0)
+        if (tether_write_id_maps(a->contain.worker_uid_map, a->contain.worker_gid_map) != 0)
             tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
         if (syscall(SYS_setresgid, 0, 0, 0) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_SETGID, errno);
         if (syscall(SYS_setresuid, 0, 0, 0) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_SETUID, errno);

@@ -49,15 +49,19 @@ public enum BuiltinProfiles {
                         comment: "its flags are in memory a filter cannot read: ENOSYS makes libc fall back to clone"),
             SyscallRule(names: defaultDenied, action: .errno, errnoRet: ErrnoCode.EPERM,
                         comment: "escape from the process group, other processes' memory, kernel attack surface, the host"),
+        ] + terminalInjection,
+        comment: "Tether default: a typical agent runtime; no escape from the process group, no namespaces, no kernel attack surface"
+    )
+
+    /// `ioctl(TIOCSTI)` and `ioctl(TIOCLINUX)` refused: under `default` and `strict` alike.
+    static let terminalInjection: [SyscallRule] = [
             SyscallRule(names: ["ioctl"], action: .errno, errnoRet: ErrnoCode.EPERM,
                         args: [ArgCondition(index: 1, value: 0xffff_ffff, valueTwo: TIOCSTI, op: .maskedEqual)],
                         comment: "TIOCSTI: typing into the terminal of the supervisor"),
             SyscallRule(names: ["ioctl"], action: .errno, errnoRet: ErrnoCode.EPERM,
                         args: [ArgCondition(index: 1, value: 0xffff_ffff, valueTwo: TIOCLINUX, op: .maskedEqual)],
                         comment: "TIOCLINUX: console selection and pasting"),
-        ],
-        comment: "Tether default: a typical agent runtime; no escape from the process group, no namespaces, no kernel attack surface"
-    )
+    ]
 
     /// `ioctl` request numbers compared on the low 32 bits only: the kernel truncates `cmd` to an
     /// unsigned int, so a filter comparing all 64 bits could be passed with high bits set.
@@ -169,13 +173,7 @@ public enum BuiltinProfiles {
             SyscallRule(names: ["dup3"], action: .errno, errnoRet: ErrnoCode.EPERM,
                         args: [ArgCondition(index: 1, value: 0xffff_ffff, valueTwo: UInt64(strictExecFD), op: .maskedEqual)],
                         comment: "keep the exec descriptor"),
-            SyscallRule(names: ["ioctl"], action: .errno, errnoRet: ErrnoCode.EPERM,
-                        args: [ArgCondition(index: 1, value: 0xffff_ffff, valueTwo: TIOCSTI, op: .maskedEqual)],
-                        comment: "TIOCSTI: typing into the terminal of the supervisor"),
-            SyscallRule(names: ["ioctl"], action: .errno, errnoRet: ErrnoCode.EPERM,
-                        args: [ArgCondition(index: 1, value: 0xffff_ffff, valueTwo: TIOCLINUX, op: .maskedEqual)],
-                        comment: "TIOCLINUX: console selection and pasting"),
-        ],
+        ] + terminalInjection,
         execFD: strictExecFD,
         comment: "Tether strict: compute and file I/O only; no network, no new processes, no exec of another program"
     )
