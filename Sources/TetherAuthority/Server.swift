@@ -90,6 +90,7 @@ public enum AuthorityServer {
         guard directory.isInitialized else {
             throw StoreError("\(directory.path) is not an authority state directory; run: tether authority init --dir \(directory.path)")
         }
+        try directory.checkOwnership(forWriting: true)
         let store = try SQLiteStore(path: directory.database)
         return try await Authority(store: store, signer: try directory.loadSigner(), configuration: configuration, logger: logger)
     }

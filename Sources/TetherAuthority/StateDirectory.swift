@@ -24,16 +24,26 @@ public struct StateDirectory: Sendable {
         return "/nonexistent/.local/state/tether"
     }
 
-    /// Refuses a directory another user could have made or could change: it must be a real
-    /// directory (not a link) owned by this user and writable by nobody else, and every
-    /// directory above it owned by this user or root and writable by nobody else (unless
-    /// sticky, as /tmp: then nobody can rename what is in it). A missing directory passes
-    /// (it is created 0700), as long as what exists above it passes.
-    public func checkOwnership(euid: uid_t = geteuid()) throws {
+    /// Refuses a directory another user could have made or could change: it must be a
+    /// directory owned by this user and writable by nobody else, and every directory above it
+    /// owned by this user or root and writable by nobody else (unless sticky, as /tmp: then
+    /// nobody can rename what is in it). A link is judged by where it leads (systemd's
+    /// `DynamicUser=` makes /var/lib/tether a link to /var/lib/private/tether). A missing
+    /// directory passes (it is created 0700), as long as what exists above it passes.
+    /// `forWriting: false` (reading a key) lets root use a service user's directory, as
+    /// on-call does with the systemd layout; writing into another user's directory — where
+    /// that user could plant links — is refused even for root.
+    public func checkOwnership(euid: uid_t = geteuid(), forWriting: Bool = true) throws {
         var st = stat()
-        if lstat(path, &st) == 0 {
-            guard (st.st_mode & S_IFMT) == S_IFDIR else { throw StoreError("refusing state directory \(path): not a directory (a symbolic link?)") }
-            guard st.st_uid == euid else {
+        var path = self.path
+        if let real = realpath(path, nil) {
+            path = String(cString: real)
+            free(real)
+        }
+        if stat(path, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFDIR else { throw StoreError("refusing state directory \(path): not a directory") }
+            // Root may read a service user's directory (systemd's DynamicUser= owns the authority's).
+            guard st.st_uid == euid || (euid == 0 && !forWriting) else {
                 throw StoreError("refusing state directory \(path): owned by uid \(st.st_uid), not by this user (uid \(euid)); someone else may have created it")
             }
             guard st.st_mode & 0o022 == 0 else {
@@ -102,7 +112,7 @@ public struct StateDirectory: Sendable {
     }
 
     public func loadSigner() throws -> DecisionSigner {
-        try checkOwnership()
+        try checkOwnership(forWriting: false)
         return try DecisionSigner(rawBase64: SecretFile.read(signingKey))
     }
 

@@ -34,11 +34,13 @@ struct SecretsTests {
         let writable = file(dir, "writable.key", "x\n", mode: 0o622)
         #expect(throws: SecretFile.Refused.self) { try SecretFile.read(writable) }
 
+        // Another user's key, read by an ordinary user (uid 1000; root may read service users' keys).
         let theirs = file(dir, "theirs.key", "x\n", mode: 0o600)
         chown(theirs, 65534, 65534)
-        do { _ = try SecretFile.read(theirs); Issue.record("another user's key was read") } catch {
+        do { _ = try SecretFile.read(theirs, euid: 1000); Issue.record("another user's key was read") } catch {
             #expect(error.reason.contains("owned by uid 65534"))
         }
+        #expect(try SecretFile.read(theirs, euid: 0) == "x\n", "root reads the authority's dynamic user's operator key")
     }
 
     @Test("a state directory another user created first, or anyone may write, is refused — and nothing is written into it")
@@ -51,7 +53,20 @@ struct SecretsTests {
         let dir = StateDirectory(path: planted)
         await #expect(throws: (any Error).self) { _ = try await dir.initialize(actor: "test") }
         #expect(!FileManager.default.fileExists(atPath: planted + "/operator.key"), "no key written into it")
-        do { try dir.checkOwnership() } catch { #expect("\(error)".contains("owned by uid 65534")) }
+        do { try dir.checkOwnership(); Issue.record("root would write into another user's directory") } catch {
+            #expect("\(error)".contains("owned by uid 65534"))
+        }
+        // Not even to read: the directories above it are nobody's too, who could swap them.
+        #expect(throws: (any Error).self) { try dir.checkOwnership(forWriting: false) }
+        // The systemd layout: a service user's directory under root's. Root may read its keys
+        // (on-call reads the authority's dynamic user's operator key); another user may not.
+        let service = temporaryDirectory("tether-service") + "/tether"
+        try FileManager.default.createDirectory(atPath: service, withIntermediateDirectories: true)
+        chown(service, 65534, 65534)
+        chmod(service, 0o700)
+        try StateDirectory(path: service).checkOwnership(forWriting: false)
+        #expect(throws: (any Error).self) { try StateDirectory(path: service).checkOwnership(forWriting: true) }
+        #expect(throws: (any Error).self) { try StateDirectory(path: service).checkOwnership(euid: 1000, forWriting: false) }
 
         let open = temporaryDirectory("tether-open-state")
         chmod(open, 0o777)

@@ -26,6 +26,7 @@ trap 'systemctl poweroff --no-block' EXIT
 # The authority: Type=notify, so `start` returns once READY=1 came.
 t0=$(now_ms)
 check "tether-authority starts and reports READY" systemctl start tether-authority
+systemctl is-active -q tether-authority || journalctl -u tether-authority -b --no-pager | tail -15 | sed 's/^/  journal: /' >> "$out"
 echo "measure authority_ready_ms $(( $(now_ms) - t0 ))" >> "$out"
 check "authority status line set" test -n "$(systemctl show -p StatusText --value tether-authority)"
 echo "measure authority_status $(systemctl show -p StatusText --value tether-authority)" >> "$out"
@@ -34,7 +35,13 @@ tether authority public-key > /etc/tether/authority.pub
 
 # The supervisor and its worker.
 check "tether-supervisor starts and reports READY" systemctl start tether-supervisor
+systemctl is-active -q tether-supervisor || journalctl -u tether-supervisor -b --no-pager | tail -15 | sed 's/^/  journal: /' >> "$out"
 check "the demo worker runs in its own cgroup inside the unit's" waitfor 100 has_worker tether-supervisor.service demo
+# Out of the supervisor's reach: its own PID and mount namespaces, a dedicated uid, the key covered.
+main_pid=$(systemctl show -p MainPID --value tether-supervisor)
+wpid="$(waitfor 50 worker_main tether-supervisor.service demo >/dev/null; worker_main tether-supervisor.service demo)"
+check "the demo worker has its own PID and mount namespaces" test -n "$wpid" -a "$(readlink /proc/$wpid/ns/pid)" != "$(readlink /proc/$main_pid/ns/pid)" -a "$(readlink /proc/$wpid/ns/mnt)" != "$(readlink /proc/$main_pid/ns/mnt)"
+check "the demo worker cannot see the agent key (covered in its mount namespace)" test -z "$(nsenter -t "$wpid" -m cat /etc/tether/agent.key 2>/dev/null)"
 check "tether revoke freezes it (cgroup.events frozen 1, every process T)" bash -c "tether revoke demo --reason nspawn --wait 5s >/dev/null && cgroot=$cgroot; $(declare -f cg worker_cg frozen all_T waitfor); waitfor 50 frozen tether-supervisor.service demo && waitfor 50 all_T tether-supervisor.service demo"
 echo "measure supervisor_status $(systemctl show -p StatusText --value tether-supervisor)" >> "$out"
 check "systemctl status names who revoked it and why" waitfor 50 bash -c "systemctl show -p StatusText --value tether-supervisor | grep -q 'demo revoked .* by operator: nspawn)'"

@@ -234,18 +234,23 @@ public final class Spawner: Sendable {
     /// The namespace settings for one worker: which of the supervisor's paths to cover, what
     /// to make read-only, and the user namespace maps.
     private func namespaces(identity: WorkerIdentity, statusFD: Int32) -> ChildRequest.Contain {
-        var dirs: [String] = [], files: [String] = []
+        var dirs: Set<String> = [], files: Set<String> = []
         for p in containment.hiddenPaths {
+            // The real path: /var/lib/tether is a link to /var/lib/private/tether under
+            // systemd's DynamicUser=, and covering a link would cover nothing.
+            guard let resolved = realpath(p, nil) else { continue }
+            let real = String(cString: resolved)
+            free(resolved)
             var st = stat()
-            guard lstat(p, &st) == 0 else { continue }
-            if (st.st_mode & S_IFMT) == S_IFDIR { dirs.append(p) } else if (st.st_mode & S_IFMT) == S_IFREG { files.append(p) }
+            guard stat(real, &st) == 0 else { continue }
+            if (st.st_mode & S_IFMT) == S_IFDIR { dirs.insert(real) } else if (st.st_mode & S_IFMT) == S_IFREG { files.insert(real) }
         }
         let euid = geteuid(), egid = getegid()
         return ChildRequest.Contain(
             newUserNamespace: euid != 0, outerUID: euid, outerGID: egid,
             rootInUserNamespace: identity.rootInUserNamespace,
             workerUID: identity.ids?.uid ?? euid, workerGID: identity.ids?.gid ?? egid,
-            hideDirectories: dirs, hideFiles: files, readonly: ContainmentPolicy.readonlyMounts(),
+            hideDirectories: dirs.sorted(), hideFiles: files.sorted(), readonly: ContainmentPolicy.readonlyMounts(),
             statusFD: statusFD)
     }
 
