@@ -1,7 +1,8 @@
 // The worker's init: PID 1 of its PID namespace (see contain.c).
 //
-// The supervisor's child execs the tether binary as "tether-init WORKER_PID STATUS_FD"; this
-// constructor runs before any Swift does and never returns into it. It reaps every process
+// The supervisor's child execs the small `tether-init` program (Sources/tether-init) — or, where
+// it is not installed, the tether binary itself, whose constructor below runs before any Swift
+// and never returns into it — as "tether-init WORKER_PID STATUS_FD". It reaps every process
 // the namespace re-parents to it, and when the worker (PID 2) exits it writes the worker's
 // wait status to STATUS_FD and exits, which ends the namespace: the kernel SIGKILLs whatever
 // is left in it. It forwards nothing: the supervisor signals the worker's process group
@@ -50,10 +51,16 @@ __attribute__((noreturn)) static void init_main(pid_t worker, int status_fd) {
     }
 }
 
+int tether_init_run(int argc, char **argv) {
+    if (argc != 3 || argv == NULL || argv[0] == NULL || strcmp(argv[0], "tether-init") != 0) return -1;
+    long worker = parse_int(argv[1]), fd = parse_int(argv[2]);
+    if (worker <= 1 || fd < 3) return -1;
+    init_main((pid_t)worker, (int)fd);
+}
+
+// The fallback, where the small tether-init program is not installed beside tether: the tether
+// binary exec'd as "tether-init" is the init, before any Swift runs.
 __attribute__((constructor)) static void tether_init_entry(int argc, char **argv, char **envp) {
     (void)envp;
-    if (argc != 3 || argv == NULL || argv[0] == NULL || strcmp(argv[0], "tether-init") != 0) return;
-    long worker = parse_int(argv[1]), fd = parse_int(argv[2]);
-    if (worker <= 1 || fd < 3) return;
-    init_main((pid_t)worker, (int)fd);
+    (void)tether_init_run(argc, argv);
 }

@@ -151,6 +151,13 @@ int tether_pidfd_send_signal(int pidfd, int sig);
 /// Returns 0 with `*pid`, `*write_fd` and `*echo_fd` (CLOEXEC, echo non-blocking), or -errno.
 int tether_keeper_start(int cgroup_kill_fd, int heartbeat_timeout_ms, pid_t *pid, int *write_fd, int *echo_fd);
 
+// MARK: - the worker's init
+
+/// PID 1 of a worker's namespace (init.c), for `argv` = {"tether-init", WORKER_PID, STATUS_FD}:
+/// reaps, writes the worker's wait status to STATUS_FD when it exits, and exits. Never returns
+/// for such an argv; returns -1 for any other.
+int tether_init_run(int argc, char **argv);
+
 // MARK: - small syscalls without a glibc wrapper on Debian 12
 
 int tether_pidfd_open(pid_t pid);

@@ -36,6 +36,9 @@ results="$(mktemp -d)"
 trap 'rm -rf "$root" "$results"' EXIT
 cp -a "$cache/." "$root/"
 install -m 0755 "$binary" "$root/usr/local/bin/tether"
+# The workers' init, where `make build` made it beside the binary: as `make install` places it.
+init="$(dirname "$binary")/tether-init"
+if [ -x "$init" ]; then install -D -m 0755 "$init" "$root/usr/local/libexec/tether/tether-init"; fi
 install -d -m 0755 "$root/etc/tether"
 for u in "$repo"/systemd/*.service; do install -m 0644 "$u" "$root/etc/systemd/system/"; done
 for c in "$repo"/systemd/*.toml; do install -m 0644 "$c" "$root/etc/tether/"; done

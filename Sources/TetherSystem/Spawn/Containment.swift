@@ -110,11 +110,23 @@ enum DynamicUser {
     }
 }
 
-/// Descriptors every contained spawn uses, opened once: the tether binary the init is exec'd
-/// from (the path may be hidden in the worker's mount namespace, or replaced by an upgrade),
-/// and the supervisor's own pidfd (a child that finds it gone stops).
+/// Descriptors every contained spawn uses, opened once: the program the init is exec'd from
+/// (the path may be hidden in the worker's mount namespace, or replaced by an upgrade), and the
+/// supervisor's own pidfd (a child that finds it gone stops).
 enum ContainmentFDs {
-    static let executable: Int32 = open("/proc/self/exe", O_RDONLY | O_CLOEXEC)
+    /// `tether-init` (init/tether-init.c: static, libc only) beside this binary — where
+    /// `make build` and bench/run.sh put it — or in `../libexec/tether/`, where `make install`
+    /// does; else this binary itself, whose C constructor is the same init, at the cost of a
+    /// fresh exec of the whole binary per worker (about 2 MiB of private pages each).
+    static let executable: Int32 = {
+        let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
+        let dir = (me as NSString).deletingLastPathComponent
+        for candidate in [dir + "/tether-init", dir + "/../libexec/tether/tether-init"] where access(candidate, X_OK) == 0 {
+            let fd = open(candidate, O_RDONLY | O_CLOEXEC)
+            if fd >= 0 { return fd }
+        }
+        return open("/proc/self/exe", O_RDONLY | O_CLOEXEC)
+    }()
     static let supervisor: Int32 = tether_pidfd_open(getpid())
 }
 
