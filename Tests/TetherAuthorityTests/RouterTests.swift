@@ -189,6 +189,9 @@ struct RouterTests {
             #expect(s == .badRequest, "a halt needs a reason")
             (s, o) = try await c.post("/api/v1/devices/revoke?wait=forever", key: t.operatorKey, ["deviceId": "a1"])
             #expect(s == .badRequest)
+            // It used to trap (Double → Int64) and take the authority down.
+            (s, o) = try await c.post("/api/v1/devices/unrevoke?wait=1e300s", key: t.operatorKey, ["deviceId": "a1"])
+            #expect(s == .badRequest, "\(o)")
             (s, o) = try await c.get("/api/v1/no/such/route", key: t.operatorKey)
             #expect(s == .notFound)
             #expect(o["status"] as? String == "error")

@@ -36,6 +36,12 @@ struct ValuesTests {
         #expect(DurationText.parse("1h") == .seconds(3600))
         #expect(DurationText.parse("5") == nil)
         #expect(DurationText.parse("-1s") == nil)
+        // Refused, never a trap (`?wait=1e300s` crashed the authority): exponents, infinities,
+        // hex, signs, more than ~31 years.
+        for bad in ["1e300s", "1e3s", "infs", "nans", "0x10s", "+5s", "1.2.3s", ".s", "s", "99999999999999h", "1000000001s"] {
+            #expect(DurationText.parse(bad) == nil, "\(bad)")
+        }
+        #expect(DurationText.parse("1000000000s") == .seconds(1_000_000_000))
         #expect(DurationText.format(.milliseconds(1500)) == "1500ms")
         #expect(DurationText.format(.seconds(5)) == "5s")
     }
