@@ -26,6 +26,12 @@ enum AuthorityResolution {
             }
         }
         let endpoint = try AuthorityEndpoint.resolve(url: url, keyFile: settings.keyFile, role: "agent", stateDirectory: directory.path, environment: [:])
+        if let refusal = TrustPolicy.refusal(url: endpoint.url, publicKey: publicKey) {
+            guard settings.insecureUnpinned else {
+                throw fail("\(refusal)\nNothing was started.", code: TetherExit.config)
+            }
+            logger.critical("INSECURE: \(refusal); running anyway (--insecure-unpinned-authority)")
+        }
         var verifier: DecisionVerifier?
         if let pk = publicKey {
             let text = FileManager.default.fileExists(atPath: pk) ? try String(contentsOfFile: pk, encoding: .utf8) : pk

@@ -33,6 +33,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "How long an allow is good from an authority that sends no lease (default 15s).") var failClosedAfter: String?
     @Option(help: "How often to validate while the watch stream is down (default 1s).") var pollInterval: String?
     @Flag(help: "Poll only; hold no watch stream.") var noWatch = false
+    @Flag(help: "Accept an authority off this host over plain http or without --public-key (anyone on the network path could let the worker run).") var insecureUnpinnedAuthority = false
     @Option(help: "Run the worker as this user (name or uid).") var user: String?
     @Option(help: "Set a variable for the worker (repeatable).") var env: [String] = []
     @Option(help: "A resource limit for the worker, e.g. nproc=64 or nofile=1024:4096 (repeatable).") var limit: [String] = []
@@ -88,6 +89,7 @@ struct RunCommand: AsyncParsableCommand {
             flags.failClosedAfter = failClosedAfter
             flags.pollInterval = pollInterval
             flags.watch = noWatch ? false : nil
+            flags.insecureUnpinned = insecureUnpinnedAuthority ? true : nil
             flags.user = user
             flags.env = env
             flags.limits = limit

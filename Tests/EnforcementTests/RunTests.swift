@@ -152,4 +152,21 @@ struct RunTests {
         #expect(await p.exitCode(within: 20) == 0)
         #expect((try? String(contentsOfFile: dir + "/term", encoding: .utf8)) == "got\n")
     }
+
+    @Test("an authority off this host over plain http, or unpinned, is refused before anything starts (78); the loopback is not")
+    func unpinnedRemoteRefused() async throws {
+        let a = try await LiveAuthority()
+        let dir = workerDirectory("e2e-trust")
+        // .invalid never resolves (RFC 6761): nothing leaves this host whatever happens.
+        let (rc, _, err) = try runTether(["run", "--dir", a.dir, "--authority", "http://authority.invalid:8470",
+                                          "--key-file", a.dir + "/agent.key", "--surface", "trust-1", "--", "touch", dir + "/ran"])
+        #expect(rc == 78, "\(err)")
+        #expect(err.contains("not on this host") && err.contains("plain http") && err.contains("no public key is pinned"), "\(err)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/ran"))
+        // With the loud option it tries (and, the host unresolvable, fails closed: 69).
+        let (rc2, _, err2) = try runTether(["run", "--dir", a.dir, "--authority", "http://authority.invalid:8470", "--insecure-unpinned-authority",
+                                            "--key-file", a.dir + "/agent.key", "--surface", "trust-1", "--", "touch", dir + "/ran"])
+        #expect(rc2 == 69 && err2.contains("INSECURE"), "\(err2)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/ran"))
+    }
 }

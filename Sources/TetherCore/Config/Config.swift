@@ -17,6 +17,9 @@ public struct AuthoritySettings: Sendable, Equatable {
     public var register = true
     /// This supervisor's name in the authority's watcher list and reports (default: host name).
     public var instance: String?
+    /// Accept an authority off this host over plain HTTP or without a pinned public key. Off:
+    /// a network attacker who can answer for such an authority lets every worker run.
+    public var insecureUnpinned = false
 
     public init() {}
 }

@@ -32,6 +32,7 @@ public enum ConfigLoader {
             if let b = try f.bool("watch") { config.authority.watch = b }
             if let b = try f.bool("register") { config.authority.register = b }
             config.authority.instance = try f.token("instance")
+            if let b = try f.bool("insecure_unpinned") { config.authority.insecureUnpinned = b }
             try f.finish()
         }
         if let t = try top.table("supervisor") {

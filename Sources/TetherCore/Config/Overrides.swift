@@ -14,6 +14,7 @@ public struct Overrides: Sendable, Equatable {
     public var failClosedAfter: String?
     public var pollInterval: String?
     public var watch: Bool?
+    public var insecureUnpinned: Bool?
     public var user: String?
     public var env: [String] = []
     /// `nproc=64`, `nofile=1024:4096`: replace the file's limit of the same resource.
@@ -58,6 +59,7 @@ public struct Overrides: Sendable, Equatable {
         if let d = try duration(failClosedAfter, "fail-closed-after", "TETHER_FAIL_CLOSED_AFTER", atLeast: .milliseconds(100)) { authority.failClosedAfter = d }
         if let d = try duration(pollInterval, "poll-interval", "TETHER_POLL_INTERVAL", atLeast: .milliseconds(50)) { authority.pollInterval = d }
         if let w = watch { authority.watch = w }
+        if let i = insecureUnpinned { authority.insecureUnpinned = i }
         if let s = surface {
             guard SurfaceName.isValid(s) else { throw error(name("surface", "TETHER_SURFACE"), "\"\(s)\" is not a valid surface name: \(SurfaceName.rule)") }
             worker.surface = s
