@@ -60,7 +60,9 @@ public func buildApplication(
     let server: HTTPServerBuilder
     if let cert = listen.tlsCertificate, let key = listen.tlsKey {
         let chain = try NIOSSLCertificate.fromPEMFile(cert).map { NIOSSLCertificateSource.certificate($0) }
-        let tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+        // TLS 1.0 and 1.1 are refused at the handshake.
+        tls.minimumTLSVersion = .tlsv12
         server = try .tls(.http1(), tlsConfiguration: tls)
     } else {
         server = .http1()

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import TetherCore
 
 /// Where the authority is and which key to present.
@@ -90,6 +91,10 @@ public struct AuthorityClient: Sendable {
         config.connectionPool.retryConnectionEstablishment = false
         config.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 1024
         config.timeout = .init(connect: .seconds(3))
+        // An authority that offers less than TLS 1.2 is not talked to.
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.minimumTLSVersion = .tlsv12
+        config.tlsConfiguration = tls
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
     }()
 

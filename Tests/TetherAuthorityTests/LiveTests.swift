@@ -234,6 +234,18 @@ struct TLSTests {
         plain.method = .GET
         let plainAnswer = try? await AuthorityClient.defaultHTTPClient.execute(plain, timeout: .seconds(2))
         #expect(plainAnswer?.status != .ok)
+        // A client that offers at most TLS 1.1 gets no handshake.
+        var old = HTTPClient.Configuration()
+        old.tlsConfiguration = .makeClientConfiguration()
+        old.tlsConfiguration?.certificateVerification = .none
+        old.tlsConfiguration?.minimumTLSVersion = .tlsv1
+        old.tlsConfiguration?.maximumTLSVersion = .tlsv11
+        let oldClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: old)
+        var req = HTTPClientRequest(url: "https://127.0.0.1:\(listen.port)/healthz")
+        req.method = .GET
+        let oldAnswer = try? await oldClient.execute(req, timeout: .seconds(2))
+        #expect(oldAnswer == nil, "TLS 1.1 is refused")
+        try await oldClient.shutdown()
         try await client.shutdown()
     }
 }
