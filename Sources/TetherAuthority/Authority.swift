@@ -72,7 +72,8 @@ public final class Authority: Sendable {
     func register(_ deviceId: String, change: Change) async throws -> (RegisterOutcome, SurfaceRecord) {
         try await mutations.run {
             let (outcome, record) = try await store.register(deviceId, change: change)
-            if outcome == .created {
+            // New in memory: created, or back from a tombstone (possibly revoked).
+            if await state.snapshot(deviceId).0 == nil {
                 await state.put(record)
                 await hub.publish(deviceIds: [deviceId], requestID: change.requestID)
             }

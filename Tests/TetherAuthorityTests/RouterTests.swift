@@ -22,6 +22,21 @@ struct RouterTests {
             #expect(o["status"] as? String == "revoked")
             (_, o) = try await c.post("/api/v1/devices/validate", key: t.agentKey, ["deviceId": "agent-01"])
             #expect(o["allowed"] as? Bool == false, "register did not restore it")
+            // Removed while revoked, then registered again by the agent: still revoked (it used
+            // to come back allowed), and the record says who revoked it and why.
+            try await c.post("/api/v1/devices/revoke", key: t.operatorKey, ["deviceId": "agent-01", "reason": "INC-9"])
+            (s, _) = try await c.post("/api/v1/devices/remove", key: t.operatorKey, ["deviceId": "agent-01"])
+            #expect(s == .ok)
+            (_, o) = try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "agent-01"])
+            #expect(o["status"] as? String == "revoked", "\(o)")
+            (_, o) = try await c.post("/api/v1/devices/validate", key: t.agentKey, ["deviceId": "agent-01"])
+            #expect(o["allowed"] as? Bool == false && o["code"] as? String == "DEVICE_REVOKED", "\(o)")
+            #expect(o["changeReason"] as? String == "INC-9")
+            // An active surface removed and registered again comes back active.
+            try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "agent-02"])
+            try await c.post("/api/v1/devices/remove", key: t.operatorKey, ["deviceId": "agent-02"])
+            (_, o) = try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "agent-02"])
+            #expect(o["status"] as? String == "ok")
         }
     }
 

@@ -71,6 +71,19 @@ public final class SQLiteStore: AuthorityStore {
                 CREATE INDEX reports_device ON reports(device_id, id);
                 """)
         }
+        // A removed surface leaves a tombstone with its last state: registering it again
+        // brings that state back, so remove + register never un-revokes.
+        m.registerMigration("v2-tombstones") { db in
+            try db.execute(sql: """
+                CREATE TABLE tombstones (
+                    device_id TEXT PRIMARY KEY,
+                    revoked INTEGER NOT NULL,
+                    reason TEXT,
+                    changed_by TEXT,
+                    removed_at TEXT NOT NULL
+                );
+                """)
+        }
         return m
     }
 
@@ -87,6 +100,17 @@ public final class SQLiteStore: AuthorityStore {
             if let row = try Row.fetchOne(db, sql: "SELECT * FROM surfaces WHERE device_id = ?", arguments: [deviceId]) {
                 let s = Self.surface(row)
                 return (s.revoked ? .revoked : .exists, s)
+            }
+            if let grave = try Row.fetchOne(db, sql: "SELECT * FROM tombstones WHERE device_id = ?", arguments: [deviceId]) {
+                // Back with the state it was removed in: a revoked surface stays revoked.
+                let revoked = (grave["revoked"] as Int) != 0
+                try db.execute(sql: "INSERT INTO surfaces (device_id, revoked, created_at, updated_at, reason, changed_by) VALUES (?, ?, ?, ?, ?, ?)",
+                               arguments: [deviceId, revoked ? 1 : 0, change.at, change.at, grave["reason"] as String?, grave["changed_by"] as String?])
+                try db.execute(sql: "DELETE FROM tombstones WHERE device_id = ?", arguments: [deviceId])
+                try Self.audit(db, change, action: revoked ? "register (was removed while revoked: stays revoked)" : "register (was removed)", deviceId: deviceId)
+                let record = SurfaceRecord(deviceId: deviceId, revoked: revoked, createdAt: change.at, updatedAt: change.at,
+                                           reason: grave["reason"], changedBy: grave["changed_by"])
+                return (revoked ? .revoked : .created, record)
             }
             try db.execute(sql: "INSERT INTO surfaces (device_id, revoked, created_at, updated_at) VALUES (?, 0, ?, ?)",
                            arguments: [deviceId, change.at, change.at])
@@ -107,8 +131,10 @@ public final class SQLiteStore: AuthorityStore {
 
     public func remove(_ deviceId: String, change: Change) async throws -> Bool {
         try await pool.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM surfaces WHERE device_id = ?", arguments: [deviceId]) else { return false }
+            try db.execute(sql: "INSERT OR REPLACE INTO tombstones (device_id, revoked, reason, changed_by, removed_at) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [deviceId, row["revoked"] as Int, row["reason"] as String?, row["changed_by"] as String?, change.at])
             try db.execute(sql: "DELETE FROM surfaces WHERE device_id = ?", arguments: [deviceId])
-            guard db.changesCount > 0 else { return false }
             try Self.audit(db, change, action: "remove", deviceId: deviceId)
             return true
         }
