@@ -28,12 +28,19 @@ public struct AckResult: Sendable {
 actor WatchHub {
     private struct Subscriber {
         let instance: String
+        /// The key that opened the stream.
+        let keyName: String
         let surfaces: Set<String>
         let continuation: AsyncStream<StreamItem>.Continuation
     }
 
     private struct AckWaiter {
         let requestID: String
+        /// Report states that acknowledge this change.
+        let accepting: Set<String>
+        /// For each expected (instance, surface), the keys whose streams hold it: only their
+        /// reports count, so another agent key cannot forge the "stopped" on-call reads.
+        let keys: [Pair: Set<String>]
         var pending: Set<Pair>
         var acked: [Report]
         var continuation: CheckedContinuation<AckResult, Never>?
@@ -51,12 +58,12 @@ actor WatchHub {
     private var closed = false
 
     /// Registers a connection. Returns nil once the hub has shut down.
-    func subscribe(instance: String, surfaces: Set<String>) -> (id: Int, stream: AsyncStream<StreamItem>, continuation: AsyncStream<StreamItem>.Continuation)? {
+    func subscribe(instance: String, keyName: String, surfaces: Set<String>) -> (id: Int, stream: AsyncStream<StreamItem>, continuation: AsyncStream<StreamItem>.Continuation)? {
         guard !closed else { return nil }
         let (stream, continuation) = AsyncStream<StreamItem>.makeStream(bufferingPolicy: .bufferingNewest(256))
         nextID += 1
         let id = nextID
-        subscribers[id] = Subscriber(instance: instance, surfaces: surfaces, continuation: continuation)
+        subscribers[id] = Subscriber(instance: instance, keyName: keyName, surfaces: surfaces, continuation: continuation)
         for s in surfaces { bySurface[s, default: []].insert(id) }
         return (id, stream, continuation)
     }
@@ -107,9 +114,15 @@ actor WatchHub {
 
     /// Starts collecting reports on `requestID` from `expected`. Call before the change is
     /// published, so that no fast report can arrive before anyone listens for it.
-    func expectAcks(requestID: String, expected: [Pair]) -> UUID {
+    func expectAcks(requestID: String, expected: [Pair], accepting: Set<String>) -> UUID {
         let key = UUID()
-        ackWaiters[key] = AckWaiter(requestID: requestID, pending: Set(expected), acked: [], continuation: nil)
+        var keys: [Pair: Set<String>] = [:]
+        for p in expected {
+            for id in bySurface[p.deviceId] ?? [] {
+                if let s = subscribers[id], s.instance == p.instance { keys[p, default: []].insert(s.keyName) }
+            }
+        }
+        ackWaiters[key] = AckWaiter(requestID: requestID, accepting: accepting, keys: keys, pending: Set(expected), acked: [], continuation: nil)
         return key
     }
 
@@ -133,9 +146,9 @@ actor WatchHub {
 
     func deliver(_ report: Report) {
         guard let rid = report.requestID else { return }
-        for (key, var w) in ackWaiters where w.requestID == rid {
+        for (key, var w) in ackWaiters where w.requestID == rid && w.accepting.contains(report.state) {
             let pair = Pair(instance: report.instance, deviceId: report.deviceId)
-            guard w.pending.remove(pair) != nil else { continue }
+            guard w.keys[pair]?.contains(report.keyName) == true, w.pending.remove(pair) != nil else { continue }
             w.acked.append(report)
             ackWaiters[key] = w
             if w.pending.isEmpty && w.continuation != nil { finishAckWait(key) }

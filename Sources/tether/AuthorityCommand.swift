@@ -124,15 +124,26 @@ struct KeysCommand: AsyncParsableCommand {
         @OptionGroup var state: StateDirOption
         @Option(help: "agent (register, validate, watch, report) or operator (everything).") var role: String
         @Option(help: "A name for the audit log (letters, digits, . _ : - @).") var name: String
+        @Option(help: "Agent keys: the surfaces it may act for, names or patterns with * (repeatable, or comma-separated), e.g. 'agent-*'.") var surfaces: [String] = []
+        @Option(help: "Agent keys: the one instance it may watch and report as (its supervisor's).") var instance: String?
 
         func run() async throws {
             guard let r = Role(rawValue: role) else { throw fail("--role is agent or operator", code: TetherExit.usage) }
             guard APIKeys.isValidName(name) else { throw fail("--name: 1 to 64 of letters, digits, . _ : - @", code: TetherExit.usage) }
+            let patterns = surfaces.flatMap { $0.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) } }
+            if r == .operator && (!patterns.isEmpty || instance != nil) {
+                throw fail("--surfaces and --instance scope agent keys; an operator key can do everything", code: TetherExit.usage)
+            }
+            for p in patterns where !SurfacePattern.isValid(p) {
+                throw fail("--surfaces: \"\(p)\" is not a surface name or pattern (\(SurfaceName.rule), and *)", code: TetherExit.usage)
+            }
+            if let i = instance, !SurfaceName.isValid(i) { throw fail("--instance: \(SurfaceName.rule)", code: TetherExit.usage) }
             let store = try KeysCommand.store(state.directory)
             let key = APIKeys.generate()
             let now = Timestamp.string(Date())
             do {
-                try await store.addKey(KeyRecord(name: name, role: r, hash: APIKeys.hash(key), createdAt: now),
+                try await store.addKey(KeyRecord(name: name, role: r, hash: APIKeys.hash(key), createdAt: now,
+                                                 surfaces: patterns.isEmpty ? nil : patterns, instance: instance),
                                        change: Change(actor: localActor(), reason: nil, requestID: UUID().uuidString, at: now))
             } catch {
                 throw fail("\(error)", code: TetherExit.config)
@@ -148,7 +159,7 @@ struct KeysCommand: AsyncParsableCommand {
 
         func run() async throws {
             for k in try await KeysCommand.store(state.directory).keys() {
-                print("\(k.name)\t\(k.role.rawValue)\tcreated \(k.createdAt)\(k.revokedAt.map { "\tREVOKED \($0)" } ?? "")")
+                print("\(k.name)\t\(k.role.rawValue)\t\(k.scopeDescription)\tcreated \(k.createdAt)\(k.revokedAt.map { "\tREVOKED \($0)" } ?? "")")
             }
         }
     }

@@ -49,6 +49,19 @@ extension AuthorityContextProtocol {
         guard let key else { throw APIError.unauthorized }
         return key
     }
+
+    /// A key acting for `surfaces` (and as `instance`): an agent key scoped to other surfaces,
+    /// or bound to another instance, is refused (403).
+    func requireScope(_ surfaces: [String], instance: String? = nil) throws -> KeyRecord {
+        let key = try requireKey()
+        for s in surfaces where !key.mayActFor(s) {
+            throw APIError.forbidden("the key \"\(key.name)\" may not act for \"\(s.prefix(128))\" (its scope: \(key.scopeDescription))")
+        }
+        if let instance, !key.mayUse(instance: instance) {
+            throw APIError.forbidden("the key \"\(key.name)\" is bound to instance \"\(key.instance ?? "")\", not \"\(instance.prefix(128))\"")
+        }
+        return key
+    }
 }
 
 extension HTTPField.Name {

@@ -20,8 +20,8 @@ public func buildRouter(authority: Authority) -> Router<AuthorityContext> {
     // MARK: agent routes
 
     api.post("devices/register") { req, ctx in
-        let key = try ctx.requireKey()
         let deviceId = try await JSONIn.parse(req, context: ctx, maxSize: maxBody, allowed: ["deviceId"]).deviceId()
+        let key = try ctx.requireScope([deviceId])
         let (outcome, record) = try await authority.register(deviceId, change: change(key, nil, ctx))
         return JSONOut.response([
             "status": outcome.rawValue, "deviceId": deviceId, "created": outcome == .created,
@@ -30,9 +30,9 @@ public func buildRouter(authority: Authority) -> Router<AuthorityContext> {
     }
 
     api.post("devices/validate") { req, ctx in
-        _ = try ctx.requireKey()
         let body = try await JSONIn.parse(req, context: ctx, maxSize: maxBody, allowed: ["deviceId", "nonce"])
         let deviceId = try body.deviceId()
+        _ = try ctx.requireScope([deviceId])
         let nonce = try body.string("nonce")
         if let nonce, !Decision.isValidNonce(nonce) {
             throw APIError.badRequest("invalid nonce: 1 to 128 characters of A-Z a-z 0-9 . _ : + / = -")
@@ -52,19 +52,21 @@ public func buildRouter(authority: Authority) -> Router<AuthorityContext> {
         for id in ids where !SurfaceName.isValid(id) {
             throw APIError.badRequest("invalid deviceId \"\(id.prefix(140))\": \(SurfaceName.rule)")
         }
-        let instance = req.uri.queryParameters.get("instance") ?? "anonymous-\(ctx.requestID.prefix(8))"
+        let key = try ctx.requireKey()
+        let instance: String = req.uri.queryParameters.get("instance").map { String($0) } ?? key.instance ?? "anonymous-\(ctx.requestID.prefix(8))"
         guard SurfaceName.isValid(instance) else { throw APIError.badRequest("invalid instance: \(SurfaceName.rule)") }
+        _ = try ctx.requireScope(ids, instance: instance)
         let nonce = req.uri.queryParameters.get("nonce")
         if let nonce, !Decision.isValidNonce(nonce) { throw APIError.badRequest("invalid nonce") }
         return try await WatchStream.response(authority: authority, surfaces: Array(Set(ids)).sorted(), instance: instance, nonce: nonce, context: ctx)
     }
 
     api.post("devices/report") { req, ctx in
-        _ = try ctx.requireKey()
         let body = try await JSONIn.parse(req, context: ctx, maxSize: maxBody, allowed: ["deviceId", "instance", "state", "pids", "at", "request_id"])
         let deviceId = try body.deviceId()
         let instance = try body.string("instance", required: true)!
         guard SurfaceName.isValid(instance) else { throw APIError.badRequest("invalid instance: \(SurfaceName.rule)") }
+        let key = try ctx.requireScope([deviceId], instance: instance)
         let state = try body.string("state", required: true)!
         guard Report.states.contains(state) else {
             throw APIError.badRequest("unknown state \"\(state.prefix(40))\"; expected \(Report.states.sorted().joined(separator: ", "))")
@@ -73,7 +75,7 @@ public func buildRouter(authority: Authority) -> Router<AuthorityContext> {
         guard Timestamp.parse(at) != nil else { throw APIError.badRequest("\"at\" must be an RFC 3339 time") }
         let rid = try body.string("request_id", max: 128)
         let report = Report(deviceId: deviceId, instance: instance, state: state, pids: try body.pids("pids"),
-                            at: at, requestID: rid, receivedAt: Timestamp.string(Date()))
+                            at: at, requestID: rid, receivedAt: Timestamp.string(Date()), keyName: key.name)
         try await authority.store.addReport(report)
         await authority.hub.deliver(report)
         return JSONOut.response(["status": "ok", "request_id": ctx.requestID])
@@ -113,7 +115,8 @@ public func buildRouter(authority: Authority) -> Router<AuthorityContext> {
             let reason = try body.string("reason", max: 1000)
             let wait = try waitDuration(req, authority)
             let watchers = await authority.hub.watchers(of: [deviceId])
-            let ackKey = wait == nil ? nil : await authority.hub.expectAcks(requestID: ctx.requestID, expected: watchers)
+            let ackKey = wait == nil ? nil : await authority.hub.expectAcks(
+                requestID: ctx.requestID, expected: watchers, accepting: revoke ? Report.stoppedStates : Report.runningStates)
             guard let record = try await authority.setRevoked(deviceId, revoke, change: change(key, reason, ctx)) else {
                 if let ackKey { await authority.hub.cancelAcks(ackKey) }
                 throw APIError.notFound(deviceId)
@@ -148,7 +151,8 @@ public func buildRouter(authority: Authority) -> Router<AuthorityContext> {
             }
             let wait = try waitDuration(req, authority)
             let watchers = await authority.hub.watchers(of: nil)
-            let ackKey = wait == nil ? nil : await authority.hub.expectAcks(requestID: ctx.requestID, expected: watchers)
+            let ackKey = wait == nil ? nil : await authority.hub.expectAcks(
+                requestID: ctx.requestID, expected: watchers, accepting: halt ? Report.stoppedStates : Report.runningStates)
             let org = try await authority.setHalted(halt, change: change(key, reason, ctx))
             var out: [String: Any?] = [
                 "status": "ok", "halted": org.halted, "org": orgObject(org), "watchers": watchers.count,

@@ -13,7 +13,7 @@ import TetherCore
 /// `nonce`, both signed. On server shutdown it sends `event: shutdown` and ends.
 enum WatchStream {
     static func response(authority: Authority, surfaces: [String], instance: String, nonce: String?, context: AuthorityContext) async throws -> Response {
-        guard let sub = await authority.hub.subscribe(instance: instance, surfaces: Set(surfaces)) else {
+        guard let sub = await authority.hub.subscribe(instance: instance, keyName: context.key?.name ?? "", surfaces: Set(surfaces)) else {
             throw APIError(.serviceUnavailable, "SHUTTING_DOWN", "the authority is shutting down; reconnect to another")
         }
         let logger = context.logger

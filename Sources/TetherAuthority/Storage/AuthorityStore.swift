@@ -1,4 +1,5 @@
 import Foundation
+import TetherCore
 
 /// What an API key may do.
 public enum Role: String, Sendable, Codable, CaseIterable {
@@ -15,13 +16,63 @@ public struct KeyRecord: Sendable, Equatable {
     public var hash: String
     public var createdAt: String
     public var revokedAt: String?
+    /// An agent key's scope: the surfaces it may act for (names or patterns with `*`), and the
+    /// one instance it may watch and report as. nil: unscoped (keys made before scopes).
+    public var surfaces: [String]?
+    public var instance: String?
 
-    public init(name: String, role: Role, hash: String, createdAt: String, revokedAt: String? = nil) {
+    public init(name: String, role: Role, hash: String, createdAt: String, revokedAt: String? = nil,
+                surfaces: [String]? = nil, instance: String? = nil) {
         self.name = name
         self.role = role
         self.hash = hash
         self.createdAt = createdAt
         self.revokedAt = revokedAt
+        self.surfaces = surfaces
+        self.instance = instance
+    }
+
+    /// Whether this key may register, validate, watch or report for `surface`.
+    public func mayActFor(_ surface: String) -> Bool {
+        guard role == .agent, let patterns = surfaces else { return true }
+        return patterns.contains { SurfacePattern.matches($0, surface) }
+    }
+
+    /// Whether this key may watch or report as `instance`.
+    public func mayUse(instance i: String) -> Bool {
+        guard role == .agent, let bound = instance else { return true }
+        return bound == i
+    }
+
+    /// "unscoped", or "surfaces agent-*,ci-7; instance host-a".
+    public var scopeDescription: String {
+        if role == .operator { return "everything" }
+        guard surfaces != nil || instance != nil else { return "unscoped" }
+        var parts: [String] = []
+        if let s = surfaces { parts.append("surfaces \(s.joined(separator: ","))") }
+        if let i = instance { parts.append("instance \(i)") }
+        return parts.joined(separator: "; ")
+    }
+}
+
+/// Surface names and patterns for key scopes: a name, or a name with `*` standing for any run
+/// of characters (`agent-*`, `*-prod`, `*`).
+public enum SurfacePattern {
+    public static func isValid(_ p: String) -> Bool {
+        !p.isEmpty && p.count <= 128 && SurfaceName.isValid(p.replacingOccurrences(of: "*", with: "x"))
+    }
+
+    public static func matches(_ pattern: String, _ name: String) -> Bool {
+        let parts = pattern.split(separator: "*", omittingEmptySubsequences: false).map(String.init)
+        if parts.count == 1 { return pattern == name }
+        guard name.hasPrefix(parts.first!), name.hasSuffix(parts.last!),
+              name.count >= parts.first!.count + parts.last!.count else { return false }
+        var rest = Substring(name.dropFirst(parts.first!.count).dropLast(parts.last!.count))
+        for middle in parts.dropFirst().dropLast() where !middle.isEmpty {
+            guard let r = rest.range(of: middle) else { return false }
+            rest = rest[r.upperBound...]
+        }
+        return true
     }
 }
 
@@ -66,8 +117,15 @@ public struct Report: Sendable, Equatable {
     /// The request id of the decision it acted on.
     public var requestID: String?
     public var receivedAt: String
+    /// The key that sent it (not stored): an acknowledgement counts only from the key that
+    /// holds the instance's watch stream.
+    public var keyName: String = ""
 
     public static let states: Set<String> = ["stopped", "killed", "resumed", "exited", "started", "running"]
+    /// What acknowledges a revoke or a halt: the worker no longer runs.
+    public static let stoppedStates: Set<String> = ["stopped", "killed", "exited"]
+    /// What acknowledges a restore or a resume.
+    public static let runningStates: Set<String> = ["resumed", "started", "running"]
 }
 
 public enum RegisterOutcome: String, Sendable {

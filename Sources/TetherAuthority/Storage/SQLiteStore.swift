@@ -84,6 +84,11 @@ public final class SQLiteStore: AuthorityStore {
                 );
                 """)
         }
+        // Agent keys scoped to surfaces (comma-separated patterns) and one instance.
+        m.registerMigration("v3-key-scopes") { db in
+            try db.execute(sql: "ALTER TABLE api_keys ADD COLUMN surfaces TEXT")
+            try db.execute(sql: "ALTER TABLE api_keys ADD COLUMN instance TEXT")
+        }
         return m
     }
 
@@ -164,7 +169,9 @@ public final class SQLiteStore: AuthorityStore {
         try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM api_keys ORDER BY name").map {
                 KeyRecord(name: $0["name"], role: Role(rawValue: $0["role"]) ?? .agent, hash: $0["hash"],
-                          createdAt: $0["created_at"], revokedAt: $0["revoked_at"])
+                          createdAt: $0["created_at"], revokedAt: $0["revoked_at"],
+                          surfaces: ($0["surfaces"] as String?).map { $0.split(separator: ",").map(String.init) },
+                          instance: $0["instance"])
             }
         }
     }
@@ -174,9 +181,9 @@ public final class SQLiteStore: AuthorityStore {
             if try Row.fetchOne(db, sql: "SELECT 1 FROM api_keys WHERE name = ?", arguments: [key.name]) != nil {
                 throw StoreError("a key named \(key.name) exists already")
             }
-            try db.execute(sql: "INSERT INTO api_keys (name, role, hash, created_at) VALUES (?, ?, ?, ?)",
-                           arguments: [key.name, key.role.rawValue, key.hash, key.createdAt])
-            try Self.audit(db, change, action: "key-create:\(key.role.rawValue):\(key.name)", deviceId: nil)
+            try db.execute(sql: "INSERT INTO api_keys (name, role, hash, created_at, surfaces, instance) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [key.name, key.role.rawValue, key.hash, key.createdAt, key.surfaces?.joined(separator: ","), key.instance])
+            try Self.audit(db, change, action: "key-create:\(key.role.rawValue):\(key.name)", deviceId: nil, reason: key.scopeDescription)
         }
     }
 
@@ -249,8 +256,8 @@ public final class SQLiteStore: AuthorityStore {
                       reason: row["reason"], changedBy: row["changed_by"])
     }
 
-    static func audit(_ db: Database, _ c: Change, action: String, deviceId: String?) throws {
+    static func audit(_ db: Database, _ c: Change, action: String, deviceId: String?, reason: String? = nil) throws {
         try db.execute(sql: "INSERT INTO audit (at, actor, action, device_id, reason, request_id) VALUES (?, ?, ?, ?, ?, ?)",
-                       arguments: [c.at, c.actor, action, deviceId, c.reason, c.requestID])
+                       arguments: [c.at, c.actor, action, deviceId, reason ?? c.reason, c.requestID])
     }
 }
