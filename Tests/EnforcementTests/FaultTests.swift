@@ -6,8 +6,9 @@ import TetherTestKit
 @Suite("tether run against a misbehaving authority", .serialized, .timeLimit(.minutes(10)))
 struct FaultTests {
     func run(_ a: ScriptedAuthority, port: Int, _ surface: String, _ command: [String]) throws -> TetherProcess {
-        let dir = workerDirectory("e2e-fault")
+        let dir = temporaryDirectory("e2e-fault")
         try "agent-key\n".write(toFile: dir + "/agent.key", atomically: true, encoding: .utf8)
+        chmod(dir + "/agent.key", 0o600)   // a key readable by everyone is refused, whatever the umask
         return try TetherProcess(["run", "--authority", "http://127.0.0.1:\(port)", "--key-file", dir + "/agent.key",
                                   "--public-key", a.publicKey, "--surface", surface, "--poll-interval", "200ms", "--"] + command)
     }

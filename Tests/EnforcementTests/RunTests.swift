@@ -26,6 +26,7 @@ struct RunTests {
     func unreachableAtStart() async throws {
         let dir = workerDirectory("e2e")
         try "k\n".write(toFile: dir + "/agent.key", atomically: true, encoding: .utf8)
+        chmod(dir + "/agent.key", 0o600)
         let p = try TetherProcess(["run", "--authority", "http://127.0.0.1:\(freePort())", "--key-file", dir + "/agent.key",
                                    "--", "sh", "-c", "touch '\(dir)/ran'"])
         #expect(await p.exitCode(within: 30) == 69)
