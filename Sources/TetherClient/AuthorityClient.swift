@@ -124,8 +124,9 @@ public struct AuthorityClient: Sendable {
         try await get("/api/v1/devices/list" + (deviceId.map { "?deviceId=\($0)" } ?? ""))
     }
 
-    public func audit(limit: Int, deviceId: String?) async throws -> JSONAnswer {
-        try await get("/api/v1/audit?limit=\(limit)" + (deviceId.map { "&deviceId=\($0)" } ?? ""))
+    public func audit(limit: Int, deviceId: String?, since: String? = nil, until: String? = nil) async throws -> JSONAnswer {
+        try await get("/api/v1/audit?limit=\(limit)" + (deviceId.map { "&deviceId=\($0)" } ?? "")
+                      + (since.map { "&since=\($0)" } ?? "") + (until.map { "&until=\($0)" } ?? ""))
     }
 
     public func usage() async throws -> JSONAnswer { try await get("/api/v1/usage") }

@@ -123,11 +123,26 @@ struct SurfacesCommand: AsyncParsableCommand {
 
 struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "audit", abstract: "Who did what, when and why (newest first).")
-    @Option(help: "How many entries.") var limit = 50
+    @Option(help: "How many entries (at most 10000).") var limit = 50
     @Option(help: "Only this surface.") var surface: String?
+    @Option(help: "From this time on: RFC 3339 (2026-11-26T03:00:00Z) or a duration ago (1h, 30m).") var since: String?
+    @Option(help: "Up to this time: RFC 3339 or a duration ago.") var until: String?
     @OptionGroup var options: AuthorityOptions
 
     func run() async throws {
-        try await options.run({ try await $0.audit(limit: limit, deviceId: surface) }, human: OperatorOutput.audit)
+        let from = try Self.time(since, "--since"), to = try Self.time(until, "--until")
+        try await options.run({ try await $0.audit(limit: limit, deviceId: surface, since: from, until: to) }, human: OperatorOutput.audit)
+    }
+
+    /// An RFC 3339 time, or a duration before now, as the authority's timestamp form.
+    static func time(_ text: String?, _ flag: String) throws -> String? {
+        guard let text else { return nil }
+        if let d = DurationText.parse(text) {
+            return Timestamp.string(Date().addingTimeInterval(-Double(d.components.seconds) - Double(d.components.attoseconds) / 1e18))
+        }
+        guard let date = Timestamp.parse(text) else {
+            throw fail("\(flag): \"\(text)\" is neither an RFC 3339 time (2026-11-26T03:00:00Z) nor a duration (1h)", code: TetherExit.usage)
+        }
+        return Timestamp.string(date)
     }
 }

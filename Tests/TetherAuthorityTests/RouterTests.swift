@@ -264,4 +264,23 @@ struct RouterTests {
         #expect(o.host == "::1" && o.port == 9000 && o.isLoopback)
         #expect(throws: StoreError.self) { try o.set(listen: "localhost") }
     }
+
+    @Test("audit export: ?since= and ?until= bound the entries; a time that is not RFC 3339 is refused")
+    func auditWindow() async throws {
+        let t = try await TestAuthority.make()
+        try await t.application().test(.router) { c in
+            try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "w1"])
+            try await c.post("/api/v1/devices/revoke", key: t.operatorKey, ["deviceId": "w1", "reason": "INC-7"])
+            var (s, o) = try await c.get("/api/v1/audit?since=2000-01-01T00:00:00Z", key: t.operatorKey)
+            #expect(s == .ok && ((o["entries"] as? [[String: Any]])?.count ?? 0) >= 2, "\(o)")
+            (_, o) = try await c.get("/api/v1/audit?since=2999-01-01T00:00:00Z", key: t.operatorKey)
+            #expect((o["entries"] as? [Any])?.isEmpty == true)
+            (_, o) = try await c.get("/api/v1/audit?until=2000-01-01T00:00:00.000Z", key: t.operatorKey)
+            #expect((o["entries"] as? [Any])?.isEmpty == true)
+            (_, o) = try await c.get("/api/v1/audit?deviceId=w1&since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z", key: t.operatorKey)
+            #expect((o["entries"] as? [[String: Any]])?.first?["action"] as? String == "revoke")
+            (s, _) = try await c.get("/api/v1/audit?since=yesterday", key: t.operatorKey)
+            #expect(s == .badRequest)
+        }
+    }
 }

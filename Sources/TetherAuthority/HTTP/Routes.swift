@@ -165,9 +165,15 @@ public func buildRouter(authority: Authority) -> Router<AuthorityContext> {
 
     api.get("audit") { req, ctx in
         _ = try ctx.requireOperator("reading the audit log")
-        let limit = min(max(Int(req.uri.queryParameters.get("limit") ?? "100") ?? 100, 1), 1000)
+        let limit = min(max(Int(req.uri.queryParameters.get("limit") ?? "100") ?? 100, 1), 10_000)
         let deviceId = req.uri.queryParameters.get("deviceId").map { String($0) }
-        let entries = try await authority.store.audit(limit: limit, deviceId: deviceId)
+        // RFC 3339 times, normalised to the stored form so they compare as text.
+        func bound(_ name: String) throws -> String? {
+            guard let text = req.uri.queryParameters.get(name) else { return nil }
+            guard let date = Timestamp.parse(String(text)) else { throw APIError.badRequest("?\(name)= takes an RFC 3339 time, e.g. 2026-11-26T03:00:00Z") }
+            return Timestamp.string(date)
+        }
+        let entries = try await authority.store.audit(limit: limit, deviceId: deviceId, since: try bound("since"), until: try bound("until"))
         return JSONOut.response([
             "status": "ok", "request_id": ctx.requestID,
             "entries": entries.map { e -> [String: Any] in

@@ -175,7 +175,8 @@ public protocol AuthorityStore: Sendable {
     /// false when no such key exists or it is already revoked.
     func revokeKey(named name: String, change: Change) async throws -> Bool
 
-    func audit(limit: Int, deviceId: String?) async throws -> [AuditEntry]
+    /// Newest first; `since`/`until` bound `at` (inclusive), in the authority's timestamp form.
+    func audit(limit: Int, deviceId: String?, since: String?, until: String?) async throws -> [AuditEntry]
     func addReport(_ report: Report) async throws
     func reports(deviceId: String, limit: Int) async throws -> [Report]
     func usage() async throws -> Usage

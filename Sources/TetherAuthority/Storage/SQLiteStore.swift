@@ -199,14 +199,16 @@ public final class SQLiteStore: AuthorityStore {
 
     // MARK: - audit, reports, usage
 
-    public func audit(limit: Int, deviceId: String?) async throws -> [AuditEntry] {
+    public func audit(limit: Int, deviceId: String?, since: String? = nil, until: String? = nil) async throws -> [AuditEntry] {
         try await pool.read { db in
-            let rows: [Row]
-            if let deviceId {
-                rows = try Row.fetchAll(db, sql: "SELECT * FROM audit WHERE device_id = ? ORDER BY id DESC LIMIT ?", arguments: [deviceId, limit])
-            } else {
-                rows = try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?", arguments: [limit])
-            }
+            // Timestamps are all the authority's fixed-width UTC form: they compare as text.
+            var clauses: [String] = [], args: [(any DatabaseValueConvertible)?] = []
+            if let deviceId { clauses.append("device_id = ?"); args.append(deviceId) }
+            if let since { clauses.append("at >= ?"); args.append(since) }
+            if let until { clauses.append("at <= ?"); args.append(until) }
+            let filter = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+            args.append(limit)
+            let rows = try Row.fetchAll(db, sql: "SELECT * FROM audit \(filter) ORDER BY id DESC LIMIT ?", arguments: StatementArguments(args))
             return rows.map {
                 AuditEntry(id: $0["id"], at: $0["at"], actor: $0["actor"], action: $0["action"],
                            deviceId: $0["device_id"], reason: $0["reason"], requestID: $0["request_id"])
