@@ -6,19 +6,25 @@ public struct ServerSentEvent: Sendable, Equatable {
 }
 
 /// Incremental Server-Sent Events parser (the WHATWG event-stream format): feed it bytes as
-/// they arrive, take complete events out. Bounded: a line longer than `maxLine` is an error, so
-/// a garbage stream cannot grow memory without limit.
+/// they arrive, take complete events out. Bounded: a line longer than `maxLine`, or an event
+/// whose data lines add up to more than `maxEvent`, is an error, so a garbage stream — or one
+/// endless event of short lines — cannot grow memory without limit.
 public struct SSEParser: Sendable {
     public let maxLine: Int
+    public let maxEvent: Int
     private var line: [UInt8] = []
     private var event = ""
     private var id: String?
     private var data: [String] = []
+    private var dataBytes = 0
     private var lastWasCR = false
 
     public struct TooLong: Error {}
 
-    public init(maxLine: Int = 1 << 20) { self.maxLine = maxLine }
+    public init(maxLine: Int = 1 << 20, maxEvent: Int = 1 << 20) {
+        self.maxLine = maxLine
+        self.maxEvent = maxEvent
+    }
 
     public mutating func feed<Bytes: Sequence>(_ bytes: Bytes) throws -> [ServerSentEvent] where Bytes.Element == UInt8 {
         var out: [ServerSentEvent] = []
@@ -27,6 +33,7 @@ public struct SSEParser: Sendable {
             lastWasCR = b == 0x0D
             if b == 0x0A || b == 0x0D {
                 if let e = endLine() { out.append(e) }
+                if dataBytes > maxEvent { throw TooLong() }
             } else {
                 line.append(b)
                 if line.count > maxLine { throw TooLong() }
@@ -39,7 +46,7 @@ public struct SSEParser: Sendable {
         defer { line.removeAll(keepingCapacity: true) }
         if line.isEmpty {
             // Blank line: dispatch.
-            defer { event = ""; data = [] }
+            defer { event = ""; data = []; dataBytes = 0 }
             guard !data.isEmpty else { return nil }
             return ServerSentEvent(event: event.isEmpty ? "message" : event, id: id, data: data.joined(separator: "\n"))
         }
@@ -53,7 +60,9 @@ public struct SSEParser: Sendable {
         }
         switch field {
         case "event": event = value
-        case "data": data.append(value)
+        case "data":
+            data.append(value)
+            dataBytes += value.utf8.count + 1
         case "id": id = value
         default: break
         }
