@@ -11,6 +11,8 @@ public struct AuthorityConfiguration: Sendable {
     public var maxAckWait: Duration = .seconds(60)
     /// How often revoked or new keys are picked up from the store (keys change through the CLI).
     public var keyRefresh: Duration = .seconds(1)
+    /// Refused requests (401, 403) are written to the audit log aggregated, once per window.
+    public var refusalWindow: Duration = .seconds(10)
 
     public init() {}
 }
@@ -24,6 +26,8 @@ public final class Authority: Sendable {
     public let configuration: AuthorityConfiguration
     let hub = WatchHub()
     let state: LiveState
+    /// Refused requests, aggregated for the audit log.
+    public let refusals: RefusalLog
     let mutations = AsyncLock()
     let logger: Logger
 
@@ -32,6 +36,7 @@ public final class Authority: Sendable {
         self.signer = signer
         self.configuration = configuration
         self.logger = logger
+        refusals = RefusalLog(store: store)
         state = LiveState(
             surfaces: Dictionary(uniqueKeysWithValues: try await store.surfaces().map { ($0.deviceId, $0) }),
             org: try await store.org(),

@@ -283,4 +283,34 @@ struct RouterTests {
             #expect(s == .badRequest)
         }
     }
+
+    @Test("refused requests are audited aggregated: a flood of bad keys and wrong roles writes a few rows, never a row a request")
+    func refusalsAudited() async throws {
+        let t = try await TestAuthority.make()
+        try await t.application().test(.router) { c in
+            for _ in 0..<300 {
+                let (s, _) = try await c.get("/api/v1/devices/list", key: "tk_not-a-key")
+                #expect(s == .unauthorized)
+            }
+            for _ in 0..<20 {
+                let (s, _) = try await c.post("/api/v1/devices/revoke", key: t.agentKey, ["deviceId": "x"])
+                #expect(s == .forbidden)
+            }
+            let written = await t.authority.refusals.flush()
+            #expect(written == 2, "one row per (status, key, path): \(written)")
+        }
+        let entries = try await t.authority.store.audit(limit: 1000, deviceId: nil, since: nil, until: nil)
+        let unknown = entries.first { $0.action == "refused-401" && $0.reason?.contains("/api/v1/devices/list") == true }
+        #expect(unknown?.actor == "unknown key" && unknown?.reason?.hasPrefix("300 requests") == true, "\(String(describing: unknown))")
+        let role = entries.first { $0.action == "refused-403" }
+        #expect(role?.actor == "agent" && role?.reason?.hasPrefix("20 requests to /api/v1/devices/revoke") == true, "\(String(describing: role))")
+        #expect(!entries.contains { $0.actor.contains("tk_") || ($0.reason ?? "").contains("tk_") }, "nothing of a presented key is kept")
+        #expect(await t.authority.refusals.flush() == 0, "a new window starts empty")
+        // More (status, key, path) than maxRows in a window: maxRows rows and one for the rest.
+        let log = t.authority.refusals
+        for i in 0..<(log.maxRows + 50) { await log.record(status: 401, who: "unknown key", path: "/p\(i)") }
+        #expect(await log.flush() == log.maxRows + 1)
+        let rest = try await t.authority.store.audit(limit: 1, deviceId: nil, since: nil, until: nil).first
+        #expect(rest?.actor == "various" && rest?.reason?.hasPrefix("50 requests") == true, "\(String(describing: rest))")
+    }
 }

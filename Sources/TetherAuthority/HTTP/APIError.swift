@@ -8,6 +8,8 @@ public struct APIError: Error, Sendable {
     public var status: HTTPResponse.Status
     public var code: String
     public var message: String
+    /// The key a 403 refused (for the audit log of refusals).
+    public var keyName: String?
 
     public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
         self.status = status
@@ -17,7 +19,11 @@ public struct APIError: Error, Sendable {
 
     static func badRequest(_ m: String) -> APIError { APIError(.badRequest, "BAD_REQUEST", m) }
     static let unauthorized = APIError(.unauthorized, "UNAUTHORIZED", "missing or unknown key: send it in the x-org-key header")
-    static func forbidden(_ m: String) -> APIError { APIError(.forbidden, "FORBIDDEN", m) }
+    static func forbidden(_ m: String, key: String? = nil) -> APIError {
+        var e = APIError(.forbidden, "FORBIDDEN", m)
+        e.keyName = key
+        return e
+    }
     static func notFound(_ deviceId: String) -> APIError { APIError(.notFound, "DEVICE_NOT_FOUND", "no surface named \(deviceId)") }
 }
 

@@ -21,6 +21,20 @@ public struct AuthorityContext: AuthorityContextProtocol {
     }
 }
 
+/// Counts refused requests (401, 403) for the audit log: see `RefusalLog`.
+struct RefusalAuditMiddleware<Context: AuthorityContextProtocol>: RouterMiddleware {
+    let authority: Authority
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let e as APIError where e.status == .unauthorized || e.status == .forbidden {
+            await authority.refusals.record(status: Int(e.status.code), who: e.keyName ?? "unknown key", path: request.uri.path)
+            throw e
+        }
+    }
+}
+
 /// Authenticates `x-org-key`. Keys are never read from the URL.
 struct KeyMiddleware<Context: AuthorityContextProtocol>: RouterMiddleware {
     let authority: Authority
@@ -40,7 +54,7 @@ extension AuthorityContextProtocol {
     /// Operator-only routes.
     func requireOperator(_ what: String) throws -> KeyRecord {
         guard let key, key.role == .operator else {
-            throw APIError.forbidden("\(what) needs an operator key; the key \"\(key?.name ?? "?")\" is an agent key")
+            throw APIError.forbidden("\(what) needs an operator key; the key \"\(key?.name ?? "?")\" is an agent key", key: key?.name)
         }
         return key
     }
@@ -55,10 +69,10 @@ extension AuthorityContextProtocol {
     func requireScope(_ surfaces: [String], instance: String? = nil) throws -> KeyRecord {
         let key = try requireKey()
         for s in surfaces where !key.mayActFor(s) {
-            throw APIError.forbidden("the key \"\(key.name)\" may not act for \"\(s.prefix(128))\" (its scope: \(key.scopeDescription))")
+            throw APIError.forbidden("the key \"\(key.name)\" may not act for \"\(s.prefix(128))\" (its scope: \(key.scopeDescription))", key: key.name)
         }
         if let instance, !key.mayUse(instance: instance) {
-            throw APIError.forbidden("the key \"\(key.name)\" is bound to instance \"\(key.instance ?? "")\", not \"\(instance.prefix(128))\"")
+            throw APIError.forbidden("the key \"\(key.name)\" is bound to instance \"\(key.instance ?? "")\", not \"\(instance.prefix(128))\"", key: key.name)
         }
         return key
     }

@@ -14,7 +14,9 @@ public func buildRouter(authority: Authority) -> Router<AuthorityContext> {
         JSONOut.response(["status": "ok", "publicKey": authority.signer.publicBase64, "algorithm": "ed25519", "request_id": ctx.requestID])
     }
 
-    let api = router.group("api/v1").add(middleware: KeyMiddleware<AuthorityContext>(authority: authority))
+    let api = router.group("api/v1")
+        .add(middleware: RefusalAuditMiddleware<AuthorityContext>(authority: authority))
+        .add(middleware: KeyMiddleware<AuthorityContext>(authority: authority))
     let maxBody = authority.configuration.maxBodySize
 
     // MARK: agent routes

@@ -178,6 +178,8 @@ public protocol AuthorityStore: Sendable {
     /// Newest first; `since`/`until` bound `at` (inclusive), in the authority's timestamp form.
     func audit(limit: Int, deviceId: String?, since: String?, until: String?) async throws -> [AuditEntry]
     func addReport(_ report: Report) async throws
+    /// Aggregated refusals (see `RefusalLog`), as audit rows.
+    func addRefusals(_ rows: [RefusalRow]) async throws
     func reports(deviceId: String, limit: Int) async throws -> [Report]
     func usage() async throws -> Usage
 }

@@ -216,6 +216,15 @@ public final class SQLiteStore: AuthorityStore {
         }
     }
 
+    public func addRefusals(_ rows: [RefusalRow]) async throws {
+        try await pool.write { db in
+            for r in rows {
+                try db.execute(sql: "INSERT INTO audit (at, actor, action, device_id, reason, request_id) VALUES (?, ?, ?, NULL, ?, ?)",
+                               arguments: [r.last, r.actor, r.action, r.reason, UUID().uuidString])
+            }
+        }
+    }
+
     public func addReport(_ r: Report) async throws {
         try await pool.write { db in
             try db.execute(sql: "INSERT INTO reports (device_id, instance, state, pids, at, request_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
