@@ -18,7 +18,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 dir=$(mktemp -d /tmp/tether-bench-XXXX)
 $bin/tether authority init --dir "$dir" >/dev/null
 port=$((20000 + RANDOM % 20000))
-$bin/tether authority serve --dir "$dir" --listen 127.0.0.1:$port 2>/dev/null &
+# One agent key holds every stream here: lift the per-key cap (1,000 by default) above the count.
+$bin/tether authority serve --dir "$dir" --listen 127.0.0.1:$port --max-streams-per-key 50000 2>/dev/null &
 server=$!
 trap 'kill $server 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && break; sleep 0.05; done

@@ -13,6 +13,14 @@ public struct AuthorityConfiguration: Sendable {
     public var keyRefresh: Duration = .seconds(1)
     /// Refused requests (401, 403) are written to the audit log aggregated, once per window.
     public var refusalWindow: Duration = .seconds(10)
+    /// Open watch streams, in all and per key: a stolen or runaway agent key cannot hold every
+    /// descriptor of the authority. Past either: 429 `TOO_MANY_STREAMS`.
+    public var maxStreams = 50_000
+    public var maxStreamsPerKey = 1_000
+    /// Register and report, per key: a token bucket refilled at `writeRate` a second, holding
+    /// `writeBurst`. Past it: 429 `RATE_LIMITED` with `Retry-After`.
+    public var writeRate = 100.0
+    public var writeBurst = 1_000.0
 
     public init() {}
 }
@@ -28,6 +36,8 @@ public final class Authority: Sendable {
     let state: LiveState
     /// Refused requests, aggregated for the audit log.
     public let refusals: RefusalLog
+    /// Register and report rates per key.
+    let writes: RateLimiter
     let mutations = AsyncLock()
     let logger: Logger
 
@@ -37,6 +47,7 @@ public final class Authority: Sendable {
         self.configuration = configuration
         self.logger = logger
         refusals = RefusalLog(store: store)
+        writes = RateLimiter(rate: configuration.writeRate, burst: configuration.writeBurst)
         state = LiveState(
             surfaces: Dictionary(uniqueKeysWithValues: try await store.surfaces().map { ($0.deviceId, $0) }),
             org: try await store.org(),

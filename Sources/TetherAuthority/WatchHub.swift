@@ -52,14 +52,24 @@ actor WatchHub {
     }
 
     private var subscribers: [Int: Subscriber] = [:]
+    private var streamsByKey: [String: Int] = [:]
     private var bySurface: [String: Set<Int>] = [:]
     private var nextID = 0
     private var ackWaiters: [UUID: AckWaiter] = [:]
     private var closed = false
 
-    /// Registers a connection. Returns nil once the hub has shut down.
-    func subscribe(instance: String, keyName: String, surfaces: Set<String>) -> (id: Int, stream: AsyncStream<StreamItem>, continuation: AsyncStream<StreamItem>.Continuation)? {
-        guard !closed else { return nil }
+    enum Refusal: Error { case closed, tooMany(String) }
+
+    /// Registers a connection, within `maxStreams` in all and `maxPerKey` for its key.
+    func subscribe(instance: String, keyName: String, surfaces: Set<String>, maxStreams: Int = .max, maxPerKey: Int = .max)
+        throws(Refusal) -> (id: Int, stream: AsyncStream<StreamItem>, continuation: AsyncStream<StreamItem>.Continuation)
+    {
+        guard !closed else { throw .closed }
+        guard subscribers.count < maxStreams else { throw .tooMany("the authority holds \(maxStreams) watch streams, its limit") }
+        guard (streamsByKey[keyName] ?? 0) < maxPerKey else {
+            throw .tooMany("the key \"\(keyName)\" holds \(maxPerKey) watch streams, the limit per key")
+        }
+        streamsByKey[keyName, default: 0] += 1
         let (stream, continuation) = AsyncStream<StreamItem>.makeStream(bufferingPolicy: .bufferingNewest(256))
         nextID += 1
         let id = nextID
@@ -70,6 +80,8 @@ actor WatchHub {
 
     func unsubscribe(_ id: Int) {
         guard let sub = subscribers.removeValue(forKey: id) else { return }
+        streamsByKey[sub.keyName, default: 1] -= 1
+        if streamsByKey[sub.keyName] == 0 { streamsByKey[sub.keyName] = nil }
         for s in sub.surfaces {
             bySurface[s]?.remove(id)
             if bySurface[s]?.isEmpty == true { bySurface[s] = nil }
@@ -177,6 +189,7 @@ actor WatchHub {
             sub.continuation.finish()
         }
         subscribers = [:]
+        streamsByKey = [:]
         bySurface = [:]
         for key in Array(ackWaiters.keys) { finishAckWait(key) }
     }

@@ -58,6 +58,8 @@ struct AuthorityCommand: AsyncParsableCommand {
         @Option(help: "PEM certificate chain for TLS.") var tlsCert: String?
         @Option(help: "PEM private key for TLS.") var tlsKey: String?
         @Flag(help: "Allow a non-loopback address without TLS.") var insecureListen = false
+        @Option(help: "Open watch streams in all (1–1000000).") var maxStreams = 50_000
+        @Option(help: "Open watch streams per key (1–1000000).") var maxStreamsPerKey = 1_000
 
         func run() async throws {
             var options = ListenOptions()
@@ -71,6 +73,11 @@ struct AuthorityCommand: AsyncParsableCommand {
                     throw StoreError("--lease takes a duration of at least 1s, e.g. 15s; got \"\(lease)\"")
                 }
                 config.leaseLength = l
+                for (name, v) in [("--max-streams", maxStreams), ("--max-streams-per-key", maxStreamsPerKey)] where !(1...1_000_000).contains(v) {
+                    throw StoreError("\(name) takes a number from 1 to 1000000; got \(v)")
+                }
+                config.maxStreams = maxStreams
+                config.maxStreamsPerKey = maxStreamsPerKey
                 try options.check()
             } catch {
                 throw fail("\(error)", code: TetherExit.usage)

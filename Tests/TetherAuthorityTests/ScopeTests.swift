@@ -128,4 +128,62 @@ struct ScopeTests {
     static func object(_ text: String) -> [String: Any] {
         (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]) ?? [:]
     }
+
+    @Test("watch streams are capped per key and in all (429 TOO_MANY_STREAMS); register and report are rate-limited per key (429 RATE_LIMITED, Retry-After)")
+    func limits() async throws {
+        let t = try await TestAuthority.make { c in
+            c.maxStreamsPerKey = 2
+            c.maxStreams = 3
+            c.writeRate = 1
+            c.writeBurst = 5
+        }
+        let other = try await t.agentKey("other-agent")
+        try await t.application().test(.live) { c in
+            let port = try #require(c.port)
+            try await Self.limitsScenario(port: port, t, other: other)
+        }
+    }
+
+    static func limitsScenario(port: Int, _ t: TestAuthority, other: String) async throws {
+        // Five registrations in a burst, then 429 with Retry-After; another key is not held up.
+        for i in 0..<5 { #expect(try await post(port, "/api/v1/devices/register", t.agentKey, ["deviceId": "s\(i)"]).0 == 200) }
+        let (code, body) = try await post(port, "/api/v1/devices/register", t.agentKey, ["deviceId": "s9"])
+        #expect(code == 429 && body.contains("RATE_LIMITED"), "\(body)")
+        #expect(try await post(port, "/api/v1/devices/register", other, ["deviceId": "o1"]).0 == 200)
+        #expect(try await post(port, "/api/v1/devices/report", t.agentKey,
+                               ["deviceId": "s0", "instance": "h", "state": "stopped", "pids": [1]]).0 == 429)
+
+        // Streams: two for the key, the third refused; then one more for another key, and the
+        // authority's own cap (3) refuses the next.
+        let a = WatchReader(port: port, key: t.agentKey, surfaces: ["s0"], instance: "h1")
+        let b = WatchReader(port: port, key: t.agentKey, surfaces: ["s1"], instance: "h2")
+        defer { a.cancel(); b.cancel() }
+        _ = await a.wait { _ in true }
+        _ = await b.wait { _ in true }
+        #expect(try await get(port, "/api/v1/devices/watch?deviceId=s2&instance=h3", t.agentKey).contains("TOO_MANY_STREAMS"))
+        let c3 = WatchReader(port: port, key: other, surfaces: ["o1"], instance: "o")
+        defer { c3.cancel() }
+        _ = await c3.wait { _ in true }
+        let full = try await get(port, "/api/v1/devices/watch?deviceId=o1&instance=o2", other)
+        #expect(full.contains("TOO_MANY_STREAMS") && full.contains("its limit"), "\(full)")
+        // A stream closed frees its place.
+        a.cancel()
+        var freed = false
+        for _ in 0..<100 where !freed {
+            try await Task.sleep(for: .milliseconds(20))
+            let d = WatchReader(port: port, key: t.agentKey, surfaces: ["s0"], instance: "h4")
+            freed = await d.wait(timeout: .milliseconds(300)) { _ in true } != nil
+            d.cancel()
+        }
+        #expect(freed)
+    }
+
+    /// GET with a key; the first bytes of the answer (a stream is cut short).
+    static func get(_ port: Int, _ path: String, _ key: String) async throws -> String {
+        var req = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+        req.headers.add(name: "x-org-key", value: key)
+        let resp = try await streamClient.execute(req, timeout: .seconds(5))
+        if resp.status == .ok { return "200" }
+        return "\(resp.status.code) " + String(buffer: try await resp.body.collect(upTo: 65536))
+    }
 }

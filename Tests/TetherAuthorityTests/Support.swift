@@ -15,13 +15,14 @@ struct TestAuthority {
     let agentKey: String
     let publicKey: String
 
-    static func make(lease: Duration = .seconds(15)) async throws -> TestAuthority {
+    static func make(lease: Duration = .seconds(15), configure: (inout AuthorityConfiguration) -> Void = { _ in }) async throws -> TestAuthority {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("tether-auth-\(UUID().uuidString.prefix(8))").path
         let dir = StateDirectory(path: path)
         let created = try await dir.initialize(actor: "test")
         var config = AuthorityConfiguration()
         config.leaseLength = lease
         config.keyRefresh = .milliseconds(50)
+        configure(&config)
         let authority = try await AuthorityServer.open(directory: dir, configuration: config, logger: testLogger)
         return TestAuthority(directory: dir, authority: authority, operatorKey: created.operatorKey,
                              agentKey: created.agentKey, publicKey: created.publicKey)

@@ -10,6 +10,8 @@ public struct APIError: Error, Sendable {
     public var message: String
     /// The key a 403 refused (for the audit log of refusals).
     public var keyName: String?
+    /// Seconds for a `Retry-After` header (429).
+    public var retryAfter: Int?
 
     public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
         self.status = status
@@ -53,7 +55,9 @@ struct JSONErrorMiddleware<Context: AuthorityContextProtocol>: RouterMiddleware 
     }
 
     static func response(_ e: APIError, context: Context) -> Response {
-        JSONOut.response(["status": "error", "code": e.code, "error": e.message, "request_id": context.requestID], status: e.status)
+        var headers = HTTPFields()
+        if let r = e.retryAfter { headers[.retryAfter] = "\(r)" }
+        return JSONOut.response(["status": "error", "code": e.code, "error": e.message, "request_id": context.requestID], status: e.status, headers: headers)
     }
 }
 

@@ -24,6 +24,7 @@ public func buildRouter(authority: Authority) -> Router<AuthorityContext> {
     api.post("devices/register") { req, ctx in
         let deviceId = try await JSONIn.parse(req, context: ctx, maxSize: maxBody, allowed: ["deviceId"]).deviceId()
         let key = try ctx.requireScope([deviceId])
+        try await limitWrites(authority, key)
         let (outcome, record) = try await authority.register(deviceId, change: change(key, nil, ctx))
         return JSONOut.response([
             "status": outcome.rawValue, "deviceId": deviceId, "created": outcome == .created,
@@ -69,6 +70,7 @@ public func buildRouter(authority: Authority) -> Router<AuthorityContext> {
         let instance = try body.string("instance", required: true)!
         guard SurfaceName.isValid(instance) else { throw APIError.badRequest("invalid instance: \(SurfaceName.rule)") }
         let key = try ctx.requireScope([deviceId], instance: instance)
+        try await limitWrites(authority, key)
         let state = try body.string("state", required: true)!
         guard Report.states.contains(state) else {
             throw APIError.badRequest("unknown state \"\(state.prefix(40))\"; expected \(Report.states.sorted().joined(separator: ", "))")
@@ -200,6 +202,15 @@ public func buildRouter(authority: Authority) -> Router<AuthorityContext> {
 }
 
 // MARK: - helpers
+
+/// Register and report: `writeRate` a second per key, past a burst. 429 with Retry-After.
+func limitWrites(_ authority: Authority, _ key: KeyRecord) async throws {
+    if let wait = await authority.writes.take(key.name) {
+        var e = APIError(.tooManyRequests, "RATE_LIMITED", "the key \"\(key.name)\" sends registrations and reports faster than \(Int(authority.configuration.writeRate)) a second; retry after \(DurationText.format(wait))")
+        e.retryAfter = max(1, Int(wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0))
+        throw e
+    }
+}
 
 func change(_ key: KeyRecord, _ reason: String?, _ ctx: AuthorityContext) -> Change {
     Change(actor: key.name, reason: reason, requestID: ctx.requestID, at: Timestamp.string(Date()))

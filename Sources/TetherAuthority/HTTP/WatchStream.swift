@@ -13,8 +13,15 @@ import TetherCore
 /// `nonce`, both signed. On server shutdown it sends `event: shutdown` and ends.
 enum WatchStream {
     static func response(authority: Authority, surfaces: [String], instance: String, nonce: String?, context: AuthorityContext) async throws -> Response {
-        guard let sub = await authority.hub.subscribe(instance: instance, keyName: context.key?.name ?? "", surfaces: Set(surfaces)) else {
+        let sub: (id: Int, stream: AsyncStream<StreamItem>, continuation: AsyncStream<StreamItem>.Continuation)
+        do {
+            sub = try await authority.hub.subscribe(
+                instance: instance, keyName: context.key?.name ?? "", surfaces: Set(surfaces),
+                maxStreams: authority.configuration.maxStreams, maxPerKey: authority.configuration.maxStreamsPerKey)
+        } catch .closed {
             throw APIError(.serviceUnavailable, "SHUTTING_DOWN", "the authority is shutting down; reconnect to another")
+        } catch .tooMany(let why) {
+            throw APIError(.tooManyRequests, "TOO_MANY_STREAMS", "\(why); close streams, or raise it (tether authority serve --max-streams-per-key, --max-streams)")
         }
         let logger = context.logger
         var headers = HTTPFields()
