@@ -141,9 +141,12 @@ struct GroupTests {
     }
 
     @Test func environmentIsScrubbedAndLimitsApply() async throws {
-        setenv("TETHER_KEY_FILE", "/secret/key", 1)
-        defer { unsetenv("TETHER_KEY_FILE") }
-        let (status, out) = try await runWorker(["/bin/sh", "-c", "env; ulimit -n; cat /proc/self/status | grep -E 'NoNewPrivs|Seccomp:'"]) {
+        // The supervisor's environment as the spawner is given it — not setenv, which every test
+        // running beside this one (and every tether it starts) would inherit.
+        var supervisor = ProcessInfoEnvironment.current
+        supervisor["TETHER_KEY_FILE"] = "/secret/key"
+        let (status, out) = try await runWorker(["/bin/sh", "-c", "env; ulimit -n; cat /proc/self/status | grep -E 'NoNewPrivs|Seccomp:'"],
+                                                supervisorEnvironment: supervisor) {
             $0.environment["MODE"] = "test"
             $0.limits = [ResourceLimit(.nofile, soft: 77, hard: 77)]
         }
