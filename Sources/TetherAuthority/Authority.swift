@@ -21,6 +21,10 @@ public struct AuthorityConfiguration: Sendable {
     /// `writeBurst`. Past it: 429 `RATE_LIMITED` with `Retry-After`.
     public var writeRate = 100.0
     public var writeBurst = 1_000.0
+    /// How long audit entries and reports are kept (checked every `refusalWindow`); reports are
+    /// also capped at the last 200 per surface.
+    public var auditRetention: Duration = .seconds(365 * 24 * 3600)
+    public var reportRetention: Duration = .seconds(30 * 24 * 3600)
 
     public init() {}
 }
@@ -141,6 +145,19 @@ public final class Authority: Sendable {
         guard await state.keysAreStale(.milliseconds(100)), let keys = try? await store.keys() else { return nil }
         await state.setKeys(keys)
         return APIKeys.match(presented, in: keys)
+    }
+
+    /// Deletes what is past its retention. Returns what went.
+    @discardableResult
+    public func prune(now: Date = Date()) async throws -> (audit: Int, reports: Int) {
+        func before(_ d: Duration) -> String {
+            Timestamp.string(now.addingTimeInterval(-Double(d.components.seconds) - Double(d.components.attoseconds) / 1e18))
+        }
+        let gone = try await store.prune(auditBefore: before(configuration.auditRetention), reportsBefore: before(configuration.reportRetention))
+        if gone.audit + gone.reports > 0 {
+            logger.info("retention", metadata: ["audit_deleted": "\(gone.audit)", "reports_deleted": "\(gone.reports)"])
+        }
+        return gone
     }
 
     /// Ends every watch stream (server shutdown).

@@ -77,15 +77,17 @@ public struct RefusalRow: Sendable, Equatable {
     public var reason: String { "\(count) request\(count == 1 ? "" : "s") to \(path), \(first) to \(last)" }
 }
 
-/// Flushes the refusal log every `window`, and once more at shutdown.
+/// Every `window`: flushes the refusal log, and prunes what is past its retention. Once more
+/// at shutdown.
 struct RefusalFlusher: Service {
-    let log: RefusalLog
+    let authority: Authority
     let window: Duration
 
     func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: window) }
-            await log.flush()
+            await authority.refusals.flush()
+            _ = try? await authority.prune()
         }
     }
 }

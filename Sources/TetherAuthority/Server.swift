@@ -71,7 +71,7 @@ public func buildApplication(
         router: buildRouter(authority: authority),
         server: server,
         configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "tether-authority"),
-        services: [HubShutdown(authority: authority), RefusalFlusher(log: authority.refusals, window: authority.configuration.refusalWindow)],
+        services: [HubShutdown(authority: authority), RefusalFlusher(authority: authority, window: authority.configuration.refusalWindow)],
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? listen.port) },
         logger: logger
     )

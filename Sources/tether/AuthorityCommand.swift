@@ -60,6 +60,8 @@ struct AuthorityCommand: AsyncParsableCommand {
         @Flag(help: "Allow a non-loopback address without TLS.") var insecureListen = false
         @Option(help: "Open watch streams in all (1–1000000).") var maxStreams = 50_000
         @Option(help: "Open watch streams per key (1–1000000).") var maxStreamsPerKey = 1_000
+        @Option(help: "Keep audit entries this long (1h to 87600h, e.g. 8760h).") var auditRetention = "8760h"
+        @Option(help: "Keep reports this long (1h to 87600h; and the last 200 per surface).") var reportRetention = "720h"
 
         func run() async throws {
             var options = ListenOptions()
@@ -75,6 +77,12 @@ struct AuthorityCommand: AsyncParsableCommand {
                 config.leaseLength = l
                 for (name, v) in [("--max-streams", maxStreams), ("--max-streams-per-key", maxStreamsPerKey)] where !(1...1_000_000).contains(v) {
                     throw StoreError("\(name) takes a number from 1 to 1000000; got \(v)")
+                }
+                for (name, text) in [("--audit-retention", auditRetention), ("--report-retention", reportRetention)] {
+                    guard let d = DurationText.parse(text), d >= .seconds(3600), d <= .seconds(87_600 * 3600) else {
+                        throw StoreError("\(name) takes a duration from 1h to 87600h (ten years), e.g. 720h; got \"\(text)\"")
+                    }
+                    if name == "--audit-retention" { config.auditRetention = d } else { config.reportRetention = d }
                 }
                 config.maxStreams = maxStreams
                 config.maxStreamsPerKey = maxStreamsPerKey

@@ -3,7 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import Testing
-import TetherAuthority
+@testable import TetherAuthority
 import TetherClient
 import TetherCore
 
@@ -312,5 +312,24 @@ struct RouterTests {
         #expect(await log.flush() == log.maxRows + 1)
         let rest = try await t.authority.store.audit(limit: 1, deviceId: nil, since: nil, until: nil).first
         #expect(rest?.actor == "various" && rest?.reason?.hasPrefix("50 requests") == true, "\(String(describing: rest))")
+    }
+
+    @Test("retention: audit entries and reports past their age are deleted; recent ones stay")
+    func retention() async throws {
+        let t = try await TestAuthority.make { c in
+            c.auditRetention = .seconds(3600)
+            c.reportRetention = .seconds(3600)
+        }
+        let old = "2000-01-01T00:00:00.000Z", now = Timestamp.string(Date())
+        _ = try await t.authority.store.register("ancient", change: Change(actor: "test", reason: nil, requestID: "r1", at: old))
+        _ = try await t.authority.store.register("recent", change: Change(actor: "test", reason: nil, requestID: "r2", at: now))
+        try await t.authority.store.addReport(Report(deviceId: "ancient", instance: "h", state: "stopped", pids: [], at: old, requestID: nil, receivedAt: old))
+        try await t.authority.store.addReport(Report(deviceId: "recent", instance: "h", state: "stopped", pids: [], at: now, requestID: nil, receivedAt: now))
+        let gone = try await t.authority.prune()
+        #expect(gone.audit == 1 && gone.reports == 1, "\(gone)")
+        let audit = try await t.authority.store.audit(limit: 100, deviceId: nil, since: nil, until: nil)
+        #expect(!audit.contains { $0.deviceId == "ancient" } && audit.contains { $0.deviceId == "recent" })
+        #expect(try await t.authority.store.reports(deviceId: "recent", limit: 10).count == 1)
+        #expect(try await t.authority.store.reports(deviceId: "ancient", limit: 10).isEmpty)
     }
 }

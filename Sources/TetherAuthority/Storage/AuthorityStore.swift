@@ -182,6 +182,9 @@ public protocol AuthorityStore: Sendable {
     func addRefusals(_ rows: [RefusalRow]) async throws
     func reports(deviceId: String, limit: Int) async throws -> [Report]
     func usage() async throws -> Usage
+    /// Deletes audit entries and reports older than the given times (the authority's
+    /// timestamp form); returns how many of each went.
+    func prune(auditBefore: String, reportsBefore: String) async throws -> (audit: Int, reports: Int)
 }
 
 public struct StoreError: Error, Sendable, CustomStringConvertible {

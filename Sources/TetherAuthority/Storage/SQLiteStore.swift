@@ -216,6 +216,15 @@ public final class SQLiteStore: AuthorityStore {
         }
     }
 
+    public func prune(auditBefore: String, reportsBefore: String) async throws -> (audit: Int, reports: Int) {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM audit WHERE at < ?", arguments: [auditBefore])
+            let audit = db.changesCount
+            try db.execute(sql: "DELETE FROM reports WHERE received_at < ?", arguments: [reportsBefore])
+            return (audit, db.changesCount)
+        }
+    }
+
     public func addRefusals(_ rows: [RefusalRow]) async throws {
         try await pool.write { db in
             for r in rows {
