@@ -160,6 +160,7 @@ struct ReachTests {
         }
         // The supervisor and the init kept running, and still hold the worker to its surface.
         #expect(ProcessTable.stat(s.supervisor.pid)?.isStopped == false, "\(mode): the supervisor was stopped")
+        _ = await eventually(5) { Self.initProcess(of: s.supervisor.pid) != nil }
         let initProcess = Self.initProcess(of: s.supervisor.pid)
         #expect(initProcess != nil && initProcess?.isStopped == false, "\(mode): the init was stopped or killed: \(String(describing: initProcess))")
         let (rc, out, err) = try a.op(["revoke", s.surface, "--wait", "20s"])
@@ -188,7 +189,9 @@ struct ReachTests {
         }
         #expect(await eventually(20) { f.ready }, "\(p.stderr.suffix(1500))")
         // Its parent is the init: the signal is dropped (same uid) or refused (another uid).
+        // (The init may still be on its way through exec when the worker first ticks.)
         #expect(ProcessTable.stat(p.pid)?.isStopped == false, "the supervisor runs")
+        #expect(await eventually(5) { Self.initProcess(of: p.pid) != nil })
         #expect(Self.initProcess(of: p.pid)?.isStopped == false, "the init runs")
         let (rc, out, _) = try a.op(["revoke", surface, "--wait", "20s"])
         #expect(rc == 0 && out.contains("stopped"), "\(out)")
