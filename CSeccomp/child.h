@@ -14,7 +14,8 @@ void tether_child_enter(const struct tether_spawn_attr *a, int pipe_fd);
 
 /// From resource limits to execve: what becomes the worker. `parent` is the pid PDEATHSIG is
 /// checked against, or 0 to skip PDEATHSIG (inside a PID namespace its init's death ends it).
-__attribute__((noreturn)) void tether_worker_finish(const struct tether_spawn_attr *a, int pipe_fd, pid_t parent);
+/// `go_fd` >= 0: wait for a byte on it before the filter and the exec (its init is ready).
+__attribute__((noreturn)) void tether_worker_finish(const struct tether_spawn_attr *a, int pipe_fd, pid_t parent, int go_fd);
 
 /// The namespace path: the body of the supervisor's child, which becomes PID 1 (see contain.c).
 __attribute__((noreturn)) void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void *worker_stack_top);

@@ -4,8 +4,9 @@
 //   supervisor ──clone(CLONE_VM|CLONE_VFORK|CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWIPC[|CLONE_NEWUSER])──▶ C
 //   C (PID 1): process group, terminal, cgroup (held here while the start gate is frozen),
 //              cgroup namespace, id maps, mounts, parent-death signal
-//   C ──clone(CLONE_VM|CLONE_VFORK)──▶ W (PID 2): tether_worker_finish → execve(worker)
-//   C: execveat(tether binary) as "tether-init": reaps, and reports W's wait status (init.c)
+//   C ──fork──▶ W (PID 2): tether_worker_finish, waits for the init's go, execve(worker)
+//   C: execveat(tether-init) "tether-init W STATUS_FD GO_FD": not dumpable, then go; reaps,
+//      and reports W's wait status (init.c)
 //
 // Why a PID namespace: a worker inside cannot name the supervisor, the keeper, the authority or
 // another worker's tree — kill(-1), kill(pid), ptrace, pidfd_open all stop at its border — and
@@ -79,11 +80,14 @@ static void setup_mounts(const struct tether_contain *c, int pipe_fd) {
 struct worker_args {
     const struct tether_spawn_attr *attr;
     int pipe_fd;
+    int go_read;
+    int go_write;
 };
 
 static int worker_entry(void *p) {
     struct worker_args *w = p;
-    tether_worker_finish(w->attr, w->pipe_fd, 0);
+    close(w->go_write);   // only the init may say go; its exit is an EOF here
+    tether_worker_finish(w->attr, w->pipe_fd, 0, w->go_read);
 }
 
 // Decimal digits of a positive pid into `buf` (16 bytes), NUL-terminated.
@@ -98,17 +102,16 @@ static void format_pid(pid_t pid, char *buf) {
 void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void *worker_stack_top) {
     const struct tether_contain *c = &a->contain;
 
-    // Its own copy of the memory (see tether_spawn) when a map is to be written: dumpable, so
-    // /proc/self/uid_map belongs to this process's uid. Until its exec, only that uid (which
-    // is the supervisor's) could attach to it, and nothing of the worker runs yet.
-    if ((c->new_user_ns || c->root_in_userns) && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
-        tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
-
     // An unprivileged supervisor's namespaces belong to a new user namespace: map the
     // supervisor's uid and gid to themselves (the worker keeps its identity) before anything
-    // that checks permissions. setgroups must be denied before gid_map, as unprivileged.
+    // that checks permissions. /proc/self/uid_map belongs to root while the memory is not
+    // dumpable, so this process — its own copy of the memory (see tether_spawn), a copy of the
+    // supervisor's, agent key included — is dumpable just for the maps, and not dumpable
+    // again before anything of the worker exists.
     if (c->new_user_ns) {
+        if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
         if (tether_write_id_maps(c->uid_map, c->gid_map) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
     }
 
     tether_child_enter(a, pipe_fd);
@@ -129,13 +132,18 @@ void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void
         if (poll(&pfd, 1, 0) > 0) tether_child_fail(pipe_fd, TETHER_STAGE_PDEATHSIG, ESRCH);
     }
 
-    // The worker, PID 2. This process waits (CLONE_VFORK) until it has exec'd or failed. Either
-    // way the init follows: a worker that failed before exec said why on the pipe, and the
-    // init reaps it and exits at once (whether it died before or just after its exec — a
-    // foreign-ABI syscall at its first instruction — cannot be told apart here).
-    struct worker_args wa = {.attr = a, .pipe_fd = pipe_fd};
-    pid_t w = clone(worker_entry, worker_stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, &wa);
+    // The worker, PID 2: a plain fork (its own copy of the memory), which waits before its
+    // exec until the init says go — the init is dumpable between its exec and its first
+    // instruction, and a worker of the same uid must not attach to it then. (A worker that
+    // will be root in a user namespace of its own also makes its copy dumpable to write its
+    // map: its copy, never this one.) A worker that fails before exec says why on the errno
+    // pipe; the init reaps it and exits at once.
+    int go[2];
+    if (pipe2(go, O_CLOEXEC) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_PIPE, errno);
+    struct worker_args wa = {.attr = a, .pipe_fd = pipe_fd, .go_read = go[0], .go_write = go[1]};
+    pid_t w = clone(worker_entry, worker_stack_top, SIGCHLD, &wa);
     if (w < 0) tether_child_fail(pipe_fd, TETHER_STAGE_FORK, errno);
+    close(go[0]);
 
     // The init: the tether binary, through the descriptor the parent opened (the path may be
     // hidden here). Only the status descriptor survives the exec; no environment.
@@ -143,14 +151,15 @@ void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void
         (void)kill(w, SIGKILL);
         tether_child_fail(pipe_fd, TETHER_STAGE_CLOSE_FDS, errno);
     }
-    if (fcntl(c->status_fd, F_SETFD, 0) != 0) {
+    if (fcntl(c->status_fd, F_SETFD, 0) != 0 || fcntl(go[1], F_SETFD, 0) != 0) {
         (void)kill(w, SIGKILL);
         tether_child_fail(pipe_fd, TETHER_STAGE_INIT, errno);
     }
-    char wpid[16], sfd[16];
+    char wpid[16], sfd[16], gfd[16];
     format_pid(w, wpid);
     format_pid(c->status_fd, sfd);
-    char *const argv[] = {(char *)c->init_name, wpid, sfd, NULL};
+    format_pid(go[1], gfd);
+    char *const argv[] = {(char *)c->init_name, wpid, sfd, gfd, NULL};
     char *const envp[] = {NULL};
     syscall(SYS_execveat, c->exe_fd, "", argv, envp, AT_EMPTY_PATH);
     int e = errno;

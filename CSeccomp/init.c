@@ -2,7 +2,7 @@
 //
 // The supervisor's child execs the small `tether-init` program (Sources/tether-init) — or, where
 // it is not installed, the tether binary itself, whose constructor below runs before any Swift
-// and never returns into it — as "tether-init WORKER_PID STATUS_FD". It reaps every process
+// and never returns into it — as "tether-init WORKER_PID STATUS_FD GO_FD". It reaps every process
 // the namespace re-parents to it, and when the worker (PID 2) exits it writes the worker's
 // wait status to STATUS_FD and exits, which ends the namespace: the kernel SIGKILLs whatever
 // is left in it. It forwards nothing: the supervisor signals the worker's process group
@@ -28,10 +28,14 @@ static long parse_int(const char *s) {
     return v;
 }
 
-__attribute__((noreturn)) static void init_main(pid_t worker, int status_fd) {
-    // Nobody in the namespace may read this process's memory or attach to it.
+__attribute__((noreturn)) static void init_main(pid_t worker, int status_fd, int go_fd) {
+    // Nobody in the namespace may read this process's memory or attach to it: only now may
+    // the worker (waiting for the go) exec.
     (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     (void)prctl(PR_SET_NAME, "tether-init", 0, 0, 0);
+    ssize_t w;
+    do { w = write(go_fd, "g", 1); } while (w < 0 && errno == EINTR);
+    close(go_fd);
     sigset_t chld;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
@@ -52,10 +56,10 @@ __attribute__((noreturn)) static void init_main(pid_t worker, int status_fd) {
 }
 
 int tether_init_run(int argc, char **argv) {
-    if (argc != 3 || argv == NULL || argv[0] == NULL || strcmp(argv[0], "tether-init") != 0) return -1;
-    long worker = parse_int(argv[1]), fd = parse_int(argv[2]);
-    if (worker <= 1 || fd < 3) return -1;
-    init_main((pid_t)worker, (int)fd);
+    if (argc != 4 || argv == NULL || argv[0] == NULL || strcmp(argv[0], "tether-init") != 0) return -1;
+    long worker = parse_int(argv[1]), fd = parse_int(argv[2]), go = parse_int(argv[3]);
+    if (worker <= 1 || fd < 3 || go < 3) return -1;
+    init_main((pid_t)worker, (int)fd, (int)go);
 }
 
 // The fallback, where the small tether-init program is not installed beside tether: the tether

@@ -110,7 +110,7 @@ void tether_child_enter(const struct tether_spawn_attr *a, int pipe_fd) {
     }
 }
 
-void tether_worker_finish(const struct tether_spawn_attr *a, int pipe_fd, pid_t parent) {
+void tether_worker_finish(const struct tether_spawn_attr *a, int pipe_fd, pid_t parent, int go_fd) {
     // 5. Resource limits.
     for (size_t i = 0; i < a->rlimit_count; i++) {
         struct rlimit rl = {.rlim_cur = a->rlimits[i].soft, .rlim_max = a->rlimits[i].hard};
@@ -132,8 +132,9 @@ void tether_worker_finish(const struct tether_spawn_attr *a, int pipe_fd, pid_t 
     //     namespaces it lives in belong to the supervisor's side, so it cannot unmount what
     //     hides the supervisor's state or remount the cgroup file system.
     if (a->contain.enabled && a->contain.root_in_userns) {
-        // The uid change made this (copied, see tether_spawn) memory non-dumpable, which gives
-        // /proc/self/uid_map to root: dumpable again, until the exec decides afresh.
+        // The uid change made this memory non-dumpable, which gives /proc/self/uid_map to
+        // root: dumpable again, until the exec decides afresh. It is this process's own copy
+        // (a plain fork, see contain.c), and nothing of the worker runs yet to read it.
         if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
         if (unshare(CLONE_NEWUSER) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_NAMESPACES, errno);
         if (tether_write_id_maps(a->contain.worker_uid_map, a->contain.worker_gid_map) != 0)
@@ -186,6 +187,17 @@ void tether_worker_finish(const struct tether_spawn_attr *a, int pipe_fd, pid_t 
             tether_child_fail(pipe_fd, TETHER_STAGE_LANDLOCK, errno);
     }
 
+    // 11c. Inside a namespace: nothing of the worker runs until its init is through its exec
+    //      and no longer dumpable (until then PID 1 could be attached to by the worker's uid).
+    //      EOF: the init never got there.
+    if (go_fd >= 0) {
+        char go;
+        ssize_t n;
+        do { n = read(go_fd, &go, 1); } while (n < 0 && errno == EINTR);
+        if (n != 1) tether_child_fail(pipe_fd, TETHER_STAGE_INIT, n < 0 ? errno : ECHILD);
+        close(go_fd);
+    }
+
     // 12. Unblock signals before the filter, so the filter does not need to allow it.
     sigset_t none;
     sigemptyset(&none);
@@ -221,7 +233,7 @@ static int child_entry(void *p) {
     close(a->read_fd);
     if (a->attr->contain.enabled) tether_contained_child(a->attr, a->pipe_fd, a->worker_stack_top);
     tether_child_enter(a->attr, a->pipe_fd);
-    tether_worker_finish(a->attr, a->pipe_fd, a->parent);
+    tether_worker_finish(a->attr, a->pipe_fd, a->parent, -1);
 }
 
 static int reap(pid_t pid) {

@@ -15,6 +15,6 @@
 
 int main(int argc, char **argv) {
     tether_init_run(argc, argv);
-    fprintf(stderr, "tether-init: started by the supervisor only (tether-init WORKER_PID STATUS_FD)\n");
+    fprintf(stderr, "tether-init: started by the supervisor only (tether-init WORKER_PID STATUS_FD GO_FD)\n");
     return 2;
 }

@@ -153,9 +153,10 @@ int tether_keeper_start(int cgroup_kill_fd, int heartbeat_timeout_ms, pid_t *pid
 
 // MARK: - the worker's init
 
-/// PID 1 of a worker's namespace (init.c), for `argv` = {"tether-init", WORKER_PID, STATUS_FD}:
-/// reaps, writes the worker's wait status to STATUS_FD when it exits, and exits. Never returns
-/// for such an argv; returns -1 for any other.
+/// PID 1 of a worker's namespace (init.c), for `argv` = {"tether-init", WORKER_PID, STATUS_FD,
+/// GO_FD}: makes itself non-dumpable, lets the worker exec (a byte on GO_FD), reaps, writes the
+/// worker's wait status to STATUS_FD when it exits, and exits. Never returns for such an
+/// argv; returns -1 for any other.
 int tether_init_run(int argc, char **argv);
 
 // MARK: - small syscalls without a glibc wrapper on Debian 12

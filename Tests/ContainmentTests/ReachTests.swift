@@ -201,6 +201,28 @@ struct ReachTests {
         #expect(await p.exitCode(within: 20) != nil)
     }
 
+    @Test("from its first instruction a worker cannot read its init, still a copy of the supervisor's memory until its exec", arguments: [Mode.unprivileged, .unprivilegedRootNone, .rootAsRoot])
+    func earlyInit(_ mode: Mode) async throws {
+        let a = try await LiveAuthority(lease: "5s")
+        let f = Escape.Files("racemem")
+        let surface = "racemem-\(Mode.allCases.firstIndex(of: mode)!)"
+        let p: TetherProcess
+        switch mode {
+        case .unprivileged, .unprivilegedRootNone:
+            let state = try nobodyState(a)
+            let extra = mode == .unprivilegedRootNone ? ["--user", "root", "--profile", "none"] : []
+            p = try TetherProcess(["run", "--dir", state, "--authority", a.url, "--key-file", state + "/agent.key",
+                                   "--public-key", state + "/signing.pub", "--surface", surface] + extra + ["--"] + f.command("racemem"),
+                                  env: ["HOME": state], asUser: "nobody")
+        default:
+            p = try a.run(surface, ["--user", "root"], f.command("racemem"))
+        }
+        #expect(await eventually(20) { f.ready }, "\(p.stderr.suffix(1500))")
+        #expect(f.results["open PID 1's mem or environ from the first moments"] == "EACCES", "\(mode): \(f.results)")
+        p.signal(SIGTERM)
+        #expect(await p.exitCode(within: 20) != nil)
+    }
+
     @Test("a supervisor stopped from outside (SIGSTOP): the keeper kills the tree within the heartbeat bound, and says so")
     func supervisorStopped() async throws {
         let a = try await LiveAuthority(lease: "15s")

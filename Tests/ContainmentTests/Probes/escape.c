@@ -271,6 +271,16 @@ int main(int argc, char **argv) {
         /* ARG: the targets file */
         reach(arg);
         if (fork() == 0) tick_forever();
+    } else if (!strcmp(mode, "racemem")) {
+        /* From its first instruction, before its init is through its exec: PID 1 is then still
+         * a copy of the supervisor's memory. Any open of its mem or environ is a leak. */
+        int opened = 0;
+        for (int i = 0; i < 20000 && !opened; i++) {
+            int fd = open("/proc/1/mem", O_RDONLY | O_CLOEXEC);
+            if (fd < 0) fd = open("/proc/1/environ", O_RDONLY | O_CLOEXEC);
+            if (fd >= 0) { opened = 1; close(fd); }
+        }
+        report("open PID 1's mem or environ from the first moments", opened ? "ok" : "EACCES");
     } else if (!strcmp(mode, "stopparent")) {
         /* The first attack: `kill -STOP $PPID`, then keep writing. */
         outcome("kill(getppid(), SIGSTOP)", kill(getppid(), SIGSTOP));
