@@ -14,6 +14,9 @@ public struct WorkerSpec: Sendable, Equatable {
     public var group: String?
     public var limits: [ResourceLimit]
 
+    /// `user = "root"` (or `0`): root in a user namespace of its own, never the host's root.
+    public var runsAsRoot: Bool { user == "root" || user == "0" }
+
     public init(
         command: [String],
         environment: [String: String] = [:],

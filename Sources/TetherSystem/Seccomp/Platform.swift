@@ -28,7 +28,7 @@ extension TargetPlatform {
     /// container's root is (Docker's default set, no CAP_SYS_ADMIN).
     public static func forWorker(user: String?) -> TargetPlatform {
         var p = TargetPlatform.current
-        p.capabilities = user == "root" || user == "0" ? Capabilities.containerDefault : []
+        p.capabilities = WorkerSpec(command: [], user: user).runsAsRoot ? Capabilities.containerDefault : []
         return p
     }
 

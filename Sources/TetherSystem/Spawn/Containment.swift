@@ -1,6 +1,7 @@
 import CSeccomp
 import Foundation
 import Glibc
+import Synchronization
 import TetherCore
 
 /// What keeps a worker out of its supervisor's reach, beyond its seccomp filter: its own PID,
@@ -51,7 +52,7 @@ struct WorkerIdentity: Sendable {
     /// - unprivileged supervisor: its own uid (it can change to no other), or root in a user
     ///   namespace mapped to it.
     static func resolve(spec: WorkerSpec, workerName: String, euid: uid_t = geteuid()) throws(SpawnError) -> WorkerIdentity {
-        let wantsRoot = spec.user == "root" || spec.user == "0"
+        let wantsRoot = spec.runsAsRoot
         if euid != 0 {
             if let user = spec.user, !wantsRoot {
                 let c = try Credentials.resolve(user: user, group: spec.group)
@@ -66,7 +67,7 @@ struct WorkerIdentity: Sendable {
         }
         let lease = try DynamicUser.acquire(for: workerName)
         var creds = Credentials(uid: lease.uid, gid: lease.uid, name: "tether-\(lease.uid)", home: "/")
-        if let group = spec.group, let g = try Credentials.resolve(user: "0", group: group) { creds.gid = g.gid }
+        if let group = spec.group { creds.gid = try Credentials.groupID(group) }
         return WorkerIdentity(ids: creds, rootInUserNamespace: wantsRoot, lease: lease)
     }
 }
@@ -135,6 +136,7 @@ enum ContainmentFDs {
 final class InitStatusPipe: Sendable {
     let readFD: Int32
     let writeFD: Int32
+    private let writeClosed = Atomic<Bool>(false)
 
     init() throws(SpawnError) {
         var fds: [Int32] = [-1, -1]
@@ -147,7 +149,9 @@ final class InitStatusPipe: Sendable {
     }
 
     /// After the spawn: the init holds the only write end.
-    func closeWriteEnd() { close(writeFD) }
+    func closeWriteEnd() {
+        if !writeClosed.exchange(true, ordering: .relaxed) { close(writeFD) }
+    }
 
     /// The worker's status once the init has exited, or nil if it wrote none (it was killed).
     func read() -> ExitStatus? {
@@ -158,5 +162,15 @@ final class InitStatusPipe: Sendable {
         return sig == 0 ? .exited((status >> 8) & 0xff) : .signaled(sig)
     }
 
-    deinit { close(readFD) }
+    deinit {
+        closeWriteEnd()
+        close(readFD)
+    }
+}
+
+/// A descriptor closed when the last owner lets go (the Landlock ruleset of a spawn).
+final class OwnedFD: Sendable {
+    let rawValue: Int32
+    init(_ fd: Int32) { rawValue = fd }
+    deinit { if rawValue >= 0 { close(rawValue) } }
 }

@@ -154,18 +154,17 @@ public final class Spawner: Sendable {
         return try await finish(plan, result, launch)
     }
 
-    /// Everything a spawn decides before the child exists.
+    /// Everything a spawn decides before the child exists. Its descriptors close with it.
     private struct Plan {
         var name: String
         var request: ChildRequest
         var cgroup: Cgroup?
         var identity: WorkerIdentity
         var status: InitStatusPipe?
+        var landlock: OwnedFD?
 
-        func release() {
-            cgroup?.removeTree()
-            if request.landlockFD >= 0 { close(request.landlockFD) }
-        }
+        /// A spawn that will not go ahead: its cgroup goes.
+        func release() { cgroup?.removeTree() }
     }
 
     public static let namespaceStages: Set<SpawnError.Stage> = [.namespaces, .idMap, .mounts, .initExec]
@@ -193,7 +192,7 @@ public final class Spawner: Sendable {
             // Weak: the worker keeps the supervisor's namespaces, so it cannot be root in one
             // of its own; a root supervisor still gives it a dedicated uid.
             var spec = launch.spec
-            if spec.user == "root" || spec.user == "0" { spec.user = nil }
+            if spec.runsAsRoot { spec.user = nil }
             identity = try WorkerIdentity.resolve(spec: spec, workerName: launch.name)
         }
         var env = EnvironmentPolicy.workerEnvironment(supervisor: launch.supervisorEnvironment, spec: launch.spec)
@@ -203,14 +202,7 @@ public final class Spawner: Sendable {
             env["LOGNAME"] = env["USER"]
         }
         let path = try Self.resolve(program, path: env["PATH"] ?? "/usr/local/bin:/usr/bin:/bin")
-
-        let seq = counter.add(1, ordering: .relaxed).oldValue
-        var cgroup: Cgroup?
-        if let root = cgroupRoot {
-            do { cgroup = try root.makeWorkerCgroup(name: "\(Self.sanitize(launch.name)).\(seq)") } catch {
-                logger.warning("could not create the worker's cgroup; process group only", metadata: ["error": "\(error)"])
-            }
-        }
+        let landlock = launch.filter?.execFD != nil ? OwnedFD(try Self.execAllowList(path)) : nil
         var status: InitStatusPipe?
         var contain: ChildRequest.Contain?
         if contained {
@@ -218,7 +210,14 @@ public final class Spawner: Sendable {
             status = s
             contain = namespaces(identity: identity, statusFD: s.writeFD)
         }
-        let landlock = launch.filter?.execFD != nil ? try Self.execAllowList(path) : -1
+        // Last, as nothing after it can fail: a cgroup is only made for a spawn that goes ahead.
+        let seq = counter.add(1, ordering: .relaxed).oldValue
+        var cgroup: Cgroup?
+        if let root = cgroupRoot {
+            do { cgroup = try root.makeWorkerCgroup(name: "\(Self.sanitize(launch.name)).\(seq)") } catch {
+                logger.warning("could not create the worker's cgroup; process group only", metadata: ["error": "\(error)"])
+            }
+        }
         let request = ChildRequest(
             path: path, argv: launch.spec.command,
             envp: env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
@@ -226,16 +225,16 @@ public final class Spawner: Sendable {
             stdio: [launch.stdin, launch.stdout, launch.stderr],
             cgroup: cgroup, tty: launch.foregroundTerminal,
             ids: identity.rootInUserNamespace && geteuid() != 0 ? nil : identity.ids,
-            limits: launch.spec.limits, filter: launch.filter, contain: contain, landlockFD: landlock
+            limits: launch.spec.limits, filter: launch.filter, contain: contain, landlockFD: landlock?.rawValue ?? -1
         )
-        return Plan(name: launch.name, request: request, cgroup: cgroup, identity: identity, status: status)
+        return Plan(name: launch.name, request: request, cgroup: cgroup, identity: identity, status: status, landlock: landlock)
     }
 
-    /// The namespace settings for one worker: which of the supervisor's paths to cover, what
-    /// to make read-only, and the user namespace maps.
-    private func namespaces(identity: WorkerIdentity, statusFD: Int32) -> ChildRequest.Contain {
+    /// The hidden paths as the mount namespace covers them: directories (a tmpfs) and files
+    /// (/dev/null), by their real paths; and the cgroup mounts to make read-only.
+    static func covers(_ hidden: [String]) -> (directories: [String], files: [String], readonly: [String]) {
         var dirs: Set<String> = [], files: Set<String> = []
-        for p in containment.hiddenPaths {
+        for p in hidden {
             // The real path: /var/lib/tether is a link to /var/lib/private/tether under
             // systemd's DynamicUser=, and covering a link would cover nothing.
             guard let resolved = realpath(p, nil) else { continue }
@@ -245,12 +244,19 @@ public final class Spawner: Sendable {
             guard stat(real, &st) == 0 else { continue }
             if (st.st_mode & S_IFMT) == S_IFDIR { dirs.insert(real) } else if (st.st_mode & S_IFMT) == S_IFREG { files.insert(real) }
         }
+        return (dirs.sorted(), files.sorted(), ContainmentPolicy.readonlyMounts())
+    }
+
+    /// The namespace settings for one worker: what to cover and make read-only (looked at for
+    /// each spawn: a state directory made since is covered too), and the user namespace maps.
+    private func namespaces(identity: WorkerIdentity, statusFD: Int32) -> ChildRequest.Contain {
+        let covers = Self.covers(containment.hiddenPaths)
         let euid = geteuid(), egid = getegid()
         return ChildRequest.Contain(
             newUserNamespace: euid != 0, outerUID: euid, outerGID: egid,
             rootInUserNamespace: identity.rootInUserNamespace,
             workerUID: identity.ids?.uid ?? euid, workerGID: identity.ids?.gid ?? egid,
-            hideDirectories: dirs.sorted(), hideFiles: files.sorted(), readonly: ContainmentPolicy.readonlyMounts(),
+            hideDirectories: covers.directories, hideFiles: covers.files, readonly: covers.readonly,
             statusFD: statusFD)
     }
 
@@ -290,7 +296,6 @@ public final class Spawner: Sendable {
         let status = plan.status
         let result = await SpawnThread.shared.run { ExitMonitor.shared.spawning(status: status) { request.spawn() } }
         status?.closeWriteEnd()
-        if request.landlockFD >= 0 { close(request.landlockFD) }
         return (result, await held?.value)
     }
 
@@ -383,17 +388,17 @@ struct Credentials: Sendable {
         } else {
             throw SpawnError(stage: .setuid, errno: ENOENT, message: "no such user: \(user)")
         }
-        if let group {
-            var grp = Glibc.group()
-            var gresult: UnsafeMutablePointer<Glibc.group>?
-            if getgrnam_r(group, &grp, &buf, buf.count, &gresult) == 0, gresult != nil {
-                creds.gid = grp.gr_gid
-            } else if let gid = gid_t(group) {
-                creds.gid = gid
-            } else {
-                throw SpawnError(stage: .setgid, errno: ENOENT, message: "no such group: \(group)")
-            }
-        }
+        if let group { creds.gid = try groupID(group) }
         return creds
+    }
+
+    /// A group name or numeric gid.
+    static func groupID(_ group: String) throws(SpawnError) -> gid_t {
+        var grp = Glibc.group()
+        var result: UnsafeMutablePointer<Glibc.group>?
+        var buf = [CChar](repeating: 0, count: 16384)
+        if getgrnam_r(group, &grp, &buf, buf.count, &result) == 0, result != nil { return grp.gr_gid }
+        if let gid = gid_t(group) { return gid }
+        throw SpawnError(stage: .setgid, errno: ENOENT, message: "no such group: \(group)")
     }
 }
