@@ -20,9 +20,6 @@ __attribute__((noreturn)) void tether_worker_finish(const struct tether_spawn_at
 /// The namespace path: the body of the supervisor's child, which becomes PID 1 (see contain.c).
 __attribute__((noreturn)) void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void *worker_stack_top);
 
-/// write(2) of the whole buffer, retrying EINTR and short writes. 0, or -1 with errno set.
-int tether_write_all(int fd, const char *buf, size_t len);
-
 /// Maps this process's new user namespace: `uid_map`, then setgroups denied (required before an
 /// unprivileged gid_map), then `gid_map`. 0, or -1 with errno set.
 int tether_write_id_maps(const char *uid_map, const char *gid_map);

@@ -38,15 +38,8 @@ void tether_child_fail(int pipe_fd, int stage, int err) {
     _exit(127);
 }
 
-static int write_file(const char *file, const char *text);
-
-int tether_write_id_maps(const char *uid_map, const char *gid_map) {
-    if (write_file("/proc/self/uid_map", uid_map) != 0) return -1;
-    if (write_file("/proc/self/setgroups", "deny") != 0) return -1;
-    return write_file("/proc/self/gid_map", gid_map);
-}
-
-int tether_write_all(int fd, const char *buf, size_t len) {
+// write(2) of the whole buffer, retrying EINTR and short writes. 0, or -1 with errno set.
+static int write_all(int fd, const char *buf, size_t len) {
     while (len > 0) {
         ssize_t n = write(fd, buf, len);
         if (n < 0 && errno == EINTR) continue;
@@ -56,6 +49,23 @@ int tether_write_all(int fd, const char *buf, size_t len) {
         len -= (size_t)n;
     }
     return 0;
+}
+
+// Writes `text` to a /proc file of this process (uid_map, gid_map, setgroups).
+static int write_file(const char *file, const char *text) {
+    int fd = open(file, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = write_all(fd, text, strlen(text));
+    int e = errno;
+    close(fd);
+    errno = e;
+    return rc;
+}
+
+int tether_write_id_maps(const char *uid_map, const char *gid_map) {
+    if (write_file("/proc/self/uid_map", uid_map) != 0) return -1;
+    if (write_file("/proc/self/setgroups", "deny") != 0) return -1;
+    return write_file("/proc/self/gid_map", gid_map);
 }
 
 // Marks every descriptor >= 3 close-on-exec. close_range(2) (5.11) does it in one call; the
@@ -72,15 +82,6 @@ static int child_cloexec_all(void) {
     return 0;
 }
 
-static int write_file(const char *file, const char *text) {
-    int fd = open(file, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = tether_write_all(fd, text, strlen(text));
-    int e = errno;
-    close(fd);
-    errno = e;
-    return rc;
-}
 
 void tether_child_enter(const struct tether_spawn_attr *a, int pipe_fd) {
     // 1. Signal dispositions back to default (handlers die with exec anyway; SIG_IGN would not).

@@ -150,9 +150,7 @@ public final class Authority: Sendable {
     /// Deletes what is past its retention. Returns what went.
     @discardableResult
     public func prune(now: Date = Date()) async throws -> (audit: Int, reports: Int) {
-        func before(_ d: Duration) -> String {
-            Timestamp.string(now.addingTimeInterval(-Double(d.components.seconds) - Double(d.components.attoseconds) / 1e18))
-        }
+        func before(_ d: Duration) -> String { Timestamp.string(now.addingTimeInterval(-d.timeInterval)) }
         let gone = try await store.prune(auditBefore: before(configuration.auditRetention), reportsBefore: before(configuration.reportRetention))
         if gone.audit + gone.reports > 0 {
             logger.info("retention", metadata: ["audit_deleted": "\(gone.audit)", "reports_deleted": "\(gone.reports)"])

@@ -1,4 +1,5 @@
 import Foundation
+import TetherCore
 
 /// A token bucket per key: `rate` tokens a second, at most `burst` held. What a supervisor
 /// sends (a registration per surface at start, a report per stop or resume) stays far below it;
@@ -17,7 +18,7 @@ actor RateLimiter {
     func take(_ key: String, now: ContinuousClock.Instant = .now) -> Duration? {
         var (tokens, at) = buckets[key] ?? (burst, now)
         let elapsed = now - at
-        tokens = min(burst, tokens + rate * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+        tokens = min(burst, tokens + rate * elapsed.timeInterval)
         if buckets.count > 100_000 { buckets.removeAll(keepingCapacity: true) }   // keys are few; never unbounded
         guard tokens >= 1 else {
             buckets[key] = (tokens, now)

@@ -54,7 +54,7 @@ public final class SurfaceWatcher: Sendable {
         self.logger = logger
         let (stream, continuation) = AsyncStream<Verdict>.makeStream()
         verdicts = stream
-        state = WatchState(surfaces: surfaces, failClosedAfter: settings.failClosedAfter.seconds, initial: initial, continuation: continuation)
+        state = WatchState(surfaces: surfaces, failClosedAfter: settings.failClosedAfter.timeInterval, initial: initial, continuation: continuation)
     }
 
     /// Runs until cancelled.
@@ -318,8 +318,4 @@ actor WatchState {
     }
 
     func finish() { continuation.finish() }
-}
-
-extension Duration {
-    var seconds: TimeInterval { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -138,7 +138,7 @@ struct AuditCommand: AsyncParsableCommand {
     static func time(_ text: String?, _ flag: String) throws -> String? {
         guard let text else { return nil }
         if let d = DurationText.parse(text) {
-            return Timestamp.string(Date().addingTimeInterval(-Double(d.components.seconds) - Double(d.components.attoseconds) / 1e18))
+            return Timestamp.string(Date().addingTimeInterval(-d.timeInterval))
         }
         guard let date = Timestamp.parse(text) else {
             throw fail("\(flag): \"\(text)\" is neither an RFC 3339 time (2026-11-26T03:00:00Z) nor a duration (1h)", code: TetherExit.usage)

@@ -232,6 +232,11 @@ public enum Timestamp {
 }
 
 /// Durations as people write them in flags and configs: `500ms`, `5s`, `2m`, `1h`, `1.5s`.
+extension Duration {
+    /// In seconds, as Foundation's dates count them.
+    public var timeInterval: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
 public enum DurationText {
     /// The longest duration any text may say: about 31 years. Anything longer — `1e300s` — is
     /// refused here, before it can overflow (it used to trap converting to Int64).
