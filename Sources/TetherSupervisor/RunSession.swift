@@ -95,7 +95,7 @@ public enum RunSession {
             return fail("\(error)", code)
         }
         defer { if foreground != nil { ForegroundTerminal.reclaim() } }
-        if spawner.isWeak { logger[metadataKey: "containment"] = "WEAK" }
+        logger = spawner.labelled(logger)
 
         var authority = authority
         authority.instance = spawner.instanceName(authority.instance)

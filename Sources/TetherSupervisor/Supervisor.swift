@@ -105,8 +105,7 @@ public final class Supervisor: Sendable {
             hiddenPaths: authority.secrets + [configPath], acceptWeak: config.supervisor.acceptWeakContainment))
         defer { spawner.shutdown() }
         await spawner.probeContainment()
-        var logger = self.logger
-        if spawner.isWeak { logger[metadataKey: "containment"] = "WEAK" }
+        let logger = spawner.labelled(self.logger)
         var watchSettings = authority.watchSettings
         watchSettings.instance = spawner.instanceName(watchSettings.instance)
         let metrics = self.metrics

@@ -131,6 +131,13 @@ public final class Spawner: Sendable {
         }
     }
 
+    /// `logger`, with `containment=WEAK` on every line when workers run without namespaces.
+    public func labelled(_ logger: Logger) -> Logger {
+        var l = logger
+        if isWeak { l[metadataKey: "containment"] = "WEAK" }
+        return l
+    }
+
     /// The name a supervisor gives itself at the authority: with weak containment it says so
     /// there too, so `tether status` and every acknowledgement show it.
     public func instanceName(_ base: String) -> String {
