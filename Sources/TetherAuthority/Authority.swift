@@ -17,6 +17,10 @@ public struct AuthorityConfiguration: Sendable {
     /// descriptor of the authority. Past either: 429 `TOO_MANY_STREAMS`.
     public var maxStreams = 50_000
     public var maxStreamsPerKey = 1_000
+    /// Surfaces one stream may name, and of those, how many may not exist yet (a supervisor
+    /// waiting for an operator to create them). Past either: 400, 404 `DEVICE_NOT_FOUND`.
+    public var maxSurfacesPerStream = 10_000
+    public var maxUnknownPerStream = 64
     /// Register and report, per key: a token bucket refilled at `writeRate` a second, holding
     /// `writeBurst`. Past it: 429 `RATE_LIMITED` with `Retry-After`.
     public var writeRate = 100.0
@@ -177,6 +181,8 @@ actor LiveState {
     }
 
     func snapshot(_ deviceId: String) -> (SurfaceRecord?, OrgState) { (surfaces[deviceId], org) }
+    /// The names among `ids` that name no surface.
+    func unknown(_ ids: [String]) -> [String] { ids.filter { surfaces[$0] == nil } }
     func all() -> [SurfaceRecord] { surfaces.values.sorted { $0.deviceId < $1.deviceId } }
     func put(_ r: SurfaceRecord) { surfaces[r.deviceId] = r }
     func remove(_ id: String) { surfaces[id] = nil }

@@ -80,7 +80,7 @@ struct ReachTests {
             chown(dir + "/" + f, 65534, 65534)
             chmod(dir + "/" + f, f.hasSuffix(".pub") ? 0o644 : 0o600)
         }
-        FileManager.default.createFile(atPath: dir + "/authority.sqlite", contents: Data("SQLite".utf8))
+        _ = FileManager.default.createFile(atPath: dir + "/authority.sqlite", contents: Data("SQLite".utf8))
         chown(dir + "/authority.sqlite", 65534, 65534)
         chown(dir, 65534, 65534)
         chmod(dir, 0o700)

@@ -185,7 +185,11 @@ struct RouterTests {
                 ("/api/v1/devices/validate", body(["deviceId": "a1", "nonce": "bad nonce\n"]), .badRequest, "invalid nonce"),
                 ("/api/v1/devices/validate", ByteBuffer(string: "{\"deviceId\": \"" + String(repeating: "x", count: 70_000) + "\"}"), .contentTooLarge, "larger than"),
                 ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "dancing"]), .badRequest, "unknown state"),
-                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [1.5]]), .badRequest, "positive integers"),
+                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [1.5]]), .badRequest, "\"pids[0]\" must be a process id"),
+                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [7, -3]]), .badRequest, "positive integers"),
+                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [7, "8"]]), .badRequest, "\"pids[1]\" must be a number"),
+                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [1e12]]), .badRequest, "\"pids[0]\" must be a process id"),
+                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": NSNull()]), .badRequest, "\"state\" must be a string, not null"),
                 ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "at": "yesterday"]), .badRequest, "RFC 3339"),
             ]
             for (uri, b, status, message) in cases {

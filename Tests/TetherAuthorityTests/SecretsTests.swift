@@ -9,7 +9,7 @@ import TetherCore
 struct SecretsTests {
     func file(_ dir: String, _ name: String, _ text: String, mode: mode_t) -> String {
         let path = dir + "/" + name
-        FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
         chmod(path, mode)
         return path
     }

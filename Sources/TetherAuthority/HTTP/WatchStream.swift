@@ -84,6 +84,6 @@ enum WatchStream {
     }
 
     static func eventJSON(_ d: Decision) -> String {
-        String(decoding: JSONOut.data(decisionObject(d)), as: UTF8.self)
+        String(decoding: JSONBody.data(DecisionAnswer(decision: d)), as: UTF8.self)
     }
 }

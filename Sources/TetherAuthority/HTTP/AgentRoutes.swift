@@ -1,0 +1,86 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import TetherCore
+
+/// What supervisors do: register a surface, ask for a decision, hold a watch stream, report.
+/// Any key may call these; an agent key scoped to surfaces or bound to an instance only within
+/// that scope (403 outside it).
+struct AgentRoutes {
+    let authority: Authority
+    var maxBody: Int { authority.configuration.maxBodySize }
+
+    func add(to group: RouterGroup<AuthorityContext>) {
+        group.post("devices/register", use: register)
+        group.post("devices/validate", use: validate)
+        group.get("devices/watch", use: watch)
+        group.post("devices/report", use: report)
+    }
+
+    @Sendable func register(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
+        let body = try await JSONBody.decode(RegisterRequest.self, from: req, maxSize: maxBody)
+        let key = try ctx.requireScope([body.deviceId])
+        try await limitWrites(key)
+        let (outcome, record) = try await authority.register(body.deviceId, change: change(key, nil, ctx))
+        return JSONBody.response(RegisterAnswer(
+            status: outcome.rawValue, deviceId: body.deviceId, created: outcome == .created,
+            revoked: record.revoked, createdAt: record.createdAt, requestID: ctx.requestID))
+    }
+
+    @Sendable func validate(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
+        let body = try await JSONBody.decode(ValidateRequest.self, from: req, maxSize: maxBody)
+        _ = try ctx.requireScope([body.deviceId])
+        await authority.state.countValidation()
+        let d = await authority.decision(for: body.deviceId, requestID: ctx.requestID, nonce: body.nonce, seq: nil)
+        var headers = HTTPFields()
+        if let sig = d.signature { headers[.tetherSignature] = sig }
+        return JSONBody.response(DecisionAnswer(decision: d), headers: headers)
+    }
+
+    @Sendable func watch(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
+        let key = try ctx.requireKey()
+        let query = req.uri.queryParameters
+        let ids = query.getAll("deviceId").map { String($0) }
+        guard !ids.isEmpty else { throw APIError.badRequest("name at least one surface: ?deviceId=NAME (repeatable)") }
+        let limits = authority.configuration
+        guard ids.count <= limits.maxSurfacesPerStream else {
+            throw APIError.badRequest("at most \(limits.maxSurfacesPerStream) surfaces per stream; got \(ids.count)")
+        }
+        for id in ids where !SurfaceName.isValid(id) {
+            throw APIError.badRequest("invalid deviceId \"\(id.prefix(140))\": \(SurfaceName.rule)")
+        }
+        let instance = query.get("instance").map { String($0) } ?? key.instance ?? "anonymous-\(ctx.requestID.prefix(8))"
+        guard SurfaceName.isValid(instance) else { throw APIError.badRequest("invalid instance: \(SurfaceName.rule)") }
+        _ = try ctx.requireScope(ids, instance: instance)
+        let nonce = query.get("nonce").map { String($0) }
+        if let nonce, !Decision.isValidNonce(nonce) { throw APIError.badRequest("invalid nonce") }
+        let surfaces = Array(Set(ids)).sorted()
+        // A stream names surfaces that exist, and a few the key may yet register (a supervisor
+        // waits for an operator to create them): not thousands of made-up names.
+        let unknown = await authority.state.unknown(surfaces)
+        if unknown.count > limits.maxUnknownPerStream {
+            throw APIError(.notFound, "DEVICE_NOT_FOUND", "\(unknown.count) of the surfaces named do not exist (at most \(limits.maxUnknownPerStream) may): \(unknown.prefix(5).joined(separator: ", "))\(unknown.count > 5 ? ", …" : ""); register them first")
+        }
+        return try await WatchStream.response(authority: authority, surfaces: surfaces, instance: instance, nonce: nonce, context: ctx)
+    }
+
+    @Sendable func report(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
+        let body = try await JSONBody.decode(ReportRequest.self, from: req, maxSize: maxBody)
+        let key = try ctx.requireScope([body.deviceId], instance: body.instance)
+        try await limitWrites(key)
+        let now = Timestamp.string(Date())
+        let report = Report(deviceId: body.deviceId, instance: body.instance, state: body.state, pids: body.processIDs,
+                            at: body.at ?? now, requestID: body.requestID, receivedAt: now, keyName: key.name)
+        try await authority.store.addReport(report)
+        await authority.hub.deliver(report)
+        return JSONBody.response(OKAnswer(requestID: ctx.requestID))
+    }
+
+    /// Register and report: `writeRate` a second per key, past a burst. 429 with Retry-After.
+    func limitWrites(_ key: KeyRecord) async throws {
+        guard let wait = await authority.writes.take(key.name) else { return }
+        var e = APIError(.tooManyRequests, "RATE_LIMITED", "the key \"\(key.name)\" sends registrations and reports faster than \(Int(authority.configuration.writeRate)) a second; retry after \(DurationText.format(wait))")
+        e.retryAfter = max(1, Int(wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0))
+        throw e
+    }
+}

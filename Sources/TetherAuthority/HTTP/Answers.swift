@@ -1,0 +1,202 @@
+import Foundation
+import TetherCore
+
+// The API's answers (docs/openapi.yaml describes the same). Optional fields are left out when
+// empty, except where a field documents "none on record" as an explicit null (the org's
+// change, an audit entry's surface).
+
+/// `{"status": "error", "code": …, "error": …, "request_id": …}`
+struct ErrorAnswer: Encodable {
+    var status = "error"
+    var code: String
+    var error: String
+    var requestID: String
+    enum CodingKeys: String, CodingKey { case status, code, error, requestID = "request_id" }
+}
+
+/// `GET /healthz`, `POST devices/report`
+struct OKAnswer: Encodable {
+    var status = "ok"
+    var requestID: String
+    enum CodingKeys: String, CodingKey { case status, requestID = "request_id" }
+}
+
+/// `GET /api/v1/public-key`
+struct PublicKeyAnswer: Encodable {
+    var status = "ok"
+    var publicKey: String
+    var algorithm = "ed25519"
+    var requestID: String
+    enum CodingKeys: String, CodingKey { case status, publicKey, algorithm, requestID = "request_id" }
+}
+
+/// `POST devices/register`: `status` is MachineID's: `ok` (created), `exists` or `revoked`.
+struct RegisterAnswer: Encodable {
+    var status: String
+    var deviceId: String
+    var created: Bool
+    var revoked: Bool
+    var createdAt: String
+    var requestID: String
+    enum CodingKeys: String, CodingKey { case status, deviceId, created, revoked, createdAt, requestID = "request_id" }
+}
+
+/// A decision as validate answers it and a watch stream sends it: the signed fields, plus
+/// MachineID's legacy `status` (`ok`, `revoked`, `not_found`, `halted`) and `reason` (the code
+/// of a deny).
+struct DecisionAnswer: Encodable {
+    var decision: Decision
+    enum Legacy: String, CodingKey { case status, reason }
+
+    func encode(to encoder: any Encoder) throws {
+        try decision.encode(to: encoder)
+        var c = encoder.container(keyedBy: Legacy.self)
+        let status: String
+        switch decision.code {
+        case .allow: status = "ok"
+        case .deviceRevoked: status = "revoked"
+        case .deviceNotFound: status = "not_found"
+        case .orgHalted: status = "halted"
+        default: status = "error"
+        }
+        try c.encode(status, forKey: .status)
+        if !decision.allowed { try c.encode(decision.code.rawValue, forKey: .reason) }
+    }
+}
+
+/// The org's halt, with its change: `reason`, `changedBy`, `changedAt` are null when none is on record.
+struct OrgAnswer: Encodable {
+    var org: OrgState
+    enum CodingKeys: String, CodingKey { case halted, reason, changedBy, changedAt }
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(org.halted, forKey: .halted)
+        try c.encode(org.reason, forKey: .reason)
+        try c.encode(org.changedBy, forKey: .changedBy)
+        try c.encode(org.changedAt, forKey: .changedAt)
+    }
+}
+
+/// A supervisor's report, as on-call reads it.
+struct ReportAnswer: Encodable {
+    var report: Report
+    /// Set where the answer spans surfaces (acknowledgements).
+    var withDevice = false
+    enum CodingKeys: String, CodingKey { case deviceId, instance, state, pids, at, requestID = "request_id", receivedAt }
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        if withDevice { try c.encode(report.deviceId, forKey: .deviceId) }
+        try c.encode(report.instance, forKey: .instance)
+        try c.encode(report.state, forKey: .state)
+        try c.encode(report.pids, forKey: .pids)
+        try c.encode(report.at, forKey: .at)
+        try c.encode(report.requestID, forKey: .requestID)
+        try c.encode(report.receivedAt, forKey: .receivedAt)
+    }
+}
+
+/// `GET devices/list`
+struct ListAnswer: Encodable {
+    struct Device: Encodable {
+        var deviceId: String
+        var state: String
+        var revoked: Bool
+        var createdAt: String
+        var updatedAt: String
+        var reason: String?
+        var changedBy: String?
+        var watchers: [String]
+        var lastReport: ReportAnswer?
+    }
+    var status = "ok"
+    var devices: [Device]
+    var count: Int
+    var org: OrgAnswer
+    var requestID: String
+    enum CodingKeys: String, CodingKey { case status, devices, count, org, requestID = "request_id" }
+}
+
+/// Who answered a revoke, restore, halt or resume asked with `?wait=`, and who did not in time.
+struct AckAnswer: Encodable {
+    struct Missing: Encodable { var instance: String; var deviceId: String }
+    var acks: [ReportAnswer]
+    var missing: [Missing]
+}
+
+/// `POST devices/revoke`, `devices/unrevoke`
+struct SurfaceChangeAnswer: Encodable {
+    var status = "ok"
+    var deviceId: String
+    var state: String
+    var revoked: Bool
+    var changedAt: String
+    var reason: String?
+    /// Watch streams holding the surface when it changed.
+    var watchers: Int
+    var requestID: String
+    var acks: [ReportAnswer]?
+    var missing: [AckAnswer.Missing]?
+    enum CodingKeys: String, CodingKey { case status, deviceId, state, revoked, changedAt, reason, watchers, requestID = "request_id", acks, missing }
+}
+
+/// `POST devices/remove`
+struct RemoveAnswer: Encodable {
+    var status = "ok"
+    var deviceId: String
+    var state = "removed"
+    var requestID: String
+    enum CodingKeys: String, CodingKey { case status, deviceId, state, requestID = "request_id" }
+}
+
+/// `POST org/halt`, `org/resume`
+struct OrgChangeAnswer: Encodable {
+    var status = "ok"
+    var halted: Bool
+    var org: OrgAnswer
+    var watchers: Int
+    var requestID: String
+    var acks: [ReportAnswer]?
+    var missing: [AckAnswer.Missing]?
+    enum CodingKeys: String, CodingKey { case status, halted, org, watchers, requestID = "request_id", acks, missing }
+}
+
+/// `GET audit`
+struct AuditAnswer: Encodable {
+    struct Entry: Encodable {
+        var entry: AuditEntry
+        enum CodingKeys: String, CodingKey { case id, at, actor, action, deviceId, reason, requestID = "request_id" }
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(entry.id, forKey: .id)
+            try c.encode(entry.at, forKey: .at)
+            try c.encode(entry.actor, forKey: .actor)
+            try c.encode(entry.action, forKey: .action)
+            try c.encode(entry.deviceId, forKey: .deviceId)
+            try c.encode(entry.reason, forKey: .reason)
+            try c.encode(entry.requestID, forKey: .requestID)
+        }
+    }
+    var status = "ok"
+    var entries: [Entry]
+    var requestID: String
+    enum CodingKeys: String, CodingKey { case status, entries, requestID = "request_id" }
+}
+
+/// `GET usage`
+struct UsageAnswer: Encodable {
+    var status = "ok"
+    var devices: Int
+    var active: Int
+    var revoked: Int
+    var keys: Int
+    var auditEntries: Int
+    var reports: Int
+    var watchConnections: Int
+    var validations: Int
+    var halted: Bool
+    var requestID: String
+    enum CodingKeys: String, CodingKey {
+        case status, devices, active, revoked, keys, auditEntries, reports, watchConnections, validations, halted
+        case requestID = "request_id"
+    }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import TetherCore
+
+/// What on-call does: list, revoke, restore, remove, halt and resume the org, read the audit
+/// log and usage. Operator keys only (`OperatorOnlyMiddleware`: 403 for an agent key).
+struct OperatorRoutes {
+    let authority: Authority
+    var maxBody: Int { authority.configuration.maxBodySize }
+
+    func add(to group: RouterGroup<AuthorityContext>) {
+        group.get("devices/list", use: list)
+        group.post("devices/revoke") { req, ctx in try await changeSurface(req, ctx, revoke: true) }
+        group.post("devices/unrevoke") { req, ctx in try await changeSurface(req, ctx, revoke: false) }
+        group.post("devices/remove", use: remove)
+        group.post("org/halt") { req, ctx in try await changeOrg(req, ctx, halt: true) }
+        group.post("org/resume") { req, ctx in try await changeOrg(req, ctx, halt: false) }
+        group.get("audit", use: audit)
+        group.get("usage", use: usage)
+    }
+
+    @Sendable func list(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
+        var surfaces = await authority.state.all()
+        if let only = req.uri.queryParameters.get("deviceId") {
+            surfaces = surfaces.filter { $0.deviceId == only }
+            if surfaces.isEmpty { throw APIError.notFound(String(only.prefix(140))) }
+        }
+        var devices: [ListAnswer.Device] = []
+        for s in surfaces {
+            let watchers = await authority.hub.watchers(of: [s.deviceId]).map(\.instance).sorted()
+            let last = try await authority.store.reports(deviceId: s.deviceId, limit: 1).first
+            devices.append(.init(
+                deviceId: s.deviceId, state: s.revoked ? "revoked" : "active", revoked: s.revoked,
+                createdAt: s.createdAt, updatedAt: s.updatedAt, reason: s.reason, changedBy: s.changedBy,
+                watchers: watchers, lastReport: last.map { ReportAnswer(report: $0) }))
+        }
+        return JSONBody.response(ListAnswer(
+            devices: devices, count: devices.count, org: OrgAnswer(org: await authority.state.org), requestID: ctx.requestID))
+    }
+
+    func changeSurface(_ req: Request, _ ctx: AuthorityContext, revoke: Bool) async throws -> Response {
+        let key = try ctx.requireKey()
+        let body = try await JSONBody.decode(SurfaceChangeRequest.self, from: req, maxSize: maxBody)
+        let wait = try waitDuration(req)
+        let watchers = await authority.hub.watchers(of: [body.deviceId])
+        let ackKey = wait == nil ? nil : await authority.hub.expectAcks(
+            requestID: ctx.requestID, expected: watchers, accepting: revoke ? Report.stoppedStates : Report.runningStates)
+        guard let record = try await authority.setRevoked(body.deviceId, revoke, change: change(key, body.reason, ctx)) else {
+            if let ackKey { await authority.hub.cancelAcks(ackKey) }
+            throw APIError.notFound(body.deviceId)
+        }
+        var out = SurfaceChangeAnswer(
+            deviceId: body.deviceId, state: record.revoked ? "revoked" : "active", revoked: record.revoked,
+            changedAt: record.updatedAt, reason: body.reason, watchers: watchers.count, requestID: ctx.requestID)
+        if let wait, let ackKey {
+            let a = await acks(ackKey, wait)
+            (out.acks, out.missing) = (a.acks, a.missing)
+        }
+        return JSONBody.response(out)
+    }
+
+    @Sendable func remove(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
+        let key = try ctx.requireKey()
+        let body = try await JSONBody.decode(SurfaceChangeRequest.self, from: req, maxSize: maxBody)
+        guard try await authority.remove(body.deviceId, change: change(key, body.reason, ctx)) else {
+            throw APIError.notFound(body.deviceId)
+        }
+        return JSONBody.response(RemoveAnswer(deviceId: body.deviceId, requestID: ctx.requestID))
+    }
+
+    func changeOrg(_ req: Request, _ ctx: AuthorityContext, halt: Bool) async throws -> Response {
+        let key = try ctx.requireKey()
+        let body = try await JSONBody.decode(OrgChangeRequest.self, from: req, maxSize: maxBody)
+        if halt && (body.reason ?? "").trimmingCharacters(in: .whitespaces).isEmpty {
+            throw APIError.badRequest("a halt needs a reason: {\"reason\": \"INC-481: agents deleting data\"}")
+        }
+        let wait = try waitDuration(req)
+        let watchers = await authority.hub.watchers(of: nil)
+        let ackKey = wait == nil ? nil : await authority.hub.expectAcks(
+            requestID: ctx.requestID, expected: watchers, accepting: halt ? Report.stoppedStates : Report.runningStates)
+        let org = try await authority.setHalted(halt, change: change(key, body.reason, ctx))
+        var out = OrgChangeAnswer(halted: org.halted, org: OrgAnswer(org: org), watchers: watchers.count, requestID: ctx.requestID)
+        if let wait, let ackKey {
+            let a = await acks(ackKey, wait)
+            (out.acks, out.missing) = (a.acks, a.missing)
+        }
+        return JSONBody.response(out)
+    }
+
+    @Sendable func audit(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
+        let query = req.uri.queryParameters
+        var limit = 100
+        if let text = query.get("limit") {
+            guard let n = Int(text), (1...10_000).contains(n) else { throw APIError.badRequest("?limit= takes 1 to 10000") }
+            limit = n
+        }
+        let deviceId = query.get("deviceId").map { String($0) }
+        // RFC 3339 times, normalised to the stored form so they compare as text.
+        func bound(_ name: String) throws -> String? {
+            guard let text = query.get(name) else { return nil }
+            guard let date = Timestamp.parse(String(text)) else { throw APIError.badRequest("?\(name)= takes an RFC 3339 time, e.g. 2026-11-26T03:00:00Z") }
+            return Timestamp.string(date)
+        }
+        let entries = try await authority.store.audit(limit: limit, deviceId: deviceId, since: try bound("since"), until: try bound("until"))
+        return JSONBody.response(AuditAnswer(entries: entries.map { .init(entry: $0) }, requestID: ctx.requestID))
+    }
+
+    @Sendable func usage(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
+        let u = try await authority.store.usage()
+        return JSONBody.response(UsageAnswer(
+            devices: u.surfaces, active: u.surfaces - u.revoked, revoked: u.revoked, keys: u.keys,
+            auditEntries: u.auditEntries, reports: u.reports, watchConnections: await authority.hub.connectionCount,
+            validations: await authority.state.validations, halted: await authority.state.org.halted, requestID: ctx.requestID))
+    }
+
+    /// `?wait=5s`: how long a change waits for the acknowledgements of its watchers.
+    func waitDuration(_ req: Request) throws -> Duration? {
+        guard let w = req.uri.queryParameters.get("wait") else { return nil }
+        guard let d = DurationText.parse(String(w)) else { throw APIError.badRequest("?wait= takes a duration like 5s or 500ms") }
+        guard d <= authority.configuration.maxAckWait else {
+            throw APIError.badRequest("?wait= is at most \(DurationText.format(authority.configuration.maxAckWait))")
+        }
+        return d
+    }
+
+    func acks(_ key: UUID, _ wait: Duration) async -> (acks: [ReportAnswer], missing: [AckAnswer.Missing]) {
+        let result = await authority.hub.awaitAcks(key, timeout: wait)
+        return (result.acked.map { ReportAnswer(report: $0, withDevice: true) },
+                result.missing.map { .init(instance: $0.instance, deviceId: $0.deviceId) })
+    }
+}

@@ -1,0 +1,89 @@
+import Foundation
+import TetherCore
+
+// The API's request bodies (docs/openapi.yaml describes the same). Each checks its own ranges:
+// a name is a surface name, a text has a byte bound, a state is one the API knows.
+
+/// `POST devices/register`
+struct RegisterRequest: RequestBody {
+    var deviceId: String
+    enum CodingKeys: String, CodingKey, CaseIterable { case deviceId }
+    mutating func validate() throws { deviceId = try Check.surface(deviceId) }
+}
+
+/// `POST devices/validate`
+struct ValidateRequest: RequestBody {
+    var deviceId: String
+    /// Echoed in the signed answer: binds it to this request.
+    var nonce: String?
+    enum CodingKeys: String, CodingKey, CaseIterable { case deviceId, nonce }
+    mutating func validate() throws {
+        deviceId = try Check.surface(deviceId)
+        if let nonce, !Decision.isValidNonce(nonce) {
+            throw APIError.badRequest("invalid nonce: 1 to 128 characters of A-Z a-z 0-9 . _ : + / = -")
+        }
+    }
+}
+
+/// `POST devices/report`: a supervisor says what its worker is doing.
+struct ReportRequest: RequestBody {
+    var deviceId: String
+    var instance: String
+    var state: String
+    /// Read as numbers, then checked to be process ids: the JSON decoder calls 1.5 for an
+    /// integer field "not valid JSON", with no field named.
+    var pids: [Double]?
+    /// When the supervisor saw it (RFC 3339); the time of receipt when absent.
+    var at: String?
+    /// The change this answers (the `request_id` of the decision that caused it).
+    var requestID: String?
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case deviceId, instance, state, pids, at
+        case requestID = "request_id"
+    }
+    mutating func validate() throws {
+        deviceId = try Check.surface(deviceId)
+        guard SurfaceName.isValid(instance) else { throw APIError.badRequest("invalid instance: \(SurfaceName.rule)") }
+        guard Report.states.contains(state) else {
+            throw APIError.badRequest("unknown state \"\(state.prefix(40))\"; expected \(Report.states.sorted().joined(separator: ", "))")
+        }
+        if let at, Timestamp.parse(at) == nil { throw APIError.badRequest("\"at\" must be an RFC 3339 time") }
+        try Check.length("request_id", requestID, max: 128)
+        for (i, p) in (pids ?? []).enumerated() where !(p >= 1 && p <= Double(Int32.max) && p == p.rounded()) {
+            throw APIError.badRequest("\"pids[\(i)]\" must be a process id: pids are an array of positive integers")
+        }
+    }
+
+    var processIDs: [Int32] { (pids ?? []).map { Int32($0) } }
+}
+
+/// `POST devices/revoke`, `devices/unrevoke`, `devices/remove`
+struct SurfaceChangeRequest: RequestBody {
+    var deviceId: String
+    /// Why: shown to on-call next to the decision, signed, audited.
+    var reason: String?
+    enum CodingKeys: String, CodingKey, CaseIterable { case deviceId, reason }
+    mutating func validate() throws {
+        deviceId = try Check.surface(deviceId)
+        try Check.length("reason", reason, max: 1000)
+    }
+}
+
+/// `POST org/halt`, `org/resume`
+struct OrgChangeRequest: RequestBody {
+    var reason: String?
+    enum CodingKeys: String, CodingKey, CaseIterable { case reason }
+    mutating func validate() throws { try Check.length("reason", reason, max: 1000) }
+}
+
+enum Check {
+    static func surface(_ raw: String) throws -> String {
+        let s = raw.trimmingCharacters(in: .whitespaces)
+        guard SurfaceName.isValid(s) else { throw APIError.badRequest("invalid deviceId \"\(s.prefix(140))\": \(SurfaceName.rule)") }
+        return s
+    }
+
+    static func length(_ field: String, _ value: String?, max: Int) throws {
+        if let value, value.utf8.count > max { throw APIError.badRequest("\"\(field)\" is longer than \(max) bytes") }
+    }
+}
