@@ -16,6 +16,10 @@ public struct ListenOptions: Sendable {
     public var tlsKey: String?
     /// Allow a non-loopback address without TLS: keys would cross the network in clear text.
     public var insecureListen = false
+    /// Timeouts and the connection cap.
+    public var limits = ConnectionLimits()
+    /// The process's open-file limit, for the default connection cap.
+    public var openFiles: UInt64 = 1024
 
     public init() {}
 
@@ -63,14 +67,17 @@ public func buildApplication(
         var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
         // TLS 1.0 and 1.1 are refused at the handshake.
         tls.minimumTLSVersion = .tlsv12
-        server = try .tls(.http1(), tlsConfiguration: tls)
+        server = try .tls(limits: listen.limits, tlsConfiguration: tls)
     } else {
-        server = .http1()
+        server = .http1(limits: listen.limits)
     }
+    let bodyTimeout = listen.limits.bodyTimeout
     return Application(
-        router: buildRouter(authority: authority),
+        router: buildRouter(authority: authority, bodyTimeout: bodyTimeout),
         server: server,
-        configuration: .init(address: .hostname(listen.host, port: listen.port), serverName: "tether-authority"),
+        configuration: .init(
+            address: .hostname(listen.host, port: listen.port), serverName: "tether-authority",
+            availableConnectionsDelegate: MaximumAvailableConnections(listen.limits.connectionCap(openFiles: listen.openFiles), logger: logger)),
         services: [HubShutdown(authority: authority), RefusalFlusher(authority: authority, window: authority.configuration.refusalWindow)],
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? listen.port) },
         logger: logger

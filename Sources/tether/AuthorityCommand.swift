@@ -60,6 +60,8 @@ struct AuthorityCommand: AsyncParsableCommand {
         @Flag(help: "Allow a non-loopback address without TLS.") var insecureListen = false
         @Option(help: "Open watch streams in all (1–1000000).") var maxStreams = 50_000
         @Option(help: "Open watch streams per key (1–1000000).") var maxStreamsPerKey = 1_000
+        @Option(help: "Close a connection idle this long (1s to 1h); a watch stream is never idle.") var idleTimeout = "30s"
+        @Option(help: "Open connections at once (default: the open-file limit less 256).") var maxConnections: Int?
         @Option(help: "Keep audit entries this long (1h to 87600h, e.g. 8760h).") var auditRetention = "8760h"
         @Option(help: "Keep reports this long (1h to 87600h; and the last 200 per surface).") var reportRetention = "720h"
 
@@ -86,6 +88,16 @@ struct AuthorityCommand: AsyncParsableCommand {
                 }
                 config.maxStreams = maxStreams
                 config.maxStreamsPerKey = maxStreamsPerKey
+                guard let idle = DurationText.parse(idleTimeout), idle >= .seconds(1), idle <= .seconds(3600) else {
+                    throw StoreError("--idle-timeout takes a duration from 1s to 1h, e.g. 30s; got \"\(idleTimeout)\"")
+                }
+                options.limits.idleTimeout = idle
+                if let maxConnections {
+                    guard (16...1_000_000).contains(maxConnections) else {
+                        throw StoreError("--max-connections takes a number from 16 to 1000000; got \(maxConnections)")
+                    }
+                    options.limits.maxConnections = maxConnections
+                }
                 try options.check()
             } catch {
                 throw fail("\(error)", code: TetherExit.usage)
@@ -93,6 +105,7 @@ struct AuthorityCommand: AsyncParsableCommand {
             let logger = makeLogger("tether-authority")
             // One descriptor per watch stream: 10,000 supervisors need more than 1,024.
             let files = raiseOpenFileLimit()
+            options.openFiles = files
             if files < 16384 { logger.notice("open-file limit \(files): at most about that many watch streams (raise LimitNOFILE=)") }
             do {
                 try await AuthorityServer.serve(directory: state.directory, listen: options, configuration: config, logger: logger,

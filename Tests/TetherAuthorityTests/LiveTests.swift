@@ -193,15 +193,7 @@ struct TLSTests {
     @Test func servesHTTPSWithTheGivenCertificate() async throws {
         let t = try await TestAuthority.make()
         let dir = t.directory.path
-        let openssl = Process()
-        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        openssl.arguments = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                             "-keyout", dir + "/tls.key", "-out", dir + "/tls.crt", "-days", "1", "-subj", "/CN=localhost"]
-        openssl.standardOutput = FileHandle.nullDevice
-        openssl.standardError = FileHandle.nullDevice
-        try openssl.run()
-        openssl.waitUntilExit()
-        try #require(openssl.terminationStatus == 0, "openssl made a certificate")
+        try makeCertificate(in: dir)
 
         var listen = ListenOptions()
         listen.port = Int.random(in: 20000..<60000)

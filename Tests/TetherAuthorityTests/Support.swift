@@ -5,6 +5,7 @@ import HummingbirdTesting
 import Logging
 import TetherAuthority
 import TetherCore
+import Testing
 @_exported import TetherTestKit
 
 /// A fresh authority in a temporary state directory, with its first keys.
@@ -28,9 +29,10 @@ struct TestAuthority {
                              agentKey: created.agentKey, publicKey: created.publicKey)
     }
 
-    func application(port: Int = 0) throws -> some ApplicationProtocol {
+    func application(port: Int = 0, limits: (inout ConnectionLimits) -> Void = { _ in }) throws -> some ApplicationProtocol {
         var listen = ListenOptions()
         listen.port = port
+        limits(&listen.limits)
         return try buildApplication(authority: authority, listen: listen, logger: testLogger)
     }
 }
@@ -71,4 +73,17 @@ extension TestClientProtocol {
     func get(_ uri: String, key: String?) async throws -> (HTTPResponse.Status, [String: Any]) {
         try await execute(uri: uri, method: .get, headers: headers(key)) { ($0.status, json($0)) }
     }
+}
+
+/// A self-signed certificate for localhost: `tls.crt` and `tls.key` in `dir`.
+func makeCertificate(in dir: String) throws {
+    let openssl = Process()
+    openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+    openssl.arguments = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                         "-keyout", dir + "/tls.key", "-out", dir + "/tls.crt", "-days", "1", "-subj", "/CN=localhost"]
+    openssl.standardOutput = FileHandle.nullDevice
+    openssl.standardError = FileHandle.nullDevice
+    try openssl.run()
+    openssl.waitUntilExit()
+    try #require(openssl.terminationStatus == 0, "openssl made a certificate")
 }

@@ -8,7 +8,7 @@ import TetherCore
 /// that scope (403 outside it).
 struct AgentRoutes {
     let authority: Authority
-    var maxBody: Int { authority.configuration.maxBodySize }
+    let bodies: BodyReader
 
     func add(to group: RouterGroup<AuthorityContext>) {
         group.post("devices/register", use: register)
@@ -18,7 +18,7 @@ struct AgentRoutes {
     }
 
     @Sendable func register(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
-        let body = try await JSONBody.decode(RegisterRequest.self, from: req, maxSize: maxBody)
+        let body = try await bodies.read(RegisterRequest.self, from: req)
         let key = try ctx.requireScope([body.deviceId])
         try await limitWrites(key)
         let (outcome, record) = try await authority.register(body.deviceId, change: change(key, nil, ctx))
@@ -28,7 +28,7 @@ struct AgentRoutes {
     }
 
     @Sendable func validate(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
-        let body = try await JSONBody.decode(ValidateRequest.self, from: req, maxSize: maxBody)
+        let body = try await bodies.read(ValidateRequest.self, from: req)
         _ = try ctx.requireScope([body.deviceId])
         await authority.state.countValidation()
         let d = await authority.decision(for: body.deviceId, requestID: ctx.requestID, nonce: body.nonce, seq: nil)
@@ -65,7 +65,7 @@ struct AgentRoutes {
     }
 
     @Sendable func report(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
-        let body = try await JSONBody.decode(ReportRequest.self, from: req, maxSize: maxBody)
+        let body = try await bodies.read(ReportRequest.self, from: req)
         let key = try ctx.requireScope([body.deviceId], instance: body.instance)
         try await limitWrites(key)
         let now = Timestamp.string(Date())

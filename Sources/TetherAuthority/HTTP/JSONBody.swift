@@ -17,22 +17,43 @@ extension RequestBody {
     static var fieldNames: [String] { CodingKeys.allCases.map(\.stringValue).sorted() }
 }
 
-/// Reads request bodies and writes answers.
-enum JSONBody {
-    /// Decodes a request's body as `T`: at most `maxSize` bytes (413 past it), unknown fields
-    /// refused by name (a typo must not silently drop a field), every type error named by its
-    /// path (`"pids[3]" must be an integer`).
-    static func decode<T: RequestBody>(_ type: T.Type, from request: Request, maxSize: Int) async throws -> T {
-        var req = request
-        let buffer: ByteBuffer
-        do {
-            buffer = try await req.collectBody(upTo: maxSize)
-        } catch {
-            throw APIError(.contentTooLarge, "PAYLOAD_TOO_LARGE", "the body is larger than \(maxSize) bytes")
-        }
-        return try decode(type, from: buffer.readableBytes == 0 ? Data("{}".utf8) : Data(buffer.readableBytesView))
-    }
+/// Reads a request's body as `T`: at most `maxSize` bytes (413 past it), whole within
+/// `timeout` (408: a body sent a byte at a time holds a connection and a task), then decoded
+/// by `JSONBody.decode`.
+struct BodyReader: Sendable {
+    let maxSize: Int
+    let timeout: Duration
 
+    func read<T: RequestBody>(_ type: T.Type, from request: Request) async throws -> T {
+        let buffer = try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+            group.addTask {
+                var req = request
+                do {
+                    return try await req.collectBody(upTo: maxSize)
+                } catch is CancellationError {
+                    return nil
+                } catch {
+                    throw APIError(.contentTooLarge, "PAYLOAD_TOO_LARGE", "the body is larger than \(maxSize) bytes")
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let buffer = first else {
+                throw APIError(.requestTimeout, "REQUEST_TIMEOUT", "the body did not arrive within \(DurationText.format(timeout))")
+            }
+            return buffer
+        }
+        return try JSONBody.decode(type, from: buffer.readableBytes == 0 ? Data("{}".utf8) : Data(buffer.readableBytesView))
+    }
+}
+
+/// Decodes request bodies and writes answers.
+enum JSONBody {
+    /// Decodes `data` as `T`: unknown fields refused by name (a typo must not silently drop a
+    /// field), every type error named by its path (`"pids[3]" must be a number`).
     static func decode<T: RequestBody>(_ type: T.Type, from data: Data) throws -> T {
         let decoder = JSONDecoder()
         do {

@@ -7,7 +7,7 @@ import TetherCore
 /// log and usage. Operator keys only (`OperatorOnlyMiddleware`: 403 for an agent key).
 struct OperatorRoutes {
     let authority: Authority
-    var maxBody: Int { authority.configuration.maxBodySize }
+    let bodies: BodyReader
 
     func add(to group: RouterGroup<AuthorityContext>) {
         group.get("devices/list", use: list)
@@ -41,7 +41,7 @@ struct OperatorRoutes {
 
     func changeSurface(_ req: Request, _ ctx: AuthorityContext, revoke: Bool) async throws -> Response {
         let key = try ctx.requireKey()
-        let body = try await JSONBody.decode(SurfaceChangeRequest.self, from: req, maxSize: maxBody)
+        let body = try await bodies.read(SurfaceChangeRequest.self, from: req)
         let wait = try waitDuration(req)
         let watchers = await authority.hub.watchers(of: [body.deviceId])
         let ackKey = wait == nil ? nil : await authority.hub.expectAcks(
@@ -62,7 +62,7 @@ struct OperatorRoutes {
 
     @Sendable func remove(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
         let key = try ctx.requireKey()
-        let body = try await JSONBody.decode(SurfaceChangeRequest.self, from: req, maxSize: maxBody)
+        let body = try await bodies.read(SurfaceChangeRequest.self, from: req)
         guard try await authority.remove(body.deviceId, change: change(key, body.reason, ctx)) else {
             throw APIError.notFound(body.deviceId)
         }
@@ -71,7 +71,7 @@ struct OperatorRoutes {
 
     func changeOrg(_ req: Request, _ ctx: AuthorityContext, halt: Bool) async throws -> Response {
         let key = try ctx.requireKey()
-        let body = try await JSONBody.decode(OrgChangeRequest.self, from: req, maxSize: maxBody)
+        let body = try await bodies.read(OrgChangeRequest.self, from: req)
         if halt && (body.reason ?? "").trimmingCharacters(in: .whitespaces).isEmpty {
             throw APIError.badRequest("a halt needs a reason: {\"reason\": \"INC-481: agents deleting data\"}")
         }

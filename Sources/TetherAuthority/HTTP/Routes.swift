@@ -9,7 +9,7 @@ import TetherCore
 ///     /api/v1/devices/{register,validate,watch,report}  any key, within an agent key's scope
 ///     /api/v1/devices/{list,revoke,unrevoke,remove}, /api/v1/org/{halt,resume}, /api/v1/{audit,usage}
 ///                                                    operator keys only
-public func buildRouter(authority: Authority) -> Router<AuthorityContext> {
+public func buildRouter(authority: Authority, bodyTimeout: Duration = ConnectionLimits().bodyTimeout) -> Router<AuthorityContext> {
     let router = Router(context: AuthorityContext.self)
     router.add(middleware: JSONErrorMiddleware())
     router.get("/healthz") { _, ctx in
@@ -22,8 +22,9 @@ public func buildRouter(authority: Authority) -> Router<AuthorityContext> {
     let api = router.group("api/v1")
         .add(middleware: RefusalAuditMiddleware<AuthorityContext>(authority: authority))
         .add(middleware: KeyMiddleware<AuthorityContext>(authority: authority))
-    AgentRoutes(authority: authority).add(to: api.group())
-    OperatorRoutes(authority: authority).add(to: api.group().add(middleware: OperatorOnlyMiddleware<AuthorityContext>()))
+    let bodies = BodyReader(maxSize: authority.configuration.maxBodySize, timeout: bodyTimeout)
+    AgentRoutes(authority: authority, bodies: bodies).add(to: api.group())
+    OperatorRoutes(authority: authority, bodies: bodies).add(to: api.group().add(middleware: OperatorOnlyMiddleware<AuthorityContext>()))
     return router
 }
 

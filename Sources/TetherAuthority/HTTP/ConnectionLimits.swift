@@ -1,0 +1,93 @@
+import Foundation
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOSSL
+import NIOTLS
+
+/// How long a connection may take, and how many there may be: what a slow or silent client
+/// (one that opens sockets and sends nothing, a TLS handshake that never ends, a body sent a
+/// byte at a time) can hold of the authority.
+public struct ConnectionLimits: Sendable {
+    /// A connection that neither sends a request nor is answered for this long is closed: an
+    /// idle keep-alive, a request head that never ends. A watch stream is an answer in
+    /// progress, so it is never idle.
+    public var idleTimeout: Duration = .seconds(30)
+    /// A TLS handshake not done by then: the connection is closed.
+    public var handshakeTimeout: Duration = .seconds(10)
+    /// A request body not received whole by then: 408 `REQUEST_TIMEOUT`.
+    public var bodyTimeout: Duration = .seconds(10)
+    /// Open connections at once. Past it the server stops accepting (clients wait in the
+    /// listen backlog) rather than fail every request with EMFILE. 0: the open-file limit less
+    /// 256 for the database, logs and the process.
+    public var maxConnections = 0
+
+    public init() {}
+
+    /// The cap in force, given the process's open-file limit.
+    public func connectionCap(openFiles: UInt64) -> Int {
+        if maxConnections > 0 { return maxConnections }
+        return max(64, Int(min(openFiles, 1 << 20)) - 256)
+    }
+}
+
+/// Closes a TLS connection whose handshake has not completed within `timeout`. Sits after the
+/// TLS handler, where its `handshakeCompleted` event arrives.
+final class HandshakeDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    private let timeout: TimeAmount
+    private var deadline: Scheduled<Void>?
+    private var done = false
+
+    init(timeout: Duration) {
+        self.timeout = .nanoseconds(Int64(timeout.timeInterval * 1e9))
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { arm(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        arm(context)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent {
+            done = true
+            deadline?.cancel()
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private func arm(_ context: ChannelHandlerContext) {
+        guard deadline == nil, !done else { return }
+        let channel = context.channel
+        deadline = context.eventLoop.scheduleTask(in: timeout) { channel.close(promise: nil) }
+    }
+}
+
+extension HTTPServerBuilder {
+    /// HTTP/1.1 with the idle timeout and header bounds of `limits`.
+    static func http1(limits: ConnectionLimits) -> HTTPServerBuilder {
+        .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(limits.idleTimeout.timeInterval * 1e9))))
+    }
+
+    /// HTTP/1.1 over TLS, with a deadline on the handshake as well.
+    static func tls(limits: ConnectionLimits, tlsConfiguration: TLSConfiguration) throws -> HTTPServerBuilder {
+        let handshake = limits.handshakeTimeout
+        let http = HTTP1Channel.Configuration(
+            additionalChannelHandlers: [HandshakeDeadlineHandler(timeout: handshake)],
+            idleTimeout: .nanoseconds(Int64(limits.idleTimeout.timeInterval * 1e9)))
+        return try .tls(.http1(configuration: http), tlsConfiguration: tlsConfiguration)
+    }
+}
