@@ -79,9 +79,9 @@ struct LimitsTests {
         // The kernel completes the handshake (the backlog); the server does not take it.
         let waiting = try RawSocket(port: listen.port)
         waiting.send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
-        #expect(waiting.read(for: .seconds(1)).isEmpty, "no answer while 16 connections are open")
+        #expect(waiting.readFirst(timeout: .seconds(1)).isEmpty, "no answer while 16 connections are open")
         held.removeFirst()
-        let answer = String(decoding: waiting.read(for: .seconds(5)), as: UTF8.self)
+        let answer = String(decoding: waiting.readFirst(timeout: .seconds(5)), as: UTF8.self)
         #expect(answer.hasPrefix("HTTP/1.1 200"), "served once one closed: \(answer.prefix(80))")
         _ = held
     }

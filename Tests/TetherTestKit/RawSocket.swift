@@ -47,6 +47,16 @@ public final class RawSocket: @unchecked Sendable {
         }
     }
 
+    /// The first bytes that arrive within `timeout` (empty: none).
+    public func readFirst(timeout: Duration) -> Data {
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let ms = Int32(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        guard poll(&p, 1, ms) > 0 else { return Data() }
+        var buf = [UInt8](repeating: 0, count: 4096)
+        let n = recv(fd, &buf, buf.count, 0)
+        return n > 0 ? Data(buf[0..<n]) : Data()
+    }
+
     /// Reads what arrives within `timeout` without waiting for the close.
     public func read(for timeout: Duration) -> Data {
         readUntilClosed(timeout: timeout).data
