@@ -211,6 +211,11 @@ struct RouterTests {
             // It used to trap (Double → Int64) and take the authority down.
             (s, o) = try await c.post("/api/v1/devices/unrevoke?wait=1e300s", key: t.operatorKey, ["deviceId": "a1"])
             #expect(s == .badRequest, "\(o)")
+            try await c.execute(uri: "/api/v1/devices/register", method: .put, headers: headers(t.agentKey)) { r in
+                #expect(r.status == .methodNotAllowed, "a known path asked with another method")
+                #expect(r.headers[.allow] == "POST")
+                #expect(json(r)["code"] as? String == "METHOD_NOT_ALLOWED")
+            }
             (s, o) = try await c.get("/api/v1/no/such/route", key: t.operatorKey)
             #expect(s == .notFound)
             #expect(o["status"] as? String == "error")

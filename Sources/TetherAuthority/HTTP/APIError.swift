@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import HTTPTypes
 import Hummingbird
 import TetherCore
@@ -12,6 +13,8 @@ public struct APIError: Error, Sendable {
     public var keyName: String?
     /// Seconds for a `Retry-After` header (429).
     public var retryAfter: Int?
+    /// The methods for an `Allow` header (405).
+    public var allow: [String]?
 
     public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
         self.status = status
@@ -32,11 +35,20 @@ public struct APIError: Error, Sendable {
 /// Answers every failure as JSON with the request id: our own errors, Hummingbird's (unknown
 /// route, body too large), and anything unexpected (500, logged).
 struct JSONErrorMiddleware<Context: AuthorityContextProtocol>: RouterMiddleware {
+    /// The methods each path is served for, filled once the routes are added: a known path
+    /// asked with another method is a 405 with `Allow`, not a 404.
+    let methods: RouteMethods
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let e as APIError {
             return Self.response(e, context: context)
+        } catch let e as HTTPResponseError where e.status == .notFound && methods.allowed(request.uri.path) != nil {
+            let allow = methods.allowed(request.uri.path) ?? []
+            var error = APIError(.methodNotAllowed, "METHOD_NOT_ALLOWED", "\(request.uri.path) takes \(allow.joined(separator: ", ")), not \(request.method)")
+            error.allow = allow
+            return Self.response(error, context: context)
         } catch let e as HTTPResponseError {
             let code: String
             switch e.status {
@@ -57,6 +69,21 @@ struct JSONErrorMiddleware<Context: AuthorityContextProtocol>: RouterMiddleware 
     static func response(_ e: APIError, context: Context) -> Response {
         var headers = HTTPFields()
         if let r = e.retryAfter { headers[.retryAfter] = "\(r)" }
+        if let allow = e.allow { headers[.allow] = allow.joined(separator: ", ") }
         return JSONBody.response(ErrorAnswer(code: e.code, error: e.message, requestID: context.requestID), status: e.status, headers: headers)
     }
+}
+
+/// Path → the methods it is served for (the router's own list, read once it is built).
+final class RouteMethods: Sendable {
+    private let table = Mutex<[String: [String]]>([:])
+
+    func set(_ routes: [(path: String, method: String)]) {
+        table.withLock { t in
+            for r in routes { t[r.path, default: []].append(r.method) }
+            for k in t.keys { t[k]?.sort() }
+        }
+    }
+
+    func allowed(_ path: String) -> [String]? { table.withLock { $0[path] } }
 }

@@ -77,8 +77,7 @@ struct OrgChangeRequest: RequestBody {
 }
 
 enum Check {
-    static func surface(_ raw: String) throws -> String {
-        let s = raw.trimmingCharacters(in: .whitespaces)
+    static func surface(_ s: String) throws -> String {
         guard SurfaceName.isValid(s) else { throw APIError.badRequest("invalid deviceId \"\(s.prefix(140))\": \(SurfaceName.rule)") }
         return s
     }

@@ -11,7 +11,8 @@ import TetherCore
 ///                                                    operator keys only
 public func buildRouter(authority: Authority, bodyTimeout: Duration = ConnectionLimits().bodyTimeout) -> Router<AuthorityContext> {
     let router = Router(context: AuthorityContext.self)
-    router.add(middleware: JSONErrorMiddleware())
+    let methods = RouteMethods()
+    router.add(middleware: JSONErrorMiddleware(methods: methods))
     router.get("/healthz") { _, ctx in
         JSONBody.response(OKAnswer(requestID: ctx.requestID))
     }
@@ -25,6 +26,7 @@ public func buildRouter(authority: Authority, bodyTimeout: Duration = Connection
     let bodies = BodyReader(maxSize: authority.configuration.maxBodySize, timeout: bodyTimeout)
     AgentRoutes(authority: authority, bodies: bodies).add(to: api.group())
     OperatorRoutes(authority: authority, bodies: bodies).add(to: api.group().add(middleware: OperatorOnlyMiddleware<AuthorityContext>()))
+    methods.set(router.routes.map { (path: "\($0.path)", method: $0.method.rawValue) })
     return router
 }
 

@@ -242,17 +242,18 @@ public enum DurationText {
     /// refused here, before it can overflow (it used to trap converting to Int64).
     public static let longest: Duration = .seconds(1_000_000_000)
 
-    /// `500ms`, `15s`, `10m`, `1h`, `1.5s`: plain decimal digits and at most one point (no
-    /// exponent, sign, hex or infinity), then a unit; nil for anything else or longer than
+    /// `500ms`, `15s`, `10m`, `1h`, `1.5s`: plain decimal digits and at most one point between
+    /// digits (no exponent, sign, hex or infinity), then a unit; nil for anything else or longer than
     /// `longest`.
     public static func parse(_ s: String) -> Duration? {
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
         for (suffix, scale) in units where s.hasSuffix(suffix) {
             let number = s.dropLast(suffix.count)
             // "ms" must not be read as "m" with "s" left over, nor "5m" as "5" + "m" of "ms".
-            guard !number.isEmpty, number.count <= 32,
-                  number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
-                  number.filter({ $0 == "." }).count <= 1,
+            // Digits, optionally a point and more digits: not "5." or ".5" either.
+            let parts = number.split(separator: ".", omittingEmptySubsequences: false)
+            guard number.count <= 32, (1...2).contains(parts.count),
+                  parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isASCII && $0.isNumber } }),
                   let v = Double(number), v.isFinite, v >= 0 else { continue }
             let ms = v * scale * 1000
             guard ms <= Double(longest.components.seconds) * 1000 else { return nil }
