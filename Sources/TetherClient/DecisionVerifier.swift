@@ -21,20 +21,3 @@ public struct DecisionVerifier: Sendable {
         return key.isValidSignature(sig, for: d.canonicalBytes)
     }
 }
-
-extension Decision {
-    /// Reads a decision from an authority's JSON answer or watch event; nil for anything that
-    /// is not one (a missing field, a wrong type, an unknown code).
-    public init?(json o: [String: Any]) {
-        guard let deviceId = o["deviceId"] as? String, let allowed = o["allowed"] as? Bool,
-              let codeText = o["code"] as? String, let code = DecisionCode(rawValue: codeText),
-              let rid = o["request_id"] as? String
-        else { return nil }
-        self.init(deviceId: deviceId, allowed: allowed, code: code, requestID: rid,
-                  issuedAt: o["issuedAt"] as? String ?? "", expiresAt: o["expiresAt"] as? String ?? "",
-                  nonce: o["nonce"] as? String, seq: (o["seq"] as? NSNumber)?.uint64Value,
-                  changedBy: o["changedBy"] as? String, changedAt: o["changedAt"] as? String,
-                  changeReason: o["changeReason"] as? String,
-                  signature: o["signature"] as? String)
-    }
-}

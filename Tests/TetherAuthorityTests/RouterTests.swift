@@ -191,6 +191,8 @@ struct RouterTests {
                 ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [1e12]]), .badRequest, "\"pids[0]\" must be a process id"),
                 ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": NSNull()]), .badRequest, "\"state\" must be a string, not null"),
                 ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "at": "yesterday"]), .badRequest, "RFC 3339"),
+                // Found by the fuzzer: Foundation's ISO 8601 formatter died of SIGFPE on it, and with it the authority.
+                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "at": "20621-9-26T03:00:00.000" + String(repeating: "3", count: 90) + "Z"]), .badRequest, "RFC 3339"),
             ]
             for (uri, b, status, message) in cases {
                 try await c.execute(uri: uri, method: .post, headers: headers(t.agentKey), body: b) { r in

@@ -3,20 +3,6 @@ import HTTPTypes
 import Hummingbird
 import TetherCore
 
-/// A request body: a JSON object holding only the fields the type names, each of the right
-/// type, then checked by `validate()`. An empty body reads as `{}`.
-protocol RequestBody: Decodable, Sendable {
-    associatedtype CodingKeys: CodingKey & CaseIterable
-    /// Range and shape checks past the JSON types (names, lengths, states).
-    mutating func validate() throws
-}
-
-extension RequestBody {
-    mutating func validate() throws {}
-
-    static var fieldNames: [String] { CodingKeys.allCases.map(\.stringValue).sorted() }
-}
-
 /// Reads a request's body as `T`: at most `maxSize` bytes (413 past it), whole within
 /// `timeout` (408: a body sent a byte at a time holds a connection and a task), then decoded
 /// by `JSONBody.decode`.
@@ -46,92 +32,15 @@ struct BodyReader: Sendable {
             }
             return buffer
         }
-        return try JSONBody.decode(type, from: buffer.readableBytes == 0 ? Data("{}".utf8) : Data(buffer.readableBytesView))
+        do {
+            return try JSONBody.decode(type, from: buffer.readableBytes == 0 ? Data("{}".utf8) : Data(buffer.readableBytesView))
+        } catch let e as BodyError {
+            throw APIError.badRequest(e.message)
+        }
     }
 }
 
-/// Decodes request bodies and writes answers.
-enum JSONBody {
-    /// Decodes `data` as `T`: unknown fields refused by name (a typo must not silently drop a
-    /// field), every type error named by its path (`"pids[3]" must be a number`).
-    static func decode<T: RequestBody>(_ type: T.Type, from data: Data) throws -> T {
-        let decoder = JSONDecoder()
-        do {
-            let keys = try decoder.decode(FieldNames.self, from: data).names
-            let known = Set(T.fieldNames)
-            if let unknown = keys.first(where: { !known.contains($0) }) {
-                throw APIError.badRequest("unknown field \"\(unknown.prefix(64))\"; expected \(T.fieldNames.joined(separator: ", "))")
-            }
-            var body = try decoder.decode(T.self, from: data)
-            try body.validate()
-            return body
-        } catch let e as DecodingError {
-            throw APIError.badRequest(message(e))
-        }
-    }
-
-    /// What a client reads when its body has the wrong shape.
-    static func message(_ error: DecodingError) -> String {
-        func path(_ p: [any CodingKey]) -> String {
-            var s = ""
-            for k in p {
-                if let i = k.intValue { s += "[\(i)]" } else { s += (s.isEmpty ? "" : ".") + k.stringValue }
-            }
-            return s
-        }
-        switch error {
-        case .typeMismatch(_, let c) where c.codingPath.isEmpty:
-            return "the body must be a JSON object"
-        case .typeMismatch(let type, let c):
-            return "\"\(path(c.codingPath))\" must be \(describe(type))"
-        case .valueNotFound(let type, let c):
-            return "\"\(path(c.codingPath))\" must be \(describe(type)), not null"
-        case .keyNotFound(let key, let c):
-            return "\"\(path(c.codingPath + [key]))\" is required"
-        case .dataCorrupted(let c) where c.codingPath.isEmpty:
-            return "the body is not valid JSON"
-        case .dataCorrupted(let c):
-            return "\"\(path(c.codingPath))\" is not valid: \(c.debugDescription.prefix(80))"
-        @unknown default:
-            return "the body does not match the request's schema"
-        }
-    }
-
-    static func describe(_ type: Any.Type) -> String {
-        switch type {
-        case is String.Type: return "a string"
-        case is Bool.Type: return "true or false"
-        case is Int.Type, is Int32.Type, is Int64.Type, is UInt64.Type: return "an integer"
-        case is Double.Type: return "a number"
-        default: return "of another type"
-        }
-    }
-
-    /// The top-level keys of a JSON object, whatever their values.
-    struct FieldNames: Decodable {
-        struct AnyKey: CodingKey {
-            var stringValue: String
-            var intValue: Int? { nil }
-            init(stringValue: String) { self.stringValue = stringValue }
-            init?(intValue: Int) { nil }
-        }
-        let names: [String]
-        init(from decoder: any Decoder) throws {
-            names = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue)
-        }
-    }
-
-    static let encoder: JSONEncoder = {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return e
-    }()
-
-    static func data(_ value: some Encodable) -> Data {
-        // Every answer type encodes plain strings, numbers and arrays: it cannot fail.
-        (try? encoder.encode(value)) ?? Data(#"{"status":"error","code":"INTERNAL","error":"unencodable answer"}"#.utf8)
-    }
-
+extension JSONBody {
     /// A JSON answer, keys sorted so answers are stable.
     static func response(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
         var h = headers

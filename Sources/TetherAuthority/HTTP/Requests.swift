@@ -20,7 +20,7 @@ struct ValidateRequest: RequestBody {
     mutating func validate() throws {
         deviceId = try Check.surface(deviceId)
         if let nonce, !Decision.isValidNonce(nonce) {
-            throw APIError.badRequest("invalid nonce: 1 to 128 characters of A-Z a-z 0-9 . _ : + / = -")
+            throw BodyError("invalid nonce: 1 to 128 characters of A-Z a-z 0-9 . _ : + / = -")
         }
     }
 }
@@ -43,14 +43,14 @@ struct ReportRequest: RequestBody {
     }
     mutating func validate() throws {
         deviceId = try Check.surface(deviceId)
-        guard SurfaceName.isValid(instance) else { throw APIError.badRequest("invalid instance: \(SurfaceName.rule)") }
-        guard Report.states.contains(state) else {
-            throw APIError.badRequest("unknown state \"\(state.prefix(40))\"; expected \(Report.states.sorted().joined(separator: ", "))")
+        guard SurfaceName.isValid(instance) else { throw BodyError("invalid instance: \(SurfaceName.rule)") }
+        guard ReportState.all.contains(state) else {
+            throw BodyError("unknown state \"\(state.prefix(40))\"; expected \(ReportState.all.sorted().joined(separator: ", "))")
         }
-        if let at, Timestamp.parse(at) == nil { throw APIError.badRequest("\"at\" must be an RFC 3339 time") }
+        if let at, Timestamp.parse(at) == nil { throw BodyError("\"at\" must be an RFC 3339 time") }
         try Check.length("request_id", requestID, max: 128)
         for (i, p) in (pids ?? []).enumerated() where !(p >= 1 && p <= Double(Int32.max) && p == p.rounded()) {
-            throw APIError.badRequest("\"pids[\(i)]\" must be a process id: pids are an array of positive integers")
+            throw BodyError("\"pids[\(i)]\" must be a process id: pids are an array of positive integers")
         }
     }
 
@@ -78,11 +78,11 @@ struct OrgChangeRequest: RequestBody {
 
 enum Check {
     static func surface(_ s: String) throws -> String {
-        guard SurfaceName.isValid(s) else { throw APIError.badRequest("invalid deviceId \"\(s.prefix(140))\": \(SurfaceName.rule)") }
+        guard SurfaceName.isValid(s) else { throw BodyError("invalid deviceId \"\(s.prefix(140))\": \(SurfaceName.rule)") }
         return s
     }
 
     static func length(_ field: String, _ value: String?, max: Int) throws {
-        if let value, value.utf8.count > max { throw APIError.badRequest("\"\(field)\" is longer than \(max) bytes") }
+        if let value, value.utf8.count > max { throw BodyError("\"\(field)\" is longer than \(max) bytes") }
     }
 }

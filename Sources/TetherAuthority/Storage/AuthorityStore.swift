@@ -121,11 +121,9 @@ public struct Report: Sendable, Equatable {
     /// holds the instance's watch stream.
     public var keyName: String = ""
 
-    public static let states: Set<String> = ["stopped", "killed", "resumed", "exited", "started", "running"]
-    /// What acknowledges a revoke or a halt: the worker no longer runs.
-    public static let stoppedStates: Set<String> = ["stopped", "killed", "exited"]
-    /// What acknowledges a restore or a resume.
-    public static let runningStates: Set<String> = ["resumed", "started", "running"]
+    public static var states: Set<String> { ReportState.all }
+    public static var stoppedStates: Set<String> { ReportState.stopped }
+    public static var runningStates: Set<String> { ReportState.running }
 }
 
 public enum RegisterOutcome: String, Sendable {

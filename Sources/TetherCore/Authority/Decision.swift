@@ -180,31 +180,19 @@ public enum Timestamp {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Reads a timestamp: the authority's own form (`2026-11-25T10:00:00.000Z`) by hand, since
-    /// a supervisor reads two per decision per lease check (an ISO8601DateFormatter costs
-    /// ~100 µs to make; 100 surfaces spent a quarter of a core on it); any other RFC 3339
-    /// form (no fraction, an offset: MachineID, other authorities) through Foundation.
+    /// Reads an RFC 3339 time: `2026-11-25T10:00:00.000Z`, `2026-11-25T11:00:00+01:00`,
+    /// `2026-11-25t10:00:00.5z`; nil for anything else. By hand, for two reasons: a supervisor
+    /// reads two per decision per lease check (an ISO8601DateFormatter costs ~100 µs to make),
+    /// and Foundation's formatter hands the text to ICU, which dies of a division by zero
+    /// (SIGFPE) on some malformed times with long fractions — found by fuzzing the report
+    /// body, whose `at` any agent key sends.
     public static func parse(_ s: String) -> Date? {
-        if let d = parseCanonical(s) { return d }
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = f.date(from: s) { return d }
-        f.formatOptions = [.withInternetDateTime]
-        return f.date(from: s)
-    }
-
-    /// `YYYY-MM-DDTHH:MM:SS.mmmZ` exactly, else nil.
-    static func parseCanonical(_ s: String) -> Date? {
-        var u = s.utf8.makeIterator()
-        var b = [UInt8]()
-        b.reserveCapacity(24)
-        while let c = u.next() {
-            b.append(c)
-            if b.count > 24 { return nil }
-        }
-        guard b.count == 24, b[4] == 0x2D, b[7] == 0x2D, b[10] == 0x54, b[13] == 0x3A, b[16] == 0x3A,
-              b[19] == 0x2E, b[23] == 0x5A else { return nil }
+        let b = Array(s.utf8)
+        // date-time = full-date "T" partial-time time-offset; at most 9 fraction digits.
+        guard b.count >= 20, b.count <= 35, b[4] == 0x2D, b[7] == 0x2D, b[10] == 0x54 || b[10] == 0x74,
+              b[13] == 0x3A, b[16] == 0x3A else { return nil }
         func num(_ from: Int, _ count: Int) -> Int? {
+            guard from + count <= b.count else { return nil }
             var v = 0
             for i in from..<(from + count) {
                 guard b[i] >= 0x30, b[i] <= 0x39 else { return nil }
@@ -213,9 +201,34 @@ public enum Timestamp {
             return v
         }
         guard let year = num(0, 4), let month = num(5, 2), let day = num(8, 2), let hour = num(11, 2),
-              let minute = num(14, 2), let second = num(17, 2), let ms = num(20, 3),
+              let minute = num(14, 2), let second = num(17, 2),
               (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
         else { return nil }
+        var i = 19
+        var fraction = 0.0
+        if i < b.count, b[i] == 0x2E {
+            i += 1
+            var scale = 0.1, digits = 0
+            while i < b.count, b[i] >= 0x30, b[i] <= 0x39 {
+                fraction += Double(b[i] - 0x30) * scale
+                scale /= 10
+                digits += 1
+                i += 1
+            }
+            guard (1...9).contains(digits) else { return nil }
+        }
+        var offset = 0
+        guard i < b.count else { return nil }
+        if b[i] == 0x5A || b[i] == 0x7A {
+            i += 1
+        } else if b[i] == 0x2B || b[i] == 0x2D {
+            guard i + 6 == b.count, b[i + 3] == 0x3A, let oh = num(i + 1, 2), let om = num(i + 4, 2), oh < 24, om < 60 else { return nil }
+            offset = (oh * 60 + om) * 60 * (b[i] == 0x2B ? 1 : -1)
+            i += 6
+        } else {
+            return nil
+        }
+        guard i == b.count else { return nil }
         var tm = tm()
         tm.tm_year = Int32(year - 1900)
         tm.tm_mon = Int32(month - 1)
@@ -224,10 +237,11 @@ public enum Timestamp {
         tm.tm_min = Int32(minute)
         tm.tm_sec = Int32(second)
         let t = timegm(&tm)
-        guard t != -1 || (year == 1969) else { return nil }
+        guard t != -1 || year == 1969 else { return nil }
         // timegm normalises 31 February into March: refuse a date that did not survive.
         guard tm.tm_mday == Int32(day), tm.tm_mon == Int32(month - 1) else { return nil }
-        return Date(timeIntervalSince1970: Double(t) + Double(ms) / 1000)
+        // Milliseconds, as the authority's own form carries them.
+        return Date(timeIntervalSince1970: Double(t - offset) + (fraction * 1000).rounded(.down) / 1000)
     }
 }
 
@@ -266,5 +280,55 @@ public enum DurationText {
         let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
         if ms % 1000 != 0 { return "\(ms)ms" }
         return "\(ms / 1000)s"
+    }
+}
+
+extension Decision {
+    /// Reads a decision from an authority's JSON answer or watch event; nil for anything that
+    /// is not one (a missing field, a wrong type, an unknown code). Types are JSON's own:
+    /// `"allowed": 1` is not a boolean, `"seq": 1.5` or `-1` is not a sequence number.
+    public init?(json o: [String: Any]) {
+        guard let deviceId = o["deviceId"] as? String, let allowedValue = o["allowed"],
+              let allowed = JSONTypes.bool(allowedValue),
+              let codeText = o["code"] as? String, let code = DecisionCode(rawValue: codeText),
+              let rid = o["request_id"] as? String
+        else { return nil }
+        var seq: UInt64?
+        if let v = o["seq"], !(v is NSNull) {
+            guard let n = JSONTypes.unsigned(v) else { return nil }
+            seq = n
+        }
+        func text(_ key: String) -> String?? {
+            guard let v = o[key], !(v is NSNull) else { return .some(nil) }
+            guard let s = v as? String else { return nil }
+            return .some(s)
+        }
+        guard let issuedAt = text("issuedAt"), let expiresAt = text("expiresAt"), let nonce = text("nonce"),
+              let changedBy = text("changedBy"), let changedAt = text("changedAt"),
+              let changeReason = text("changeReason"), let signature = text("signature")
+        else { return nil }
+        self.init(deviceId: deviceId, allowed: allowed, code: code, requestID: rid,
+                  issuedAt: issuedAt ?? "", expiresAt: expiresAt ?? "", nonce: nonce, seq: seq,
+                  changedBy: changedBy, changedAt: changedAt, changeReason: changeReason, signature: signature)
+    }
+}
+
+/// JSONSerialization's numbers are NSNumbers whatever they were in the text: these tell a
+/// JSON `true` from a `1`, and an integer from `1.5`.
+public enum JSONTypes {
+    public static func bool(_ v: Any) -> Bool? {
+        guard let n = v as? NSNumber else { return nil }
+        let t = String(cString: n.objCType)
+        return t == "c" || t == "B" ? n.boolValue : nil
+    }
+
+    public static func isInteger(_ n: NSNumber) -> Bool {
+        ["q", "Q", "i", "I", "l", "L", "s", "S"].contains(String(cString: n.objCType))
+    }
+
+    public static func unsigned(_ v: Any) -> UInt64? {
+        guard let n = v as? NSNumber, bool(v) == nil, isInteger(n) else { return nil }
+        if String(cString: n.objCType) == "Q" { return n.uint64Value }
+        return n.int64Value >= 0 ? UInt64(n.int64Value) : nil
     }
 }
