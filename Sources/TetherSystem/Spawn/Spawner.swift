@@ -292,16 +292,29 @@ public final class Spawner: Sendable {
         // so the child stops on its way back from that write, before exec. The spawn thread
         // waits in clone() (vfork) meanwhile; the answer comes from another task.
         var held: Task<Bool, Never>?
+        let spawned = Atomic<Bool>(false)
         if let gate, let cg = plan.cgroup, cg.freeze() {
             held = Task {
                 let ok = await gate()
-                if ok { cg.thaw() } else { cg.kill() }
+                if ok {
+                    cg.thaw()
+                } else {
+                    // The answer can come before the child has joined the cgroup: a kill then
+                    // finds it empty, the child joins a frozen cgroup afterwards and stays
+                    // there, and the spawn thread waits in clone() for ever. So kill until
+                    // the spawn has returned (the child died, or never got this far).
+                    while !spawned.load(ordering: .acquiring) {
+                        cg.kill()
+                        try? await Task.sleep(for: .milliseconds(2))
+                    }
+                }
                 return ok
             }
         }
         let request = plan.request
         let status = plan.status
         let result = await SpawnThread.shared.run { ExitMonitor.shared.spawning(status: status) { request.spawn() } }
+        spawned.store(true, ordering: .releasing)
         status?.closeWriteEnd()
         return (result, await held?.value)
     }
