@@ -19,26 +19,23 @@ struct FloodTests {
             $0.writeBurst = 50
         }
         let flooder = try await t.agentKey("flooder")
-        var listen = ListenOptions()
-        listen.port = Int.random(in: 20000..<60000)
-        listen.limits.idleTimeout = .seconds(2)
-        listen.limits.bodyTimeout = .seconds(2)
-        listen.limits.maxConnections = 900
-        let app = try buildApplication(authority: t.authority, listen: listen, logger: testLogger)
-        let server = Task { try await app.run() }
-        defer { server.cancel() }
-        _ = try await connect(listen.port)
-        let url = "http://127.0.0.1:\(listen.port)"
+        let server = try await DirectServer(t) {
+            $0.limits.idleTimeout = .seconds(2)
+            $0.limits.bodyTimeout = .seconds(2)
+            $0.limits.maxConnections = 900
+        }
+        defer { server.stop() }
+        let url = "http://127.0.0.1:\(server.port)"
         let agent = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: t.agentKey))
         let op = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: t.operatorKey))
         _ = try await agent.register("good-1")
-        let watch = WatchReader(port: listen.port, key: t.agentKey, surfaces: ["good-1"], instance: "good-host")
+        let watch = WatchReader(port: server.port, key: t.agentKey, surfaces: ["good-1"], instance: "good-host")
         defer { watch.cancel() }
         #expect(await watch.wait { $0.allowed } != nil, "the good stream opened")
 
         let quiet = try await measure(agent: agent, op: op, watch: watch, rounds: 8)
 
-        let flood = Flood(port: listen.port, flooderKey: flooder)
+        let flood = Flood(port: server.port, flooderKey: flooder)
         flood.start()
         try await Task.sleep(for: .seconds(3))   // let it build up: the storm reaches its cap, slow heads churn
         let loud = try await measure(agent: agent, op: op, watch: watch, rounds: 8)

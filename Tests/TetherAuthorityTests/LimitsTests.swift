@@ -64,20 +64,17 @@ struct LimitsTests {
     @Test("past the connection cap the server stops accepting; a closed connection lets the next one in")
     func connectionCap() async throws {
         let t = try await TestAuthority.make()
-        // Served directly: HummingbirdTesting's .live drops the application's connection cap
-        // (`ApplicationConfiguration.with(address:)` leaves out availableConnectionsDelegate).
-        var listen = ListenOptions()
-        listen.port = Int.random(in: 20000..<60000)
-        listen.limits.maxConnections = 16
-        listen.limits.idleTimeout = .seconds(60)
-        let app = try buildApplication(authority: t.authority, listen: listen, logger: testLogger)
-        let server = Task { try await app.run() }
-        defer { server.cancel() }
-        var held = [try await connect(listen.port)]
-        held += try (1..<16).map { _ in try RawSocket(port: listen.port) }
+        // Served directly: HummingbirdTesting's .live drops the connection cap.
+        let server = try await DirectServer(t) {
+            $0.limits.maxConnections = 16
+            $0.limits.idleTimeout = .seconds(60)
+        }
+        defer { server.stop() }
+        try await Task.sleep(for: .milliseconds(100))   // the readiness probe's connection closes
+        var held = try (0..<16).map { _ in try RawSocket(port: server.port) }
         try await Task.sleep(for: .milliseconds(200))
         // The kernel completes the handshake (the backlog); the server does not take it.
-        let waiting = try RawSocket(port: listen.port)
+        let waiting = try RawSocket(port: server.port)
         waiting.send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
         #expect(waiting.readFirst(timeout: .seconds(1)).isEmpty, "no answer while 16 connections are open")
         held.removeFirst()
@@ -90,28 +87,17 @@ struct LimitsTests {
     func stalledHandshakesAreClosed() async throws {
         let t = try await TestAuthority.make()
         try makeCertificate(in: t.directory.path)
-        var listen = ListenOptions()
-        listen.port = Int.random(in: 20000..<60000)
-        listen.tlsCertificate = t.directory.path + "/tls.crt"
-        listen.tlsKey = t.directory.path + "/tls.key"
-        listen.limits.handshakeTimeout = .seconds(1)
-        listen.limits.idleTimeout = .seconds(60)
-        let app = try buildApplication(authority: t.authority, listen: listen, logger: testLogger)
-        let server = Task { try await app.run() }
-        defer { server.cancel() }
-        let s = try await connect(listen.port)
+        let server = try await DirectServer(t) {
+            $0.tlsCertificate = t.directory.path + "/tls.crt"
+            $0.tlsKey = t.directory.path + "/tls.key"
+            $0.limits.handshakeTimeout = .seconds(1)
+            $0.limits.idleTimeout = .seconds(60)
+        }
+        defer { server.stop() }
+        let s = try RawSocket(port: server.port)
         s.send("\u{16}\u{03}\u{01}")   // the start of a ClientHello, and nothing more
         let r = s.readUntilClosed(timeout: .seconds(20))
         #expect(r.closed, "closed by the server")
         #expect(r.after < .seconds(10), "at the 1 s handshake deadline, not the 60 s idle timeout (took \(r.after))")
     }
-}
-
-/// A connection to a server that is starting: retried until it listens.
-func connect(_ port: Int) async throws -> RawSocket {
-    for _ in 0..<250 {
-        if let s = try? RawSocket(port: port) { return s }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    return try RawSocket(port: port)
 }

@@ -195,13 +195,11 @@ struct TLSTests {
         let dir = t.directory.path
         try makeCertificate(in: dir)
 
-        var listen = ListenOptions()
-        listen.port = Int.random(in: 20000..<60000)
-        listen.tlsCertificate = dir + "/tls.crt"
-        listen.tlsKey = dir + "/tls.key"
-        let app = try buildApplication(authority: t.authority, listen: listen, logger: testLogger)
-        let server = Task { try await app.run() }
-        defer { server.cancel() }
+        let server = try await DirectServer(t) {
+            $0.tlsCertificate = dir + "/tls.crt"
+            $0.tlsKey = dir + "/tls.key"
+        }
+        defer { server.stop() }
 
         var config = HTTPClient.Configuration()
         config.tlsConfiguration = .makeClientConfiguration()
@@ -209,7 +207,7 @@ struct TLSTests {
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
         var answer: [String: Any]?
         for _ in 0..<100 {
-            var req = HTTPClientRequest(url: "https://127.0.0.1:\(listen.port)/api/v1/devices/validate")
+            var req = HTTPClientRequest(url: "https://127.0.0.1:\(server.port)/api/v1/devices/validate")
             req.method = .POST
             req.headers.add(name: "x-org-key", value: t.agentKey)
             req.body = .bytes(ByteBuffer(string: #"{"deviceId": "tls-1"}"#))
@@ -222,7 +220,7 @@ struct TLSTests {
         }
         #expect(answer?["code"] as? String == "DEVICE_NOT_FOUND", "a decision over HTTPS")
         // Plain HTTP to the TLS port gets no decision.
-        var plain = HTTPClientRequest(url: "http://127.0.0.1:\(listen.port)/healthz")
+        var plain = HTTPClientRequest(url: "http://127.0.0.1:\(server.port)/healthz")
         plain.method = .GET
         let plainAnswer = try? await AuthorityClient.defaultHTTPClient.execute(plain, timeout: .seconds(2))
         #expect(plainAnswer?.status != .ok)
@@ -233,7 +231,7 @@ struct TLSTests {
         old.tlsConfiguration?.minimumTLSVersion = .tlsv1
         old.tlsConfiguration?.maximumTLSVersion = .tlsv11
         let oldClient = HTTPClient(eventLoopGroupProvider: .singleton, configuration: old)
-        var req = HTTPClientRequest(url: "https://127.0.0.1:\(listen.port)/healthz")
+        var req = HTTPClientRequest(url: "https://127.0.0.1:\(server.port)/healthz")
         req.method = .GET
         let oldAnswer = try? await oldClient.execute(req, timeout: .seconds(2))
         #expect(oldAnswer == nil, "TLS 1.1 is refused")

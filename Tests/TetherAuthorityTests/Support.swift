@@ -87,3 +87,32 @@ func makeCertificate(in dir: String) throws {
     openssl.waitUntilExit()
     try #require(openssl.terminationStatus == 0, "openssl made a certificate")
 }
+
+/// An authority served on a random loopback port directly, not through HummingbirdTesting
+/// (its `.live` drops the application's connection cap: `ApplicationConfiguration.with(address:)`
+/// leaves out `availableConnectionsDelegate`). Ready once made; `stop()` ends it.
+final class DirectServer: Sendable {
+    let port: Int
+    private let task: Task<Void, any Error>
+
+    init(_ t: TestAuthority, _ configure: (inout ListenOptions) -> Void = { _ in }) async throws {
+        var listen = ListenOptions()
+        listen.port = Int.random(in: 20000..<60000)
+        configure(&listen)
+        let app = try buildApplication(authority: t.authority, listen: listen, logger: testLogger)
+        port = listen.port
+        task = Task { try await app.run() }
+        _ = try await connect(port)
+    }
+
+    func stop() { task.cancel() }
+}
+
+/// A connection to a server that is starting: retried until it listens.
+func connect(_ port: Int) async throws -> RawSocket {
+    for _ in 0..<250 {
+        if let s = try? RawSocket(port: port) { return s }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    return try RawSocket(port: port)
+}

@@ -44,12 +44,12 @@ struct JSONErrorMiddleware<Context: AuthorityContextProtocol>: RouterMiddleware 
             return try await next(request, context)
         } catch let e as APIError {
             return Self.response(e, context: context)
-        } catch let e as HTTPResponseError where e.status == .notFound && methods.allowed(request.uri.path) != nil {
-            let allow = methods.allowed(request.uri.path) ?? []
-            var error = APIError(.methodNotAllowed, "METHOD_NOT_ALLOWED", "\(request.uri.path) takes \(allow.joined(separator: ", ")), not \(request.method)")
-            error.allow = allow
-            return Self.response(error, context: context)
         } catch let e as HTTPResponseError {
+            if e.status == .notFound, let allow = methods.allowed(request.uri.path) {
+                var error = APIError(.methodNotAllowed, "METHOD_NOT_ALLOWED", "\(request.uri.path) takes \(allow.joined(separator: ", ")), not \(request.method)")
+                error.allow = allow
+                return Self.response(error, context: context)
+            }
             let code: String
             switch e.status {
             case .notFound: code = "NOT_FOUND"

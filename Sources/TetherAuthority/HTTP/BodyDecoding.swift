@@ -68,12 +68,13 @@ enum JSONBody {
         }
     }
 
+    /// The JSON type a field's Swift type wants (the request bodies hold strings, numbers and
+    /// arrays of numbers; the decoder names an array as `Array<Any>`).
     static func describe(_ type: Any.Type) -> String {
         switch type {
         case is String.Type: return "a string"
-        case is Bool.Type: return "true or false"
-        case is Int.Type, is Int32.Type, is Int64.Type, is UInt64.Type: return "an integer"
         case is Double.Type: return "a number"
+        case is [Any].Type: return "an array"
         default: return "of another type"
         }
     }

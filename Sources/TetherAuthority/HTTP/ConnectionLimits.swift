@@ -40,7 +40,7 @@ final class HandshakeDeadlineHandler: ChannelInboundHandler, RemovableChannelHan
     private var done = false
 
     init(timeout: Duration) {
-        self.timeout = .nanoseconds(Int64(timeout.timeInterval * 1e9))
+        self.timeout = TimeAmount(timeout)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -79,7 +79,7 @@ final class HandshakeDeadlineHandler: ChannelInboundHandler, RemovableChannelHan
 extension HTTPServerBuilder {
     /// HTTP/1.1 with the idle timeout and header bounds of `limits`.
     static func http1(limits: ConnectionLimits) -> HTTPServerBuilder {
-        .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(limits.idleTimeout.timeInterval * 1e9))))
+        .http1(configuration: .init(idleTimeout: TimeAmount(limits.idleTimeout)))
     }
 
     /// HTTP/1.1 over TLS, with a deadline on the handshake as well.
@@ -87,7 +87,7 @@ extension HTTPServerBuilder {
         let handshake = limits.handshakeTimeout
         let http = HTTP1Channel.Configuration(
             additionalChannelHandlers: [HandshakeDeadlineHandler(timeout: handshake)],
-            idleTimeout: .nanoseconds(Int64(limits.idleTimeout.timeInterval * 1e9)))
+            idleTimeout: TimeAmount(limits.idleTimeout))
         return try .tls(.http1(configuration: http), tlsConfiguration: tlsConfiguration)
     }
 }

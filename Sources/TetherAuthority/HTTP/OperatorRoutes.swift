@@ -42,22 +42,17 @@ struct OperatorRoutes {
     func changeSurface(_ req: Request, _ ctx: AuthorityContext, revoke: Bool) async throws -> Response {
         let key = try ctx.requireKey()
         let body = try await bodies.read(SurfaceChangeRequest.self, from: req)
-        let wait = try waitDuration(req)
         let watchers = await authority.hub.watchers(of: [body.deviceId])
-        let ackKey = wait == nil ? nil : await authority.hub.expectAcks(
-            requestID: ctx.requestID, expected: watchers, accepting: revoke ? Report.stoppedStates : Report.runningStates)
-        guard let record = try await authority.setRevoked(body.deviceId, revoke, change: change(key, body.reason, ctx)) else {
-            if let ackKey { await authority.hub.cancelAcks(ackKey) }
-            throw APIError.notFound(body.deviceId)
+        let (record, acks) = try await acknowledged(req, ctx, watchers, accepting: revoke ? ReportState.stopped : ReportState.running) {
+            guard let record = try await authority.setRevoked(body.deviceId, revoke, change: change(key, body.reason, ctx)) else {
+                throw APIError.notFound(body.deviceId)
+            }
+            return record
         }
-        var out = SurfaceChangeAnswer(
+        return JSONBody.response(SurfaceChangeAnswer(
             deviceId: body.deviceId, state: record.revoked ? "revoked" : "active", revoked: record.revoked,
-            changedAt: record.updatedAt, reason: body.reason, watchers: watchers.count, requestID: ctx.requestID)
-        if let wait, let ackKey {
-            let a = await acks(ackKey, wait)
-            (out.acks, out.missing) = (a.acks, a.missing)
-        }
-        return JSONBody.response(out)
+            changedAt: record.updatedAt, reason: body.reason, watchers: watchers.count, requestID: ctx.requestID,
+            acks: acks?.acks, missing: acks?.missing))
     }
 
     @Sendable func remove(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
@@ -75,17 +70,13 @@ struct OperatorRoutes {
         if halt && (body.reason ?? "").trimmingCharacters(in: .whitespaces).isEmpty {
             throw APIError.badRequest("a halt needs a reason: {\"reason\": \"INC-481: agents deleting data\"}")
         }
-        let wait = try waitDuration(req)
         let watchers = await authority.hub.watchers(of: nil)
-        let ackKey = wait == nil ? nil : await authority.hub.expectAcks(
-            requestID: ctx.requestID, expected: watchers, accepting: halt ? Report.stoppedStates : Report.runningStates)
-        let org = try await authority.setHalted(halt, change: change(key, body.reason, ctx))
-        var out = OrgChangeAnswer(halted: org.halted, org: OrgAnswer(org: org), watchers: watchers.count, requestID: ctx.requestID)
-        if let wait, let ackKey {
-            let a = await acks(ackKey, wait)
-            (out.acks, out.missing) = (a.acks, a.missing)
+        let (org, acks) = try await acknowledged(req, ctx, watchers, accepting: halt ? ReportState.stopped : ReportState.running) {
+            try await authority.setHalted(halt, change: change(key, body.reason, ctx))
         }
-        return JSONBody.response(out)
+        return JSONBody.response(OrgChangeAnswer(
+            halted: org.halted, org: OrgAnswer(org: org), watchers: watchers.count, requestID: ctx.requestID,
+            acks: acks?.acks, missing: acks?.missing))
     }
 
     @Sendable func audit(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
@@ -124,9 +115,22 @@ struct OperatorRoutes {
         return d
     }
 
-    func acks(_ key: UUID, _ wait: Duration) async -> (acks: [ReportAnswer], missing: [AckAnswer.Missing]) {
-        let result = await authority.hub.awaitAcks(key, timeout: wait)
-        return (result.acked.map { ReportAnswer(report: $0, withDevice: true) },
-                result.missing.map { .init(instance: $0.instance, deviceId: $0.deviceId) })
+    /// Makes a change on-call may wait on. With `?wait=`, the watchers' acknowledgements are
+    /// expected before the change is made (a quick supervisor reports before this answer) and
+    /// awaited after it; a change that fails leaves no waiter behind. Without it: nil.
+    func acknowledged<T: Sendable>(_ req: Request, _ ctx: AuthorityContext, _ watchers: [WatchHub.Pair], accepting: Set<String>,
+                                   _ change: () async throws -> T) async throws -> (T, AckAnswer?) {
+        guard let wait = try waitDuration(req) else { return (try await change(), nil) }
+        let ackKey = await authority.hub.expectAcks(requestID: ctx.requestID, expected: watchers, accepting: accepting)
+        let changed: T
+        do {
+            changed = try await change()
+        } catch {
+            await authority.hub.cancelAcks(ackKey)
+            throw error
+        }
+        let result = await authority.hub.awaitAcks(ackKey, timeout: wait)
+        return (changed, AckAnswer(acks: result.acked.map { ReportAnswer(report: $0, withDevice: true) },
+                                   missing: result.missing.map { .init(instance: $0.instance, deviceId: $0.deviceId) }))
     }
 }

@@ -109,7 +109,7 @@ public struct AuditEntry: Sendable, Equatable {
 public struct Report: Sendable, Equatable {
     public var deviceId: String
     public var instance: String
-    /// `stopped`, `killed`, `resumed`, `exited`, `started`
+    /// One of `ReportState.all`.
     public var state: String
     public var pids: [Int32]
     /// When the supervisor did it (its clock), RFC 3339.
@@ -121,9 +121,6 @@ public struct Report: Sendable, Equatable {
     /// holds the instance's watch stream.
     public var keyName: String = ""
 
-    public static var states: Set<String> { ReportState.all }
-    public static var stoppedStates: Set<String> { ReportState.stopped }
-    public static var runningStates: Set<String> { ReportState.running }
 }
 
 public enum RegisterOutcome: String, Sendable {
