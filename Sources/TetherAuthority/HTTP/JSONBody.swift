@@ -18,7 +18,7 @@ struct BodyReader: Sendable {
                     return try await req.collectBody(upTo: maxSize)
                 } catch is CancellationError {
                     return nil
-                } catch {
+                } catch let e as HTTPResponseError where e.status == .contentTooLarge {
                     throw APIError(.contentTooLarge, "PAYLOAD_TOO_LARGE", "the body is larger than \(maxSize) bytes")
                 }
             }
