@@ -45,8 +45,8 @@ public final class TetherProcess: @unchecked Sendable {
         let base = FileManager.default.temporaryDirectory.appendingPathComponent("tether-proc-\(UUID().uuidString.prefix(8))").path
         stdoutPath = base + ".out"
         stderrPath = base + ".err"
-        FileManager.default.createFile(atPath: stdoutPath, contents: nil)
-        FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
         var command = launcher + [tetherBinary] + args
         if let user = asUser {
             command = ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user == "nobody" ? "nogroup" : user)", "--clear-groups"] + command

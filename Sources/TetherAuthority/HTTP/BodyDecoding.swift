@@ -26,14 +26,8 @@ enum JSONBody {
     /// Decodes `data` as `T`: unknown fields refused by name (a typo must not silently drop a
     /// field), every type error named by its path (`"pids[3]" must be a number`).
     static func decode<T: RequestBody>(_ type: T.Type, from data: Data) throws -> T {
-        let decoder = JSONDecoder()
         do {
-            let keys = try decoder.decode(FieldNames.self, from: data).names
-            let known = Set(T.fieldNames)
-            if let unknown = keys.first(where: { !known.contains($0) }) {
-                throw BodyError("unknown field \"\(unknown.prefix(64))\"; expected \(T.fieldNames.joined(separator: ", "))")
-            }
-            var body = try decoder.decode(T.self, from: data)
+            var body = try JSONDecoder().decode(Strict<T>.self, from: data).body
             try body.validate()
             return body
         } catch let e as DecodingError {
@@ -79,17 +73,21 @@ enum JSONBody {
         }
     }
 
-    /// The top-level keys of a JSON object, whatever their values.
-    struct FieldNames: Decodable {
+    /// `T`, read in one pass once its keys are checked against the fields it names.
+    struct Strict<T: RequestBody>: Decodable {
         struct AnyKey: CodingKey {
             var stringValue: String
             var intValue: Int? { nil }
             init(stringValue: String) { self.stringValue = stringValue }
             init?(intValue: Int) { nil }
         }
-        let names: [String]
+        let body: T
         init(from decoder: any Decoder) throws {
-            names = try decoder.container(keyedBy: AnyKey.self).allKeys.map(\.stringValue)
+            let known = T.fieldNames
+            if let unknown = try decoder.container(keyedBy: AnyKey.self).allKeys.first(where: { !known.contains($0.stringValue) }) {
+                throw BodyError("unknown field \"\(unknown.stringValue.prefix(64))\"; expected \(known.joined(separator: ", "))")
+            }
+            body = try T(from: decoder)
         }
     }
 

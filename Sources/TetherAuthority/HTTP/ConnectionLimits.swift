@@ -2,6 +2,7 @@ import Foundation
 import HummingbirdCore
 import Logging
 import NIOCore
+import NIOHTTPTypes
 import NIOSSL
 import NIOTLS
 
@@ -76,17 +77,62 @@ final class HandshakeDeadlineHandler: ChannelInboundHandler, RemovableChannelHan
     }
 }
 
+/// The request that has begun and not ended when `timeout` has passed since its head: the
+/// error `BodyDeadlineExceeded` goes up the pipeline, ending the request's body stream, and
+/// the route that waits on the body answers 408. One timer on the event loop per request
+/// (a timer task per request beside the handler cost a tenth of validate's throughput).
+final class BodyDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    private let timeout: TimeAmount
+    private var deadline: Scheduled<Void>?
+
+    init(timeout: Duration) {
+        self.timeout = TimeAmount(timeout)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            deadline?.cancel()
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            deadline = context.eventLoop.scheduleTask(in: timeout) { bound.value.fireErrorCaught(BodyDeadlineExceeded()) }
+        case .end:
+            deadline?.cancel()
+            deadline = nil
+        case .body:
+            break
+        }
+        context.fireChannelRead(data)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+    }
+}
+
+/// A request body not received whole in time.
+struct BodyDeadlineExceeded: Error {}
+
 extension HTTPServerBuilder {
-    /// HTTP/1.1 with the idle timeout and header bounds of `limits`.
+    /// HTTP/1.1 with the idle timeout and body deadline of `limits`.
     static func http1(limits: ConnectionLimits) -> HTTPServerBuilder {
-        .http1(configuration: .init(idleTimeout: TimeAmount(limits.idleTimeout)))
+        let body = limits.bodyTimeout
+        return .http1(configuration: .init(
+            additionalChannelHandlers: [BodyDeadlineHandler(timeout: body)],
+            idleTimeout: TimeAmount(limits.idleTimeout)))
     }
 
     /// HTTP/1.1 over TLS, with a deadline on the handshake as well.
     static func tls(limits: ConnectionLimits, tlsConfiguration: TLSConfiguration) throws -> HTTPServerBuilder {
-        let handshake = limits.handshakeTimeout
+        let (handshake, body) = (limits.handshakeTimeout, limits.bodyTimeout)
         let http = HTTP1Channel.Configuration(
-            additionalChannelHandlers: [HandshakeDeadlineHandler(timeout: handshake)],
+            additionalChannelHandlers: [HandshakeDeadlineHandler(timeout: handshake), BodyDeadlineHandler(timeout: body)],
             idleTimeout: TimeAmount(limits.idleTimeout))
         return try .tls(.http1(configuration: http), tlsConfiguration: tlsConfiguration)
     }

@@ -3,34 +3,22 @@ import HTTPTypes
 import Hummingbird
 import TetherCore
 
-/// Reads a request's body as `T`: at most `maxSize` bytes (413 past it), whole within
-/// `timeout` (408: a body sent a byte at a time holds a connection and a task), then decoded
-/// by `JSONBody.decode`.
+/// Reads a request's body as `T`: at most `maxSize` bytes (413 past it), whole within the
+/// server's body deadline (408: `BodyDeadlineHandler` ends a body sent a byte at a time), then
+/// decoded by `JSONBody.decode` (400 with what is wrong).
 struct BodyReader: Sendable {
     let maxSize: Int
     let timeout: Duration
 
     func read<T: RequestBody>(_ type: T.Type, from request: Request) async throws -> T {
-        let buffer = try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
-            group.addTask {
-                var req = request
-                do {
-                    return try await req.collectBody(upTo: maxSize)
-                } catch is CancellationError {
-                    return nil
-                } catch let e as HTTPResponseError where e.status == .contentTooLarge {
-                    throw APIError(.contentTooLarge, "PAYLOAD_TOO_LARGE", "the body is larger than \(maxSize) bytes")
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next(), let buffer = first else {
-                throw APIError(.requestTimeout, "REQUEST_TIMEOUT", "the body did not arrive within \(DurationText.format(timeout))")
-            }
-            return buffer
+        var req = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await req.collectBody(upTo: maxSize)
+        } catch let e as HTTPResponseError where e.status == .contentTooLarge {
+            throw APIError(.contentTooLarge, "PAYLOAD_TOO_LARGE", "the body is larger than \(maxSize) bytes")
+        } catch is BodyDeadlineExceeded {
+            throw APIError(.requestTimeout, "REQUEST_TIMEOUT", "the body did not arrive within \(DurationText.format(timeout))")
         }
         do {
             return try JSONBody.decode(type, from: buffer.readableBytes == 0 ? Data("{}".utf8) : Data(buffer.readableBytesView))
