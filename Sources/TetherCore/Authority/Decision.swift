@@ -205,17 +205,19 @@ public enum Timestamp {
               (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
         else { return nil }
         var i = 19
-        var fraction = 0.0
+        // Milliseconds, as the authority's own form carries them: the first three digits, in
+        // integers (a sum of digit × 0.1ⁿ in floating point can land a millisecond low).
+        var ms = 0
         if i < b.count, b[i] == 0x2E {
             i += 1
-            var scale = 0.1, digits = 0
+            var digits = 0
             while i < b.count, b[i] >= 0x30, b[i] <= 0x39 {
-                fraction += Double(b[i] - 0x30) * scale
-                scale /= 10
+                if digits < 3 { ms = ms * 10 + Int(b[i] - 0x30) }
                 digits += 1
                 i += 1
             }
             guard (1...9).contains(digits) else { return nil }
+            for _ in digits..<3 { ms *= 10 }
         }
         var offset = 0
         guard i < b.count else { return nil }
@@ -240,8 +242,7 @@ public enum Timestamp {
         guard t != -1 || year == 1969 else { return nil }
         // timegm normalises 31 February into March: refuse a date that did not survive.
         guard tm.tm_mday == Int32(day), tm.tm_mon == Int32(month - 1) else { return nil }
-        // Milliseconds, as the authority's own form carries them.
-        return Date(timeIntervalSince1970: Double(t - offset) + (fraction * 1000).rounded(.down) / 1000)
+        return Date(timeIntervalSince1970: Double(t - offset) + Double(ms) / 1000)
     }
 }
 
