@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # libFuzzer (with AddressSanitizer) over Tether's parsers: duration, toml, profile, sse, the
-# authority's request bodies (request) and the canonical signed form of a decision (decision).
+# authority's request bodies (request), the canonical signed form of a decision (decision) and
+# RFC 3339 times (timestamp).
 #   bash fuzz/run.sh [SECONDS] [TARGET...]     each target runs SECONDS (default 60) from the
 #                                              committed seeds in fuzz/corpus/TARGET
 # CI runs it briefly (bash fuzz/run.sh 15); longer runs are on demand (bash fuzz/run.sh 3600).
@@ -10,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(duration toml profile sse request decision)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(duration toml profile sse request decision timestamp)
 out=.build-fuzz
 mkdir -p "$out"
 core=$(find Sources/TetherCore -name '*.swift' | sort)

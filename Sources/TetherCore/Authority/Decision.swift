@@ -153,8 +153,12 @@ public struct Decision: Sendable, Equatable, Codable {
 /// RFC 3339 timestamps with milliseconds, always UTC: `2026-11-25T10:00:00.000Z`.
 public enum Timestamp {
     public static func string(_ date: Date) -> String {
-        let ms = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
-        let secs = ms / 1000
+        // To the nearest millisecond: a parsed time far from 2001 (Date's epoch) is a hair
+        // off in floating point, either way.
+        let ms = Int64((date.timeIntervalSince1970 * 1000).rounded())
+        // Floored, so a time before 1970 has a non-negative millisecond part (it trapped).
+        let secs = ms >= 0 ? ms / 1000 : (ms - 999) / 1000
+        let millis = Int(ms - secs * 1000)
         var t = time_t(secs)
         var tm = tm()
         gmtime_r(&t, &tm)
@@ -163,7 +167,7 @@ public enum Timestamp {
         out.reserveCapacity(24)
         func put(_ v: Int, _ width: Int) {
             var digits = [UInt8](repeating: 0x30, count: width)
-            var x = v
+            var x = max(v, 0)   // years before 1 AD do not reach here: parse reads 0000 to 9999
             for i in stride(from: width - 1, through: 0, by: -1) {
                 digits[i] = UInt8(0x30 + x % 10)
                 x /= 10
@@ -176,7 +180,7 @@ public enum Timestamp {
         put(Int(tm.tm_hour), 2); out.append(0x3A)
         put(Int(tm.tm_min), 2); out.append(0x3A)
         put(Int(tm.tm_sec), 2); out.append(0x2E)
-        put(Int(ms % 1000), 3); out.append(0x5A)
+        put(millis, 3); out.append(0x5A)
         return String(decoding: out, as: UTF8.self)
     }
 
@@ -217,7 +221,7 @@ public enum Timestamp {
                 i += 1
             }
             guard (1...9).contains(digits) else { return nil }
-            for _ in digits..<3 { ms *= 10 }
+            for _ in min(digits, 3)..<3 { ms *= 10 }
         }
         var offset = 0
         guard i < b.count else { return nil }
