@@ -39,8 +39,23 @@ systemctl is-active -q tether-supervisor || journalctl -u tether-supervisor -b -
 check "the demo worker runs in its own cgroup inside the unit's" waitfor 100 has_worker tether-supervisor.service demo
 # Out of the supervisor's reach: its own PID and mount namespaces, a dedicated uid, the key covered.
 main_pid=$(systemctl show -p MainPID --value tether-supervisor)
-wpid="$(waitfor 50 worker_main tether-supervisor.service demo >/dev/null; worker_main tether-supervisor.service demo)"
-check "the demo worker has its own PID and mount namespaces" test -n "$wpid" -a "$(readlink /proc/$wpid/ns/pid)" != "$(readlink /proc/$main_pid/ns/pid)" -a "$(readlink /proc/$wpid/ns/mnt)" != "$(readlink /proc/$main_pid/ns/mnt)"
+# The worker's shell, once it has exec'd (until then the cgroup holds only tether processes),
+# in namespaces other than the supervisor's. Asked again for up to 5 s, then the evidence.
+own_ns() {
+  wpid="$(worker_main tether-supervisor.service demo)"
+  [ -n "$wpid" ] || return 1
+  local wp wm sp sm
+  wp=$(readlink /proc/$wpid/ns/pid) wm=$(readlink /proc/$wpid/ns/mnt) sp=$(readlink /proc/$main_pid/ns/pid) sm=$(readlink /proc/$main_pid/ns/mnt)
+  [ -n "$wp" ] && [ -n "$wm" ] && [ "$wp" != "$sp" ] && [ "$wm" != "$sm" ]
+}
+check "the demo worker has its own PID and mount namespaces" waitfor 50 own_ns
+own_ns || {
+  d="$(worker_cg tether-supervisor.service demo)"
+  echo "  evidence: main $main_pid $(readlink /proc/$main_pid/ns/pid) $(readlink /proc/$main_pid/ns/mnt); worker cgroup ${d:-none}" >> "$out"
+  for p in $(cat "$d/cgroup.procs" 2>/dev/null); do echo "  evidence: $p $(cat /proc/$p/comm) $(readlink /proc/$p/ns/pid) $(readlink /proc/$p/ns/mnt)" >> "$out"; done
+  journalctl -u tether-supervisor -b --no-pager | tail -15 | sed 's/^/  journal: /' >> "$out"
+}
+wpid="$(worker_main tether-supervisor.service demo)"
 check "the demo worker cannot see the agent key (covered in its mount namespace)" test -z "$(nsenter -t "$wpid" -m cat /etc/tether/agent.key 2>/dev/null)"
 check "tether revoke freezes it (cgroup.events frozen 1, every process T)" bash -c "tether revoke demo --reason nspawn --wait 5s >/dev/null && cgroot=$cgroot; $(declare -f cg worker_cg frozen all_T waitfor); waitfor 50 frozen tether-supervisor.service demo && waitfor 50 all_T tether-supervisor.service demo"
 echo "measure supervisor_status $(systemctl show -p StatusText --value tether-supervisor)" >> "$out"
