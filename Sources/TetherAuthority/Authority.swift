@@ -29,25 +29,38 @@ public struct AuthorityConfiguration: Sendable {
     /// also capped at the last 200 per surface.
     public var auditRetention: Duration = .seconds(365 * 24 * 3600)
     public var reportRetention: Duration = .seconds(30 * 24 * 3600)
+    /// Replicas on a shared database: how often to read the database's head when no NOTIFY
+    /// came (the backstop), and how long without a good read before this replica calls itself
+    /// not ready — /healthz 503, validate and watch refused — so that supervisors and load
+    /// balancers go to another, rather than trust a replica that may miss changes.
+    public var syncInterval: Duration = .seconds(1)
+    public var maxLag: Duration = .seconds(5)
 
     public init() {}
 }
 
 /// The authority's live state. The store is the truth on disk; this holds the same surfaces and
-/// org state in memory so that validate and watch never wait on disk, and serialises every
-/// mutation so that watchers see changes in the order they became durable.
+/// org state in memory so that validate and watch never wait on disk. Changes reach memory and
+/// the watch streams in revision order (`Replicator`), whichever replica committed them.
 public final class Authority: Sendable {
     public let store: any AuthorityStore
     public let signer: DecisionSigner
     public let configuration: AuthorityConfiguration
-    let hub = WatchHub()
+    /// The deployment every decision names (`Decision.origin`).
+    public let origin: String
+    let hub: WatchHub
     let state: LiveState
+    let replicator: Replicator
+    let renewals: RenewalCache
     /// Refused requests, aggregated for the audit log.
     public let refusals: RefusalLog
     /// Register and report rates per key.
     let writes: RateLimiter
     let mutations = AsyncLock()
     let logger: Logger
+    /// Whether this replica is in step with its database (always, for a store no other process
+    /// writes).
+    let sync: SyncHealth
 
     public init(store: any AuthorityStore, signer: DecisionSigner, configuration: AuthorityConfiguration = .init(), logger: Logger) async throws {
         self.store = store
@@ -56,82 +69,145 @@ public final class Authority: Sendable {
         self.logger = logger
         refusals = RefusalLog(store: store)
         writes = RateLimiter(rate: configuration.writeRate, burst: configuration.writeBurst)
+        origin = try await store.origin()
+        // Head first: a change committed while the state loads is caught up, never skipped.
+        let head = try await store.head()
         state = LiveState(
             surfaces: Dictionary(uniqueKeysWithValues: try await store.surfaces().map { ($0.deviceId, $0) }),
+            removed: try await store.removedSurfaces(),
             org: try await store.org(),
             keys: try await store.keys())
+        hub = WatchHub(head: head, renewEvery: configuration.leaseLength / 3)
+        renewals = RenewalCache()
+        replicator = Replicator(applied: head)
+        sync = SyncHealth(shared: store is any SharedStore)
+    }
+
+    /// Throws 503 `NOT_READY` when this replica cannot vouch for being in step with the database.
+    func requireReady() throws {
+        if let why = sync.notReady(maxLag: configuration.maxLag) {
+            throw APIError(.serviceUnavailable, "NOT_READY", "this replica is not ready: \(why); ask another")
+        }
     }
 
     // MARK: - decisions
 
-    /// The decision for `deviceId` now, signed. `requestID` ties it to the request that asked
-    /// (validate) or to the change that caused it (watch).
-    func decision(for deviceId: String, requestID: String, nonce: String?, seq: UInt64?) async -> Decision {
-        let (surface, org) = await state.snapshot(deviceId)
+    var leaseSeconds: Double { configuration.leaseLength.timeInterval }
+
+    /// A change's event, signed once when it is committed: the decision it makes, by itself
+    /// (a surface's own state; the org's for a halt or resume).
+    func seal(_ outcome: ChangeOutcome, _ change: Change) -> String {
+        let issued = Timestamp.parse(change.at) ?? Date()
+        var d = Decision(deviceId: "", allowed: false, code: .deviceNotFound, requestID: change.requestID,
+                         issuedAt: change.at, expiresAt: Timestamp.string(issued.addingTimeInterval(leaseSeconds)),
+                         kind: .change, origin: origin)
+        switch outcome {
+        case .surface(let r):
+            d.deviceId = r.deviceId
+            d.allowed = !r.revoked
+            d.code = r.revoked ? .deviceRevoked : .allow
+            d.revision = r.revision
+            if r.changedBy != nil { (d.changedBy, d.changedAt, d.changeReason) = Self.attribution(r.changedBy, r.updatedAt, r.reason) }
+        case .removed(let id, let revision):
+            d.deviceId = id
+            d.revision = revision
+            (d.changedBy, d.changedAt, d.changeReason) = Self.attribution(change.actor, change.at, change.reason)
+        case .org(let o):
+            d.deviceId = OrgSubject.name
+            d.allowed = !o.halted
+            d.code = o.halted ? .orgHalted : .allow
+            d.revision = o.revision
+            (d.changedBy, d.changedAt, d.changeReason) = Self.attribution(o.changedBy, o.changedAt, o.reason)
+        }
+        return WatchStream.eventJSON(signer.sign(d))
+    }
+
+    static func attribution(_ by: String?, _ at: String?, _ why: String?) -> (String?, String?, String?) {
+        (by.map(Decision.signableText), at, why.map(Decision.signableText).flatMap { $0.isEmpty ? nil : $0 })
+    }
+
+    /// The decision for `deviceId` now, with both revisions it rests on: a renewal (`lease`,
+    /// the same for every stream) or a validate `answer` (with the client's nonce).
+    func current(_ deviceId: String, kind: DecisionKind, requestID: String? = nil, nonce: String? = nil) async -> Decision {
+        let (surface, removedAt, org) = await state.snapshot(deviceId)
         let code: DecisionCode
-        // The operator change the decision rests on: the halt, else the surface's last
-        // revoke or restore.
         var by: String?, at: String?, why: String?
+        var cause = surface?.requestID
         if org.halted {
             code = .orgHalted
-            (by, at, why) = (org.changedBy, org.changedAt, org.reason)
+            (by, at, why) = Self.attribution(org.changedBy, org.changedAt, org.reason)
+            cause = org.requestID
         } else if let s = surface {
             code = s.revoked ? .deviceRevoked : .allow
-            if s.changedBy != nil { (by, at, why) = (s.changedBy, s.updatedAt, s.reason) }
+            if s.changedBy != nil { (by, at, why) = Self.attribution(s.changedBy, s.updatedAt, s.reason) }
         } else {
             code = .deviceNotFound
         }
         let now = Date()
-        let lease = Double(configuration.leaseLength.components.seconds) + Double(configuration.leaseLength.components.attoseconds) / 1e18
         return signer.sign(Decision(
-            deviceId: deviceId, allowed: code == .allow, code: code, requestID: requestID,
-            issuedAt: Timestamp.string(now), expiresAt: Timestamp.string(now.addingTimeInterval(lease)),
-            nonce: nonce, seq: seq,
-            changedBy: by.map(Decision.signableText), changedAt: at,
-            changeReason: why.map(Decision.signableText).flatMap { $0.isEmpty ? nil : $0 }))
+            deviceId: deviceId, allowed: code == .allow, code: code, requestID: requestID ?? cause ?? "",
+            issuedAt: Timestamp.string(now), expiresAt: Timestamp.string(now.addingTimeInterval(leaseSeconds)),
+            nonce: nonce, kind: kind, revision: surface?.revision ?? removedAt ?? 0, orgRevision: org.revision, origin: origin,
+            changedBy: by, changedAt: at, changeReason: why))
+    }
+
+    /// The renewal of `deviceId`'s lease as every stream of this replica sends it: signed once
+    /// per renewal period, not once per stream.
+    func renewal(for deviceId: String) async -> String {
+        let (surface, removedAt, org) = await state.snapshot(deviceId)
+        let revisions = (surface?.revision ?? removedAt ?? 0, org.revision)
+        let now = ContinuousClock.now
+        if let cached = renewals.get(deviceId, revisions: revisions, freshAfter: now - configuration.leaseLength / 6) { return cached }
+        let text = WatchStream.eventJSON(await current(deviceId, kind: .lease))
+        renewals.put(deviceId, text: text, revisions: revisions, at: now)
+        return text
     }
 
     // MARK: - mutations (durable first, then memory, then watchers)
 
     func register(_ deviceId: String, change: Change) async throws -> (RegisterOutcome, SurfaceRecord) {
         try await mutations.run {
-            let (outcome, record) = try await store.register(deviceId, change: change)
-            // New in memory: created, or back from a tombstone (possibly revoked).
-            if await state.snapshot(deviceId).0 == nil {
-                await state.put(record)
-                await hub.publish(deviceIds: [deviceId], requestID: change.requestID)
-            }
+            let (outcome, record, event) = try await store.register(deviceId, change: change, seal: seal)
+            if let event { await replicator.committed(event, .surface(record), into: self) }
             return (outcome, record)
         }
     }
 
     func setRevoked(_ deviceId: String, _ revoked: Bool, change: Change) async throws -> SurfaceRecord? {
         try await mutations.run {
-            guard let record = try await store.setRevoked(deviceId, revoked: revoked, change: change) else { return nil }
-            await state.put(record)
-            await hub.publish(deviceIds: [deviceId], requestID: change.requestID)
-            logger.notice("\(revoked ? "revoked" : "restored") \(deviceId)", metadata: ["by": "\(change.actor)", "reason": "\(change.reason ?? "")", "request_id": "\(change.requestID)"])
+            guard let (record, event) = try await store.setRevoked(deviceId, revoked: revoked, change: change, seal: seal) else { return nil }
+            await replicator.committed(event, .surface(record), into: self)
+            logger.notice("\(revoked ? "revoked" : "restored") \(deviceId)", metadata: ["by": "\(change.actor)", "reason": "\(change.reason ?? "")", "request_id": "\(change.requestID)", "revision": "\(event.revision)"])
             return record
         }
     }
 
     func remove(_ deviceId: String, change: Change) async throws -> Bool {
         try await mutations.run {
-            guard try await store.remove(deviceId, change: change) else { return false }
-            await state.remove(deviceId)
-            await hub.publish(deviceIds: [deviceId], requestID: change.requestID)
+            guard let event = try await store.remove(deviceId, change: change, seal: seal) else { return false }
+            await replicator.committed(event, .removed(deviceId: deviceId, revision: event.revision), into: self)
             return true
         }
     }
 
     func setHalted(_ halted: Bool, change: Change) async throws -> OrgState {
         try await mutations.run {
-            let org = try await store.setHalted(halted, change: change)
-            await state.setOrg(org)
-            await hub.publishOrgChange(requestID: change.requestID)
-            logger.critical("\(halted ? "org HALTED" : "org resumed")", metadata: ["by": "\(change.actor)", "reason": "\(change.reason ?? "")", "request_id": "\(change.requestID)"])
+            let (org, event) = try await store.setHalted(halted, change: change, seal: seal)
+            await replicator.committed(event, .org(org), into: self)
+            logger.critical("\(halted ? "org HALTED" : "org resumed")", metadata: ["by": "\(change.actor)", "reason": "\(change.reason ?? "")", "request_id": "\(change.requestID)", "revision": "\(event.revision)"])
             return org
         }
+    }
+
+    /// Applies one change to memory and sends its event to the streams that watch it.
+    func apply(_ event: ChangeEvent, _ outcome: ChangeOutcome) async {
+        await state.apply(outcome)
+        await hub.publish(event)
+    }
+
+    /// Reads what other replicas committed since the last change applied here, and applies it.
+    public func catchUp() async throws {
+        try await replicator.catchUp(self)
     }
 
     // MARK: - keys
@@ -169,24 +245,38 @@ public final class Authority: Sendable {
 /// Surfaces, org state and keys in memory.
 actor LiveState {
     private var surfaces: [String: SurfaceRecord]
+    /// Removed surfaces: the revision of their removal, for their `DEVICE_NOT_FOUND`.
+    private var removed: [String: UInt64]
     private(set) var org: OrgState
     private var keys: [KeyRecord]
     private var keysLoaded = ContinuousClock.now
     private(set) var validations = 0
 
-    init(surfaces: [String: SurfaceRecord], org: OrgState, keys: [KeyRecord]) {
+    init(surfaces: [String: SurfaceRecord], removed: [String: UInt64], org: OrgState, keys: [KeyRecord]) {
         self.surfaces = surfaces
+        self.removed = removed
         self.org = org
         self.keys = keys
     }
 
-    func snapshot(_ deviceId: String) -> (SurfaceRecord?, OrgState) { (surfaces[deviceId], org) }
+    func snapshot(_ deviceId: String) -> (SurfaceRecord?, UInt64?, OrgState) { (surfaces[deviceId], removed[deviceId], org) }
     /// The names among `ids` that name no surface.
     func unknown(_ ids: [String]) -> [String] { ids.filter { surfaces[$0] == nil } }
     func all() -> [SurfaceRecord] { surfaces.values.sorted { $0.deviceId < $1.deviceId } }
-    func put(_ r: SurfaceRecord) { surfaces[r.deviceId] = r }
-    func remove(_ id: String) { surfaces[id] = nil }
-    func setOrg(_ o: OrgState) { org = o }
+    func exists(_ id: String) -> Bool { surfaces[id] != nil }
+
+    func apply(_ outcome: ChangeOutcome) {
+        switch outcome {
+        case .surface(let r):
+            surfaces[r.deviceId] = r
+            removed[r.deviceId] = nil
+        case .removed(let id, let revision):
+            surfaces[id] = nil
+            removed[id] = revision
+        case .org(let o):
+            org = o
+        }
+    }
     func countValidation() { validations += 1 }
 
     func keysAreStale(_ refresh: Duration) -> Bool { ContinuousClock.now - keysLoaded > refresh }
@@ -197,7 +287,7 @@ actor LiveState {
     func currentKeys() -> [KeyRecord] { keys }
 }
 
-/// A FIFO lock for async code: one mutation at a time, in arrival order.
+/// A FIFO lock for async code: one holder at a time, in arrival order.
 actor AsyncLock {
     private var busy = false
     private var waiters: [CheckedContinuation<Void, Never>] = []
@@ -208,7 +298,7 @@ actor AsyncLock {
         return try await body()
     }
 
-    private func acquire() async {
+    func acquire() async {
         if !busy {
             busy = true
             return
@@ -216,7 +306,7 @@ actor AsyncLock {
         await withCheckedContinuation { waiters.append($0) }
     }
 
-    private func release() {
+    func release() {
         if waiters.isEmpty {
             busy = false
         } else {

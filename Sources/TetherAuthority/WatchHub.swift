@@ -3,14 +3,24 @@ import TetherCore
 
 /// What a watch connection is told by the hub.
 enum StreamItem: Sendable {
-    /// The state of these surfaces changed through the request `requestID` (durably).
-    case changed(deviceIds: [String], requestID: String)
-    /// Every watched surface changed: the org was halted or resumed.
-    case orgChanged(requestID: String)
-    /// Time to renew the leases.
+    /// A committed change's event, ready to write: the same bytes for every stream.
+    case frame(String)
+    /// Time to renew the leases (every third of a lease, and at once after a halt or resume).
     case renew
     /// The server is going down: say so and end the stream.
     case shutdown
+}
+
+/// What a new stream starts from.
+struct Subscription: Sendable {
+    let id: Int
+    let stream: AsyncStream<StreamItem>
+    let continuation: AsyncStream<StreamItem>.Continuation
+    /// The newest revision applied when the stream joined: every later change reaches it.
+    let head: UInt64
+    /// The changes after the client's `Last-Event-ID` up to `head` that concern the stream, when
+    /// the hub still holds them all; nil when they must be read from the database.
+    let replay: [ChangeEvent]?
 }
 
 /// Who acknowledged a change, and who did not in time.
@@ -20,7 +30,9 @@ public struct AckResult: Sendable {
     public var missing: [(instance: String, deviceId: String)]
 }
 
-/// Fans state changes out to watch connections and collects the acknowledgements of revokes.
+/// Fans committed changes out to watch connections — each change's one signed event, as the
+/// same bytes to every stream — renews their leases, and collects the acknowledgements of
+/// revokes.
 ///
 /// A connection's stream buffers the newest 256 items. A connection too slow to take them is
 /// ended rather than left behind: its client reconnects and gets the current state at once, so
@@ -57,12 +69,24 @@ actor WatchHub {
     private var nextID = 0
     private var ackWaiters: [UUID: AckWaiter] = [:]
     private var closed = false
+    /// The newest revision published, and the latest changes, for streams that resume.
+    private(set) var head: UInt64
+    private var recent: [ChangeEvent] = []
+    static let recentKept = 4096
+    private let renewEvery: Duration
+    private var renewer: Task<Void, Never>?
+
+    init(head: UInt64, renewEvery: Duration) {
+        self.head = head
+        self.renewEvery = renewEvery
+    }
 
     enum Refusal: Error { case closed, tooMany(String) }
 
-    /// Registers a connection, within `maxStreams` in all and `maxPerKey` for its key.
-    func subscribe(instance: String, keyName: String, surfaces: Set<String>, maxStreams: Int = .max, maxPerKey: Int = .max)
-        throws(Refusal) -> (id: Int, stream: AsyncStream<StreamItem>, continuation: AsyncStream<StreamItem>.Continuation)
+    /// Registers a connection, within `maxStreams` in all and `maxPerKey` for its key. With
+    /// `after` (the client's `Last-Event-ID`), also the changes it missed, where held here.
+    func subscribe(instance: String, keyName: String, surfaces: Set<String>, after: UInt64? = nil, maxStreams: Int = .max, maxPerKey: Int = .max)
+        throws(Refusal) -> Subscription
     {
         guard !closed else { throw .closed }
         guard subscribers.count < maxStreams else { throw .tooMany("the authority holds \(maxStreams) watch streams, its limit") }
@@ -75,7 +99,33 @@ actor WatchHub {
         let id = nextID
         subscribers[id] = Subscriber(instance: instance, keyName: keyName, surfaces: surfaces, continuation: continuation)
         for s in surfaces { bySurface[s, default: []].insert(id) }
-        return (id, stream, continuation)
+        if renewer == nil { startRenewing() }
+        var replay: [ChangeEvent]? = []
+        if let after, after < head {
+            if let oldest = recent.first, oldest.revision <= after + 1 {
+                replay = recent.filter { $0.revision > after && ($0.subject == OrgSubject.name || surfaces.contains($0.subject)) }
+            } else {
+                replay = nil
+            }
+        }
+        return Subscription(id: id, stream: stream, continuation: continuation, head: head, replay: replay)
+    }
+
+    /// One tick for every stream each `renewEvery`: streams renew from a cache signed once per
+    /// surface, so the tick costs one signature per watched surface, not per stream.
+    private func startRenewing() {
+        let every = renewEvery
+        renewer = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: every)
+                guard let self, !Task.isCancelled else { return }
+                await self.renewAll()
+            }
+        }
+    }
+
+    func renewAll() {
+        for id in Array(subscribers.keys) { send(id, .renew) }
     }
 
     func unsubscribe(_ id: Int) {
@@ -89,14 +139,28 @@ actor WatchHub {
         sub.continuation.finish()
     }
 
-    func publish(deviceIds: [String], requestID: String) {
-        var targets: [Int: [String]] = [:]
-        for d in deviceIds { for id in bySurface[d] ?? [] { targets[id, default: []].append(d) } }
-        for (id, ds) in targets { send(id, .changed(deviceIds: ds, requestID: requestID)) }
+    /// Sends a change's event to every stream that watches its surface (every stream, for a
+    /// halt or resume — and then renewals, which carry each surface's state again).
+    func publish(_ e: ChangeEvent) {
+        head = max(head, e.revision)
+        recent.append(e)
+        if recent.count > Self.recentKept { recent.removeFirst(recent.count - Self.recentKept) }
+        let frame = WatchStream.frame(e)
+        if e.subject == OrgSubject.name {
+            for id in Array(subscribers.keys) {
+                send(id, .frame(frame))
+                send(id, .renew)
+            }
+        } else {
+            for id in bySurface[e.subject] ?? [] { send(id, .frame(frame)) }
+        }
     }
 
-    func publishOrgChange(requestID: String) {
-        for id in Array(subscribers.keys) { send(id, .orgChanged(requestID: requestID)) }
+    /// After a resynchronisation: the head moved without events; renew every stream.
+    func advance(to revision: UInt64) {
+        head = max(head, revision)
+        recent = []
+        renewAll()
     }
 
     private func send(_ id: Int, _ item: StreamItem) {
@@ -184,6 +248,7 @@ actor WatchHub {
     /// Tells every connection to end, and refuses new ones.
     func shutdown() {
         closed = true
+        renewer?.cancel()
         for sub in subscribers.values {
             sub.continuation.yield(.shutdown)
             sub.continuation.finish()

@@ -118,3 +118,64 @@ public struct Lease: Sendable, Equatable {
         return Verdict(surface: surface, allowed: true, code: .allow, requestID: d.requestID, until: until, decidedAt: decided).attributed(to: d, changedAt: changed)
     }
 }
+
+/// The revisions a supervisor holds from its authority: each surface's last change, the org's
+/// last halt or resume, the deployment (origin) they come from. A decision that would take any
+/// of them back — a replayed event, a lagging replica's renewal — is not applied: revisions
+/// only go forward, whichever replica or connection brings them.
+public struct Revisions: Sendable {
+    public private(set) var surface: [String: UInt64] = [:]
+    public private(set) var org: UInt64 = 0
+    public private(set) var orgHalted = false
+    public private(set) var origin: String?
+
+    public init() {}
+
+    public enum Acceptance: Sendable, Equatable {
+        /// New: apply it.
+        case applied
+        /// A renewal or answer newer than the events received: an event was missed, and this
+        /// carries the state it made. Apply it.
+        case caughtUp
+        /// A change already held (a resume overlapping what came before): nothing to do.
+        case duplicate
+        /// Older than what is held: not applied, and its lease extends nothing.
+        case stale
+        /// From another deployment than the decisions held so far: a deny.
+        case foreign(String)
+    }
+
+    public mutating func accept(_ d: Decision) -> Acceptance {
+        if let o = d.origin {
+            if let held = origin, held != o { return .foreign(o) }
+            origin = o
+        }
+        // An authority without revisions (MachineID): nothing to compare.
+        guard let kind = d.kind else { return .applied }
+        switch kind {
+        case .change:
+            let r = d.revision ?? 0
+            if d.deviceId == OrgSubject.name {
+                guard r > org else { return .duplicate }
+                org = r
+                orgHalted = d.code == .orgHalted
+            } else {
+                guard r > surface[d.deviceId, default: 0] else { return .duplicate }
+                surface[d.deviceId] = r
+            }
+            return .applied
+        case .lease, .answer:
+            let s = d.revision ?? 0, o = d.orgRevision ?? 0
+            let held = surface[d.deviceId]
+            if s < (held ?? 0) || o < org { return .stale }
+            let newer = held != nil && (s > held! || o > org)
+            surface[d.deviceId] = s
+            org = o
+            orgHalted = d.code == .orgHalted
+            return newer ? .caughtUp : .applied
+        }
+    }
+
+    /// Forgets a surface no longer watched.
+    public mutating func forget(_ surface: String) { self.surface[surface] = nil }
+}

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Synchronization
 import Foundation
 import Logging
 import NIOCore
@@ -20,11 +21,15 @@ public struct WatchSettings: Sendable {
 }
 
 /// Keeps the verdict of a set of surfaces current: one watch stream for all of them (signed
-/// events, their nonce and an unbroken sequence checked), polling while the stream is down,
-/// reconnecting with backoff, and a timer that turns an unrenewed allow into `LEASE_EXPIRED` at
-/// the instant its lease ends. Emits a `Verdict` whenever one changes.
+/// events; revisions that never go back), polling while the stream is down, reconnecting with
+/// backoff — to the next authority of the list when one fails (replicas of one deployment) —
+/// resuming with `Last-Event-ID`, and a timer that turns an unrenewed allow into
+/// `LEASE_EXPIRED` at the instant its lease ends. Emits a `Verdict` whenever one changes.
 public final class SurfaceWatcher: Sendable {
-    let client: AuthorityClient
+    /// The authorities, in order of preference: replicas of one deployment.
+    let clients: [AuthorityClient]
+    /// Which of `clients` the stream and the polls use now.
+    let preferred: Atomic<Int>
     let verifier: DecisionVerifier?
     let settings: WatchSettings
     let logger: Logger
@@ -45,16 +50,32 @@ public final class SurfaceWatcher: Sendable {
 
     /// `initial`: decisions already known (the one a worker was started on), so the watcher
     /// does not begin with "no decision yet" — a deny — for them.
-    public init(client: AuthorityClient, surfaces: [String], verifier: DecisionVerifier?, settings: WatchSettings, initial: [Decision] = [], logger: Logger,
+    public convenience init(client: AuthorityClient, surfaces: [String], verifier: DecisionVerifier?, settings: WatchSettings, initial: [Decision] = [], logger: Logger,
+                            observe: @escaping @Sendable (WatchObservation) -> Void = { _ in }) {
+        self.init(clients: [client], surfaces: surfaces, verifier: verifier, settings: settings, initial: initial, logger: logger, observe: observe)
+    }
+
+    public init(clients: [AuthorityClient], surfaces: [String], verifier: DecisionVerifier?, settings: WatchSettings, initial: [Decision] = [], logger: Logger,
                 observe: @escaping @Sendable (WatchObservation) -> Void = { _ in }) {
+        precondition(!clients.isEmpty, "a watcher needs an authority")
         self.observe = observe
-        self.client = client
+        self.clients = clients
+        preferred = Atomic(0)
         self.verifier = verifier
         self.settings = settings
         self.logger = logger
         let (stream, continuation) = AsyncStream<Verdict>.makeStream()
         verdicts = stream
         state = WatchState(surfaces: surfaces, failClosedAfter: settings.failClosedAfter.timeInterval, initial: initial, continuation: continuation)
+    }
+
+    var client: AuthorityClient { clients[preferred.load(ordering: .relaxed) % clients.count] }
+
+    /// Moves to the next authority of the list (after `failed` failed), once per failure.
+    func failOver(from failed: Int) {
+        guard clients.count > 1 else { return }
+        let (exchanged, _) = preferred.compareExchange(expected: failed, desired: (failed + 1) % clients.count, ordering: .relaxed)
+        if exchanged { logger.warning("failing over to the next authority", metadata: ["from": "\(clients[failed].endpoint.url)", "to": "\(clients[(failed + 1) % clients.count].endpoint.url)"]) }
     }
 
     /// Runs until cancelled.
@@ -76,7 +97,8 @@ public final class SurfaceWatcher: Sendable {
         while !Task.isCancelled {
             // Each connection is a task of its own, so the expiry loop can drop a stream that
             // stopped renewing (connected, but silent past a lease).
-            let connection = Task { try await self.connect() }
+            let index = preferred.load(ordering: .relaxed) % clients.count
+            let connection = Task { try await self.connect(to: clients[index]) }
             await state.setConnection(connection)
             let result = await connection.result
             await state.setConnection(nil)
@@ -87,6 +109,7 @@ public final class SurfaceWatcher: Sendable {
                 if hadEvents { backoff = settings.reconnectMin }
             case .failure(let error):
                 observe(.error("watch_" + Self.kind(of: error)))
+                failOver(from: index)
                 if case ClientError.refused = error { refusals += 1 } else { refusals = 0 }
                 // An authority without a watch endpoint (MachineID) refuses every time: say so once.
                 let level: Logger.Level = refusals > 1 ? .debug : .info
@@ -97,49 +120,64 @@ public final class SurfaceWatcher: Sendable {
         }
     }
 
-    /// One watch connection, until it ends or fails. Returns whether any event came.
-    func connect() async throws -> Bool {
-        let nonce = UUID().uuidString
+    /// One watch connection, until it ends or fails. Returns whether any decision came.
+    func connect(to client: AuthorityClient) async throws -> Bool {
         let surfaces = await state.surfaces
         guard !surfaces.isEmpty else {
             // Nothing to watch (yet): idle until the set changes.
             try await Task.sleep(for: .seconds(3600))
             return false
         }
-        let query = surfaces.map { "deviceId=\($0)" }.joined(separator: "&") + "&instance=\(settings.instance)&nonce=\(nonce)"
+        let query = surfaces.map { "deviceId=\($0)" }.joined(separator: "&") + "&instance=\(settings.instance)"
         var req = HTTPClientRequest(url: client.endpoint.url + "/api/v1/devices/watch?" + query)
         req.headers.add(name: "x-org-key", value: client.endpoint.key)
+        // Resume where the last stream (to any replica) ended: the changes missed come first.
+        if let last = await state.lastEventID { req.headers.add(name: "Last-Event-ID", value: String(last)) }
         let resp = try await client.http.execute(req, timeout: .hours(24 * 365))
         guard resp.status == .ok else {
             throw ClientError.refused(status: Int(resp.status.code), code: "HTTP_\(resp.status.code)", message: "watch refused", requestID: nil)
         }
         await state.setStreaming(true)
         var parser = SSEParser()
-        var expectedSeq: UInt64 = 1
         var hadEvents = false
+        let watched = Set(surfaces)
         do {
             for try await chunk in resp.body {
                 for e in try parser.feed(chunk.readableBytesView) {
                     if e.event == "shutdown" { throw ClientError.unreachable("the authority is shutting down") }
+                    if let id = e.id.flatMap(UInt64.init) { await state.sawEventID(id) }
                     guard e.event == "decision" else { continue }
                     guard let o = try? JSONSerialization.jsonObject(with: Data(e.data.utf8)) as? [String: Any],
-                          let d = Decision(json: o), surfaces.contains(d.deviceId)
+                          let d = Decision(json: o), watched.contains(d.deviceId) || d.deviceId == OrgSubject.name
                     else {
                         await state.failAll(.badResponse)
                         throw ClientError.badResponse("an event that is not a decision for our surfaces")
                     }
-                    if let verifier {
-                        guard verifier.verify(d), d.nonce == nonce, d.seq == expectedSeq else {
-                            logger.error("watch event failed verification: denying", metadata: ["surface": "\(d.deviceId)", "seq": "\(d.seq ?? 0)"])
-                            observe(.error("bad_signature"))
-                            await state.fail(d.deviceId, .badSignature)
-                            throw ClientError.badResponse("bad signature, nonce or sequence")
-                        }
+                    if let verifier, !(verifier.verify(d) && d.kind != .answer) {
+                        logger.error("watch event failed verification: denying", metadata: ["surface": "\(d.deviceId)", "key_id": "\(d.keyId ?? "none")", "revision": "\(d.revision ?? 0)"])
+                        observe(.error("bad_signature"))
+                        if d.deviceId == OrgSubject.name { await state.failAll(.badSignature) } else { await state.fail(d.deviceId, .badSignature) }
+                        throw ClientError.badResponse("bad signature")
                     }
-                    expectedSeq = (d.seq ?? expectedSeq) + 1
+                    switch await state.accept(d) {
+                    case .applied, .duplicate:
+                        break
+                    case .caughtUp:
+                        logger.info("a renewal carried a newer state than the events received: applied", metadata: ["surface": "\(d.deviceId)", "revision": "\(d.revision ?? 0)", "org_revision": "\(d.orgRevision ?? 0)"])
+                    case .stale:
+                        // A replica behind what we hold (lagging, or cut off from its database):
+                        // its renewals must not extend anything. Go to another.
+                        logger.warning("the authority renews an older state than we hold: going to another", metadata: ["surface": "\(d.deviceId)", "revision": "\(d.revision ?? 0)", "org_revision": "\(d.orgRevision ?? 0)"])
+                        observe(.error("stale"))
+                        throw ClientError.unreachable("the authority is behind the revisions we hold")
+                    case .foreign(let origin):
+                        logger.error("a decision from another authority deployment: denying", metadata: ["origin": "\(origin)"])
+                        observe(.error("bad_response"))
+                        await state.failAll(.badResponse)
+                        throw ClientError.badResponse("a decision from another origin (\(origin))")
+                    }
                     hadEvents = true
                     observe(.decision(surface: d.deviceId, code: d.code))
-                    await state.apply(d)
                 }
             }
         } catch {
@@ -155,51 +193,73 @@ public final class SurfaceWatcher: Sendable {
 
     func pollLoop() async {
         // A poll that hangs longer than a few intervals is no answer; the next one may be.
-        var client = self.client
-        client.timeout = min(client.timeout, max(settings.pollInterval * 3, .seconds(2)))
+        let timeout = max(settings.pollInterval * 3, .seconds(2))
         var lastError: String?
         while !Task.isCancelled {
             if await !state.streaming {
                 for s in await state.surfaces {
-                    let nonce = UUID().uuidString
-                    let answer: JSONAnswer
-                    do {
-                        answer = try await client.validate(s, nonce: nonce)
-                        lastError = nil
-                    } catch {
-                        let text = "\(error)"
-                        observe(.error(Self.kind(of: error)))
-                        if text != lastError { logger.warning("validate failed", metadata: ["surface": "\(s)", "error": "\(text)"]) }
-                        lastError = text
-                        switch error {
-                        case ClientError.badResponse:
-                            // An answer that is not one: deny now.
-                            await state.fail(s, .badResponse)
-                        case ClientError.refused(let status, _, _, _) where status < 500:
-                            // Our key or request refused: the authority will not vouch for us.
-                            await state.fail(s, .badResponse)
-                        default:
-                            // Unreachable, timed out, 5xx: the lease runs out unless a poll succeeds.
-                            break
-                        }
-                        continue
+                    // Each authority of the list at most once for this surface, from the preferred.
+                    for _ in 0..<clients.count {
+                        let index = preferred.load(ordering: .relaxed) % clients.count
+                        var client = clients[index]
+                        client.timeout = min(client.timeout, timeout)
+                        if await poll(s, client, &lastError) { break }
+                        failOver(from: index)
                     }
-                    guard var d = Decision(json: answer.object), d.deviceId == s else {
-                        observe(.error("bad_response"))
-                        await state.fail(s, .badResponse)
-                        continue
-                    }
-                    if d.signature == nil { d.signature = answer.header("x-tether-signature") }
-                    if let verifier, !(verifier.verify(d) && d.nonce == nonce) {
-                        observe(.error("bad_signature"))
-                        await state.fail(s, .badSignature)
-                        continue
-                    }
-                    observe(.decision(surface: s, code: d.code))
-                    await state.apply(d)
                 }
             }
             try? await Task.sleep(for: settings.pollInterval)
+        }
+    }
+
+    /// One validate of `s`. False when this authority gave no usable answer and another may.
+    func poll(_ s: String, _ client: AuthorityClient, _ lastError: inout String?) async -> Bool {
+        let nonce = UUID().uuidString
+        let answer: JSONAnswer
+        do {
+            answer = try await client.validate(s, nonce: nonce)
+            lastError = nil
+        } catch {
+            let text = "\(error)"
+            observe(.error(Self.kind(of: error)))
+            if text != lastError { logger.warning("validate failed", metadata: ["surface": "\(s)", "authority": "\(client.endpoint.url)", "error": "\(text)"]) }
+            lastError = text
+            switch error {
+            case ClientError.badResponse:
+                // An answer that is not one: deny now.
+                await state.fail(s, .badResponse)
+                return true
+            case ClientError.refused(let status, _, _, _) where status < 500:
+                // Our key or request refused: the authority will not vouch for us.
+                await state.fail(s, .badResponse)
+                return true
+            default:
+                // Unreachable, timed out, 5xx: the lease runs out unless a poll succeeds.
+                return false
+            }
+        }
+        guard var d = Decision(json: answer.object), d.deviceId == s else {
+            observe(.error("bad_response"))
+            await state.fail(s, .badResponse)
+            return true
+        }
+        if d.signature == nil { d.signature = answer.header("x-tether-signature") }
+        if let verifier, !(verifier.verify(d) && d.nonce == nonce && d.kind == .answer) {
+            observe(.error("bad_signature"))
+            await state.fail(s, .badSignature)
+            return true
+        }
+        switch await state.accept(d) {
+        case .stale:
+            observe(.error("stale"))
+            return false
+        case .foreign:
+            observe(.error("bad_response"))
+            await state.fail(s, .badResponse)
+            return true
+        case .applied, .caughtUp, .duplicate:
+            observe(.decision(surface: s, code: d.code))
+            return true
         }
     }
 
@@ -244,13 +304,41 @@ actor WatchState {
 
     private(set) var surfaces: [String]
     let failClosedAfter: TimeInterval
+    private var revisions = Revisions()
+    /// The newest SSE `id:` seen: where a new stream, to any replica, resumes.
+    private(set) var lastEventID: UInt64?
 
     init(surfaces: [String], failClosedAfter: TimeInterval, initial: [Decision], continuation: AsyncStream<Verdict>.Continuation) {
         self.surfaces = surfaces
         self.failClosedAfter = failClosedAfter
-        leases = Dictionary(uniqueKeysWithValues: surfaces.map { ($0, Lease(surface: $0, failClosedAfter: failClosedAfter)) })
-        for d in initial { leases[d.deviceId]?.apply(d, at: Date()) }
+        var leases = Dictionary(uniqueKeysWithValues: surfaces.map { ($0, Lease(surface: $0, failClosedAfter: failClosedAfter)) })
+        var revisions = Revisions()
+        for d in initial where [.applied, .caughtUp].contains(revisions.accept(d)) { leases[d.deviceId]?.apply(d, at: Date()) }
+        self.leases = leases
+        self.revisions = revisions
         self.continuation = continuation
+    }
+
+    func sawEventID(_ id: UInt64) { lastEventID = max(lastEventID ?? 0, id) }
+
+    /// Applies a verified decision if its revisions allow (`Revisions.accept`). A halt applies
+    /// to every surface; a surface's own change waits under a halt (the renewals that follow a
+    /// resume bring each surface's state).
+    func accept(_ d: Decision) -> Revisions.Acceptance {
+        let a = revisions.accept(d)
+        guard a == .applied || a == .caughtUp else { return a }
+        let now = Date()
+        if d.deviceId == OrgSubject.name {
+            guard d.code == .orgHalted else { return a }
+            for s in Array(leases.keys) {
+                leases[s]?.apply(d, at: now)
+                emit(s)
+            }
+        } else if !(d.kind == .change && revisions.orgHalted) {
+            leases[d.deviceId]?.apply(d, at: now)
+            emit(d.deviceId)
+        }
+        return a
     }
 
     private var connection: Task<Bool, any Error>?
@@ -264,6 +352,7 @@ actor WatchState {
         for s in Array(leases.keys) where !new.contains(s) {
             leases[s] = nil
             emitted[s] = nil
+            revisions.forget(s)
         }
         connection?.cancel()
         connection = nil
@@ -287,11 +376,6 @@ actor WatchState {
         connection = nil
         streaming = false
         return true
-    }
-
-    func apply(_ d: Decision) {
-        leases[d.deviceId]?.apply(d, at: Date())
-        emit(d.deviceId)
     }
 
     func fail(_ surface: String, _ code: DecisionCode) {

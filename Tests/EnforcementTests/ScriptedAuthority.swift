@@ -58,7 +58,7 @@ final class ScriptedAuthority: Sendable {
             func decision(allowed: Bool, code: DecisionCode, issued: Date) -> Decision {
                 Decision(deviceId: surface, allowed: allowed, code: code, requestID: UUID().uuidString,
                          issuedAt: Timestamp.string(issued), expiresAt: Timestamp.string(issued.addingTimeInterval(Double(self.lease.components.seconds) + Double(self.lease.components.attoseconds) / 1e18)),
-                         nonce: nonce, seq: nil, signature: nil)
+                         nonce: nonce, kind: .answer, signature: nil)
             }
             switch mode {
             case .allow: return Self.json(Self.object(self.signer.sign(decision(allowed: true, code: .allow, issued: now))))
@@ -86,6 +86,8 @@ final class ScriptedAuthority: Sendable {
             "issuedAt": d.issuedAt, "expiresAt": d.expiresAt,
         ]
         if let n = d.nonce { o["nonce"] = n }
+        if let k = d.kind { o["kind"] = k.rawValue }
+        if let k = d.keyId { o["keyId"] = k }
         if let s = d.signature { o["signature"] = s }
         return o
     }

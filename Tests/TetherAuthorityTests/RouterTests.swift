@@ -335,8 +335,8 @@ struct RouterTests {
             c.reportRetention = .seconds(3600)
         }
         let old = "2000-01-01T00:00:00.000Z", now = Timestamp.string(Date())
-        _ = try await t.authority.store.register("ancient", change: Change(actor: "test", reason: nil, requestID: "r1", at: old))
-        _ = try await t.authority.store.register("recent", change: Change(actor: "test", reason: nil, requestID: "r2", at: now))
+        _ = try await t.authority.store.register("ancient", change: Change(actor: "test", reason: nil, requestID: "r1", at: old), seal: { _, _ in "{}" })
+        _ = try await t.authority.store.register("recent", change: Change(actor: "test", reason: nil, requestID: "r2", at: now), seal: { _, _ in "{}" })
         try await t.authority.store.addReport(Report(deviceId: "ancient", instance: "h", state: "stopped", pids: [], at: old, requestID: nil, receivedAt: old))
         try await t.authority.store.addReport(Report(deviceId: "recent", instance: "h", state: "stopped", pids: [], at: now, requestID: nil, receivedAt: now))
         let gone = try await t.authority.prune()
@@ -345,5 +345,7 @@ struct RouterTests {
         #expect(!audit.contains { $0.deviceId == "ancient" } && audit.contains { $0.deviceId == "recent" })
         #expect(try await t.authority.store.reports(deviceId: "recent", limit: 10).count == 1)
         #expect(try await t.authority.store.reports(deviceId: "ancient", limit: 10).isEmpty)
+        let events = try await t.authority.store.changes(after: 0, limit: 10).events
+        #expect(events.map(\.revision) == [2], "the old change's event went; the newest stays")
     }
 }

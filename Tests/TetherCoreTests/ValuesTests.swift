@@ -94,11 +94,12 @@ struct ValuesTests {
     }
 
     @Test func canonicalFormIsExact() {
-        let d = Decision(deviceId: "a1", allowed: true, code: .allow, requestID: "R", issuedAt: "I", expiresAt: "E", nonce: nil, seq: 7)
-        #expect(String(decoding: d.canonicalBytes, as: UTF8.self) == "tether-decision-v2\ndeviceId=a1\nallowed=true\ncode=ALLOW\nrequest_id=R\nissuedAt=I\nexpiresAt=E\nnonce=\nseq=7\nchangedBy=\nchangedAt=\nchangeReason=")
+        let d = Decision(deviceId: "a1", allowed: true, code: .allow, requestID: "R", issuedAt: "I", expiresAt: "E", nonce: nil,
+                         kind: .lease, revision: 7, orgRevision: 2, origin: "O", keyId: "K")
+        #expect(String(decoding: d.canonicalBytes, as: UTF8.self) == "tether-decision-v3\norigin=O\nkeyId=K\nkind=lease\nrevision=7\norgRevision=2\ndeviceId=a1\nallowed=true\ncode=ALLOW\nrequest_id=R\nissuedAt=I\nexpiresAt=E\nnonce=\nchangedBy=\nchangedAt=\nchangeReason=")
         let r = Decision(deviceId: "a1", allowed: false, code: .deviceRevoked, requestID: "R", issuedAt: "I", expiresAt: "E",
                          changedBy: "alice", changedAt: "T", changeReason: "INC-481: refunds")
-        #expect(String(decoding: r.canonicalBytes, as: UTF8.self).hasSuffix("\nseq=\nchangedBy=alice\nchangedAt=T\nchangeReason=INC-481: refunds"))
+        #expect(String(decoding: r.canonicalBytes, as: UTF8.self).hasSuffix("\nnonce=\nchangedBy=alice\nchangedAt=T\nchangeReason=INC-481: refunds"))
         #expect(r.isCanonical)
     }
 
@@ -118,16 +119,18 @@ struct ValuesTests {
         #expect(Decision.attribution(by: nil, reason: "x") == "")
     }
 
-    @Test("a decision's JSON is read with JSON's own types: 1 is not true, 1.5 and -1 are not sequence numbers")
+    @Test("a decision's JSON is read with JSON's own types: 1 is not true, 1.5 and -1 are not revisions")
     func decisionsAreReadStrictly() throws {
         func read(_ text: String) throws -> Decision? {
             Decision(json: try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]))
         }
         let base = #""deviceId":"a","code":"ALLOW","request_id":"r","issuedAt":"t","expiresAt":"u""#
-        #expect(try read("{\(base),\"allowed\":true,\"seq\":3}")?.seq == 3)
+        #expect(try read("{\(base),\"allowed\":true,\"revision\":3}")?.revision == 3)
         #expect(try read("{\(base),\"allowed\":1}") == nil, "1 is not a boolean (it was read as true)")
-        #expect(try read("{\(base),\"allowed\":true,\"seq\":1.5}") == nil)
-        #expect(try read("{\(base),\"allowed\":true,\"seq\":-1}") == nil)
+        #expect(try read("{\(base),\"allowed\":true,\"revision\":1.5}") == nil)
+        #expect(try read("{\(base),\"allowed\":true,\"orgRevision\":-1}") == nil)
+        #expect(try read("{\(base),\"allowed\":true,\"kind\":\"renewal\"}") == nil, "an unknown kind")
+        #expect(try read("{\(base),\"allowed\":true,\"kind\":\"lease\"}")?.kind == .lease)
         #expect(try read("{\(base),\"allowed\":true,\"nonce\":7}") == nil, "a nonce that is not a string")
         #expect(try read("{\(base),\"allowed\":true,\"nonce\":null}")?.nonce == nil)
     }

@@ -26,8 +26,12 @@ public final class ServerProcess: @unchecked Sendable {
         try p.run()
         process = p
         let probe = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: "x"))
-        for _ in 0..<300 {
+        // Up to 15 s: a first start on a machine busy with the other suites can be slow.
+        for _ in 0..<750 {
             if (try? await probe.get("/healthz")) != nil { return }
+            guard p.isRunning else {
+                throw ClientError.unreachable("the authority exited (status \(p.terminationStatus)) before serving on port \(port)")
+            }
             try await Task.sleep(for: .milliseconds(20))
         }
         throw ClientError.unreachable("the authority did not start on port \(port)")

@@ -31,7 +31,8 @@ struct AgentRoutes {
         let body = try await bodies.read(ValidateRequest.self, from: req)
         _ = try ctx.requireScope([body.deviceId])
         await authority.state.countValidation()
-        let d = await authority.decision(for: body.deviceId, requestID: ctx.requestID, nonce: body.nonce, seq: nil)
+        try authority.requireReady()
+        let d = await authority.current(body.deviceId, kind: .answer, requestID: ctx.requestID, nonce: body.nonce)
         var headers = HTTPFields()
         if let sig = d.signature { headers[.tetherSignature] = sig }
         return JSONBody.response(DecisionAnswer(decision: d), headers: headers)
@@ -52,8 +53,16 @@ struct AgentRoutes {
         let instance = query.get("instance").map { String($0) } ?? key.instance ?? "anonymous-\(ctx.requestID.prefix(8))"
         guard SurfaceName.isValid(instance) else { throw APIError.badRequest("invalid instance: \(SurfaceName.rule)") }
         _ = try ctx.requireScope(ids, instance: instance)
-        let nonce = query.get("nonce").map { String($0) }
-        if let nonce, !Decision.isValidNonce(nonce) { throw APIError.badRequest("invalid nonce") }
+        // Events are signed once for every stream: a nonce (older clients send one) is not echoed.
+        if let nonce = query.get("nonce"), !Decision.isValidNonce(String(nonce)) { throw APIError.badRequest("invalid nonce") }
+        var after: UInt64?
+        if let last = req.headers[.lastEventID] {
+            guard let n = UInt64(last), String(n) == last else {
+                throw APIError.badRequest("Last-Event-ID must be a revision (a decimal number); got \"\(last.prefix(40))\"")
+            }
+            after = n
+        }
+        try authority.requireReady()
         let surfaces = Array(Set(ids)).sorted()
         // A stream names surfaces that exist, and a few the key may yet register (a supervisor
         // waits for an operator to create them): not thousands of made-up names.
@@ -61,7 +70,7 @@ struct AgentRoutes {
         if unknown.count > limits.maxUnknownPerStream {
             throw APIError(.notFound, "DEVICE_NOT_FOUND", "\(unknown.count) of the surfaces named do not exist (at most \(limits.maxUnknownPerStream) may): \(unknown.prefix(5).joined(separator: ", "))\(unknown.count > 5 ? ", …" : ""); register them first")
         }
-        return try await WatchStream.response(authority: authority, surfaces: surfaces, instance: instance, nonce: nonce, context: ctx)
+        return try await WatchStream.response(authority: authority, surfaces: surfaces, instance: instance, after: after, context: ctx)
     }
 
     @Sendable func report(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {

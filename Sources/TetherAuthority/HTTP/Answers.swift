@@ -26,8 +26,10 @@ struct PublicKeyAnswer: Encodable {
     var status = "ok"
     var publicKey: String
     var algorithm = "ed25519"
+    var keyId: String
+    var origin: String
     var requestID: String
-    enum CodingKeys: String, CodingKey { case status, publicKey, algorithm, requestID = "request_id" }
+    enum CodingKeys: String, CodingKey { case status, publicKey, algorithm, keyId, origin, requestID = "request_id" }
 }
 
 /// `POST devices/register`: `status` is MachineID's: `ok` (created), `exists` or `revoked`.

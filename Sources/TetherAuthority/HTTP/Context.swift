@@ -85,4 +85,5 @@ extension HTTPField.Name {
     static let orgKey = HTTPField.Name("x-org-key")!
     static let tetherSignature = HTTPField.Name("x-tether-signature")!
     static let requestID = HTTPField.Name("x-request-id")!
+    static let lastEventID = HTTPField.Name("last-event-id")!
 }

@@ -13,11 +13,14 @@ public func buildRouter(authority: Authority, bodyTimeout: Duration = Connection
     let router = Router(context: AuthorityContext.self)
     let methods = RouteMethods()
     router.add(middleware: JSONErrorMiddleware(methods: methods))
+    // Ready: in step with the database (a replica that is not answers 503, so that a load
+    // balancer drains it).
     router.get("/healthz") { _, ctx in
-        JSONBody.response(OKAnswer(requestID: ctx.requestID))
+        try authority.requireReady()
+        return JSONBody.response(OKAnswer(requestID: ctx.requestID))
     }
     router.get("/api/v1/public-key") { _, ctx in
-        JSONBody.response(PublicKeyAnswer(publicKey: authority.signer.publicBase64, requestID: ctx.requestID))
+        JSONBody.response(PublicKeyAnswer(publicKey: authority.signer.publicBase64, keyId: authority.signer.keyId, origin: authority.origin, requestID: ctx.requestID))
     }
 
     let api = router.group("api/v1")

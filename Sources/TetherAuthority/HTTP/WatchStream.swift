@@ -6,66 +6,58 @@ import TetherCore
 
 /// `GET /api/v1/devices/watch`: Server-Sent Events.
 ///
-/// The stream opens with the current decision of every surface named, then sends one
-/// `decision` event per change (as soon as the change is durable), and re-issues every
-/// decision with a fresh lease each third of the lease length, so a quiet stream still renews.
-/// Each event carries its sequence number in the stream (`id:` and `seq`) and the client's
-/// `nonce`, both signed. On server shutdown it sends `event: shutdown` and ends.
+/// The stream opens with `event: hello` whose `id:` is the newest revision applied here, then,
+/// for a client that resumes (`Last-Event-ID`), every change it missed of the surfaces it
+/// watches; then one `lease` decision per surface (the current state, with a fresh lease). After
+/// that: each change's event as soon as it is committed — signed once, the same bytes on every
+/// stream of every replica, with its revision as the SSE `id:` — and every third of the lease
+/// a renewal of each surface (no `id:`: a renewal is not a change). On server shutdown it sends
+/// `event: shutdown` and ends.
 enum WatchStream {
-    static func response(authority: Authority, surfaces: [String], instance: String, nonce: String?, context: AuthorityContext) async throws -> Response {
-        let sub: (id: Int, stream: AsyncStream<StreamItem>, continuation: AsyncStream<StreamItem>.Continuation)
+    static func response(authority: Authority, surfaces: [String], instance: String, after: UInt64?, context: AuthorityContext) async throws -> Response {
+        let sub: Subscription
         do {
             sub = try await authority.hub.subscribe(
-                instance: instance, keyName: context.key?.name ?? "", surfaces: Set(surfaces),
+                instance: instance, keyName: context.key?.name ?? "", surfaces: Set(surfaces), after: after,
                 maxStreams: authority.configuration.maxStreams, maxPerKey: authority.configuration.maxStreamsPerKey)
         } catch .closed {
             throw APIError(.serviceUnavailable, "SHUTTING_DOWN", "the authority is shutting down; reconnect to another")
         } catch .tooMany(let why) {
             throw APIError(.tooManyRequests, "TOO_MANY_STREAMS", "\(why); close streams, or raise it (tether authority serve --max-streams-per-key, --max-streams)")
         }
+        // Changes older than the hub holds: from the database.
+        var missedChanges = sub.replay ?? []
+        if sub.replay == nil, let after {
+            do {
+                missedChanges = try await missed(authority: authority, after: after, through: sub.head, surfaces: Set(surfaces))
+            } catch {
+                await authority.hub.unsubscribe(sub.id)
+                throw APIError(.serviceUnavailable, "NOT_READY", "cannot read the changes since revision \(after): \(error)")
+            }
+        }
+        let replay = missedChanges
         let logger = context.logger
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
         headers[.requestID] = context.requestID
-        let lease = authority.configuration.leaseLength
+        let hello = "retry: 1000\n\nevent: hello\nid: \(max(sub.head, after ?? 0))\ndata: {\"revision\":\(sub.head),\"origin\":\"\(authority.origin)\"}\n\n"
         return Response(status: .ok, headers: headers, body: .init { writer in
-            let ticker = Task {
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: lease / 3)
-                    if Task.isCancelled { break }
-                    sub.continuation.yield(.renew)
-                }
-            }
-            defer { ticker.cancel() }
-            var seq: UInt64 = 0
-            // The request that caused each surface's current state, for acks: initially this one.
-            var cause = Dictionary(uniqueKeysWithValues: surfaces.map { ($0, context.requestID) })
-
-            func send(_ ids: [String]) async throws {
+            func renew() async throws {
                 var text = ""
-                for id in ids {
-                    seq += 1
-                    let d = await authority.decision(for: id, requestID: cause[id] ?? context.requestID, nonce: nonce, seq: seq)
-                    text += "event: decision\nid: \(seq)\ndata: \(eventJSON(d))\n\n"
-                }
+                for id in surfaces { text += "event: decision\ndata: \(await authority.renewal(for: id))\n\n" }
                 try await writer.write(ByteBuffer(string: text))
             }
-
             do {
-                try await writer.write(ByteBuffer(string: "retry: 1000\n\n"))
-                try await send(surfaces)
+                try await writer.write(ByteBuffer(string: hello + replay.map(frame).joined()))
+                try await renew()
                 try await withGracefulShutdownHandler {
                     for await item in sub.stream {
                         switch item {
-                        case .changed(let ids, let rid):
-                            for id in ids { cause[id] = rid }
-                            try await send(ids)
-                        case .orgChanged(let rid):
-                            for id in surfaces { cause[id] = rid }
-                            try await send(surfaces)
+                        case .frame(let text):
+                            try await writer.write(ByteBuffer(string: text))
                         case .renew:
-                            try await send(surfaces)
+                            try await renew()
                         case .shutdown:
                             try await writer.write(ByteBuffer(string: "event: shutdown\ndata: {}\n\n"))
                             return
@@ -81,6 +73,24 @@ enum WatchStream {
             await authority.hub.unsubscribe(sub.id)
             try? await writer.finish(nil)
         })
+    }
+
+    /// The changes after `after` through `through` that concern `surfaces` (or the org).
+    static func missed(authority: Authority, after: UInt64, through: UInt64, surfaces: Set<String>) async throws -> [ChangeEvent] {
+        var out: [ChangeEvent] = []
+        var from = after
+        while from < through {
+            let batch = try await authority.store.changes(after: from, limit: Replicator.batch)
+            guard let last = batch.events.last else { break }
+            out += batch.events.filter { $0.revision <= through && ($0.subject == OrgSubject.name || surfaces.contains($0.subject)) }
+            from = last.revision
+        }
+        return out
+    }
+
+    /// A change as an SSE frame: its revision is the `id:`.
+    static func frame(_ e: ChangeEvent) -> String {
+        "event: decision\nid: \(e.revision)\ndata: \(e.text)\n\n"
     }
 
     static func eventJSON(_ d: Decision) -> String {

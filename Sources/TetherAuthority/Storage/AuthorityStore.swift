@@ -84,6 +84,10 @@ public struct SurfaceRecord: Sendable, Equatable {
     /// Reason and key name of the last revoke or restore.
     public var reason: String?
     public var changedBy: String?
+    /// The global revision of the surface's last change (0: before revisions), and the
+    /// request that made it: what acknowledgements name.
+    public var revision: UInt64 = 0
+    public var requestID: String?
 }
 
 public struct OrgState: Sendable, Equatable {
@@ -91,8 +95,51 @@ public struct OrgState: Sendable, Equatable {
     public var reason: String?
     public var changedBy: String?
     public var changedAt: String?
+    /// The revision of the last halt or resume (0: never), and its request.
+    public var revision: UInt64 = 0
+    public var requestID: String?
 
     public static let running = OrgState(halted: false)
+}
+
+/// A committed change as every replica sends it: its global revision and its decision,
+/// signed once when it was written.
+public struct ChangeEvent: Sendable, Equatable {
+    public var revision: UInt64
+    /// The surface, or `OrgSubject.name` for a halt or resume.
+    public var subject: String
+    public var requestID: String
+    /// The signed decision as JSON: the same bytes for every stream of every replica.
+    public var text: String
+
+    public init(revision: UInt64, subject: String, requestID: String, text: String) {
+        self.revision = revision
+        self.subject = subject
+        self.requestID = requestID
+        self.text = text
+    }
+}
+
+/// What a change left behind, for the decision its event states.
+public enum ChangeOutcome: Sendable {
+    case surface(SurfaceRecord)
+    case removed(deviceId: String, revision: UInt64)
+    case org(OrgState)
+}
+
+/// Signs a change's event inside the change's transaction, once its revision is known.
+public typealias EventSealer = @Sendable (ChangeOutcome, Change) throws -> String
+
+/// The changes after a revision, and — read in the same snapshot — the state of everything
+/// they touched: what a replica needs to catch up.
+public struct ChangeBatch: Sendable {
+    public var events: [ChangeEvent]
+    /// Touched surfaces that exist, and those that were removed (with the removal's revision).
+    public var surfaces: [String: SurfaceRecord]
+    public var removed: [String: UInt64]
+    public var org: OrgState
+    /// The newest revision committed when the batch was read.
+    public var head: UInt64
 }
 
 public struct AuditEntry: Sendable, Equatable {
@@ -155,15 +202,29 @@ public struct Change: Sendable {
 
 /// Durable state of an authority. Every mutating call returns only once the change and its
 /// audit entry are on disk: an acknowledged revocation survives a crash.
+///
+/// Every change of a surface or of the org takes the next global revision — in commit order,
+/// without gaps, across every replica on the same database — and stores its signed event
+/// (`seal`) in the same transaction.
 public protocol AuthorityStore: Sendable {
+    /// The deployment's name, made once with the schema: every decision names it.
+    func origin() async throws -> String
     func surfaces() async throws -> [SurfaceRecord]
-    func register(_ deviceId: String, change: Change) async throws -> (RegisterOutcome, SurfaceRecord)
+    /// Removed surfaces and the revisions of their removal.
+    func removedSurfaces() async throws -> [String: UInt64]
+    /// The event is nil when the surface existed already (no change).
+    func register(_ deviceId: String, change: Change, seal: EventSealer) async throws -> (RegisterOutcome, SurfaceRecord, ChangeEvent?)
     /// nil when the surface does not exist.
-    func setRevoked(_ deviceId: String, revoked: Bool, change: Change) async throws -> SurfaceRecord?
-    func remove(_ deviceId: String, change: Change) async throws -> Bool
+    func setRevoked(_ deviceId: String, revoked: Bool, change: Change, seal: EventSealer) async throws -> (SurfaceRecord, ChangeEvent)?
+    func remove(_ deviceId: String, change: Change, seal: EventSealer) async throws -> ChangeEvent?
 
     func org() async throws -> OrgState
-    func setHalted(_ halted: Bool, change: Change) async throws -> OrgState
+    func setHalted(_ halted: Bool, change: Change, seal: EventSealer) async throws -> (OrgState, ChangeEvent)
+
+    /// The newest committed revision.
+    func head() async throws -> UInt64
+    /// Up to `limit` changes after `revision`, oldest first, with the state they touched.
+    func changes(after revision: UInt64, limit: Int) async throws -> ChangeBatch
 
     func keys() async throws -> [KeyRecord]
     func addKey(_ key: KeyRecord, change: Change) async throws
@@ -178,7 +239,7 @@ public protocol AuthorityStore: Sendable {
     func reports(deviceId: String, limit: Int) async throws -> [Report]
     func usage() async throws -> Usage
     /// Deletes audit entries and reports older than the given times (the authority's
-    /// timestamp form); returns how many of each went.
+    /// timestamp form), and change events as old as reports; returns how many of each went.
     func prune(auditBefore: String, reportsBefore: String) async throws -> (audit: Int, reports: Int)
 }
 

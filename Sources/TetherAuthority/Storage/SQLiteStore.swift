@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import TetherCore
 
 /// The embedded default store: one SQLite file in WAL mode with `synchronous=FULL`, so a
 /// committed transaction — a revoke and its audit entry — is on disk before the answer goes out.
@@ -89,10 +90,25 @@ public final class SQLiteStore: AuthorityStore {
             try db.execute(sql: "ALTER TABLE api_keys ADD COLUMN surfaces TEXT")
             try db.execute(sql: "ALTER TABLE api_keys ADD COLUMN instance TEXT")
         }
+        // Global revisions: each change of a surface or of the org takes the next one and
+        // stores its signed event; `origin` names the deployment in every decision.
+        m.registerMigration("v4-revisions") { db in
+            try db.execute(sql: StoreSchema.revisionsSQLite)
+            try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('origin', ?)", arguments: [StoreSchema.newOrigin()])
+        }
         return m
     }
 
     // MARK: - surfaces
+
+    public func origin() async throws -> String {
+        try await pool.read { db in
+            guard let o = try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'origin'") else {
+                throw StoreError("the database has no origin (meta table): not a tether authority database")
+            }
+            return o
+        }
+    }
 
     public func surfaces() async throws -> [SurfaceRecord] {
         try await pool.read { db in
@@ -100,67 +116,127 @@ public final class SQLiteStore: AuthorityStore {
         }
     }
 
-    public func register(_ deviceId: String, change: Change) async throws -> (RegisterOutcome, SurfaceRecord) {
+    public func removedSurfaces() async throws -> [String: UInt64] {
+        try await pool.read { db in
+            var out: [String: UInt64] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT device_id, revision FROM tombstones") {
+                out[row["device_id"]] = UInt64(row["revision"] as Int64)
+            }
+            return out
+        }
+    }
+
+    public func register(_ deviceId: String, change: Change, seal: EventSealer) async throws -> (RegisterOutcome, SurfaceRecord, ChangeEvent?) {
         try await pool.write { db in
             if let row = try Row.fetchOne(db, sql: "SELECT * FROM surfaces WHERE device_id = ?", arguments: [deviceId]) {
                 let s = Self.surface(row)
-                return (s.revoked ? .revoked : .exists, s)
+                return (s.revoked ? .revoked : .exists, s, nil)
             }
+            let revision = try Self.nextRevision(db)
             if let grave = try Row.fetchOne(db, sql: "SELECT * FROM tombstones WHERE device_id = ?", arguments: [deviceId]) {
                 // Back with the state it was removed in: a revoked surface stays revoked.
                 let revoked = (grave["revoked"] as Int) != 0
-                try db.execute(sql: "INSERT INTO surfaces (device_id, revoked, created_at, updated_at, reason, changed_by) VALUES (?, ?, ?, ?, ?, ?)",
-                               arguments: [deviceId, revoked ? 1 : 0, change.at, change.at, grave["reason"] as String?, grave["changed_by"] as String?])
+                try db.execute(sql: "INSERT INTO surfaces (device_id, revoked, created_at, updated_at, reason, changed_by, revision, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                               arguments: [deviceId, revoked ? 1 : 0, change.at, change.at, grave["reason"] as String?, grave["changed_by"] as String?, Int64(revision), change.requestID])
                 try db.execute(sql: "DELETE FROM tombstones WHERE device_id = ?", arguments: [deviceId])
                 try Self.audit(db, change, action: revoked ? "register (was removed while revoked: stays revoked)" : "register (was removed)", deviceId: deviceId)
                 let record = SurfaceRecord(deviceId: deviceId, revoked: revoked, createdAt: change.at, updatedAt: change.at,
-                                           reason: grave["reason"], changedBy: grave["changed_by"])
-                return (revoked ? .revoked : .created, record)
+                                           reason: grave["reason"], changedBy: grave["changed_by"], revision: revision, requestID: change.requestID)
+                let event = try Self.addEvent(db, revision, deviceId, change, seal(.surface(record), change))
+                return (revoked ? .revoked : .created, record, event)
             }
-            try db.execute(sql: "INSERT INTO surfaces (device_id, revoked, created_at, updated_at) VALUES (?, 0, ?, ?)",
-                           arguments: [deviceId, change.at, change.at])
+            try db.execute(sql: "INSERT INTO surfaces (device_id, revoked, created_at, updated_at, revision, request_id) VALUES (?, 0, ?, ?, ?, ?)",
+                           arguments: [deviceId, change.at, change.at, Int64(revision), change.requestID])
             try Self.audit(db, change, action: "register", deviceId: deviceId)
-            return (.created, SurfaceRecord(deviceId: deviceId, revoked: false, createdAt: change.at, updatedAt: change.at))
+            let record = SurfaceRecord(deviceId: deviceId, revoked: false, createdAt: change.at, updatedAt: change.at, revision: revision, requestID: change.requestID)
+            let event = try Self.addEvent(db, revision, deviceId, change, seal(.surface(record), change))
+            return (.created, record, event)
         }
     }
 
-    public func setRevoked(_ deviceId: String, revoked: Bool, change: Change) async throws -> SurfaceRecord? {
+    public func setRevoked(_ deviceId: String, revoked: Bool, change: Change, seal: EventSealer) async throws -> (SurfaceRecord, ChangeEvent)? {
         try await pool.write { db in
             guard try Row.fetchOne(db, sql: "SELECT 1 FROM surfaces WHERE device_id = ?", arguments: [deviceId]) != nil else { return nil }
-            try db.execute(sql: "UPDATE surfaces SET revoked = ?, updated_at = ?, reason = ?, changed_by = ? WHERE device_id = ?",
-                           arguments: [revoked ? 1 : 0, change.at, change.reason, change.actor, deviceId])
+            let revision = try Self.nextRevision(db)
+            try db.execute(sql: "UPDATE surfaces SET revoked = ?, updated_at = ?, reason = ?, changed_by = ?, revision = ?, request_id = ? WHERE device_id = ?",
+                           arguments: [revoked ? 1 : 0, change.at, change.reason, change.actor, Int64(revision), change.requestID, deviceId])
             try Self.audit(db, change, action: revoked ? "revoke" : "unrevoke", deviceId: deviceId)
-            return try Row.fetchOne(db, sql: "SELECT * FROM surfaces WHERE device_id = ?", arguments: [deviceId]).map(Self.surface)
+            guard let record = try Row.fetchOne(db, sql: "SELECT * FROM surfaces WHERE device_id = ?", arguments: [deviceId]).map(Self.surface) else { return nil }
+            return (record, try Self.addEvent(db, revision, deviceId, change, seal(.surface(record), change)))
         }
     }
 
-    public func remove(_ deviceId: String, change: Change) async throws -> Bool {
+    public func remove(_ deviceId: String, change: Change, seal: EventSealer) async throws -> ChangeEvent? {
         try await pool.write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM surfaces WHERE device_id = ?", arguments: [deviceId]) else { return false }
-            try db.execute(sql: "INSERT OR REPLACE INTO tombstones (device_id, revoked, reason, changed_by, removed_at) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [deviceId, row["revoked"] as Int, row["reason"] as String?, row["changed_by"] as String?, change.at])
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM surfaces WHERE device_id = ?", arguments: [deviceId]) else { return nil }
+            let revision = try Self.nextRevision(db)
+            try db.execute(sql: "INSERT OR REPLACE INTO tombstones (device_id, revoked, reason, changed_by, removed_at, revision) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [deviceId, row["revoked"] as Int, row["reason"] as String?, row["changed_by"] as String?, change.at, Int64(revision)])
             try db.execute(sql: "DELETE FROM surfaces WHERE device_id = ?", arguments: [deviceId])
             try Self.audit(db, change, action: "remove", deviceId: deviceId)
-            return true
+            return try Self.addEvent(db, revision, deviceId, change, seal(.removed(deviceId: deviceId, revision: revision), change))
         }
     }
 
     // MARK: - org
 
     public func org() async throws -> OrgState {
-        try await pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM org WHERE id = 1") else { return .running }
-            return OrgState(halted: (row["halted"] as Int) != 0, reason: row["reason"], changedBy: row["changed_by"], changedAt: row["changed_at"])
+        try await pool.read { db in try Self.org(db) }
+    }
+
+    public func setHalted(_ halted: Bool, change: Change, seal: EventSealer) async throws -> (OrgState, ChangeEvent) {
+        try await pool.write { db in
+            let revision = try Self.nextRevision(db)
+            try db.execute(sql: "UPDATE org SET halted = ?, reason = ?, changed_by = ?, changed_at = ?, revision = ?, request_id = ? WHERE id = 1",
+                           arguments: [halted ? 1 : 0, change.reason, change.actor, change.at, Int64(revision), change.requestID])
+            try Self.audit(db, change, action: halted ? "halt" : "resume", deviceId: nil)
+            let org = OrgState(halted: halted, reason: change.reason, changedBy: change.actor, changedAt: change.at, revision: revision, requestID: change.requestID)
+            return (org, try Self.addEvent(db, revision, OrgSubject.name, change, seal(.org(org), change)))
         }
     }
 
-    public func setHalted(_ halted: Bool, change: Change) async throws -> OrgState {
-        try await pool.write { db in
-            try db.execute(sql: "UPDATE org SET halted = ?, reason = ?, changed_by = ?, changed_at = ? WHERE id = 1",
-                           arguments: [halted ? 1 : 0, change.reason, change.actor, change.at])
-            try Self.audit(db, change, action: halted ? "halt" : "resume", deviceId: nil)
-            return OrgState(halted: halted, reason: change.reason, changedBy: change.actor, changedAt: change.at)
+    // MARK: - revisions
+
+    public func head() async throws -> UInt64 {
+        try await pool.read { db in UInt64(try Int64.fetchOne(db, sql: "SELECT revision FROM revision_head WHERE id = 1") ?? 0) }
+    }
+
+    public func changes(after revision: UInt64, limit: Int) async throws -> ChangeBatch {
+        // One read transaction: the events and the state they left, from the same snapshot.
+        try await pool.read { db in
+            let head = UInt64(try Int64.fetchOne(db, sql: "SELECT revision FROM revision_head WHERE id = 1") ?? 0)
+            let events = try Row.fetchAll(db, sql: "SELECT * FROM events WHERE revision > ? ORDER BY revision LIMIT ?", arguments: [Int64(revision), limit]).map {
+                ChangeEvent(revision: UInt64($0["revision"] as Int64), subject: $0["subject"], requestID: $0["request_id"], text: $0["event"])
+            }
+            var surfaces: [String: SurfaceRecord] = [:], removed: [String: UInt64] = [:]
+            for subject in Set(events.map(\.subject)) where subject != OrgSubject.name {
+                if let row = try Row.fetchOne(db, sql: "SELECT * FROM surfaces WHERE device_id = ?", arguments: [subject]) {
+                    surfaces[subject] = Self.surface(row)
+                } else {
+                    removed[subject] = UInt64(try Int64.fetchOne(db, sql: "SELECT revision FROM tombstones WHERE device_id = ?", arguments: [subject]) ?? 0)
+                }
+            }
+            return ChangeBatch(events: events, surfaces: surfaces, removed: removed, org: try Self.org(db), head: head)
         }
+    }
+
+    /// The next global revision. SQLite has one writer at a time: the transaction that takes
+    /// it commits before another can take the next.
+    static func nextRevision(_ db: Database) throws -> UInt64 {
+        try db.execute(sql: "UPDATE revision_head SET revision = revision + 1 WHERE id = 1")
+        return UInt64(try Int64.fetchOne(db, sql: "SELECT revision FROM revision_head WHERE id = 1") ?? 0)
+    }
+
+    static func addEvent(_ db: Database, _ revision: UInt64, _ subject: String, _ change: Change, _ text: String) throws -> ChangeEvent {
+        try db.execute(sql: "INSERT INTO events (revision, subject, request_id, at, event) VALUES (?, ?, ?, ?, ?)",
+                       arguments: [Int64(revision), subject, change.requestID, change.at, text])
+        return ChangeEvent(revision: revision, subject: subject, requestID: change.requestID, text: text)
+    }
+
+    static func org(_ db: Database) throws -> OrgState {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM org WHERE id = 1") else { return .running }
+        return OrgState(halted: (row["halted"] as Int) != 0, reason: row["reason"], changedBy: row["changed_by"], changedAt: row["changed_at"],
+                        revision: UInt64(row["revision"] as Int64), requestID: row["request_id"])
     }
 
     // MARK: - keys
@@ -221,7 +297,11 @@ public final class SQLiteStore: AuthorityStore {
             try db.execute(sql: "DELETE FROM audit WHERE at < ?", arguments: [auditBefore])
             let audit = db.changesCount
             try db.execute(sql: "DELETE FROM reports WHERE received_at < ?", arguments: [reportsBefore])
-            return (audit, db.changesCount)
+            let reports = db.changesCount
+            // Change events serve resumes (Last-Event-ID): a supervisor away longer than the
+            // retention gets the current state instead. The newest is kept.
+            try db.execute(sql: "DELETE FROM events WHERE at < ? AND revision < (SELECT revision FROM revision_head WHERE id = 1)", arguments: [reportsBefore])
+            return (audit, reports)
         }
     }
 
@@ -273,7 +353,8 @@ public final class SQLiteStore: AuthorityStore {
     static func surface(_ row: Row) -> SurfaceRecord {
         SurfaceRecord(deviceId: row["device_id"], revoked: (row["revoked"] as Int) != 0,
                       createdAt: row["created_at"], updatedAt: row["updated_at"],
-                      reason: row["reason"], changedBy: row["changed_by"])
+                      reason: row["reason"], changedBy: row["changed_by"],
+                      revision: UInt64(row["revision"] as Int64), requestID: row["request_id"])
     }
 
     static func audit(_ db: Database, _ c: Change, action: String, deviceId: String?, reason: String? = nil) throws {

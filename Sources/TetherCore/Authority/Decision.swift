@@ -33,6 +33,19 @@ public enum DecisionCode: String, Sendable, Codable, CaseIterable {
     case badResponse = "BAD_RESPONSE"
 }
 
+/// What kind of signed statement a decision is (see `Decision.kind`).
+public enum DecisionKind: String, Sendable, Codable, CaseIterable {
+    case change
+    case lease
+    case answer
+}
+
+/// The name of the org-wide subject: a `change` for `*` is a halt (`ORG_HALTED`) or a resume
+/// (`ALLOW`) of every surface.
+public enum OrgSubject {
+    public static let name = "*"
+}
+
 /// One answer of the authority for one surface, as it travels in JSON.
 public struct Decision: Sendable, Equatable, Codable {
     public var deviceId: String
@@ -42,10 +55,23 @@ public struct Decision: Sendable, Equatable, Codable {
     /// RFC 3339 UTC with milliseconds, exactly as signed.
     public var issuedAt: String
     public var expiresAt: String
-    /// The client's nonce (validate, watch), echoed and signed.
+    /// The client's nonce (validate), echoed and signed. Watch events carry none: they are
+    /// signed once, for every stream.
     public var nonce: String?
-    /// The event's position in a watch stream, signed.
-    public var seq: UInt64?
+    /// What the signed statement is: `change` (one operator change, signed once when it was
+    /// committed and sent as the same bytes to every stream of every replica), `lease` (a
+    /// replica's renewal of a surface's current state) or `answer` (a validate answer).
+    public var kind: DecisionKind?
+    /// The authority's global revision of the change behind this decision: for a `change`,
+    /// the change's own; for a `lease` or `answer`, the surface's last change. Never lower
+    /// than one a supervisor holds (replay protection).
+    public var revision: UInt64?
+    /// For a `lease` or `answer`: the revision of the org's last halt or resume (0: never).
+    public var orgRevision: UInt64?
+    /// The authority deployment (one database, any number of replicas) that signed it, and
+    /// the id of the signing key (`DecisionKeyID`).
+    public var origin: String?
+    public var keyId: String?
     /// Who made the operator change behind this decision (a key name, `local:USER`), when
     /// (RFC 3339) and why: what an on-call engineer reads next to "frozen". Signed; absent when
     /// no change is on record (a surface never revoked, or removed). The JSON key is
@@ -58,12 +84,15 @@ public struct Decision: Sendable, Equatable, Codable {
     public var signature: String?
 
     enum CodingKeys: String, CodingKey {
-        case deviceId, allowed, code, issuedAt, expiresAt, nonce, seq, changedBy, changedAt, changeReason, signature
+        case origin, keyId, kind, revision, orgRevision
+        case deviceId, allowed, code, issuedAt, expiresAt, nonce, changedBy, changedAt, changeReason, signature
         case requestID = "request_id"
     }
 
     public init(deviceId: String, allowed: Bool, code: DecisionCode, requestID: String,
-                issuedAt: String, expiresAt: String, nonce: String? = nil, seq: UInt64? = nil,
+                issuedAt: String, expiresAt: String, nonce: String? = nil,
+                kind: DecisionKind? = nil, revision: UInt64? = nil, orgRevision: UInt64? = nil,
+                origin: String? = nil, keyId: String? = nil,
                 changedBy: String? = nil, changedAt: String? = nil, changeReason: String? = nil,
                 signature: String? = nil) {
         self.deviceId = deviceId
@@ -73,7 +102,11 @@ public struct Decision: Sendable, Equatable, Codable {
         self.issuedAt = issuedAt
         self.expiresAt = expiresAt
         self.nonce = nonce
-        self.seq = seq
+        self.kind = kind
+        self.revision = revision
+        self.orgRevision = orgRevision
+        self.origin = origin
+        self.keyId = keyId
         self.changedBy = changedBy
         self.changedAt = changedAt
         self.changeReason = changeReason
@@ -87,21 +120,30 @@ public struct Decision: Sendable, Equatable, Codable {
     /// and a verifier refuses a decision where one does (`isCanonical`), so that no two
     /// decisions share the bytes.
     ///
-    ///     tether-decision-v2
+    ///     tether-decision-v3
+    ///     origin=6F1C…
+    ///     keyId=Qm9pZ3Vz
+    ///     kind=change
+    ///     revision=4711
+    ///     orgRevision=
     ///     deviceId=agent-01
-    ///     allowed=true
-    ///     code=ALLOW
+    ///     allowed=false
+    ///     code=DEVICE_REVOKED
     ///     request_id=5B0E…
     ///     issuedAt=2026-11-25T10:00:00.000Z
     ///     expiresAt=2026-11-25T10:00:15.000Z
-    ///     nonce=…
-    ///     seq=7
+    ///     nonce=
     ///     changedBy=alice
-    ///     changedAt=2026-11-25T09:59:58.120Z
+    ///     changedAt=2026-11-25T10:00:00.000Z
     ///     changeReason=INC-481 agent loops on refunds
     public var canonicalBytes: Data {
         let lines = [
-            "tether-decision-v2",
+            "tether-decision-v3",
+            "origin=\(origin ?? "")",
+            "keyId=\(keyId ?? "")",
+            "kind=\(kind?.rawValue ?? "")",
+            "revision=\(revision.map(String.init) ?? "")",
+            "orgRevision=\(orgRevision.map(String.init) ?? "")",
             "deviceId=\(deviceId)",
             "allowed=\(allowed ? "true" : "false")",
             "code=\(code.rawValue)",
@@ -109,7 +151,6 @@ public struct Decision: Sendable, Equatable, Codable {
             "issuedAt=\(issuedAt)",
             "expiresAt=\(expiresAt)",
             "nonce=\(nonce ?? "")",
-            "seq=\(seq.map(String.init) ?? "")",
             "changedBy=\(changedBy ?? "")",
             "changedAt=\(changedAt ?? "")",
             "changeReason=\(changeReason ?? "")",
@@ -127,7 +168,7 @@ public struct Decision: Sendable, Equatable, Codable {
 
     /// True when no field holds a character that could split a line of the canonical form.
     public var isCanonical: Bool {
-        [deviceId, requestID, issuedAt, expiresAt, nonce ?? "", changedBy ?? "", changedAt ?? "", changeReason ?? ""]
+        [origin ?? "", keyId ?? "", deviceId, requestID, issuedAt, expiresAt, nonce ?? "", changedBy ?? "", changedAt ?? "", changeReason ?? ""]
             .allSatisfy { !Self.hasLineBreak($0) }
     }
 
@@ -291,17 +332,23 @@ public enum DurationText {
 extension Decision {
     /// Reads a decision from an authority's JSON answer or watch event; nil for anything that
     /// is not one (a missing field, a wrong type, an unknown code). Types are JSON's own:
-    /// `"allowed": 1` is not a boolean, `"seq": 1.5` or `-1` is not a sequence number.
+    /// `"allowed": 1` is not a boolean, `"revision": 1.5` or `-1` is not a revision.
     public init?(json o: [String: Any]) {
         guard let deviceId = o["deviceId"] as? String, let allowedValue = o["allowed"],
               let allowed = JSONTypes.bool(allowedValue),
               let codeText = o["code"] as? String, let code = DecisionCode(rawValue: codeText),
               let rid = o["request_id"] as? String
         else { return nil }
-        var seq: UInt64?
-        if let v = o["seq"], !(v is NSNull) {
+        func unsigned(_ key: String) -> UInt64?? {
+            guard let v = o[key], !(v is NSNull) else { return .some(nil) }
             guard let n = JSONTypes.unsigned(v) else { return nil }
-            seq = n
+            return .some(n)
+        }
+        guard let revision = unsigned("revision"), let orgRevision = unsigned("orgRevision") else { return nil }
+        var kind: DecisionKind?
+        if let v = o["kind"], !(v is NSNull) {
+            guard let t = v as? String, let k = DecisionKind(rawValue: t) else { return nil }
+            kind = k
         }
         func text(_ key: String) -> String?? {
             guard let v = o[key], !(v is NSNull) else { return .some(nil) }
@@ -310,10 +357,12 @@ extension Decision {
         }
         guard let issuedAt = text("issuedAt"), let expiresAt = text("expiresAt"), let nonce = text("nonce"),
               let changedBy = text("changedBy"), let changedAt = text("changedAt"),
-              let changeReason = text("changeReason"), let signature = text("signature")
+              let changeReason = text("changeReason"), let signature = text("signature"),
+              let origin = text("origin"), let keyId = text("keyId")
         else { return nil }
         self.init(deviceId: deviceId, allowed: allowed, code: code, requestID: rid,
-                  issuedAt: issuedAt ?? "", expiresAt: expiresAt ?? "", nonce: nonce, seq: seq,
+                  issuedAt: issuedAt ?? "", expiresAt: expiresAt ?? "", nonce: nonce,
+                  kind: kind, revision: revision, orgRevision: orgRevision, origin: origin, keyId: keyId,
                   changedBy: changedBy, changedAt: changedAt, changeReason: changeReason, signature: signature)
     }
 }

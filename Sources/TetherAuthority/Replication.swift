@@ -1,0 +1,172 @@
+import Foundation
+import Synchronization
+import TetherCore
+
+/// Brings committed changes into this replica's memory and watch streams, strictly in revision
+/// order: its own changes as they commit, the other replicas' by reading the database after
+/// the last revision applied (on a NOTIFY doorbell, and by a slow poll as a backstop).
+actor Replicator {
+    private(set) var applied: UInt64
+    /// When this replica last read the database's head and found itself in step.
+    private(set) var lastSync = ContinuousClock.now
+    /// Held across each apply or catch-up (which await other actors): changes never interleave.
+    private let lock = AsyncLock()
+    static let batch = 1000
+
+    init(applied: UInt64) { self.applied = applied }
+
+    /// A change this replica committed. Applied at once when it is the next revision; after a
+    /// catch-up when another replica's change came in between.
+    func committed(_ e: ChangeEvent, _ outcome: ChangeOutcome, into a: Authority) async {
+        await lock.acquire()
+        if e.revision == applied + 1 {
+            await a.apply(e, outcome)
+            applied = e.revision
+        } else if e.revision > applied {
+            do { try await catchUpLocked(a) } catch {
+                // Committed, but memory is behind: the sync service retries; until then this
+                // replica's readiness says so.
+                a.logger.error("catching up after a commit failed", metadata: ["error": "\(error)", "applied": "\(applied)", "revision": "\(e.revision)"])
+            }
+        }
+        await lock.release()
+    }
+
+    func catchUp(_ a: Authority) async throws {
+        await lock.acquire()
+        do {
+            try await catchUpLocked(a)
+            await lock.release()
+        } catch {
+            await lock.release()
+            throw error
+        }
+    }
+
+    private func catchUpLocked(_ a: Authority) async throws {
+        while true {
+            let batch = try await a.store.changes(after: applied, limit: Self.batch)
+            if let first = batch.events.first, first.revision != applied + 1 {
+                // Events this old were pruned: start again from the whole state.
+                try await resync(a, head: batch.head)
+                return
+            }
+            if batch.events.isEmpty && batch.head > applied {
+                try await resync(a, head: batch.head)
+                return
+            }
+            for e in batch.events {
+                let outcome: ChangeOutcome
+                if e.subject == OrgSubject.name {
+                    outcome = .org(batch.org)
+                } else if let r = batch.surfaces[e.subject] {
+                    outcome = .surface(r)
+                } else {
+                    outcome = .removed(deviceId: e.subject, revision: batch.removed[e.subject] ?? e.revision)
+                }
+                await a.apply(e, outcome)
+                applied = e.revision
+            }
+            if batch.events.count < Self.batch {
+                lastSync = .now
+                return
+            }
+        }
+    }
+
+    /// Reloads every surface and the org, and renews every stream with the new state.
+    private func resync(_ a: Authority, head: UInt64) async throws {
+        a.logger.warning("replica resynchronising from the whole state", metadata: ["applied": "\(applied)", "head": "\(head)"])
+        for r in try await a.store.surfaces() { await a.state.apply(.surface(r)) }
+        for (id, rev) in try await a.store.removedSurfaces() { await a.state.apply(.removed(deviceId: id, revision: rev)) }
+        await a.state.apply(.org(try await a.store.org()))
+        applied = head
+        await a.hub.advance(to: head)
+        lastSync = .now
+    }
+
+    /// The database's head was read and nothing was missing.
+    func markSynced(head: UInt64) -> Bool {
+        guard head <= applied else { return false }
+        lastSync = .now
+        return true
+    }
+}
+
+/// Renewals signed for this replica's streams: one per surface per renewal period, whatever
+/// the number of streams that watch it.
+final class RenewalCache: Sendable {
+    private struct Entry {
+        var text: String
+        var surfaceRevision: UInt64
+        var orgRevision: UInt64
+        var at: ContinuousClock.Instant
+    }
+
+    private let entries = Mutex<[String: Entry]>([:])
+
+    func get(_ id: String, revisions: (UInt64, UInt64), freshAfter: ContinuousClock.Instant) -> String? {
+        entries.withLock { e in
+            guard let x = e[id], x.surfaceRevision == revisions.0, x.orgRevision == revisions.1, x.at > freshAfter else { return nil }
+            return x.text
+        }
+    }
+
+    func put(_ id: String, text: String, revisions: (UInt64, UInt64), at: ContinuousClock.Instant) {
+        entries.withLock { e in
+            e[id] = Entry(text: text, surfaceRevision: revisions.0, orgRevision: revisions.1, at: at)
+            // Surfaces nobody watches any more: forget them now and then.
+            if e.count > 200_000 { e = e.filter { $0.value.at > at - .seconds(60) } }
+        }
+    }
+}
+
+/// A store other processes write too (PostgreSQL): its replicas learn of each other's changes
+/// through `changeSignals` (a doorbell: something committed; read the revisions) and a poll.
+public protocol SharedStore: AuthorityStore {
+    /// Yields once per notification until cancelled; throws when the listening connection is
+    /// lost (the caller listens again).
+    func listenForChanges(_ onChange: @escaping @Sendable () async -> Void) async throws
+}
+
+/// This replica's standing with the database, read by /healthz and before each validate and watch.
+final class SyncHealth: Sendable {
+    private struct State {
+        var lastGood = ContinuousClock.now
+        var listening = false
+        var lastError: String?
+    }
+
+    let shared: Bool
+    private let state = Mutex(State())
+
+    init(shared: Bool) { self.shared = shared }
+
+    func good(listening: Bool? = nil) {
+        state.withLock {
+            $0.lastGood = .now
+            $0.lastError = nil
+            if let listening { $0.listening = listening }
+        }
+    }
+
+    func failed(_ error: String, listening: Bool? = nil) {
+        state.withLock {
+            $0.lastError = error
+            if let listening { $0.listening = listening }
+        }
+    }
+
+    /// nil when ready; else why not.
+    func notReady(maxLag: Duration) -> String? {
+        guard shared else { return nil }
+        return state.withLock { s in
+            let age = ContinuousClock.now - s.lastGood
+            if age > maxLag {
+                return "no good read of the database for \(DurationText.format(age))" + (s.lastError.map { " (\($0))" } ?? "")
+            }
+            if !s.listening { return "not listening for other replicas' changes" + (s.lastError.map { " (\($0))" } ?? "") }
+            return nil
+        }
+    }
+}

@@ -1,0 +1,26 @@
+import Foundation
+
+/// Schema text both stores share where their SQL agrees.
+enum StoreSchema {
+    /// A deployment's origin: random, made once with the schema.
+    static func newOrigin() -> String { UUID().uuidString.lowercased() }
+
+    static let revisionsSQLite = """
+        ALTER TABLE surfaces ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE surfaces ADD COLUMN request_id TEXT;
+        ALTER TABLE org ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE org ADD COLUMN request_id TEXT;
+        ALTER TABLE tombstones ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE revision_head (id INTEGER PRIMARY KEY CHECK (id = 1), revision INTEGER NOT NULL);
+        INSERT INTO revision_head (id, revision) VALUES (1, 0);
+        CREATE TABLE events (
+            revision INTEGER PRIMARY KEY,
+            subject TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            at TEXT NOT NULL,
+            event TEXT NOT NULL
+        );
+        CREATE INDEX events_at ON events(at);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """
+}
