@@ -44,7 +44,10 @@ public struct AuthorityConfiguration: Sendable {
 /// the watch streams in revision order (`Replicator`), whichever replica committed them.
 public final class Authority: Sendable {
     public let store: any AuthorityStore
-    public let signer: DecisionSigner
+    /// The signing keys, reloaded from the store with the API keys.
+    public let keyRing: KeyRing
+    /// The key that signs now.
+    public var signer: DecisionSigner { keyRing.signer }
     public let configuration: AuthorityConfiguration
     /// The deployment every decision names (`Decision.origin`).
     public let origin: String
@@ -62,9 +65,9 @@ public final class Authority: Sendable {
     /// writes).
     let sync: SyncHealth
 
-    public init(store: any AuthorityStore, signer: DecisionSigner, configuration: AuthorityConfiguration = .init(), logger: Logger) async throws {
+    public init(store: any AuthorityStore, configuration: AuthorityConfiguration = .init(), logger: Logger) async throws {
         self.store = store
-        self.signer = signer
+        keyRing = try KeyRing(try await store.signingKeys())
         self.configuration = configuration
         self.logger = logger
         refusals = RefusalLog(store: store)
@@ -218,6 +221,7 @@ public final class Authority: Sendable {
     func authenticate(_ presented: String) async -> KeyRecord? {
         if await state.keysAreStale(configuration.keyRefresh) {
             if let keys = try? await store.keys() { await state.setKeys(keys) }
+            await reloadSigningKeys()
         }
         if let found = APIKeys.match(presented, in: await state.currentKeys()) { return found }
         // An unknown key may be one created a moment ago (`tether keys create`, then use it at
@@ -225,6 +229,17 @@ public final class Authority: Sendable {
         guard await state.keysAreStale(.milliseconds(100)), let keys = try? await store.keys() else { return nil }
         await state.setKeys(keys)
         return APIKeys.match(presented, in: keys)
+    }
+
+    /// Picks up a rotation made through another replica or the CLI.
+    func reloadSigningKeys() async {
+        do {
+            if try keyRing.reload(try await store.signingKeys()) {
+                logger.notice("signing keys changed", metadata: ["signing": "\(keyRing.signer.keyId)", "published": "\(keyRing.published.map { "\($0.id):\($0.state.rawValue)" }.joined(separator: ","))"])
+            }
+        } catch {
+            logger.error("signing keys not reloaded; signing with the last good set", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Deletes what is past its retention. Returns what went.

@@ -1,4 +1,5 @@
 import Foundation
+import ServiceLifecycle
 import Synchronization
 import TetherCore
 
@@ -167,6 +168,69 @@ final class SyncHealth: Sendable {
             }
             if !s.listening { return "not listening for other replicas' changes" + (s.lastError.map { " (\($0))" } ?? "") }
             return nil
+        }
+    }
+}
+
+/// Keeps a replica in step with a shared database: a LISTEN for the other replicas' doorbell
+/// (listening again when its connection drops), and a read of the head every `syncInterval`
+/// as a backstop for a NOTIFY lost with its connection. Either failing long enough makes the
+/// replica not ready (`SyncHealth`). Nothing to do for a store no other process writes.
+public struct ReplicaSync: Service {
+    let authority: Authority
+
+    public init(authority: Authority) { self.authority = authority }
+
+    public func run() async throws {
+        guard let shared = authority.store as? any SharedStore else {
+            try? await gracefulShutdown()
+            return
+        }
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await listen(shared) }
+                group.addTask { await poll() }
+                await group.waitForAll()
+            }
+        }
+    }
+
+    func listen(_ shared: any SharedStore) async {
+        let a = authority
+        while !Task.isCancelled {
+            do {
+                try await shared.listenForChanges {
+                    do {
+                        try await a.catchUp()
+                        a.sync.good(listening: true)
+                    } catch {
+                        a.sync.failed("catching up: \(error)", listening: true)
+                    }
+                }
+                a.sync.failed("the listening connection ended", listening: false)
+            } catch {
+                if !Task.isCancelled {
+                    a.sync.failed("listening: \(PostgresStore.describe(error))", listening: false)
+                    a.logger.warning("not listening for other replicas' changes; retrying", metadata: ["error": "\(PostgresStore.describe(error))"])
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(500))
+        }
+    }
+
+    func poll() async {
+        let a = authority
+        while !Task.isCancelled {
+            try? await Task.sleep(for: a.configuration.syncInterval)
+            do {
+                let head = try await a.store.head()
+                if await a.replicator.applied < head {
+                    try await a.catchUp()
+                }
+                a.sync.good()
+            } catch {
+                a.sync.failed("reading the database: \(PostgresStore.describe(error))")
+            }
         }
     }
 }

@@ -78,7 +78,7 @@ public func buildApplication(
         configuration: .init(
             address: .hostname(listen.host, port: listen.port), serverName: "tether-authority",
             availableConnectionsDelegate: MaximumAvailableConnections(listen.limits.connectionCap(openFiles: listen.openFiles), logger: logger)),
-        services: [HubShutdown(authority: authority), RefusalFlusher(authority: authority, window: authority.configuration.refusalWindow)],
+        services: [HubShutdown(authority: authority), RefusalFlusher(authority: authority, window: authority.configuration.refusalWindow), ReplicaSync(authority: authority)],
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? listen.port) },
         logger: logger
     )
@@ -95,23 +95,34 @@ struct HubShutdown: Service {
 
 /// `tether authority serve`: open the state directory and serve until SIGTERM/SIGINT.
 public enum AuthorityServer {
-    public static func open(directory: StateDirectory, configuration: AuthorityConfiguration, logger: Logger) async throws -> Authority {
-        guard directory.isInitialized else {
-            throw StoreError("\(directory.path) is not an authority state directory; run: tether authority init --dir \(directory.path)")
+    /// The authority on the state directory's SQLite database, or on a shared PostgreSQL one.
+    public static func open(directory: StateDirectory, database: DatabaseURL? = nil, configuration: AuthorityConfiguration, logger: Logger) async throws -> Authority {
+        let store: any AuthorityStore
+        if let database {
+            store = try await PostgresStore.open(database, logger: logger)
+        } else {
+            guard directory.isInitialized else {
+                throw StoreError("\(directory.path) is not an authority state directory; run: tether authority init --dir \(directory.path)")
+            }
+            try directory.checkOwnership(forWriting: true)
+            store = try SQLiteStore(path: directory.database)
+            try await directory.importLegacySigningKey(into: store)
         }
-        try directory.checkOwnership(forWriting: true)
-        let store = try SQLiteStore(path: directory.database)
-        return try await Authority(store: store, signer: try directory.loadSigner(), configuration: configuration, logger: logger)
+        return try await Authority(store: store, configuration: configuration, logger: logger)
     }
 
-    public static func serve(directory: StateDirectory, listen: ListenOptions, configuration: AuthorityConfiguration, logger: Logger,
+    public static func serve(directory: StateDirectory, database: DatabaseURL? = nil, listen: ListenOptions, configuration: AuthorityConfiguration, logger: Logger,
                              notifications: ServiceNotifications = .none) async throws {
         umask(0o077)   // the WAL and shared-memory files SQLite creates, authority.url
-        let authority = try await open(directory: directory, configuration: configuration, logger: logger)
+        let authority = try await open(directory: directory, database: database, configuration: configuration, logger: logger)
         let app = try buildApplication(authority: authority, listen: listen, logger: logger) { port in
             let host = listen.host.contains(":") ? "[\(listen.host)]" : listen.host
             let url = "\(listen.scheme)://\(host):\(port)"
-            try? (url + "\n").write(toFile: directory.endpointFile, atomically: true, encoding: .utf8)
+            // For the local CLI: the state directory's authority (a replica of a shared database
+            // writes it only where a directory was given).
+            if database == nil || FileManager.default.fileExists(atPath: directory.path) {
+                try? (url + "\n").write(toFile: directory.endpointFile, atomically: true, encoding: .utf8)
+            }
             logger.notice("authority serving", metadata: ["url": "\(url)", "lease": "\(DurationText.format(configuration.leaseLength))", "dir": "\(directory.path)"])
             let surfaces = await authority.state.all()
             notifications.ready("serving \(url): \(surfaces.count) surfaces, \(surfaces.filter(\.revoked).count) revoked\(await authority.state.org.halted ? ", ORG HALTED" : "")")

@@ -11,6 +11,46 @@ struct StateDirOption: ParsableArguments {
     var directory: StateDirectory { StateDirectory(path: dir ?? StateDirectory.defaultPath()) }
 }
 
+/// Where a shared database is: never only on the command line, where `ps` shows it.
+struct DatabaseOption: ParsableArguments {
+    @Option(help: "PostgreSQL URL (postgresql://USER@HOST:PORT/DB?sslmode=verify-full) of a database the replicas share. A password here shows in ps: prefer --database-file or TETHER_DATABASE_URL.")
+    var database: String?
+    @Option(help: "A file (mode 0600) holding the PostgreSQL URL.")
+    var databaseFile: String?
+
+    /// The URL from the flag, the file or `TETHER_DATABASE_URL`; nil for the state directory's SQLite.
+    func resolve() throws -> DatabaseURL? {
+        var text: String?
+        if let database {
+            text = database
+            if database.contains("@"), (try? DatabaseURL(database))?.password != nil {
+                FileHandle.standardError.write(Data("warning: the database password on the command line shows in ps; use --database-file or TETHER_DATABASE_URL\n".utf8))
+            }
+        } else if let f = databaseFile {
+            do { text = try SecretFile.read(f) } catch { throw fail("--database-file: \(error)", code: TetherExit.config) }
+        } else if let e = ProcessInfo.processInfo.environment["TETHER_DATABASE_URL"], !e.isEmpty {
+            text = e
+        }
+        guard let text else { return nil }
+        do { return try DatabaseURL(text) } catch { throw fail("the database URL: \(error)", code: TetherExit.usage) }
+    }
+
+    /// The store named: the shared database, or the state directory's.
+    func store(_ dir: StateDirectory) async throws -> any AuthorityStore {
+        if let url = try resolve() {
+            do { return try await PostgresStore.open(url, logger: makeLogger("tether")) } catch {
+                throw fail("\(error)", code: TetherExit.unavailable)
+            }
+        }
+        guard dir.isInitialized else {
+            throw fail("\(dir.path) is not initialised; run: tether authority init --dir \(dir.path)", code: TetherExit.config)
+        }
+        let store = try SQLiteStore(path: dir.database)
+        try await dir.importLegacySigningKey(into: store)
+        return store
+    }
+}
+
 struct AuthorityCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "authority",
@@ -22,16 +62,29 @@ struct AuthorityCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create the state directory: database, signing key, a first operator key and agent key.")
         @OptionGroup var state: StateDirOption
-        @Flag(help: "Do nothing (exit 0) if the directory is already initialised: for ExecStartPre=.") var ifNeeded = false
+        @OptionGroup var db: DatabaseOption
+        @Flag(help: "Do nothing (exit 0) if the directory (or the database) is already initialised: for ExecStartPre=.") var ifNeeded = false
 
         func run() async throws {
             let dir = state.directory
-            if ifNeeded && dir.isInitialized {
-                print("\(dir.path) is already initialised")
-                return
+            var shared: PostgresStore?
+            if let url = try db.resolve() {
+                do { shared = try await PostgresStore.open(url, logger: makeLogger("tether")) } catch {
+                    throw fail("\(error)", code: TetherExit.unavailable)
+                }
+            }
+            if ifNeeded {
+                if let shared, !(try await shared.signingKeys().isEmpty) {
+                    print("the database is already initialised")
+                    return
+                }
+                if shared == nil && dir.isInitialized {
+                    print("\(dir.path) is already initialised")
+                    return
+                }
             }
             do {
-                let created = try await dir.initialize(actor: localActor())
+                let created = try await dir.initialize(actor: localActor(), store: shared)
                 print("""
                 Initialised \(dir.path)
 
@@ -41,7 +94,7 @@ struct AuthorityCommand: AsyncParsableCommand {
 
                 The keys are shown once; they are also in \(dir.operatorKey) and \(dir.agentKey) (mode 0600).
                 Give supervisors the agent key, and the public key to pin (--public-key).
-                Next: tether authority serve --dir \(dir.path)
+                Next: tether authority serve \(shared == nil ? "--dir \(dir.path)" : "--database-file FILE (each replica)")
                 """)
             } catch {
                 throw fail("\(error)", code: TetherExit.config)
@@ -53,6 +106,7 @@ struct AuthorityCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Serve the authority API until SIGTERM or SIGINT.")
         @OptionGroup var state: StateDirOption
+        @OptionGroup var db: DatabaseOption
         @Option(help: "HOST:PORT to listen on.") var listen = "127.0.0.1:8470"
         @Option(help: "Lease length of every decision (e.g. 15s).") var lease = "15s"
         @Option(help: "PEM certificate chain for TLS.") var tlsCert: String?
@@ -102,13 +156,14 @@ struct AuthorityCommand: AsyncParsableCommand {
             } catch {
                 throw fail("\(error)", code: TetherExit.usage)
             }
+            let database = try db.resolve()
             let logger = makeLogger("tether-authority")
             // One descriptor per watch stream: 10,000 supervisors need more than 1,024.
             let files = raiseOpenFileLimit()
             options.openFiles = files
             if files < 16384 { logger.notice("open-file limit \(files): at most about that many watch streams (raise LimitNOFILE=)") }
             do {
-                try await AuthorityServer.serve(directory: state.directory, listen: options, configuration: config, logger: logger,
+                try await AuthorityServer.serve(directory: state.directory, database: database, listen: options, configuration: config, logger: logger,
                                                 notifications: SystemdNotifier.notifications)
             } catch let e as StoreError {
                 throw fail(e.description, code: TetherExit.config)
@@ -118,16 +173,19 @@ struct AuthorityCommand: AsyncParsableCommand {
         }
     }
 
-    struct PublicKey: ParsableCommand {
+    struct PublicKey: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "public-key", abstract: "Print the public key supervisors pin (--public-key).")
+            commandName: "public-key",
+            abstract: "Print the published signing keys, one per line: the key set supervisors pin (--public-key FILE).")
         @OptionGroup var state: StateDirOption
+        @OptionGroup var db: DatabaseOption
 
-        func run() throws {
+        func run() async throws {
+            let store = try await db.store(state.directory)
             do {
-                print(try state.directory.loadSigner().publicBase64)
+                print(try KeyRing(try await store.signingKeys()).keySetText, terminator: "")
             } catch {
-                throw fail("cannot read the signing key in \(state.directory.path): \(error)", code: TetherExit.config)
+                throw fail("cannot read the signing keys: \(error)", code: TetherExit.config)
             }
         }
     }
@@ -140,16 +198,11 @@ struct KeysCommand: AsyncParsableCommand {
         subcommands: [Create.self, List.self, Revoke.self]
     )
 
-    static func store(_ dir: StateDirectory) throws -> SQLiteStore {
-        guard dir.isInitialized else {
-            throw fail("\(dir.path) is not initialised; run: tether authority init --dir \(dir.path)", code: TetherExit.config)
-        }
-        return try SQLiteStore(path: dir.database)
-    }
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a key; it is printed once.")
         @OptionGroup var state: StateDirOption
+        @OptionGroup var db: DatabaseOption
         @Option(help: "agent (register, validate, watch, report) or operator (everything).") var role: String
         @Option(help: "A name for the audit log (letters, digits, . _ : - @).") var name: String
         @Option(help: "Agent keys: the surfaces it may act for, names or patterns with * (repeatable, or comma-separated), e.g. 'agent-*'.") var surfaces: [String] = []
@@ -166,7 +219,7 @@ struct KeysCommand: AsyncParsableCommand {
                 throw fail("--surfaces: \"\(p)\" is not a surface name or pattern (\(SurfaceName.rule), and *)", code: TetherExit.usage)
             }
             if let i = instance, !SurfaceName.isValid(i) { throw fail("--instance: \(SurfaceName.rule)", code: TetherExit.usage) }
-            let store = try KeysCommand.store(state.directory)
+            let store = try await db.store(state.directory)
             let key = APIKeys.generate()
             let now = Timestamp.string(Date())
             do {
@@ -184,9 +237,10 @@ struct KeysCommand: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List keys (names and roles; never the keys).")
         @OptionGroup var state: StateDirOption
+        @OptionGroup var db: DatabaseOption
 
         func run() async throws {
-            for k in try await KeysCommand.store(state.directory).keys() {
+            for k in try await db.store(state.directory).keys() {
                 print("\(k.name)\t\(k.role.rawValue)\t\(k.scopeDescription)\tcreated \(k.createdAt)\(k.revokedAt.map { "\tREVOKED \($0)" } ?? "")")
             }
         }
@@ -195,11 +249,12 @@ struct KeysCommand: AsyncParsableCommand {
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke a key; a running authority stops accepting it within a second.")
         @OptionGroup var state: StateDirOption
+        @OptionGroup var db: DatabaseOption
         @Argument var name: String
 
         func run() async throws {
             let now = Timestamp.string(Date())
-            let ok = try await KeysCommand.store(state.directory).revokeKey(
+            let ok = try await db.store(state.directory).revokeKey(
                 named: name, change: Change(actor: localActor(), reason: nil, requestID: UUID().uuidString, at: now))
             guard ok else { throw fail("no active key named \(name)", code: TetherExit.config) }
             print("revoked key \(name)")

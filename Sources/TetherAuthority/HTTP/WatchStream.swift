@@ -6,9 +6,9 @@ import TetherCore
 
 /// `GET /api/v1/devices/watch`: Server-Sent Events.
 ///
-/// The stream opens with `event: hello` whose `id:` is the newest revision applied here, then,
-/// for a client that resumes (`Last-Event-ID`), every change it missed of the surfaces it
-/// watches; then one `lease` decision per surface (the current state, with a fresh lease). After
+/// The stream opens with `event: hello` whose `id:` is the newest revision applied here (or, for
+/// a client that resumes with `Last-Event-ID`, that one), then every change it missed of the
+/// surfaces it watches; then one `lease` decision per surface (the current state, with a fresh lease). After
 /// that: each change's event as soon as it is committed — signed once, the same bytes on every
 /// stream of every replica, with its revision as the SSE `id:` — and every third of the lease
 /// a renewal of each surface (no `id:`: a renewal is not a change). On server shutdown it sends
@@ -41,7 +41,7 @@ enum WatchStream {
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
         headers[.requestID] = context.requestID
-        let hello = "retry: 1000\n\nevent: hello\nid: \(max(sub.head, after ?? 0))\ndata: {\"revision\":\(sub.head),\"origin\":\"\(authority.origin)\"}\n\n"
+        let hello = "retry: 1000\n\nevent: hello\nid: \(after ?? sub.head)\ndata: {\"revision\":\(sub.head),\"origin\":\"\(authority.origin)\"}\n\n"
         return Response(status: .ok, headers: headers, body: .init { writer in
             func renew() async throws {
                 var text = ""
@@ -57,6 +57,12 @@ enum WatchStream {
                         case .frame(let text):
                             try await writer.write(ByteBuffer(string: text))
                         case .renew:
+                            // A replica out of step with its database renews nothing: the
+                            // supervisor goes to another (or its leases run out).
+                            if let why = authority.sync.notReady(maxLag: authority.configuration.maxLag) {
+                                try await writer.write(ByteBuffer(string: "event: shutdown\ndata: {\"reason\":\"not ready: \(why.replacingOccurrences(of: "\"", with: "'"))\"}\n\n"))
+                                return
+                            }
                             try await renew()
                         case .shutdown:
                             try await writer.write(ByteBuffer(string: "event: shutdown\ndata: {}\n\n"))

@@ -142,6 +142,40 @@ public struct ChangeBatch: Sendable {
     public var head: UInt64
 }
 
+/// An authority signing key (Ed25519) as the store keeps it, shared by every replica.
+///
+/// A key is `next` (published: supervisors learn it, nothing is signed with it yet), then
+/// `active` (everything is signed with it), then `retired` (published until `retireAfter`,
+/// when the last lease it signed has ended; then forgotten).
+public struct SigningKeyRecord: Sendable, Equatable {
+    public enum State: String, Sendable { case next, active, retired }
+    public var id: String
+    /// Base64 of the 32-byte private key.
+    public var privateKey: String
+    public var publicKey: String
+    public var state: State
+    public var createdAt: String
+    public var activatedAt: String?
+    public var retireAfter: String?
+    /// For a key made by a rotation: the previous key's signature over `endorsementBytes`,
+    /// so that a supervisor that trusts the previous key can trust this one.
+    public var endorsement: String?
+    public var endorsedBy: String?
+
+    public init(id: String, privateKey: String, publicKey: String, state: State, createdAt: String,
+                activatedAt: String? = nil, retireAfter: String? = nil, endorsement: String? = nil, endorsedBy: String? = nil) {
+        self.id = id
+        self.privateKey = privateKey
+        self.publicKey = publicKey
+        self.state = state
+        self.createdAt = createdAt
+        self.activatedAt = activatedAt
+        self.retireAfter = retireAfter
+        self.endorsement = endorsement
+        self.endorsedBy = endorsedBy
+    }
+}
+
 public struct AuditEntry: Sendable, Equatable {
     public var id: Int64
     public var at: String
@@ -213,18 +247,25 @@ public protocol AuthorityStore: Sendable {
     /// Removed surfaces and the revisions of their removal.
     func removedSurfaces() async throws -> [String: UInt64]
     /// The event is nil when the surface existed already (no change).
-    func register(_ deviceId: String, change: Change, seal: EventSealer) async throws -> (RegisterOutcome, SurfaceRecord, ChangeEvent?)
+    func register(_ deviceId: String, change: Change, seal: @escaping EventSealer) async throws -> (RegisterOutcome, SurfaceRecord, ChangeEvent?)
     /// nil when the surface does not exist.
-    func setRevoked(_ deviceId: String, revoked: Bool, change: Change, seal: EventSealer) async throws -> (SurfaceRecord, ChangeEvent)?
-    func remove(_ deviceId: String, change: Change, seal: EventSealer) async throws -> ChangeEvent?
+    func setRevoked(_ deviceId: String, revoked: Bool, change: Change, seal: @escaping EventSealer) async throws -> (SurfaceRecord, ChangeEvent)?
+    func remove(_ deviceId: String, change: Change, seal: @escaping EventSealer) async throws -> ChangeEvent?
 
     func org() async throws -> OrgState
-    func setHalted(_ halted: Bool, change: Change, seal: EventSealer) async throws -> (OrgState, ChangeEvent)
+    func setHalted(_ halted: Bool, change: Change, seal: @escaping EventSealer) async throws -> (OrgState, ChangeEvent)
 
     /// The newest committed revision.
     func head() async throws -> UInt64
     /// Up to `limit` changes after `revision`, oldest first, with the state they touched.
     func changes(after revision: UInt64, limit: Int) async throws -> ChangeBatch
+
+    /// Every signing key not yet forgotten, oldest first.
+    func signingKeys() async throws -> [SigningKeyRecord]
+    /// Adds a key, or updates one of the same id (its state, times, endorsement).
+    func putSigningKey(_ key: SigningKeyRecord, change: Change) async throws
+    /// Forgets a retired key (no lease it signed is left).
+    func deleteSigningKey(id: String, change: Change) async throws
 
     func keys() async throws -> [KeyRecord]
     func addKey(_ key: KeyRecord, change: Change) async throws

@@ -96,6 +96,10 @@ public final class SQLiteStore: AuthorityStore {
             try db.execute(sql: StoreSchema.revisionsSQLite)
             try db.execute(sql: "INSERT INTO meta (key, value) VALUES ('origin', ?)", arguments: [StoreSchema.newOrigin()])
         }
+        // Signing keys in the database (a state directory's signing.key is imported at start).
+        m.registerMigration("v5-signing-keys") { db in
+            try db.execute(sql: StoreSchema.signingKeys)
+        }
         return m
     }
 
@@ -126,7 +130,7 @@ public final class SQLiteStore: AuthorityStore {
         }
     }
 
-    public func register(_ deviceId: String, change: Change, seal: EventSealer) async throws -> (RegisterOutcome, SurfaceRecord, ChangeEvent?) {
+    public func register(_ deviceId: String, change: Change, seal: @escaping EventSealer) async throws -> (RegisterOutcome, SurfaceRecord, ChangeEvent?) {
         try await pool.write { db in
             if let row = try Row.fetchOne(db, sql: "SELECT * FROM surfaces WHERE device_id = ?", arguments: [deviceId]) {
                 let s = Self.surface(row)
@@ -154,7 +158,7 @@ public final class SQLiteStore: AuthorityStore {
         }
     }
 
-    public func setRevoked(_ deviceId: String, revoked: Bool, change: Change, seal: EventSealer) async throws -> (SurfaceRecord, ChangeEvent)? {
+    public func setRevoked(_ deviceId: String, revoked: Bool, change: Change, seal: @escaping EventSealer) async throws -> (SurfaceRecord, ChangeEvent)? {
         try await pool.write { db in
             guard try Row.fetchOne(db, sql: "SELECT 1 FROM surfaces WHERE device_id = ?", arguments: [deviceId]) != nil else { return nil }
             let revision = try Self.nextRevision(db)
@@ -166,7 +170,7 @@ public final class SQLiteStore: AuthorityStore {
         }
     }
 
-    public func remove(_ deviceId: String, change: Change, seal: EventSealer) async throws -> ChangeEvent? {
+    public func remove(_ deviceId: String, change: Change, seal: @escaping EventSealer) async throws -> ChangeEvent? {
         try await pool.write { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM surfaces WHERE device_id = ?", arguments: [deviceId]) else { return nil }
             let revision = try Self.nextRevision(db)
@@ -184,7 +188,7 @@ public final class SQLiteStore: AuthorityStore {
         try await pool.read { db in try Self.org(db) }
     }
 
-    public func setHalted(_ halted: Bool, change: Change, seal: EventSealer) async throws -> (OrgState, ChangeEvent) {
+    public func setHalted(_ halted: Bool, change: Change, seal: @escaping EventSealer) async throws -> (OrgState, ChangeEvent) {
         try await pool.write { db in
             let revision = try Self.nextRevision(db)
             try db.execute(sql: "UPDATE org SET halted = ?, reason = ?, changed_by = ?, changed_at = ?, revision = ?, request_id = ? WHERE id = 1",
@@ -237,6 +241,38 @@ public final class SQLiteStore: AuthorityStore {
         guard let row = try Row.fetchOne(db, sql: "SELECT * FROM org WHERE id = 1") else { return .running }
         return OrgState(halted: (row["halted"] as Int) != 0, reason: row["reason"], changedBy: row["changed_by"], changedAt: row["changed_at"],
                         revision: UInt64(row["revision"] as Int64), requestID: row["request_id"])
+    }
+
+    // MARK: - signing keys
+
+    public func signingKeys() async throws -> [SigningKeyRecord] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM signing_keys ORDER BY created_at, id").map {
+                SigningKeyRecord(id: $0["id"], privateKey: $0["private_key"], publicKey: $0["public_key"],
+                                 state: SigningKeyRecord.State(rawValue: $0["state"]) ?? .retired, createdAt: $0["created_at"],
+                                 activatedAt: $0["activated_at"], retireAfter: $0["retire_after"],
+                                 endorsement: $0["endorsement"], endorsedBy: $0["endorsed_by"])
+            }
+        }
+    }
+
+    public func putSigningKey(_ k: SigningKeyRecord, change: Change) async throws {
+        try await pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO signing_keys (id, private_key, public_key, state, created_at, activated_at, retire_after, endorsement, endorsed_by)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (id) DO UPDATE SET state = excluded.state, activated_at = excluded.activated_at,
+                    retire_after = excluded.retire_after, endorsement = excluded.endorsement, endorsed_by = excluded.endorsed_by
+                """, arguments: [k.id, k.privateKey, k.publicKey, k.state.rawValue, k.createdAt, k.activatedAt, k.retireAfter, k.endorsement, k.endorsedBy])
+            try Self.audit(db, change, action: "signing-key-\(k.state.rawValue):\(k.id)", deviceId: nil)
+        }
+    }
+
+    public func deleteSigningKey(id: String, change: Change) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM signing_keys WHERE id = ?", arguments: [id])
+            if db.changesCount > 0 { try Self.audit(db, change, action: "signing-key-forgotten:\(id)", deviceId: nil) }
+        }
     }
 
     // MARK: - keys

@@ -23,4 +23,19 @@ enum StoreSchema {
         CREATE INDEX events_at ON events(at);
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
         """
+
+    /// Signing keys, shared by the replicas (the same text for both stores).
+    static let signingKeys = """
+        CREATE TABLE signing_keys (
+            id TEXT PRIMARY KEY,
+            private_key TEXT NOT NULL,
+            public_key TEXT NOT NULL,
+            state TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            activated_at TEXT,
+            retire_after TEXT,
+            endorsement TEXT,
+            endorsed_by TEXT
+        )
+        """
 }

@@ -1,0 +1,572 @@
+import Foundation
+import Logging
+import PostgresNIO
+import TetherCore
+
+/// The authority's state in PostgreSQL, shared by any number of replicas (`tether authority
+/// serve --database postgresql://…`). Every change takes the next global revision by updating
+/// the one `revision_head` row: its lock is held until commit, so revisions are handed out in
+/// commit order and a rolled-back change gives its number back — no gaps. Each change also
+/// sends `NOTIFY tether_changes` (delivered at commit): the other replicas' doorbell.
+public final class PostgresStore: SharedStore {
+    let client: PostgresClient
+    let logger: Logger
+    private let running: Task<Void, Never>
+    public let url: DatabaseURL
+    static let channel = "tether_changes"
+
+    /// Connects, and applies the schema's migrations under an advisory lock, so that replicas
+    /// starting together apply each once. Fails when the database cannot be reached.
+    public static func open(_ url: DatabaseURL, logger: Logger) async throws -> PostgresStore {
+        let store = PostgresStore(url: url, logger: logger)
+        do {
+            try await store.timed("migrate") { try await store.migrate() }
+        } catch {
+            store.close()
+            throw StoreError("database \(url): \(Self.describe(error))")
+        }
+        return store
+    }
+
+    private init(url: DatabaseURL, logger: Logger) {
+        self.url = url
+        self.logger = logger
+        var config = url.clientConfiguration()
+        config.options.connectTimeout = .seconds(5)
+        config.options.maximumConnections = 16
+        let client = PostgresClient(configuration: config, backgroundLogger: logger)
+        self.client = client
+        running = Task { await client.run() }
+    }
+
+    /// How long any call may take: a database that does not answer (down, partitioned, the
+    /// pool retrying a dead address) is an error, never a request that hangs.
+    public static let timeout: Duration = .seconds(10)
+
+    func timed<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: T.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try await Task.sleep(for: Self.timeout)
+                throw StoreError("the database (\(self.url)) did not answer \(what) within \(DurationText.format(Self.timeout))")
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
+        }
+    }
+
+    /// Ends the connection pool.
+    public func close() { running.cancel() }
+
+    static func describe(_ error: any Error) -> String {
+        if let p = error as? PSQLError {
+            if let m = p.serverInfo?[.message] { return "\(m) (\(p.serverInfo?[.sqlState] ?? ""))" }
+            return "\(p.code)" + (p.underlying.map { ": \($0)" } ?? "")
+        }
+        if let t = error as? PostgresTransactionError {
+            return describe(t.closureError ?? t.commitError ?? t.beginError ?? t.rollbackError ?? error)
+        }
+        return "\(error)"
+    }
+
+    // MARK: - schema
+
+    /// Versioned migrations: each runs once, in order, in one transaction with the version it
+    /// records. `pg_advisory_xact_lock` makes a replica that starts at the same moment wait.
+    static let migrations: [(version: Int, name: String, sql: [String])] = [
+        (1, "schema", PostgresSchema.v1),
+    ]
+
+    func migrate() async throws {
+        try await transaction { db in
+            try await db.query("SELECT pg_advisory_xact_lock(7410013)", logger: logger)
+            try await db.query("CREATE TABLE IF NOT EXISTS tether_schema (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())", logger: logger)
+            var applied = Set<Int>()
+            for try await v in try await db.query("SELECT version FROM tether_schema", logger: logger).decode(Int.self) { applied.insert(v) }
+            for m in Self.migrations where !applied.contains(m.version) {
+                for statement in m.sql { try await db.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
+                if m.version == 1 {
+                    let origin = StoreSchema.newOrigin()
+                    try await db.query("INSERT INTO meta (key, value) VALUES ('origin', \(origin))", logger: logger)
+                }
+                try await db.query("INSERT INTO tether_schema (version, name) VALUES (\(m.version), \(m.name))", logger: logger)
+                logger.notice("database migrated", metadata: ["version": "\(m.version)", "name": "\(m.name)"])
+            }
+        }
+    }
+
+    /// The schema versions applied, oldest first.
+    public func schemaVersions() async throws -> [Int] {
+        try await timed("schemaVersions") { [self] in
+            var out: [Int] = []
+            for try await v in try await client.query("SELECT version FROM tether_schema ORDER BY version", logger: logger).decode(Int.self) { out.append(v) }
+            return out
+        }
+    }
+
+    // MARK: - transactions
+
+    /// A change that turned out to change nothing: rolled back, its answer returned.
+    struct NoChange<T: Sendable>: Error { let value: T }
+
+    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await client.withConnection { db in
+            try await db.query("BEGIN", logger: logger)
+            do {
+                let value = try await body(db)
+                try await db.query("COMMIT", logger: logger)
+                return value
+            } catch {
+                _ = try? await db.query("ROLLBACK", logger: logger)
+                throw error
+            }
+        }
+    }
+
+    /// Takes the next revision: the row stays locked until this transaction ends, so every
+    /// other change waits, and reads after this one see everything committed before it.
+    func nextRevision(_ db: PostgresConnection) async throws -> UInt64 {
+        let rows = try await db.query("UPDATE revision_head SET revision = revision + 1 WHERE id = 1 RETURNING revision", logger: logger)
+        for try await r in rows.decode(Int64.self) { return UInt64(r) }
+        throw StoreError("revision_head has no row")
+    }
+
+    func addEvent(_ db: PostgresConnection, _ revision: UInt64, _ subject: String, _ change: Change, _ text: String) async throws -> ChangeEvent {
+        try await db.query("INSERT INTO events (revision, subject, request_id, at, event) VALUES (\(Int64(revision)), \(subject), \(change.requestID), \(change.at), \(text))", logger: logger)
+        try await db.query("SELECT pg_notify(\(Self.channel), \(String(revision)))", logger: logger)
+        return ChangeEvent(revision: revision, subject: subject, requestID: change.requestID, text: text)
+    }
+
+    func audit(_ db: PostgresConnection, _ c: Change, action: String, deviceId: String?, reason: String? = nil) async throws {
+        try await db.query("INSERT INTO audit (at, actor, action, device_id, reason, request_id) VALUES (\(c.at), \(c.actor), \(action), \(deviceId), \(reason ?? c.reason), \(c.requestID))", logger: logger)
+    }
+
+    // MARK: - surfaces
+
+    public func origin() async throws -> String {
+        try await timed("origin") { [self] in
+            for try await o in try await client.query("SELECT value FROM meta WHERE key = 'origin'", logger: logger).decode(String.self) { return o }
+            throw StoreError("the database has no origin (meta table): not a tether authority database")
+        }
+    }
+
+    public func surfaces() async throws -> [SurfaceRecord] {
+        try await timed("surfaces") { [self] in
+            try await surfaceRows(client.query("SELECT * FROM surfaces ORDER BY device_id", logger: logger))
+        }
+    }
+
+    func surfaceRows(_ rows: PostgresRowSequence) async throws -> [SurfaceRecord] {
+        var out: [SurfaceRecord] = []
+        for try await row in rows { out.append(try Self.surface(row)) }
+        return out
+    }
+
+    static func surface(_ row: PostgresRow) throws -> SurfaceRecord {
+        let r = row.makeRandomAccess()
+        return SurfaceRecord(
+            deviceId: try r["device_id"].decode(String.self), revoked: try r["revoked"].decode(Bool.self),
+            createdAt: try r["created_at"].decode(String.self), updatedAt: try r["updated_at"].decode(String.self),
+            reason: try r["reason"].decode(String?.self), changedBy: try r["changed_by"].decode(String?.self),
+            revision: UInt64(try r["revision"].decode(Int64.self)), requestID: try r["request_id"].decode(String?.self))
+    }
+
+    public func removedSurfaces() async throws -> [String: UInt64] {
+        try await timed("removedSurfaces") { [self] in
+            var out: [String: UInt64] = [:]
+            for try await (id, rev) in try await client.query("SELECT device_id, revision FROM tombstones", logger: logger).decode((String, Int64).self) {
+                out[id] = UInt64(rev)
+            }
+            return out
+        }
+    }
+
+    func surface(_ db: PostgresConnection, _ id: String, lock: Bool = false) async throws -> SurfaceRecord? {
+        let rows = try await db.query(PostgresQuery(unsafeSQL: "SELECT * FROM surfaces WHERE device_id = $1" + (lock ? " FOR UPDATE" : ""), binds: Self.binds(id)), logger: logger)
+        return try await surfaceRows(rows).first
+    }
+
+    static func binds(_ values: (any PostgresDynamicTypeEncodable)?...) -> PostgresBindings {
+        var b = PostgresBindings()
+        for v in values {
+            if let v { b.append(v) } else { b.appendNull() }
+        }
+        return b
+    }
+
+    public func register(_ deviceId: String, change: Change, seal: @escaping EventSealer) async throws -> (RegisterOutcome, SurfaceRecord, ChangeEvent?) {
+        try await timed("register") { [self] in
+            // Most registrations are of a surface that exists (every supervisor start): no lock.
+            if let s = try await client.withConnection({ try await surface($0, deviceId) }) {
+                return (s.revoked ? .revoked : .exists, s, nil)
+            }
+            do {
+                return try await transaction { db in
+                    let revision = try await nextRevision(db)
+                    // Another replica may have made it meanwhile: seen now, under the lock.
+                    if let s = try await surface(db, deviceId) { throw NoChange(value: s) }
+                    var grave: (revoked: Bool, reason: String?, by: String?)?
+                    for try await (revoked, reason, by) in try await db.query("SELECT revoked, reason, changed_by FROM tombstones WHERE device_id = \(deviceId)", logger: logger).decode((Bool, String?, String?).self) {
+                        grave = (revoked, reason, by)
+                    }
+                    let record: SurfaceRecord
+                    if let grave {
+                        // Back with the state it was removed in: a revoked surface stays revoked.
+                        try await db.query("INSERT INTO surfaces (device_id, revoked, created_at, updated_at, reason, changed_by, revision, request_id) VALUES (\(deviceId), \(grave.revoked), \(change.at), \(change.at), \(grave.reason), \(grave.by), \(Int64(revision)), \(change.requestID))", logger: logger)
+                        try await db.query("DELETE FROM tombstones WHERE device_id = \(deviceId)", logger: logger)
+                        try await audit(db, change, action: grave.revoked ? "register (was removed while revoked: stays revoked)" : "register (was removed)", deviceId: deviceId)
+                        record = SurfaceRecord(deviceId: deviceId, revoked: grave.revoked, createdAt: change.at, updatedAt: change.at,
+                                               reason: grave.reason, changedBy: grave.by, revision: revision, requestID: change.requestID)
+                    } else {
+                        try await db.query("INSERT INTO surfaces (device_id, revoked, created_at, updated_at, revision, request_id) VALUES (\(deviceId), false, \(change.at), \(change.at), \(Int64(revision)), \(change.requestID))", logger: logger)
+                        try await audit(db, change, action: "register", deviceId: deviceId)
+                        record = SurfaceRecord(deviceId: deviceId, revoked: false, createdAt: change.at, updatedAt: change.at, revision: revision, requestID: change.requestID)
+                    }
+                    let event = try await addEvent(db, revision, deviceId, change, seal(.surface(record), change))
+                    return (record.revoked ? .revoked : .created, record, event)
+                }
+            } catch let n as NoChange<SurfaceRecord> {
+                return (n.value.revoked ? .revoked : .exists, n.value, nil)
+            }
+        }
+    }
+
+    public func setRevoked(_ deviceId: String, revoked: Bool, change: Change, seal: @escaping EventSealer) async throws -> (SurfaceRecord, ChangeEvent)? {
+        try await timed("setRevoked") { [self] in
+            do {
+                return try await transaction { db in
+                    let revision = try await nextRevision(db)
+                    guard try await surface(db, deviceId) != nil else { throw NoChange(value: 0) }
+                    try await db.query("UPDATE surfaces SET revoked = \(revoked), updated_at = \(change.at), reason = \(change.reason), changed_by = \(change.actor), revision = \(Int64(revision)), request_id = \(change.requestID) WHERE device_id = \(deviceId)", logger: logger)
+                    try await audit(db, change, action: revoked ? "revoke" : "unrevoke", deviceId: deviceId)
+                    guard let record = try await surface(db, deviceId) else { throw StoreError("surface \(deviceId) vanished inside its transaction") }
+                    return (record, try await addEvent(db, revision, deviceId, change, seal(.surface(record), change)))
+                }
+            } catch is NoChange<Int> {
+                return nil
+            }
+        }
+    }
+
+    public func remove(_ deviceId: String, change: Change, seal: @escaping EventSealer) async throws -> ChangeEvent? {
+        try await timed("remove") { [self] in
+            do {
+                return try await transaction { db in
+                    let revision = try await nextRevision(db)
+                    guard let s = try await surface(db, deviceId) else { throw NoChange(value: 0) }
+                    try await db.query("""
+                        INSERT INTO tombstones (device_id, revoked, reason, changed_by, removed_at, revision)
+                        VALUES (\(deviceId), \(s.revoked), \(s.reason), \(s.changedBy), \(change.at), \(Int64(revision)))
+                        ON CONFLICT (device_id) DO UPDATE SET revoked = EXCLUDED.revoked, reason = EXCLUDED.reason,
+                            changed_by = EXCLUDED.changed_by, removed_at = EXCLUDED.removed_at, revision = EXCLUDED.revision
+                        """, logger: logger)
+                    try await db.query("DELETE FROM surfaces WHERE device_id = \(deviceId)", logger: logger)
+                    try await audit(db, change, action: "remove", deviceId: deviceId)
+                    return try await addEvent(db, revision, deviceId, change, seal(.removed(deviceId: deviceId, revision: revision), change))
+                }
+            } catch is NoChange<Int> {
+                return nil
+            }
+        }
+    }
+
+    // MARK: - org
+
+    public func org() async throws -> OrgState {
+        try await timed("org") { [self] in
+            try await client.withConnection { try await org($0) }
+        }
+    }
+
+    func org(_ db: PostgresConnection) async throws -> OrgState {
+        for try await row in try await db.query("SELECT * FROM org WHERE id = 1", logger: logger) {
+            let r = row.makeRandomAccess()
+            return OrgState(halted: try r["halted"].decode(Bool.self), reason: try r["reason"].decode(String?.self),
+                            changedBy: try r["changed_by"].decode(String?.self), changedAt: try r["changed_at"].decode(String?.self),
+                            revision: UInt64(try r["revision"].decode(Int64.self)), requestID: try r["request_id"].decode(String?.self))
+        }
+        return .running
+    }
+
+    public func setHalted(_ halted: Bool, change: Change, seal: @escaping EventSealer) async throws -> (OrgState, ChangeEvent) {
+        try await timed("setHalted") { [self] in
+            try await transaction { db in
+                let revision = try await nextRevision(db)
+                try await db.query("UPDATE org SET halted = \(halted), reason = \(change.reason), changed_by = \(change.actor), changed_at = \(change.at), revision = \(Int64(revision)), request_id = \(change.requestID) WHERE id = 1", logger: logger)
+                try await audit(db, change, action: halted ? "halt" : "resume", deviceId: nil)
+                let org = OrgState(halted: halted, reason: change.reason, changedBy: change.actor, changedAt: change.at, revision: revision, requestID: change.requestID)
+                return (org, try await addEvent(db, revision, OrgSubject.name, change, seal(.org(org), change)))
+            }
+        }
+    }
+
+    // MARK: - revisions
+
+    public func head() async throws -> UInt64 {
+        try await timed("head") { [self] in
+            for try await r in try await client.query("SELECT revision FROM revision_head WHERE id = 1", logger: logger).decode(Int64.self) { return UInt64(r) }
+            return 0
+        }
+    }
+
+    public func changes(after revision: UInt64, limit: Int) async throws -> ChangeBatch {
+        try await timed("changes") { [self] in
+            // REPEATABLE READ: the events and the state they left, from one snapshot.
+            try await client.withConnection { db in
+                try await db.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+                do {
+                    var head: UInt64 = 0
+                    for try await r in try await db.query("SELECT revision FROM revision_head WHERE id = 1", logger: logger).decode(Int64.self) { head = UInt64(r) }
+                    var events: [ChangeEvent] = []
+                    for try await (rev, subject, rid, text) in try await db.query("SELECT revision, subject, request_id, event FROM events WHERE revision > \(Int64(revision)) ORDER BY revision LIMIT \(limit)", logger: logger).decode((Int64, String, String, String).self) {
+                        events.append(ChangeEvent(revision: UInt64(rev), subject: subject, requestID: rid, text: text))
+                    }
+                    var surfaces: [String: SurfaceRecord] = [:], removed: [String: UInt64] = [:]
+                    let touched = Array(Set(events.map(\.subject)).subtracting([OrgSubject.name]))
+                    if !touched.isEmpty {
+                        for s in try await surfaceRows(db.query("SELECT * FROM surfaces WHERE device_id = ANY(\(touched))", logger: logger)) { surfaces[s.deviceId] = s }
+                        for try await (id, rev) in try await db.query("SELECT device_id, revision FROM tombstones WHERE device_id = ANY(\(touched))", logger: logger).decode((String, Int64).self) {
+                            if surfaces[id] == nil { removed[id] = UInt64(rev) }
+                        }
+                    }
+                    let org = try await org(db)
+                    try await db.query("COMMIT", logger: logger)
+                    return ChangeBatch(events: events, surfaces: surfaces, removed: removed, org: org, head: head)
+                } catch {
+                    _ = try? await db.query("ROLLBACK", logger: logger)
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// LISTENs on its own pooled connection until that connection fails or the task ends.
+    public func listenForChanges(_ onChange: @escaping @Sendable () async -> Void) async throws {
+        try await client.withConnection { db in
+            try await db.listen(on: Self.channel) { notifications in
+                // Listening: what was committed before LISTEN took effect is read now.
+                await onChange()
+                for try await _ in notifications { await onChange() }
+            }
+        }
+    }
+
+    // MARK: - signing keys
+
+    public func signingKeys() async throws -> [SigningKeyRecord] {
+        try await timed("signingKeys") { [self] in
+            var out: [SigningKeyRecord] = []
+            for try await row in try await client.query("SELECT * FROM signing_keys ORDER BY created_at, id", logger: logger) {
+                let r = row.makeRandomAccess()
+                out.append(SigningKeyRecord(
+                    id: try r["id"].decode(String.self), privateKey: try r["private_key"].decode(String.self),
+                    publicKey: try r["public_key"].decode(String.self),
+                    state: SigningKeyRecord.State(rawValue: try r["state"].decode(String.self)) ?? .retired,
+                    createdAt: try r["created_at"].decode(String.self), activatedAt: try r["activated_at"].decode(String?.self),
+                    retireAfter: try r["retire_after"].decode(String?.self), endorsement: try r["endorsement"].decode(String?.self),
+                    endorsedBy: try r["endorsed_by"].decode(String?.self)))
+            }
+            return out
+        }
+    }
+
+    public func putSigningKey(_ k: SigningKeyRecord, change: Change) async throws {
+        try await timed("putSigningKey") { [self] in
+            try await transaction { db in
+                try await db.query("""
+                    INSERT INTO signing_keys (id, private_key, public_key, state, created_at, activated_at, retire_after, endorsement, endorsed_by)
+                    VALUES (\(k.id), \(k.privateKey), \(k.publicKey), \(k.state.rawValue), \(k.createdAt), \(k.activatedAt), \(k.retireAfter), \(k.endorsement), \(k.endorsedBy))
+                    ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, activated_at = EXCLUDED.activated_at,
+                        retire_after = EXCLUDED.retire_after, endorsement = EXCLUDED.endorsement, endorsed_by = EXCLUDED.endorsed_by
+                    """, logger: logger)
+                try await audit(db, change, action: "signing-key-\(k.state.rawValue):\(k.id)", deviceId: nil)
+            }
+        }
+    }
+
+    public func deleteSigningKey(id: String, change: Change) async throws {
+        try await timed("deleteSigningKey") { [self] in
+            try await transaction { db in
+                var found = false
+                for try await _ in try await db.query("DELETE FROM signing_keys WHERE id = \(id) RETURNING 1", logger: logger) { found = true }
+                if found { try await audit(db, change, action: "signing-key-forgotten:\(id)", deviceId: nil) }
+            }
+        }
+    }
+
+    // MARK: - keys
+
+    public func keys() async throws -> [KeyRecord] {
+        try await timed("keys") { [self] in
+            var out: [KeyRecord] = []
+            for try await row in try await client.query("SELECT * FROM api_keys ORDER BY name", logger: logger) {
+                let r = row.makeRandomAccess()
+                out.append(KeyRecord(
+                    name: try r["name"].decode(String.self), role: Role(rawValue: try r["role"].decode(String.self)) ?? .agent,
+                    hash: try r["hash"].decode(String.self), createdAt: try r["created_at"].decode(String.self),
+                    revokedAt: try r["revoked_at"].decode(String?.self),
+                    surfaces: try r["surfaces"].decode(String?.self).map { $0.split(separator: ",").map(String.init) },
+                    instance: try r["instance"].decode(String?.self)))
+            }
+            return out
+        }
+    }
+
+    public func addKey(_ key: KeyRecord, change: Change) async throws {
+        try await timed("addKey") { [self] in
+            try await transaction { db in
+                var exists = false
+                for try await _ in try await db.query("SELECT 1 FROM api_keys WHERE name = \(key.name)", logger: logger) { exists = true }
+                if exists { throw StoreError("a key named \(key.name) exists already") }
+                try await db.query("INSERT INTO api_keys (name, role, hash, created_at, surfaces, instance) VALUES (\(key.name), \(key.role.rawValue), \(key.hash), \(key.createdAt), \(key.surfaces?.joined(separator: ",")), \(key.instance))", logger: logger)
+                try await audit(db, change, action: "key-create:\(key.role.rawValue):\(key.name)", deviceId: nil, reason: key.scopeDescription)
+            }
+        }
+    }
+
+    public func revokeKey(named name: String, change: Change) async throws -> Bool {
+        try await timed("revokeKey") { [self] in
+            try await transaction { db in
+                var found = false
+                for try await _ in try await db.query("UPDATE api_keys SET revoked_at = \(change.at) WHERE name = \(name) AND revoked_at IS NULL RETURNING name", logger: logger) { found = true }
+                if found { try await audit(db, change, action: "key-revoke:\(name)", deviceId: nil) }
+                return found
+            }
+        }
+    }
+
+    // MARK: - audit, reports, usage
+
+    public func audit(limit: Int, deviceId: String?, since: String?, until: String?) async throws -> [AuditEntry] {
+        try await timed("audit") { [self] in
+            var clauses: [String] = []
+            var binds = PostgresBindings()
+            if let deviceId { binds.append(deviceId); clauses.append("device_id = $\(clauses.count + 1)") }
+            if let since { binds.append(since); clauses.append("at >= $\(clauses.count + 1)") }
+            if let until { binds.append(until); clauses.append("at <= $\(clauses.count + 1)") }
+            binds.append(limit)
+            let filter = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+            var out: [AuditEntry] = []
+            for try await row in try await client.query(PostgresQuery(unsafeSQL: "SELECT * FROM audit \(filter) ORDER BY id DESC LIMIT $\(clauses.count + 1)", binds: binds), logger: logger) {
+                let r = row.makeRandomAccess()
+                out.append(AuditEntry(id: try r["id"].decode(Int64.self), at: try r["at"].decode(String.self), actor: try r["actor"].decode(String.self),
+                                      action: try r["action"].decode(String.self), deviceId: try r["device_id"].decode(String?.self),
+                                      reason: try r["reason"].decode(String?.self), requestID: try r["request_id"].decode(String.self)))
+            }
+            return out
+        }
+    }
+
+    public func addReport(_ r: Report) async throws {
+        try await timed("addReport") { [self] in
+            try await transaction { db in
+                try await db.query("INSERT INTO reports (device_id, instance, state, pids, at, request_id, received_at) VALUES (\(r.deviceId), \(r.instance), \(r.state), \(r.pids.map(String.init).joined(separator: ",")), \(r.at), \(r.requestID), \(r.receivedAt))", logger: logger)
+                // Keep the last 200 reports of each surface.
+                try await db.query("""
+                    DELETE FROM reports WHERE device_id = \(r.deviceId) AND id <= (
+                        SELECT id FROM reports WHERE device_id = \(r.deviceId) ORDER BY id DESC LIMIT 1 OFFSET 200)
+                    """, logger: logger)
+            }
+        }
+    }
+
+    public func addRefusals(_ rows: [RefusalRow]) async throws {
+        try await timed("addRefusals") { [self] in
+            try await transaction { db in
+                for r in rows {
+                    try await db.query("INSERT INTO audit (at, actor, action, device_id, reason, request_id) VALUES (\(r.last), \(r.actor), \(r.action), NULL, \(r.reason), \(UUID().uuidString))", logger: logger)
+                }
+            }
+        }
+    }
+
+    public func reports(deviceId: String, limit: Int) async throws -> [Report] {
+        try await timed("reports") { [self] in
+            var out: [Report] = []
+            for try await row in try await client.query("SELECT * FROM reports WHERE device_id = \(deviceId) ORDER BY id DESC LIMIT \(limit)", logger: logger) {
+                let r = row.makeRandomAccess()
+                out.append(Report(deviceId: try r["device_id"].decode(String.self), instance: try r["instance"].decode(String.self),
+                                  state: try r["state"].decode(String.self),
+                                  pids: try r["pids"].decode(String.self).split(separator: ",").compactMap { Int32($0) },
+                                  at: try r["at"].decode(String.self), requestID: try r["request_id"].decode(String?.self),
+                                  receivedAt: try r["received_at"].decode(String.self)))
+            }
+            return out
+        }
+    }
+
+    public func usage() async throws -> Usage {
+        try await timed("usage") { [self] in
+            let sql: PostgresQuery = """
+                SELECT (SELECT count(*) FROM surfaces), (SELECT count(*) FROM surfaces WHERE revoked),
+                       (SELECT count(*) FROM api_keys WHERE revoked_at IS NULL), (SELECT count(*) FROM audit), (SELECT count(*) FROM reports)
+                """
+            for try await (s, r, k, a, p) in try await client.query(sql, logger: logger).decode((Int64, Int64, Int64, Int64, Int64).self) {
+                return Usage(surfaces: Int(s), revoked: Int(r), keys: Int(k), auditEntries: Int(a), reports: Int(p))
+            }
+            throw StoreError("usage: no row")
+        }
+    }
+
+    public func prune(auditBefore: String, reportsBefore: String) async throws -> (audit: Int, reports: Int) {
+        try await timed("prune") { [self] in
+            try await transaction { db in
+                var audit = 0, reports = 0
+                for try await _ in try await db.query("DELETE FROM audit WHERE at < \(auditBefore) RETURNING 1", logger: logger) { audit += 1 }
+                for try await _ in try await db.query("DELETE FROM reports WHERE received_at < \(reportsBefore) RETURNING 1", logger: logger) { reports += 1 }
+                try await db.query("DELETE FROM events WHERE at < \(reportsBefore) AND revision < (SELECT revision FROM revision_head WHERE id = 1)", logger: logger)
+                return (audit, reports)
+            }
+        }
+    }
+}
+
+/// The PostgreSQL schema, version by version.
+enum PostgresSchema {
+    static let v1 = [
+        """
+        CREATE TABLE surfaces (
+            device_id text PRIMARY KEY, revoked boolean NOT NULL DEFAULT false,
+            created_at text NOT NULL, updated_at text NOT NULL, reason text, changed_by text,
+            revision bigint NOT NULL DEFAULT 0, request_id text)
+        """,
+        """
+        CREATE TABLE org (
+            id integer PRIMARY KEY CHECK (id = 1), halted boolean NOT NULL, reason text, changed_by text,
+            changed_at text, revision bigint NOT NULL DEFAULT 0, request_id text)
+        """,
+        "INSERT INTO org (id, halted) VALUES (1, false)",
+        """
+        CREATE TABLE api_keys (
+            name text PRIMARY KEY, role text NOT NULL, hash text NOT NULL UNIQUE, created_at text NOT NULL,
+            revoked_at text, surfaces text, instance text)
+        """,
+        """
+        CREATE TABLE audit (
+            id bigserial PRIMARY KEY, at text NOT NULL, actor text NOT NULL, action text NOT NULL,
+            device_id text, reason text, request_id text NOT NULL)
+        """,
+        "CREATE INDEX audit_device ON audit(device_id, id)",
+        "CREATE INDEX audit_at ON audit(at)",
+        """
+        CREATE TABLE reports (
+            id bigserial PRIMARY KEY, device_id text NOT NULL, instance text NOT NULL, state text NOT NULL,
+            pids text NOT NULL, at text NOT NULL, request_id text, received_at text NOT NULL)
+        """,
+        "CREATE INDEX reports_device ON reports(device_id, id)",
+        """
+        CREATE TABLE tombstones (
+            device_id text PRIMARY KEY, revoked boolean NOT NULL, reason text, changed_by text,
+            removed_at text NOT NULL, revision bigint NOT NULL DEFAULT 0)
+        """,
+        "CREATE TABLE revision_head (id integer PRIMARY KEY CHECK (id = 1), revision bigint NOT NULL)",
+        "INSERT INTO revision_head (id, revision) VALUES (1, 0)",
+        """
+        CREATE TABLE events (
+            revision bigint PRIMARY KEY, subject text NOT NULL, request_id text NOT NULL, at text NOT NULL, event text NOT NULL)
+        """,
+        "CREATE INDEX events_at ON events(at)",
+        "CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)",
+        StoreSchema.signingKeys,
+    ]
+}

@@ -1,0 +1,196 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import TetherAuthority
+import TetherCore
+
+/// The stores behind `AuthorityStore`: the embedded SQLite file and a shared PostgreSQL
+/// database. One suite, both stores, the same expectations.
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+    var testDescription: String { rawValue }
+
+    /// A new, empty store — and, for `second`, another handle on the same database (another
+    /// replica, or another process on the same SQLite file).
+    func make() async throws -> (any AuthorityStore, second: () async throws -> any AuthorityStore, close: @Sendable () -> Void) {
+        switch self {
+        case .sqlite:
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("tether-store-\(UUID().uuidString.prefix(8)).sqlite").path
+            return (try SQLiteStore(path: path), { try SQLiteStore(path: path) }, {})
+        case .postgres:
+            let url = try await TestPostgres.freshDatabase()
+            let a = try await PostgresStore.open(url, logger: testLogger)
+            let others = Mutex<[PostgresStore]>([a])
+            return (a, {
+                let b = try await PostgresStore.open(url, logger: testLogger)
+                others.withLock { $0.append(b) }
+                return b
+            }, { others.withLock { $0.forEach { $0.close() } } })
+        }
+    }
+}
+
+/// The sealer of the tests: the event's text is its revision, so order can be checked.
+let revisionSeal: EventSealer = { outcome, _ in
+    switch outcome {
+    case .surface(let r): return "\(r.revision)"
+    case .removed(_, let revision): return "\(revision)"
+    case .org(let o): return "\(o.revision)"
+    }
+}
+
+func change(_ who: String = "test", _ why: String? = nil, at: String = Timestamp.string(Date())) -> Change {
+    Change(actor: who, reason: why, requestID: UUID().uuidString, at: at)
+}
+
+@Suite("Store conformance: SQLite and PostgreSQL", .timeLimit(.minutes(3)))
+struct StoreTests {
+    @Test("surfaces: register, revoke, restore, remove, come back; each change the next revision with its event", arguments: StoreKind.allCases)
+    func surfacesAndRevisions(_ kind: StoreKind) async throws {
+        let (s, _, close) = try await kind.make()
+        defer { close() }
+        #expect(try await s.head() == 0)
+        let origin = try await s.origin()
+        #expect(!origin.isEmpty)
+
+        var (outcome, record, event) = try await s.register("a1", change: change(), seal: revisionSeal)
+        #expect(outcome == .created && record.revision == 1 && event?.revision == 1 && event?.text == "1")
+        (outcome, record, event) = try await s.register("a1", change: change(), seal: revisionSeal)
+        #expect(outcome == .exists && event == nil, "no change, no revision")
+        let (revoked, e2) = try #require(try await s.setRevoked("a1", revoked: true, change: change("alice", "INC-1"), seal: revisionSeal))
+        #expect(revoked.revoked && revoked.revision == 2 && e2.revision == 2 && revoked.changedBy == "alice" && revoked.reason == "INC-1")
+        #expect(try await s.setRevoked("nope", revoked: true, change: change(), seal: revisionSeal) == nil, "no such surface: no revision")
+        let e3 = try #require(try await s.remove("a1", change: change(), seal: revisionSeal))
+        #expect(e3.revision == 3 && e3.subject == "a1")
+        #expect(try await s.removedSurfaces()["a1"] == 3)
+        #expect(try await s.remove("a1", change: change(), seal: revisionSeal) == nil)
+        (outcome, record, event) = try await s.register("a1", change: change(), seal: revisionSeal)
+        #expect(outcome == .revoked && record.revoked && event?.revision == 4, "removed while revoked: back revoked")
+        #expect(try await s.removedSurfaces()["a1"] == nil)
+        let (org, e5) = try await s.setHalted(true, change: change("bob", "all stop"), seal: revisionSeal)
+        #expect(org.halted && org.revision == 5 && e5.subject == OrgSubject.name && org.changedBy == "bob")
+        #expect(try await s.org().revision == 5)
+
+        #expect(try await s.head() == 5)
+        let batch = try await s.changes(after: 0, limit: 100)
+        #expect(batch.events.map(\.revision) == [1, 2, 3, 4, 5])
+        #expect(batch.events.map(\.text) == ["1", "2", "3", "4", "5"], "each event as sealed, with its own revision")
+        #expect(batch.surfaces["a1"]?.revision == 4 && batch.org.halted && batch.head == 5)
+        #expect(try await s.changes(after: 3, limit: 1).events.map(\.revision) == [4], "after, and at most limit")
+        #expect(try await s.surfaces().map(\.deviceId) == ["a1"])
+        #expect(try await s.origin() == origin, "the origin is made once")
+    }
+
+    @Test("changes from two handles at once (two replicas): revisions in commit order, no gap, none twice", arguments: StoreKind.allCases)
+    func concurrentRevisionsHaveNoGaps(_ kind: StoreKind) async throws {
+        let (a, second, close) = try await kind.make()
+        defer { close() }
+        let b = try await second()
+        let ids = (0..<10).map { "s\($0)" }
+        for id in ids { _ = try await a.register(id, change: change(), seal: revisionSeal) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<60 {
+                let store = i % 2 == 0 ? a : b
+                group.addTask {
+                    _ = try await store.setRevoked(ids[i % ids.count], revoked: i % 3 != 0, change: change(), seal: revisionSeal)
+                }
+            }
+            group.addTask { _ = try await b.setHalted(true, change: change(), seal: revisionSeal) }
+            try await group.waitForAll()
+        }
+        let head = try await b.head()
+        #expect(head == 71)
+        let events = try await a.changes(after: 0, limit: 1000).events
+        #expect(events.map(\.revision) == Array(1...head), "no gap, none twice")
+        #expect(events.allSatisfy { $0.text == String($0.revision) }, "each event sealed with the revision it got")
+        for s in try await b.surfaces() {
+            #expect(s.revision == events.last { $0.subject == s.deviceId }?.revision, "\(s.deviceId): its row names its last change")
+        }
+    }
+
+    @Test("API keys, signing keys, audit, reports, usage, retention", arguments: StoreKind.allCases)
+    func keysAuditReports(_ kind: StoreKind) async throws {
+        let (s, _, close) = try await kind.make()
+        defer { close() }
+        let now = Timestamp.string(Date())
+        try await s.addKey(KeyRecord(name: "ci", role: .agent, hash: APIKeys.hash("tk_x"), createdAt: now, surfaces: ["ci-*", "a1"], instance: "h"), change: change())
+        await #expect(throws: (any Error).self) { try await s.addKey(KeyRecord(name: "ci", role: .agent, hash: "other", createdAt: now), change: change()) }
+        #expect(try await s.keys().first?.surfaces == ["ci-*", "a1"])
+        #expect(try await s.revokeKey(named: "ci", change: change()))
+        #expect(try await !s.revokeKey(named: "ci", change: change()), "already revoked")
+
+        let k = SigningKeyRecord(id: "ed25519:abc", privateKey: "p", publicKey: "P", state: .next, createdAt: now)
+        try await s.putSigningKey(k, change: change())
+        var k2 = k
+        k2.state = .active
+        k2.activatedAt = now
+        try await s.putSigningKey(k2, change: change())
+        #expect(try await s.signingKeys() == [k2])
+        try await s.deleteSigningKey(id: k.id, change: change())
+        #expect(try await s.signingKeys().isEmpty)
+
+        _ = try await s.register("a1", change: change(at: "2000-01-01T00:00:00.000Z"), seal: revisionSeal)
+        _ = try await s.setRevoked("a1", revoked: true, change: change("alice", "why"), seal: revisionSeal)
+        #expect(try await s.audit(limit: 10, deviceId: "a1", since: nil, until: nil).map(\.action) == ["revoke", "register"])
+        #expect(try await s.audit(limit: 10, deviceId: nil, since: "2001-01-01T00:00:00.000Z", until: nil).contains { $0.action == "register" } == false)
+        for i in 0..<205 {
+            try await s.addReport(Report(deviceId: "a1", instance: "h", state: "stopped", pids: [Int32(i), 7], at: now, requestID: "r", receivedAt: now))
+        }
+        let reports = try await s.reports(deviceId: "a1", limit: 500)
+        #expect(reports.count == 200 && reports.first?.pids == [204, 7], "the last 200, newest first")
+        try await s.addRefusals([RefusalRow(actor: "unknown key", action: "refused-401", count: 3, path: "/x", first: now, last: now)])
+        let u = try await s.usage()
+        #expect(u.surfaces == 1 && u.revoked == 1 && u.keys == 0 && u.reports == 200 && u.auditEntries >= 5)
+        let gone = try await s.prune(auditBefore: "2001-01-01T00:00:00.000Z", reportsBefore: "2001-01-01T00:00:00.000Z")
+        #expect(gone.audit == 1 && gone.reports == 0)
+        #expect(try await s.changes(after: 0, limit: 10).events.map(\.revision) == [2], "the old change's event went with the reports' age; the newest stays")
+    }
+}
+
+@Suite("PostgreSQL store", .timeLimit(.minutes(3)))
+struct PostgresStoreTests {
+    @Test("replicas starting together: each migration once, under the lock; one origin")
+    func migrationsRunOnce() async throws {
+        let url = try await TestPostgres.freshDatabase()
+        let stores = try await withThrowingTaskGroup(of: PostgresStore.self) { group in
+            for _ in 0..<4 { group.addTask { try await PostgresStore.open(url, logger: testLogger) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        defer { stores.forEach { $0.close() } }
+        #expect(try await stores[0].schemaVersions() == PostgresStore.migrations.map(\.version))
+        let origins = try await withThrowingTaskGroup(of: String.self) { group in
+            for s in stores { group.addTask { try await s.origin() } }
+            return try await group.reduce(into: Set<String>()) { $0.insert($1) }
+        }
+        #expect(origins.count == 1)
+    }
+
+    @Test("database URLs: what is wrong is named; the password never shows")
+    func urls() throws {
+        let u = try DatabaseURL("postgresql://tether:s3cret@db.example:6432/fleet?sslmode=verify-full")
+        #expect(u.user == "tether" && u.password == "s3cret" && u.host == "db.example" && u.port == 6432 && u.database == "fleet" && u.sslMode == .verifyFull)
+        #expect(!u.description.contains("s3cret"))
+        #expect(try DatabaseURL("postgresql://t@localhost/db?host=/run/postgresql").socketDirectory == "/run/postgresql")
+        for (bad, says) in [("mysql://x@h/db", "starts with postgresql://"), ("postgresql://h/db", "no user"),
+                            ("postgresql://u:pw@h/", "no database"), ("postgresql://u@h/db?sslmode=maybe", "sslmode"),
+                            ("postgresql://u@h/db?pool=3", "unknown database URL parameter")] {
+            #expect(throws: DatabaseURL.Invalid.self) { try DatabaseURL(bad) }
+            do { _ = try DatabaseURL(bad) } catch {
+                #expect(error.description.contains(says), "\(bad): \(error)")
+                #expect(!error.description.contains("pw@"), "the password is not repeated")
+            }
+        }
+    }
+
+    @Test("an unreachable database: refused at open, naming it without its password")
+    func unreachable() async throws {
+        let url = try DatabaseURL("postgresql://tether:hunter2@127.0.0.1:1/tether?sslmode=disable")
+        do {
+            let s = try await PostgresStore.open(url, logger: testLogger)
+            s.close()
+            Issue.record("opened a database on port 1")
+        } catch {
+            #expect("\(error)".contains("127.0.0.1:1") && !"\(error)".contains("hunter2"), "\(error)")
+        }
+    }
+}

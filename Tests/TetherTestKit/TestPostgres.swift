@@ -1,0 +1,60 @@
+import Foundation
+import TetherAuthority
+
+/// A real PostgreSQL server for the tests: `$TETHER_TEST_POSTGRES` (a URL whose role may create
+/// databases; `.ci/run` starts one), else a cluster this machine's test runs share, started on
+/// first use with scripts/pg-cluster.sh in /tmp/tether-test-pg-UID. Each test takes a fresh
+/// database of its own.
+public enum TestPostgres {
+    public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    /// The cluster's directory when this process's tests started it (for restarts).
+    public static var clusterDirectory: String? {
+        ProcessInfo.processInfo.environment["TETHER_TEST_POSTGRES_DIR"] ?? (ProcessInfo.processInfo.environment["TETHER_TEST_POSTGRES"] == nil ? "/tmp/tether-test-pg-\(getuid())" : nil)
+    }
+
+    private static let base = Task<String, any Error> {
+        if let url = ProcessInfo.processInfo.environment["TETHER_TEST_POSTGRES"], !url.isEmpty { return url }
+        let dir = "/tmp/tether-test-pg-\(getuid())"
+        if let port = try? String(contentsOfFile: dir + "/port", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) {
+            let url = "postgresql://tether@127.0.0.1:\(port)/tether?sslmode=disable"
+            if (try? psql(url, "SELECT 1")) != nil { return url }
+        }
+        let (code, out, err) = try run(["bash", root + "/scripts/pg-cluster.sh", "start", dir])
+        guard code == 0 else { throw TestPostgresError(message: "could not start PostgreSQL (scripts/pg-cluster.sh): \(err)") }
+        return out.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    struct TestPostgresError: Error, CustomStringConvertible { let message: String; var description: String { message } }
+
+    /// A new, empty database on the test server.
+    public static func freshDatabase() async throws -> DatabaseURL {
+        let url = try await base.value
+        let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
+        try psql(url, "CREATE DATABASE \(name)")
+        var c = URLComponents(string: url)!
+        c.path = "/" + name
+        return try DatabaseURL(c.string!)
+    }
+
+    /// Runs one statement with psql; throws with its message when it fails.
+    @discardableResult
+    public static func psql(_ url: String, _ sql: String) throws -> String {
+        let (code, out, err) = try run(["psql", url, "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        guard code == 0 else { throw TestPostgresError(message: "psql: \(err)") }
+        return out
+    }
+
+    static func run(_ args: [String]) throws -> (Int32, String, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+}

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL cluster for tests and benchmarks: no system service, nothing outside DIR.
+#   scripts/pg-cluster.sh start DIR [PORT]   prints the database URL (user tether, database tether)
+#   scripts/pg-cluster.sh stop DIR
+#   scripts/pg-cluster.sh restart DIR        (stop fast, start again on the same port)
+# Root runs the server as the postgres user (initdb refuses root). Needs Debian's postgresql.
+set -euo pipefail
+cmd=${1:?start, stop or restart}
+dir=${2:?a directory}
+bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -n "$bin" ] || { echo "PostgreSQL is not installed (apt-get install postgresql)" >&2; exit 69; }
+as=()
+if [ "$(id -u)" = 0 ]; then as=(runuser -u postgres --); fi
+
+pgctl() { "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w "$@"; }
+
+case "$cmd" in
+start)
+  port=${3:-$((20000 + RANDOM % 20000))}
+  mkdir -p "$dir"
+  if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; fi
+  if [ ! -d "$dir/data" ]; then
+    "${as[@]}" "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
+      || { cat "$dir/initdb.log" >&2; exit 1; }
+    cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$dir'
+max_connections = 200
+fsync = on
+synchronous_commit = on
+CONF
+  fi
+  pgctl start -o "-p $port" >/dev/null
+  "${as[@]}" "$bin/psql" -h "$dir" -p "$port" -U postgres -qAt -c "SELECT 1 FROM pg_roles WHERE rolname='tether'" | grep -q 1 \
+    || "${as[@]}" "$bin/psql" -h "$dir" -p "$port" -U postgres -q -c "CREATE ROLE tether LOGIN CREATEDB" -c "CREATE DATABASE tether OWNER tether"
+  echo "$port" >"$dir/port"
+  echo "postgresql://tether@127.0.0.1:$port/tether?sslmode=disable"
+  ;;
+stop)
+  [ -d "$dir/data" ] && pgctl stop -m fast >/dev/null 2>&1 || true
+  ;;
+restart)
+  port=$(cat "$dir/port")
+  pgctl stop -m fast >/dev/null
+  pgctl start -o "-p $port" >/dev/null
+  ;;
+*) echo "start, stop or restart" >&2; exit 64 ;;
+esac
