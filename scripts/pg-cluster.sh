@@ -5,6 +5,11 @@
 #   scripts/pg-cluster.sh restart DIR        (stop fast, start again on the same port)
 # Root runs the server as the postgres user (initdb refuses root). Needs Debian's postgresql.
 set -euo pipefail
+# Descriptors a caller handed down beyond 0-2 (Foundation's Process passes its pipes on) would
+# live on in the server, and a caller reading to the end of our output would wait for it.
+for fd in $(ls /proc/$$/fd); do
+  if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+done
 cmd=${1:?start, stop or restart}
 dir=${2:?a directory}
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
@@ -12,11 +17,13 @@ bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 as=()
 if [ "$(id -u)" = 0 ]; then as=(runuser -u postgres --); fi
 
-pgctl() { "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w "$@"; }
+# The server keeps no descriptor of its caller: a caller reading our output to its end (a test
+# harness) would otherwise wait for the server to exit.
+pgctl() { "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w "$@" </dev/null >>"$dir/pg_ctl.log" 2>&1; }
 
 case "$cmd" in
 start)
-  port=${3:-$((20000 + RANDOM % 20000))}
+  port=${3:-$(cat "$dir/port" 2>/dev/null || echo $((20000 + RANDOM % 20000)))}
   mkdir -p "$dir"
   if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; fi
   if [ ! -d "$dir/data" ]; then
@@ -31,19 +38,19 @@ fsync = on
 synchronous_commit = on
 CONF
   fi
-  pgctl start -o "-p $port" >/dev/null
+  pgctl start -o "-p $port" || { tail -20 "$dir/server.log" >&2; exit 1; }
   "${as[@]}" "$bin/psql" -h "$dir" -p "$port" -U postgres -qAt -c "SELECT 1 FROM pg_roles WHERE rolname='tether'" | grep -q 1 \
     || "${as[@]}" "$bin/psql" -h "$dir" -p "$port" -U postgres -q -c "CREATE ROLE tether LOGIN CREATEDB" -c "CREATE DATABASE tether OWNER tether"
   echo "$port" >"$dir/port"
   echo "postgresql://tether@127.0.0.1:$port/tether?sslmode=disable"
   ;;
 stop)
-  [ -d "$dir/data" ] && pgctl stop -m fast >/dev/null 2>&1 || true
+  [ -d "$dir/data" ] && pgctl stop -m fast || true
   ;;
 restart)
   port=$(cat "$dir/port")
-  pgctl stop -m fast >/dev/null
-  pgctl start -o "-p $port" >/dev/null
+  pgctl stop -m fast
+  pgctl start -o "-p $port" || { tail -20 "$dir/server.log" >&2; exit 1; }
   ;;
 *) echo "start, stop or restart" >&2; exit 64 ;;
 esac

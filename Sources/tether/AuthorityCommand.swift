@@ -118,6 +118,7 @@ struct AuthorityCommand: AsyncParsableCommand {
         @Option(help: "Open connections at once (default: the open-file limit less 256).") var maxConnections: Int?
         @Option(help: "Keep audit entries this long (1h to 87600h, e.g. 8760h).") var auditRetention = "8760h"
         @Option(help: "Keep reports this long (1h to 87600h; and the last 200 per surface).") var reportRetention = "720h"
+        @Option(help: "Replicas on a shared database: not ready (503 on /healthz, validate and watch) after this long without a good read of it (1s to 1m).") var maxLag = "5s"
 
         func run() async throws {
             var options = ListenOptions()
@@ -140,6 +141,11 @@ struct AuthorityCommand: AsyncParsableCommand {
                     }
                     if name == "--audit-retention" { config.auditRetention = d } else { config.reportRetention = d }
                 }
+                guard let lag = DurationText.parse(maxLag), lag >= .seconds(1), lag <= .seconds(60) else {
+                    throw StoreError("--max-lag takes a duration from 1s to 1m, e.g. 5s; got \"\(maxLag)\"")
+                }
+                config.maxLag = lag
+                config.syncInterval = min(.seconds(1), lag / 3)
                 config.maxStreams = maxStreams
                 config.maxStreamsPerKey = maxStreamsPerKey
                 guard let idle = DurationText.parse(idleTimeout), idle >= .seconds(1), idle <= .seconds(3600) else {

@@ -23,7 +23,7 @@ struct ProxyFaultTests {
 
     func start(_ name: String) async throws -> Setup {
         let a = try await LiveAuthority(lease: "1s")
-        let proxy = try FaultProxy(upstreamPort: a.server.port, signingKey: a.dir + "/signing.key")
+        let proxy = try FaultProxy(upstreamPort: a.server.port, signer: try await FaultProxy.activeSigner(stateDirectory: a.dir))
         let m = Workers.marker(name)
         let file = workerDirectory("e2e-\(name)") + "/ticks"
         let p = try TetherProcess(["run", "--dir", a.dir, "--authority", proxy.url, "--key-file", a.dir + "/agent.key",

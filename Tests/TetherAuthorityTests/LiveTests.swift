@@ -61,6 +61,16 @@ final class WatchReader: @unchecked Sendable {
         return decisions().first(where: match)
     }
 
+    /// Waits for an event matching `match` (any type: hello, shutdown, decision).
+    func waitEvent(timeout: Duration = .seconds(5), _ match: (ServerSentEvent) -> Bool) async -> ServerSentEvent? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let e = all.first(where: match) { return e }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return all.first(where: match)
+    }
+
     func cancel() { task?.cancel() }
 }
 

@@ -79,12 +79,19 @@ public final class FaultProxy: @unchecked Sendable {
     let signer: DecisionSigner?
     private let state = Mutex<(fault: Fault, listener: Int32, open: Set<Int32>, recorded: Data?)>((.none, -1, [], nil))
 
-    /// `signingKey`: the authority's `signing.key`, for `skew`.
-    public init(upstreamPort: Int, signingKey: String? = nil) throws {
+    /// `signer`: the authority's signing key, for `skew`.
+    public init(upstreamPort: Int, signer: DecisionSigner? = nil) throws {
         self.upstreamPort = upstreamPort
         port = freePort()
-        signer = try signingKey.map { try DecisionSigner(rawBase64: String(contentsOfFile: $0, encoding: .utf8)) }
+        self.signer = signer
         try listen()
+    }
+
+    /// The key a state directory's authority signs with (it lives in its database).
+    public static func activeSigner(stateDirectory dir: String) async throws -> DecisionSigner {
+        let keys = try await SQLiteStore(path: dir + "/authority.sqlite").signingKeys()
+        guard let k = keys.last(where: { $0.state == .active }) else { throw StoreError("no active signing key in \(dir)") }
+        return try DecisionSigner(rawBase64: k.privateKey)
     }
 
     public var url: String { "http://127.0.0.1:\(port)" }

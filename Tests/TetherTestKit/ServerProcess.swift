@@ -7,12 +7,16 @@ public final class ServerProcess: @unchecked Sendable {
     public let dir: String
     public let port: Int
     public let extra: [String]
+    public let environment: [String: String]
     public var process: Process?
+    /// Where the server's stderr goes (nil: nowhere).
+    public var logFile: String?
 
-    public init(dir: String, port: Int, extra: [String] = []) {
+    public init(dir: String, port: Int, extra: [String] = [], environment: [String: String] = [:]) {
         self.dir = dir
         self.port = port
         self.extra = extra
+        self.environment = environment
     }
 
     public var url: String { "http://127.0.0.1:\(port)" }
@@ -23,6 +27,14 @@ public final class ServerProcess: @unchecked Sendable {
         p.arguments = ["authority", "serve", "--dir", dir, "--listen", "127.0.0.1:\(port)"] + extra
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
+        if let logFile {
+            FileManager.default.createFile(atPath: logFile, contents: nil)
+            if let h = FileHandle(forWritingAtPath: logFile) {
+                h.seekToEndOfFile()
+                p.standardError = h
+            }
+        }
+        if !environment.isEmpty { p.environment = Foundation.ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         try p.run()
         process = p
         let probe = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: "x"))

@@ -18,9 +18,9 @@ public enum TestPostgres {
         let dir = "/tmp/tether-test-pg-\(getuid())"
         if let port = try? String(contentsOfFile: dir + "/port", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) {
             let url = "postgresql://tether@127.0.0.1:\(port)/tether?sslmode=disable"
-            if (try? psql(url, "SELECT 1")) != nil { return url }
+            if (try? await psql(url, "SELECT 1")) != nil { return url }
         }
-        let (code, out, err) = try run(["bash", root + "/scripts/pg-cluster.sh", "start", dir])
+        let (code, out, err) = try await run(["bash", root + "/scripts/pg-cluster.sh", "start", dir])
         guard code == 0 else { throw TestPostgresError(message: "could not start PostgreSQL (scripts/pg-cluster.sh): \(err)") }
         return out.trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -31,7 +31,7 @@ public enum TestPostgres {
     public static func freshDatabase() async throws -> DatabaseURL {
         let url = try await base.value
         let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
-        try psql(url, "CREATE DATABASE \(name)")
+        try await psql(url, "CREATE DATABASE \(name)")
         var c = URLComponents(string: url)!
         c.path = "/" + name
         return try DatabaseURL(c.string!)
@@ -39,13 +39,19 @@ public enum TestPostgres {
 
     /// Runs one statement with psql; throws with its message when it fails.
     @discardableResult
-    public static func psql(_ url: String, _ sql: String) throws -> String {
-        let (code, out, err) = try run(["psql", url, "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql])
+    public static func psql(_ url: String, _ sql: String) async throws -> String {
+        let (code, out, err) = try await run(["psql", url, "-qAtX", "-v", "ON_ERROR_STOP=1", "-c", sql])
         guard code == 0 else { throw TestPostgresError(message: "psql: \(err)") }
         return out
     }
 
-    static func run(_ args: [String]) throws -> (Int32, String, String) {
+    /// Runs a command to its end on a thread of its own: waiting for a process must not hold
+    /// one of the few threads every test's async code shares.
+    public static func run(_ args: [String]) async throws -> (Int32, String, String) {
+        try await offPool { try runBlocking(args) }
+    }
+
+    public static func runBlocking(_ args: [String]) throws -> (Int32, String, String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = args
@@ -56,5 +62,13 @@ public enum TestPostgres {
         let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+}
+
+/// Runs blocking work (waiting for a process, reading a pipe to its end) on a thread outside
+/// Swift's cooperative pool, which has one thread per core: blocking those stalls every test.
+public func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { c in
+        Thread.detachNewThread { c.resume(with: Result { try body() }) }
     }
 }

@@ -34,7 +34,10 @@ public final class PostgresStore: SharedStore {
         var config = url.clientConfiguration()
         config.options.connectTimeout = .seconds(5)
         config.options.maximumConnections = 16
-        let client = PostgresClient(configuration: config, backgroundLogger: logger)
+        // The pool retries a lost server every second and logs each try: only what is worse.
+        var poolLogger = logger
+        poolLogger.logLevel = max(logger.logLevel, .warning)
+        let client = PostgresClient(configuration: config, backgroundLogger: poolLogger)
         self.client = client
         running = Task { await client.run() }
     }

@@ -1,0 +1,138 @@
+import AsyncHTTPClient
+import Foundation
+import Testing
+import TetherAuthority
+import TetherClient
+import TetherCore
+
+/// `tether authority serve` replicas on one PostgreSQL database, as processes.
+struct Replicas {
+    let database: DatabaseURL
+    let servers: [ServerProcess]
+    let operatorKey: String
+    let agentKey: String
+    let publicKey: String
+
+    static func start(_ count: Int, database: DatabaseURL? = nil, extra: [String] = []) async throws -> Replicas {
+        let url: DatabaseURL
+        if let database { url = database } else { url = try await TestPostgres.freshDatabase() }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tether-fleet-\(UUID().uuidString.prefix(8))").path
+        let env = ["TETHER_DATABASE_URL": url.text]
+        let (code, _, err) = try await offPool { try runTether(["authority", "init", "--dir", dir], env: env) }
+        guard code == 0 else { throw StoreError("init: \(err)") }
+        let servers = (0..<count).map { i in
+            let s = ServerProcess(dir: dir + "-\(i)", port: Int.random(in: 20000..<30000), extra: extra, environment: env)
+            s.logFile = dir + "-\(i).log"
+            return s
+        }
+        for s in servers { try await s.start() }
+        func read(_ f: String) throws -> String { try String(contentsOfFile: dir + "/" + f, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) }
+        return Replicas(database: url, servers: servers, operatorKey: try read("operator.key"), agentKey: try read("agent.key"), publicKey: try read("signing.pub"))
+    }
+
+    func client(_ i: Int, operator op: Bool = false) -> AuthorityClient {
+        AuthorityClient(endpoint: AuthorityEndpoint(url: servers[i].url, key: op ? operatorKey : agentKey))
+    }
+
+    func stop() { servers.forEach { $0.kill9() } }
+}
+
+@Suite("Replicas on one PostgreSQL database", .serialized, .timeLimit(.minutes(3)))
+struct ReplicaTests {
+    @Test("a change made on one replica reaches the streams of every replica: the same signed bytes, its revision as the SSE id")
+    func changesReachEveryReplica() async throws {
+        let r = try await Replicas.start(3)
+        defer { r.stop() }
+        let verifier = try DecisionVerifier(publicKeyBase64: r.publicKey)
+        _ = try await r.client(0).register("a1")
+        let readers = r.servers.map { WatchReader(port: $0.port, key: r.agentKey, surfaces: ["a1"], instance: "h-\($0.port)") }
+        defer { readers.forEach { $0.cancel() } }
+        for reader in readers { #expect(await reader.wait { $0.kind == .lease } != nil) }
+        let answer = try await r.client(1, operator: true).revoke("a1", reason: "INC-7", wait: nil)
+        let rid = try #require(answer["request_id"] as? String)
+        var frames = Set<String>()
+        for reader in readers {
+            let d = try #require(await reader.wait { $0.code == .deviceRevoked && $0.kind == .change })
+            #expect(d.requestID == rid && verifier.verify(d) && d.changeReason == "INC-7")
+            let frame = try #require(reader.all.first { $0.data.contains("DEVICE_REVOKED") })
+            #expect(frame.id == "2", "register was revision 1, the revoke 2")
+            frames.insert(frame.data)
+        }
+        #expect(frames.count == 1, "the same bytes on every replica's streams")
+        // Every replica now answers the revoke, whichever committed it.
+        for i in 0..<3 { #expect(try await r.client(i).validate("a1", nonce: "n")["code"] as? String == "DEVICE_REVOKED") }
+    }
+
+    @Test("a supervisor resumes on another replica with Last-Event-ID and misses nothing; the resume is not a replay of what it held")
+    func resumeOnAnotherReplica() async throws {
+        let r = try await Replicas.start(2)
+        defer { r.stop() }
+        for id in ["a1", "b1"] { _ = try await r.client(0).register(id) }
+        let first = WatchReader(port: r.servers[0].port, key: r.agentKey, surfaces: ["a1"], instance: "h")
+        let hello = try #require(await first.waitEvent { $0.event == "hello" })
+        first.cancel()
+        let held = try #require(UInt64(hello.id ?? ""))
+        #expect(held == 2)
+        // While it is away: three changes of its surface and one of another, on the other replica.
+        let op = r.client(1, operator: true)
+        _ = try await op.revoke("a1", reason: "one", wait: nil)
+        _ = try await op.revoke("b1", reason: "not ours", wait: nil)
+        _ = try await op.restore("a1", reason: "two", wait: nil)
+        _ = try await op.revoke("a1", reason: "three", wait: nil)
+        let resumed = WatchReader(port: r.servers[1].port, key: r.agentKey, surfaces: ["a1"], instance: "h", lastEventID: held)
+        defer { resumed.cancel() }
+        _ = await resumed.wait { $0.kind == .lease }
+        let changes = resumed.decisions().filter { $0.kind == .change }
+        #expect(changes.map(\.changeReason) == ["one", "two", "three"], "every change it missed, in order, none of another surface")
+        #expect(changes.compactMap(\.revision) == [3, 5, 6])
+        let lease = try #require(resumed.decisions().last { $0.kind == .lease })
+        #expect(lease.revision == 6 && lease.code == .deviceRevoked, "then the current state")
+        var revisions = Revisions()
+        for d in resumed.decisions() { _ = revisions.accept(d) }
+        #expect(revisions.surface["a1"] == 6)
+    }
+
+    @Test("PostgreSQL stopped: replicas say so (healthz, validate, watch 503; streams told to go), and come back when it does; nothing committed is missed")
+    func databaseDown() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tether-pg-\(UUID().uuidString.prefix(8))").path
+        let (code, out, err) = try await TestPostgres.run(["bash", TestPostgres.root + "/scripts/pg-cluster.sh", "start", dir])
+        try #require(code == 0, "\(err)")
+        defer { _ = try? TestPostgres.runBlocking(["bash", TestPostgres.root + "/scripts/pg-cluster.sh", "stop", dir]) }
+        let url = try DatabaseURL(out.trimmingCharacters(in: .whitespacesAndNewlines))
+        let r = try await Replicas.start(2, database: url, extra: ["--max-lag", "2s"])
+        defer { r.stop() }
+        _ = try await r.client(0).register("a1")
+        let reader = WatchReader(port: r.servers[1].port, key: r.agentKey, surfaces: ["a1"], instance: "h")
+        defer { reader.cancel() }
+        _ = await reader.wait { $0.kind == .lease }
+
+        _ = try await TestPostgres.run(["bash", TestPostgres.root + "/scripts/pg-cluster.sh", "stop", dir])
+        let down = ContinuousClock.now
+        for i in 0..<2 { #expect(await Self.waitHealth(r.servers[i].url, ok: false, within: .seconds(15)), "replica \(i) not ready") }
+        print("replicas not ready \(ContinuousClock.now - down) after PostgreSQL stopped")
+        await #expect(throws: (any Error).self) { _ = try await r.client(0).validate("a1", nonce: "n") }
+        #expect(await reader.waitEvent(timeout: .seconds(10)) { $0.event == "shutdown" } != nil, "the stream is told to go elsewhere")
+
+        _ = try await TestPostgres.run(["bash", TestPostgres.root + "/scripts/pg-cluster.sh", "start", dir])
+        for i in 0..<2 { #expect(await Self.waitHealth(r.servers[i].url, ok: true, within: .seconds(20)), "replica \(i) ready again") }
+        _ = try await r.client(0, operator: true).revoke("a1", reason: "after", wait: nil)
+        var seen: String?
+        for _ in 0..<100 {
+            seen = try await r.client(1).validate("a1", nonce: "n")["code"] as? String
+            if seen == "DEVICE_REVOKED" { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(seen == "DEVICE_REVOKED", "a change after the outage reaches the other replica")
+    }
+
+    static func waitHealth(_ url: String, ok: Bool, within: Duration) async -> Bool {
+        let probe = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: "x"))
+        let deadline = ContinuousClock.now + within
+        while ContinuousClock.now < deadline {
+            let healthy = (try? await probe.get("/healthz")) != nil
+            if healthy == ok { return true }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return false
+    }
+}
