@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import Synchronization
 import TetherCore
 
 /// Where the authority is and which key to present.
@@ -24,6 +25,24 @@ public struct AuthorityEndpoint: Sendable, Equatable {
     public static func resolve(
         url: String?, keyFile: String?, role: String = "operator", stateDirectory: String,
         environment env: [String: String] = Foundation.ProcessInfo.processInfo.environment
+    ) throws -> AuthorityEndpoint {
+        try resolveAll(urls: url.map { [$0] } ?? [], keyFile: keyFile, role: role, stateDirectory: stateDirectory, environment: env)[0]
+    }
+
+    /// The same for replicas: one endpoint per URL (`TETHER_AUTHORITY` may list several,
+    /// comma-separated), each with the one key.
+    public static func resolveAll(
+        urls: [String], keyFile: String?, role: String = "operator", stateDirectory: String,
+        environment env: [String: String] = Foundation.ProcessInfo.processInfo.environment
+    ) throws -> [AuthorityEndpoint] {
+        let fromEnv = env["TETHER_AUTHORITY"].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        let list = !urls.isEmpty ? urls : (fromEnv?.isEmpty == false ? fromEnv! : [])
+        let one = try resolveOne(url: list.first, keyFile: keyFile, role: role, stateDirectory: stateDirectory, environment: env)
+        return [one] + list.dropFirst().map { AuthorityEndpoint(url: $0, key: one.key, keyFile: one.keyFile) }
+    }
+
+    static func resolveOne(
+        url: String?, keyFile: String?, role: String, stateDirectory: String, environment env: [String: String]
     ) throws -> AuthorityEndpoint {
         let fromDir = (try? String(contentsOfFile: stateDirectory + "/authority.url", encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines)
@@ -67,6 +86,8 @@ public struct JSONAnswer: @unchecked Sendable {
     public let status: Int
     public let object: [String: Any]
     public let headers: [(String, String)]
+    /// Which of the client's replicas answered.
+    public var replica: Int = 0
 
     public subscript(key: String) -> Any? { object[key] }
     public func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
@@ -74,13 +95,39 @@ public struct JSONAnswer: @unchecked Sendable {
 
 /// The authority's HTTP API, as a supervisor or an operator calls it.
 public struct AuthorityClient: Sendable {
-    public let endpoint: AuthorityEndpoint
+    /// The authority's replicas, in order of preference (one, for a single authority).
+    public let endpoints: [AuthorityEndpoint]
     public var timeout: Duration = .seconds(10)
     let http: HTTPClient
+    /// Which replica every copy of this client asks first: shared, so that the reporter, the
+    /// start gate and the watcher move on together when one fails.
+    let preferred: Preference
+
+    final class Preference: Sendable {
+        let index = Atomic<Int>(0)
+    }
 
     public init(endpoint: AuthorityEndpoint, http: HTTPClient = AuthorityClient.defaultHTTPClient) {
-        self.endpoint = endpoint
+        self.init(endpoints: [endpoint], http: http)
+    }
+
+    public init(endpoints: [AuthorityEndpoint], http: HTTPClient = AuthorityClient.defaultHTTPClient) {
+        precondition(!endpoints.isEmpty, "an authority client needs an endpoint")
+        self.endpoints = endpoints
         self.http = http
+        preferred = Preference()
+    }
+
+    /// The replica asked first now.
+    public var preferredIndex: Int { preferred.index.load(ordering: .relaxed) % endpoints.count }
+    public var endpoint: AuthorityEndpoint { endpoints[preferredIndex] }
+
+    /// Moves on from replica `failed` to the next (once, however many callers saw it fail).
+    /// True when it moved.
+    @discardableResult
+    public func failOver(from failed: Int) -> Bool {
+        guard endpoints.count > 1 else { return false }
+        return preferred.index.compareExchange(expected: failed, desired: (failed + 1) % endpoints.count, ordering: .relaxed).exchanged
     }
 
     /// One client for the process. Fails fast: a refused connection is an answer (the
@@ -161,7 +208,29 @@ public struct AuthorityClient: Sendable {
         return try await send(method: .POST, path: path, body: data, extra: extra)
     }
 
+    /// Asks the preferred replica, then each other one while the answer is no answer
+    /// (unreachable, 5xx — a replica not ready says 503): the first real answer counts.
     func send(method: HTTPMethod, path: String, body: Data?, extra: Duration?) async throws -> JSONAnswer {
+        var lastError: any Error = ClientError.unreachable("no authority")
+        for _ in 0..<endpoints.count {
+            let index = preferredIndex
+            do {
+                return try await send(to: index, method: method, path: path, body: body, extra: extra)
+            } catch let e as ClientError {
+                switch e {
+                case .unreachable, .refused(500..., _, _, _):
+                    lastError = e
+                    failOver(from: index)
+                default:
+                    throw e
+                }
+            }
+        }
+        throw lastError
+    }
+
+    func send(to index: Int, method: HTTPMethod, path: String, body: Data?, extra: Duration?) async throws -> JSONAnswer {
+        let endpoint = endpoints[index]
         var req = HTTPClientRequest(url: endpoint.url + path)
         req.method = method
         req.headers.add(name: "x-org-key", value: endpoint.key)
@@ -182,7 +251,7 @@ public struct AuthorityClient: Sendable {
         guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes.readableBytesView)) as? [String: Any] else {
             throw ClientError.badResponse("HTTP \(response.status.code) from \(endpoint.url)\(path) is not a JSON object")
         }
-        let answer = JSONAnswer(status: Int(response.status.code), object: obj, headers: response.headers.map { ($0.name, $0.value) })
+        let answer = JSONAnswer(status: Int(response.status.code), object: obj, headers: response.headers.map { ($0.name, $0.value) }, replica: index)
         guard (200..<300).contains(answer.status) else {
             throw ClientError.refused(
                 status: answer.status, code: obj["code"] as? String ?? "HTTP_\(answer.status)",

@@ -26,10 +26,8 @@ public struct WatchSettings: Sendable {
 /// resuming with `Last-Event-ID`, and a timer that turns an unrenewed allow into
 /// `LEASE_EXPIRED` at the instant its lease ends. Emits a `Verdict` whenever one changes.
 public final class SurfaceWatcher: Sendable {
-    /// The authorities, in order of preference: replicas of one deployment.
-    let clients: [AuthorityClient]
-    /// Which of `clients` the stream and the polls use now.
-    let preferred: Atomic<Int>
+    /// The authority: one, or the replicas of one deployment (`AuthorityClient.endpoints`).
+    let client: AuthorityClient
     let verifier: DecisionVerifier?
     let settings: WatchSettings
     let logger: Logger
@@ -50,17 +48,10 @@ public final class SurfaceWatcher: Sendable {
 
     /// `initial`: decisions already known (the one a worker was started on), so the watcher
     /// does not begin with "no decision yet" — a deny — for them.
-    public convenience init(client: AuthorityClient, surfaces: [String], verifier: DecisionVerifier?, settings: WatchSettings, initial: [Decision] = [], logger: Logger,
-                            observe: @escaping @Sendable (WatchObservation) -> Void = { _ in }) {
-        self.init(clients: [client], surfaces: surfaces, verifier: verifier, settings: settings, initial: initial, logger: logger, observe: observe)
-    }
-
-    public init(clients: [AuthorityClient], surfaces: [String], verifier: DecisionVerifier?, settings: WatchSettings, initial: [Decision] = [], logger: Logger,
+    public init(client: AuthorityClient, surfaces: [String], verifier: DecisionVerifier?, settings: WatchSettings, initial: [Decision] = [], logger: Logger,
                 observe: @escaping @Sendable (WatchObservation) -> Void = { _ in }) {
-        precondition(!clients.isEmpty, "a watcher needs an authority")
         self.observe = observe
-        self.clients = clients
-        preferred = Atomic(0)
+        self.client = client
         self.verifier = verifier
         self.settings = settings
         self.logger = logger
@@ -69,13 +60,12 @@ public final class SurfaceWatcher: Sendable {
         state = WatchState(surfaces: surfaces, failClosedAfter: settings.failClosedAfter.timeInterval, initial: initial, continuation: continuation)
     }
 
-    var client: AuthorityClient { clients[preferred.load(ordering: .relaxed) % clients.count] }
-
-    /// Moves to the next authority of the list (after `failed` failed), once per failure.
+    /// Moves to the next replica (after `failed` failed), once per failure.
     func failOver(from failed: Int) {
-        guard clients.count > 1 else { return }
-        let (exchanged, _) = preferred.compareExchange(expected: failed, desired: (failed + 1) % clients.count, ordering: .relaxed)
-        if exchanged { logger.warning("failing over to the next authority", metadata: ["from": "\(clients[failed].endpoint.url)", "to": "\(clients[(failed + 1) % clients.count].endpoint.url)"]) }
+        let n = client.endpoints.count
+        if client.failOver(from: failed) {
+            logger.warning("failing over to the next authority", metadata: ["from": "\(client.endpoints[failed].url)", "to": "\(client.endpoints[(failed + 1) % n].url)"])
+        }
     }
 
     /// Runs until cancelled.
@@ -97,8 +87,8 @@ public final class SurfaceWatcher: Sendable {
         while !Task.isCancelled {
             // Each connection is a task of its own, so the expiry loop can drop a stream that
             // stopped renewing (connected, but silent past a lease).
-            let index = preferred.load(ordering: .relaxed) % clients.count
-            let connection = Task { try await self.connect(to: clients[index]) }
+            let index = client.preferredIndex
+            let connection = Task { try await self.connect(to: client.endpoints[index]) }
             await state.setConnection(connection)
             let result = await connection.result
             await state.setConnection(nil)
@@ -113,7 +103,8 @@ public final class SurfaceWatcher: Sendable {
                 if case ClientError.refused = error { refusals += 1 } else { refusals = 0 }
                 // An authority without a watch endpoint (MachineID) refuses every time: say so once.
                 let level: Logger.Level = refusals > 1 ? .debug : .info
-                logger.log(level: level, "watch stream down; polling until it is back", metadata: ["error": "\(error)", "retry_in": "\(backoff)"])
+                logger.log(level: level, "watch stream down; polling until it is back", metadata: [
+                    "error": "\(error)", "retry_in": "\(backoff)", "authority": "\(client.endpoints[index].url)", "next": "\(client.endpoint.url)"])
             }
             try? await Task.sleep(for: backoff)
             backoff = min(backoff * 2, settings.reconnectMax)
@@ -121,7 +112,7 @@ public final class SurfaceWatcher: Sendable {
     }
 
     /// One watch connection, until it ends or fails. Returns whether any decision came.
-    func connect(to client: AuthorityClient) async throws -> Bool {
+    func connect(to endpoint: AuthorityEndpoint) async throws -> Bool {
         let surfaces = await state.surfaces
         guard !surfaces.isEmpty else {
             // Nothing to watch (yet): idle until the set changes.
@@ -129,15 +120,17 @@ public final class SurfaceWatcher: Sendable {
             return false
         }
         let query = surfaces.map { "deviceId=\($0)" }.joined(separator: "&") + "&instance=\(settings.instance)"
-        var req = HTTPClientRequest(url: client.endpoint.url + "/api/v1/devices/watch?" + query)
-        req.headers.add(name: "x-org-key", value: client.endpoint.key)
+        var req = HTTPClientRequest(url: endpoint.url + "/api/v1/devices/watch?" + query)
+        req.headers.add(name: "x-org-key", value: endpoint.key)
         // Resume where the last stream (to any replica) ended: the changes missed come first.
-        if let last = await state.lastEventID { req.headers.add(name: "Last-Event-ID", value: String(last)) }
+        let resumeAfter = await state.lastEventID
+        if let last = resumeAfter { req.headers.add(name: "Last-Event-ID", value: String(last)) }
         let resp = try await client.http.execute(req, timeout: .hours(24 * 365))
         guard resp.status == .ok else {
             throw ClientError.refused(status: Int(resp.status.code), code: "HTTP_\(resp.status.code)", message: "watch refused", requestID: nil)
         }
         await state.setStreaming(true)
+        logger.info("watch stream up", metadata: ["authority": "\(endpoint.url)", "resumed_after": "\(resumeAfter.map(String.init) ?? "none")"])
         var parser = SSEParser()
         var hadEvents = false
         let watched = Set(surfaces)
@@ -182,7 +175,7 @@ public final class SurfaceWatcher: Sendable {
             }
         } catch {
             // A stream that delivered events was up: reconnect at once, whatever ended it.
-            if hadEvents { logger.info("watch stream broke; reconnecting", metadata: ["error": "\(error)"]); return true }
+            if hadEvents { logger.info("watch stream broke; reconnecting", metadata: ["error": "\(error)", "authority": "\(endpoint.url)"]); return true }
             throw error
         }
         logger.info("watch stream ended; reconnecting")
@@ -198,13 +191,12 @@ public final class SurfaceWatcher: Sendable {
         while !Task.isCancelled {
             if await !state.streaming {
                 for s in await state.surfaces {
-                    // Each authority of the list at most once for this surface, from the preferred.
-                    for _ in 0..<clients.count {
-                        let index = preferred.load(ordering: .relaxed) % clients.count
-                        var client = clients[index]
-                        client.timeout = min(client.timeout, timeout)
+                    // The client tries each replica that does not answer; one that answers with
+                    // an older state than we hold is passed over here.
+                    var client = self.client
+                    client.timeout = min(client.timeout, timeout)
+                    for _ in 0..<client.endpoints.count {
                         if await poll(s, client, &lastError) { break }
-                        failOver(from: index)
                     }
                 }
             }
@@ -212,7 +204,8 @@ public final class SurfaceWatcher: Sendable {
         }
     }
 
-    /// One validate of `s`. False when this authority gave no usable answer and another may.
+    /// One validate of `s`. False when the replica that answered is behind what we hold (it
+    /// was passed over: ask again).
     func poll(_ s: String, _ client: AuthorityClient, _ lastError: inout String?) async -> Bool {
         let nonce = UUID().uuidString
         let answer: JSONAnswer
@@ -234,8 +227,9 @@ public final class SurfaceWatcher: Sendable {
                 await state.fail(s, .badResponse)
                 return true
             default:
-                // Unreachable, timed out, 5xx: the lease runs out unless a poll succeeds.
-                return false
+                // Unreachable, timed out, 5xx — from every replica (the client tried each):
+                // the lease runs out unless a later poll succeeds.
+                return true
             }
         }
         guard var d = Decision(json: answer.object), d.deviceId == s else {
@@ -252,6 +246,7 @@ public final class SurfaceWatcher: Sendable {
         switch await state.accept(d) {
         case .stale:
             observe(.error("stale"))
+            failOver(from: answer.replica)
             return false
         case .foreign:
             observe(.error("bad_response"))

@@ -12,25 +12,29 @@ enum AuthorityResolution {
     /// The configured authority, or the embedded default.
     static func resolve(_ settings: AuthoritySettings, stateDirectory dir: String?, instanceWithPID: Bool = true, logger: Logger) async throws -> ResolvedAuthority {
         let directory = StateDirectory(path: dir ?? StateDirectory.defaultPath())
-        var url = settings.url
+        var urls = settings.urls
         var publicKey = settings.publicKey
-        if url == nil {
+        if urls.isEmpty {
             do {
                 let local = try await LocalAuthority.ensure(
                     directory: directory, executable: Self.executablePath(), http: AuthorityClient.defaultHTTPClient, logger: logger)
-                url = local.url
+                urls = [local.url]
                 // Our own authority: demand its signature.
                 publicKey = publicKey ?? directory.publicKey
             } catch {
                 throw fail("the local authority is not available: \(error)\nNothing was started (fail closed).", code: TetherExit.unavailable)
             }
         }
-        let endpoint = try AuthorityEndpoint.resolve(url: url, keyFile: settings.keyFile, role: "agent", stateDirectory: directory.path, environment: [:])
-        if let refusal = TrustPolicy.refusal(url: endpoint.url, publicKey: publicKey) {
-            guard settings.insecureUnpinned else {
-                throw fail("\(refusal)\nNothing was started.", code: TetherExit.config)
+        let endpoints = try AuthorityEndpoint.resolveAll(urls: urls, keyFile: settings.keyFile, role: "agent", stateDirectory: directory.path, environment: [:])
+        // Every replica is held to the same rule: one that any network attacker could answer
+        // for would do as well as a rogue authority.
+        for endpoint in endpoints {
+            if let refusal = TrustPolicy.refusal(url: endpoint.url, publicKey: publicKey) {
+                guard settings.insecureUnpinned else {
+                    throw fail("\(refusal)\nNothing was started.", code: TetherExit.config)
+                }
+                logger.critical("INSECURE: \(refusal); running anyway (--insecure-unpinned-authority)")
             }
-            logger.critical("INSECURE: \(refusal); running anyway (--insecure-unpinned-authority)")
         }
         var verifier: DecisionVerifier?
         if let pk = publicKey {
@@ -41,8 +45,8 @@ enum AuthorityResolution {
         // Hidden from workers: this state directory, the system's and this user's default one
         // (an operator key may sit there even when the authority is remote), the agent key.
         var secrets = [directory.path, StateDirectory.defaultPath(), "/var/lib/tether", "/etc/tether"]
-        if let k = endpoint.keyFile { secrets.append(k) }
-        return ResolvedAuthority(client: AuthorityClient(endpoint: endpoint), verifier: verifier, settings: settings, instance: instance,
+        if let k = endpoints[0].keyFile { secrets.append(k) }
+        return ResolvedAuthority(client: AuthorityClient(endpoints: endpoints), verifier: verifier, settings: settings, instance: instance,
                                  secrets: Array(Set(secrets)).sorted())
     }
 

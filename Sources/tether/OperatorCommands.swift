@@ -7,7 +7,7 @@ import TetherCore
 /// Where the authority is and with which key: flags, then TETHER_AUTHORITY / TETHER_KEY_FILE,
 /// then the local state directory.
 struct AuthorityOptions: ParsableArguments {
-    @Option(help: "Authority URL (default: $TETHER_AUTHORITY, the local authority's address, http://127.0.0.1:8470).")
+    @Option(help: "Authority URL, or its replicas' comma-separated (default: $TETHER_AUTHORITY, the local authority's address, http://127.0.0.1:8470).")
     var authority: String?
     @Option(help: "File holding the operator key (default: $TETHER_KEY_FILE, then operator.key in the state directory).")
     var keyFile: String?
@@ -17,9 +17,9 @@ struct AuthorityOptions: ParsableArguments {
 
     func client() throws -> AuthorityClient {
         do {
-            let endpoint = try AuthorityEndpoint.resolve(
-                url: authority, keyFile: keyFile, stateDirectory: dir ?? StateDirectory.defaultPath())
-            return AuthorityClient(endpoint: endpoint)
+            let urls = authority.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
+            return AuthorityClient(endpoints: try AuthorityEndpoint.resolveAll(
+                urls: urls, keyFile: keyFile, stateDirectory: dir ?? StateDirectory.defaultPath()))
         } catch {
             throw fail("\(error)", code: TetherExit.config)
         }

@@ -23,7 +23,7 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(help: "A TOML file with [authority] and one [[worker]] (default: $TETHER_CONFIG).") var config: String?
     @Option(help: "The execution surface (default: the command's base name).") var surface: String?
-    @Option(help: "Authority URL (default: the local authority).") var authority: String?
+    @Option(help: "Authority URL, or the URLs of its replicas comma-separated, tried in order (default: the local authority).") var authority: String?
     @Option(help: "File holding an agent key (default: agent.key in the state directory).") var keyFile: String?
     @Option(help: "The authority's public key (base64, or a file holding it): decisions must be signed by it.") var publicKey: String?
     @Option(help: "Seccomp profile: default, strict, none, or a Docker/OCI JSON file.") var profile: String?

@@ -5,38 +5,6 @@ import TetherAuthority
 import TetherClient
 import TetherCore
 
-/// `tether authority serve` replicas on one PostgreSQL database, as processes.
-struct Replicas {
-    let database: DatabaseURL
-    let servers: [ServerProcess]
-    let operatorKey: String
-    let agentKey: String
-    let publicKey: String
-
-    static func start(_ count: Int, database: DatabaseURL? = nil, extra: [String] = []) async throws -> Replicas {
-        let url: DatabaseURL
-        if let database { url = database } else { url = try await TestPostgres.freshDatabase() }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tether-fleet-\(UUID().uuidString.prefix(8))").path
-        let env = ["TETHER_DATABASE_URL": url.text]
-        let (code, _, err) = try await offPool { try runTether(["authority", "init", "--dir", dir], env: env) }
-        guard code == 0 else { throw StoreError("init: \(err)") }
-        let servers = (0..<count).map { i in
-            let s = ServerProcess(dir: dir + "-\(i)", port: Int.random(in: 20000..<30000), extra: extra, environment: env)
-            s.logFile = dir + "-\(i).log"
-            return s
-        }
-        for s in servers { try await s.start() }
-        func read(_ f: String) throws -> String { try String(contentsOfFile: dir + "/" + f, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) }
-        return Replicas(database: url, servers: servers, operatorKey: try read("operator.key"), agentKey: try read("agent.key"), publicKey: try read("signing.pub"))
-    }
-
-    func client(_ i: Int, operator op: Bool = false) -> AuthorityClient {
-        AuthorityClient(endpoint: AuthorityEndpoint(url: servers[i].url, key: op ? operatorKey : agentKey))
-    }
-
-    func stop() { servers.forEach { $0.kill9() } }
-}
-
 @Suite("Replicas on one PostgreSQL database", .serialized, .timeLimit(.minutes(3)))
 struct ReplicaTests {
     @Test("a change made on one replica reaches the streams of every replica: the same signed bytes, its revision as the SSE id")

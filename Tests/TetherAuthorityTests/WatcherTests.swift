@@ -87,3 +87,45 @@ struct WatcherTests {
         #expect(!log.all.contains { $0.0.allowed }, "never allowed")
     }
 }
+
+@Suite("Revisions a supervisor holds: never back, whoever sends them")
+struct RevisionTests {
+    func d(_ kind: DecisionKind, _ surface: String = "a1", code: DecisionCode = .allow, rev: UInt64, org: UInt64? = nil, origin: String = "O") -> Decision {
+        Decision(deviceId: surface, allowed: code == .allow, code: code, requestID: "r", issuedAt: "t", expiresAt: "u",
+                 kind: kind, revision: rev, orgRevision: org, origin: origin)
+    }
+
+    @Test("a replayed or lagging renewal is stale; a repeated change is a duplicate; a newer renewal reveals a missed event")
+    func staleDuplicateCaughtUp() {
+        var r = Revisions()
+        #expect(r.accept(d(.lease, rev: 5, org: 0)) == .applied, "the first state")
+        #expect(r.accept(d(.change, code: .deviceRevoked, rev: 7)) == .applied)
+        #expect(r.accept(d(.lease, rev: 5, org: 0)) == .stale, "a replica that has not seen revision 7 renews nothing")
+        #expect(r.accept(d(.answer, rev: 5, org: 0)) == .stale, "nor does its validate answer")
+        #expect(r.accept(d(.change, code: .deviceRevoked, rev: 7)) == .duplicate, "a resume overlapping what came before")
+        #expect(r.accept(d(.change, rev: 6)) == .duplicate, "an older change arriving late is not applied")
+        #expect(r.accept(d(.lease, code: .deviceRevoked, rev: 7, org: 0)) == .applied, "the renewal of what we hold")
+        #expect(r.accept(d(.lease, rev: 9, org: 0)) == .caughtUp, "a renewal newer than the events: revision 8 or 9 was missed")
+        #expect(r.surface["a1"] == 9)
+    }
+
+    @Test("the org's halt and resume: their own revision; a renewal from before the halt is stale")
+    func orgRevisions() {
+        var r = Revisions()
+        _ = r.accept(d(.lease, rev: 2, org: 1))
+        #expect(r.accept(d(.change, OrgSubject.name, code: .orgHalted, rev: 10)) == .applied)
+        #expect(r.orgHalted && r.org == 10)
+        #expect(r.accept(d(.lease, rev: 2, org: 1)) == .stale, "an allow renewed from before the halt")
+        #expect(r.accept(d(.lease, code: .orgHalted, rev: 2, org: 10)) == .applied)
+        #expect(r.accept(d(.change, OrgSubject.name, code: .allow, rev: 11)) == .applied)
+        #expect(!r.orgHalted)
+    }
+
+    @Test("a decision from another deployment (origin) is refused")
+    func foreignOrigin() {
+        var r = Revisions()
+        _ = r.accept(d(.lease, rev: 2, org: 0))
+        #expect(r.accept(d(.lease, rev: 99, org: 99, origin: "elsewhere")) == .foreign("elsewhere"))
+        #expect(r.surface["a1"] == 2, "nothing of it is kept")
+    }
+}

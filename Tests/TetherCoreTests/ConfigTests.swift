@@ -41,7 +41,7 @@ struct ConfigTests {
         kill_after = "10m"
         """
         let c = try ConfigLoader.parse(text, path: "s.toml")
-        #expect(c.authority.url == "https://authority.internal:8470")
+        #expect(c.authority.urls == ["https://authority.internal:8470"])
         #expect(c.authority.publicKey == "/etc/tether/authority.pub")
         #expect(c.authority.failClosedAfter == .seconds(20))
         #expect(c.authority.pollInterval == .milliseconds(500))
@@ -65,7 +65,9 @@ struct ConfigTests {
     @Test("errors name the line", arguments: [
         ("[[worker]]\nname = \"w\"\ncommand = [\"x\"]\non_revoke = \"explode\"\n", 4, "on_revoke"),
         ("[[worker]]\nname = \"w\"\ncommand = [\"x\"]\ncolour = \"red\"\n", 4, "unknown setting worker.colour"),
-        ("[authority]\nurl = 5\n", 2, "expected a string"),
+        ("[authority]\nurl = 5\n", 2, "expected a string or an array of strings"),
+        ("[authority]\nurl = []\n", 2, "an empty list"),
+        ("[authority]\nurl = [\"https://a\", 5]\n", 2, "an element is"),
         ("[authority]\npoll_interval = \"soon\"\n", 2, "not a duration"),
         ("[authority]\n[authority]\n", 2, "defined twice"),
         ("a = 1\na = 2\n", 2, "defined twice"),
@@ -145,5 +147,15 @@ struct ConfigTests {
         var bad = Overrides(source: "the command line")
         bad.env = ["=x"]
         #expect(throws: ConfigError.self) { try bad.apply(to: &a, worker: &w) }
+    }
+
+    @Test("replicas: the authority's URLs as a list in the file, comma-separated in a flag or the environment, in order")
+    func replicaURLs() throws {
+        let c = try ConfigLoader.parse("[authority]\nurl = [\"https://a:8470\", \"https://b:8470\"]\n[[worker]]\nname = \"w\"\ncommand = [\"true\"]\n", path: "r.toml")
+        #expect(c.authority.urls == ["https://a:8470", "https://b:8470"])
+        var settings = AuthoritySettings()
+        var worker = c.workers[0]
+        try Overrides.environment(["TETHER_AUTHORITY": "https://c:8470, https://d:8470"]).apply(to: &settings, worker: &worker)
+        #expect(settings.urls == ["https://c:8470", "https://d:8470"])
     }
 }

@@ -2,8 +2,11 @@ import Foundation
 
 /// How a supervisor reaches its authority.
 public struct AuthoritySettings: Sendable, Equatable {
-    /// nil: the embedded default (the local authority in the state directory).
-    public var url: String?
+    /// The authority's URLs: replicas of one deployment, tried in this order when one fails.
+    /// Empty: the embedded default (the local authority in the state directory).
+    public var urls: [String] = []
+    /// The first of `urls`.
+    public var url: String? { urls.first }
     public var keyFile: String?
     /// Base64 Ed25519 public key, or a file holding it: every decision must be signed by it.
     public var publicKey: String?

@@ -24,7 +24,7 @@ public enum ConfigLoader {
         var top = Fields(root, name: nil, file: path)
         if let t = try top.table("authority") {
             var f = Fields(t, name: "authority", file: path)
-            config.authority.url = try f.string("url")
+            config.authority.urls = try f.stringOrArray("url") ?? []
             config.authority.keyFile = try f.string("key_file")
             config.authority.publicKey = try f.string("public_key")
             if let d = try f.duration("fail_closed_after", atLeast: .milliseconds(100)) { config.authority.failClosedAfter = d }
@@ -151,6 +151,21 @@ struct Fields {
         guard let d = DurationText.parse(s) else { throw error(key, "\"\(s)\" is not a duration; use ms, s, m or h, e.g. \"10s\"") }
         guard d >= minimum else { throw error(key, "must be at least \(DurationText.format(minimum))") }
         return d
+    }
+
+    /// `"x"` or `["x", "y"]`.
+    mutating func stringOrArray(_ key: String) throws(ConfigError) -> [String]? {
+        if case .string(let s)? = table[key]?.kind {
+            used.insert(key)
+            return [s]
+        }
+        if let v = table[key], case .array = v.kind {
+            let a = try stringArray(key)
+            if a?.isEmpty == true { throw error(key, "an empty list; leave it out for the local authority") }
+            return a
+        }
+        guard let v = take(key) else { return nil }
+        throw error(key, "expected a string or an array of strings, found \(v.typeName)")
     }
 
     mutating func stringArray(_ key: String) throws(ConfigError) -> [String]? {

@@ -53,7 +53,10 @@ public struct Overrides: Sendable, Equatable {
             guard d >= minimum else { throw error(name(flag, variable), "must be at least \(DurationText.format(minimum))") }
             return d
         }
-        if let a = self.authority { authority.url = a }
+        if let a = self.authority {
+            // Replicas: comma-separated, tried in order.
+            authority.urls = a.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
         if let k = keyFile { authority.keyFile = k }
         if let p = publicKey { authority.publicKey = p }
         if let d = try duration(failClosedAfter, "fail-closed-after", "TETHER_FAIL_CLOSED_AFTER", atLeast: .milliseconds(100)) { authority.failClosedAfter = d }

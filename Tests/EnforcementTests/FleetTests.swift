@@ -1,0 +1,87 @@
+import Foundation
+import Glibc
+import Testing
+import TetherAuthority
+import TetherClient
+import TetherCore
+import TetherTestKit
+
+/// `tether run` against the replicas of one authority on PostgreSQL.
+@Suite("tether run against authority replicas", .serialized, .timeLimit(.minutes(5)))
+struct FleetTests {
+    /// Watches the worker's processes every 50 ms while `body` runs: how many samples found
+    /// any of them stopped.
+    static func stoppedSamples(_ marker: String, during body: () async throws -> Void) async rethrows -> Int {
+        let sampling = Task {
+            var stopped = 0
+            while !Task.isCancelled {
+                if liveProcesses(withMarker: marker).contains(where: { $0.state == "T" }) { stopped += 1 }
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+            return stopped
+        }
+        try await body()
+        sampling.cancel()
+        return await sampling.value
+    }
+
+    @Test("a replica SIGKILLed, then another: the worker runs on through several leases, and a revoke through the survivor stops it")
+    func failOverWithinTheLease() async throws {
+        let r = try await Replicas.start(2, extra: ["--lease", "2s"])
+        defer { r.stop() }
+        let m = Workers.marker("fleet")
+        let file = workerDirectory("fleet") + "/ticks"
+        let p = try TetherProcess(["run", "--dir", r.dir, "--authority", r.urls, "--key-file", r.dir + "/agent.key",
+                                   "--public-key", r.dir + "/signing.pub", "--surface", "fleet-1", "--poll-interval", "200ms",
+                                   "--"] + Workers.loop(m, file: file))
+        defer { p.signal(SIGTERM) }
+        #expect(await eventually(20) { fileSize(file) > 0 }, "\(p.stderr)")
+
+        // The replica it watches dies; three leases pass.
+        var stopped = try await Self.stoppedSamples(m) {
+            r.servers[0].kill9()
+            try await Task.sleep(for: .seconds(6))
+        }
+        #expect(stopped == 0, "frozen while another replica answered: \(p.stderr)")
+        #expect(await Workers.growing(file))
+        #expect(p.stderr.contains("authority=\(r.servers[1].url) resumed_after="), "the stream moved to the other replica: \(p.stderr)")
+
+        // A revoke through the survivor stops it; a restore lets it go on.
+        let op1 = r.client(1, operator: true)
+        _ = try await op1.revoke("fleet-1", reason: "fleet test", wait: nil)
+        #expect(await eventually(5) { Workers.allStopped(m) }, "\(p.stderr)")
+        _ = try await op1.restore("fleet-1", reason: "back", wait: nil)
+        #expect(await eventually(5) { Workers.noneStopped(m) })
+
+        // The first comes back, the second dies: it moves on again.
+        try await r.servers[0].start()
+        stopped = try await Self.stoppedSamples(m) {
+            r.servers[1].kill9()
+            try await Task.sleep(for: .seconds(6))
+        }
+        #expect(stopped == 0, "frozen while another replica answered: \(p.stderr)")
+        _ = try await r.client(0, operator: true).revoke("fleet-1", reason: "again", wait: nil)
+        #expect(await eventually(5) { Workers.allStopped(m) }, "\(p.stderr)")
+    }
+
+    @Test("every replica gone: the worker stops at the end of its lease (fail closed), and runs again when one is back")
+    func allReplicasGone() async throws {
+        let r = try await Replicas.start(2, extra: ["--lease", "2s"])
+        defer { r.stop() }
+        let m = Workers.marker("fleetdown")
+        let file = workerDirectory("fleet") + "/ticks"
+        let p = try TetherProcess(["run", "--dir", r.dir, "--authority", r.urls, "--key-file", r.dir + "/agent.key",
+                                   "--public-key", r.dir + "/signing.pub", "--surface", "fleet-2", "--poll-interval", "200ms",
+                                   "--"] + Workers.loop(m, file: file))
+        defer { p.signal(SIGTERM) }
+        #expect(await eventually(20) { fileSize(file) > 0 }, "\(p.stderr)")
+        let down = ContinuousClock.now
+        r.servers.forEach { $0.kill9() }
+        #expect(await eventually(10) { Workers.allStopped(m) }, "\(p.stderr)")
+        let after = ContinuousClock.now - down
+        #expect(after < .seconds(5), "within the 2 s lease and a poll: \(after)")
+        #expect(p.stderr.contains("LEASE_EXPIRED"), "\(p.stderr)")
+        try await r.servers[1].start()
+        #expect(await eventually(10) { Workers.noneStopped(m) }, "\(p.stderr)")
+    }
+}
