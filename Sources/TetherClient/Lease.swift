@@ -17,6 +17,9 @@ public struct Verdict: Sendable, Equatable {
     public var changedBy: String?
     public var changedAt: Date?
     public var changeReason: String?
+    /// The authority's revision this verdict rests on (the later of the surface's and the
+    /// org's), where the authority keeps revisions: it only ever grows for a surface.
+    public var revision: UInt64?
 
     public init(surface: String, allowed: Bool, code: DecisionCode, requestID: String?, until: Date?, decidedAt: Date? = nil) {
         self.surface = surface
@@ -35,6 +38,7 @@ public struct Verdict: Sendable, Equatable {
         v.changedBy = d.changedBy
         v.changedAt = changedAt
         v.changeReason = d.changeReason
+        if let r = d.revision { v.revision = max(r, d.orgRevision ?? 0) }
         return v
     }
 

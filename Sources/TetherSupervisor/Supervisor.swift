@@ -210,6 +210,7 @@ public final class Supervisor: Sendable {
             var m: Logger.Metadata = ["surface": "\(v.surface)", "allowed": "\(v.allowed)", "code": "\(v.code.rawValue)", "request_id": "\(v.requestID ?? "-")"]
             if let by = v.changedBy { m["by"] = "\(by)" }
             if let why = v.changeReason { m["reason"] = "\(why)" }
+            if let r = v.revision { m["revision"] = "\(r)" }
             s.logger.info("verdict", metadata: m)
         }
         for name in s.order where s.slots[name]?.config.surface == v.surface {
