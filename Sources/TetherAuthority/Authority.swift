@@ -35,6 +35,9 @@ public struct AuthorityConfiguration: Sendable {
     /// balancers go to another, rather than trust a replica that may miss changes.
     public var syncInterval: Duration = .seconds(1)
     public var maxLag: Duration = .seconds(5)
+    /// Where to write the published signing keys (a key set file) whenever they change: the
+    /// state directory's signing.pub, which supervisors on this host pin.
+    public var keySetFile: String?
 
     public init() {}
 }
@@ -236,9 +239,18 @@ public final class Authority: Sendable {
         do {
             if try keyRing.reload(try await store.signingKeys()) {
                 logger.notice("signing keys changed", metadata: ["signing": "\(keyRing.signer.keyId)", "published": "\(keyRing.published.map { "\($0.id):\($0.state.rawValue)" }.joined(separator: ","))"])
+                publishKeySet()
             }
         } catch {
             logger.error("signing keys not reloaded; signing with the last good set", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Writes the published keys to `keySetFile`, if there is one.
+    func publishKeySet() {
+        guard let file = configuration.keySetFile else { return }
+        do { try keyRing.keySetText.write(toFile: file, atomically: true, encoding: .utf8) } catch {
+            logger.error("could not write the published signing keys", metadata: ["file": "\(file)", "error": "\(error)"])
         }
     }
 

@@ -182,14 +182,22 @@ public struct ReplicaSync: Service {
     public init(authority: Authority) { self.authority = authority }
 
     public func run() async throws {
-        guard let shared = authority.store as? any SharedStore else {
-            try? await gracefulShutdown()
-            return
-        }
+        let a = authority
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
-                group.addTask { await listen(shared) }
-                group.addTask { await poll() }
+                if let shared = a.store as? any SharedStore {
+                    group.addTask { await listen(shared) }
+                    group.addTask { await poll() }
+                }
+                // A rotation takes effect by the clock: look at the keys now and then even
+                // when no request comes (renewals are signed all the same).
+                group.addTask {
+                    let every = a.store is any SharedStore ? a.configuration.keyRefresh : a.configuration.leaseLength / 3
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: every)
+                        await a.reloadSigningKeys()
+                    }
+                }
                 await group.waitForAll()
             }
         }

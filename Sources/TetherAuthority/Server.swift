@@ -114,7 +114,10 @@ public enum AuthorityServer {
     public static func serve(directory: StateDirectory, database: DatabaseURL? = nil, listen: ListenOptions, configuration: AuthorityConfiguration, logger: Logger,
                              notifications: ServiceNotifications = .none) async throws {
         umask(0o077)   // the WAL and shared-memory files SQLite creates, authority.url
-        let authority = try await open(directory: directory, database: database, configuration: configuration, logger: logger)
+        var withKeySet = configuration
+        if database == nil || FileManager.default.fileExists(atPath: directory.path) { withKeySet.keySetFile = directory.publicKey }
+        let authority = try await open(directory: directory, database: database, configuration: withKeySet, logger: logger)
+        authority.publishKeySet()
         let app = try buildApplication(authority: authority, listen: listen, logger: logger) { port in
             let host = listen.host.contains(":") ? "[\(listen.host)]" : listen.host
             let url = "\(listen.scheme)://\(host):\(port)"

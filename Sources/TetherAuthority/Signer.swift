@@ -45,11 +45,20 @@ public struct DecisionSigner: Sendable {
 
 /// The signing keys every replica shares (kept in the store): the one that signs, and the set
 /// that is published — the next key before it signs, the retired one until its leases end.
+///
+/// A rotation is data, not a procedure each replica runs: `next` carries the instant it starts
+/// signing (`activatedAt`), the key before it the instant it is forgotten (`retireAfter`). Every
+/// replica reads the same records and the same clock rules, so they change keys together
+/// (within their clocks' skew and one key refresh), and no replica needs to be told.
 public final class KeyRing: Sendable {
     public struct Published: Sendable, Equatable {
         public var id: String
         public var publicKey: String
+        /// `next` (publishing; not signing yet), `active`, or `retired` (signs nothing more;
+        /// published until the leases it signed have ended).
         public var state: SigningKeyRecord.State
+        public var activatesAt: String?
+        public var retireAfter: String?
         public var endorsement: String?
         public var endorsedBy: String?
     }
@@ -61,27 +70,41 @@ public final class KeyRing: Sendable {
 
     private let state: Mutex<State>
 
-    /// Refuses a key set with no active key, or a key whose id does not match its key.
-    public init(_ records: [SigningKeyRecord]) throws {
-        state = Mutex(try Self.load(records))
+    /// Refuses a key set with no key that may sign, or a key whose id does not match its key.
+    public init(_ records: [SigningKeyRecord], now: Date = Date()) throws {
+        state = Mutex(try Self.load(records, now: now))
     }
 
-    private static func load(_ records: [SigningKeyRecord]) throws -> State {
-        var active: DecisionSigner?
-        var published: [Published] = []
+    private static func load(_ records: [SigningKeyRecord], now: Date) throws -> State {
+        // The signing key: the newest whose activation has come.
+        var active: (signer: DecisionSigner, at: Date)?
+        var entries: [(SigningKeyRecord, DecisionSigner)] = []
         for r in records {
             let signer = try DecisionSigner(rawBase64: r.privateKey)
             guard signer.keyId == r.id, signer.publicBase64 == r.publicKey else {
                 throw StoreError("signing key \(r.id): its id or public key does not match its private key")
             }
-            if r.state == .active {
-                // Two active keys mid-rotation: the newer (later in the list) signs.
-                active = signer
-            }
-            published.append(Published(id: r.id, publicKey: r.publicKey, state: r.state, endorsement: r.endorsement, endorsedBy: r.endorsedBy))
+            entries.append((r, signer))
+            guard r.state != .retired, let at = r.activatedAt.flatMap(Timestamp.parse), at <= now else { continue }
+            if active == nil || at >= active!.at { active = (signer, at) }
         }
-        guard let active else { throw StoreError("the store holds no active signing key; run: tether authority init") }
-        return State(active: active, published: published)
+        guard let active else { throw StoreError("the store holds no signing key that may sign now; run: tether authority init (or keys rotate)") }
+        var published: [Published] = []
+        for (r, signer) in entries {
+            let state: SigningKeyRecord.State
+            if signer.keyId == active.signer.keyId {
+                state = .active
+            } else if let at = r.activatedAt.flatMap(Timestamp.parse), at > now, r.state != .retired {
+                state = .next
+            } else {
+                state = .retired
+                // Forgotten once the last lease it signed has ended.
+                if let gone = r.retireAfter.flatMap(Timestamp.parse), gone <= now { continue }
+            }
+            published.append(Published(id: r.id, publicKey: r.publicKey, state: state, activatesAt: r.activatedAt,
+                                       retireAfter: r.retireAfter, endorsement: r.endorsement, endorsedBy: r.endorsedBy))
+        }
+        return State(active: active.signer, published: published)
     }
 
     /// The key that signs now.
@@ -89,10 +112,10 @@ public final class KeyRing: Sendable {
     /// Every key supervisors should know, oldest first.
     public var published: [Published] { state.withLock { $0.published } }
 
-    /// Takes a new key set; true when it changed what signs or what is published.
+    /// Takes the key set as it stands now; true when it changed what signs or what is published.
     @discardableResult
-    public func reload(_ records: [SigningKeyRecord]) throws -> Bool {
-        let new = try Self.load(records)
+    public func reload(_ records: [SigningKeyRecord], now: Date = Date()) throws -> Bool {
+        let new = try Self.load(records, now: now)
         return state.withLock { s in
             let changed = s.active.keyId != new.active.keyId || s.published != new.published
             s = new
@@ -104,12 +127,28 @@ public final class KeyRing: Sendable {
     public var keySetText: String {
         published.map { "\($0.publicKey) \($0.id) \($0.state.rawValue)" }.joined(separator: "\n") + "\n"
     }
-}
 
-/// A rotation's proof: the previous key's signature over the next key's id and public key, so
-/// a supervisor that trusts the previous key can learn the next one from the authority itself.
-public enum KeyEndorsement {
-    public static func bytes(id: String, publicKey: String) -> Data {
-        Data("tether-signing-key-v1\nkeyId=\(id)\npublicKey=\(publicKey)".utf8)
+    /// Starts a rotation: a new key, endorsed by the one signing now, that signs from
+    /// `now + publishFor`; the key it replaces is forgotten `retireAfter` later. Returns the
+    /// records to store (the new key, and the current one with its retirement).
+    public static func rotation(of records: [SigningKeyRecord], publishFor: Duration, retireAfter: Duration, now: Date = Date()) throws -> [SigningKeyRecord] {
+        let ring = try KeyRing(records, now: now)
+        if let pending = ring.published.first(where: { $0.state == .next }) {
+            throw StoreError("a rotation is under way: \(pending.id) signs from \(pending.activatesAt ?? "?"); wait for it")
+        }
+        let current = ring.signer
+        let next = DecisionSigner.generate()
+        let activates = now.addingTimeInterval(publishFor.timeInterval)
+        let nowText = Timestamp.string(now)
+        var out = [SigningKeyRecord(
+            id: next.keyId, privateKey: next.privateBase64, publicKey: next.publicBase64, state: .next, createdAt: nowText,
+            activatedAt: Timestamp.string(activates),
+            endorsement: current.signature(over: KeyEndorsement.bytes(id: next.keyId, publicKey: next.publicBase64)),
+            endorsedBy: current.keyId)]
+        if var old = records.first(where: { $0.id == current.keyId }) {
+            old.retireAfter = Timestamp.string(activates.addingTimeInterval(retireAfter.timeInterval))
+            out.append(old)
+        }
+        return out
     }
 }

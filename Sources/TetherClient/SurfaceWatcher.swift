@@ -146,7 +146,7 @@ public final class SurfaceWatcher: Sendable {
                         await state.failAll(.badResponse)
                         throw ClientError.badResponse("an event that is not a decision for our surfaces")
                     }
-                    if let verifier, !(verifier.verify(d) && d.kind != .answer) {
+                    if let verifier, !(await verifier.verify(d, learningFrom: AuthorityClient(endpoint: endpoint, http: client.http)) && d.kind != .answer) {
                         logger.error("watch event failed verification: denying", metadata: ["surface": "\(d.deviceId)", "key_id": "\(d.keyId ?? "none")", "revision": "\(d.revision ?? 0)"])
                         observe(.error("bad_signature"))
                         if d.deviceId == OrgSubject.name { await state.failAll(.badSignature) } else { await state.fail(d.deviceId, .badSignature) }
@@ -238,7 +238,7 @@ public final class SurfaceWatcher: Sendable {
             return true
         }
         if d.signature == nil { d.signature = answer.header("x-tether-signature") }
-        if let verifier, !(verifier.verify(d) && d.nonce == nonce && d.kind == .answer) {
+        if let verifier, !(await verifier.verify(d, learningFrom: client) && d.nonce == nonce && d.kind == .answer) {
             observe(.error("bad_signature"))
             await state.fail(s, .badSignature)
             return true

@@ -55,7 +55,7 @@ struct AuthorityCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "authority",
         abstract: "Run Tether's own execution authority (MachineID-compatible API).",
-        subcommands: [Init.self, Serve.self, PublicKey.self]
+        subcommands: [Init.self, Serve.self, PublicKey.self, SigningKeys.self]
     )
 
     struct Init: AsyncParsableCommand {
@@ -175,6 +175,73 @@ struct AuthorityCommand: AsyncParsableCommand {
                 throw fail(e.description, code: TetherExit.config)
             } catch {
                 throw fail("the authority stopped: \(error)", code: TetherExit.unavailable)
+            }
+        }
+    }
+
+    struct SigningKeys: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "keys", abstract: "The authority's signing keys: list them, rotate to a new one.",
+            subcommands: [Rotate.self, List.self])
+
+        struct List: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "List the signing keys: which signs, which is next, which are retired.")
+            @OptionGroup var state: StateDirOption
+            @OptionGroup var db: DatabaseOption
+
+            func run() async throws {
+                let store = try await db.store(state.directory)
+                let ring: KeyRing
+                do { ring = try KeyRing(try await store.signingKeys()) } catch { throw fail("\(error)", code: TetherExit.config) }
+                for k in ring.published {
+                    var line = "\(k.id)\t\(k.state.rawValue)"
+                    if k.state == .next, let at = k.activatesAt { line += "\tsigns from \(at)" }
+                    if k.state == .retired, let at = k.retireAfter { line += "\tforgotten at \(at)" }
+                    if let by = k.endorsedBy { line += "\tendorsed by \(by)" }
+                    print(line)
+                }
+            }
+        }
+
+        struct Rotate: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Start a rotation: a new key, endorsed by the current one, published now and signing after --publish-for; the current key is forgotten --retire-after that.",
+                discussion: """
+                Every replica reads the keys from the database and changes over by the clock: nothing to restart. \
+                Supervisors learn the new key from the authority (GET /api/v1/signing-keys) by its endorsement, \
+                or from a key set file you distribute (tether authority public-key) during --publish-for. \
+                --retire-after must be longer than the authority's lease, so that every lease the old key signed ends first.
+                """)
+            @OptionGroup var state: StateDirOption
+            @OptionGroup var db: DatabaseOption
+            @Option(help: "How long the new key is published before it signs (10s to 30d).") var publishFor = "1m"
+            @Option(help: "How long after the new key starts signing the old one stays published (longer than the lease; 1s to 30d).") var retireAfter = "1m"
+
+            func run() async throws {
+                let range = Duration.seconds(1)...Duration.seconds(30 * 86400)
+                guard let publish = DurationText.parse(publishFor), publish >= .seconds(10), range.contains(publish) else {
+                    throw fail("--publish-for takes a duration from 10s to 30d (720h), e.g. 1m; got \"\(publishFor)\"", code: TetherExit.usage)
+                }
+                guard let retire = DurationText.parse(retireAfter), range.contains(retire) else {
+                    throw fail("--retire-after takes a duration from 1s to 30d (720h), e.g. 1m; got \"\(retireAfter)\"", code: TetherExit.usage)
+                }
+                let store = try await db.store(state.directory)
+                let now = Date()
+                do {
+                    let records = try KeyRing.rotation(of: try await store.signingKeys(), publishFor: publish, retireAfter: retire, now: now)
+                    let change = Change(actor: localActor(), reason: "signing key rotation", requestID: UUID().uuidString, at: Timestamp.string(now))
+                    for r in records { try await store.putSigningKey(r, change: change) }
+                    let next = records[0]
+                    print("""
+                    next signing key \(next.id), endorsed by \(next.endorsedBy ?? "-")
+                      published now; signs from \(next.activatedAt ?? "?"); \(next.endorsedBy ?? "the old key") forgotten at \(records.dropFirst().first?.retireAfter ?? "?")
+                      public key: \(next.publicKey)
+                    Supervisors that fetch keys learn it by itself; for those that pin a file only, distribute
+                    the output of `tether authority public-key` before \(next.activatedAt ?? "it signs").
+                    """)
+                } catch {
+                    throw fail("\(error)", code: TetherExit.config)
+                }
             }
         }
     }

@@ -32,6 +32,36 @@ struct PublicKeyAnswer: Encodable {
     enum CodingKeys: String, CodingKey { case status, publicKey, algorithm, keyId, origin, requestID = "request_id" }
 }
 
+/// `GET /api/v1/signing-keys`: every published key, oldest first, each new one endorsed by
+/// the key before it.
+struct SigningKeysAnswer: Encodable {
+    struct Key: Encodable {
+        var keyId: String
+        var publicKey: String
+        var algorithm = "ed25519"
+        var state: String
+        var activatesAt: String?
+        var retireAfter: String?
+        var endorsedBy: String?
+        var endorsement: String?
+
+        init(_ p: KeyRing.Published) {
+            keyId = p.id
+            publicKey = p.publicKey
+            state = p.state.rawValue
+            activatesAt = p.activatesAt
+            retireAfter = p.retireAfter
+            endorsedBy = p.endorsedBy
+            endorsement = p.endorsement
+        }
+    }
+    var status = "ok"
+    var origin: String
+    var keys: [Key]
+    var requestID: String
+    enum CodingKeys: String, CodingKey { case status, origin, keys, requestID = "request_id" }
+}
+
 /// `POST devices/register`: `status` is MachineID's: `ok` (created), `exists` or `revoked`.
 struct RegisterAnswer: Encodable {
     var status: String

@@ -5,7 +5,7 @@ import TetherCore
 
 /// The authority's HTTP API (MachineID-compatible; docs/api.md, docs/openapi.yaml).
 ///
-///     GET  /healthz, /api/v1/public-key              no key
+///     GET  /healthz, /api/v1/public-key, /api/v1/signing-keys   no key
 ///     /api/v1/devices/{register,validate,watch,report}  any key, within an agent key's scope
 ///     /api/v1/devices/{list,revoke,unrevoke,remove}, /api/v1/org/{halt,resume}, /api/v1/{audit,usage}
 ///                                                    operator keys only
@@ -18,6 +18,9 @@ public func buildRouter(authority: Authority, bodyTimeout: Duration = Connection
     router.get("/healthz") { _, ctx in
         try authority.requireReady()
         return JSONBody.response(OKAnswer(requestID: ctx.requestID))
+    }
+    router.get("/api/v1/signing-keys") { _, ctx in
+        JSONBody.response(SigningKeysAnswer(origin: authority.origin, keys: authority.keyRing.published.map(SigningKeysAnswer.Key.init), requestID: ctx.requestID))
     }
     router.get("/api/v1/public-key") { _, ctx in
         JSONBody.response(PublicKeyAnswer(publicKey: authority.signer.publicBase64, keyId: authority.signer.keyId, origin: authority.origin, requestID: ctx.requestID))

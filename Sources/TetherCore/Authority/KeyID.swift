@@ -40,3 +40,11 @@ public enum KeySetText {
         return out
     }
 }
+
+/// A rotation's proof: the previous key's signature over the next key's id and public key, so
+/// a supervisor that trusts the previous key can trust the next one, learnt from the authority.
+public enum KeyEndorsement {
+    public static func bytes(id: String, publicKey: String) -> Data {
+        Data("tether-signing-key-v1\nkeyId=\(id)\npublicKey=\(publicKey)".utf8)
+    }
+}
