@@ -134,7 +134,8 @@ public protocol SharedStore: AuthorityStore {
 final class SyncHealth: Sendable {
     private struct State {
         var lastGood = ContinuousClock.now
-        var listening = false
+        /// Since when the LISTEN connection has been down (nil: listening). Starts down.
+        var listenerDownSince: ContinuousClock.Instant? = .now
         var lastError: String?
     }
 
@@ -147,31 +148,33 @@ final class SyncHealth: Sendable {
         state.withLock {
             $0.lastGood = .now
             $0.lastError = nil
-            if let listening { $0.listening = listening }
+            if listening == true { $0.listenerDownSince = nil }
         }
     }
 
     func failed(_ error: String, listening: Bool? = nil) {
         state.withLock {
             $0.lastError = error
-            if let listening { $0.listening = listening }
+            if listening == false && $0.listenerDownSince == nil { $0.listenerDownSince = .now }
         }
     }
 
-    /// nil when ready; else why not.
+    /// nil when ready; else why not. A listener down for a moment (PostgreSQL restarted, a
+    /// connection reset) is covered by the poll; down longer than `maxLag`, it is not ready.
     func notReady(maxLag: Duration) -> String? {
         guard shared else { return nil }
         return state.withLock { s in
-            let age = ContinuousClock.now - s.lastGood
-            if age > maxLag {
-                return "no good read of the database for \(DurationText.format(age))" + (s.lastError.map { " (\($0))" } ?? "")
+            let now = ContinuousClock.now
+            if now - s.lastGood > maxLag {
+                return "no good read of the database for \(DurationText.format(now - s.lastGood))" + (s.lastError.map { " (\($0))" } ?? "")
             }
-            if !s.listening { return "not listening for other replicas' changes" + (s.lastError.map { " (\($0))" } ?? "") }
+            if let down = s.listenerDownSince, now - down > maxLag {
+                return "not listening for other replicas' changes for \(DurationText.format(now - down))" + (s.lastError.map { " (\($0))" } ?? "")
+            }
             return nil
         }
     }
 }
-
 /// Keeps a replica in step with a shared database: a LISTEN for the other replicas' doorbell
 /// (listening again when its connection drops), and a read of the head every `syncInterval`
 /// as a backstop for a NOTIFY lost with its connection. Either failing long enough makes the

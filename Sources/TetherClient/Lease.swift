@@ -48,6 +48,9 @@ public struct Verdict: Sendable, Equatable {
         var k = self
         k.until = nil
         k.decidedAt = nil
+        // With revisions, the revision names the change: a validate answer's request id is
+        // its own request's, not news.
+        if k.revision != nil { k.requestID = nil }
         return k
     }
 }
