@@ -310,14 +310,18 @@ struct RouterTests {
                 let (s, _) = try await c.post("/api/v1/devices/revoke", key: t.agentKey, ["deviceId": "x"])
                 #expect(s == .forbidden)
             }
-            let written = await t.authority.refusals.flush()
-            #expect(written == 2, "one row per (status, key, path): \(written)")
+            await t.authority.refusals.flush()
         }
+        // One row per (status, key, path) per window: on a loaded machine the flood may span
+        // two windows (the flusher runs every 10 s), so count rows and sum what they say.
         let entries = try await t.authority.store.audit(limit: 1000, deviceId: nil, since: nil, until: nil)
-        let unknown = entries.first { $0.action == "refused-401" && $0.reason?.contains("/api/v1/devices/list") == true }
-        #expect(unknown?.actor == "unknown key" && unknown?.reason?.hasPrefix("300 requests") == true, "\(String(describing: unknown))")
-        let role = entries.first { $0.action == "refused-403" }
-        #expect(role?.actor == "agent" && role?.reason?.hasPrefix("20 requests to /api/v1/devices/revoke") == true, "\(String(describing: role))")
+        func count(_ e: AuditEntry) -> Int { Int(e.reason?.prefix { $0.isNumber } ?? "") ?? 0 }
+        let unknown = entries.filter { $0.action == "refused-401" && $0.reason?.contains("/api/v1/devices/list") == true }
+        #expect((1...2).contains(unknown.count) && unknown.allSatisfy { $0.actor == "unknown key" }, "\(unknown)")
+        #expect(unknown.map(count).reduce(0, +) == 300, "\(unknown)")
+        let role = entries.filter { $0.action == "refused-403" }
+        #expect((1...2).contains(role.count) && role.allSatisfy { $0.actor == "agent" && $0.reason?.contains("requests to /api/v1/devices/revoke") == true }, "\(role)")
+        #expect(role.map(count).reduce(0, +) == 20, "\(role)")
         #expect(!entries.contains { $0.actor.contains("tk_") || ($0.reason ?? "").contains("tk_") }, "nothing of a presented key is kept")
         #expect(await t.authority.refusals.flush() == 0, "a new window starts empty")
         // More (status, key, path) than maxRows in a window: maxRows rows and one for the rest.

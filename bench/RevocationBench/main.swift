@@ -6,7 +6,10 @@
 // --sdk: the same worker under bench/sdk_loop.py instead, the pattern MachineID's SDK teaches
 // (validate every second, then signal the process group); its processes are found by group.
 // Also: the supervisor's idle RSS and CPU over a window (--idle SECONDS).
-// Run: swift run -c release tether-bench-revocation [iterations] [--poll | --sdk] [--idle 60]
+// --replicas URL0,URL1 --dir DIR: two replicas already serving one database (DIR holds the keys
+// `authority init` wrote); the supervisor watches URL0, and the revokes alternate between URL0
+// (the same replica) and URL1 (another one): both rows, same run.
+// Run: swift run -c release tether-bench-revocation [iterations] [--poll | --sdk | --replicas …] [--idle 60]
 import Foundation
 import Glibc
 import TetherClient
@@ -62,11 +65,20 @@ func percentile(_ xs: [Double], _ p: Double) -> Double {
 
 func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
 
-let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tether-bench-\(getpid())").path
-guard run(["authority", "init", "--dir", dir]) == 0 else { fatalError("authority init failed") }
-let port = 20000 + Int(getpid() % 20000)
-let url = "http://127.0.0.1:\(port)"
-let server = start(["authority", "serve", "--dir", dir, "--listen", "127.0.0.1:\(port)", "--lease", "15s"], log: dir + "/server.log")
+let replicaURLs = args.firstIndex(of: "--replicas").flatMap { args.count > $0 + 1 ? args[$0 + 1].split(separator: ",").map(String.init) : nil }
+let givenDir = args.firstIndex(of: "--dir").flatMap { args.count > $0 + 1 ? args[$0 + 1] : nil }
+let dir = givenDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("tether-bench-\(getpid())").path
+let url: String
+let server: Process?
+if let replicaURLs {
+    url = replicaURLs[0]
+    server = nil
+} else {
+    guard run(["authority", "init", "--dir", dir]) == 0 else { fatalError("authority init failed") }
+    let port = 20000 + Int(getpid() % 20000)
+    url = "http://127.0.0.1:\(port)"
+    server = start(["authority", "serve", "--dir", dir, "--listen", "127.0.0.1:\(port)", "--lease", "15s"], log: dir + "/server.log")
+}
 var supervisorPID: pid_t = 0
 /// The SDK loop's worker group: the loop does not take it down when it ends.
 var workerGroup: pid_t = 0
@@ -75,11 +87,14 @@ var workerGroup: pid_t = 0
     if supervisorPID > 0 { kill(supervisorPID, sdkMode ? SIGKILL : SIGINT) }
     if workerGroup > 0 { kill(-workerGroup, SIGKILL) }
     usleep(300_000)
-    kill(server.processIdentifier, SIGTERM)
+    if let server { kill(server.processIdentifier, SIGTERM) }
     if let message { FileHandle.standardError.write(Data("\(message)\n".utf8)); exit(1) }
     exit(0)
 }
-let op = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: read(dir + "/operator.key")!.trimmingCharacters(in: .whitespacesAndNewlines)))
+let operatorKey = read(dir + "/operator.key")!.trimmingCharacters(in: .whitespacesAndNewlines)
+let op = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: operatorKey))
+/// The other replica's operator client (--replicas): every other revoke goes there.
+let otherOp = replicaURLs.map { AuthorityClient(endpoint: AuthorityEndpoint(url: $0[1], key: operatorKey)) }
 for _ in 0..<200 where (try? await op.get("/healthz")) == nil { try await Task.sleep(for: .milliseconds(20)) }
 
 let worker = ["sh", "-c", "sleep infinity & sleep infinity & wait"]
@@ -151,11 +166,12 @@ if let idle = idleSeconds {
     finish()
 }
 
-var stopped: [Double] = [], roundTrips: [Double] = []
+var stopped: [Double] = [], roundTrips: [Double] = [], stoppedOther: [Double] = []
 for i in 0..<iterations {
     if pollMode || sdkMode { try await Task.sleep(for: .milliseconds(Int.random(in: 0..<1000))) }
     let sent = clock.now
-    _ = try await op.revoke("bench", reason: "bench \(i)", wait: nil)
+    let viaOther = otherOp != nil && i % 2 == 1
+    _ = try await (viaOther ? otherOp! : op).revoke("bench", reason: "bench \(i)", wait: nil)
     let answered = clock.now
     while true {
         let ps = pids()
@@ -163,7 +179,7 @@ for i in 0..<iterations {
         if clock.now - answered > .seconds(10) { finish("not stopped after 10 s; see \(dir)/run.log") }
         usleep(50)
     }
-    stopped.append(ms(clock.now - answered))
+    if viaOther { stoppedOther.append(ms(clock.now - answered)) } else { stopped.append(ms(clock.now - answered)) }
     roundTrips.append(ms(answered - sent))
     _ = try await op.restore("bench", reason: nil, wait: nil)
     while true {
@@ -172,6 +188,12 @@ for i in 0..<iterations {
         if clock.now - answered > .seconds(20) { finish("not resumed; see \(dir)/run.log") }
         usleep(200)
     }
+}
+if !stoppedOther.isEmpty {
+    print("revocation → every worker process in T, replicas on one database (\(iterations) revokes, 3 processes):")
+    print(String(format: "  revoke on the supervisor's replica → stopped: median %.2f ms, p99 %.2f ms", percentile(stopped, 0.5), percentile(stopped, 0.99)))
+    print(String(format: "  revoke on another replica → stopped: median %.2f ms, p99 %.2f ms", percentile(stoppedOther, 0.5), percentile(stoppedOther, 0.99)))
+    finish()
 }
 let mode = sdkMode ? "MachineID SDK loop, validate every 1 s + os.killpg" : pollMode ? "poll 1s" : "watch"
 print("revocation → every worker process in T (\(mode), \(iterations) revokes, 3 processes):")
