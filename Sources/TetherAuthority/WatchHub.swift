@@ -111,17 +111,30 @@ actor WatchHub {
         return Subscription(id: id, stream: stream, continuation: continuation, head: head, replay: replay)
     }
 
-    /// One tick for every stream each `renewEvery`: streams renew from a cache signed once per
-    /// surface, so the tick costs one signature per watched surface, not per stream.
+    /// Every stream renewed once each `renewEvery`, from a cache signed once per surface (a tick
+    /// costs one signature per watched surface, not per stream). From a hundred streams on,
+    /// renewals go out in ten slices spread over the period (a stream's slice: its id modulo
+    /// ten), so that a change never waits behind ten thousand renewals written at once; below
+    /// that, one tick a period (an idle supervisor's embedded authority wakes no more often).
     private func startRenewing() {
         let every = renewEvery
         renewer = Task { [weak self] in
+            var tick = 0
             while !Task.isCancelled {
-                try? await Task.sleep(for: every)
+                guard let sliced = await self?.sliced else { return }
+                try? await Task.sleep(for: sliced ? every / 10 : every)
                 guard let self, !Task.isCancelled else { return }
-                await self.renewAll()
+                await self.renew(slice: sliced ? tick % 10 : nil)
+                tick += 1
             }
         }
+    }
+
+    var sliced: Bool { subscribers.count >= 100 }
+
+    /// Renews the streams of one slice, or every stream.
+    func renew(slice: Int?) {
+        for id in Array(subscribers.keys) where slice == nil || id % 10 == slice { send(id, .renew) }
     }
 
     func renewAll() {

@@ -60,7 +60,7 @@ struct WatcherTests {
         let killed = ContinuousClock.now
         server.kill9()
         let expired = try #require(await log.wait(after: quiet) { $0.code == .leaseExpired })
-        #expect(expired.1 - killed < .milliseconds(1500), "stopped within the 1 s lease (+ margin): \(expired.1 - killed)")
+        #expect(expired.1 - killed < .milliseconds(2500), "stopped within the 1 s lease (+ a generous margin for a loaded machine): \(expired.1 - killed)")
 
         try await server.start()
         let back = log.all.count
