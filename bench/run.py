@@ -8,7 +8,9 @@ Run through bench/run.sh (it installs the tools and builds); this does the measu
 
 Sections: revocation-to-stopped latency (watch, poll 1 s, the MachineID SDK loop), launch
 overhead (plain exec, bwrap, firejail, tether profile try, tether run), seccomp cost per
-syscall, the authority (wrk, 10,000 watchers), the supervisor's footprint (1 and 100 workers).
+syscall, the authority (wrk, 10,000 watchers), the supervisor's footprint (1 and 100 workers),
+the fleet (replicas on PostgreSQL: validate, 10,000 watchers on one and three replicas, a revoke
+on another replica than the supervisor's).
 """
 import argparse
 import datetime
@@ -201,6 +203,44 @@ def authority(args, out):
         float(allw[3]) if allw[3] else None, "ms", "revoke sent → event, 1 watcher", base_one)
 
 
+# MARK: - 6. the fleet
+
+def fleet(args, out):
+    print("== 6. the fleet: replicas on PostgreSQL (bench/fleet.sh)", flush=True)
+    secs, fan, revs = (2, 50, 4) if args.quick else (10, args.watchers, 100)
+    r = subprocess.run(["bash", os.path.join(ROOT, "bench", "fleet.sh"), str(secs), str(fan), str(revs)],
+                       capture_output=True, text=True, env=dict(os.environ, TETHER_BENCH_BIN=args.bin), timeout=3600)
+    open(os.path.join(out, "fleet.txt"), "w").write(r.stdout + r.stderr)
+    def num(pattern):
+        m = re.search(pattern, r.stdout)
+        if not m:
+            sys.exit(f"bench/fleet.sh failed ({pattern}):\n{r.stdout[-3000:]}{r.stderr[-2000:]}")
+        return m
+    h = float(num(r"GET /healthz, a PostgreSQL replica \(baseline\)\s+([\d.]+)")[1])
+    vs = float(num(r"POST validate, SQLite\s+([\d.]+)")[1])
+    vp = float(num(r"POST validate, PostgreSQL replica\s+([\d.]+)")[1])
+    row("fleet", "POST validate, SQLite, wrk -t2 -c64", vs, None, "req/s", "GET /healthz (PostgreSQL replica)", h)
+    row("fleet", "POST validate, PostgreSQL replica, wrk -t2 -c64", vp, None, "req/s", "POST validate, SQLite", vs)
+    # The SQLite row against the figure before one signature per change (a signature per
+    # stream: docs/BENCHMARKS.md of 2026-11-25, 10,000 watchers); the PostgreSQL rows against
+    # the SQLite one of this run.
+    base = None
+    for tag, what in (("sqlite", "SQLite, one replica"), ("pg1", "PostgreSQL, one replica"), ("pg3", "PostgreSQL, spread over three replicas")):
+        m = num(tag + r": median time for one change to reach all (\d+) watchers: ([-\d.]+) ms, max ([-\d.]+) ms")
+        med = max(0.0, float(m[2]))
+        if base is None:
+            row("fleet", f"one revoke → all {m[1]} watch streams, {what} (max of 6 as p99)", med, max(0.0, float(m[3])), "ms",
+                "a signature per stream (before, 10,000 watchers, earlier run)", 1811.3)
+            base = med
+        else:
+            row("fleet", f"one revoke → all {m[1]} watch streams, {what} (max of 6 as p99)", med, max(0.0, float(m[3])), "ms",
+                "SQLite, one replica (this run)", base or float("nan"))
+    same = num(r"revoke on the supervisor's replica → stopped: median ([\d.]+) ms, p99 ([\d.]+) ms")
+    other = num(r"revoke on another replica → stopped: median ([\d.]+) ms, p99 ([\d.]+) ms")
+    row("fleet", f"revoke on another replica → stopped ({revs} revokes, half each)", float(other[1]), float(other[2]), "ms",
+        "revoke on the supervisor's replica", float(same[1]))
+
+
 # MARK: - 5. footprint
 
 def proc_stat(pid):
@@ -353,7 +393,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", required=True, help="directory with tether and the tether-bench-* programs")
     ap.add_argument("--quick", action="store_true", help="tiny counts, results in a temporary directory: a smoke test")
-    ap.add_argument("--only", default="1,2,3,4,5", help="sections to run, e.g. 1,3")
+    ap.add_argument("--only", default="1,2,3,4,5,6", help="sections to run, e.g. 1,3")
     ap.add_argument("--revocations", type=int, default=200)
     ap.add_argument("--launches", type=int, default=200)
     ap.add_argument("--watchers", type=int, default=10000)
@@ -377,11 +417,12 @@ def main():
     if "3" in only: seccomp(args, out, work)
     if "4" in only: authority(args, out)
     if "5" in only: footprint(args, out, work)
+    if "6" in only: fleet(args, out)
     # Sections not run this time keep their rows from the last full run.
     import json
     saved = os.path.join(out, "rows.json")
-    if not args.quick and os.path.exists(saved) and only != {"1", "2", "3", "4", "5"}:
-        names = {"1": "revocation", "2": "launch", "3": "seccomp", "4": "authority", "5": "footprint"}
+    if not args.quick and os.path.exists(saved) and only != {"1", "2", "3", "4", "5", "6"}:
+        names = {"1": "revocation", "2": "launch", "3": "seccomp", "4": "authority", "5": "footprint", "6": "fleet"}
         ran = {names[k] for k in only}
         kept = [tuple(r) for r in json.load(open(saved)) if r[0] not in ran]
         ROWS[:] = sorted(kept + ROWS, key=lambda r: list(names.values()).index(r[0]))

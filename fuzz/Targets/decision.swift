@@ -12,9 +12,9 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if d.isCanonical {
         // Bytes, not Characters: "=" and a combining mark are one Character.
         let lines = Array(d.canonicalBytes).split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map(Array.init)
-        let names = ["deviceId", "allowed", "code", "request_id", "issuedAt", "expiresAt", "nonce", "seq",
-                     "changedBy", "changedAt", "changeReason"]
-        precondition(lines.count == names.count + 1 && lines[0] == Array("tether-decision-v2".utf8), "a field split a line")
+        let names = ["origin", "keyId", "kind", "revision", "orgRevision", "deviceId", "allowed", "code", "request_id",
+                     "issuedAt", "expiresAt", "nonce", "changedBy", "changedAt", "changeReason"]
+        precondition(lines.count == names.count + 1 && lines[0] == Array("tether-decision-v3".utf8), "a field split a line")
         var fields: [String: String] = [:]
         for (name, line) in zip(names, lines.dropFirst()) {
             let prefix = Array((name + "=").utf8)
@@ -24,7 +24,9 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         precondition(fields["deviceId"] == d.deviceId && fields["allowed"] == (d.allowed ? "true" : "false"))
         precondition(fields["code"] == d.code.rawValue && fields["request_id"] == d.requestID)
         precondition(fields["issuedAt"] == d.issuedAt && fields["expiresAt"] == d.expiresAt)
-        precondition(fields["nonce"] == (d.nonce ?? "") && fields["seq"] == (d.seq.map(String.init) ?? ""))
+        precondition(fields["nonce"] == (d.nonce ?? "") && fields["origin"] == (d.origin ?? "") && fields["keyId"] == (d.keyId ?? ""))
+        precondition(fields["kind"] == (d.kind?.rawValue ?? "") && fields["revision"] == (d.revision.map(String.init) ?? "")
+                     && fields["orgRevision"] == (d.orgRevision.map(String.init) ?? ""))
         precondition(fields["changedBy"] == (d.changedBy ?? "") && fields["changedAt"] == (d.changedAt ?? ""))
         precondition(fields["changeReason"] == (d.changeReason ?? ""))
     }
