@@ -67,6 +67,9 @@ public final class Authority: Sendable {
     /// Whether this replica is in step with its database (always, for a store no other process
     /// writes).
     let sync: SyncHealth
+    /// This process among the replicas, and the streams it holds, told to the others.
+    let replicaID = UUID().uuidString.lowercased()
+    let watchers: WatcherRegistry
 
     public init(store: any AuthorityStore, configuration: AuthorityConfiguration = .init(), logger: Logger) async throws {
         self.store = store
@@ -87,6 +90,7 @@ public final class Authority: Sendable {
         renewals = RenewalCache()
         replicator = Replicator(applied: head)
         sync = SyncHealth(shared: store is any SharedStore)
+        watchers = WatcherRegistry(enabled: store is any SharedStore)
     }
 
     /// Throws 503 `NOT_READY` when this replica cannot vouch for being in step with the database.
@@ -209,6 +213,18 @@ public final class Authority: Sendable {
     func apply(_ event: ChangeEvent, _ outcome: ChangeOutcome) async {
         await state.apply(outcome)
         await hub.publish(event)
+    }
+
+    /// The watchers of these surfaces (every surface: nil) on every replica, with the keys that
+    /// hold their streams: whom a change's acknowledgements are expected from.
+    func fleetWatchers(of deviceIds: [String]?) async -> [FleetWatcher] {
+        var out = await hub.watcherKeys(of: deviceIds)
+        if let shared = store as? any SharedStore {
+            do { out += try await shared.fleetWatchers(of: deviceIds, except: replicaID) } catch {
+                logger.warning("the other replicas' watchers are not known: acknowledgements from them will not be awaited", metadata: ["error": "\(error)"])
+            }
+        }
+        return out
     }
 
     /// Reads what other replicas committed since the last change applied here, and applies it.

@@ -122,12 +122,63 @@ final class RenewalCache: Sendable {
     }
 }
 
+/// One watch stream's (instance, surface) on some replica, and the key that holds it: what an
+/// acknowledgement is expected from, whichever replica the supervisor is connected to.
+public struct FleetWatcher: Sendable, Hashable {
+    public var instance: String
+    public var surface: String
+    public var keyName: String
+}
+
 /// A store other processes write too (PostgreSQL): its replicas learn of each other's changes
-/// through `changeSignals` (a doorbell: something committed; read the revisions) and a poll.
+/// by a doorbell (something committed: read the revisions) and a poll, and share who watches
+/// what and the reports that acknowledge changes.
 public protocol SharedStore: AuthorityStore {
-    /// Yields once per notification until cancelled; throws when the listening connection is
-    /// lost (the caller listens again).
-    func listenForChanges(_ onChange: @escaping @Sendable () async -> Void) async throws
+    /// Calls `onChange` once per change notification and `onReport` for every report any
+    /// replica received, until cancelled; throws when the listening connection is lost (the
+    /// caller listens again).
+    func listenForChanges(_ onChange: @escaping @Sendable () async -> Void, onReport: @escaping @Sendable (Report) async -> Void) async throws
+    /// This replica is alive, with these streams opened and closed since the last beat.
+    /// Replicas silent for 30 s are forgotten, with their streams.
+    func heartbeat(replica: String, added: [FleetWatcher], removed: [FleetWatcher]) async throws
+    /// The streams of the other live replicas (of these surfaces, or all).
+    func fleetWatchers(of surfaces: [String]?, except replica: String) async throws -> [FleetWatcher]
+    /// Tells every replica of a report (for the acknowledgements they wait for).
+    func publishReport(_ report: Report) async throws
+}
+
+/// The streams this replica opened and closed since its last heartbeat.
+final class WatcherRegistry: Sendable {
+    private let pending = Mutex<(added: Set<FleetWatcher>, removed: Set<FleetWatcher>)>(([], []))
+    /// Only replicas on a shared store tell anyone (nothing else drains it).
+    let enabled: Bool
+
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func opened(_ ws: [FleetWatcher]) {
+        guard enabled else { return }
+        pending.withLock { p in for w in ws { p.removed.remove(w); p.added.insert(w) } }
+    }
+
+    func closed(_ ws: [FleetWatcher]) {
+        guard enabled else { return }
+        pending.withLock { p in for w in ws { p.added.remove(w); p.removed.insert(w) } }
+    }
+
+    func drain() -> (added: [FleetWatcher], removed: [FleetWatcher]) {
+        pending.withLock { p in
+            defer { p = ([], []) }
+            return (Array(p.added), Array(p.removed))
+        }
+    }
+
+    /// A beat that failed: its changes go out with the next.
+    func requeue(_ d: (added: [FleetWatcher], removed: [FleetWatcher])) {
+        pending.withLock { p in
+            for w in d.removed where !p.added.contains(w) { p.removed.insert(w) }
+            for w in d.added where !p.removed.contains(w) { p.added.insert(w) }
+        }
+    }
 }
 
 /// This replica's standing with the database, read by /healthz and before each validate and watch.
@@ -210,14 +261,16 @@ public struct ReplicaSync: Service {
         let a = authority
         while !Task.isCancelled {
             do {
-                try await shared.listenForChanges {
+                try await shared.listenForChanges({
                     do {
                         try await a.catchUp()
                         a.sync.good(listening: true)
                     } catch {
                         a.sync.failed("catching up: \(error)", listening: true)
                     }
-                }
+                }, onReport: { report in
+                    await a.hub.deliver(report)
+                })
                 a.sync.failed("the listening connection ended", listening: false)
             } catch {
                 if !Task.isCancelled {
@@ -241,6 +294,13 @@ public struct ReplicaSync: Service {
                 a.sync.good()
             } catch {
                 a.sync.failed("reading the database: \(PostgresStore.describe(error))")
+            }
+            // Who watches what here, for the other replicas' acknowledgements.
+            if let shared = a.store as? any SharedStore {
+                let beat = a.watchers.drain()
+                do { try await shared.heartbeat(replica: a.replicaID, added: beat.added, removed: beat.removed) } catch {
+                    a.watchers.requeue(beat)
+                }
             }
         }
     }

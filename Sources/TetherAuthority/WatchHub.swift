@@ -184,13 +184,14 @@ actor WatchHub {
         }
     }
 
-    /// Watcher instances of a surface (or of every surface with nil), as (instance, surface).
-    func watchers(of deviceIds: [String]?) -> [Pair] {
-        var out = Set<Pair>()
-        if let deviceIds {
-            for d in deviceIds { for id in bySurface[d] ?? [] { if let s = subscribers[id] { out.insert(Pair(instance: s.instance, deviceId: d)) } } }
-        } else {
-            for s in subscribers.values { for d in s.surfaces { out.insert(Pair(instance: s.instance, deviceId: d)) } }
+    /// This replica's watchers of these surfaces (or all), with the keys holding their streams.
+    func watcherKeys(of deviceIds: [String]?) -> [FleetWatcher] {
+        var out = Set<FleetWatcher>()
+        let ids = deviceIds.map(Set.init)
+        for s in subscribers.values {
+            for d in s.surfaces where ids?.contains(d) ?? true {
+                out.insert(FleetWatcher(instance: s.instance, surface: d, keyName: s.keyName))
+            }
         }
         return Array(out)
     }
@@ -201,17 +202,14 @@ actor WatchHub {
 
     // MARK: - acknowledgements
 
-    /// Starts collecting reports on `requestID` from `expected`. Call before the change is
-    /// published, so that no fast report can arrive before anyone listens for it.
-    func expectAcks(requestID: String, expected: [Pair], accepting: Set<String>) -> UUID {
+    /// Starts collecting reports on `requestID` from `expected` (on any replica), each counted
+    /// only from the key that holds that stream. Call before the change is published, so that
+    /// no fast report can arrive before anyone listens for it.
+    func expectAcks(requestID: String, expected: [FleetWatcher], accepting: Set<String>) -> UUID {
         let key = UUID()
         var keys: [Pair: Set<String>] = [:]
-        for p in expected {
-            for id in bySurface[p.deviceId] ?? [] {
-                if let s = subscribers[id], s.instance == p.instance { keys[p, default: []].insert(s.keyName) }
-            }
-        }
-        ackWaiters[key] = AckWaiter(requestID: requestID, accepting: accepting, keys: keys, pending: Set(expected), acked: [], continuation: nil)
+        for w in expected { keys[Pair(instance: w.instance, deviceId: w.surface), default: []].insert(w.keyName) }
+        ackWaiters[key] = AckWaiter(requestID: requestID, accepting: accepting, keys: keys, pending: Set(keys.keys), acked: [], continuation: nil)
         return key
     }
 

@@ -84,4 +84,33 @@ struct FleetTests {
         try await r.servers[1].start()
         #expect(await eventually(10) { Workers.noneStopped(m) }, "\(p.stderr)")
     }
+
+    @Test("revoke --wait on one replica shows the acknowledgement of a supervisor watching another: stopped, with its pids")
+    func acknowledgementsAcrossReplicas() async throws {
+        let r = try await Replicas.start(2)
+        defer { r.stop() }
+        let m = Workers.marker("fleetack")
+        let file = workerDirectory("fleet") + "/ticks"
+        let p = try TetherProcess(["run", "--dir", r.dir, "--authority", r.servers[1].url, "--key-file", r.dir + "/agent.key",
+                                   "--public-key", r.dir + "/signing.pub", "--surface", "fleet-3",
+                                   "--"] + Workers.loop(m, file: file))
+        defer { p.signal(SIGTERM) }
+        #expect(await eventually(20) { fileSize(file) > 0 }, "\(p.stderr)")
+        // The replica tells the others whom it holds with its next heartbeat (every second).
+        var listed = false
+        for _ in 0..<50 where !listed {
+            let list = try await r.client(0, operator: true).list(deviceId: "fleet-3")
+            listed = ((list["devices"] as? [[String: Any]])?.first?["watchers"] as? [String])?.count == 1
+            if !listed { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(listed, "replica 0 lists the watcher replica 1 holds")
+        let (rc, out, err) = try await offPool {
+            try runTether(["revoke", "fleet-3", "--reason", "across", "--wait", "10s", "--authority", r.servers[0].url,
+                           "--key-file", r.dir + "/operator.key", "--dir", r.dir])
+        }
+        #expect(rc == 0, "\(out)\(err)")
+        #expect(out.contains("✔ ") && out.contains("(fleet-3): stopped"), "\(out)")
+        #expect(!out.contains("✘"), "none missing: \(out)")
+        #expect(Workers.allStopped(m))
+    }
 }

@@ -82,6 +82,12 @@ struct AgentRoutes {
                             at: body.at ?? now, requestID: body.requestID, receivedAt: now, keyName: key.name)
         try await authority.store.addReport(report)
         await authority.hub.deliver(report)
+        // The operator waiting for it may be on another replica.
+        if let shared = authority.store as? any SharedStore {
+            do { try await shared.publishReport(report) } catch {
+                ctx.logger.warning("the report was not relayed to the other replicas", metadata: ["error": "\(error)"])
+            }
+        }
         return JSONBody.response(OKAnswer(requestID: ctx.requestID))
     }
 

@@ -28,7 +28,7 @@ struct OperatorRoutes {
         }
         var devices: [ListAnswer.Device] = []
         for s in surfaces {
-            let watchers = await authority.hub.watchers(of: [s.deviceId]).map(\.instance).sorted()
+            let watchers = Set(await authority.fleetWatchers(of: [s.deviceId]).map(\.instance)).sorted()
             let last = try await authority.store.reports(deviceId: s.deviceId, limit: 1).first
             devices.append(.init(
                 deviceId: s.deviceId, state: s.revoked ? "revoked" : "active", revoked: s.revoked,
@@ -42,7 +42,7 @@ struct OperatorRoutes {
     func changeSurface(_ req: Request, _ ctx: AuthorityContext, revoke: Bool) async throws -> Response {
         let key = try ctx.requireKey()
         let body = try await bodies.read(SurfaceChangeRequest.self, from: req)
-        let watchers = await authority.hub.watchers(of: [body.deviceId])
+        let watchers = await authority.fleetWatchers(of: [body.deviceId])
         let (record, acks) = try await acknowledged(req, ctx, watchers, accepting: revoke ? ReportState.stopped : ReportState.running) {
             guard let record = try await authority.setRevoked(body.deviceId, revoke, change: change(key, body.reason, ctx)) else {
                 throw APIError.notFound(body.deviceId)
@@ -70,7 +70,7 @@ struct OperatorRoutes {
         if halt && (body.reason ?? "").trimmingCharacters(in: .whitespaces).isEmpty {
             throw APIError.badRequest("a halt needs a reason: {\"reason\": \"INC-481: agents deleting data\"}")
         }
-        let watchers = await authority.hub.watchers(of: nil)
+        let watchers = await authority.fleetWatchers(of: nil)
         let (org, acks) = try await acknowledged(req, ctx, watchers, accepting: halt ? ReportState.stopped : ReportState.running) {
             try await authority.setHalted(halt, change: change(key, body.reason, ctx))
         }
@@ -118,7 +118,7 @@ struct OperatorRoutes {
     /// Makes a change on-call may wait on. With `?wait=`, the watchers' acknowledgements are
     /// expected before the change is made (a quick supervisor reports before this answer) and
     /// awaited after it; a change that fails leaves no waiter behind. Without it: nil.
-    func acknowledged<T: Sendable>(_ req: Request, _ ctx: AuthorityContext, _ watchers: [WatchHub.Pair], accepting: Set<String>,
+    func acknowledged<T: Sendable>(_ req: Request, _ ctx: AuthorityContext, _ watchers: [FleetWatcher], accepting: Set<String>,
                                    _ change: () async throws -> T) async throws -> (T, AckAnswer?) {
         guard let wait = try waitDuration(req) else { return (try await change(), nil) }
         let ackKey = await authority.hub.expectAcks(requestID: ctx.requestID, expected: watchers, accepting: accepting)

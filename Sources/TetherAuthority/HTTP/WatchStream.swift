@@ -37,6 +37,8 @@ enum WatchStream {
         }
         let replay = missedChanges
         let logger = context.logger
+        let held = surfaces.map { FleetWatcher(instance: instance, surface: $0, keyName: context.key?.name ?? "") }
+        authority.watchers.opened(held)
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
@@ -77,6 +79,7 @@ enum WatchStream {
                 logger.debug("watch stream ended", metadata: ["error": "\(error)"])
             }
             await authority.hub.unsubscribe(sub.id)
+            authority.watchers.closed(held)
             try? await writer.finish(nil)
         })
     }

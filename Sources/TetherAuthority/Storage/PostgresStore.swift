@@ -14,6 +14,7 @@ public final class PostgresStore: SharedStore {
     private let running: Task<Void, Never>
     public let url: DatabaseURL
     static let channel = "tether_changes"
+    static let reportChannel = "tether_reports"
 
     /// Connects, and applies the schema's migrations under an advisory lock, so that replicas
     /// starting together apply each once. Fails when the database cannot be reached.
@@ -78,6 +79,7 @@ public final class PostgresStore: SharedStore {
     /// records. `pg_advisory_xact_lock` makes a replica that starts at the same moment wait.
     static let migrations: [(version: Int, name: String, sql: [String])] = [
         (1, "schema", PostgresSchema.v1),
+        (2, "replicas-and-their-watchers", PostgresSchema.v2),
     ]
 
     func migrate() async throws {
@@ -344,14 +346,91 @@ public final class PostgresStore: SharedStore {
     }
 
     /// LISTENs on its own pooled connection until that connection fails or the task ends.
-    public func listenForChanges(_ onChange: @escaping @Sendable () async -> Void) async throws {
+    public func listenForChanges(_ onChange: @escaping @Sendable () async -> Void, onReport: @escaping @Sendable (Report) async -> Void) async throws {
         try await client.withConnection { db in
-            try await db.listen(on: Self.channel) { notifications in
-                // Listening: what was committed before LISTEN took effect is read now.
-                await onChange()
-                for try await _ in notifications { await onChange() }
+            try await db.listen(on: Self.reportChannel) { reports in
+                try await db.listen(on: Self.channel) { changes in
+                    // Listening: what was committed before LISTEN took effect is read now.
+                    await onChange()
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask { for try await _ in changes { await onChange() } }
+                        group.addTask {
+                            for try await n in reports {
+                                if let r = Self.report(fromNotification: n.payload) { await onReport(r) }
+                            }
+                        }
+                        // Either sequence ending means the connection is gone: listen again.
+                        _ = try await group.next()
+                        group.cancelAll()
+                    }
+                }
             }
         }
+    }
+
+    // MARK: - replicas, their watchers, reports
+
+    public func heartbeat(replica: String, added: [FleetWatcher], removed: [FleetWatcher]) async throws {
+        try await timed("heartbeat") { [self] in
+            try await transaction { db in
+                try await db.query("INSERT INTO replicas (id, seen_at) VALUES (\(replica), now()) ON CONFLICT (id) DO UPDATE SET seen_at = now()", logger: logger)
+                if !removed.isEmpty {
+                    try await db.query("""
+                        DELETE FROM watchers w USING unnest(\(removed.map(\.instance)), \(removed.map(\.surface))) AS r(instance, surface)
+                        WHERE w.replica = \(replica) AND w.instance = r.instance AND w.surface = r.surface
+                        """, logger: logger)
+                }
+                if !added.isEmpty {
+                    try await db.query("""
+                        INSERT INTO watchers (replica, instance, surface, key_name)
+                        SELECT \(replica), * FROM unnest(\(added.map(\.instance)), \(added.map(\.surface)), \(added.map(\.keyName)))
+                        ON CONFLICT (replica, instance, surface) DO UPDATE SET key_name = EXCLUDED.key_name
+                        """, logger: logger)
+                }
+                // Replicas gone for 30 s (SIGKILLed: no goodbye) take their streams with them.
+                try await db.query("DELETE FROM replicas WHERE seen_at < now() - interval '30 seconds'", logger: logger)
+            }
+        }
+    }
+
+    public func fleetWatchers(of surfaces: [String]?, except replica: String) async throws -> [FleetWatcher] {
+        try await timed("fleetWatchers") { [self] in
+            let rows: PostgresRowSequence
+            if let surfaces {
+                rows = try await client.query("""
+                    SELECT w.instance, w.surface, w.key_name FROM watchers w JOIN replicas r ON r.id = w.replica
+                    WHERE w.replica <> \(replica) AND r.seen_at > now() - interval '10 seconds' AND w.surface = ANY(\(surfaces))
+                    """, logger: logger)
+            } else {
+                rows = try await client.query("""
+                    SELECT w.instance, w.surface, w.key_name FROM watchers w JOIN replicas r ON r.id = w.replica
+                    WHERE w.replica <> \(replica) AND r.seen_at > now() - interval '10 seconds'
+                    """, logger: logger)
+            }
+            var out: [FleetWatcher] = []
+            for try await (i, s, k) in rows.decode((String, String, String).self) { out.append(FleetWatcher(instance: i, surface: s, keyName: k)) }
+            return out
+        }
+    }
+
+    public func publishReport(_ r: Report) async throws {
+        let o: [String: Any] = ["d": r.deviceId, "i": r.instance, "s": r.state, "p": Array(r.pids.prefix(200)).map(Int.init),
+                                "a": r.at, "r": r.requestID ?? "", "k": r.keyName, "t": r.receivedAt]
+        let payload = String(decoding: try JSONSerialization.data(withJSONObject: o), as: UTF8.self)
+        try await timed("publishReport") { [self] in
+            try await client.query("SELECT pg_notify(\(Self.reportChannel), \(payload))", logger: logger)
+        }
+    }
+
+    static func report(fromNotification payload: String) -> Report? {
+        guard let o = try? JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any],
+              let d = o["d"] as? String, let i = o["i"] as? String, let s = o["s"] as? String,
+              let a = o["a"] as? String, let r = o["r"] as? String, let k = o["k"] as? String, let t = o["t"] as? String
+        else { return nil }
+        var report = Report(deviceId: d, instance: i, state: s, pids: (o["p"] as? [Int] ?? []).map { Int32(truncatingIfNeeded: $0) },
+                            at: a, requestID: r.isEmpty ? nil : r, receivedAt: t)
+        report.keyName = k
+        return report
     }
 
     // MARK: - signing keys
@@ -526,6 +605,18 @@ public final class PostgresStore: SharedStore {
 
 /// The PostgreSQL schema, version by version.
 enum PostgresSchema {
+    /// Which replicas are alive, and the watch streams each holds (for acknowledgements
+    /// awaited on one replica from supervisors connected to another).
+    static let v2 = [
+        "CREATE TABLE replicas (id text PRIMARY KEY, seen_at timestamptz NOT NULL)",
+        """
+        CREATE TABLE watchers (
+            replica text NOT NULL REFERENCES replicas(id) ON DELETE CASCADE, instance text NOT NULL,
+            surface text NOT NULL, key_name text NOT NULL, PRIMARY KEY (replica, instance, surface))
+        """,
+        "CREATE INDEX watchers_surface ON watchers(surface)",
+    ]
+
     static let v1 = [
         """
         CREATE TABLE surfaces (
