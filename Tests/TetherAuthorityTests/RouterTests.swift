@@ -313,14 +313,14 @@ struct RouterTests {
             await t.authority.refusals.flush()
         }
         // One row per (status, key, path) per window: on a loaded machine the flood may span
-        // two windows (the flusher runs every 10 s), so count rows and sum what they say.
+        // several windows (the flusher runs every 10 s), so count rows and sum what they say.
         let entries = try await t.authority.store.audit(limit: 1000, deviceId: nil, since: nil, until: nil)
         func count(_ e: AuditEntry) -> Int { Int(e.reason?.prefix { $0.isNumber } ?? "") ?? 0 }
         let unknown = entries.filter { $0.action == "refused-401" && $0.reason?.contains("/api/v1/devices/list") == true }
-        #expect((1...2).contains(unknown.count) && unknown.allSatisfy { $0.actor == "unknown key" }, "\(unknown)")
+        #expect((1...5).contains(unknown.count) && unknown.allSatisfy { $0.actor == "unknown key" }, "a few rows, never one a request: \(unknown)")
         #expect(unknown.map(count).reduce(0, +) == 300, "\(unknown)")
         let role = entries.filter { $0.action == "refused-403" }
-        #expect((1...2).contains(role.count) && role.allSatisfy { $0.actor == "agent" && $0.reason?.contains("requests to /api/v1/devices/revoke") == true }, "\(role)")
+        #expect((1...5).contains(role.count) && role.allSatisfy { $0.actor == "agent" && $0.reason?.contains("requests to /api/v1/devices/revoke") == true }, "\(role)")
         #expect(role.map(count).reduce(0, +) == 20, "\(role)")
         #expect(!entries.contains { $0.actor.contains("tk_") || ($0.reason ?? "").contains("tk_") }, "nothing of a presented key is kept")
         #expect(await t.authority.refusals.flush() == 0, "a new window starts empty")

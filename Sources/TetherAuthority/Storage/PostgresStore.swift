@@ -21,7 +21,8 @@ public final class PostgresStore: SharedStore {
     public static func open(_ url: DatabaseURL, logger: Logger) async throws -> PostgresStore {
         let store = PostgresStore(url: url, logger: logger)
         do {
-            try await store.timed("migrate") { try await store.migrate() }
+            // Longer: a replica starting with others waits its turn for the migration lock.
+            try await store.timed("migrate", within: .seconds(60)) { try await store.migrate() }
         } catch {
             store.close()
             throw StoreError("database \(url): \(Self.describe(error))")
@@ -47,12 +48,12 @@ public final class PostgresStore: SharedStore {
     /// pool retrying a dead address) is an error, never a request that hangs.
     public static let timeout: Duration = .seconds(10)
 
-    func timed<T: Sendable>(_ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    func timed<T: Sendable>(_ what: String, within limit: Duration = PostgresStore.timeout, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         try await withThrowingTaskGroup(of: T.self) { group in
             group.addTask { try await body() }
             group.addTask {
-                try await Task.sleep(for: Self.timeout)
-                throw StoreError("the database (\(self.url)) did not answer \(what) within \(DurationText.format(Self.timeout))")
+                try await Task.sleep(for: limit)
+                throw StoreError("the database (\(self.url)) did not answer \(what) within \(DurationText.format(limit))")
             }
             defer { group.cancelAll() }
             return try await group.next()!
