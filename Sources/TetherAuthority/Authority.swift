@@ -162,10 +162,12 @@ public final class Authority: Sendable {
     }
 
     /// The renewal of `deviceId`'s lease as every stream of this replica sends it: signed once
-    /// per renewal period, not once per stream.
-    func renewal(for deviceId: String) async -> String {
+    /// per renewal period, not once per stream. nil when it rests on a revision above
+    /// `delivered` — a change whose event is on its way to the stream and must come first.
+    func renewal(for deviceId: String, delivered: UInt64 = .max) async -> String? {
         let (surface, removedAt, org) = await state.snapshot(deviceId)
         let revisions = (surface?.revision ?? removedAt ?? 0, org.revision)
+        guard max(revisions.0, revisions.1) <= delivered else { return nil }
         let now = ContinuousClock.now
         if let cached = renewals.get(deviceId, revisions: revisions, freshAfter: now - configuration.leaseLength / 6) { return cached }
         let text = WatchStream.eventJSON(await current(deviceId, kind: .lease))

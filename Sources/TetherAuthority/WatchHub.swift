@@ -4,7 +4,7 @@ import TetherCore
 /// What a watch connection is told by the hub.
 enum StreamItem: Sendable {
     /// A committed change's event, ready to write: the same bytes for every stream.
-    case frame(String)
+    case frame(String, revision: UInt64)
     /// Time to renew the leases (every third of a lease, and at once after a halt or resume).
     case renew
     /// The server is going down: say so and end the stream.
@@ -161,11 +161,11 @@ actor WatchHub {
         let frame = WatchStream.frame(e)
         if e.subject == OrgSubject.name {
             for id in Array(subscribers.keys) {
-                send(id, .frame(frame))
+                send(id, .frame(frame, revision: e.revision))
                 send(id, .renew)
             }
         } else {
-            for id in bySurface[e.subject] ?? [] { send(id, .frame(frame)) }
+            for id in bySurface[e.subject] ?? [] { send(id, .frame(frame, revision: e.revision)) }
         }
     }
 
@@ -173,6 +173,9 @@ actor WatchHub {
     func advance(to revision: UInt64) {
         head = max(head, revision)
         recent = []
+        // Every stream has what it needs up to here (the renewals carry it): an SSE comment
+        // moves each one's delivered revision, then the renewals go out.
+        for id in Array(subscribers.keys) { send(id, .frame(": resynchronised to revision \(revision)\n\n", revision: revision)) }
         renewAll()
     }
 

@@ -19,8 +19,13 @@ public let tetherBinary: String = {
 
 /// Runs the `tether` binary to its end; returns its exit code, stdout and stderr.
 public func runTether(_ args: [String], env: [String: String] = [:]) throws -> (Int32, String, String) {
+    try runToEnd(tetherBinary, args, env: env)
+}
+
+/// Runs a program to its end; returns its exit code, stdout and stderr.
+public func runToEnd(_ executable: String, _ args: [String], env: [String: String] = [:]) throws -> (Int32, String, String) {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: tetherBinary)
+    p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = args
     p.environment = Foundation.ProcessInfo.processInfo.environment.merging(env) { $1 }
     let out = Pipe(), err = Pipe()

@@ -45,10 +45,16 @@ enum WatchStream {
         headers[.requestID] = context.requestID
         let hello = "retry: 1000\n\nevent: hello\nid: \(after ?? sub.head)\ndata: {\"revision\":\(sub.head),\"origin\":\"\(authority.origin)\"}\n\n"
         return Response(status: .ok, headers: headers, body: .init { writer in
+            // The newest revision whose event this stream has written (or that it joined at):
+            // a renewal never runs ahead of the events, so a supervisor sees each change as
+            // its own event first.
+            var delivered = max(sub.head, replay.last?.revision ?? 0)
             func renew() async throws {
                 var text = ""
-                for id in surfaces { text += "event: decision\ndata: \(await authority.renewal(for: id))\n\n" }
-                try await writer.write(ByteBuffer(string: text))
+                for id in surfaces {
+                    if let r = await authority.renewal(for: id, delivered: delivered) { text += "event: decision\ndata: \(r)\n\n" }
+                }
+                if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
             }
             do {
                 try await writer.write(ByteBuffer(string: hello + replay.map(frame).joined()))
@@ -56,7 +62,8 @@ enum WatchStream {
                 try await withGracefulShutdownHandler {
                     for await item in sub.stream {
                         switch item {
-                        case .frame(let text):
+                        case .frame(let text, let revision):
+                            delivered = max(delivered, revision)
                             try await writer.write(ByteBuffer(string: text))
                         case .renew:
                             // A replica out of step with its database renews nothing: the

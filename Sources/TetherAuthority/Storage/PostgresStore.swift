@@ -21,7 +21,9 @@ public final class PostgresStore: SharedStore {
     public static func open(_ url: DatabaseURL, logger: Logger) async throws -> PostgresStore {
         let store = PostgresStore(url: url, logger: logger)
         do {
-            // Longer: a replica starting with others waits its turn for the migration lock.
+            // Reachable at all (10 s), then longer for the migrations: a replica starting with
+            // others waits its turn for their lock.
+            try await store.timed("a first query") { try await store.client.query("SELECT 1", logger: logger) }
             try await store.timed("migrate", within: .seconds(60)) { try await store.migrate() }
         } catch {
             store.close()
