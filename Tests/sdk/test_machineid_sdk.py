@@ -125,13 +125,20 @@ def test_signature_recipe_of_docs_api(authority):
     assert d["code"] == "DEVICE_REVOKED" and d["changedBy"] == "operator"
     assert d["changeReason"] == "INC-481: refund loop"
 
-    fields = ["deviceId", "allowed", "code", "request_id", "issuedAt", "expiresAt", "nonce", "seq",
-              "changedBy", "changedAt", "changeReason"]
+    # The pinned key set (signing.pub): one key per line, its id derived from the key.
+    pinned = {}
+    for line in keys["public"].splitlines():
+        raw = base64.b64decode(line.split()[0])
+        key_id = "ed25519:" + base64.urlsafe_b64encode(raw).decode()[:12]
+        pinned[key_id] = Ed25519PublicKey.from_public_bytes(raw)
+
+    fields = ["origin", "keyId", "kind", "revision", "orgRevision", "deviceId", "allowed", "code",
+              "request_id", "issuedAt", "expiresAt", "nonce", "changedBy", "changedAt", "changeReason"]
     def text(v): return "" if v is None else ("true" if v is True else "false" if v is False else str(v))
-    msg = "\n".join(["tether-decision-v2"] + [f"{f}={text(d.get(f))}" for f in fields]).encode()
-    pub = Ed25519PublicKey.from_public_bytes(base64.b64decode(keys["public"]))
+    msg = "\n".join(["tether-decision-v3"] + [f"{f}={text(d.get(f))}" for f in fields]).encode()
+    pub = pinned[d["keyId"]]
     pub.verify(base64.b64decode(d["signature"]), msg)
     d["changeReason"] = "nothing to see"
-    forged = "\n".join(["tether-decision-v2"] + [f"{f}={text(d.get(f))}" for f in fields]).encode()
+    forged = "\n".join(["tether-decision-v3"] + [f"{f}={text(d.get(f))}" for f in fields]).encode()
     with pytest.raises(InvalidSignature):
         pub.verify(base64.b64decode(d["signature"]), forged)
