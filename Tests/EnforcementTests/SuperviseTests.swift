@@ -115,13 +115,15 @@ struct SuperviseTests {
         let a = try await LiveAuthority()
         let m1 = Workers.marker("stubborn"), m2 = Workers.marker("polite")
         let path = temporaryDirectory("e2e-sv") + "/s.toml"
+        let trapped = workerDirectory("e2e-sv") + "/trapped"
         try config(a,
-            worker("stubborn", m1, "grace = \"300ms\"", script: "trap '' TERM; while :; do sleep 0.05; done")
+            worker("stubborn", m1, "grace = \"300ms\"", script: "trap '' TERM; touch \(trapped); while :; do sleep 0.05; done")
             + worker("polite", m2)
         ).write(toFile: path, atomically: true, encoding: .utf8)
         let p = try TetherProcess(["supervise", "--config", path])
         #expect(await eventually(20) { !pids(m1).isEmpty && !pids(m2).isEmpty }, "\(p.stderr)")
-        try await Task.sleep(for: .milliseconds(200))   // the trap is set
+        // The trap is set (on a loaded machine 200 ms was not always enough).
+        #expect(await eventually(10) { FileManager.default.fileExists(atPath: trapped) }, "\(p.stderr)")
         let t0 = Date()
         p.signal(SIGTERM)
         #expect(await p.exitCode(within: 20) == 0)
