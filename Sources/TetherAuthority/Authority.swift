@@ -308,7 +308,6 @@ actor LiveState {
     /// The names among `ids` that name no surface.
     func unknown(_ ids: [String]) -> [String] { ids.filter { surfaces[$0] == nil } }
     func all() -> [SurfaceRecord] { surfaces.values.sorted { $0.deviceId < $1.deviceId } }
-    func exists(_ id: String) -> Bool { surfaces[id] != nil }
 
     func apply(_ outcome: ChangeOutcome) {
         switch outcome {

@@ -8,8 +8,6 @@ import TetherCore
 /// the last revision applied (on a NOTIFY doorbell, and by a slow poll as a backstop).
 actor Replicator {
     private(set) var applied: UInt64
-    /// When this replica last read the database's head and found itself in step.
-    private(set) var lastSync = ContinuousClock.now
     /// Held across each apply or catch-up (which await other actors): changes never interleave.
     private let lock = AsyncLock()
     static let batch = 1000
@@ -68,10 +66,7 @@ actor Replicator {
                 await a.apply(e, outcome)
                 applied = e.revision
             }
-            if batch.events.count < Self.batch {
-                lastSync = .now
-                return
-            }
+            if batch.events.count < Self.batch { return }
         }
     }
 
@@ -83,14 +78,6 @@ actor Replicator {
         await a.state.apply(.org(try await a.store.org()))
         applied = head
         await a.hub.advance(to: head)
-        lastSync = .now
-    }
-
-    /// The database's head was read and nothing was missing.
-    func markSynced(head: UInt64) -> Bool {
-        guard head <= applied else { return false }
-        lastSync = .now
-        return true
     }
 }
 

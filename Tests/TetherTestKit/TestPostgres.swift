@@ -8,11 +8,6 @@ import TetherAuthority
 public enum TestPostgres {
     public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
-    /// The cluster's directory when this process's tests started it (for restarts).
-    public static var clusterDirectory: String? {
-        ProcessInfo.processInfo.environment["TETHER_TEST_POSTGRES_DIR"] ?? (ProcessInfo.processInfo.environment["TETHER_TEST_POSTGRES"] == nil ? "/tmp/tether-test-pg-\(getuid())" : nil)
-    }
-
     private static let base = Task<String, any Error> {
         if let url = ProcessInfo.processInfo.environment["TETHER_TEST_POSTGRES"], !url.isEmpty { return url }
         let dir = "/tmp/tether-test-pg-\(getuid())"

@@ -26,9 +26,14 @@ struct OperatorRoutes {
             surfaces = surfaces.filter { $0.deviceId == only }
             if surfaces.isEmpty { throw APIError.notFound(String(only.prefix(140))) }
         }
+        // Every replica's watchers in one look, not one per surface.
+        var watching: [String: Set<String>] = [:]
+        for w in await authority.fleetWatchers(of: surfaces.count == 1 ? [surfaces[0].deviceId] : nil) {
+            watching[w.surface, default: []].insert(w.instance)
+        }
         var devices: [ListAnswer.Device] = []
         for s in surfaces {
-            let watchers = Set(await authority.fleetWatchers(of: [s.deviceId]).map(\.instance)).sorted()
+            let watchers = (watching[s.deviceId] ?? []).sorted()
             let last = try await authority.store.reports(deviceId: s.deviceId, limit: 1).first
             devices.append(.init(
                 deviceId: s.deviceId, state: s.revoked ? "revoked" : "active", revoked: s.revoked,

@@ -131,6 +131,13 @@ public final class PostgresStore: SharedStore {
         }
     }
 
+    /// Every row of `query`, each made into a value by `make`.
+    func rows<T>(_ query: PostgresQuery, _ make: (PostgresRandomAccessRow) throws -> T) async throws -> [T] {
+        var out: [T] = []
+        for try await row in try await client.query(query, logger: logger) { out.append(try make(row.makeRandomAccess())) }
+        return out
+    }
+
     /// Takes the next revision: the row stays locked until this transaction ends, so every
     /// other change waits, and reads after this one see everything committed before it.
     func nextRevision(_ db: PostgresConnection) async throws -> UInt64 {
@@ -398,18 +405,11 @@ public final class PostgresStore: SharedStore {
 
     public func fleetWatchers(of surfaces: [String]?, except replica: String) async throws -> [FleetWatcher] {
         try await timed("fleetWatchers") { [self] in
-            let rows: PostgresRowSequence
-            if let surfaces {
-                rows = try await client.query("""
-                    SELECT w.instance, w.surface, w.key_name FROM watchers w JOIN replicas r ON r.id = w.replica
-                    WHERE w.replica <> \(replica) AND r.seen_at > now() - interval '10 seconds' AND w.surface = ANY(\(surfaces))
-                    """, logger: logger)
-            } else {
-                rows = try await client.query("""
-                    SELECT w.instance, w.surface, w.key_name FROM watchers w JOIN replicas r ON r.id = w.replica
-                    WHERE w.replica <> \(replica) AND r.seen_at > now() - interval '10 seconds'
-                    """, logger: logger)
-            }
+            let rows = try await client.query("""
+                SELECT w.instance, w.surface, w.key_name FROM watchers w JOIN replicas r ON r.id = w.replica
+                WHERE w.replica <> \(replica) AND r.seen_at > now() - interval '10 seconds'
+                  AND (\(surfaces == nil) OR w.surface = ANY(\(surfaces ?? [])))
+                """, logger: logger)
             var out: [FleetWatcher] = []
             for try await (i, s, k) in rows.decode((String, String, String).self) { out.append(FleetWatcher(instance: i, surface: s, keyName: k)) }
             return out
@@ -440,18 +440,15 @@ public final class PostgresStore: SharedStore {
 
     public func signingKeys() async throws -> [SigningKeyRecord] {
         try await timed("signingKeys") { [self] in
-            var out: [SigningKeyRecord] = []
-            for try await row in try await client.query("SELECT * FROM signing_keys ORDER BY created_at, id", logger: logger) {
-                let r = row.makeRandomAccess()
-                out.append(SigningKeyRecord(
+            try await rows("SELECT * FROM signing_keys ORDER BY created_at, id") { r in
+                SigningKeyRecord(
                     id: try r["id"].decode(String.self), privateKey: try r["private_key"].decode(String.self),
                     publicKey: try r["public_key"].decode(String.self),
                     state: SigningKeyRecord.State(rawValue: try r["state"].decode(String.self)) ?? .retired,
                     createdAt: try r["created_at"].decode(String.self), activatedAt: try r["activated_at"].decode(String?.self),
                     retireAfter: try r["retire_after"].decode(String?.self), endorsement: try r["endorsement"].decode(String?.self),
-                    endorsedBy: try r["endorsed_by"].decode(String?.self)))
+                    endorsedBy: try r["endorsed_by"].decode(String?.self))
             }
-            return out
         }
     }
 
@@ -483,17 +480,14 @@ public final class PostgresStore: SharedStore {
 
     public func keys() async throws -> [KeyRecord] {
         try await timed("keys") { [self] in
-            var out: [KeyRecord] = []
-            for try await row in try await client.query("SELECT * FROM api_keys ORDER BY name", logger: logger) {
-                let r = row.makeRandomAccess()
-                out.append(KeyRecord(
+            try await rows("SELECT * FROM api_keys ORDER BY name") { r in
+                KeyRecord(
                     name: try r["name"].decode(String.self), role: Role(rawValue: try r["role"].decode(String.self)) ?? .agent,
                     hash: try r["hash"].decode(String.self), createdAt: try r["created_at"].decode(String.self),
                     revokedAt: try r["revoked_at"].decode(String?.self),
                     surfaces: try r["surfaces"].decode(String?.self).map { $0.split(separator: ",").map(String.init) },
-                    instance: try r["instance"].decode(String?.self)))
+                    instance: try r["instance"].decode(String?.self))
             }
-            return out
         }
     }
 
@@ -531,14 +525,11 @@ public final class PostgresStore: SharedStore {
             if let until { binds.append(until); clauses.append("at <= $\(clauses.count + 1)") }
             binds.append(limit)
             let filter = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
-            var out: [AuditEntry] = []
-            for try await row in try await client.query(PostgresQuery(unsafeSQL: "SELECT * FROM audit \(filter) ORDER BY id DESC LIMIT $\(clauses.count + 1)", binds: binds), logger: logger) {
-                let r = row.makeRandomAccess()
-                out.append(AuditEntry(id: try r["id"].decode(Int64.self), at: try r["at"].decode(String.self), actor: try r["actor"].decode(String.self),
-                                      action: try r["action"].decode(String.self), deviceId: try r["device_id"].decode(String?.self),
-                                      reason: try r["reason"].decode(String?.self), requestID: try r["request_id"].decode(String.self)))
+            return try await rows(PostgresQuery(unsafeSQL: "SELECT * FROM audit \(filter) ORDER BY id DESC LIMIT $\(clauses.count + 1)", binds: binds)) { r in
+                AuditEntry(id: try r["id"].decode(Int64.self), at: try r["at"].decode(String.self), actor: try r["actor"].decode(String.self),
+                           action: try r["action"].decode(String.self), deviceId: try r["device_id"].decode(String?.self),
+                           reason: try r["reason"].decode(String?.self), requestID: try r["request_id"].decode(String.self))
             }
-            return out
         }
     }
 
@@ -567,16 +558,13 @@ public final class PostgresStore: SharedStore {
 
     public func reports(deviceId: String, limit: Int) async throws -> [Report] {
         try await timed("reports") { [self] in
-            var out: [Report] = []
-            for try await row in try await client.query("SELECT * FROM reports WHERE device_id = \(deviceId) ORDER BY id DESC LIMIT \(limit)", logger: logger) {
-                let r = row.makeRandomAccess()
-                out.append(Report(deviceId: try r["device_id"].decode(String.self), instance: try r["instance"].decode(String.self),
-                                  state: try r["state"].decode(String.self),
-                                  pids: try r["pids"].decode(String.self).split(separator: ",").compactMap { Int32($0) },
-                                  at: try r["at"].decode(String.self), requestID: try r["request_id"].decode(String?.self),
-                                  receivedAt: try r["received_at"].decode(String.self)))
+            try await rows("SELECT * FROM reports WHERE device_id = \(deviceId) ORDER BY id DESC LIMIT \(limit)") { r in
+                Report(deviceId: try r["device_id"].decode(String.self), instance: try r["instance"].decode(String.self),
+                       state: try r["state"].decode(String.self),
+                       pids: try r["pids"].decode(String.self).split(separator: ",").compactMap { Int32($0) },
+                       at: try r["at"].decode(String.self), requestID: try r["request_id"].decode(String?.self),
+                       receivedAt: try r["received_at"].decode(String.self))
             }
-            return out
         }
     }
 
