@@ -93,6 +93,42 @@ struct ReplicaTests {
         #expect(seen == "DEVICE_REVOKED", "a change after the outage reaches the other replica")
     }
 
+    @Test("across replicas an acknowledgement still counts only from the key holding the stream: a stolen agent key's forged stop is not one")
+    func forgedAckAcrossReplicas() async throws {
+        let r = try await Replicas.start(2)
+        defer { r.stop() }
+        let (code, thief, err) = try await offPool {
+            try runTether(["keys", "create", "--role", "agent", "--name", "thief", "--dir", r.dir], env: ["TETHER_DATABASE_URL": r.database.text])
+        }
+        try #require(code == 0, "\(err)")
+        _ = try await r.client(0).register("a1")
+        let victim = WatchReader(port: r.servers[1].port, key: r.agentKey, surfaces: ["a1"], instance: "host-a")
+        defer { victim.cancel() }
+        _ = await victim.wait { $0.allowed }
+        // Replica 0 learns of the stream with replica 1's next heartbeat.
+        var listed = false
+        for _ in 0..<50 where !listed {
+            let list = try await r.client(0, operator: true).list(deviceId: "a1")
+            listed = ((list["devices"] as? [[String: Any]])?.first?["watchers"] as? [String]) == ["host-a"]
+            if !listed { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        try #require(listed)
+        let op = r.client(0, operator: true)
+        let revoke = Task { try await op.revoke("a1", reason: "forgery", wait: .seconds(20)) }
+        let rid = try #require(await victim.wait { $0.code == .deviceRevoked }).requestID
+        // The stolen key claims host-a stopped, through both replicas: stored, relayed, not counted.
+        for i in 0..<2 {
+            let thiefClient = AuthorityClient(endpoint: AuthorityEndpoint(url: r.servers[i].url, key: thief.trimmingCharacters(in: .whitespacesAndNewlines)))
+            _ = try await thiefClient.report(["deviceId": "a1", "instance": "host-a", "state": "stopped", "pids": [1], "request_id": rid])
+        }
+        // The stream's own key, on the other replica: counted.
+        _ = try await r.client(1).report(["deviceId": "a1", "instance": "host-a", "state": "stopped", "pids": [7], "request_id": rid])
+        let out = try await revoke.value
+        let acks = try #require(out["acks"] as? [[String: Any]])
+        #expect(acks.count == 1 && acks.first?["pids"] as? [Int] == [7], "only the real stop: \(out.object)")
+        #expect((out["missing"] as? [Any])?.isEmpty == true)
+    }
+
     static func waitHealth(_ url: String, ok: Bool, within: Duration) async -> Bool {
         let probe = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: "x"))
         let deadline = ContinuousClock.now + within
