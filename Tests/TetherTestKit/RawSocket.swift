@@ -4,7 +4,7 @@ import Glibc
 /// A TCP connection to a loopback port driven byte by byte: what a slow or silent client does
 /// to a server, which an HTTP client library will not do.
 public final class RawSocket: @unchecked Sendable {
-    public let fd: Int32
+    public private(set) var fd: Int32
 
     public init(port: Int) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -18,12 +18,16 @@ public final class RawSocket: @unchecked Sendable {
         }
         guard rc == 0 else {
             let e = errno
+            // Closed here and marked: a class whose initializer throws once its properties are
+            // set still runs deinit, and a second close of the number — by then perhaps another
+            // thread's socket — took a socket from under SwiftNIO (EBADF in getpeername).
             close(fd)
+            fd = -1
             throw POSIXError(.init(rawValue: e) ?? .EIO)
         }
     }
 
-    deinit { close(fd) }
+    deinit { if fd >= 0 { close(fd) } }
 
     public func send(_ text: String) {
         let bytes = Array(text.utf8)
