@@ -59,11 +59,14 @@ public struct DecisionVerifier: Sendable {
         let now = ContinuousClock.now
         let due = learnt.lastFetch.withLock { last -> Bool in
             if let last, now - last < Self.fetchEvery { return false }
-            last = now
             return true
         }
+        // Only a fetch that answered counts against the rate: one that failed (a replica
+        // killed a moment ago) must not leave every decision of the new key unverifiable for
+        // the next 5 s.
         guard due, let answer = try? await client.get("/api/v1/signing-keys"),
               let list = answer["keys"] as? [[String: Any]] else { return [] }
+        learnt.lastFetch.withLock { $0 = now }
         var learntIds: [String] = []
         var progress = true
         while progress {

@@ -146,7 +146,8 @@ public final class SurfaceWatcher: Sendable {
                         await state.failAll(.badResponse)
                         throw ClientError.badResponse("an event that is not a decision for our surfaces")
                     }
-                    if let verifier, !(await verifier.verify(d, learningFrom: AuthorityClient(endpoint: endpoint, http: client.http)) && d.kind != .answer) {
+                    // A key to learn is fetched from any replica that answers (the client's list).
+                    if let verifier, !(await verifier.verify(d, learningFrom: client) && d.kind != .answer) {
                         logger.error("watch event failed verification: denying", metadata: ["surface": "\(d.deviceId)", "key_id": "\(d.keyId ?? "none")", "revision": "\(d.revision ?? 0)"])
                         observe(.error("bad_signature"))
                         if d.deviceId == OrgSubject.name { await state.failAll(.badSignature) } else { await state.fail(d.deviceId, .badSignature) }
