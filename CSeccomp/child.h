@@ -17,6 +17,18 @@ void tether_child_enter(const struct tether_spawn_attr *a, int pipe_fd);
 /// `go_fd` >= 0: wait for a byte on it before the filter and the exec (its init is ready).
 __attribute__((noreturn)) void tether_worker_finish(const struct tether_spawn_attr *a, int pipe_fd, pid_t parent, int go_fd);
 
+/// Installs the gates' filter (if any) and waits until the parent has copied its listener.
+void tether_child_install_gate(const struct tether_spawn_attr *a, int pipe_fd);
+
+/// Parent side: copies the listener at `fd_in_child` out of `child` (-errno on failure), and
+/// sets the synchronous wake-up where the kernel has it.
+int tether_gate_take_listener(pid_t child, int fd_in_child);
+/// Parent side: answers the child's own gated calls until the exec of the worker's program (1),
+/// or until the errno pipe has news (0). -errno on error.
+int tether_gate_serve_exec(int listener, int errno_pipe);
+/// Parent side: the child of `parent`, found in /proc, or -1.
+pid_t tether_find_child(pid_t parent);
+
 /// The namespace path: the body of the supervisor's child, which becomes PID 1 (see contain.c).
 __attribute__((noreturn)) void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void *worker_stack_top);
 

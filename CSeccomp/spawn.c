@@ -205,7 +205,9 @@ void tether_worker_finish(const struct tether_spawn_attr *a, int pipe_fd, pid_t 
     if (sigprocmask(SIG_SETMASK, &none, NULL) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_SIGNALS, errno);
 
     // 13. The seccomp filters, compiled in the parent. From here on every syscall passes them:
-    //     only write (to report), execve/execveat and exit_group follow.
+    //     only write (to report), execve/execveat and exit_group follow. The gates' filter
+    //     first: it is installed with seccomp(2), which the profile may refuse.
+    tether_child_install_gate(a, pipe_fd);
     for (size_t i = 0; i < a->filter_count; i++) {
         if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &a->filters[i], 0, 0) != 0)
             tether_child_fail(pipe_fd, TETHER_STAGE_SECCOMP, errno);
@@ -245,8 +247,21 @@ static int reap(pid_t pid) {
     return 0;
 }
 
-int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidfd_out,
+// One {stage, errno} message from the errno pipe: its size, or less at EOF.
+static size_t read_message(int fd, int msg[2]) {
+    size_t got = 0;
+    while (got < 2 * sizeof(int)) {
+        ssize_t n = read(fd, (char *)msg + got, 2 * sizeof(int) - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    return got;
+}
+
+int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidfd_out, int *gate_listener,
                  int *stage, int *err) {
+    *gate_listener = -1;
     *stage = TETHER_STAGE_NONE;
     *err = 0;
     int pipe_fds[2];
@@ -277,6 +292,22 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
     struct child_args args = {.attr = attr, .pipe_fd = pipe_fds[1], .read_fd = pipe_fds[0], .parent = parent,
                               .worker_stack_top = stack == MAP_FAILED ? NULL : (char *)stack + map_size};
     int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
+    // Gates: the parent copies the listener out of the child while the child waits, so the
+    // parent cannot be suspended until exec. The child gets its own copy of the memory.
+    struct tether_spawn_attr local = *attr;
+    int ack[2] = {-1, -1};
+    if (attr->gate_filter != NULL) {
+        flags &= ~(CLONE_VM | CLONE_VFORK);
+        if (pipe2(ack, O_CLOEXEC) != 0) {
+            *stage = TETHER_STAGE_PIPE;
+            *err = errno;
+            close(pipe_fds[0]);
+            close(pipe_fds[1]);
+            return -1;
+        }
+        local.gate_ack_fd = ack[0];
+        args.attr = &local;
+    }
     if (contained) {
         flags |= CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC;
         if (attr->contain.new_user_ns) flags |= CLONE_NEWUSER;
@@ -295,7 +326,9 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(pipe_fds[1]);
+    if (ack[0] >= 0) close(ack[0]);
     if (pid < 0) {
+        if (ack[1] >= 0) close(ack[1]);
         close(pipe_fds[0]);
         *stage = contained ? TETHER_STAGE_NAMESPACES : TETHER_STAGE_FORK;
         *err = fork_errno;
@@ -306,16 +339,43 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
     (void)setpgid(pid, pid);
 
     int msg[2];
-    size_t got = 0;
-    while (got < sizeof msg) {
-        ssize_t n = read(pipe_fds[0], (char *)msg + got, sizeof msg - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        got += (size_t)n;
+    size_t got;
+    int listener = -1;
+    for (;;) {
+        got = read_message(pipe_fds[0], msg);
+        if (got != sizeof msg || msg[0] != TETHER_MSG_LISTENER || ack[1] < 0) break;
+        // The gates' listener, in the worker (inside a namespace: the init's child).
+        pid_t owner = contained ? tether_find_child(pid) : pid;
+        int l = owner > 0 ? tether_gate_take_listener(owner, msg[1]) : -ESRCH;
+        int e = l < 0 ? -l : 0;
+        if (l >= 0) {
+            listener = l;
+            ssize_t n;
+            do { n = write(ack[1], "1", 1); } while (n < 0 && errno == EINTR);
+            if (n != 1) e = n < 0 ? errno : EIO;
+        }
+        close(ack[1]);
+        ack[1] = -1;
+        if (e == 0 && attr->gate_serves_exec) {
+            int rc = tether_gate_serve_exec(listener, pipe_fds[0]);
+            if (rc < 0) e = -rc;
+        }
+        if (e != 0) {
+            // Killing the first process ends a namespace's every process with it.
+            kill(pid, SIGKILL);
+            reap(pid);
+            close(pipe_fds[0]);
+            if (listener >= 0) close(listener);
+            *stage = TETHER_STAGE_GATE;
+            *err = e;
+            return -1;
+        }
     }
+    if (ack[1] >= 0) close(ack[1]);
     close(pipe_fds[0]);
     if (got == sizeof msg) {
         reap(pid);
+        if (listener >= 0) close(listener);
         *stage = msg[0];
         *err = msg[1];
         return -1;
@@ -326,12 +386,14 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
         int e = errno;
         kill(pid, SIGKILL);
         reap(pid);
+        if (listener >= 0) close(listener);
         *stage = TETHER_STAGE_PIDFD;
         *err = e;
         return -1;
     }
     *pid_out = pid;
     *pidfd_out = pidfd;
+    *gate_listener = listener;
     return 0;
 }
 

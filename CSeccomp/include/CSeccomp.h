@@ -27,6 +27,7 @@ static inline uint32_t tether_act_errno(uint16_t e) { return SCMP_ACT_ERRNO(e); 
 static inline uint32_t tether_act_trace(uint16_t m) { return SCMP_ACT_TRACE(m); }
 static inline uint32_t tether_act_log(void) { return SCMP_ACT_LOG; }
 static inline uint32_t tether_act_allow(void) { return SCMP_ACT_ALLOW; }
+static inline uint32_t tether_act_notify(void) { return SCMP_ACT_NOTIFY; }
 static inline int tether_nr_scmp_error(void) { return __NR_SCMP_ERROR; }
 
 /// Exports `ctx` as a classic BPF program: seccomp_export_bpf into a memfd, read back.
@@ -63,7 +64,12 @@ enum tether_spawn_stage {
     TETHER_STAGE_MOUNTS = 22,       // the worker's mount namespace: /proc, hidden paths, read-only cgroups
     TETHER_STAGE_INIT = 23,         // exec of the namespace's init (the tether binary)
     TETHER_STAGE_LANDLOCK = 24,     // the exec allow-list of a profile that permits one program
+    TETHER_STAGE_GATE = 25,         // the gates' filter, and handing its listener to the supervisor
 };
+
+/// Not a stage: on the errno pipe, {TETHER_MSG_LISTENER, fd} says the gates' listener is at
+/// `fd` in the child, to be copied with pidfd_getfd before the child closes it.
+#define TETHER_MSG_LISTENER (-1)
 
 /// The worker's own namespaces (see contain.c). With `enabled`, the child of the supervisor
 /// becomes PID 1 of a new PID namespace (the init), sets up a mount namespace in which the
@@ -120,12 +126,19 @@ struct tether_spawn_attr {
     int pdeathsig;               // signal sent to the child when the spawning thread dies
     int landlock_fd;             // >= 0: a Landlock ruleset the worker restricts itself to before exec
     struct tether_contain contain;
+    /// The gates' filter (user notification), installed just before `filters`; NULL: no gates.
+    const struct sock_fprog *gate_filter;
+    int gate_ack_fd;             // set by tether_spawn: the child waits here until the listener is taken
+    int gate_make_dumpable;      // nonzero: an unprivileged parent, which may copy the listener only from a dumpable child
+    int gate_serves_exec;        // nonzero: the filter sends execve to the listener (the exec gate)
 };
 
 /// Forks and execs per `attr`. On success returns 0 with `*pid` and `*pidfd` (CLOEXEC) set.
 /// On failure returns -1, `*stage` says where and `*err` the errno; a child that failed is
 /// already reaped and no descriptor is leaked.
-int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid, int *pidfd,
+/// With `attr->gate_filter`, `*gate_listener` is the listener (CLOEXEC) of the worker's gates,
+/// held by the caller alone; otherwise -1.
+int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid, int *pidfd, int *gate_listener,
                  int *stage, int *err);
 
 /// Waits (blocking) for the exit of the child behind `pidfd`. Returns 0 with `*code` and
@@ -158,6 +171,35 @@ int tether_keeper_start(int cgroup_kill_fd, int heartbeat_timeout_ms, pid_t *pid
 /// worker's wait status to STATUS_FD when it exits, and exits. Never returns for such an
 /// argv; returns -1 for any other.
 int tether_init_run(int argc, char **argv);
+
+// MARK: - gates (gate.c)
+
+/// One seccomp user notification: who, which syscall, its register arguments. Nothing behind a
+/// pointer: the worker may change that memory after any check.
+struct tether_notif {
+    uint64_t id;
+    int32_t pid;     // in the supervisor's PID namespace
+    int32_t nr;
+    uint32_t arch;
+    uint64_t args[6];
+};
+
+/// Blocks for the next notification. 0, or -errno (-ENOENT: the caller went away meanwhile).
+int tether_notif_recv(int listener, struct tether_notif *out);
+/// Answers `id`: `err` 0 lets the call run (SECCOMP_USER_NOTIF_FLAG_CONTINUE), else it fails with
+/// `err`. 0, or -errno (-ENOENT: the caller was interrupted and will ask again).
+int tether_notif_respond(int listener, uint64_t id, int err);
+/// 0 while notification `id` is still pending, else -ENOENT.
+int tether_notif_id_valid(int listener, uint64_t id);
+/// Waits until `listener` has a notification (1), `wake_fd` fired (2), or no process uses the
+/// filter any more (0). -errno on error.
+int tether_notif_wait(int listener, int wake_fd);
+/// The address family of descriptor `fd` of the process that sent pending notification `id`
+/// (copied with pidfd_getfd, checked, closed), or -errno.
+int tether_socket_domain_of(pid_t pid, int listener, uint64_t id, int fd);
+/// If descriptor `fd` of the process behind `pidfd` is an IPv4/IPv6 socket: shuts it down both
+/// ways (1). 0: another kind; -errno: no such descriptor, or not ours to copy.
+int tether_shutdown_inet_socket(int pidfd, int fd);
 
 // MARK: - small syscalls without a glibc wrapper on Debian 12
 

@@ -50,6 +50,8 @@ public struct WorkerConfig: Sendable, Equatable {
     public var profile: String
     public var stop: StopPolicy
     public var restart: RestartPolicy
+    /// Gates held to surfaces of their own (`docs/gates.md`), at most one per kind.
+    public var gates: [GateConfig] = []
     /// Where it was written, for messages.
     public var line: Int?
 

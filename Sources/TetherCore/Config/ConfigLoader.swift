@@ -95,8 +95,47 @@ public enum ConfigLoader {
         if let d = try f.duration("restart_delay", atLeast: .milliseconds(10)) { w.restart.delay = d }
         if let d = try f.duration("restart_max_delay", atLeast: .milliseconds(10)) { w.restart.maxDelay = d }
         if w.restart.maxDelay < w.restart.delay { throw f.error("restart_max_delay", "is shorter than restart_delay") }
+        w.gates = try gates(&f, worker: name, surface: surface)
         try f.finish()
         return w
+    }
+}
+
+extension ConfigLoader {
+    /// `gates = { exec = "agent-01.exec", net = { surface = "agent-01.net", mode = "record" } }`
+    static func gates(_ f: inout Fields, worker: String, surface: String) throws(ConfigError) -> [GateConfig] {
+        guard let t = try f.table("gates") else { return [] }
+        var out: [GateConfig] = []
+        for key in t.keys.sorted() {
+            let v = t[key]!
+            let at = ConfigError(file: f.file, line: v.line, message: "")
+            func fail(_ m: String) -> ConfigError { ConfigError(file: at.file, line: at.line, message: "\(worker).gates.\(key): \(m)") }
+            guard let kind = GateKind(rawValue: key) else {
+                throw fail("not a gate; the gates are \(GateKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            var gate: GateConfig
+            switch v.kind {
+            case .string(let s):
+                gate = GateConfig(kind: kind, surface: s)
+            case .table(let inner):
+                var g = Fields(inner, name: "\(worker).gates.\(key)", file: f.file)
+                guard let s = try g.string("surface") else { throw fail("needs a surface, e.g. { surface = \"\(surface).\(key)\" }") }
+                gate = GateConfig(kind: kind, surface: s)
+                if let m = try g.string("mode") {
+                    guard let mode = GateMode(rawValue: m) else { throw g.error("mode", "expected enforce or record; got \"\(m)\"") }
+                    gate.mode = mode
+                }
+                try g.finish()
+            default:
+                throw fail("expected a surface name or { surface = \"…\", mode = \"enforce\" | \"record\" }, found \(v.typeName)")
+            }
+            guard SurfaceName.isValid(gate.surface) else { throw fail("\"\(gate.surface)\" is not a valid surface name: \(SurfaceName.rule)") }
+            out.append(gate)
+        }
+        if let e = GateConfig.check(out, mainSurface: surface) {
+            throw ConfigError(file: f.file, line: f.line("gates"), message: "\(worker).gates: \(e.message)")
+        }
+        return out
     }
 }
 

@@ -18,10 +18,13 @@ public final class Worker: Sendable {
     public let contained: Bool
     /// Who it runs as ("tether-61234 (uid 61234)", "root in its own user namespace, …").
     public let identity: String
+    /// The gates' server, when the worker has gates: it alone holds their listener.
+    public let gates: GateServer?
     private let onReaped: @Sendable () -> Void
 
     init(name: String, pidfd: PidFD, cgroup: Cgroup?, exit: ExitFuture, contained: Bool = false, identity: String = "",
-         onReaped: @escaping @Sendable () -> Void) {
+         gates: GateServer? = nil, onReaped: @escaping @Sendable () -> Void) {
+        self.gates = gates
         self.contained = contained
         self.identity = identity
         self.name = name

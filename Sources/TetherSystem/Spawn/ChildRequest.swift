@@ -1,5 +1,6 @@
 import CSeccomp
 import Glibc
+import Synchronization
 import TetherCore
 
 /// A spawn that failed, with the step of the child path that failed and its errno.
@@ -7,7 +8,7 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
     public enum Stage: Int32, Sendable {
         case none = 0, signals, setpgid, tcsetpgrp, cgroup, rlimit, setgroups, setgid, setuid,
              pdeathsig, noNewPrivs, chdir, stdio, closeFDs, execFD, seccomp, exec, fork, pipe, pidfd,
-             namespaces, idMap, mounts, initExec, landlock
+             namespaces, idMap, mounts, initExec, landlock, gateFilter
         /// Not a step of the child path: the start gate said no (Swift side only).
         case gate = 100
 
@@ -38,6 +39,7 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
             case .mounts: return "mounts"
             case .initExec: return "init"
             case .landlock: return "landlock"
+            case .gateFilter: return "gate_filter"
             case .gate: return "gate"
             }
         }
@@ -59,6 +61,11 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Everything the child path needs, turned into C memory on the spawn thread and freed there.
+/// Where the spawn thread leaves the gates' listener for the spawning task.
+final class ListenerHandoff: Sendable {
+    let fd = Atomic<Int32>(-1)
+}
+
 struct ChildRequest: Sendable {
     var path: String
     var argv: [String]
@@ -90,8 +97,11 @@ struct ChildRequest: Sendable {
     }
     /// The exec allow-list of a profile that permits exactly one program (Landlock), or -1.
     var landlockFD: Int32 = -1
+    /// The gates' filter; the listener it makes is handed to `listener`.
+    var gates: GateFilter?
 
-    func spawn() -> Result<(pid_t, Int32), SpawnError> {
+    /// Forks and execs. With gates, the listener of the gates' filter goes to `listener`.
+    func spawn(listener: ListenerHandoff? = nil) -> Result<(pid_t, Int32), SpawnError> {
         // Strings and arrays the child reads: allocated before fork, freed after.
         let cPath = strdup(path)
         let cCwd = cwd.map { strdup($0) } ?? nil
@@ -158,8 +168,19 @@ struct ChildRequest: Sendable {
             fprogs.append(sock_fprog(len: UInt16(p.count), filter: buf))
         }
 
+        var gateBuffer: UnsafeMutablePointer<sock_filter>?
+        var gateProgram = sock_fprog()
+        if let g = gates {
+            let buf = UnsafeMutablePointer<sock_filter>.allocate(capacity: g.program.count)
+            buf.initialize(from: g.program, count: g.program.count)
+            gateBuffer = buf
+            gateProgram = sock_fprog(len: UInt16(g.program.count), filter: buf)
+        }
+        defer { gateBuffer?.deallocate() }
+
         var pid: pid_t = 0
         var pidfd: Int32 = -1
+        var gateListener: Int32 = -1
         var stage: Int32 = 0
         var err: Int32 = 0
         let rc = rlimits.withUnsafeMutableBufferPointer { rl in
@@ -201,9 +222,18 @@ struct ChildRequest: Sendable {
                     attr.contain.status_fd = c.statusFD
                     attr.contain.parent_pidfd = ContainmentFDs.supervisor
                 }
-                return tether_spawn(&attr, &pid, &pidfd, &stage, &err)
+                return withUnsafePointer(to: &gateProgram) { gp in
+                    if gates != nil {
+                        attr.gate_filter = gp
+                        // An unprivileged supervisor copies the listener only out of a dumpable child.
+                        attr.gate_make_dumpable = geteuid() == 0 ? 0 : 1
+                        attr.gate_serves_exec = gates?.notifiesExec == true ? 1 : 0
+                    }
+                    return tether_spawn(&attr, &pid, &pidfd, &gateListener, &stage, &err)
+                }
             }
         }
+        if rc == 0, gateListener >= 0 { listener?.fd.store(gateListener, ordering: .releasing) }
         if rc != 0 {
             let s = SpawnError.Stage(rawValue: stage) ?? .none
             return .failure(SpawnError(stage: s, errno: err, message: Self.explain(s, path: path, cwd: cwd)))
@@ -225,6 +255,7 @@ struct ChildRequest: Sendable {
         case .mounts: return "cannot set up the worker's mount namespace (/proc, hidden state, read-only cgroups)"
         case .initExec: return "cannot exec the worker's init (the tether binary)"
         case .landlock: return "cannot restrict the worker to its one program (Landlock)"
+        case .gateFilter: return "cannot install the worker's gates (seccomp user notification, Linux 5.0+) or take their listener"
         default: return "cannot start \(path)"
         }
     }

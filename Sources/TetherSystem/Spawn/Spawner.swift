@@ -94,6 +94,10 @@ public final class Spawner: Sendable {
         /// exec) until the answer, so a revoke that lands while the worker is starting means it
         /// never runs its program; without one the worker is killed at once after the answer.
         public var startGate: (@Sendable () async -> Bool)?
+        /// The worker's gates (`docs/gates.md`) and which of them start open; the rest start
+        /// closed. The caller opens and closes them on `Worker.gates` from then on.
+        public var gates: [GateConfig] = []
+        public var openGates: Set<GateKind> = []
 
         public init(
             name: String, spec: WorkerSpec, filter: CompiledFilter?,
@@ -148,6 +152,7 @@ public final class Spawner: Sendable {
         var plan = try prepare(launch)
         var result = await start(plan, gate: launch.startGate)
         if case .failure(let e) = result.0, plan.request.contain != nil, Self.namespaceStages.contains(e.stage) {
+            result.2?.stop()
             guard containment.acceptWeak else {
                 plan.release()
                 throw SpawnError(stage: e.stage, errno: e.errno, message: Self.refusal(e))
@@ -169,6 +174,8 @@ public final class Spawner: Sendable {
         var identity: WorkerIdentity
         var status: InitStatusPipe?
         var landlock: OwnedFD?
+        var gates: [GateConfig] = []
+        var openGates: Set<GateKind> = []
 
         /// A spawn that will not go ahead: its cgroup goes.
         func release() { cgroup?.removeTree() }
@@ -225,7 +232,14 @@ public final class Spawner: Sendable {
                 logger.warning("could not create the worker's cgroup; process group only", metadata: ["error": "\(error)"])
             }
         }
-        let request = ChildRequest(
+        var gateFilter: GateFilter?
+        if !launch.gates.isEmpty {
+            do { gateFilter = try GateFilter.compile(Set(launch.gates.map(\.kind))) } catch {
+                cgroup?.removeTree()
+                throw SpawnError(stage: .gateFilter, errno: EINVAL, message: "the gates' filter does not compile: \(error)")
+            }
+        }
+        var request = ChildRequest(
             path: path, argv: launch.spec.command,
             envp: env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
             cwd: launch.spec.workingDirectory,
@@ -234,7 +248,9 @@ public final class Spawner: Sendable {
             ids: identity.rootInUserNamespace && geteuid() != 0 ? nil : identity.ids,
             limits: launch.spec.limits, filter: launch.filter, contain: contain, landlockFD: landlock?.rawValue ?? -1
         )
-        return Plan(name: launch.name, request: request, cgroup: cgroup, identity: identity, status: status, landlock: landlock)
+        request.gates = gateFilter
+        return Plan(name: launch.name, request: request, cgroup: cgroup, identity: identity, status: status, landlock: landlock,
+                    gates: launch.gates, openGates: launch.openGates)
     }
 
     /// The hidden paths as the mount namespace covers them: directories (a tmpfs) and files
@@ -287,7 +303,7 @@ public final class Spawner: Sendable {
 
     /// Runs the child path on the spawn thread, behind the start gate when there is a cgroup
     /// to hold the child in. Returns the result and the gate's answer (nil: not asked yet).
-    private func start(_ plan: Plan, gate: (@Sendable () async -> Bool)?) async -> (Result<(PidFD, ExitFuture), SpawnError>, Bool?) {
+    private func start(_ plan: Plan, gate: (@Sendable () async -> Bool)?) async -> (Result<(PidFD, ExitFuture), SpawnError>, Bool?, GateServer?) {
         // The gate, when the child can be held: the cgroup is frozen before the child joins it,
         // so the child stops on its way back from that write, before exec. The spawn thread
         // waits in clone() (vfork) meanwhile; the answer comes from another task.
@@ -313,17 +329,22 @@ public final class Spawner: Sendable {
         }
         let request = plan.request
         let status = plan.status
-        let result = await SpawnThread.shared.run { ExitMonitor.shared.spawning(status: status) { request.spawn() } }
+        let handoff = ListenerHandoff()
+        let result = await SpawnThread.shared.run { ExitMonitor.shared.spawning(status: status) { request.spawn(listener: handoff) } }
         spawned.store(true, ordering: .releasing)
         status?.closeWriteEnd()
-        return (result, await held?.value)
+        // The listener goes straight to its server: until it answers, the worker's gated calls wait.
+        let listener = handoff.fd.load(ordering: .acquiring)
+        let server = listener >= 0 ? GateServer(listener: listener, gates: plan.gates, open: plan.openGates) : nil
+        return (result, await held?.value, server)
     }
 
-    private func finish(_ plan: Plan, _ started: (Result<(PidFD, ExitFuture), SpawnError>, Bool?), _ launch: Launch) async throws(SpawnError) -> Worker {
-        let (result, heldAnswer) = started
+    private func finish(_ plan: Plan, _ started: (Result<(PidFD, ExitFuture), SpawnError>, Bool?, GateServer?), _ launch: Launch) async throws(SpawnError) -> Worker {
+        let (result, heldAnswer, gates) = started
         let workerCgroup = plan.cgroup
         switch result {
         case .failure(let e):
+            gates?.stop()
             workerCgroup?.removeTree()
             throw e
         case .success(let (pidfd, future)):
@@ -332,7 +353,7 @@ public final class Spawner: Sendable {
             let keeper = self.keeper
             let identity = plan.identity
             let worker = Worker(name: launch.name, pidfd: pidfd, cgroup: workerCgroup, exit: future,
-                                contained: plan.request.contain != nil, identity: identity.description) {
+                                contained: plan.request.contain != nil, identity: identity.description, gates: gates) {
                 // The first process is gone. Like systemd's KillMode=control-group, what is left
                 // of the worker goes with it, then its cgroup.
                 if let cg = workerCgroup {
