@@ -64,7 +64,7 @@ public enum OperatorOutput {
             let watchers = String((d["watchers"] as? [Any])?.count ?? 0).padding(toLength: 8, withPad: " ", startingAt: 0)
             var last = "-"
             if let r = d["lastReport"] as? [String: Any] {
-                last = "\(r["state"] as? String ?? "?") by \(r["instance"] as? String ?? "?") at \(r["at"] as? String ?? "?")"
+                last = "\(r["state"] as? String ?? "?") by \(r["instance"] as? String ?? "?") at \(r["at"] as? String ?? "?")\((r["detail"] as? String).map { ": \($0)" } ?? "")"
             }
             lines.append("\(id)  \(state)  \(watchers)  \(last)")
         }
@@ -82,7 +82,7 @@ public enum OperatorOutput {
         lines.append("  watched by: \(watchers.isEmpty ? "no supervisor stream" : watchers.joined(separator: ", "))")
         if let r = d["lastReport"] as? [String: Any] {
             let pids = (r["pids"] as? [Any])?.compactMap { ($0 as? NSNumber)?.stringValue } ?? []
-            lines.append("  last report: \(r["state"] as? String ?? "?") by \(r["instance"] as? String ?? "?") at \(r["at"] as? String ?? "?")\(pids.isEmpty ? "" : " (pids \(pids.joined(separator: " ")))")")
+            lines.append("  last report: \(r["state"] as? String ?? "?") by \(r["instance"] as? String ?? "?") at \(r["at"] as? String ?? "?")\(pids.isEmpty ? "" : " (pids \(pids.joined(separator: " ")))")\((r["detail"] as? String).map { ": \($0)" } ?? "")")
         } else {
             lines.append("  last report: none")
         }

@@ -214,6 +214,8 @@ public final class SurfaceWatcher: Sendable {
             answer = try await client.validate(s, nonce: nonce)
             lastError = nil
         } catch {
+            // The watcher being stopped (the worker exited) is no authority error.
+            if Task.isCancelled { return true }
             let text = "\(error)"
             observe(.error(Self.kind(of: error)))
             if text != lastError { logger.warning("validate failed", metadata: ["surface": "\(s)", "authority": "\(client.endpoint.url)", "error": "\(text)"]) }

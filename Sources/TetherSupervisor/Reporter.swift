@@ -7,6 +7,10 @@ import TetherCore
 public struct WorkerReport: Sendable, Equatable {
     public enum State: String, Sendable {
         case started, running, stopped, killed, resumed, exited
+        /// A gate's surface: its calls now fail (acknowledges a revoke of it) / go through again.
+        case gateClosed = "gate_closed", gateOpen = "gate_open"
+        /// A gate's surface: calls it denied (or, in record mode, would have), in `detail`.
+        case denied
     }
 
     public var surface: String
@@ -15,8 +19,11 @@ public struct WorkerReport: Sendable, Equatable {
     public var at: Date
     /// The request id of the decision this acts on (the revoke's, for an ack).
     public var requestID: String?
+    /// What happened, for a human: the denied calls of a gate ("connect ×3 by 1234 /usr/bin/curl").
+    public var detail: String?
 
-    public init(surface: String, state: State, pids: [Int32], at: Date = Date(), requestID: String?) {
+    public init(surface: String, state: State, pids: [Int32], at: Date = Date(), requestID: String?, detail: String? = nil) {
+        self.detail = detail
         self.surface = surface
         self.state = state
         self.pids = pids
@@ -39,10 +46,11 @@ public final class Reporter: Sendable {
             var client = client
             client.timeout = .seconds(3)
             for await r in stream {
-                let body: [String: Any?] = [
+                var body: [String: Any?] = [
                     "deviceId": r.surface, "instance": instance, "state": r.state.rawValue,
                     "pids": r.pids.map { Int($0) }, "at": Timestamp.string(r.at), "request_id": r.requestID,
                 ]
+                if let d = r.detail { body["detail"] = d }
                 for attempt in 1...3 {
                     do {
                         _ = try await client.report(body)

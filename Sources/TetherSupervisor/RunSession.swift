@@ -70,6 +70,12 @@ public enum RunSession {
             return fail("authority unreachable: \(m)\nNothing was started (fail closed).", TetherExit.unavailable)
         }
 
+        if let e = GateConfig.check(config.gates, mainSurface: config.surface) {
+            return fail("\(e.message)\nNothing was started.", TetherExit.config)
+        }
+        // The gates start as their surfaces stand now; one that cannot be asked starts closed.
+        let gateStart = await GateStart.ask(config.gates, authority: authority, logger: logger)
+
         // Start held: the child waits frozen in its cgroup, before exec, for a fresh answer.
         let gate = StartGate(surface: config.surface, client: authority.client, verifier: authority.verifier, logger: logger)
 
@@ -83,9 +89,12 @@ public enum RunSession {
         let foreground = ForegroundTerminal.claimable()
         let worker: Worker
         do {
-            worker = try await spawner.spawn(Spawner.Launch(
+            var launch = Spawner.Launch(
                 name: config.name, spec: config.spec, filter: profile.filter,
-                foregroundTerminal: foreground, startGate: { await gate.ask() }))
+                foregroundTerminal: foreground, startGate: { await gate.ask() })
+            launch.gates = config.gates
+            launch.openGates = gateStart.open
+            worker = try await spawner.spawn(launch)
         } catch {
             if error.stage == .gate { return fail("\(error.message); nothing of it ran", TetherExit.denied) }
             if Spawner.namespaceStages.contains(error.stage) || error.stage == .landlock {
@@ -118,17 +127,21 @@ public enum RunSession {
             "pid": "\(worker.pid)", "cgroup": "\(worker.cgroup?.path ?? "none")", "profile": "\(config.profile)",
             "as": "\(worker.identity)", "namespaces": "\(worker.contained ? "pid,mount,ipc,cgroup" : "NONE (weak containment)")",
             "on_revoke": "\(config.stop.onRevoke.rawValue)", "authority": "\(authority.client.endpoint.url)",
+            "gates": "\(config.gates.isEmpty ? "none" : config.gates.map { "\($0.kind.rawValue)=\($0.surface)\($0.mode == .record ? "[record]" : "")(\(worker.gates?.isOpen($0.kind) == true ? "open" : "closed"))" }.joined(separator: " "))",
             "mode": "\(authority.settings.watch ? "watch" : "poll every \(DurationText.format(authority.settings.pollInterval))")",
         ])
         reporter.send(WorkerReport(surface: config.surface, state: .started, pids: [worker.pid], requestID: gate.allowedOn?.requestID))
+        let gates = worker.gates.map { GateController(gates: config.gates, server: $0, worker: worker, reporter: reporter, logger: logger) }
+        gates?.start()
+        gates?.reportStates()
 
         let watcher = SurfaceWatcher(
-            client: authority.client, surfaces: [config.surface], verifier: authority.verifier,
-            settings: authority.watchSettings, initial: gate.allowedOn.map { [$0] } ?? [], logger: logger)
+            client: authority.client, surfaces: [config.surface] + Array(Set(config.gates.map(\.surface))).sorted(), verifier: authority.verifier,
+            settings: authority.watchSettings, initial: (gate.allowedOn.map { [$0] } ?? []) + gateStart.decisions, logger: logger)
         let watching = Task { await watcher.run() }
         let forwarding = Task {
             for await v in watcher.verdicts {
-                enforcer.send(.verdict(v, at: .now))
+                if v.surface == config.surface { enforcer.send(.verdict(v, at: .now)) } else { gates?.apply(v) }
             }
         }
         let relaying = Task {
@@ -140,6 +153,7 @@ public enum RunSession {
         relaying.cancel()
         watching.cancel()
         forwarding.cancel()
+        gates?.finish()
         if let v = outcome.deniedBy {
             reporter.send(WorkerReport(surface: config.surface, state: .killed, pids: [], requestID: v.requestID))
             await reporter.finish()

@@ -37,6 +37,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Run the worker as this user (name or uid).") var user: String?
     @Option(help: "Set a variable for the worker (repeatable).") var env: [String] = []
     @Option(help: "A resource limit for the worker, e.g. nproc=64 or nofile=1024:4096 (repeatable).") var limit: [String] = []
+    @Option(help: "A gate held to a surface of its own: exec=SURFACE, net=SURFACE or write=SURFACE (repeatable). Revoking it makes those calls fail with EPERM while the worker runs on.") var gate: [String] = []
+    @Option(help: "A gate's mode: KIND=enforce (default) or KIND=record (log and report what would be denied, deny nothing).") var gateMode: [String] = []
     @Option(name: .customLong("dir"), help: "Local state directory (the embedded authority's).") var dir: String?
     @Flag(help: "If the worker's own namespaces cannot be made, run it in the supervisor's (it could then signal the supervisor and read what its uid may). Every log line says so.") var acceptWeakContainment = false
     @Argument(parsing: .captureForPassthrough, help: "The command, after --.") var command: [String] = []
@@ -93,6 +95,8 @@ struct RunCommand: AsyncParsableCommand {
             flags.user = user
             flags.env = env
             flags.limits = limit
+            flags.gates = gate
+            flags.gateModes = gateMode
             try flags.apply(to: &authoritySettings, worker: &worker)
             surfaceGiven = surfaceGiven || surface != nil
         } catch {

@@ -79,7 +79,7 @@ struct AgentRoutes {
         try await limitWrites(key)
         let now = Timestamp.string(Date())
         let report = Report(deviceId: body.deviceId, instance: body.instance, state: body.state, pids: body.processIDs,
-                            at: body.at ?? now, requestID: body.requestID, receivedAt: now, keyName: key.name)
+                            at: body.at ?? now, requestID: body.requestID, receivedAt: now, detail: body.detail, keyName: key.name)
         try await authority.store.addReport(report)
         await authority.hub.deliver(report)
         // The operator waiting for it may be on another replica.

@@ -114,7 +114,7 @@ struct ReportAnswer: Encodable {
     var report: Report
     /// Set where the answer spans surfaces (acknowledgements).
     var withDevice = false
-    enum CodingKeys: String, CodingKey { case deviceId, instance, state, pids, at, requestID = "request_id", receivedAt }
+    enum CodingKeys: String, CodingKey { case deviceId, instance, state, pids, at, requestID = "request_id", receivedAt, detail }
     func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         if withDevice { try c.encode(report.deviceId, forKey: .deviceId) }
@@ -124,6 +124,7 @@ struct ReportAnswer: Encodable {
         try c.encode(report.at, forKey: .at)
         try c.encode(report.requestID, forKey: .requestID)
         try c.encode(report.receivedAt, forKey: .receivedAt)
+        try c.encodeIfPresent(report.detail, forKey: .detail)
     }
 }
 

@@ -37,8 +37,10 @@ struct ReportRequest: RequestBody {
     var at: String?
     /// The change this answers (the `request_id` of the decision that caused it).
     var requestID: String?
+    /// For a human: what a gate denied ("connect ×3 by 1234 (/usr/bin/curl)").
+    var detail: String?
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case deviceId, instance, state, pids, at
+        case deviceId, instance, state, pids, at, detail
         case requestID = "request_id"
     }
     mutating func validate() throws {
@@ -49,6 +51,10 @@ struct ReportRequest: RequestBody {
         }
         if let at, Timestamp.parse(at) == nil { throw BodyError("\"at\" must be an RFC 3339 time") }
         try Check.length("request_id", requestID, max: 128)
+        try Check.length("detail", detail, max: 1000)
+        if let detail, detail.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+            throw BodyError("\"detail\" holds a control character: one line of text")
+        }
         for (i, p) in (pids ?? []).enumerated() where !(p >= 1 && p <= Double(Int32.max) && p == p.rounded()) {
             throw BodyError("\"pids[\(i)]\" must be a process id: pids are an array of positive integers")
         }

@@ -198,6 +198,8 @@ public struct Report: Sendable, Equatable {
     /// The request id of the decision it acted on.
     public var requestID: String?
     public var receivedAt: String
+    /// What happened, for a human (the calls a gate denied).
+    public var detail: String? = nil
     /// The key that sent it (not stored): an acknowledgement counts only from the key that
     /// holds the instance's watch stream.
     public var keyName: String = ""

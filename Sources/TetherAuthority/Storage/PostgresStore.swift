@@ -83,6 +83,7 @@ public final class PostgresStore: SharedStore {
     static let migrations: [(version: Int, name: String, sql: [String])] = [
         (1, "schema", PostgresSchema.v1),
         (2, "replicas-and-their-watchers", PostgresSchema.v2),
+        (3, "report-detail", ["ALTER TABLE reports ADD COLUMN detail text"]),
     ]
 
     func migrate() async throws {
@@ -418,7 +419,7 @@ public final class PostgresStore: SharedStore {
 
     public func publishReport(_ r: Report) async throws {
         let o: [String: Any] = ["d": r.deviceId, "i": r.instance, "s": r.state, "p": Array(r.pids.prefix(200)).map(Int.init),
-                                "a": r.at, "r": r.requestID ?? "", "k": r.keyName, "t": r.receivedAt]
+                                "a": r.at, "r": r.requestID ?? "", "k": r.keyName, "t": r.receivedAt, "x": r.detail ?? ""]
         let payload = String(decoding: try JSONSerialization.data(withJSONObject: o), as: UTF8.self)
         try await timed("publishReport") { [self] in
             try await client.query("SELECT pg_notify(\(Self.reportChannel), \(payload))", logger: logger)
@@ -433,6 +434,7 @@ public final class PostgresStore: SharedStore {
         var report = Report(deviceId: d, instance: i, state: s, pids: (o["p"] as? [Int] ?? []).map { Int32(truncatingIfNeeded: $0) },
                             at: a, requestID: r.isEmpty ? nil : r, receivedAt: t)
         report.keyName = k
+        if let x = o["x"] as? String, !x.isEmpty { report.detail = x }
         return report
     }
 
@@ -536,7 +538,7 @@ public final class PostgresStore: SharedStore {
     public func addReport(_ r: Report) async throws {
         try await timed("addReport") { [self] in
             try await transaction { db in
-                try await db.query("INSERT INTO reports (device_id, instance, state, pids, at, request_id, received_at) VALUES (\(r.deviceId), \(r.instance), \(r.state), \(r.pids.map(String.init).joined(separator: ",")), \(r.at), \(r.requestID), \(r.receivedAt))", logger: logger)
+                try await db.query("INSERT INTO reports (device_id, instance, state, pids, at, request_id, received_at, detail) VALUES (\(r.deviceId), \(r.instance), \(r.state), \(r.pids.map(String.init).joined(separator: ",")), \(r.at), \(r.requestID), \(r.receivedAt), \(r.detail))", logger: logger)
                 // Keep the last 200 reports of each surface.
                 try await db.query("""
                     DELETE FROM reports WHERE device_id = \(r.deviceId) AND id <= (
@@ -563,7 +565,7 @@ public final class PostgresStore: SharedStore {
                        state: try r["state"].decode(String.self),
                        pids: try r["pids"].decode(String.self).split(separator: ",").compactMap { Int32($0) },
                        at: try r["at"].decode(String.self), requestID: try r["request_id"].decode(String?.self),
-                       receivedAt: try r["received_at"].decode(String.self))
+                       receivedAt: try r["received_at"].decode(String.self), detail: try r["detail"].decode(String?.self))
             }
         }
     }

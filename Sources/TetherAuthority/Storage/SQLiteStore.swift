@@ -100,6 +100,10 @@ public final class SQLiteStore: AuthorityStore {
         m.registerMigration("v5-signing-keys") { db in
             try db.execute(sql: StoreSchema.signingKeys)
         }
+        // What a report says for a human: the calls a gate denied.
+        m.registerMigration("v6-report-detail") { db in
+            try db.execute(sql: "ALTER TABLE reports ADD COLUMN detail TEXT")
+        }
         return m
     }
 
@@ -352,8 +356,8 @@ public final class SQLiteStore: AuthorityStore {
 
     public func addReport(_ r: Report) async throws {
         try await pool.write { db in
-            try db.execute(sql: "INSERT INTO reports (device_id, instance, state, pids, at, request_id, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           arguments: [r.deviceId, r.instance, r.state, r.pids.map(String.init).joined(separator: ","), r.at, r.requestID, r.receivedAt])
+            try db.execute(sql: "INSERT INTO reports (device_id, instance, state, pids, at, request_id, received_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           arguments: [r.deviceId, r.instance, r.state, r.pids.map(String.init).joined(separator: ","), r.at, r.requestID, r.receivedAt, r.detail])
             // Keep the last 200 reports of each surface.
             try db.execute(sql: """
                 DELETE FROM reports WHERE device_id = ? AND id <= (
@@ -367,7 +371,7 @@ public final class SQLiteStore: AuthorityStore {
             try Row.fetchAll(db, sql: "SELECT * FROM reports WHERE device_id = ? ORDER BY id DESC LIMIT ?", arguments: [deviceId, limit]).map {
                 Report(deviceId: $0["device_id"], instance: $0["instance"], state: $0["state"],
                        pids: ($0["pids"] as String).split(separator: ",").compactMap { Int32($0) },
-                       at: $0["at"], requestID: $0["request_id"], receivedAt: $0["received_at"])
+                       at: $0["at"], requestID: $0["request_id"], receivedAt: $0["received_at"], detail: $0["detail"])
             }
         }
     }

@@ -19,6 +19,10 @@ public struct Overrides: Sendable, Equatable {
     public var env: [String] = []
     /// `nproc=64`, `nofile=1024:4096`: replace the file's limit of the same resource.
     public var limits: [String] = []
+    /// `exec=agent-01.exec`: a gate held to a surface; replaces the file's gate of that kind.
+    public var gates: [String] = []
+    /// `net=record`: a gate's mode.
+    public var gateModes: [String] = []
 
     public init(source: String) { self.source = source }
 
@@ -86,5 +90,25 @@ public struct Overrides: Sendable, Equatable {
             worker.spec.limits.removeAll { $0.resource == l.resource }
             worker.spec.limits.append(l)
         }
+        for text in gates {
+            switch GateConfig.parse(text) {
+            case .failure(let e): throw error("--gate", e.message)
+            case .success(let g):
+                worker.gates.removeAll { $0.kind == g.kind }
+                worker.gates.append(g)
+            }
+        }
+        for text in gateModes {
+            switch GateConfig.parseMode(text) {
+            case .failure(let e): throw error("--gate-mode", e.message)
+            case .success(let (kind, mode)):
+                guard let i = worker.gates.firstIndex(where: { $0.kind == kind }) else {
+                    throw error("--gate-mode", "\(kind.rawValue) has no gate; give it one with --gate \(kind.rawValue)=SURFACE")
+                }
+                worker.gates[i].mode = mode
+            }
+        }
+        worker.gates.sort()
+        if let e = GateConfig.check(worker.gates, mainSurface: worker.surface) { throw error("--gate", e.message) }
     }
 }
