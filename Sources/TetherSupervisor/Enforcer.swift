@@ -48,6 +48,8 @@ public final class Enforcer: Sendable {
 
     public let worker: Worker
     public let config: WorkerConfig
+    /// The worker's gates, held to their own surfaces beside this enforcer's.
+    public let gates: GateController?
     let reporter: Reporter?
     let logger: Logger
     let onTransition: @Sendable (Transition) -> Void
@@ -55,9 +57,10 @@ public final class Enforcer: Sendable {
     private let events: AsyncStream<Event>
     private let continuation: AsyncStream<Event>.Continuation
 
-    public init(worker: Worker, config: WorkerConfig, reporter: Reporter?, logger: Logger,
+    public init(worker: Worker, config: WorkerConfig, reporter: Reporter?, logger: Logger, gates: GateController? = nil,
                 onTransition: @escaping @Sendable (Transition) -> Void = { _ in },
                 liveness: @escaping @Sendable () -> Void = {}) {
+        self.gates = gates
         self.liveness = liveness
         self.worker = worker
         self.config = config

@@ -90,13 +90,15 @@ public final class Supervisor: Sendable {
         /// Tagged `containment=WEAK` when workers run without namespaces of their own.
         let logger: Logger
 
-        var launcher: Launcher { Launcher(spawner: spawner, logger: logger) }
+        var launcher: Launcher { Launcher(spawner: spawner, logger: logger, allowed: Set(verdicts.values.filter(\.allowed).map(\.surface))) }
     }
 
     /// What a launch needs of the loop's state (a copy: the slot it fills is borrowed apart).
     struct Launcher {
         let spawner: Spawner
         let logger: Logger
+        /// Surfaces allowed right now: a worker's gates start open where theirs is.
+        let allowed: Set<String>
     }
 
     /// Runs until shut down; returns the exit code.
@@ -213,6 +215,9 @@ public final class Supervisor: Sendable {
             if let r = v.revision { m["revision"] = "\(r)" }
             s.logger.info("verdict", metadata: m)
         }
+        for name in s.order where s.slots[name]?.config.gates.contains(where: { $0.surface == v.surface }) == true {
+            s.slots[name]!.enforcer?.gates?.apply(v)
+        }
         for name in s.order where s.slots[name]?.config.surface == v.surface {
             if let e = s.slots[name]!.enforcer {
                 e.send(.verdict(v, at: at))
@@ -231,6 +236,7 @@ public final class Supervisor: Sendable {
         metrics.set(name, .running)
         // A deny that arrived while it was starting applies now.
         if let v = s.verdicts[slot.config.surface] { enforcer.send(.verdict(v, at: .now)) }
+        for g in slot.config.gates { if let v = s.verdicts[g.surface] { enforcer.gates?.apply(v) } }
         s.slots[name] = slot
     }
 
@@ -415,13 +421,16 @@ public final class Supervisor: Sendable {
         let reporter = Reporter(client: authority.client, instance: spawner.instanceName(authority.instance), logger: wlog)
         let metrics = self.metrics
         let log = wlog
+        let openGates = Set(config.gates.filter { with.allowed.contains($0.surface) }.map(\.kind))
         Task { [continuation] in
             let worker: Worker
             let stdin = open("/dev/null", O_RDONLY | O_CLOEXEC)
             defer { close(stdin) }
             do throws(SpawnError) {
-                worker = try await spawner.spawn(Spawner.Launch(
-                    name: config.name, spec: config.spec, filter: filter, stdin: stdin, startGate: { await gate.ask() }))
+                var launch = Spawner.Launch(name: config.name, spec: config.spec, filter: filter, stdin: stdin, startGate: { await gate.ask() })
+                launch.gates = config.gates
+                launch.openGates = openGates
+                worker = try await spawner.spawn(launch)
             } catch {
                 continuation.yield(.launchFailed(name: config.name, generation: gen, error))
                 return
@@ -429,7 +438,13 @@ public final class Supervisor: Sendable {
             let started = ContinuousClock.now
             log.info("worker started", metadata: ["pid": "\(worker.pid)", "cgroup": "\(worker.cgroup?.path ?? "none")", "generation": "\(gen)"])
             reporter.send(WorkerReport(surface: config.surface, state: .started, pids: [worker.pid], requestID: gate.allowedOn?.requestID))
-            let enforcer = Enforcer(worker: worker, config: config, reporter: reporter, logger: log, onTransition: { t in
+            let gates = worker.gates.map {
+                GateController(gates: config.gates, server: $0, worker: worker, reporter: reporter, logger: log,
+                               onDenials: { metrics.gateDenials(worker: config.name, $0) })
+            }
+            gates?.start()
+            gates?.reportStates()
+            let enforcer = Enforcer(worker: worker, config: config, reporter: reporter, logger: log, gates: gates, onTransition: { t in
                 defer { continuation.yield(.transition) }
                 metrics.transition(t)
                 switch t.phase {
@@ -441,6 +456,7 @@ public final class Supervisor: Sendable {
             })
             continuation.yield(.started(name: config.name, generation: gen, enforcer))
             let outcome = await enforcer.run()
+            gates?.finish()
             reporter.send(WorkerReport(surface: config.surface, state: outcome.deniedBy == nil ? .exited : .killed, pids: [], requestID: outcome.deniedBy?.requestID))
             await reporter.finish(within: .seconds(1))
             continuation.yield(.exited(name: config.name, generation: gen, outcome, ranFor: .now - started))
@@ -482,7 +498,8 @@ public final class Supervisor: Sendable {
         logger.notice("all workers stopped")
     }
 
+    /// Every surface the workers are held to: their own and their gates'.
     static func surfaces(_ c: ConfigFile) -> [String] {
-        Array(Set(c.workers.map(\.surface))).sorted()
+        Array(Set(c.workers.flatMap { [$0.surface] + $0.gates.map(\.surface) })).sorted()
     }
 }

@@ -5,6 +5,7 @@ import Prometheus
 import Synchronization
 import TetherClient
 import TetherCore
+import TetherSystem
 
 /// The supervisor's Prometheus metrics: decisions, authority errors, revocation-to-stopped,
 /// restarts as they happen; workers by state and lease ages read at scrape time.
@@ -35,6 +36,13 @@ public final class SupervisorMetrics: Sendable {
 
     func transition(_ t: Transition) {
         if let d = t.stoppedIn, t.phase == .frozen || t.phase == .killed { stoppedIn.recordNanoseconds(Int64(d.components.seconds) * 1_000_000_000 + d.components.attoseconds / 1_000_000_000) }
+    }
+
+    func gateDenials(worker: String, _ denials: [(GateDenial, Int)]) {
+        for (d, n) in denials {
+            registry.makeCounter(descriptor: MetricNameDescriptor(metricName: "tether_gate_denials_total", unitName: "", helpText: "Gated calls denied (mode enforce) or that would have been (mode record), by worker, gate and call."),
+                                 labels: [("worker", worker), ("gate", d.gate.rawValue), ("call", d.call), ("mode", d.recorded ? "record" : "enforce")]).increment(by: Int64(n))
+        }
     }
 
     func restarted(_ worker: String) {

@@ -61,6 +61,36 @@ struct SuperviseTests {
         #expect(Workers.gone(m1) && Workers.gone(m2))
     }
 
+    @Test("a worker's gate under supervise: its surface on the shared stream, revoked and restored while the worker runs; denials in the metrics")
+    func gates() async throws {
+        let a = try await LiveAuthority()
+        let m = Workers.marker("sg")
+        let file = workerDirectory("e2e-sv") + "/runs"
+        let path = temporaryDirectory("e2e-sv") + "/s.toml"
+        let port = freePort()
+        let script = "while :; do if /bin/true; then echo ok >> \(file); else echo denied >> \(file); fi; sleep 0.05; done"
+        try config(a, metrics: port, worker("sg", m, "gates = { exec = \"sg.exec\" }", script: script)).write(toFile: path, atomically: true, encoding: .utf8)
+        let p = try TetherProcess(["supervise", "--config", path])
+        func last() -> String { (try? String(contentsOfFile: file, encoding: .utf8))?.split(separator: "\n").last.map(String.init) ?? "" }
+        #expect(await eventually(20) { last() == "ok" }, "\(p.stderr)")
+        let (rc, out, _) = try a.op(["revoke", "sg.exec", "--wait", "10s"])
+        #expect(rc == 0 && out.contains("gate_closed"), "\(out)")
+        #expect(await eventually(5) { last() == "denied" })
+        #expect(Workers.noneStopped(m))
+        var text = ""
+        for _ in 0..<50 where !text.contains("tether_gate_denials_total{worker=\"sg\",gate=\"exec\",call=\"execve\",mode=\"enforce\"}") {
+            try await Task.sleep(for: .milliseconds(100))
+            let resp = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/metrics"), timeout: .seconds(5))
+            text = String(buffer: try await resp.body.collect(upTo: 1 << 20))
+        }
+        #expect(text.contains("tether_gate_denials_total{worker=\"sg\",gate=\"exec\",call=\"execve\",mode=\"enforce\"}"), "\(text)")
+        try a.op(["restore", "sg.exec", "--wait", "10s"])
+        #expect(await eventually(5) { last() == "ok" })
+        p.signal(SIGTERM)
+        #expect(await p.exitCode(within: 20) == 0)
+        #expect(Workers.gone(m))
+    }
+
     @Test("restart policies: on-failure restarts; a worker killed on revoke is not relaunched while denied, and is after the restore")
     func restarts() async throws {
         let a = try await LiveAuthority()
