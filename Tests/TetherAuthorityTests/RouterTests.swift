@@ -185,6 +185,8 @@ struct RouterTests {
                 ("/api/v1/devices/validate", body(["deviceId": "a1", "nonce": "bad nonce\n"]), .badRequest, "invalid nonce"),
                 ("/api/v1/devices/validate", ByteBuffer(string: "{\"deviceId\": \"" + String(repeating: "x", count: 70_000) + "\"}"), .contentTooLarge, "larger than"),
                 ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "dancing"]), .badRequest, "unknown state"),
+                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "denied", "detail": "connect ×1\nforged line"]), .badRequest, "control character"),
+                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "denied", "detail": String(repeating: "x", count: 1001)]), .badRequest, "longer than 1000"),
                 ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [1.5]]), .badRequest, "\"pids[0]\" must be a process id"),
                 ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [7, -3]]), .badRequest, "positive integers"),
                 ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [7, "8"]]), .badRequest, "\"pids[1]\" must be a number"),
@@ -247,6 +249,14 @@ struct RouterTests {
             let last = try #require(devices[1]["lastReport"] as? [String: Any])
             #expect(last["state"] as? String == "stopped")
             #expect(last["pids"] as? [Int] == [100, 101])
+            // A gate's report: what it denied, for on-call to read in tether status.
+            (s, _) = try await c.post("/api/v1/devices/report", key: t.agentKey, [
+                "deviceId": "a1", "instance": "host-1", "state": "denied", "pids": [100], "detail": "connect ×3 by 100 (/usr/bin/curl)"])
+            #expect(s == .ok)
+            (_, o) = try await c.get("/api/v1/devices/list", key: t.operatorKey)
+            let gated = try #require((o["devices"] as? [[String: Any]])?.first?["lastReport"] as? [String: Any])
+            #expect(gated["state"] as? String == "denied")
+            #expect(gated["detail"] as? String == "connect ×3 by 100 (/usr/bin/curl)")
             (_, o) = try await c.get("/api/v1/audit?deviceId=a2", key: t.operatorKey)
             let entries = try #require(o["entries"] as? [[String: Any]])
             #expect(entries.first?["action"] as? String == "revoke")

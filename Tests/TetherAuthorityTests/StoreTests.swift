@@ -138,6 +138,11 @@ struct StoreTests {
         }
         let reports = try await s.reports(deviceId: "a1", limit: 500)
         #expect(reports.count == 200 && reports.first?.pids == [204, 7], "the last 200, newest first")
+        #expect(reports.first?.detail == nil)
+        var denied = Report(deviceId: "a1", instance: "h", state: "denied", pids: [9], at: now, requestID: nil, receivedAt: now)
+        denied.detail = "connect ×2 by 9 (/usr/bin/curl)"
+        try await s.addReport(denied)
+        #expect(try await s.reports(deviceId: "a1", limit: 1).first?.detail == "connect ×2 by 9 (/usr/bin/curl)")
         try await s.addRefusals([RefusalRow(actor: "unknown key", action: "refused-401", count: 3, path: "/x", first: now, last: now)])
         let u = try await s.usage()
         #expect(u.surfaces == 1 && u.revoked == 1 && u.keys == 0 && u.reports == 200 && u.auditEntries >= 5)

@@ -80,6 +80,13 @@ struct ConfigTests {
         ("[supervisor]\nmetrics = \"nowhere\"\n", 2, "HOST:PORT"),
         ("[[worker]]\nname = \"w\"\ncommand = [\"x\"]\nlimits = { files = \"3\" }\n", 4, "limits"),
         ("x = {a = 1\n", 1, "inline table"),
+        ("[[worker]]\nname = \"w\"\ncommand = [\"x\"]\ngates = { shell = \"w.shell\" }\n", 4, "not a gate"),
+        ("[[worker]]\nname = \"w\"\ncommand = [\"x\"]\ngates = { net = \"bad name\" }\n", 4, "not a valid surface name"),
+        ("[[worker]]\nname = \"w\"\ncommand = [\"x\"]\ngates = { net = \"w\" }\n", 4, "the worker's own surface"),
+        ("[[worker]]\nname = \"w\"\ncommand = [\"x\"]\ngates = { net = { surface = \"w.net\", mode = \"audit\" } }\n", 4, "enforce or record"),
+        ("[[worker]]\nname = \"w\"\ncommand = [\"x\"]\ngates = { net = { mode = \"record\" } }\n", 4, "needs a surface"),
+        ("[[worker]]\nname = \"w\"\ncommand = [\"x\"]\ngates = { net = 3 }\n", 4, "expected a surface name"),
+        ("[[worker]]\nname = \"w\"\ncommand = [\"x\"]\ngates = \"net\"\n", 4, "gates"),
         ("x = -0x10\n", 1, "hex"),
     ])
     func errors(_ text: String, _ line: Int, _ fragment: String) {
@@ -147,6 +154,43 @@ struct ConfigTests {
         var bad = Overrides(source: "the command line")
         bad.env = ["=x"]
         #expect(throws: ConfigError.self) { try bad.apply(to: &a, worker: &w) }
+    }
+
+    @Test("gates: a surface per kind in the file, as a name or { surface, mode }; --gate and --gate-mode over it")
+    func gates() throws {
+        let c = try ConfigLoader.parse("""
+        [[worker]]
+        name = "agent-01"
+        command = ["python3", "agent.py"]
+        gates = { exec = "agent-01.exec", net = { surface = "agent-01.net", mode = "record" }, write = "agent-01.tools" }
+        """, path: "f.toml")
+        #expect(c.workers[0].gates == [GateConfig(kind: .exec, surface: "agent-01.exec"), GateConfig(kind: .net, surface: "agent-01.net", mode: .record),
+                                       GateConfig(kind: .write, surface: "agent-01.tools")])
+        var a = AuthoritySettings()
+        var w = c.workers[0]
+        var flags = Overrides(source: "the command line")
+        flags.gates = ["net=agent-01.net2"]
+        flags.gateModes = ["exec=record"]
+        try flags.apply(to: &a, worker: &w)
+        #expect(w.gates.map(\.surface) == ["agent-01.exec", "agent-01.net2", "agent-01.tools"])
+        #expect(w.gates[0].mode == .record && w.gates[1].mode == .enforce)
+        for (gate, mode, fragment) in [("net", nil, "KIND=SURFACE"), ("disk=x", nil, "not a gate"), ("net=agent-01", nil, "own surface"),
+                                       (nil, "net", "KIND=MODE"), (nil, "net=loud", "not a mode")] as [(String?, String?, String)] {
+            var bad = Overrides(source: "the command line")
+            bad.gates = gate.map { [$0] } ?? []
+            bad.gateModes = mode.map { [$0] } ?? []
+            var copy = w
+            do {
+                try bad.apply(to: &a, worker: &copy)
+                Issue.record("\(gate ?? "") \(mode ?? "") was accepted")
+            } catch {
+                #expect(error.description.contains(fragment), "\(error)")
+            }
+        }
+        var none = WorkerConfig(name: "w", spec: WorkerSpec(command: ["x"]))
+        var onlyMode = Overrides(source: "the command line")
+        onlyMode.gateModes = ["net=record"]
+        #expect(throws: ConfigError.self) { try onlyMode.apply(to: &a, worker: &none) }
     }
 
     @Test("replicas: the authority's URLs as a list in the file, comma-separated in a flag or the environment, in order")
