@@ -179,6 +179,55 @@ def seccomp(args, out, work):
         row("seccomp", name, statistics.median(xs), pct(xs, 0.99), "ns", "no filter", base)
 
 
+# MARK: - 7. gates
+
+def gates(args, out, work):
+    print("== 7. gates: the calls a gate covers, with the gate open, against no gate (ns per iteration)", flush=True)
+    probe = os.path.join(work, "gate_calls")
+    subprocess.run(["cc", "-O2", "-o", probe, os.path.join(ROOT, "bench", "probes", "gate_calls.c")], check=True)
+    os.chmod(probe, 0o755)
+    rounds = 2 if args.quick else 8
+    t = os.path.join(args.bin, "tether")
+    all_gates = ["--gate-open", "exec", "--gate-open", "net", "--gate-open", "write"]
+    # (what, mode, batches, iterations, the gate that covers it)
+    cases = [
+        ("execve of itself, in a chain", "exec", 3, 20 if args.quick else 200, ["--gate-open", "exec"]),
+        ("execve of itself, in a chain, on one CPU", "exec-1cpu", 3, 20 if args.quick else 200, ["--gate-open", "exec"]),
+        ("socket + connect + accept + close, loopback TCP", "connect", 5, 100 if args.quick else 2000, ["--gate-open", "net"]),
+        ("one connect after 200 µs asleep (a lone gated call)", "lone", 5, 50 if args.quick else 500, ["--gate-open", "net"]),
+        ("open O_RDONLY + close, under a write gate", "open", 5, 1000 if args.quick else 20000, ["--gate-open", "write"]),
+        ("getppid, under all three gates", "getppid", 5, 1000 if args.quick else 50000, all_gates),
+    ]
+    env = dict(os.environ, TETHER_LOG_LEVEL="error")
+    results = {}
+    for _ in range(rounds):
+        for what, mode, batches, iters, gate in cases:
+            for label, flags in (("no gate", []), ("gate open", gate)):
+                pin = ["taskset", "-c", "0"] if mode.endswith("-1cpu") else []
+                cmd = pin + [t, "profile", "try", "default"] + flags + ["--", probe, mode.replace("-1cpu", ""), str(batches), str(iters)]
+                r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if r.returncode != 0:
+                    sys.exit(f"{what} ({label}) failed: {r.stderr[-500:]}")
+                results.setdefault((what, label), []).extend(float(x) for x in r.stdout.split())
+    # The control: a minimal C listener answering the same exec chain, to tell the kernel's (and
+    # this machine's) cost of a gated exec from Tether's.
+    raw = os.path.join(work, "raw_notify")
+    subprocess.run(["cc", "-O2", "-o", raw, os.path.join(ROOT, "bench", "probes", "raw_notify.c")], check=True)
+    what = "execve of itself, in a chain, minimal C listener (control)"
+    cases.append((what, "raw", 0, 0, []))
+    for _ in range(rounds):
+        for label, flag in (("no gate", "0"), ("gate open", "1")):
+            r = subprocess.run([raw, flag, probe, "exec", "3", "20" if args.quick else "200"], capture_output=True, text=True)
+            if r.returncode != 0:
+                sys.exit(f"{what} ({label}) failed: {r.stderr[-500:]}")
+            results.setdefault((what, label), []).extend(float(x) for x in r.stdout.split())
+    with open(os.path.join(out, "gates.txt"), "w") as f:
+        for what, _, _, _, _ in cases:
+            base, gated = statistics.median(results[(what, "no gate")]), statistics.median(results[(what, "gate open")])
+            f.write(f"{what}: no gate {base:.0f} ns, gate open {gated:.0f} ns, added {gated - base:+.0f} ns ({rounds} rounds, interleaved)\n")
+            row("gates", what + ", gate open", gated, pct(results[(what, "gate open")], 0.99), "ns", "no gate", base)
+
+
 # MARK: - 4. the authority
 
 def authority(args, out):
@@ -393,7 +442,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", required=True, help="directory with tether and the tether-bench-* programs")
     ap.add_argument("--quick", action="store_true", help="tiny counts, results in a temporary directory: a smoke test")
-    ap.add_argument("--only", default="1,2,3,4,5,6", help="sections to run, e.g. 1,3")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7", help="sections to run, e.g. 1,3")
     ap.add_argument("--revocations", type=int, default=200)
     ap.add_argument("--launches", type=int, default=200)
     ap.add_argument("--watchers", type=int, default=10000)
@@ -418,11 +467,12 @@ def main():
     if "4" in only: authority(args, out)
     if "5" in only: footprint(args, out, work)
     if "6" in only: fleet(args, out)
+    if "7" in only: gates(args, out, work)
     # Sections not run this time keep their rows from the last full run.
     import json
     saved = os.path.join(out, "rows.json")
-    if not args.quick and os.path.exists(saved) and only != {"1", "2", "3", "4", "5", "6"}:
-        names = {"1": "revocation", "2": "launch", "3": "seccomp", "4": "authority", "5": "footprint", "6": "fleet"}
+    if not args.quick and os.path.exists(saved) and only != {"1", "2", "3", "4", "5", "6", "7"}:
+        names = {"1": "revocation", "2": "launch", "3": "seccomp", "4": "authority", "5": "footprint", "6": "fleet", "7": "gates"}
         ran = {names[k] for k in only}
         kept = [tuple(r) for r in json.load(open(saved)) if r[0] not in ran]
         ROWS[:] = sorted(kept + ROWS, key=lambda r: list(names.values()).index(r[0]))

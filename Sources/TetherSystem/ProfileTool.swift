@@ -38,8 +38,11 @@ public struct ProfileReport: Sendable {
 public enum ProfileTry {
     /// Runs `command` and returns the exit code `tether` should exit with: the command's own,
     /// 128+N on signal N.
+    /// `open` and `closed`: gates to run under, open or closed for the whole run (no surface
+    /// holds them): what a gate costs, and what a closed gate breaks. Denials are logged at exit.
     public static func run(profile nameOrPath: String, command: [String], useCgroups: Bool = true,
-                           layout: SeccompCompiler.Layout = .binaryTree, logger: Logger) async -> Int32 {
+                           layout: SeccompCompiler.Layout = .binaryTree, openGates: Set<GateKind> = [], closedGates: Set<GateKind> = [],
+                           logger: Logger) async -> Int32 {
         let report: ProfileReport
         do {
             report = try ProfileReport.make(nameOrPath, platform: .forWorker(user: nil), layout: layout)
@@ -56,9 +59,10 @@ public enum ProfileTry {
         let foreground = ForegroundTerminal.claimable()
         let worker: Worker
         do {
-            worker = try await spawner.spawn(Spawner.Launch(
-                name: "try", spec: WorkerSpec(command: command), filter: report.filter,
-                foregroundTerminal: foreground))
+            var launch = Spawner.Launch(name: "try", spec: WorkerSpec(command: command), filter: report.filter, foregroundTerminal: foreground)
+            launch.gates = openGates.union(closedGates).sorted().map { GateConfig(kind: $0, surface: "try.\($0.rawValue)") }
+            launch.openGates = openGates
+            worker = try await spawner.spawn(launch)
         } catch {
             spawner.shutdown()
             FileHandle.standardError.write(Data("tether: \(error)\n".utf8))
@@ -67,6 +71,9 @@ public enum ProfileTry {
         let forwarding = SignalForwarder(worker: worker)
         let status = await worker.wait()
         forwarding.stop()
+        for (d, n) in worker.gates?.drainDenials() ?? [] {
+            logger.notice("gate denied", metadata: ["gate": "\(d.gate.rawValue)", "call": "\(d.call)", "pid": "\(d.pid)", "executable": "\(d.executable)", "count": "\(n)"])
+        }
         spawner.shutdown()
         if foreground != nil { ForegroundTerminal.reclaim() }
         if case .signaled(let s) = status, s == SIGSYS {

@@ -49,6 +49,8 @@ struct ProfileCommand: AsyncParsableCommand {
         var noCgroup = false
         @Flag(help: ArgumentHelp("Compile the filter as a linear list instead of a binary tree (the seccomp-cost benchmark's control).", visibility: .hidden))
         var linearFilter = false
+        @Option(help: "Run under this gate, open (exec, net or write; repeatable): what the gate costs.") var gateOpen: [String] = []
+        @Option(help: "Run under this gate, closed (repeatable): what fails when it is revoked.") var gateClosed: [String] = []
         @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
         var command: [String] = []
 
@@ -56,7 +58,16 @@ struct ProfileCommand: AsyncParsableCommand {
             guard !command.isEmpty else {
                 throw fail("no command: tether profile try PROFILE -- CMD ARGS…", code: TetherExit.usage)
             }
-            let code = await ProfileTry.run(profile: profile, command: command, useCgroups: !noCgroup, layout: linearFilter ? .linear : .binaryTree, logger: makeLogger())
+            func kinds(_ names: [String], _ flag: String) throws -> Set<GateKind> {
+                try Set(names.map { n in
+                    guard let k = GateKind(rawValue: n) else { throw fail("\(flag): \"\(n)\" is not a gate; the gates are exec, net, write", code: TetherExit.usage) }
+                    return k
+                })
+            }
+            let open = try kinds(gateOpen, "--gate-open"), closed = try kinds(gateClosed, "--gate-closed")
+            guard open.isDisjoint(with: closed) else { throw fail("a gate cannot be both open and closed", code: TetherExit.usage) }
+            let code = await ProfileTry.run(profile: profile, command: command, useCgroups: !noCgroup, layout: linearFilter ? .linear : .binaryTree,
+                                            openGates: open, closedGates: closed, logger: makeLogger())
             throw ExitCode(code)
         }
     }

@@ -186,7 +186,7 @@ struct RouterTests {
                 ("/api/v1/devices/validate", ByteBuffer(string: "{\"deviceId\": \"" + String(repeating: "x", count: 70_000) + "\"}"), .contentTooLarge, "larger than"),
                 ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "dancing"]), .badRequest, "unknown state"),
                 ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "denied", "detail": "connect ×1\nforged line"]), .badRequest, "control character"),
-                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "denied", "detail": String(repeating: "x", count: 1001)]), .badRequest, "longer than 1000"),
+                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "denied", "detail": String(repeating: "x", count: 1001)]), .badRequest, "longer than 1000 characters"),
                 ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [1.5]]), .badRequest, "\"pids[0]\" must be a process id"),
                 ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [7, -3]]), .badRequest, "positive integers"),
                 ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [7, "8"]]), .badRequest, "\"pids[1]\" must be a number"),

@@ -11,6 +11,8 @@ enum GateProbe {
     #include <arpa/inet.h>
     #include <errno.h>
     #include <fcntl.h>
+    #include <linux/filter.h>
+    #include <linux/seccomp.h>
     #include <netinet/in.h>
     #include <stddef.h>
     #include <stdint.h>
@@ -130,6 +132,16 @@ enum GateProbe {
                 say(op, mkdir(arg, 0700));
             } else if (!strcmp(op, "unlink")) {
                 say(op, unlink(arg));
+            } else if (!strcmp(op, "own-listener")) {
+                // A listener of its own, on a filter that notifies on execve: answered by itself.
+                struct sock_filter f[] = {
+                    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+                    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_execve, 0, 1),
+                    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+                    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+                };
+                struct sock_fprog prog = {.len = 4, .filter = f};
+                say(op, syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog));
             } else if (!strcmp(op, "fds")) {
                 // What this process holds: a listener of its own would let it answer itself.
                 char path[64], target[256];

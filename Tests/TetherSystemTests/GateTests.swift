@@ -137,6 +137,8 @@ struct GateTests {
         // A listener in the worker's hands would let it answer its own gated calls.
         let c = try await Conversation.start([GateProbe.path], gates: Self.all, open: [.exec, .net, .write])
         #expect(c.ask("fds") == "fds seccomp=0")
+        // Nor can it make one of its own: one listener per filter chain.
+        #expect(c.ask("own-listener") == "own-listener ERR \(EBUSY)")
         #expect(await c.end() == .exited(0))
     }
 

@@ -51,7 +51,7 @@ struct ReportRequest: RequestBody {
         }
         if let at, Timestamp.parse(at) == nil { throw BodyError("\"at\" must be an RFC 3339 time") }
         try Check.length("request_id", requestID, max: 128)
-        try Check.length("detail", detail, max: 1000)
+        if let detail, detail.unicodeScalars.count > 1000 { throw BodyError("\"detail\" is longer than 1000 characters") }
         if let detail, detail.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
             throw BodyError("\"detail\" holds a control character: one line of text")
         }
