@@ -366,7 +366,7 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
             reap(pid);
             close(pipe_fds[0]);
             if (listener >= 0) close(listener);
-            *stage = TETHER_STAGE_GATE;
+            *stage = TETHER_STAGE_GATE_TAKE;
             *err = e;
             return -1;
         }

@@ -65,6 +65,7 @@ enum tether_spawn_stage {
     TETHER_STAGE_INIT = 23,         // exec of the namespace's init (the tether binary)
     TETHER_STAGE_LANDLOCK = 24,     // the exec allow-list of a profile that permits one program
     TETHER_STAGE_GATE = 25,         // the gates' filter, and handing its listener to the supervisor
+    TETHER_STAGE_GATE_TAKE = 26,    // the supervisor's side: copying that listener (pidfd_getfd)
 };
 
 /// Not a stage: on the errno pipe, {TETHER_MSG_LISTENER, fd} says the gates' listener is at

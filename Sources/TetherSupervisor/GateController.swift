@@ -58,7 +58,8 @@ public final class GateController: Sendable {
             server.set(g.kind, open: v.allowed)
             var m: Logger.Metadata = ["gate": "\(g.kind.rawValue)", "gate_surface": "\(g.surface)", "code": "\(v.code.rawValue)", "mode": "\(g.mode.rawValue)"]
             if let r = v.requestID { m["request_id"] = "\(r)" }
-            if !v.attribution.isEmpty { m["by"] = "\(v.attribution)" }
+            if let by = v.changedBy { m["by"] = "\(by)" }
+            if let why = v.changeReason { m["reason"] = "\(why)" }
             var pids: [Int32] = worker.state().live.map(\.pid).sorted()
             if v.allowed {
                 logger.notice("gate opened: its calls go through again", metadata: m)

@@ -68,11 +68,20 @@ cat >> /etc/tether/supervisor.toml <<'TOML'
 
 [[worker]]
 name = "second"
-command = ["/bin/sh", "-c", "while :; do sleep 1; done"]
+command = ["/bin/sh", "-c", "while :; do if /bin/true; then echo ok > /tmp/second-exec; else echo denied > /tmp/second-exec; fi; sleep 0.2; done"]
 user = "nobody"
+gates = { exec = "second.exec" }
 TOML
 check "systemctl reload picks up a changed config" bash -c "systemctl reload tether-supervisor && cgroot=$cgroot; $(declare -f cg worker_cg has_worker waitfor); waitfor 100 has_worker tether-supervisor.service second"
 check "the unchanged worker was not touched (pid $before)" test -n "$before" -a "$before" = "$(worker_main tether-supervisor.service demo)"
+
+# A gate (docs/gates.md) under the unit's restrictions: the second worker's exec gate.
+check "a gated worker runs its programs while its gate is open" waitfor 100 grep -qx ok /tmp/second-exec
+grep -qx ok /tmp/second-exec 2>/dev/null || journalctl -u tether-supervisor -b --no-pager | grep -E 'second|gate' | tail -8 | sed 's/^/  journal: /' >> "$out"
+check "revoking its gate's surface is acknowledged (gate_closed)" bash -c "tether revoke second.exec --reason nspawn --wait 5s | grep -q gate_closed"
+check "the gated exec fails, the worker runs on (not frozen)" bash -c "$(declare -f waitfor); waitfor 50 grep -qx denied /tmp/second-exec && cgroot=$cgroot; $(declare -f cg worker_cg thawed); thawed tether-supervisor.service second"
+check "restored, its programs run again" bash -c "tether restore second.exec --wait 5s >/dev/null && $(declare -f waitfor); waitfor 50 grep -qx ok /tmp/second-exec"
+journalctl -u tether-supervisor -b --no-pager | grep -E 'gate (denied|closed)' | tail -2 | sed 's/^/  journal: /' >> "$out"
 
 # A killed supervisor is restarted by systemd and leaves no orphan worker.
 old_main=$(systemctl show -p MainPID --value tether-supervisor)

@@ -59,9 +59,12 @@ echo tether-ci > "$root/etc/hostname"
 # A binary linked against the Swift runtime in /opt/swift (a debug build) finds it at the same path.
 extra=()
 if ldd "$binary" | grep -q "/opt/swift"; then extra+=(--bind-ro=/opt/swift); fi
+# nspawn (systemd 252) filters the container's syscalls with a list that lacks pidfd_getfd,
+# which the supervisor needs for a worker's gates (docs/gates.md); systemd does not filter a
+# service's syscalls unless its unit says so.
 start=$(date +%s)
 timeout 600 systemd-nspawn -q -D "$root" --boot --register=no --keep-unit "${extra[@]}" \
-    --bind="$results:/results" > "$results/console" 2>&1 || true
+    --system-call-filter=pidfd_getfd --bind="$results:/results" > "$results/console" 2>&1 || true
 echo "container ran $(( $(date +%s) - start )) s" >&2
 
 if [ ! -s "$results/log" ]; then

@@ -100,7 +100,7 @@ public final class GateServer: Sendable {
         denials.withLock { d in
             let out = d.counts.sorted { ($0.key.gate, $0.key.call, $0.key.pid) < ($1.key.gate, $1.key.call, $1.key.pid) }.map { ($0.key, $0.value) }
             d.counts = [:]
-            if d.exes.count > 4096 { d.exes = [:] }
+            d.exes = [:]   // a pid may be another process by the next flush
             return out
         }
     }

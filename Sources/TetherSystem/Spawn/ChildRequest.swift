@@ -8,7 +8,7 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
     public enum Stage: Int32, Sendable {
         case none = 0, signals, setpgid, tcsetpgrp, cgroup, rlimit, setgroups, setgid, setuid,
              pdeathsig, noNewPrivs, chdir, stdio, closeFDs, execFD, seccomp, exec, fork, pipe, pidfd,
-             namespaces, idMap, mounts, initExec, landlock, gateFilter
+             namespaces, idMap, mounts, initExec, landlock, gateFilter, gateTake
         /// Not a step of the child path: the start gate said no (Swift side only).
         case gate = 100
 
@@ -40,6 +40,7 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
             case .initExec: return "init"
             case .landlock: return "landlock"
             case .gateFilter: return "gate_filter"
+            case .gateTake: return "gate_take"
             case .gate: return "gate"
             }
         }
@@ -236,7 +237,11 @@ struct ChildRequest: Sendable {
         if rc == 0, gateListener >= 0 { listener?.fd.store(gateListener, ordering: .releasing) }
         if rc != 0 {
             let s = SpawnError.Stage(rawValue: stage) ?? .none
-            return .failure(SpawnError(stage: s, errno: err, message: Self.explain(s, path: path, cwd: cwd)))
+            var message = Self.explain(s, path: path, cwd: cwd)
+            if s == .gateTake && err == EPERM {
+                message += ": copying the listener out of a worker that runs as another user needs CAP_SYS_PTRACE (add it to the unit's CapabilityBoundingSet)"
+            }
+            return .failure(SpawnError(stage: s, errno: err, message: message))
         }
         return .success((pid, pidfd))
     }
@@ -255,7 +260,8 @@ struct ChildRequest: Sendable {
         case .mounts: return "cannot set up the worker's mount namespace (/proc, hidden state, read-only cgroups)"
         case .initExec: return "cannot exec the worker's init (the tether binary)"
         case .landlock: return "cannot restrict the worker to its one program (Landlock)"
-        case .gateFilter: return "cannot install the worker's gates (seccomp user notification, Linux 5.0+) or take their listener"
+        case .gateFilter: return "cannot install the worker's gates (seccomp user notification, Linux 5.0+)"
+        case .gateTake: return "cannot take the listener of the worker's gates (pidfd_getfd, Linux 5.6+)"
         default: return "cannot start \(path)"
         }
     }
