@@ -133,7 +133,9 @@ let package = Package(
                 "TetherTestKit", "TetherAuthority", "TetherClient", "TetherCore", "TetherSystem", "tether",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
-            ]
+            ],
+            // Agents' hook payloads, read by path.
+            exclude: ["Fixtures"]
         ),
         // Adversarial workers (Probes/escape.c, built by the tests) against `tether run`.
         .testTarget(

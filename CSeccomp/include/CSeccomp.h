@@ -202,6 +202,14 @@ int tether_socket_domain_of(pid_t pid, int listener, uint64_t id, int fd);
 /// ways (1). 0: another kind; -errno: no such descriptor, or not ours to copy.
 int tether_shutdown_inet_socket(int pidfd, int fd);
 
+// MARK: - Unix sockets (socket.c)
+
+/// The pid of the peer of a connected Unix socket (SO_PEERCRED, as the kernel recorded it at
+/// connect, in this process's PID namespace), or -errno.
+int tether_peer_pid(int fd);
+/// accept4(SOCK_CLOEXEC), retrying EINTR: the new descriptor, or -errno.
+int tether_accept_cloexec(int fd);
+
 // MARK: - small syscalls without a glibc wrapper on Debian 12
 
 int tether_pidfd_open(pid_t pid);

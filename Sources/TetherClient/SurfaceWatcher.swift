@@ -41,6 +41,11 @@ public final class SurfaceWatcher: Sendable {
         await state.setSurfaces(surfaces)
     }
 
+    /// One surface's verdict now, from its lease (expired leases deny); nil when not watched.
+    public func verdict(of surface: String) async -> Verdict? {
+        await state.verdict(of: surface)
+    }
+
     /// Every surface's current verdict and the age of its last decision.
     public func snapshot() async -> [(verdict: Verdict, age: TimeInterval?)] {
         await state.snapshot()
@@ -356,6 +361,8 @@ actor WatchState {
         connection = nil
         streaming = false
     }
+
+    func verdict(of s: String) -> Verdict? { leases[s]?.verdict(at: Date()) }
 
     func snapshot() -> [(verdict: Verdict, age: TimeInterval?)] {
         let now = Date()

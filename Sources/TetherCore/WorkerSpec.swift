@@ -72,8 +72,11 @@ public enum EnvironmentPolicy {
     ]
 
     public static func isSupervisorSecret(_ name: String) -> Bool {
-        name.hasPrefix("TETHER_")
+        name.hasPrefix("TETHER_") && !workerVariables.contains(name)
     }
+
+    /// `TETHER_*` variables that are the worker's own: the path of its decision socket.
+    public static let workerVariables: Set<String> = ["TETHER_DECISION_SOCKET"]
 
     /// The worker's environment: inherited names (plus `LC_*`), then the spec's variables.
     public static func workerEnvironment(

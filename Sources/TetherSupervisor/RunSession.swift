@@ -76,6 +76,17 @@ public enum RunSession {
         // The gates start as their surfaces stand now; one that cannot be asked starts closed.
         let gateStart = await GateStart.ask(config.gates, authority: authority, logger: logger)
 
+        // The worker's decision socket: its path goes to the worker in its environment.
+        var config = config
+        let decisions: DecisionSocket
+        do {
+            decisions = try DecisionSocket(worker: config.name, surface: config.surface, gateSurfaces: config.gates.map(\.surface), logger: logger)
+        } catch {
+            return fail("cannot make the worker's decision socket: \(error)\nNothing was started.", TetherExit.unavailable)
+        }
+        defer { decisions.stop() }
+        config.spec.environment[DecisionSocket.environmentVariable] = decisions.path
+
         // Start held: the child waits frozen in its cgroup, before exec, for a fresh answer.
         let gate = StartGate(surface: config.surface, client: authority.client, verifier: authority.verifier, logger: logger)
 
@@ -139,9 +150,15 @@ public enum RunSession {
             client: authority.client, surfaces: [config.surface] + Array(Set(config.gates.map(\.surface))).sorted(), verifier: authority.verifier,
             settings: authority.watchSettings, initial: (gate.allowedOn.map { [$0] } ?? []) + gateStart.decisions, logger: logger)
         let watching = Task { await watcher.run() }
+        let watched = [config.surface] + Array(Set(config.gates.map(\.surface))).sorted()
+        let askOnce = authority
+        decisions.attach(worker, verdict: { await watcher.verdict(of: $0) },
+                         watch: { [decisions] _ in await watcher.setSurfaces(watched + decisions.watchedSubSurfaces) },
+                         check: { await DecisionCheck.check($0, client: askOnce.client, verifier: askOnce.verifier) })
+        let mainSurface = config.surface
         let forwarding = Task {
             for await v in watcher.verdicts {
-                if v.surface == config.surface { enforcer.send(.verdict(v, at: .now)) } else { gates?.apply(v) }
+                if v.surface == mainSurface { enforcer.send(.verdict(v, at: .now)) } else { gates?.apply(v) }
             }
         }
         let relaying = Task {

@@ -21,6 +21,8 @@ public final class Supervisor: Sendable {
         case tick
         /// An enforcer changed a worker's state: only the status line needs redoing.
         case transition
+        /// A worker's decision socket was asked about a sub-surface of its surface: watch it.
+        case watchSubSurface(String)
     }
 
     enum Phase {
@@ -85,12 +87,14 @@ public final class Supervisor: Sendable {
         var denied: [String: (verdict: Verdict, at: Date)] = [:]
         var ready = false
         var lastStatus = ""
+        /// Sub-surfaces the workers' decision sockets brought into the watch.
+        var subSurfaces: Set<String> = []
         let spawner: Spawner
         let watcher: SurfaceWatcher
         /// Tagged `containment=WEAK` when workers run without namespaces of their own.
         let logger: Logger
 
-        var launcher: Launcher { Launcher(spawner: spawner, logger: logger, allowed: Set(verdicts.values.filter(\.allowed).map(\.surface))) }
+        var launcher: Launcher { Launcher(spawner: spawner, logger: logger, allowed: Set(verdicts.values.filter(\.allowed).map(\.surface)), watcher: watcher) }
     }
 
     /// What a launch needs of the loop's state (a copy: the slot it fills is borrowed apart).
@@ -99,6 +103,8 @@ public final class Supervisor: Sendable {
         let logger: Logger
         /// Surfaces allowed right now: a worker's gates start open where theirs is.
         let allowed: Set<String>
+        /// The watch: each worker's decision socket answers from its leases.
+        let watcher: SurfaceWatcher
     }
 
     /// Runs until shut down; returns the exit code.
@@ -175,6 +181,9 @@ public final class Supervisor: Sendable {
         switch e {
         case .tick: notifications.watchdog()
         case .transition: break
+        case .watchSubSurface(let surface):
+            guard s.subSurfaces.insert(surface).inserted else { break }
+            await s.watcher.setSurfaces(Array(Set(Self.surfaces(s.current)).union(s.subSurfaces)).sorted())
         case .verdict(let v, let at): onVerdict(v, at: at, &s)
         case .started(let name, let gen, let enforcer): onStarted(name, gen, enforcer, &s)
         case .launchFailed(let name, let gen, let error): onLaunchFailed(name, gen, error, &s)
@@ -336,7 +345,7 @@ public final class Supervisor: Sendable {
         let (added, changed) = applyChanged(new, filters, &s)
         s.order = new.workers.map(\.name) + s.order.filter { n in !new.workers.contains { $0.name == n } && s.slots[n] != nil }
         await register(Self.surfaces(new).filter { !Self.surfaces(s.current).contains($0) })
-        await s.watcher.setSurfaces(Self.surfaces(new))
+        await s.watcher.setSurfaces(Array(Set(Self.surfaces(new)).union(s.subSurfaces)).sorted())
         s.current.workers = new.workers
         s.logger.notice("configuration reloaded", metadata: ["added": "\(added)", "changed": "\(changed)", "removed": "\(removed)", "unchanged": "\(new.workers.count - added - changed)"])
     }
@@ -422,12 +431,23 @@ public final class Supervisor: Sendable {
         let metrics = self.metrics
         let log = wlog
         let openGates = Set(config.gates.filter { with.allowed.contains($0.surface) }.map(\.kind))
+        let watcher = with.watcher
         Task { [continuation] in
+            let decisions: DecisionSocket
+            do {
+                decisions = try DecisionSocket(worker: config.name, surface: config.surface, gateSurfaces: config.gates.map(\.surface), logger: log)
+            } catch {
+                continuation.yield(.launchFailed(name: config.name, generation: gen, SpawnError(stage: .none, errno: EIO, message: "cannot make the worker's decision socket: \(error)")))
+                return
+            }
+            defer { decisions.stop() }
+            var spec = config.spec
+            spec.environment[DecisionSocket.environmentVariable] = decisions.path
             let worker: Worker
             let stdin = open("/dev/null", O_RDONLY | O_CLOEXEC)
             defer { close(stdin) }
             do throws(SpawnError) {
-                var launch = Spawner.Launch(name: config.name, spec: config.spec, filter: filter, stdin: stdin, startGate: { await gate.ask() })
+                var launch = Spawner.Launch(name: config.name, spec: spec, filter: filter, stdin: stdin, startGate: { await gate.ask() })
                 launch.gates = config.gates
                 launch.openGates = openGates
                 worker = try await spawner.spawn(launch)
@@ -444,6 +464,9 @@ public final class Supervisor: Sendable {
             }
             gates?.start()
             gates?.reportStates()
+            let askOnce = authority
+            decisions.attach(worker, verdict: { await watcher.verdict(of: $0) }, watch: { continuation.yield(.watchSubSurface($0)) },
+                             check: { await DecisionCheck.check($0, client: askOnce.client, verifier: askOnce.verifier) })
             let enforcer = Enforcer(worker: worker, config: config, reporter: reporter, logger: log, gates: gates, onTransition: { t in
                 defer { continuation.yield(.transition) }
                 metrics.transition(t)
