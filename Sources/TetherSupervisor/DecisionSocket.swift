@@ -22,32 +22,25 @@ import TetherSystem
 public final class DecisionSocket: Sendable {
     public let path: String
     public let surface: String
-    let gateSurfaces: Set<String>
     let logger: Logger
     private let fd: Int32
     /// A pipe: a byte on [1] ends the accept loop.
     private let wake: [Int32]
     private let worker = Mutex<Worker?>(nil)
-    private let source = Mutex<(@Sendable (String) async -> Verdict?)?>(nil)
-    private let subSurfaces = Mutex<(added: [String], missing: [String: Date])>(([], [:]))
-    private let addSurface = Mutex<(@Sendable (String) async -> Void)?>(nil)
-    private let checkOnce = Mutex<(@Sendable (String) async -> DecisionCheck.Outcome)?>(nil)
+    private let decisions = Mutex<LiveDecisions?>(nil)
     private let connections = Atomic<Int>(0)
     private let stopped = Atomic<Bool>(false)
 
     /// The variable that carries the path to the worker.
     public static let environmentVariable = LocalDecision.environmentVariable
-    /// Sub-surfaces one worker may bring into the watch (each must exist at the authority).
-    public static let maxSubSurfaces = 16
     static let maxConnections = 32
 
     /// Makes the socket under `directory` (created 0711: workers of other uids can reach a
     /// path they know, not list it); the socket itself is 0666 — who may ask is decided per
     /// connection, by the kernel's word on the peer.
-    public init(worker name: String, surface: String, gateSurfaces: [String], directory: String = DecisionSocket.defaultDirectory(),
+    public init(worker name: String, surface: String, directory: String = DecisionSocket.defaultDirectory(),
                 logger: Logger) throws {
         self.surface = surface
-        self.gateSurfaces = Set(gateSurfaces)
         self.logger = logger
         try Self.makeDirectory(directory)
         let safe = String(name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" }.prefix(48))
@@ -114,20 +107,11 @@ public final class DecisionSocket: Sendable {
         chmod(dir, 0o711)
     }
 
-    /// From now on the socket answers `worker`, from `verdict` (the live lease of a surface,
-    /// nil when it is not watched). `watch` brings a sub-surface into the watch.
-    /// `check` asks the authority once (a sub-surface's first question).
-    public func attach(_ worker: Worker, verdict: @escaping @Sendable (String) async -> Verdict?,
-                       watch: @escaping @Sendable (String) async -> Void,
-                       check: @escaping @Sendable (String) async -> DecisionCheck.Outcome) {
+    /// From now on the socket answers `worker`, from `decisions`.
+    public func attach(_ worker: Worker, decisions: LiveDecisions) {
         self.worker.withLock { $0 = worker }
-        source.withLock { $0 = verdict }
-        addSurface.withLock { $0 = watch }
-        checkOnce.withLock { $0 = check }
+        self.decisions.withLock { $0 = decisions }
     }
-
-    /// The sub-surfaces brought into the watch so far.
-    public var watchedSubSurfaces: [String] { subSurfaces.withLock { $0.added } }
 
     /// Stops answering and removes the socket file.
     public func stop() {
@@ -219,82 +203,14 @@ public final class DecisionSocket: Sendable {
         default: return Self.refusal("BAD_REQUEST", "\"surface\" must be a string")
         }
         guard SurfaceName.isValid(asked) else { return Self.refusal("BAD_REQUEST", "\"\(asked.prefix(64))\" is not a surface name") }
-        let sub = asked.hasPrefix(surface + ".") && asked != surface
-        guard asked == surface || gateSurfaces.contains(asked) || sub else {
-            return Self.refusal("NOT_YOURS", "\(asked) is not this worker's surface, one of its gates' or a sub-surface of \(surface)")
+        guard let decisions = decisions.withLock({ $0 }) else { return Self.refusal("NOT_READY", "the worker is starting") }
+        guard let a = Self.wait({ await decisions.decide(asked) }) else {
+            return Self.refusal(DecisionCode.authorityUnreachable.rawValue, "no decision in time")
         }
-        guard let source = source.withLock({ $0 }) else { return Self.refusal("NOT_READY", "the worker is starting") }
-        let v = Self.wait({ await source(asked) }) ?? nil
-        // A sub-surface not watched yet, or whose watch has brought no decision yet: asked afresh.
-        if sub && (v == nil || v?.requestID == nil) { return subSurface(asked, source: source) }
-        guard let v else { return Self.refusal(DecisionCode.leaseExpired.rawValue, "no decision for \(asked) yet") }
-        return Self.encode(v)
-    }
-
-    /// A sub-surface enters the watch on its first question — if it exists (an unknown one in the
-    /// watch would count against the stream's limit of unknown surfaces) and this worker has not
-    /// brought in too many. That first answer is a fresh validate (one round trip, fail closed);
-    /// every later one comes from the lease.
-    private func subSurface(_ s: String, source: @escaping @Sendable (String) async -> Verdict?) -> [UInt8] {
-        let state = subSurfaces.withLock { ($0.added.count, $0.missing[s]) }
-        if let at = state.1, Date().timeIntervalSince(at) < 5 {
-            return Self.refusal(DecisionCode.deviceNotFound.rawValue, "\(s) does not exist at the authority; an operator can create it")
-        }
-        guard state.0 < Self.maxSubSurfaces else {
-            return Self.refusal("TOO_MANY", "this worker already watches \(Self.maxSubSurfaces) sub-surfaces")
-        }
-        guard let add = addSurface.withLock({ $0 }), let check = checkOnce.withLock({ $0 }) else {
-            return Self.refusal("NOT_READY", "the worker is starting")
-        }
-        guard let outcome = Self.wait({ await check(s) }) else {
-            return Self.refusal(DecisionCode.authorityUnreachable.rawValue, "no answer about \(s) in time")
-        }
-        var o: [String: Any] = ["surface": s]
-        switch outcome {
-        case .allowed(let d):
-            o["allowed"] = true
-            o["code"] = d.code.rawValue
-            o["request_id"] = d.requestID
-            if !d.expiresAt.isEmpty { o["until"] = d.expiresAt }
-        case .denied(let d, let code, let detail):
-            o["allowed"] = false
-            o["code"] = code.rawValue
-            if let d {
-                o["request_id"] = d.requestID
-                if let by = d.changedBy { o["changedBy"] = by }
-                if let at = d.changedAt { o["changedAt"] = at }
-                if let why = d.changeReason { o["reason"] = why }
-            }
-            if code == .deviceNotFound {
-                subSurfaces.withLock { $0.missing[s] = Date() }
-                o["error"] = "\(s) does not exist at the authority; an operator can create it"
-                return Array(JSONWriter.data(o))
-            }
-            if code != .deviceRevoked && code != .orgHalted { o["error"] = detail }
-        case .unreachable(let m):
-            return Self.refusal(DecisionCode.authorityUnreachable.rawValue, m)
-        }
-        let first = subSurfaces.withLock { state -> Bool in
-            guard !state.added.contains(s) else { return false }
-            state.added.append(s)
-            return true
-        }
-        if first { Task { await add(s) } }
-        return Array(JSONWriter.data(o))
+        return Array(JSONWriter.data(a.json))
     }
 
     // MARK: - helpers
-
-    static func encode(_ v: Verdict) -> [UInt8] {
-        var o: [String: Any] = ["allowed": v.allowed, "code": v.code.rawValue, "surface": v.surface]
-        if let u = v.until { o["until"] = Timestamp.string(u) }
-        if let r = v.requestID { o["request_id"] = r }
-        if let by = v.changedBy { o["changedBy"] = by }
-        if let at = v.changedAt { o["changedAt"] = Timestamp.string(at) }
-        if let why = v.changeReason { o["reason"] = why }
-        if let rev = v.revision { o["revision"] = rev }
-        return Array(JSONWriter.data(o))
-    }
 
     static func refusal(_ code: String, _ message: String) -> [UInt8] {
         Array(JSONWriter.data(["allowed": false, "code": code, "error": message]))

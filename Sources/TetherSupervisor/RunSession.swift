@@ -80,7 +80,7 @@ public enum RunSession {
         var config = config
         let decisions: DecisionSocket
         do {
-            decisions = try DecisionSocket(worker: config.name, surface: config.surface, gateSurfaces: config.gates.map(\.surface), logger: logger)
+            decisions = try DecisionSocket(worker: config.name, surface: config.surface, logger: logger)
         } catch {
             return fail("cannot make the worker's decision socket: \(error)\nNothing was started.", TetherExit.unavailable)
         }
@@ -152,9 +152,9 @@ public enum RunSession {
         let watching = Task { await watcher.run() }
         let watched = [config.surface] + Array(Set(config.gates.map(\.surface))).sorted()
         let askOnce = authority
-        decisions.attach(worker, verdict: { await watcher.verdict(of: $0) },
-                         watch: { [decisions] _ in await watcher.setSurfaces(watched + decisions.watchedSubSurfaces) },
-                         check: { await DecisionCheck.check($0, client: askOnce.client, verifier: askOnce.verifier) })
+        let live = LiveDecisions(surface: config.surface, gateSurfaces: config.gates.map(\.surface), verdict: { await watcher.verdict(of: $0) },
+                                 watch: { await watcher.setSurfaces(watched + $0) }, check: { await DecisionCheck.check($0, client: askOnce.client, verifier: askOnce.verifier) })
+        decisions.attach(worker, decisions: live)
         let mainSurface = config.surface
         let forwarding = Task {
             for await v in watcher.verdicts {

@@ -435,7 +435,7 @@ public final class Supervisor: Sendable {
         Task { [continuation] in
             let decisions: DecisionSocket
             do {
-                decisions = try DecisionSocket(worker: config.name, surface: config.surface, gateSurfaces: config.gates.map(\.surface), logger: log)
+                decisions = try DecisionSocket(worker: config.name, surface: config.surface, logger: log)
             } catch {
                 continuation.yield(.launchFailed(name: config.name, generation: gen, SpawnError(stage: .none, errno: EIO, message: "cannot make the worker's decision socket: \(error)")))
                 return
@@ -465,8 +465,10 @@ public final class Supervisor: Sendable {
             gates?.start()
             gates?.reportStates()
             let askOnce = authority
-            decisions.attach(worker, verdict: { await watcher.verdict(of: $0) }, watch: { continuation.yield(.watchSubSurface($0)) },
-                             check: { await DecisionCheck.check($0, client: askOnce.client, verifier: askOnce.verifier) })
+            decisions.attach(worker, decisions: LiveDecisions(
+                surface: config.surface, gateSurfaces: config.gates.map(\.surface), verdict: { await watcher.verdict(of: $0) },
+                watch: { for s in $0 { continuation.yield(.watchSubSurface(s)) } },
+                check: { await DecisionCheck.check($0, client: askOnce.client, verifier: askOnce.verifier) }))
             let enforcer = Enforcer(worker: worker, config: config, reporter: reporter, logger: log, gates: gates, onTransition: { t in
                 defer { continuation.yield(.transition) }
                 metrics.transition(t)

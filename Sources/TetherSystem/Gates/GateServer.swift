@@ -131,8 +131,8 @@ public final class GateServer: Sendable {
             if rc == -ENOENT || rc == -EINTR { continue }   // the caller was interrupted; it asks again
             if rc < 0 { break }
             let err = decide(req)
+            answered.add(1, ordering: .relaxed)   // before the answer wakes the caller
             _ = tether_notif_respond(listener, req.id, err)   // -ENOENT: interrupted meanwhile
-            answered.add(1, ordering: .relaxed)
         }
         close(listener)
         finished.store(true, ordering: .releasing)

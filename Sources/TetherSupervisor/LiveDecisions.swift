@@ -1,0 +1,143 @@
+import Foundation
+import Synchronization
+import TetherClient
+import TetherCore
+
+/// One answer of `LiveDecisions`: a verdict, or why there is none (always a deny).
+public struct LiveAnswer: Sendable, Equatable {
+    public var allowed: Bool
+    public var code: String
+    public var surface: String
+    public var until: String?
+    public var requestID: String?
+    public var changedBy: String?
+    public var changedAt: String?
+    public var reason: String?
+    public var revision: UInt64?
+    public var error: String?
+
+    static func deny(_ surface: String, _ code: String, _ error: String) -> LiveAnswer {
+        LiveAnswer(allowed: false, code: code, surface: surface, error: error)
+    }
+
+    init(allowed: Bool, code: String, surface: String, until: String? = nil, requestID: String? = nil, changedBy: String? = nil,
+         changedAt: String? = nil, reason: String? = nil, revision: UInt64? = nil, error: String? = nil) {
+        self.allowed = allowed
+        self.code = code
+        self.surface = surface
+        self.until = until
+        self.requestID = requestID
+        self.changedBy = changedBy
+        self.changedAt = changedAt
+        self.reason = reason
+        self.revision = revision
+        self.error = error
+    }
+
+    init(_ v: Verdict) {
+        self.init(allowed: v.allowed, code: v.code.rawValue, surface: v.surface, until: v.until.map(Timestamp.string), requestID: v.requestID,
+                  changedBy: v.changedBy, changedAt: v.changedAt.map(Timestamp.string), reason: v.changeReason, revision: v.revision)
+    }
+
+    /// The decision socket's JSON.
+    public var json: [String: Any] {
+        var o: [String: Any] = ["allowed": allowed, "code": code, "surface": surface]
+        if let until { o["until"] = until }
+        if let requestID { o["request_id"] = requestID }
+        if let changedBy { o["changedBy"] = changedBy }
+        if let changedAt { o["changedAt"] = changedAt }
+        if let reason { o["reason"] = reason }
+        if let revision { o["revision"] = revision }
+        if let error { o["error"] = error }
+        return o
+    }
+
+    /// "agent-01 is DEVICE_REVOKED (by alice at …: INC-42)", for people.
+    public var sentence: String {
+        var who: [String] = []
+        if let changedBy { who.append("by \(changedBy)") }
+        if let changedAt { who.append("at \(changedAt)") }
+        var text = "\(surface) is \(code)"
+        if !who.isEmpty || reason != nil {
+            text += " (\(who.joined(separator: " "))\(reason.map { (who.isEmpty ? "" : ": ") + $0 } ?? ""))"
+        }
+        if let error { text += ": \(error)" }
+        return text
+    }
+}
+
+/// A worker's decisions from the supervisor's live leases: its surface, its gates' surfaces and
+/// sub-surfaces of its surface (`agent-01.mcp.github`). A sub-surface enters the watch on its
+/// first question — if it exists at the authority (an unknown one in the watch would count
+/// against the stream's limit of unknown surfaces) and the worker has not brought in too many;
+/// until the watch has a decision for it, it is asked afresh (one round trip, fail closed).
+/// `watch` is given every sub-surface brought in so far.
+public final class LiveDecisions: Sendable {
+    public let surface: String
+    let gateSurfaces: Set<String>
+    private let verdict: @Sendable (String) async -> Verdict?
+    private let watch: @Sendable ([String]) async -> Void
+    private let check: @Sendable (String) async -> DecisionCheck.Outcome
+    private let subSurfaces = Mutex<(added: [String], missing: [String: Date])>(([], [:]))
+
+    /// Sub-surfaces one worker may bring into the watch.
+    public static let maxSubSurfaces = 16
+
+    public init(surface: String, gateSurfaces: [String], verdict: @escaping @Sendable (String) async -> Verdict?,
+                watch: @escaping @Sendable ([String]) async -> Void, check: @escaping @Sendable (String) async -> DecisionCheck.Outcome) {
+        self.surface = surface
+        self.gateSurfaces = Set(gateSurfaces)
+        self.verdict = verdict
+        self.watch = watch
+        self.check = check
+    }
+
+    public var watchedSubSurfaces: [String] { subSurfaces.withLock { $0.added } }
+
+    /// Whether `s` is the worker's to ask about.
+    public func isOwn(_ s: String) -> Bool { s == surface || gateSurfaces.contains(s) || isSub(s) }
+
+    func isSub(_ s: String) -> Bool { s.hasPrefix(surface + ".") && s.count > surface.count + 1 }
+
+    public func decide(_ s: String) async -> LiveAnswer {
+        guard isOwn(s) else {
+            return .deny(s, "NOT_YOURS", "\(s) is not this worker's surface, one of its gates' or a sub-surface of \(surface)")
+        }
+        let v = await verdict(s)
+        if isSub(s) && (v == nil || v?.requestID == nil) { return await subSurface(s) }
+        guard let v else { return .deny(s, DecisionCode.leaseExpired.rawValue, "no decision for \(s) yet") }
+        return LiveAnswer(v)
+    }
+
+    private func subSurface(_ s: String) async -> LiveAnswer {
+        let state = subSurfaces.withLock { ($0.added.count, $0.added.contains(s), $0.missing[s]) }
+        if let at = state.2, Date().timeIntervalSince(at) < 5 {
+            return .deny(s, DecisionCode.deviceNotFound.rawValue, "\(s) does not exist at the authority; an operator can create it")
+        }
+        guard state.1 || state.0 < Self.maxSubSurfaces else {
+            return .deny(s, "TOO_MANY", "this worker already watches \(Self.maxSubSurfaces) sub-surfaces")
+        }
+        let answer: LiveAnswer
+        switch await check(s) {
+        case .allowed(let d):
+            answer = LiveAnswer(allowed: true, code: d.code.rawValue, surface: s, until: d.expiresAt.isEmpty ? nil : d.expiresAt, requestID: d.requestID)
+        case .denied(let d, let code, let detail):
+            if code == .deviceNotFound {
+                subSurfaces.withLock { $0.missing[s] = Date() }
+                return .deny(s, code.rawValue, "\(s) does not exist at the authority; an operator can create it")
+            }
+            answer = LiveAnswer(allowed: false, code: code.rawValue, surface: s, requestID: d?.requestID, changedBy: d?.changedBy,
+                                changedAt: d?.changedAt, reason: d?.changeReason,
+                                error: code == .deviceRevoked || code == .orgHalted ? nil : detail)
+        case .unreachable(let m):
+            return .deny(s, DecisionCode.authorityUnreachable.rawValue, m)
+        }
+        let first = subSurfaces.withLock { st -> Bool in
+            guard !st.added.contains(s) else { return false }
+            st.added.append(s)
+            return true
+        }
+        if first { await watch(watchedSubSurfaces) }
+        return answer
+    }
+}
