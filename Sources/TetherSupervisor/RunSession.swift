@@ -39,7 +39,9 @@ public struct ResolvedAuthority: Sendable {
 public enum RunSession {
     public static func run(worker config: WorkerConfig, authority: ResolvedAuthority, logger baseLogger: Logger,
                            acceptWeakContainment: Bool = false,
-                           notifications: ServiceNotifications = .none) async -> Int32 {
+                           notifications: ServiceNotifications = .none,
+                           stdio: (stdin: Int32, stdout: Int32)? = nil,
+                           onStarted: (@Sendable (Worker, LiveDecisions) -> Void)? = nil) async -> Int32 {
         var logger = baseLogger
         logger[metadataKey: "surface"] = "\(config.surface)"
 
@@ -97,11 +99,13 @@ public enum RunSession {
         defer { signals.stop() }
         let spawner = Spawner(logger: logger, containment: ContainmentPolicy(hiddenPaths: authority.secrets, acceptWeak: acceptWeakContainment))
         defer { spawner.shutdown() }
-        let foreground = ForegroundTerminal.claimable()
+        // A worker on pipes (the MCP gateway's) does not take the terminal.
+        let foreground = stdio == nil ? ForegroundTerminal.claimable() : nil
         let worker: Worker
         do {
             var launch = Spawner.Launch(
                 name: config.name, spec: config.spec, filter: profile.filter,
+                stdin: stdio?.stdin, stdout: stdio?.stdout,
                 foregroundTerminal: foreground, startGate: { await gate.ask() })
             launch.gates = config.gates
             launch.openGates = gateStart.open
@@ -155,6 +159,7 @@ public enum RunSession {
         let live = LiveDecisions(surface: config.surface, gateSurfaces: config.gates.map(\.surface), verdict: { await watcher.verdict(of: $0) },
                                  watch: { await watcher.setSurfaces(watched + $0) }, check: { await DecisionCheck.check($0, client: askOnce.client, verifier: askOnce.verifier) })
         decisions.attach(worker, decisions: live)
+        onStarted?(worker, live)
         let mainSurface = config.surface
         let forwarding = Task {
             for await v in watcher.verdicts {

@@ -21,6 +21,21 @@ struct RunCommand: AsyncParsableCommand {
         killed the worker); 69 the authority cannot be reached at start; 78 a configuration error.
         """)
 
+    @OptionGroup var options: RunOptions
+
+    func run() async throws {
+        // The command is captured as given, so --help before `--` arrives here.
+        if ["--help", "-h", "help"].contains(options.command.first) { throw CleanExit.helpRequest(Self.self) }
+        keepMemoryFromSameUser()
+        let (worker, resolved, logger, weak) = try await options.resolve()
+        let code = await RunSession.run(worker: worker, authority: resolved, logger: logger, acceptWeakContainment: weak,
+                                        notifications: SystemdNotifier.notifications)
+        throw ExitCode(code)
+    }
+}
+
+/// The options of `tether run`, shared with `tether mcp`.
+struct RunOptions: ParsableArguments {
     @Option(help: "A TOML file with [authority] and one [[worker]] (default: $TETHER_CONFIG).") var config: String?
     @Option(help: "The execution surface (default: the command's base name).") var surface: String?
     @Option(help: "Authority URL, or the URLs of its replicas comma-separated, tried in order (default: the local authority).") var authority: String?
@@ -43,8 +58,8 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "If the worker's own namespaces cannot be made, run it in the supervisor's (it could then signal the supervisor and read what its uid may). Every log line says so.") var acceptWeakContainment = false
     @Argument(parsing: .captureForPassthrough, help: "The command, after --.") var command: [String] = []
 
-    func run() async throws {
-        keepMemoryFromSameUser()
+    /// The worker and its authority, from the file, the environment and the flags.
+    func resolve() async throws -> (WorkerConfig, ResolvedAuthority, Logger, acceptWeak: Bool) {
         let environment = Foundation.ProcessInfo.processInfo.environment
         var cmd = command
         if cmd.first == "--" { cmd.removeFirst() }
@@ -123,9 +138,6 @@ struct RunCommand: AsyncParsableCommand {
         } catch {
             throw fail("\(error)\nNothing was started.", code: TetherExit.config)
         }
-        let code = await RunSession.run(worker: worker, authority: resolved, logger: logger,
-                                        acceptWeakContainment: acceptWeakContainment || supervisorSettings.acceptWeakContainment,
-                                        notifications: SystemdNotifier.notifications)
-        throw ExitCode(code)
+        return (worker, resolved, logger, acceptWeakContainment || supervisorSettings.acceptWeakContainment)
     }
 }

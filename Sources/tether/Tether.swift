@@ -12,7 +12,7 @@ struct Tether: AsyncParsableCommand {
         subcommands: [
             RunCommand.self, SuperviseCommand.self, ProfileCommand.self, AuthorityCommand.self, KeysCommand.self,
             RevokeCommand.self, RestoreCommand.self, HaltCommand.self, ResumeCommand.self,
-            StatusCommand.self, SurfacesCommand.self, AuditCommand.self, CheckCommand.self, HookCommand.self,
+            StatusCommand.self, SurfacesCommand.self, AuditCommand.self, CheckCommand.self, HookCommand.self, McpCommand.self,
         ]
     )
 }

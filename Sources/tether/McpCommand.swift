@@ -1,0 +1,42 @@
+import ArgumentParser
+import Foundation
+import TetherCore
+import TetherSupervisor
+import TetherSystem
+
+/// `tether mcp [run options] -- CMD ARGS…`: an MCP server on a tether, behind a gateway.
+struct McpCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mcp",
+        abstract: "Run a stdio MCP server as a supervised worker behind a gateway that refuses tools/call while its surface is denied.",
+        discussion: """
+        Point an MCP client at `tether mcp --surface S -- CMD ARGS` instead of `CMD ARGS`. Messages pass unchanged both \
+        ways, except tools/call: it goes through only while S — and S.<tool>, where that surface exists — is allowed by \
+        a live lease; otherwise the client gets a tool result with isError true saying who revoked what, when and why, \
+        and the server never sees the call. The server is a worker like any other (profile, namespaces, cgroup, gates, \
+        --on-revoke). Requests it leaves unanswered when it dies get a JSON-RPC error. Logs go to stderr. Takes every \
+        option of tether run.
+        """)
+    @OptionGroup var options: RunOptions
+
+    func run() async throws {
+        if ["--help", "-h", "help"].contains(options.command.first) { throw CleanExit.helpRequest(Self.self) }
+        keepMemoryFromSameUser()
+        let (worker, resolved, logger, weak) = try await options.resolve()
+        let gateway: McpGateway
+        do {
+            gateway = try McpGateway(surface: worker.surface, logger: logger)
+        } catch {
+            throw fail("cannot set up the gateway's pipes: \(error)", code: TetherExit.unavailable)
+        }
+        let code = await RunSession.run(worker: worker, authority: resolved, logger: logger, acceptWeakContainment: weak,
+                                        notifications: SystemdNotifier.notifications,
+                                        stdio: (gateway.workerStdin, gateway.workerStdout),
+                                        onStarted: { _, live in
+                                            gateway.attach(live)
+                                            gateway.start()
+                                        })
+        gateway.serverExited("exit code \(code)")
+        throw ExitCode(code)
+    }
+}
