@@ -228,6 +228,52 @@ def gates(args, out, work):
             row("gates", what + ", gate open", gated, pct(results[(what, "gate open")], 0.99), "ns", "no gate", base)
 
 
+# MARK: - 8. agent hooks
+
+def hooks(args, out, work):
+    print("== 8. tether hook: process start to answer, through the decision socket (ms)", flush=True)
+    n = 5 if args.quick else 200
+    t = os.path.join(args.bin, "tether")
+    # The binary `make install` installs (Swift runtime linked statically), where there is one.
+    static = os.path.join(ROOT, ".build-release", "release", "tether")
+    a = Authority(t)
+    try:
+        os.chmod(work, 0o755)
+        result = os.path.join(work, "hook-times")
+        open(result, "w").close()
+        os.chmod(result, 0o666)
+        probe = os.path.join(work, "hook_latency.py")
+        shutil.copy(os.path.join(ROOT, "bench", "probes", "hook_latency.py"), probe)
+        os.chmod(probe, 0o644)
+        cmds = ["true=/bin/true", f"hook={t} hook claude-code"]
+        if os.path.exists(static):
+            cmds.append(f"hook-static={static} hook claude-code")
+        # Inside a worker: the decision socket answers its own worker's processes only.
+        r = subprocess.run([t, "run"] + a.auth_args() + ["--surface", "bench-hook", "--", "/usr/bin/python3", probe, result, str(n)] + cmds,
+                           capture_output=True, text=True, timeout=1800, env=dict(os.environ, TETHER_LOG_LEVEL="error"))
+        if r.returncode != 0:
+            sys.exit(f"hook bench failed: {r.stderr[-800:]}")
+        times = {l.split()[0]: [float(x) for x in l.split()[1:]] for l in open(result) if l.strip()}
+        # The same question over HTTP from outside: `tether check` (validate, signature checked).
+        check = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            subprocess.run([t, "check", "bench-hook"] + a.auth_args()[2:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            check.append((time.perf_counter() - t0) * 1000)
+        times["check"] = check
+    finally:
+        a.stop()
+    base = statistics.median(times["true"])
+    with open(os.path.join(out, "hooks.txt"), "w") as f:
+        for name, xs in times.items():
+            f.write(f"{name}: median {statistics.median(xs):.2f} ms, p99 {pct(xs, 0.99):.2f} ms, n={len(xs)}\n")
+    labels = {"hook": "tether hook → decision socket", "hook-static": "tether hook → decision socket, static binary (make install)",
+              "check": "tether check → authority over HTTP"}
+    for name, label in labels.items():
+        if name in times:
+            row("hooks", label, statistics.median(times[name]), pct(times[name], 0.99), "ms", "/bin/true (same run)", base)
+
+
 # MARK: - 4. the authority
 
 def authority(args, out):
@@ -442,7 +488,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", required=True, help="directory with tether and the tether-bench-* programs")
     ap.add_argument("--quick", action="store_true", help="tiny counts, results in a temporary directory: a smoke test")
-    ap.add_argument("--only", default="1,2,3,4,5,6,7", help="sections to run, e.g. 1,3")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8", help="sections to run, e.g. 1,3")
     ap.add_argument("--revocations", type=int, default=200)
     ap.add_argument("--launches", type=int, default=200)
     ap.add_argument("--watchers", type=int, default=10000)
@@ -468,11 +514,12 @@ def main():
     if "5" in only: footprint(args, out, work)
     if "6" in only: fleet(args, out)
     if "7" in only: gates(args, out, work)
+    if "8" in only: hooks(args, out, work)
     # Sections not run this time keep their rows from the last full run.
     import json
     saved = os.path.join(out, "rows.json")
-    if not args.quick and os.path.exists(saved) and only != {"1", "2", "3", "4", "5", "6", "7"}:
-        names = {"1": "revocation", "2": "launch", "3": "seccomp", "4": "authority", "5": "footprint", "6": "fleet", "7": "gates"}
+    if not args.quick and os.path.exists(saved) and only != {"1", "2", "3", "4", "5", "6", "7", "8"}:
+        names = {"1": "revocation", "2": "launch", "3": "seccomp", "4": "authority", "5": "footprint", "6": "fleet", "7": "gates", "8": "hooks"}
         ran = {names[k] for k in only}
         kept = [tuple(r) for r in json.load(open(saved)) if r[0] not in ran]
         ROWS[:] = sorted(kept + ROWS, key=lambda r: list(names.values()).index(r[0]))

@@ -59,7 +59,7 @@ struct AuthorityCommand: AsyncParsableCommand {
     )
 
     struct Init: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "init", 
             abstract: "Create the state directory: database, signing key, a first operator key and agent key.")
         @OptionGroup var state: StateDirOption
         @OptionGroup var db: DatabaseOption
@@ -103,7 +103,7 @@ struct AuthorityCommand: AsyncParsableCommand {
     }
 
     struct Serve: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "serve", 
             abstract: "Serve the authority API until SIGTERM or SIGINT.")
         @OptionGroup var state: StateDirOption
         @OptionGroup var db: DatabaseOption
@@ -185,7 +185,7 @@ struct AuthorityCommand: AsyncParsableCommand {
             subcommands: [Rotate.self, List.self])
 
         struct List: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "List the signing keys: which signs, which is next, which are retired.")
+            static let configuration = CommandConfiguration(commandName: "list", abstract: "List the signing keys: which signs, which is next, which are retired.")
             @OptionGroup var state: StateDirOption
             @OptionGroup var db: DatabaseOption
 
@@ -204,7 +204,7 @@ struct AuthorityCommand: AsyncParsableCommand {
         }
 
         struct Rotate: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(
+            static let configuration = CommandConfiguration(commandName: "rotate", 
                 abstract: "Start a rotation: a new key, endorsed by the current one, published now and signing after --publish-for; the current key is forgotten --retire-after that.",
                 discussion: """
                 Every replica reads the keys from the database and changes over by the clock: nothing to restart. \
@@ -273,7 +273,7 @@ struct KeysCommand: AsyncParsableCommand {
 
 
     struct Create: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a key; it is printed once.")
+        static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a key; it is printed once.")
         @OptionGroup var state: StateDirOption
         @OptionGroup var db: DatabaseOption
         @Option(help: "agent (register, validate, watch, report) or operator (everything).") var role: String
@@ -308,7 +308,7 @@ struct KeysCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List keys (names and roles; never the keys).")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "List keys (names and roles; never the keys).")
         @OptionGroup var state: StateDirOption
         @OptionGroup var db: DatabaseOption
 
@@ -320,7 +320,7 @@ struct KeysCommand: AsyncParsableCommand {
     }
 
     struct Revoke: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Revoke a key; a running authority stops accepting it within a second.")
+        static let configuration = CommandConfiguration(commandName: "revoke", abstract: "Revoke a key; a running authority stops accepting it within a second.")
         @OptionGroup var state: StateDirOption
         @OptionGroup var db: DatabaseOption
         @Argument var name: String

@@ -26,6 +26,65 @@ struct HookCommand: AsyncParsableCommand {
     @Option(name: .customLong("dir"), help: "Local state directory to take defaults from.") var dir: String?
 
     func run() async throws {
+        let code = await execute()
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    /// The options as plain `--name value` pairs and one agent; nil for anything else (--help,
+    /// `--name=value`, an unknown option), which the argument parser then handles and explains.
+    static func fastParse(_ args: [String]) -> HookCommand? {
+        // Every property set: an option wrapper that was never parsed must not be read unset.
+        var h = HookCommand()
+        h.maps = []
+        h.surface = nil
+        h.socket = nil
+        h.authority = nil
+        h.keyFile = nil
+        h.publicKey = nil
+        h.dir = nil
+        var agent: String?
+        var i = 0
+        while i < args.count {
+            let a = args[i]
+            if !a.hasPrefix("-") {
+                guard agent == nil else { return nil }
+                agent = a
+                i += 1
+                continue
+            }
+            guard i + 1 < args.count else { return nil }
+            let v = args[i + 1]
+            switch a {
+            case "--surface": h.surface = v
+            case "--map": h.maps.append(v)
+            case "--socket": h.socket = v
+            case "--authority": h.authority = v
+            case "--key-file": h.keyFile = v
+            case "--public-key": h.publicKey = v
+            case "--dir": h.dir = v
+            default: return nil
+            }
+            i += 2
+        }
+        guard let agent else { return nil }
+        h.agent = agent
+        return h
+    }
+
+    /// The hook's work: returns the exit code (0 allow, 2 deny), having printed the answer.
+    func execute() async -> Int32 {
+        do {
+            try await decide()
+            return 0
+        } catch let e as ExitCode {
+            return e.rawValue
+        } catch {
+            emit(AgentHook.output(allowed: false, reason: "tether hook: \(error) — denied (fail closed)", agent: AgentHook.Agent(rawValue: agent) ?? .claudeCode))
+            return 2
+        }
+    }
+
+    func decide() async throws {
         // A hook killed by a signal lets the call run: a closed pipe must be an error, not death.
         signal(SIGPIPE, SIG_IGN)
         // Usage errors deny too: a hook that exits 64 lets the call run.

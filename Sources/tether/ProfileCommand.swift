@@ -11,7 +11,7 @@ struct ProfileCommand: AsyncParsableCommand {
     )
 
     struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "show", 
             abstract: "Print a profile as OCI / Docker JSON (built-in: default, strict, none).")
         @Argument(help: "A built-in profile name or a JSON file.") var profile: String
 
@@ -25,7 +25,7 @@ struct ProfileCommand: AsyncParsableCommand {
     }
 
     struct Check: ParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "check", 
             abstract: "Parse and compile a profile; print its rule count, BPF size and architectures.",
             discussion: "Exits 78 when the profile cannot be used, naming the JSON path of the problem.")
         @Argument(help: "A built-in profile name or a JSON file.") var profile: String
@@ -41,7 +41,7 @@ struct ProfileCommand: AsyncParsableCommand {
     }
 
     struct Try: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(
+        static let configuration = CommandConfiguration(commandName: "try", 
             abstract: "Run a command under a profile, with no authority, to tune the profile.",
             discussion: "Exits with the command's own code, or 128+N when a signal N ended it.")
         @Argument(help: "A built-in profile name or a JSON file.") var profile: String

@@ -4,7 +4,20 @@ import Logging
 import TetherCore
 import TetherSystem
 
+/// The entry point: `tether hook`, which an agent runs before every tool call, skips the
+/// argument parser's start-up (its reflection over every command's options is a good part of
+/// the process's milliseconds) when its arguments are plain; everything else goes through it.
 @main
+enum Main {
+    static func main() async {
+        let args = Array(CommandLine.arguments.dropFirst())
+        if args.first == "hook", let options = HookCommand.fastParse(Array(args.dropFirst())) {
+            exit(await options.execute())
+        }
+        await Tether.main()
+    }
+}
+
 struct Tether: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tether",
