@@ -147,21 +147,21 @@ struct GatedAgentTests {
         let a = try await LiveAuthority()
         let dir = workerDirectory("gated-git")
         let bare = dir + "/bare.git", clone = dir + "/clone"
-        let git = { (args: [String]) throws -> (Int32, String, String) in try runToEnd("/usr/bin/git", args) }
-        #expect(try git(["init", "-q", "--bare", "-b", "main", bare]).0 == 0)
-        #expect(try git(["init", "-q", "-b", "main", clone]).0 == 0)
+        let git = { (args: [String]) async throws -> (Int32, String, String) in try await offPool { try runToEnd("/usr/bin/git", args) } }
+        #expect(try await git(["init", "-q", "--bare", "-b", "main", bare]).0 == 0)
+        #expect(try await git(["init", "-q", "-b", "main", clone]).0 == 0)
         try "plan\n".write(toFile: clone + "/plan.txt", atomically: true, encoding: .utf8)
-        #expect(try git(["-C", clone, "add", "plan.txt"]).0 == 0)
-        #expect(try git(["-C", clone, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "plan"]).0 == 0)
-        #expect(try git(["-C", clone, "remote", "add", "origin", bare]).0 == 0)
-        _ = try runToEnd("/bin/chmod", ["-R", "a+rwX", dir])
+        #expect(try await git(["-C", clone, "add", "plan.txt"]).0 == 0)
+        #expect(try await git(["-C", clone, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "plan"]).0 == 0)
+        #expect(try await git(["-C", clone, "remote", "add", "origin", bare]).0 == 0)
+        _ = try await offPool { try runToEnd("/bin/chmod", ["-R", "a+rwX", dir]) }
         // The worker is another uid than the repositories' owner; git-receive-pack, which a
         // push runs for a local repository, reads the global configuration too.
         try "[safe]\n\tdirectory = *\n".write(toFile: dir + "/gitconfig", atomically: true, encoding: .utf8)
         chmod(dir + "/gitconfig", 0o644)
         let env = ["--env", "GIT_CONFIG_GLOBAL=\(dir)/gitconfig"]
         let push = ["/usr/bin/git", "-C", clone, "push", "--no-verify", "origin", "main"]
-        func pushed() -> Bool { ((try? git(["--git-dir", bare, "rev-parse", "--verify", "-q", "main"]))?.0 ?? 1) == 0 }
+        func pushed() async -> Bool { ((try? await git(["--git-dir", bare, "rev-parse", "--verify", "-q", "main"]))?.0 ?? 1) == 0 }
 
         // A first run registers the surfaces (MachineID's flow).
         #expect(await (try a.run("gp", ["--gate", "exec=gp.exec", "--gate", "write=gp.write"], ["true"])).exitCode(within: 30) == 0)
@@ -171,12 +171,12 @@ struct GatedAgentTests {
             let code = await p.exitCode(within: 60)
             #expect(code != 0 && code != nil, "push under a revoked \(gate) gate: \(p.stderr)")
             #expect(p.stderr.contains("gate denied") && p.stderr.contains("gate=\(gate)"), "\(p.stderr)")
-            #expect(!pushed(), "nothing reached the bare repository")
+            #expect(!(await pushed()), "nothing reached the bare repository")
             _ = try a.op(["restore", "gp.\(gate)"])
         }
         // The control: the same push with both gates open goes through.
         let p = try a.run("gp", env + ["--gate", "exec=gp.exec", "--gate", "write=gp.write"], push)
         #expect(await p.exitCode(within: 60) == 0, "\(p.stderr)")
-        #expect(pushed())
+        #expect(await pushed())
     }
 }

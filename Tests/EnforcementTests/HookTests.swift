@@ -16,11 +16,12 @@ struct HookTests {
         FileManager.default.contents(atPath: "\(fixtures)/\(name).json")!
     }
 
-    /// `tether hook ARGS` with `input` on stdin, from the test process.
-    static func hook(_ args: [String], input: Data, env: [String: String] = [:]) throws -> (Int32, String, String) {
+    /// `tether hook ARGS` with `input` on stdin, from the test process, off the cooperative pool
+    /// (a silent socket holds it for seconds: other suites' timers must not wait for that).
+    static func hook(_ args: [String], input: Data, env: [String: String] = [:]) async throws -> (Int32, String, String) {
         let file = temporaryDirectory("hook-in") + "/in.json"
         FileManager.default.createFile(atPath: file, contents: input)
-        return try runToEnd("/bin/sh", ["-c", "exec \"$0\" hook \"$@\" < \(file)", tetherBinary] + args, env: env)
+        return try await offPool { try runToEnd("/bin/sh", ["-c", "exec \"$0\" hook \"$@\" < \(file)", tetherBinary] + args, env: env) }
     }
 
     @Test("every agent's payload is read; the deny is in its own format, exit 2 with the reason")
@@ -77,7 +78,7 @@ struct HookTests {
         try "k\n".write(toFile: dir + "/k", atomically: true, encoding: .utf8)
         chmod(dir + "/k", 0o600)
         for (what, args, input, env, fragment) in cases {
-            let (rc, out, err) = try Self.hook(args, input: input, env: env)
+            let (rc, out, err) = try await Self.hook(args, input: input, env: env)
             #expect(rc == 2, "\(what): exit \(rc)")
             #expect(err.contains(fragment), "\(what): \(err)")
             #expect(out.contains("deny"), "\(what): \(out)")
@@ -86,18 +87,18 @@ struct HookTests {
         let a = try await LiveAuthority()
         _ = try await a.run("hk-sig", [], ["true"]).exitCode(within: 30)
         let other = try await LiveAuthority()
-        let (rc, _, err) = try Self.hook(["claude-code", "--surface", "hk-sig", "--authority", a.url, "--key-file", a.dir + "/agent.key",
+        let (rc, _, err) = try await Self.hook(["claude-code", "--surface", "hk-sig", "--authority", a.url, "--key-file", a.dir + "/agent.key",
                                           "--public-key", other.dir + "/signing.pub"], input: bash)
         #expect(rc == 2 && err.contains("BAD_SIGNATURE"), "\(err)")
         // The control: the right key allows.
-        let (ok, _, okErr) = try Self.hook(["claude-code", "--surface", "hk-sig", "--authority", a.url, "--key-file", a.dir + "/agent.key",
+        let (ok, _, okErr) = try await Self.hook(["claude-code", "--surface", "hk-sig", "--authority", a.url, "--key-file", a.dir + "/agent.key",
                                             "--public-key", a.dir + "/signing.pub"], input: bash)
         #expect(ok == 0, "\(okErr)")
     }
 
     /// A worker that runs `tether hook claude-code` on a payload every 50 ms, logging the exit code.
     static func hookLoop(_ log: String, payload: String, args: String) -> [String] {
-        ["sh", "-c", "while :; do \(tetherBinary) hook claude-code \(args) < \(payload) >/dev/null 2>>\(log).err; echo $? >> \(log); sleep 0.05; done"]
+        ["sh", "-c", "while :; do \(tetherBinary) hook claude-code \(args) < \(payload) >/dev/null 2>>\(log).err; echo $? >> \(log); sleep 0.2; done"]
     }
 
     static func last(_ log: String) -> String {
@@ -133,16 +134,60 @@ struct HookTests {
 
         // Another worker's socket, and another worker's surface: refused.
         let socket = try #require(Self.socketPath(of: p.pid))
-        let (rc2, _, err2) = try Self.hook(["claude-code", "--socket", socket], input: Self.fixture("claude-code-bash"))
+        let (rc2, _, err2) = try await Self.hook(["claude-code", "--socket", socket], input: Self.fixture("claude-code-bash"))
         #expect(rc2 == 2 && err2.contains("NOT_YOURS"), "the test process is not the worker: \(err2)")
-        let answer = LocalDecision.ask(socket: socket, surface: "hk")
+        let answer = try await offPool { LocalDecision.ask(socket: socket, surface: "hk") }
         #expect(!answer.allowed && answer.code == "NOT_YOURS")
 
         // The supervisor killed: the hook denies (the socket is gone).
         p.signal(SIGKILL)
         _ = await p.exitCode(within: 20)
-        let (rc3, _, err3) = try Self.hook(["claude-code", "--socket", socket], input: Self.fixture("claude-code-bash"))
+        let (rc3, _, err3) = try await Self.hook(["claude-code", "--socket", socket], input: Self.fixture("claude-code-bash"))
         #expect(rc3 == 2 && err3.contains("SOCKET_UNAVAILABLE"), "\(err3)")
+    }
+
+    @Test("each agent's real payload through the socket, under tether supervise: allowed, then denied by a revoke of the mapped surface, then allowed")
+    func everyAgentUnderSupervise() async throws {
+        let a = try await LiveAuthority()
+        let dir = workerDirectory("hook-agents")
+        var loop: [String] = []
+        for (agent, name) in [("claude-code", "claude-code-mcp"), ("codex", "codex-bash"), ("gemini", "gemini-shell")] {
+            FileManager.default.createFile(atPath: "\(dir)/\(name).json", contents: Self.fixture(name))
+            chmod("\(dir)/\(name).json", 0o644)
+            loop.append("\(tetherBinary) hook \(agent) --map 'mcp__github__*=hs.mcp.github' --map 'Bash=hs.mcp.github' --map 'run_shell_command=hs.mcp.github' < \(dir)/\(name).json >/dev/null 2>&1; echo \(agent) $? >> \(dir)/codes")
+        }
+        FileManager.default.createFile(atPath: dir + "/codes", contents: nil)
+        chmod(dir + "/codes", 0o666)
+        #expect(await (try a.run("hs.mcp.github", [], ["true"])).exitCode(within: 30) == 0)
+        let script = "while :; do \(loop.joined(separator: "; ")); sleep 0.2; done"
+        let config = temporaryDirectory("hook-sv") + "/s.toml"
+        try """
+        [authority]
+        url = "\(a.url)"
+        key_file = "\(a.dir)/agent.key"
+        public_key = "\(a.dir)/signing.pub"
+
+        [[worker]]
+        name = "hs"
+        command = ["/bin/sh", "-c", "\(script.replacingOccurrences(of: "\"", with: "\\\""))"]
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        let p = try TetherProcess(["supervise", "--config", config])
+        func latest() -> [String: String] {
+            var r: [String: String] = [:]
+            for l in ((try? String(contentsOfFile: dir + "/codes", encoding: .utf8)) ?? "").split(separator: "\n") {
+                let f = l.split(separator: " ")
+                if f.count == 2 { r[String(f[0])] = String(f[1]) }
+            }
+            return r
+        }
+        let all = ["claude-code", "codex", "gemini"]
+        #expect(await eventually(30) { let r = latest(); return all.allSatisfy { r[$0] == "0" } }, "\(latest()) \(p.stderr)")
+        try a.op(["revoke", "hs.mcp.github"])
+        #expect(await eventually(5) { let r = latest(); return all.allSatisfy { r[$0] == "2" } }, "\(latest())")
+        try a.op(["restore", "hs.mcp.github"])
+        #expect(await eventually(5) { let r = latest(); return all.allSatisfy { r[$0] == "0" } }, "\(latest())")
+        p.signal(SIGTERM)
+        _ = await p.exitCode(within: 20)
     }
 
     @Test("a worker asking its own socket about a surface not its own gets NOT_YOURS; about its own, the lease")

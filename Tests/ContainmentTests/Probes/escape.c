@@ -303,8 +303,9 @@ int main(int argc, char **argv) {
         fd = open(path, O_RDONLY);
         outcome("open the supervisor's /proc/PID/mem", fd);
         int leaked = 0;
+        /* TETHER_DECISION_SOCKET is the worker's own: the path of its decision socket. */
         for (char **e = environ; *e; e++)
-            if (!strncmp(*e, "TETHER_", 7) || strstr(*e, "KEY")) leaked++;
+            if ((!strncmp(*e, "TETHER_", 7) && strncmp(*e, "TETHER_DECISION_SOCKET=", 23)) || strstr(*e, "KEY")) leaked++;
         report("TETHER_* or *KEY* variables in its environment", leaked ? "present" : "none");
     } else {
         fprintf(stderr, "escape: unknown mode %s\n", mode);
