@@ -30,7 +30,7 @@ struct FaultTests {
                 a.set(mode)
                 // Within the 1 s lease (plus a poll and the freeze), generously.
                 #expect(await eventually(5) { Workers.allStopped(m) }, "\(mode): not stopped: \(liveProcesses(withMarker: m))\n\(p.stderr.suffix(2000))")
-                #expect(await eventually(2) { p.stderr.components(separatedBy: "code=\(code)").count > logged }, "\(mode): \(code) not logged\n\(p.stderr.suffix(1500))")
+                #expect(await eventually(5) { p.stderr.components(separatedBy: "code=\(code)").count > logged }, "\(mode): \(code) not logged\n\(p.stderr.suffix(1500))")
                 #expect(await Workers.stoppedGrowing(file), "\(mode)")
                 a.set(.allow)
                 #expect(await eventually(10) { Workers.noneStopped(m) }, "\(mode): not resumed")

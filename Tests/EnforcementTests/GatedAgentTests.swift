@@ -35,7 +35,7 @@ struct GatedAgentTests {
         i += 1
         for name, action in (("exec", shell), ("write", write), ("net", http), ("read", read)):
             attempt(i, name, action)
-        time.sleep(0.03)
+        time.sleep(0.1)
     """#
 
     struct Agent {
