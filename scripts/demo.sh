@@ -11,7 +11,12 @@ for pkg in libseccomp-dev libsqlite3-dev; do
 done
 if ((${#missing[@]})); then
     echo "installing ${missing[*]}" >&2
-    if [ "$(id -u)" -eq 0 ]; then apt-get install -y "${missing[@]}" >&2; else sudo apt-get install -y "${missing[@]}" >&2; fi
+    # The package lists first: on a fresh machine they are stale or empty.
+    if [ "$(id -u)" -eq 0 ]; then
+        apt-get update -qq >&2 && apt-get install -y "${missing[@]}" >&2
+    else
+        sudo apt-get update -qq >&2 && sudo apt-get install -y "${missing[@]}" >&2
+    fi
 fi
 
 swift build --product tether >&2

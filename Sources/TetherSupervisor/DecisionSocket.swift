@@ -216,7 +216,8 @@ public final class DecisionSocket: Sendable {
         Array(JSONWriter.data(["allowed": false, "code": code, "error": message]))
     }
 
-    /// Runs `body` on the cooperative pool and waits for it: this is a plain thread.
+    /// Runs `body` on the cooperative pool and waits for it (at most 5 s), from a plain thread:
+    /// the socket's and the MCP gateway's.
     static func wait<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T? {
         let box = Mutex<T?>(nil)
         let done = DispatchSemaphore(value: 0)

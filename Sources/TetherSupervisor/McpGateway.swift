@@ -80,7 +80,7 @@ public final class McpGateway: Sendable {
         var reader = LineReader(fd: clientIn)
         while let line = reader.next() {
             guard let forward = filter(line) else { continue }
-            guard Self.writeAll(serverIn, forward + [10]) else { break }
+            guard DecisionSocket.writeAll(serverIn, forward + [10]) else { break }
         }
         // The client is gone: so is the server's input (it ends on EOF, as MCP servers do).
         close(serverIn)
@@ -146,13 +146,13 @@ public final class McpGateway: Sendable {
         // The worker is started (attach) before any answer can be given.
         if decisions.withLock({ $0 }) == nil { _ = started.wait(timeout: .now() + 10); started.signal() }
         guard let live = decisions.withLock({ $0 }) else { return "tether: \(tool) refused — the MCP server is not running under its tether yet" }
-        guard let main = Self.wait({ await live.decide(self.surface) }) else {
+        guard let main = DecisionSocket.wait({ await live.decide(self.surface) }) else {
             return "tether: \(tool) refused — no decision for \(surface) in time"
         }
         guard main.allowed else { return "tether: \(tool) refused — \(main.sentence)" }
         let toolSurface = "\(surface).\(tool)"
         guard SurfaceName.isValid(toolSurface) else { return nil }
-        guard let own = Self.wait({ await live.decide(toolSurface) }) else {
+        guard let own = DecisionSocket.wait({ await live.decide(toolSurface) }) else {
             return "tether: \(tool) refused — no decision for \(toolSurface) in time"
         }
         if own.allowed || own.code == DecisionCode.deviceNotFound.rawValue { return nil }
@@ -160,7 +160,7 @@ public final class McpGateway: Sendable {
     }
 
     private func send(_ bytes: [UInt8]) {
-        output.withLock { _ in _ = Self.writeAll(clientOut, bytes + [10]) }
+        output.withLock { _ in _ = DecisionSocket.writeAll(clientOut, bytes + [10]) }
     }
 
     // MARK: - helpers
@@ -168,29 +168,6 @@ public final class McpGateway: Sendable {
     static func idText(_ id: Any) -> String? {
         if id is NSNull { return nil }
         return (try? JSONSerialization.data(withJSONObject: id, options: .fragmentsAllowed)).map { String(decoding: $0, as: UTF8.self) }
-    }
-
-    static func wait<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T? {
-        let box = Mutex<T?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        Task {
-            let v = await body()
-            box.withLock { $0 = v }
-            done.signal()
-        }
-        guard done.wait(timeout: .now() + 5) == .success else { return nil }
-        return box.withLock { $0 }
-    }
-
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-        var off = 0
-        while off < bytes.count {
-            let n = bytes[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return false }
-            off += n
-        }
-        return true
     }
 }
 

@@ -28,6 +28,16 @@ struct CommandLineTests {
         return Run(code: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
     }
 
+    @Test("help before -- prints help and starts nothing (no local authority, no worker)", arguments: [["run", "--help"], ["run", "-h"], ["mcp", "--help"], ["hook", "--help"]])
+    func helpIsHelp(_ args: [String]) throws {
+        let dir = temporaryDirectory("help-state")
+        let r = try tether(args + ["--dir", dir])
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("USAGE: tether \(args[0])"), "\(r.stdout)")
+        #expect(!r.stderr.contains("local authority"), "\(r.stderr)")
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).isEmpty, "nothing was initialised in the state directory")
+    }
+
     @Test func checkPrintsSizes() throws {
         let r = try tether(["profile", "check", "default"])
         #expect(r.code == 0)

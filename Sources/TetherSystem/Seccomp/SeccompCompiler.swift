@@ -69,11 +69,25 @@ public enum SeccompCompiler {
         for rule in profile.resolve(for: platform) {
             let nr = seccomp_syscall_resolve_name(rule.name)
             if nr == tether_nr_scmp_error() {
+                // As runc does: a name this libseccomp does not know (a newer kernel's, another
+                // architecture's: Docker's current profile names riscv_hwprobe) is skipped with a
+                // note, so every profile Docker and Podman load loads here. A name a letter or
+                // two from a known one is a typo: said so — and refused where skipping it would
+                // leave a hole (a rule stricter than the profile's default).
                 if newerSyscalls.contains(rule.name) {
                     warnings.append("\(rule.path): \"\(rule.name)\" is unknown to this libseccomp; rule skipped")
                     continue
                 }
-                throw ProfileError(path: rule.path, message: "unknown syscall \"\(rule.name)\"", source: source)
+                let action = try scmpAction(rule.action, errno: rule.errnoRet, path: rule.path, source: source)
+                if let near = SyscallNames.nearest(rule.name) {
+                    if action != tether_act_allow() && defaultAction == tether_act_allow() {
+                        throw ProfileError(path: rule.path, message: "unknown syscall \"\(rule.name)\" (did you mean \"\(near)\"?): skipping this rule would leave the call allowed", source: source)
+                    }
+                    warnings.append("\(rule.path): unknown syscall \"\(rule.name)\" — did you mean \"\(near)\"? Rule skipped")
+                } else {
+                    warnings.append("\(rule.path): \"\(rule.name)\" is not a syscall this machine knows (another architecture's, or a newer kernel's); rule skipped")
+                }
+                continue
             }
             if nr < 0 { continue }   // a syscall of another architecture: nothing to do here
             if bySyscall[nr] == nil { order.append(nr) }
@@ -202,5 +216,37 @@ public enum SeccompCompiler {
         case .notify:
             throw ProfileError(path: path, message: "SCMP_ACT_NOTIFY is not supported", source: source)
         }
+    }
+}
+
+/// The native syscall names libseccomp knows, for "did you mean" on an unknown one.
+enum SyscallNames {
+    static let native: [String] = (0..<1024).compactMap { nr -> String? in
+        guard let p = seccomp_syscall_resolve_num_arch(0, Int32(nr)) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
+    /// A known name within two edits of `name` (the closest), or nil.
+    static func nearest(_ name: String) -> String? {
+        let a = Array(name.utf8)
+        var best: (String, Int)?
+        for candidate in native where abs(candidate.utf8.count - a.count) <= 2 {
+            let d = distance(a, Array(candidate.utf8))
+            if d <= 2, d < (best?.1 ?? 3) { best = (candidate, d) }
+        }
+        return best?.0
+    }
+
+    static func distance(_ a: [UInt8], _ b: [UInt8]) -> Int {
+        var prev = Array(0...b.count)
+        for (i, x) in a.enumerated() {
+            var cur = [i + 1] + Array(repeating: 0, count: b.count)
+            for (j, y) in b.enumerated() {
+                cur[j + 1] = min(prev[j + 1] + 1, cur[j] + 1, prev[j] + (x == y ? 0 : 1))
+            }
+            prev = cur
+        }
+        return prev[b.count]
     }
 }
