@@ -43,6 +43,7 @@ public final class DecisionSocket: Sendable {
         self.surface = surface
         self.logger = logger
         try Self.makeDirectory(directory)
+        Self.removeStale(in: directory)
         let safe = String(name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" }.prefix(48))
         path = "\(directory)/\(safe).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).sock"
         let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -91,6 +92,15 @@ public final class DecisionSocket: Sendable {
         if geteuid() == 0 { return "/run/tether-decision" }   // /run/tether is private (dynamic uids)
         if let x = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"], !x.isEmpty { return "\(x)/tether/decision" }
         return "/tmp/tether-decision-\(geteuid())"
+    }
+
+    /// Sockets left by supervisors that were killed (the pid in their name is gone).
+    static func removeStale(in dir: String) {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasSuffix(".sock") {
+            let parts = name.split(separator: ".")
+            guard parts.count >= 4, let pid = pid_t(parts[parts.count - 3]), pid > 0 else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { unlink("\(dir)/\(name)") }
+        }
     }
 
     static func makeDirectory(_ dir: String) throws {
