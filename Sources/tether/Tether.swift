@@ -22,6 +22,7 @@ struct Tether: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tether",
         abstract: "Run workers on a tether held by an execution authority.",
+        version: TetherVersion.number,
         subcommands: [
             RunCommand.self, SuperviseCommand.self, ProfileCommand.self, AuthorityCommand.self, KeysCommand.self,
             RevokeCommand.self, RestoreCommand.self, HaltCommand.self, ResumeCommand.self,

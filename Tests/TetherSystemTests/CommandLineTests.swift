@@ -38,6 +38,11 @@ struct CommandLineTests {
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).isEmpty, "nothing was initialised in the state directory")
     }
 
+    @Test func versionComesFromOnePlace() throws {
+        let r = try tether(["--version"])
+        #expect(r.code == 0 && r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == TetherVersion.number, "\(r.stdout)\(r.stderr)")
+    }
+
     @Test func checkPrintsSizes() throws {
         let r = try tether(["profile", "check", "default"])
         #expect(r.code == 0)

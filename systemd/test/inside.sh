@@ -105,4 +105,17 @@ check "tether@demo: revoke freezes" bash -c "tether revoke demo --wait 5s >/dev/
 echo "measure tether@demo_status $(systemctl show -p StatusText --value tether@demo)" >> "$out"
 tether restore demo >/dev/null
 systemctl stop tether@demo
+# Installed from the package: the man pages are there, remove keeps the configuration and the
+# state and stops only Tether's services, purge takes them.
+if dpkg -s tether >/dev/null 2>&1; then
+    check "the package installed tether-run(1) and tether.toml(5)" test -f /usr/share/man/man1/tether-run.1.gz -a -f /usr/share/man/man5/tether.toml.5.gz
+    check "the package installed the completions" test -f /usr/share/bash-completion/completions/tether
+    systemctl start tether-supervisor >/dev/null 2>&1
+    check "apt-get remove tether" bash -c "apt-get remove -y -q tether >/dev/null 2>&1"
+    check "remove stopped Tether's services" bash -c "! systemctl is-active -q tether-supervisor && ! systemctl is-active -q tether-authority"
+    check "remove stopped nothing else (dbus still active)" systemctl is-active -q dbus
+    check "remove kept the configuration and the state" test -f /etc/tether/supervisor.toml -a -d /var/lib/private/tether
+    check "apt-get purge tether" bash -c "apt-get purge -y -q tether >/dev/null 2>&1"
+    check "purge removed the configuration and the state" bash -c "! [ -e /etc/tether ] && ! [ -e /var/lib/private/tether ]"
+fi
 echo "done" >> "$out"

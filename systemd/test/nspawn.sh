@@ -8,7 +8,10 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-binary="$(readlink -f "${1:?usage: nspawn.sh PATH_TO_TETHER_BINARY}")"
+binary="$(readlink -f "${1:?usage: nspawn.sh PATH_TO_TETHER_BINARY [PATH_TO_DEB]}")"
+# With a package: it is what gets installed (apt-get install ./tether….deb), and removed and
+# purged at the end; without, the binary, the units and the configurations are copied in.
+deb="${2:+$(readlink -f "$2")}"
 cache="${TETHER_NSPAWN_CACHE:-/var/cache/tether-ci/bookworm}"
 
 skip() {
@@ -35,13 +38,21 @@ root="$(mktemp -d /var/tmp/tether-nspawn.XXXXXX)"
 results="$(mktemp -d)"
 trap 'rm -rf "$root" "$results"' EXIT
 cp -a "$cache/." "$root/"
-install -m 0755 "$binary" "$root/usr/local/bin/tether"
-# The workers' init, where `make build` made it beside the binary: as `make install` places it.
-init="$(dirname "$binary")/tether-init"
-if [ -x "$init" ]; then install -D -m 0755 "$init" "$root/usr/local/libexec/tether/tether-init"; fi
-install -d -m 0755 "$root/etc/tether"
-for u in "$repo"/systemd/*.service; do install -m 0644 "$u" "$root/etc/systemd/system/"; done
-for c in "$repo"/systemd/*.toml; do install -m 0644 "$c" "$root/etc/tether/"; done
+if [ -n "$deb" ]; then
+    cp "$deb" "$root/var/tmp/tether.deb"
+    timeout 300 systemd-nspawn -q -D "$root" --register=no --keep-unit --pipe \
+        sh -c 'cd /var/tmp && apt-get install -y -q ./tether.deb' > "$results/install" 2>&1 \
+        || { cat "$results/install" >&2; echo "FAIL: apt-get install ./tether.deb in the image" >&2; exit 1; }
+    rm -f "$root/var/tmp/tether.deb"
+else
+    install -m 0755 "$binary" "$root/usr/local/bin/tether"
+    # The workers' init, where `make build` made it beside the binary: as `make install` places it.
+    init="$(dirname "$binary")/tether-init"
+    if [ -x "$init" ]; then install -D -m 0755 "$init" "$root/usr/local/libexec/tether/tether-init"; fi
+    install -d -m 0755 "$root/etc/tether"
+    for u in "$repo"/systemd/*.service; do install -m 0644 "$u" "$root/etc/systemd/system/"; done
+    for c in "$repo"/systemd/*.toml; do install -m 0644 "$c" "$root/etc/tether/"; done
+fi
 install -m 0755 "$here/inside.sh" "$root/usr/local/sbin/tether-nspawn-check"
 cat > "$root/etc/systemd/system/tether-nspawn-check.service" <<UNIT
 [Unit]
