@@ -35,6 +35,9 @@ let package = Package(
         ),
         // Pure values: profiles, specs, policies. No platform code.
         .target(name: "TetherCore"),
+        // The git commit a build comes from (`tether --version`), written before each build.
+        .plugin(name: "BuildInfo", capability: .buildTool()),
+        .target(name: "TetherBuildInfo", plugins: ["BuildInfo"]),
         // Linux: seccomp compilation, contained spawn, process groups, cgroup v2.
         .target(
             name: "TetherSystem",
@@ -99,6 +102,7 @@ let package = Package(
                 "TetherClient",
                 "TetherAuthority",
                 "TetherSupervisor",
+                "TetherBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import TetherBuildInfo
 import TetherCore
 import TetherSystem
 
@@ -22,7 +23,7 @@ struct Tether: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tether",
         abstract: "Run workers on a tether held by an execution authority.",
-        version: TetherVersion.number,
+        version: TetherVersion.number + (TetherBuildInfo.commit.map { " (\($0))" } ?? ""),
         subcommands: [
             RunCommand.self, SuperviseCommand.self, ProfileCommand.self, AuthorityCommand.self, KeysCommand.self,
             RevokeCommand.self, RestoreCommand.self, HaltCommand.self, ResumeCommand.self,

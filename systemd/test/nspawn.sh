@@ -41,7 +41,8 @@ cp -a "$cache/." "$root/"
 if [ -n "$deb" ]; then
     cp "$deb" "$root/var/tmp/tether.deb"
     timeout 300 systemd-nspawn -q -D "$root" --register=no --keep-unit --pipe \
-        sh -c 'cd /var/tmp && apt-get install -y -q ./tether.deb' > "$results/install" 2>&1 \
+        sh -c 'cd /var/tmp && { apt-get update -qq && apt-get install -y -q --no-install-recommends ./tether.deb man-db \
+               || apt-get install -y -q ./tether.deb; }' > "$results/install" 2>&1 \
         || { cat "$results/install" >&2; echo "FAIL: apt-get install ./tether.deb in the image" >&2; exit 1; }
     rm -f "$root/var/tmp/tether.deb"
 else
