@@ -22,7 +22,6 @@ import TetherSystem
 public final class DecisionSocket: Sendable {
     public let path: String
     public let surface: String
-    let logger: Logger
     private let fd: Int32
     /// A pipe: a byte on [1] ends the accept loop.
     private let wake: [Int32]
@@ -38,10 +37,8 @@ public final class DecisionSocket: Sendable {
     /// Makes the socket under `directory` (created 0711: workers of other uids can reach a
     /// path they know, not list it); the socket itself is 0666 — who may ask is decided per
     /// connection, by the kernel's word on the peer.
-    public init(worker name: String, surface: String, directory: String = DecisionSocket.defaultDirectory(),
-                logger: Logger) throws {
+    public init(worker name: String, surface: String, directory: String = DecisionSocket.defaultDirectory()) throws {
         self.surface = surface
-        self.logger = logger
         try Self.makeDirectory(directory)
         Self.removeStale(in: directory)
         let safe = String(name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" }.prefix(48))

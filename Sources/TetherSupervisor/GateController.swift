@@ -60,7 +60,7 @@ public final class GateController: Sendable {
             if let r = v.requestID { m["request_id"] = "\(r)" }
             if let by = v.changedBy { m["by"] = "\(by)" }
             if let why = v.changeReason { m["reason"] = "\(why)" }
-            var pids: [Int32] = worker.state().live.map(\.pid).sorted()
+            let pids: [Int32] = worker.state().live.map(\.pid).sorted()
             if v.allowed {
                 logger.notice("gate opened: its calls go through again", metadata: m)
                 reporter?.send(WorkerReport(surface: g.surface, state: .gateOpen, pids: pids, requestID: v.requestID))
@@ -80,7 +80,6 @@ public final class GateController: Sendable {
                 }
             }
             logger.notice(g.mode == .record ? "gate closed (record mode: its calls are logged, not denied)" : "gate closed: its calls now fail with EPERM", metadata: m)
-            pids = worker.state().live.map(\.pid).sorted()
             reporter?.send(WorkerReport(surface: g.surface, state: .gateClosed, pids: pids, requestID: v.requestID))
         }
     }

@@ -54,16 +54,9 @@ public struct LiveAnswer: Sendable, Equatable {
 
     /// "agent-01 is DEVICE_REVOKED (by alice at …: INC-42)", for people.
     public var sentence: String {
-        var who: [String] = []
-        if let changedBy { who.append("by \(changedBy)") }
-        if let changedAt { who.append("at \(changedAt)") }
-        var text = "\(surface) is \(code)"
-        if !who.isEmpty || reason != nil {
-            text += " (\(who.joined(separator: " "))\(reason.map { (who.isEmpty ? "" : ": ") + $0 } ?? ""))"
-        }
-        if let error { text += ": \(error)" }
-        return text
+        LocalDecision.describe(surface: surface, code: code, changedBy: changedBy, changedAt: changedAt, reason: reason, error: error)
     }
+
 }
 
 /// A worker's decisions from the supervisor's live leases: its surface, its gates' surfaces and

@@ -82,7 +82,7 @@ public enum RunSession {
         var config = config
         let decisions: DecisionSocket
         do {
-            decisions = try DecisionSocket(worker: config.name, surface: config.surface, logger: logger)
+            decisions = try DecisionSocket(worker: config.name, surface: config.surface)
         } catch {
             return fail("cannot make the worker's decision socket: \(error)\nNothing was started.", TetherExit.unavailable)
         }

@@ -435,7 +435,7 @@ public final class Supervisor: Sendable {
         Task { [continuation] in
             let decisions: DecisionSocket
             do {
-                decisions = try DecisionSocket(worker: config.name, surface: config.surface, logger: log)
+                decisions = try DecisionSocket(worker: config.name, surface: config.surface)
             } catch {
                 continuation.yield(.launchFailed(name: config.name, generation: gen, SpawnError(stage: .none, errno: EIO, message: "cannot make the worker's decision socket: \(error)")))
                 return

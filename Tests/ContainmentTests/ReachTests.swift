@@ -118,10 +118,7 @@ struct ReachTests {
             let path = temporaryDirectory("e2e-sv") + "/s.toml"
             let quoted = probe.map { "\"\($0)\"" }.joined(separator: ", ")
             try """
-            [authority]
-            url = "\(a.url)"
-            key_file = "\(a.dir)/agent.key"
-            public_key = "\(a.dir)/signing.pub"
+            \(a.authorityTable)
 
             [[worker]]
             name = "\(surface)"

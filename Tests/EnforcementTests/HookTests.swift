@@ -162,10 +162,7 @@ struct HookTests {
         let script = "while :; do \(loop.joined(separator: "; ")); sleep 0.2; done"
         let config = temporaryDirectory("hook-sv") + "/s.toml"
         try """
-        [authority]
-        url = "\(a.url)"
-        key_file = "\(a.dir)/agent.key"
-        public_key = "\(a.dir)/signing.pub"
+        \(a.authorityTable)
 
         [[worker]]
         name = "hs"

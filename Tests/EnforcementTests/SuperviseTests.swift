@@ -9,10 +9,7 @@ import TetherTestKit
 struct SuperviseTests {
     func config(_ a: LiveAuthority, metrics: Int? = nil, _ workers: String) -> String {
         """
-        [authority]
-        url = "\(a.url)"
-        key_file = "\(a.dir)/agent.key"
-        public_key = "\(a.dir)/signing.pub"
+        \(a.authorityTable)
 
         [supervisor]
         shutdown_timeout = "5s"

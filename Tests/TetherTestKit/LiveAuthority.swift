@@ -22,6 +22,16 @@ public final class LiveAuthority: Sendable {
                            "--public-key", dir + "/signing.pub", "--surface", surface] + extra + ["--"] + command)
     }
 
+    /// The `[authority]` table of a configuration file for this authority, its signature pinned.
+    public var authorityTable: String {
+        """
+        [authority]
+        url = "\(url)"
+        key_file = "\(dir)/agent.key"
+        public_key = "\(dir)/signing.pub"
+        """
+    }
+
     @discardableResult
     public func op(_ args: [String]) throws -> (Int32, String, String) {
         try runTether(args + ["--dir", dir, "--authority", url])

@@ -117,14 +117,8 @@ public enum AgentHook {
 
     /// "tether: Bash denied — agent-01.exec is DEVICE_REVOKED (by alice at …: INC-42)".
     public static func reason(tool: String, surface: String, answer: LocalDecision.Answer) -> String {
-        var who: [String] = []
-        if let by = answer.changedBy { who.append("by \(by)") }
-        if let at = answer.changedAt { who.append("at \(at)") }
-        var text = "tether: \(tool) denied — \(surface) is \(answer.code)"
-        if !who.isEmpty || answer.reason != nil {
-            text += " (\(who.joined(separator: " "))\(answer.reason.map { (who.isEmpty ? "" : ": ") + $0 } ?? ""))"
-        }
-        if let e = answer.error { text += ": \(e)" }
-        return text
+        "tether: \(tool) denied — " + LocalDecision.describe(surface: surface, code: answer.code, changedBy: answer.changedBy,
+                                                              changedAt: answer.changedAt, reason: answer.reason, error: answer.error)
     }
+
 }

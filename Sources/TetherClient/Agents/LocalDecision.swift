@@ -78,6 +78,20 @@ public enum LocalDecision {
         return parse(Array(line[..<line.firstIndex(of: 10)!]))
     }
 
+    /// "agent-01 is DEVICE_REVOKED (by alice at …: INC-42): detail", for people: what the hook,
+    /// the MCP gateway and the decision socket's users say.
+    public static func describe(surface: String, code: String, changedBy: String?, changedAt: String?, reason: String?, error: String?) -> String {
+        var who: [String] = []
+        if let changedBy { who.append("by \(changedBy)") }
+        if let changedAt { who.append("at \(changedAt)") }
+        var text = "\(surface) is \(code)"
+        if !who.isEmpty || reason != nil {
+            text += " (\(who.joined(separator: " "))\(reason.map { (who.isEmpty ? "" : ": ") + $0 } ?? ""))"
+        }
+        if let error { text += ": \(error)" }
+        return text
+    }
+
     static func parse(_ line: [UInt8]) -> Answer {
         guard let o = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any],
               let allowed = o["allowed"] as? Bool, let code = o["code"] as? String else {

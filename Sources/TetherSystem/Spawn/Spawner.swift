@@ -152,7 +152,6 @@ public final class Spawner: Sendable {
         var plan = try prepare(launch)
         var result = await start(plan, gate: launch.startGate)
         if case .failure(let e) = result.0, plan.request.contain != nil, Self.namespaceStages.contains(e.stage) {
-            result.2?.stop()
             guard containment.acceptWeak else {
                 plan.release()
                 throw SpawnError(stage: e.stage, errno: e.errno, message: Self.refusal(e))
@@ -344,7 +343,6 @@ public final class Spawner: Sendable {
         let workerCgroup = plan.cgroup
         switch result {
         case .failure(let e):
-            gates?.stop()
             workerCgroup?.removeTree()
             throw e
         case .success(let (pidfd, future)):
