@@ -38,6 +38,10 @@ public struct AuthorityConfiguration: Sendable {
     /// Where to write the published signing keys (a key set file) whenever they change: the
     /// state directory's signing.pub, which supervisors on this host pin.
     public var keySetFile: String?
+    /// The on-call console and the notifications (`--config`).
+    public var settings = ServeSettings()
+    /// How long a change's acknowledgements are collected when nobody waits longer.
+    public var ackTracking: Duration = .seconds(60)
 
     public init() {}
 }
@@ -70,6 +74,14 @@ public final class Authority: Sendable {
     /// This process among the replicas, and the streams it holds, told to the others.
     let replicaID = UUID().uuidString.lowercased()
     let watchers: WatcherRegistry
+    /// Each change's acknowledgements, from before it is published.
+    let acks: Acknowledgements
+    /// Wakes the console's live views.
+    let feed = ChangeFeed()
+    /// The `[[notify.webhook]]`s (a service of the application).
+    public let notifier: Notifier
+    /// Console sessions and sign-in links of this replica.
+    let console: ConsoleSessions
 
     public init(store: any AuthorityStore, configuration: AuthorityConfiguration = .init(), logger: Logger) async throws {
         self.store = store
@@ -86,7 +98,10 @@ public final class Authority: Sendable {
             removed: try await store.removedSurfaces(),
             org: try await store.org(),
             keys: try await store.keys())
-        hub = WatchHub(head: head, renewEvery: configuration.leaseLength / 3)
+        hub = WatchHub(head: head, renewEvery: configuration.leaseLength / 3, feed: feed)
+        acks = Acknowledgements(onChange: { [feed] in feed.poke() })
+        notifier = Notifier(settings: configuration.settings.notify, logger: logger)
+        console = ConsoleSessions(settings: configuration.settings.console)
         renewals = RenewalCache()
         replicator = Replicator(applied: head)
         sync = SyncHealth(shared: store is any SharedStore)
@@ -215,6 +230,49 @@ public final class Authority: Sendable {
     func apply(_ event: ChangeEvent, _ outcome: ChangeOutcome) async {
         await state.apply(outcome)
         await hub.publish(event)
+        feed.poke()
+    }
+
+    /// A supervisor's report, here or relayed from another replica: it may acknowledge a change.
+    func reported(_ report: Report) async {
+        await acks.deliver(report)
+        feed.poke()
+    }
+
+    /// Makes a revoke, restore, halt or resume and collects its acknowledgements from
+    /// `watchers` (expected before the change is published, so that a quick supervisor's report
+    /// is never missed). With `wait`, waits for them up to that long. Then the webhooks are told
+    /// — queued, never waited for — and, `ack_timeout` later, told of any still missing.
+    func tracked<T: Sendable>(_ action: ChangeAction, subject: String, change: Change, watchers: [FleetWatcher], wait: Duration?,
+                              _ make: () async throws -> T) async throws -> (T, AckResult?) {
+        let notify = configuration.settings.notify
+        await acks.expect(action, subject: subject, change: change, expected: watchers,
+                          keep: max(wait ?? .zero, configuration.ackTracking, notify.ackTimeout + .seconds(1)))
+        let made: T
+        do {
+            made = try await make()
+        } catch {
+            await acks.cancel(change.requestID)
+            throw error
+        }
+        await acks.published(change.requestID)
+        let event: NotifyEvent = switch action { case .revoke: .revoke; case .restore: .restore; case .halt: .halt; case .resume: .resume }
+        if notifier.wants(event) || notifier.wants(.acksMissing) {
+            let rid = change.requestID
+            if let t = await acks.change(rid) {
+                if notifier.wants(event) { notifier.send(Notification(event: event, tracked: t, origin: origin)) }
+                if notifier.wants(.acksMissing) && !watchers.isEmpty {
+                    Task { [acks, notifier, origin] in
+                        try? await Task.sleep(for: notify.ackTimeout)
+                        if let t = await acks.change(rid), !t.missing.isEmpty {
+                            notifier.send(Notification(event: .acksMissing, tracked: t, origin: origin))
+                        }
+                    }
+                }
+            }
+        }
+        guard let wait else { return (made, nil) }
+        return (made, await acks.wait(change.requestID, timeout: wait))
     }
 
     /// The watchers of these surfaces (every surface: nil) on every replica, with the keys that
@@ -284,7 +342,11 @@ public final class Authority: Sendable {
     }
 
     /// Ends every watch stream (server shutdown).
-    public func shutdown() async { await hub.shutdown() }
+    public func shutdown() async {
+        await hub.shutdown()
+        await acks.shutdown()
+        feed.finishAll()
+    }
 }
 
 /// Surfaces, org state and keys in memory.

@@ -256,7 +256,7 @@ public struct ReplicaSync: Service {
                         a.sync.failed("catching up: \(error)", listening: true)
                     }
                 }, onReport: { report in
-                    await a.hub.deliver(report)
+                    await a.reported(report)
                 })
                 a.sync.failed("the listening connection ended", listening: false)
             } catch {

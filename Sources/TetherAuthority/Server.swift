@@ -73,12 +73,12 @@ public func buildApplication(
     }
     let bodyTimeout = listen.limits.bodyTimeout
     return Application(
-        router: buildRouter(authority: authority, bodyTimeout: bodyTimeout),
+        router: buildRouter(authority: authority, bodyTimeout: bodyTimeout, tls: listen.usesTLS),
         server: server,
         configuration: .init(
             address: .hostname(listen.host, port: listen.port), serverName: "tether-authority",
             availableConnectionsDelegate: MaximumAvailableConnections(listen.limits.connectionCap(openFiles: listen.openFiles), logger: logger)),
-        services: [HubShutdown(authority: authority), RefusalFlusher(authority: authority, window: authority.configuration.refusalWindow), ReplicaSync(authority: authority)],
+        services: [HubShutdown(authority: authority), RefusalFlusher(authority: authority, window: authority.configuration.refusalWindow), ReplicaSync(authority: authority), authority.notifier],
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? listen.port) },
         logger: logger
     )

@@ -23,16 +23,8 @@ struct Subscription: Sendable {
     let replay: [ChangeEvent]?
 }
 
-/// Who acknowledged a change, and who did not in time.
-public struct AckResult: Sendable {
-    public var acked: [Report]
-    /// `instance` of each watcher (and the surface) that had not reported when the wait ended.
-    public var missing: [(instance: String, deviceId: String)]
-}
-
 /// Fans committed changes out to watch connections — each change's one signed event, as the
-/// same bytes to every stream — renews their leases, and collects the acknowledgements of
-/// revokes.
+/// same bytes to every stream — and renews their leases (acknowledgements: `Acknowledgements`).
 ///
 /// A connection's stream buffers the newest 256 items. A connection too slow to take them is
 /// ended rather than left behind: its client reconnects and gets the current state at once, so
@@ -46,28 +38,10 @@ actor WatchHub {
         let continuation: AsyncStream<StreamItem>.Continuation
     }
 
-    private struct AckWaiter {
-        let requestID: String
-        /// Report states that acknowledge this change.
-        let accepting: Set<String>
-        /// For each expected (instance, surface), the keys whose streams hold it: only their
-        /// reports count, so another agent key cannot forge the "stopped" on-call reads.
-        let keys: [Pair: Set<String>]
-        var pending: Set<Pair>
-        var acked: [Report]
-        var continuation: CheckedContinuation<AckResult, Never>?
-    }
-
-    struct Pair: Hashable, Sendable {
-        let instance: String
-        let deviceId: String
-    }
-
     private var subscribers: [Int: Subscriber] = [:]
     private var streamsByKey: [String: Int] = [:]
     private var bySurface: [String: Set<Int>] = [:]
     private var nextID = 0
-    private var ackWaiters: [UUID: AckWaiter] = [:]
     private var closed = false
     /// The newest revision published, and the latest changes, for streams that resume.
     private(set) var head: UInt64
@@ -76,9 +50,13 @@ actor WatchHub {
     private let renewEvery: Duration
     private var renewer: Task<Void, Never>?
 
-    init(head: UInt64, renewEvery: Duration) {
+    /// Told when a stream opens or closes (the console shows who watches).
+    private let feed: ChangeFeed?
+
+    init(head: UInt64, renewEvery: Duration, feed: ChangeFeed? = nil) {
         self.head = head
         self.renewEvery = renewEvery
+        self.feed = feed
     }
 
     enum Refusal: Error { case closed, tooMany(String) }
@@ -100,6 +78,7 @@ actor WatchHub {
         subscribers[id] = Subscriber(instance: instance, keyName: keyName, surfaces: surfaces, continuation: continuation)
         for s in surfaces { bySurface[s, default: []].insert(id) }
         if renewer == nil { startRenewing() }
+        feed?.poke()
         var replay: [ChangeEvent]? = []
         if let after, after < head {
             if let oldest = recent.first, oldest.revision <= after + 1 {
@@ -150,6 +129,7 @@ actor WatchHub {
             if bySurface[s]?.isEmpty == true { bySurface[s] = nil }
         }
         sub.continuation.finish()
+        feed?.poke()
     }
 
     /// Sends a change's event to every stream that watches its surface (every stream, for a
@@ -203,60 +183,6 @@ actor WatchHub {
 
     func watcherCount(of deviceId: String) -> Int { bySurface[deviceId]?.count ?? 0 }
 
-    // MARK: - acknowledgements
-
-    /// Starts collecting reports on `requestID` from `expected` (on any replica), each counted
-    /// only from the key that holds that stream. Call before the change is published, so that
-    /// no fast report can arrive before anyone listens for it.
-    func expectAcks(requestID: String, expected: [FleetWatcher], accepting: Set<String>) -> UUID {
-        let key = UUID()
-        var keys: [Pair: Set<String>] = [:]
-        for w in expected { keys[Pair(instance: w.instance, deviceId: w.surface), default: []].insert(w.keyName) }
-        ackWaiters[key] = AckWaiter(requestID: requestID, accepting: accepting, keys: keys, pending: Set(keys.keys), acked: [], continuation: nil)
-        return key
-    }
-
-    /// Waits until every expected report is in, or `timeout` passes.
-    func awaitAcks(_ key: UUID, timeout: Duration) async -> AckResult {
-        guard let w = ackWaiters[key] else { return AckResult(acked: [], missing: []) }
-        if w.pending.isEmpty {
-            ackWaiters[key] = nil
-            return result(w)
-        }
-        return await withCheckedContinuation { c in
-            ackWaiters[key]?.continuation = c
-            Task { [weak self] in
-                try? await Task.sleep(for: timeout)
-                await self?.finishAckWait(key)
-            }
-        }
-    }
-
-    func cancelAcks(_ key: UUID) { ackWaiters[key] = nil }
-
-    func deliver(_ report: Report) {
-        guard let rid = report.requestID else { return }
-        for (key, var w) in ackWaiters where w.requestID == rid && w.accepting.contains(report.state) {
-            let pair = Pair(instance: report.instance, deviceId: report.deviceId)
-            guard w.keys[pair]?.contains(report.keyName) == true, w.pending.remove(pair) != nil else { continue }
-            w.acked.append(report)
-            ackWaiters[key] = w
-            if w.pending.isEmpty && w.continuation != nil { finishAckWait(key) }
-        }
-    }
-
-    private func finishAckWait(_ key: UUID) {
-        guard let w = ackWaiters[key], let c = w.continuation else { return }
-        ackWaiters[key] = nil
-        c.resume(returning: result(w))
-    }
-
-    private func result(_ w: AckWaiter) -> AckResult {
-        AckResult(
-            acked: w.acked,
-            missing: w.pending.sorted { ($0.instance, $0.deviceId) < ($1.instance, $1.deviceId) }.map { ($0.instance, $0.deviceId) })
-    }
-
     // MARK: - shutdown
 
     /// Tells every connection to end, and refuses new ones.
@@ -270,6 +196,5 @@ actor WatchHub {
         subscribers = [:]
         streamsByKey = [:]
         bySurface = [:]
-        for key in Array(ackWaiters.keys) { finishAckWait(key) }
     }
 }

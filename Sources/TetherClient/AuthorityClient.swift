@@ -171,12 +171,23 @@ public struct AuthorityClient: Sendable {
         try await get("/api/v1/devices/list" + (deviceId.map { "?deviceId=\($0)" } ?? ""))
     }
 
-    public func audit(limit: Int, deviceId: String?, since: String? = nil, until: String? = nil) async throws -> JSONAnswer {
-        try await get("/api/v1/audit?limit=\(limit)" + (deviceId.map { "&deviceId=\($0)" } ?? "")
+    public func audit(limit: Int, deviceId: String?, actor: String? = nil, since: String? = nil, until: String? = nil) async throws -> JSONAnswer {
+        func q(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&+=?"))) ?? s }
+        return try await get("/api/v1/audit?limit=\(limit)" + (deviceId.map { "&deviceId=\(q($0))" } ?? "") + (actor.map { "&actor=\(q($0))" } ?? "")
                       + (since.map { "&since=\($0)" } ?? "") + (until.map { "&until=\($0)" } ?? ""))
     }
 
     public func usage() async throws -> JSONAnswer { try await get("/api/v1/usage") }
+
+    /// A one-time console sign-in link: its path on the authority that made it, and its end.
+    public func consoleLink() async throws -> (url: String, expiresAt: String) {
+        let a = try await post("/api/v1/console/link", [:])
+        guard let path = a["path"] as? String, path.hasPrefix("/console/"), let expires = a["expiresAt"] as? String else {
+            throw ClientError.badResponse("the console link answer lacks path or expiresAt")
+        }
+        let base = endpoints[a.replica].url
+        return ((base.hasSuffix("/") ? String(base.dropLast()) : base) + path, expires)
+    }
 
     // MARK: - agent
 

@@ -119,6 +119,7 @@ struct AuthorityCommand: AsyncParsableCommand {
         @Option(help: "Keep audit entries this long (1h to 87600h, e.g. 8760h).") var auditRetention = "8760h"
         @Option(help: "Keep reports this long (1h to 87600h; and the last 200 per surface).") var reportRetention = "720h"
         @Option(help: "Replicas on a shared database: not ready (503 on /healthz, validate and watch) after this long without a good read of it (1s to 1m).") var maxLag = "5s"
+        @Option(name: .customLong("config"), help: "A TOML file with [console] and [notify] settings (docs/console.md).") var configFile: String?
 
         func run() async throws {
             var options = ListenOptions()
@@ -161,6 +162,9 @@ struct AuthorityCommand: AsyncParsableCommand {
                 try options.check()
             } catch {
                 throw fail("\(error)", code: TetherExit.usage)
+            }
+            if let configFile {
+                do { config.settings = try ServeSettings.load(path: configFile) } catch { throw fail("\(error)", code: TetherExit.config) }
             }
             let database = try db.resolve()
             let logger = makeLogger("tether-authority")

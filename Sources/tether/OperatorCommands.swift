@@ -125,13 +125,14 @@ struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "audit", abstract: "Who did what, when and why (newest first).")
     @Option(help: "How many entries (at most 10000).") var limit = 50
     @Option(help: "Only this surface.") var surface: String?
+    @Option(help: "Only this key's changes (with those it made through the console).") var actor: String?
     @Option(help: "From this time on: RFC 3339 (2026-11-26T03:00:00Z) or a duration ago (1h, 30m).") var since: String?
     @Option(help: "Up to this time: RFC 3339 or a duration ago.") var until: String?
     @OptionGroup var options: AuthorityOptions
 
     func run() async throws {
         let from = try Self.time(since, "--since"), to = try Self.time(until, "--until")
-        try await options.run({ try await $0.audit(limit: limit, deviceId: surface, since: from, until: to) }, human: OperatorOutput.audit)
+        try await options.run({ try await $0.audit(limit: limit, deviceId: surface, actor: actor, since: from, until: to) }, human: OperatorOutput.audit)
     }
 
     /// An RFC 3339 time, or a duration before now, as the authority's timestamp form.
@@ -144,5 +145,32 @@ struct AuditCommand: AsyncParsableCommand {
             throw fail("\(flag): \"\(text)\" is neither an RFC 3339 time (2026-11-26T03:00:00Z) nor a duration (1h)", code: TetherExit.usage)
         }
         return Timestamp.string(date)
+    }
+}
+
+struct ConsoleCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "console", abstract: "Print a one-time sign-in link to the authority's web console.",
+        discussion: "The link signs in once, as the operator key this command uses, within minutes (the authority's [console] link_lifetime). Open it in a browser that reaches the authority; it works on the replica that made it.")
+    @OptionGroup var options: AuthorityOptions
+
+    func run() async throws {
+        let c = try options.client()
+        do {
+            let link = try await c.consoleLink()
+            if options.json {
+                let data = try JSONSerialization.data(withJSONObject: ["url": link.url, "expiresAt": link.expiresAt], options: [.sortedKeys, .withoutEscapingSlashes])
+                print(String(decoding: data, as: UTF8.self))
+            } else {
+                print(link.url)
+                FileHandle.standardError.write(Data("One sign-in, until \(link.expiresAt). Anyone with the link signs in as your key: do not paste it where others read.\n".utf8))
+            }
+        } catch let e as ClientError {
+            switch e {
+            case .unreachable: throw fail("\(e.description)\nIs the authority running? (tether authority serve)", code: TetherExit.unavailable)
+            case .refused(let status, _, _, _): throw fail(e.description, code: status == 401 || status == 403 ? TetherExit.denied : 1)
+            default: throw fail(e.description, code: TetherExit.config)
+            }
+        }
     }
 }

@@ -81,7 +81,7 @@ struct AgentRoutes {
         let report = Report(deviceId: body.deviceId, instance: body.instance, state: body.state, pids: body.processIDs,
                             at: body.at ?? now, requestID: body.requestID, receivedAt: now, detail: body.detail, keyName: key.name)
         try await authority.store.addReport(report)
-        await authority.hub.deliver(report)
+        await authority.reported(report)
         // The operator waiting for it may be on another replica.
         if let shared = authority.store as? any SharedStore {
             do { try await shared.publishReport(report) } catch {

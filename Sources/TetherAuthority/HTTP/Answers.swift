@@ -154,6 +154,11 @@ struct AckAnswer: Encodable {
     struct Missing: Encodable { var instance: String; var deviceId: String }
     var acks: [ReportAnswer]
     var missing: [Missing]
+
+    init(_ r: AckResult) {
+        acks = r.acked.map { ReportAnswer(report: $0, withDevice: true) }
+        missing = r.missing.map { Missing(instance: $0.instance, deviceId: $0.deviceId) }
+    }
 }
 
 /// `POST devices/revoke`, `devices/unrevoke`
@@ -232,4 +237,14 @@ struct UsageAnswer: Encodable {
         case status, devices, active, revoked, keys, auditEntries, reports, watchConnections, validations, halted
         case requestID = "request_id"
     }
+}
+
+/// `POST console/link`
+struct ConsoleLinkAnswer: Encodable {
+    var status = "ok"
+    /// Appended to the authority's URL: the link to open.
+    var path: String
+    var expiresAt: String
+    var requestID: String
+    enum CodingKeys: String, CodingKey { case status, path, expiresAt, requestID = "request_id" }
 }

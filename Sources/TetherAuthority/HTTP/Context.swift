@@ -7,17 +7,21 @@ public protocol AuthorityContextProtocol: RequestContext {
     var key: KeyRecord? { get set }
     /// Correlates the request in answers, logs and the audit log.
     var requestID: String { get }
+    /// The peer's address, for the audit of console changes.
+    var client: String { get }
 }
 
 public struct AuthorityContext: AuthorityContextProtocol {
     public var coreContext: CoreRequestContextStorage
     public var key: KeyRecord?
     public let requestID: String
+    public let client: String
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         key = nil
         requestID = UUID().uuidString
+        client = source.channel.remoteAddress?.ipAddress ?? "unknown"
     }
 }
 

@@ -18,6 +18,18 @@ struct OperatorRoutes {
         group.post("org/resume") { req, ctx in try await changeOrg(req, ctx, halt: false) }
         group.get("audit", use: audit)
         group.get("usage", use: usage)
+        group.post("console/link", use: consoleLink)
+    }
+
+    /// A one-time console sign-in link for the calling operator key (`tether console`).
+    @Sendable func consoleLink(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
+        let key = try ctx.requireKey()
+        guard authority.configuration.settings.console.enabled else {
+            throw APIError(.notFound, "CONSOLE_DISABLED", "the console is disabled on this authority ([console] enabled = false)")
+        }
+        let (token, expires) = try await authority.console.makeLink(keyName: key.name)
+        ctx.logger.notice("console sign-in link made", metadata: ["key": "\(key.name)", "client": "\(ctx.client)"])
+        return JSONBody.response(ConsoleLinkAnswer(path: "/console/sign-in?link=\(token)", expiresAt: Timestamp.string(expires), requestID: ctx.requestID))
     }
 
     @Sendable func list(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
@@ -48,8 +60,9 @@ struct OperatorRoutes {
         let key = try ctx.requireKey()
         let body = try await bodies.read(SurfaceChangeRequest.self, from: req)
         let watchers = await authority.fleetWatchers(of: [body.deviceId])
-        let (record, acks) = try await acknowledged(req, ctx, watchers, accepting: revoke ? ReportState.stopped : ReportState.running) {
-            guard let record = try await authority.setRevoked(body.deviceId, revoke, change: change(key, body.reason, ctx)) else {
+        let made = change(key, body.reason, ctx)
+        let (record, acks) = try await authority.tracked(revoke ? .revoke : .restore, subject: body.deviceId, change: made, watchers: watchers, wait: try waitDuration(req)) {
+            guard let record = try await authority.setRevoked(body.deviceId, revoke, change: made) else {
                 throw APIError.notFound(body.deviceId)
             }
             return record
@@ -57,7 +70,7 @@ struct OperatorRoutes {
         return JSONBody.response(SurfaceChangeAnswer(
             deviceId: body.deviceId, state: record.revoked ? "revoked" : "active", revoked: record.revoked,
             changedAt: record.updatedAt, reason: body.reason, watchers: watchers.count, requestID: ctx.requestID,
-            acks: acks?.acks, missing: acks?.missing))
+            acks: acks.map(AckAnswer.init)?.acks, missing: acks.map(AckAnswer.init)?.missing))
     }
 
     @Sendable func remove(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
@@ -76,12 +89,13 @@ struct OperatorRoutes {
             throw APIError.badRequest("a halt needs a reason: {\"reason\": \"INC-481: agents deleting data\"}")
         }
         let watchers = await authority.fleetWatchers(of: nil)
-        let (org, acks) = try await acknowledged(req, ctx, watchers, accepting: halt ? ReportState.stopped : ReportState.running) {
-            try await authority.setHalted(halt, change: change(key, body.reason, ctx))
+        let made = change(key, body.reason, ctx)
+        let (org, acks) = try await authority.tracked(halt ? .halt : .resume, subject: OrgSubject.name, change: made, watchers: watchers, wait: try waitDuration(req)) {
+            try await authority.setHalted(halt, change: made)
         }
         return JSONBody.response(OrgChangeAnswer(
             halted: org.halted, org: OrgAnswer(org: org), watchers: watchers.count, requestID: ctx.requestID,
-            acks: acks?.acks, missing: acks?.missing))
+            acks: acks.map(AckAnswer.init)?.acks, missing: acks.map(AckAnswer.init)?.missing))
     }
 
     @Sendable func audit(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
@@ -98,7 +112,8 @@ struct OperatorRoutes {
             guard let date = Timestamp.parse(String(text)) else { throw APIError.badRequest("?\(name)= takes an RFC 3339 time, e.g. 2026-11-26T03:00:00Z") }
             return Timestamp.string(date)
         }
-        let entries = try await authority.store.audit(limit: limit, deviceId: deviceId, since: try bound("since"), until: try bound("until"))
+        let actor = query.get("actor").map { String($0) }
+        let entries = try await authority.store.audit(limit: limit, deviceId: deviceId, actor: actor, since: try bound("since"), until: try bound("until"))
         return JSONBody.response(AuditAnswer(entries: entries.map { .init(entry: $0) }, requestID: ctx.requestID))
     }
 
@@ -118,24 +133,5 @@ struct OperatorRoutes {
             throw APIError.badRequest("?wait= is at most \(DurationText.format(authority.configuration.maxAckWait))")
         }
         return d
-    }
-
-    /// Makes a change on-call may wait on. With `?wait=`, the watchers' acknowledgements are
-    /// expected before the change is made (a quick supervisor reports before this answer) and
-    /// awaited after it; a change that fails leaves no waiter behind. Without it: nil.
-    func acknowledged<T: Sendable>(_ req: Request, _ ctx: AuthorityContext, _ watchers: [FleetWatcher], accepting: Set<String>,
-                                   _ change: () async throws -> T) async throws -> (T, AckAnswer?) {
-        guard let wait = try waitDuration(req) else { return (try await change(), nil) }
-        let ackKey = await authority.hub.expectAcks(requestID: ctx.requestID, expected: watchers, accepting: accepting)
-        let changed: T
-        do {
-            changed = try await change()
-        } catch {
-            await authority.hub.cancelAcks(ackKey)
-            throw error
-        }
-        let result = await authority.hub.awaitAcks(ackKey, timeout: wait)
-        return (changed, AckAnswer(acks: result.acked.map { ReportAnswer(report: $0, withDevice: true) },
-                                   missing: result.missing.map { .init(instance: $0.instance, deviceId: $0.deviceId) }))
     }
 }

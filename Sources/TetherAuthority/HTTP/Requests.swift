@@ -82,6 +82,17 @@ struct OrgChangeRequest: RequestBody {
     mutating func validate() throws { try Check.length("reason", reason, max: 1000) }
 }
 
+/// The console's halt and resume: a halt is confirmed by typing HALT.
+struct ConsoleOrgChangeRequest: RequestBody {
+    var reason: String?
+    var confirm: String?
+    enum CodingKeys: String, CodingKey, CaseIterable { case reason, confirm }
+    mutating func validate() throws {
+        try Check.length("reason", reason, max: 1000)
+        try Check.length("confirm", confirm, max: 16)
+    }
+}
+
 enum Check {
     static func surface(_ s: String) throws -> String {
         guard SurfaceName.isValid(s) else { throw BodyError("invalid deviceId \"\(s.prefix(140))\": \(SurfaceName.rule)") }

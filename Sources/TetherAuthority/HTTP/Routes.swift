@@ -9,7 +9,9 @@ import TetherCore
 ///     /api/v1/devices/{register,validate,watch,report}  any key, within an agent key's scope
 ///     /api/v1/devices/{list,revoke,unrevoke,remove}, /api/v1/org/{halt,resume}, /api/v1/{audit,usage}
 ///                                                    operator keys only
-public func buildRouter(authority: Authority, bodyTimeout: Duration = ConnectionLimits().bodyTimeout) -> Router<AuthorityContext> {
+///     /api/v1/console/link                            operator keys: a one-time console sign-in link
+///     /console/…                                      the on-call console (its own sign-in: docs/console.md)
+public func buildRouter(authority: Authority, bodyTimeout: Duration = ConnectionLimits().bodyTimeout, tls: Bool = false) -> Router<AuthorityContext> {
     let router = Router(context: AuthorityContext.self)
     let methods = RouteMethods()
     router.add(middleware: JSONErrorMiddleware(methods: methods))
@@ -32,6 +34,9 @@ public func buildRouter(authority: Authority, bodyTimeout: Duration = Connection
     let bodies = BodyReader(maxSize: authority.configuration.maxBodySize, timeout: bodyTimeout)
     AgentRoutes(authority: authority, bodies: bodies).add(to: api.group())
     OperatorRoutes(authority: authority, bodies: bodies).add(to: api.group().add(middleware: OperatorOnlyMiddleware<AuthorityContext>()))
+    if authority.configuration.settings.console.enabled {
+        ConsoleRoutes(authority: authority, bodies: bodies, secure: tls).add(to: router)
+    }
     methods.set(router.routes.map { (path: "\($0.path)", method: $0.method.rawValue) })
     return router
 }

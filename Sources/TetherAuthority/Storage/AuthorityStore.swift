@@ -274,8 +274,10 @@ public protocol AuthorityStore: Sendable {
     /// false when no such key exists or it is already revoked.
     func revokeKey(named name: String, change: Change) async throws -> Bool
 
-    /// Newest first; `since`/`until` bound `at` (inclusive), in the authority's timestamp form.
-    func audit(limit: Int, deviceId: String?, since: String?, until: String?) async throws -> [AuditEntry]
+    /// Newest first; `since`/`until` bound `at` (inclusive), in the authority's timestamp form;
+    /// `actor` is a key's name: its own entries and those it made through the console
+    /// ("NAME via console (ADDRESS)").
+    func audit(limit: Int, deviceId: String?, actor: String?, since: String?, until: String?) async throws -> [AuditEntry]
     func addReport(_ report: Report) async throws
     /// Aggregated refusals (see `RefusalLog`), as audit rows.
     func addRefusals(_ rows: [RefusalRow]) async throws
@@ -285,6 +287,15 @@ public protocol AuthorityStore: Sendable {
     /// timestamp form), and change events as old as reports; returns how many of each went.
     func prune(auditBefore: String, reportsBefore: String) async throws -> (audit: Int, reports: Int)
 }
+
+extension AuthorityStore {
+    public func audit(limit: Int, deviceId: String?, since: String?, until: String?) async throws -> [AuditEntry] {
+        try await audit(limit: limit, deviceId: deviceId, actor: nil, since: since, until: until)
+    }
+}
+
+/// The prefix of the audit actor of a change a key made through the console.
+public func consoleActorPrefix(_ keyName: String) -> String { keyName + " via " }
 
 public struct StoreError: Error, Sendable, CustomStringConvertible {
     public var message: String

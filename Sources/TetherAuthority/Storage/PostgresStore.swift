@@ -518,16 +518,22 @@ public final class PostgresStore: SharedStore {
 
     // MARK: - audit, reports, usage
 
-    public func audit(limit: Int, deviceId: String?, since: String?, until: String?) async throws -> [AuditEntry] {
+    public func audit(limit: Int, deviceId: String?, actor: String?, since: String?, until: String?) async throws -> [AuditEntry] {
         try await timed("audit") { [self] in
             var clauses: [String] = []
             var binds = PostgresBindings()
-            if let deviceId { binds.append(deviceId); clauses.append("device_id = $\(clauses.count + 1)") }
-            if let since { binds.append(since); clauses.append("at >= $\(clauses.count + 1)") }
-            if let until { binds.append(until); clauses.append("at <= $\(clauses.count + 1)") }
+            if let deviceId { binds.append(deviceId); clauses.append("device_id = $\(binds.count)") }
+            if let actor {
+                let prefix = consoleActorPrefix(actor)
+                binds.append(actor)
+                binds.append(prefix)
+                clauses.append("(actor = $\(binds.count - 1) OR starts_with(actor, $\(binds.count)))")
+            }
+            if let since { binds.append(since); clauses.append("at >= $\(binds.count)") }
+            if let until { binds.append(until); clauses.append("at <= $\(binds.count)") }
             binds.append(limit)
             let filter = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
-            return try await rows(PostgresQuery(unsafeSQL: "SELECT * FROM audit \(filter) ORDER BY id DESC LIMIT $\(clauses.count + 1)", binds: binds)) { r in
+            return try await rows(PostgresQuery(unsafeSQL: "SELECT * FROM audit \(filter) ORDER BY id DESC LIMIT $\(binds.count)", binds: binds)) { r in
                 AuditEntry(id: try r["id"].decode(Int64.self), at: try r["at"].decode(String.self), actor: try r["actor"].decode(String.self),
                            action: try r["action"].decode(String.self), deviceId: try r["device_id"].decode(String?.self),
                            reason: try r["reason"].decode(String?.self), requestID: try r["request_id"].decode(String.self))

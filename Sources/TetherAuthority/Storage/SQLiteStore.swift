@@ -315,11 +315,16 @@ public final class SQLiteStore: AuthorityStore {
 
     // MARK: - audit, reports, usage
 
-    public func audit(limit: Int, deviceId: String?, since: String? = nil, until: String? = nil) async throws -> [AuditEntry] {
+    public func audit(limit: Int, deviceId: String?, actor: String?, since: String?, until: String?) async throws -> [AuditEntry] {
         try await pool.read { db in
             // Timestamps are all the authority's fixed-width UTC form: they compare as text.
             var clauses: [String] = [], args: [(any DatabaseValueConvertible)?] = []
             if let deviceId { clauses.append("device_id = ?"); args.append(deviceId) }
+            if let actor {
+                let prefix = consoleActorPrefix(actor)
+                clauses.append("(actor = ? OR substr(actor, 1, ?) = ?)")
+                args += [actor, prefix.count, prefix]
+            }
             if let since { clauses.append("at >= ?"); args.append(since) }
             if let until { clauses.append("at <= ?"); args.append(until) }
             let filter = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")

@@ -145,11 +145,14 @@ struct Fields {
     let name: String?
     let file: String
     var used: Set<String> = []
+    /// What an unknown top-level key is told the file holds.
+    let topTables: String
 
-    init(_ table: TOMLTable, name: String?, file: String) {
+    init(_ table: TOMLTable, name: String?, file: String, topTables: String = "[authority], [supervisor] and [[worker]]") {
         self.table = table
         self.name = name
         self.file = file
+        self.topTables = topTables
     }
 
     func line(_ key: String) -> Int? { table[key]?.line }
@@ -176,6 +179,13 @@ struct Fields {
         guard let s = try string(key) else { return nil }
         guard SurfaceName.isValid(s) else { throw error(key, "\"\(s)\" is not a valid name: \(SurfaceName.rule)") }
         return s
+    }
+
+    mutating func integer(_ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int? {
+        guard let v = take(key) else { return nil }
+        guard case .integer(let n) = v.kind else { throw error(key, "expected an integer, found \(v.typeName)") }
+        guard n >= range.lowerBound && n <= range.upperBound else { throw error(key, "must be from \(range.lowerBound) to \(range.upperBound); got \(n)") }
+        return Int(n)
     }
 
     mutating func bool(_ key: String) throws(ConfigError) -> Bool? {
@@ -257,7 +267,7 @@ struct Fields {
 
     func finish() throws(ConfigError) {
         for k in table.keys where !used.contains(k) {
-            throw ConfigError(file: file, line: table[k]!.line, message: "unknown setting \(qualified(k))\(name == nil ? "; the tables are [authority], [supervisor] and [[worker]]" : "")")
+            throw ConfigError(file: file, line: table[k]!.line, message: "unknown setting \(qualified(k))\(name == nil ? "; the tables are \(topTables)" : "")")
         }
     }
 }

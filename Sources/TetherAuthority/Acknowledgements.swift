@@ -1,0 +1,152 @@
+import Foundation
+import TetherCore
+
+/// Who acknowledged a change, and who did not in time.
+public struct AckResult: Sendable {
+    public var acked: [Report]
+    /// `instance` of each watcher (and the surface) that had not reported when the wait ended.
+    public var missing: [(instance: String, deviceId: String)]
+}
+
+/// A revoke, restore, halt or resume made through this replica, and its acknowledgements so
+/// far: what `tether revoke --wait`, the console and the `acks_missing` notification read.
+public struct TrackedChange: Sendable {
+    public var action: ChangeAction
+    /// The surface, or `OrgSubject.name` for a halt or resume.
+    public var subject: String
+    public var change: Change
+    /// Every (instance, surface) expected to report, in order.
+    public var expected: [(instance: String, deviceId: String)]
+    public var acked: [Report]
+    /// How long acknowledgements are collected; past it, what is missing stays missing.
+    public var until: Date
+
+    public var missing: [(instance: String, deviceId: String)] {
+        expected.filter { e in !acked.contains { $0.instance == e.instance && $0.deviceId == e.deviceId } }
+    }
+}
+
+public enum ChangeAction: String, Sendable, CaseIterable {
+    case revoke, restore, halt, resume
+
+    /// The report states that acknowledge it.
+    var accepting: Set<String> {
+        switch self {
+        case .revoke, .halt: ReportState.stopped
+        case .restore, .resume: ReportState.running
+        }
+    }
+}
+
+/// Collects the acknowledgements of changes: the reports, on the change's request id, of the
+/// supervisors that watched the surface when it changed — each counted only from the key that
+/// holds that watcher's stream, so another agent key cannot forge the "stopped" on-call reads.
+///
+/// A change is tracked from before it is published (no fast report can arrive before anyone
+/// listens for it) until `keep` after it; the newest `kept` changes stay readable after that.
+actor Acknowledgements {
+    private struct Pair: Hashable {
+        let instance: String
+        let deviceId: String
+    }
+
+    private struct Entry {
+        var tracked: TrackedChange
+        var accepting: Set<String>
+        var keys: [Pair: Set<String>]
+        var pending: Set<Pair>
+        var waiters: [UUID: CheckedContinuation<AckResult, Never>] = [:]
+        var published = false
+    }
+
+    private var entries: [String: Entry] = [:]
+    /// Request ids, oldest first.
+    private var order: [String] = []
+    static let kept = 100
+    /// Fired when a report is counted (the console's live view).
+    private let onChange: @Sendable () -> Void
+
+    init(onChange: @escaping @Sendable () -> Void = {}) { self.onChange = onChange }
+
+    /// Starts collecting for `change` (not yet published) from `expected`, for `keep`.
+    func expect(_ action: ChangeAction, subject: String, change: Change, expected: [FleetWatcher], keep: Duration) {
+        var keys: [Pair: Set<String>] = [:]
+        for w in expected { keys[Pair(instance: w.instance, deviceId: w.surface), default: []].insert(w.keyName) }
+        let pairs = keys.keys.sorted { ($0.instance, $0.deviceId) < ($1.instance, $1.deviceId) }
+        let tracked = TrackedChange(action: action, subject: subject, change: change, expected: pairs.map { ($0.instance, $0.deviceId) },
+                                    acked: [], until: Date().addingTimeInterval(keep.timeInterval))
+        entries[change.requestID] = Entry(tracked: tracked, accepting: action.accepting, keys: keys, pending: Set(pairs))
+        order.append(change.requestID)
+        if order.count > Self.kept, let old = order.first, entries[old]?.waiters.isEmpty ?? true {
+            order.removeFirst()
+            entries[old] = nil
+        }
+    }
+
+    /// The change was made: it shows from now on.
+    func published(_ requestID: String) {
+        entries[requestID]?.published = true
+        onChange()
+    }
+
+    /// The change failed: nothing to collect.
+    func cancel(_ requestID: String) {
+        guard let e = entries.removeValue(forKey: requestID) else { return }
+        order.removeAll { $0 == requestID }
+        for c in e.waiters.values { c.resume(returning: AckResult(acked: [], missing: [])) }
+    }
+
+    /// Waits until every expected report is in, or `timeout` passes. Any number may wait.
+    func wait(_ requestID: String, timeout: Duration) async -> AckResult {
+        guard let e = entries[requestID] else { return AckResult(acked: [], missing: []) }
+        if e.pending.isEmpty { return result(e) }
+        let id = UUID()
+        return await withCheckedContinuation { c in
+            entries[requestID]?.waiters[id] = c
+            Task { [weak self] in
+                try? await Task.sleep(for: timeout)
+                await self?.endWait(requestID, id)
+            }
+        }
+    }
+
+    private func endWait(_ requestID: String, _ id: UUID) {
+        guard let e = entries[requestID], let c = e.waiters[id] else { return }
+        entries[requestID]?.waiters[id] = nil
+        c.resume(returning: result(e))
+    }
+
+    func deliver(_ report: Report) {
+        guard let rid = report.requestID, var e = entries[rid], e.accepting.contains(report.state) else { return }
+        let pair = Pair(instance: report.instance, deviceId: report.deviceId)
+        guard Date() <= e.tracked.until, e.keys[pair]?.contains(report.keyName) == true, e.pending.remove(pair) != nil else { return }
+        e.tracked.acked.append(report)
+        if e.pending.isEmpty {
+            for c in e.waiters.values { c.resume(returning: result(e)) }
+            e.waiters = [:]
+        }
+        entries[rid] = e
+        onChange()
+    }
+
+    /// A change and its acknowledgements so far.
+    func change(_ requestID: String) -> TrackedChange? { entries[requestID]?.tracked }
+
+    /// The changes made through this replica, newest first.
+    func recent(limit: Int = 20) -> [TrackedChange] {
+        order.reversed().lazy.compactMap { self.entries[$0] }.filter(\.published).prefix(limit).map(\.tracked)
+    }
+
+    private func result(_ e: Entry) -> AckResult {
+        AckResult(acked: e.tracked.acked,
+                  missing: e.pending.sorted { ($0.instance, $0.deviceId) < ($1.instance, $1.deviceId) }.map { ($0.instance, $0.deviceId) })
+    }
+
+    /// Server shutdown: every wait ends with what it has.
+    func shutdown() {
+        for (rid, e) in entries {
+            for c in e.waiters.values { c.resume(returning: result(e)) }
+            entries[rid]?.waiters = [:]
+        }
+    }
+}

@@ -1,0 +1,143 @@
+import Foundation
+import TetherCore
+
+/// What the console's pages show, as one JSON document: sent whole on every change (the pages
+/// render it; nothing is patched), and served at `/console/state.json`.
+struct ConsoleState: Encodable {
+    struct Org: Encodable {
+        var halted: Bool
+        var reason: String?
+        var changedBy: String?
+        var changedAt: String?
+    }
+
+    struct Counts: Encodable {
+        var surfaces: Int
+        var revoked: Int
+        /// Supervisor instances holding a watch stream (on any replica).
+        var supervisors: Int
+    }
+
+    struct Supervisor: Encodable {
+        var instance: String
+        /// Holds a watch stream of this surface now.
+        var connected: Bool
+        /// Its last report on this surface.
+        var state: String?
+        var pids: [Int32]?
+        var at: String?
+        var detail: String?
+    }
+
+    struct Surface: Encodable {
+        var deviceId: String
+        var revoked: Bool
+        var updatedAt: String
+        var changedBy: String?
+        var reason: String?
+        var supervisors: [Supervisor]
+    }
+
+    struct Ack: Encodable {
+        var instance: String
+        var deviceId: String
+        var state: String
+        var pids: [Int32]
+        var at: String
+    }
+
+    struct Missing: Encodable {
+        var instance: String
+        var deviceId: String
+    }
+
+    struct ChangeView: Encodable {
+        var requestId: String
+        var action: String
+        var subject: String
+        var actor: String
+        var reason: String?
+        var at: String
+        /// Still collecting acknowledgements.
+        var collecting: Bool
+        var acks: [Ack]
+        var missing: [Missing]
+    }
+
+    var now: String
+    var origin: String
+    var signedInAs: String
+    var org: Org
+    var counts: Counts
+    var surfaces: [Surface]
+    var changes: [ChangeView]
+
+    static func make(_ authority: Authority, signedInAs: String) async throws -> ConsoleState {
+        let org = await authority.state.org
+        let surfaces = await authority.state.all()
+        var watching: [String: Set<String>] = [:]
+        var instances = Set<String>()
+        for w in await authority.fleetWatchers(of: nil) {
+            watching[w.surface, default: []].insert(w.instance)
+            instances.insert(w.instance)
+        }
+        var views: [Surface] = []
+        for s in surfaces {
+            // The latest report of each supervisor, connected or not (one that was killed
+            // still shows what it last said).
+            var latest: [String: Report] = [:]
+            for r in try await authority.store.reports(deviceId: s.deviceId, limit: 50) where latest[r.instance] == nil { latest[r.instance] = r }
+            let names = Set(latest.keys).union(watching[s.deviceId] ?? [])
+            let sups = names.sorted().map { i in
+                let r = latest[i]
+                return Supervisor(instance: i, connected: watching[s.deviceId]?.contains(i) ?? false, state: r?.state, pids: r?.pids, at: r?.at, detail: r?.detail)
+            }
+            views.append(Surface(deviceId: s.deviceId, revoked: s.revoked, updatedAt: s.updatedAt, changedBy: s.changedBy, reason: s.reason, supervisors: sups))
+        }
+        let now = Date()
+        let changes = await authority.acks.recent(limit: 20).map { t in
+            ChangeView(requestId: t.change.requestID, action: t.action.rawValue, subject: t.subject, actor: t.change.actor, reason: t.change.reason,
+                       at: t.change.at, collecting: now <= t.until && !t.missing.isEmpty,
+                       acks: t.acked.map { Ack(instance: $0.instance, deviceId: $0.deviceId, state: $0.state, pids: $0.pids, at: $0.at) },
+                       missing: t.missing.map { Missing(instance: $0.instance, deviceId: $0.deviceId) })
+        }
+        return ConsoleState(
+            now: Timestamp.string(now), origin: authority.origin, signedInAs: signedInAs,
+            org: Org(halted: org.halted, reason: org.reason, changedBy: org.changedBy, changedAt: org.changedAt),
+            counts: Counts(surfaces: surfaces.count, revoked: surfaces.filter(\.revoked).count, supervisors: instances.count),
+            surfaces: views, changes: changes)
+    }
+}
+
+/// The audit log as the console filters and exports it.
+struct ConsoleAudit {
+    struct Entry: Encodable {
+        var id: Int64
+        var at: String
+        var actor: String
+        var action: String
+        var deviceId: String?
+        var reason: String?
+        var requestId: String
+    }
+
+    static func entries(_ rows: [AuditEntry]) -> [Entry] {
+        rows.map { Entry(id: $0.id, at: $0.at, actor: $0.actor, action: $0.action, deviceId: $0.deviceId, reason: $0.reason, requestId: $0.requestID) }
+    }
+
+    /// RFC 4180: every field quoted, quotes doubled, CRLF line ends. A field that a spreadsheet
+    /// would run as a formula (=, +, -, @, tab, CR first) gets a leading apostrophe: audit text
+    /// comes partly from reasons anyone with a key typed.
+    static func csv(_ rows: [AuditEntry]) -> String {
+        func field(_ s: String?) -> String {
+            var v = s ?? ""
+            if let c = v.first, "=+-@\t\r".contains(c) { v = "'" + v }
+            return "\"" + v.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        }
+        var out = "id,at,actor,action,surface,reason,request_id\r\n"
+        for r in rows {
+            out += [String(r.id), r.at, r.actor, r.action, r.deviceId ?? "", r.reason ?? "", r.requestID].map(field).joined(separator: ",") + "\r\n"
+        }
+        return out
+    }
+}
