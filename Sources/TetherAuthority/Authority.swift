@@ -310,6 +310,14 @@ public final class Authority: Sendable {
         return APIKeys.match(presented, in: keys)
     }
 
+    /// A key by name, unless revoked: what a console session stands on, looked up on every
+    /// request (refreshed like `authenticate`, so a key revoked through the CLI ends its
+    /// sessions within `keyRefresh`).
+    func liveKey(named name: String) async -> KeyRecord? {
+        if await state.keysAreStale(configuration.keyRefresh), let keys = try? await store.keys() { await state.setKeys(keys) }
+        return await state.currentKeys().first { $0.name == name && $0.revokedAt == nil }
+    }
+
     /// Picks up a rotation made through another replica or the CLI.
     func reloadSigningKeys() async {
         do {

@@ -5,6 +5,7 @@ enum ConsoleAssets {
    word and a symbol; colour only repeats it. Narrow screens get one column. */
 :root { --fg: #111; --bg: #fff; --muted: #555; --line: #bbb; --panel: #f4f4f4; --bad: #a40000; --good: #05641f; --warn: #7a4d00; --focus: #0b57d0; }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 html { font: 16px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: var(--fg); background: var(--bg); }
 body { margin: 0; }
 a { color: #0645ad; }

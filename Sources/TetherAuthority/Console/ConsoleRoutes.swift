@@ -67,9 +67,7 @@ struct ConsoleRoutes {
         }
     }
 
-    func currentKey(named name: String) async -> KeyRecord? {
-        await authority.state.currentKeys().first { $0.name == name && $0.revokedAt == nil }
-    }
+    func currentKey(named name: String) async -> KeyRecord? { await authority.liveKey(named: name) }
 
     /// A change: a session, a matching CSRF token, and a request from this origin.
     func requireChange(_ req: Request) async throws -> SignedIn {
@@ -279,11 +277,11 @@ struct ConsoleRoutes {
         let rows = try await authority.store.audit(limit: limit, deviceId: text("surface"), actor: text("actor"), since: try bound("since"), until: try bound("until"))
         if csv {
             return Response(status: .ok, headers: [.contentType: "text/csv; charset=utf-8", .contentDisposition: "attachment; filename=\"tether-audit.csv\""],
-                            body: .init(byteBuffer: ByteBuffer(string: ConsoleAudit.csv(rows))))
+                            body: .init(byteBuffer: ByteBuffer(string: ConsoleAuditExport.csv(rows))))
         }
         var headers = HTTPFields()
         if q.get("download") != nil { headers[.contentDisposition] = "attachment; filename=\"tether-audit.json\"" }
-        return JSONBody.response(["entries": ConsoleAudit.entries(rows)], headers: headers)
+        return JSONBody.response(["entries": ConsoleAuditExport.entries(rows)], headers: headers)
     }
 
     /// `<input type="datetime-local">` sends "2026-11-26T03:00" (taken as UTC: the page says so).

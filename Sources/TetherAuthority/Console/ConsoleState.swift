@@ -110,7 +110,7 @@ struct ConsoleState: Encodable {
 }
 
 /// The audit log as the console filters and exports it.
-struct ConsoleAudit {
+public enum ConsoleAuditExport {
     struct Entry: Encodable {
         var id: Int64
         var at: String
@@ -128,7 +128,7 @@ struct ConsoleAudit {
     /// RFC 4180: every field quoted, quotes doubled, CRLF line ends. A field that a spreadsheet
     /// would run as a formula (=, +, -, @, tab, CR first) gets a leading apostrophe: audit text
     /// comes partly from reasons anyone with a key typed.
-    static func csv(_ rows: [AuditEntry]) -> String {
+    public static func csv(_ rows: [AuditEntry]) -> String {
         func field(_ s: String?) -> String {
             var v = s ?? ""
             if let c = v.first, "=+-@\t\r".contains(c) { v = "'" + v }

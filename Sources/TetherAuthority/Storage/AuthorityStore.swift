@@ -184,6 +184,10 @@ public struct AuditEntry: Sendable, Equatable {
     public var deviceId: String?
     public var reason: String?
     public var requestID: String
+
+    public init(id: Int64, at: String, actor: String, action: String, deviceId: String?, reason: String?, requestID: String) {
+        (self.id, self.at, self.actor, self.action, self.deviceId, self.reason, self.requestID) = (id, at, actor, action, deviceId, reason, requestID)
+    }
 }
 
 /// What a supervisor reports it did about a decision.
