@@ -6,11 +6,17 @@ public final class LiveAuthority: Sendable {
     public let dir: String
     public let server: ServerProcess
 
-    public init(lease: String = "1s") async throws {
+    /// `settings`: an `authority serve --config` file's text ([console], [notify]).
+    public init(lease: String = "1s", settings: String? = nil) async throws {
         dir = temporaryDirectory("tether-e2e")
         let (code, _, err) = try runTether(["authority", "init", "--dir", dir])
         guard code == 0 else { throw LiveAuthorityError(message: "tether authority init --dir \(dir): \(err)") }
-        server = ServerProcess(dir: dir, port: freePort(), extra: ["--lease", lease])
+        var extra = ["--lease", lease]
+        if let settings {
+            try settings.write(toFile: dir + "/authority.toml", atomically: true, encoding: .utf8)
+            extra += ["--config", dir + "/authority.toml"]
+        }
+        server = ServerProcess(dir: dir, port: freePort(), extra: extra)
         try await server.start()
     }
 
