@@ -26,8 +26,13 @@ def wait_for(b, condition, timeout=20):
 
 
 def text(b, css):
-    els = b.find_elements(By.CSS_SELECTOR, css)
-    return els[0].text if els else ""
+    """The rendered text of the first match, read in one step (the page re-renders live: an
+    element found, then read, may be gone in between)."""
+    return b.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : ''", css)
+
+
+def texts(b, css):
+    return b.execute_script("return [...document.querySelectorAll(arguments[0])].map((e) => e.innerText)", css)
 
 
 def shot(b, name):
@@ -167,9 +172,13 @@ def test_restore_from_the_console(browser, authority, worker):
     b = browser
     art = surface_article(b, worker.surface)
     b.find_element(By.CSS_SELECTOR, art + " .toggle").click()
-    b.find_element(By.CSS_SELECTOR, art + " input[name=reason]").send_keys("INC-7 resolved")
+    # A reason is text, never markup: what a hostile key holder types shows as typed.
+    hostile = 'INC-7 resolved <img id="injected" src="/x" onerror="document.title=1">'
+    b.find_element(By.CSS_SELECTOR, art + " input[name=reason]").send_keys(hostile)
     b.find_element(By.CSS_SELECTOR, art + " .go").click()
     wait_for(b, lambda: "✔ active" in text(b, art))
+    wait_for(b, lambda: hostile in text(b, art + " .last"))
+    assert not b.find_elements(By.ID, "injected") and b.title != "1"
     wait_for(b, lambda: "Restore " + worker.surface in text(b, "#changes .change h3"))
     wait_for(b, lambda: "✔" in text(b, "#changes .change .ack.ok"))
     assert eventually(lambda: all(s != "T" for s in worker.processes().values()) and len(worker.processes()) >= 3, timeout=5)
@@ -201,7 +210,7 @@ def test_halt_and_resume_from_the_console(browser, authority, worker):
 def test_the_audit_page_shows_it_all(browser, authority, worker):
     b = browser
     b.get(authority.url + "/console/audit")
-    rows = lambda: [r.text for r in b.find_elements(By.CSS_SELECTOR, "#audit tbody tr")]
+    rows = lambda: texts(b, "#audit tbody tr")
     wait_for(b, lambda: any("halt" in r for r in rows()))
     page = "\n".join(rows())
     for action in ("revoke", "unrevoke", "halt", "resume"):

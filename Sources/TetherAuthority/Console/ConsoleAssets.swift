@@ -1,5 +1,8 @@
 /// The console's stylesheet and script, served from the binary (no build step, no CDN).
 enum ConsoleAssets {
+    /// A stop sign: what the tab shows.
+    static let icon = ##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><path d="M5 1h6l4 4v6l-4 4H5l-4-4V5z" fill="#a40000"/><rect x="4" y="7" width="8" height="2" fill="#fff"/></svg>"##
+
     static let css = ##"""
 /* Tether console. System fonts, no images, readable without colour: every state is also a
    word and a symbol; colour only repeats it. Narrow screens get one column. */
@@ -149,6 +152,8 @@ body.signin main { max-width: 30rem; margin: 2rem auto; }
     if (!box) return;
     const changes = state.changes;
     box.replaceChildren();
+    // On the surfaces page the panel shows once there is something to acknowledge.
+    if (page === "surfaces") box.closest(".panel").hidden = !changes.length;
     if (!changes.length) { box.append(el("p", { text: "No change made through this authority since it started." })); return; }
     for (const c of changes) {
       const subject = c.subject === "*" ? "the org" : c.subject;
@@ -236,7 +241,7 @@ body.signin main { max-width: 30rem; margin: 2rem auto; }
     art.classList.toggle("revoked", s.revoked);
     art.querySelector("h2").textContent = s.deviceId;
     art.querySelector(".state").textContent = s.revoked ? "✘ REVOKED" : "✔ active";
-    art.querySelector(".last").textContent = s.changedBy ? `Last change: by ${s.changedBy}, ${when(s.updatedAt)}${s.reason ? ": " + s.reason : ""}` : `Created ${when(s.updatedAt)}; never revoked.`;
+    art.querySelector(".last").textContent = s.changedBy ? `Last change: by ${s.changedBy}, ${when(s.updatedAt)}${s.reason ? ": " + s.reason : ""}` : `Active since ${when(s.updatedAt)}; never revoked.`;
     const sups = s.supervisors.length
       ? el("ul", { class: "sups" }, ...s.supervisors.map((w) => el("li", {
           text: `${w.instance} — ${w.connected ? "connected" : "not connected"}; ${w.state ? `last report: ${w.state} at ${when(w.at)}, ${pids(w.pids)}${w.detail ? " — " + w.detail : ""}` : "no report yet"}` })))

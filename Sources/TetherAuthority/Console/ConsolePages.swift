@@ -31,6 +31,7 @@ enum ConsolePages {
         <meta name="referrer" content="same-origin">
         \(csrf.map { "<meta name=\"csrf-token\" content=\"\(escape($0))\">\n" } ?? "")<title>\(escape(title)) · Tether console</title>
         <link rel="stylesheet" href="/console/assets/console.css">
+        <link rel="icon" href="/console/assets/icon.svg" type="image/svg+xml">
         <script src="/console/assets/console.js" defer></script>
         </head>
         """
@@ -104,7 +105,7 @@ enum ConsolePages {
               </select>
             </form>
             <p id="surface-message" class="message" role="alert"></p>
-            <section class="panel" aria-labelledby="changes-title">
+            <section class="panel" aria-labelledby="changes-title" hidden>
               <h2 id="changes-title">Acknowledgements</h2>
               <div id="changes"></div>
             </section>

@@ -32,6 +32,7 @@ struct ConsoleRoutes {
         c.post("sign-out", use: signOut)
         c.get("assets/console.css") { _, _ in asset(ConsoleAssets.css, type: "text/css; charset=utf-8") }
         c.get("assets/console.js") { _, _ in asset(ConsoleAssets.js, type: "text/javascript; charset=utf-8") }
+        c.get("assets/icon.svg") { _, _ in asset(ConsoleAssets.icon, type: "image/svg+xml") }
         c.get("state.json", use: stateJSON)
         c.get("events", use: events)
         c.get("audit.json") { req, ctx in try await audit(req, ctx, csv: false) }
