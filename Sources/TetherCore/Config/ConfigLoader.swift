@@ -4,22 +4,29 @@ import Foundation
 /// error naming `file:line`, and nothing starts on a file that did not load.
 public enum ConfigLoader {
     public static func load(path: String) throws(ConfigError) -> ConfigFile {
-        let text: String
+        try parse(try read(path), path: path)
+    }
+
+    /// A configuration file's text; an unreadable one is an error naming it.
+    static func read(_ path: String) throws(ConfigError) -> String {
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
+            return try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             throw ConfigError(file: path, line: nil, message: "cannot read the file: \((error as NSError).localizedDescription)")
         }
-        return try parse(text, path: path)
     }
 
-    public static func parse(_ text: String, path: String) throws(ConfigError) -> ConfigFile {
-        let root: TOMLTable
+    /// The TOML document of a configuration file; a syntax error names `file:line`.
+    static func document(_ text: String, path: String) throws(ConfigError) -> TOMLTable {
         do {
-            root = try TOML.parse(text)
+            return try TOML.parse(text)
         } catch {
             throw ConfigError(file: path, line: error.line, message: error.message)
         }
+    }
+
+    public static func parse(_ text: String, path: String) throws(ConfigError) -> ConfigFile {
+        let root = try document(text, path: path)
         var config = ConfigFile(path: path)
         var top = Fields(root, name: nil, file: path)
         if let t = try top.table("authority") {

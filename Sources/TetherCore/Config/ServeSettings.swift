@@ -26,24 +26,13 @@ public struct ServeSettings: Sendable, Equatable {
     public init() {}
 
     public static func load(path: String) throws(ConfigError) -> ServeSettings {
-        let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw ConfigError(file: path, line: nil, message: "cannot read the file: \((error as NSError).localizedDescription)")
-        }
-        return try parse(text, path: path)
+        try parse(try ConfigLoader.read(path), path: path)
     }
 
     /// `readSecret` reads a webhook's `secret_file` (a mode-0600 file, like keys).
     public static func parse(_ text: String, path: String,
                              readSecret: (String) throws -> String = { try SecretFile.read($0) }) throws(ConfigError) -> ServeSettings {
-        let root: TOMLTable
-        do {
-            root = try TOML.parse(text)
-        } catch {
-            throw ConfigError(file: path, line: error.line, message: error.message)
-        }
+        let root = try ConfigLoader.document(text, path: path)
         var out = ServeSettings()
         var top = Fields(root, name: nil, file: path, topTables: "[console] and [notify]")
         if let t = try top.table("console") {
