@@ -197,6 +197,22 @@ struct ConsoleTests {
         }
     }
 
+    @Test func aSessionEndsAtItsLifetimeHoweverBusy() async throws {
+        let t = try await TestAuthority.make { $0.settings.console.sessionLifetime = .seconds(2) }
+        try await t.application().test(.router) { c in
+            var jar = Jar()
+            _ = try await Self.signIn(c, &jar, ["key": t.operatorKey])
+            var last = HTTPResponse.Status.ok
+            let end = ContinuousClock.now + .seconds(10)
+            // Used every 200 ms (never idle), it still ends.
+            while last == .ok && ContinuousClock.now < end {
+                last = try await c.execute(uri: "/console/state.json", method: .get, headers: Self.headers(jar)) { $0.status }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(last == .unauthorized)
+        }
+    }
+
     @Test func changesNeedTheTokenAndTheOriginAndAreAuditedAsTheConsole() async throws {
         let t = try await TestAuthority.make()
         try await t.application().test(.router) { c in

@@ -103,7 +103,7 @@ class Authority:
 
 class Worker:
     """`tether run` supervising a Python worker and two forked children, all with a marker
-    in their command line (found in /proc)."""
+    in their command line (found in /proc), under a network gate (`SURFACE.net`)."""
 
     def __init__(self, authority, surface):
         self.marker = f"tether-console-{surface}-{os.getpid()}"
@@ -116,7 +116,8 @@ class Worker:
                 "    time.sleep(0.2)\n")
         self.proc = subprocess.Popen(
             [TETHER, "run", "--dir", authority.dir, "--authority", authority.url, "--key-file", authority.dir + "/agent.key",
-             "--public-key", authority.dir + "/signing.pub", "--surface", surface, "--", "/usr/bin/python3", "-c", code, self.marker],
+             "--public-key", authority.dir + "/signing.pub", "--surface", surface, "--gate", f"net={surface}.net",
+             "--", "/usr/bin/python3", "-c", code, self.marker],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(authority.dir, f"run-{surface}.log"), "w"))
 
     def processes(self):

@@ -129,7 +129,26 @@ def test_the_worker_appears(browser, authority, worker):
     b.get(authority.url + "/console/surfaces")
     art = surface_article(b, worker.surface)
     wait_for(b, lambda: "connected" in text(b, art) and "last report" in text(b, art) and "✔ active" in text(b, art))
+    wait_for(b, lambda: "Gates: net ✔ open" in text(b, art))
     shot(b, "surfaces")
+
+
+def test_a_gate_closes_from_the_console_and_the_worker_keeps_running(browser, authority, worker):
+    b = browser
+    gate = surface_article(b, worker.surface + ".net")
+    wait_for(b, lambda: "net gate of " + worker.surface in text(b, gate))
+    b.find_element(By.CSS_SELECTOR, gate + " .toggle").click()
+    b.find_element(By.CSS_SELECTOR, gate + " input[name=reason]").send_keys("INC-6: no network for now")
+    b.find_element(By.CSS_SELECTOR, gate + " .go").click()
+    wait_for(b, lambda: "Gates: net ✘ closed" in text(b, surface_article(b, worker.surface)))
+    wait_for(b, lambda: "gate_closed" in text(b, "#changes .change .ack.ok"))
+    # A gate stops calls, not processes: nothing is T.
+    time.sleep(0.5)
+    assert worker.processes() and all(s != "T" for s in worker.processes().values()), worker.processes()
+    shot(b, "gate-closed")
+    b.find_element(By.CSS_SELECTOR, gate + " .toggle").click()
+    b.find_element(By.CSS_SELECTOR, gate + " .go").click()
+    wait_for(b, lambda: "Gates: net ✔ open" in text(b, surface_article(b, worker.surface)))
 
 
 def test_revoke_from_the_console_stops_every_process(browser, authority, worker, receiver):
@@ -163,8 +182,8 @@ def test_revoke_from_the_console_stops_every_process(browser, authority, worker,
     assert "✘ REVOKED" in text(b, art)
     shot(b, "revoked")
     # The webhook was told, signed.
-    got = eventually(lambda: [e for e, ok in receiver.events() if e["event"] == "revoke" and ok], timeout=10)
-    assert got and got[0]["subject"] == worker.surface and got[0]["reason"] == "INC-7: console test"
+    got = eventually(lambda: [e for e, ok in receiver.events() if e["event"] == "revoke" and e["subject"] == worker.surface and ok], timeout=10)
+    assert got and got[0]["reason"] == "INC-7: console test"
     assert got[0]["actor"] == "operator via console (127.0.0.1)", got[0]
 
 

@@ -69,6 +69,7 @@ label { font-weight: 600; }
 .state { font-weight: 700; }
 .revoked .state { color: var(--bad); }
 .surface .last { margin: .3rem 0; color: var(--muted); overflow-wrap: anywhere; }
+.surface .gates { margin: .3rem 0; font-weight: 600; overflow-wrap: anywhere; }
 .sups { margin: .3rem 0 .6rem; padding-left: 1.2rem; }
 .sups li { overflow-wrap: anywhere; }
 .actions { display: flex; flex-wrap: wrap; gap: .5rem; align-items: flex-start; }
@@ -214,7 +215,7 @@ body.signin main { max-width: 30rem; margin: 2rem auto; }
     const submit = el("button", { type: "submit", class: "go" });
     const cancel = el("button", { type: "button", text: "Cancel" });
     const form = el("form", { hidden: "", novalidate: "" }, el("label", { for: "r-" + s.deviceId, text: "Reason" }), reason, submit, cancel);
-    art.append(el("header", {}, el("h2", {}), el("span", { class: "state" })), el("p", { class: "last" }), el("div", { class: "sups-box" }),
+    art.append(el("header", {}, el("h2", {}), el("span", { class: "state" })), el("p", { class: "last" }), el("p", { class: "gates" }), el("div", { class: "sups-box" }),
       el("div", { class: "actions" }, toggle, form));
     toggle.addEventListener("click", () => {
       form.hidden = !form.hidden;
@@ -247,6 +248,16 @@ body.signin main { max-width: 30rem; margin: 2rem auto; }
           text: `${w.instance} — ${w.connected ? "connected" : "not connected"}; ${w.state ? `last report: ${w.state} at ${when(w.at)}, ${pids(w.pids)}${w.detail ? " — " + w.detail : ""}` : "no report yet"}` })))
       : el("p", { text: "No supervisor has watched it." });
     art.querySelector(".sups-box").replaceChildren(sups);
+    // Gates: on the gated surface, each gate's state; on a gate surface, what it gates.
+    const gates = art.querySelector(".gates");
+    if (s.gates.length) {
+      gates.textContent = "Gates: " + s.gates.map((g) => `${g.kind} ${g.closed ? "✘ closed" : "✔ open"}${g.closed && g.detail ? " (" + g.detail + ")" : ""}`).join(" · ");
+    } else if (s.gateOf) {
+      gates.textContent = `The ${s.gateKind} gate of ${s.gateOf}: revoking it closes the gate (the worker keeps running, its ${s.gateKind} calls fail).`;
+    } else {
+      gates.textContent = "";
+    }
+    gates.hidden = !gates.textContent;
     art.querySelector(".toggle").textContent = s.revoked ? "Restore…" : "Revoke…";
     art.querySelector(".go").textContent = (s.revoked ? "Restore " : "Revoke ") + s.deviceId;
     art.querySelector(".go").className = "go" + (s.revoked ? "" : " danger");

@@ -36,6 +36,30 @@ struct ConsoleState: Encodable {
         var changedBy: String?
         var reason: String?
         var supervisors: [Supervisor]
+        /// The gates of this surface: the surfaces named `THIS.exec`, `THIS.net`, `THIS.write`
+        /// (docs/gates.md's convention). A revoked gate surface is a closed gate.
+        var gates: [Gate] = []
+        /// For a gate surface: the surface it gates, and which gate it is.
+        var gateOf: String?
+        var gateKind: String?
+    }
+
+    struct Gate: Encodable {
+        var kind: String
+        var surface: String
+        var closed: Bool
+        /// What the gate's last report said (the denials, under a closed gate).
+        var lastReport: String?
+        var detail: String?
+    }
+
+    static let gateKinds = ["exec", "net", "write"]
+
+    /// `agent-01.net` → ("agent-01", "net"), where `agent-01` is a surface.
+    static func gate(_ name: String, among names: Set<String>) -> (parent: String, kind: String)? {
+        guard let dot = name.lastIndex(of: ".") else { return nil }
+        let parent = String(name[..<dot]), kind = String(name[name.index(after: dot)...])
+        return gateKinds.contains(kind) && names.contains(parent) ? (parent, kind) : nil
     }
 
     struct Ack: Encodable {
@@ -94,6 +118,16 @@ struct ConsoleState: Encodable {
             }
             views.append(Surface(deviceId: s.deviceId, revoked: s.revoked, updatedAt: s.updatedAt, changedBy: s.changedBy, reason: s.reason, supervisors: sups))
         }
+        let names = Set(views.map(\.deviceId))
+        var gates: [String: [Gate]] = [:]
+        for i in views.indices {
+            guard let (parent, kind) = gate(views[i].deviceId, among: names) else { continue }
+            views[i].gateOf = parent
+            views[i].gateKind = kind
+            let last = views[i].supervisors.filter { $0.at != nil }.max { ($0.at ?? "") < ($1.at ?? "") }
+            gates[parent, default: []].append(Gate(kind: kind, surface: views[i].deviceId, closed: views[i].revoked, lastReport: last?.state, detail: last?.detail))
+        }
+        for i in views.indices { views[i].gates = (gates[views[i].deviceId] ?? []).sorted { $0.kind < $1.kind } }
         let now = Date()
         let changes = await authority.acks.recent(limit: 20).map { t in
             ChangeView(requestId: t.change.requestID, action: t.action.rawValue, subject: t.subject, actor: t.change.actor, reason: t.change.reason,
