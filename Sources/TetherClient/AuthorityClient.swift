@@ -185,6 +185,8 @@ public struct AuthorityClient: Sendable {
         guard let path = a["path"] as? String, path.hasPrefix("/console/"), let expires = a["expiresAt"] as? String else {
             throw ClientError.badResponse("the console link answer lacks path or expiresAt")
         }
+        // The authority's public address where it has one; else the one asked.
+        if let url = a["url"] as? String, url.hasSuffix(path) { return (url, expires) }
         let base = endpoints[a.replica].url
         return ((base.hasSuffix("/") ? String(base.dropLast()) : base) + path, expires)
     }

@@ -114,6 +114,22 @@ struct ConsoleTests {
         }
     }
 
+    @Test func behindAProxyLinksUseThePublicAddressAndCookiesAreSecure() async throws {
+        let t = try await TestAuthority.make {
+            $0.settings.console.publicURL = "https://tether.example.com"
+            $0.settings.console.secureCookies = true
+        }
+        try await t.application().test(.router) { c in
+            let answer = try await c.post("/api/v1/console/link", key: t.operatorKey, [:]).1
+            let url = try #require(answer["url"] as? String)
+            #expect(url.hasPrefix("https://tether.example.com/console/sign-in?link="))
+            #expect(url.hasSuffix(try #require(answer["path"] as? String)))
+            var jar = Jar()
+            let ok = try await Self.signIn(c, &jar, ["key": t.operatorKey])
+            #expect(ok.headers[values: .setCookie].first { $0.hasPrefix("tether_session=") }?.contains("Secure") == true)
+        }
+    }
+
     @Test func aSignInFormPostedFromElsewhereIsRefused() async throws {
         let t = try await TestAuthority.make()
         try await t.application().test(.router) { c in

@@ -22,6 +22,8 @@ struct ServeSettingsTests {
             idle_timeout = "10m"
             session_lifetime = "8h"
             link_lifetime = "2m"
+            public_url = "https://tether.example.com/"
+            secure_cookies = true
 
             [notify]
             ack_timeout = "20s"
@@ -39,6 +41,8 @@ struct ServeSettingsTests {
             format = "slack"
             """)
         #expect(s.console.enabled && s.console.idleTimeout == .seconds(600) && s.console.sessionLifetime == .seconds(8 * 3600) && s.console.linkLifetime == .seconds(120))
+        #expect(s.console.publicURL == "https://tether.example.com" && s.console.secureCookies == true)
+        #expect(try Self.parse("[console]\n").console.secureCookies == nil)
         #expect(s.notify.ackTimeout == .seconds(20))
         #expect(s.notify.webhooks.count == 2)
         let h = s.notify.webhooks[0]
@@ -53,6 +57,7 @@ struct ServeSettingsTests {
         ("[console]\nidle_timeout = \"2h\"\nsession_lifetime = \"1h\"\n", 2, "is longer than session_lifetime"),
         ("[console]\nlink_lifetime = \"2h\"\n", 2, "must be at most 3600s"),
         ("[notify]\nack_timeout = 30\n", 2, "expected a duration string"),
+        ("[console]\npublic_url = \"https://x.example/tether\"\n", 2, "no path: the console lives at /console"),
         ("[[notify.webhook]]\nurl = \"ftp://x\"\nformat = \"slack\"\n", 2, "is not an http:// or https:// URL"),
         ("[[notify.webhook]]\nurl = \"https://u:p@x/\"\nformat = \"slack\"\n", 2, "no user:password@"),
         ("[[notify.webhook]]\nurl = \"https://x/\"\n", 1, "a json webhook needs secret_file"),

@@ -244,7 +244,9 @@ struct ConsoleLinkAnswer: Encodable {
     var status = "ok"
     /// Appended to the authority's URL: the link to open.
     var path: String
+    /// The whole link, where the authority knows its public address (`[console] public_url`).
+    var url: String?
     var expiresAt: String
     var requestID: String
-    enum CodingKeys: String, CodingKey { case status, path, expiresAt, requestID = "request_id" }
+    enum CodingKeys: String, CodingKey { case status, path, url, expiresAt, requestID = "request_id" }
 }

@@ -29,7 +29,9 @@ struct OperatorRoutes {
         }
         let (token, expires) = try await authority.console.makeLink(keyName: key.name)
         ctx.logger.notice("console sign-in link made", metadata: ["key": "\(key.name)", "client": "\(ctx.client)"])
-        return JSONBody.response(ConsoleLinkAnswer(path: "/console/sign-in?link=\(token)", expiresAt: Timestamp.string(expires), requestID: ctx.requestID))
+        let path = "/console/sign-in?link=\(token)"
+        return JSONBody.response(ConsoleLinkAnswer(path: path, url: authority.configuration.settings.console.publicURL.map { $0 + path },
+                                                   expiresAt: Timestamp.string(expires), requestID: ctx.requestID))
     }
 
     @Sendable func list(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {

@@ -35,7 +35,7 @@ public func buildRouter(authority: Authority, bodyTimeout: Duration = Connection
     AgentRoutes(authority: authority, bodies: bodies).add(to: api.group())
     OperatorRoutes(authority: authority, bodies: bodies).add(to: api.group().add(middleware: OperatorOnlyMiddleware<AuthorityContext>()))
     if authority.configuration.settings.console.enabled {
-        ConsoleRoutes(authority: authority, bodies: bodies, secure: tls).add(to: router)
+        ConsoleRoutes(authority: authority, bodies: bodies, secure: authority.configuration.settings.console.secureCookies ?? tls).add(to: router)
     }
     methods.set(router.routes.map { (path: "\($0.path)", method: $0.method.rawValue) })
     return router

@@ -9,6 +9,8 @@ import Foundation
 ///     idle_timeout = "15m"
 ///     session_lifetime = "12h"
 ///     link_lifetime = "5m"
+///     public_url = "https://tether.example.com"
+///     secure_cookies = true           # behind a TLS-terminating proxy
 ///
 ///     [notify]
 ///     ack_timeout = "30s"
@@ -46,6 +48,15 @@ public struct ServeSettings: Sendable, Equatable {
             if let d = try bounded("idle_timeout", .seconds(5)...(.seconds(24 * 3600))) { out.console.idleTimeout = d }
             if let d = try bounded("session_lifetime", .seconds(10)...(.seconds(7 * 24 * 3600))) { out.console.sessionLifetime = d }
             if let d = try bounded("link_lifetime", .seconds(5)...(.seconds(3600))) { out.console.linkLifetime = d }
+            if let url = try f.string("public_url") {
+                guard let u = URLComponents(string: url), let scheme = u.scheme?.lowercased(), ["http", "https"].contains(scheme),
+                      let host = u.host, !host.isEmpty, u.user == nil, u.query == nil, u.fragment == nil, u.path.isEmpty || u.path == "/"
+                else {
+                    throw f.error("public_url", "\"\(url.prefix(200))\" is not a base URL like https://tether.example.com (no path: the console lives at /console)")
+                }
+                out.console.publicURL = url.hasSuffix("/") ? String(url.dropLast()) : url
+            }
+            out.console.secureCookies = try f.bool("secure_cookies")
             if out.console.idleTimeout > out.console.sessionLifetime {
                 throw f.error("idle_timeout", "is longer than session_lifetime (\(DurationText.format(out.console.sessionLifetime)))")
             }
@@ -114,6 +125,11 @@ public struct ConsoleSettings: Sendable, Equatable {
     public var sessionLifetime: Duration = .seconds(12 * 3600)
     /// How long a `tether console` sign-in link may be used (once).
     public var linkLifetime: Duration = .seconds(5 * 60)
+    /// The address on-call opens (behind a proxy, or a name other than the one the CLI uses):
+    /// sign-in links are made with it.
+    public var publicURL: String?
+    /// `Secure` cookies: nil follows the authority's own TLS; true behind a TLS-terminating proxy.
+    public var secureCookies: Bool?
 
     public init() {}
 }
