@@ -154,6 +154,23 @@ struct StoreTests {
 
 @Suite("PostgreSQL store", .timeLimit(.minutes(3)))
 struct PostgresStoreTests {
+    @Test("the audit log by actor: a key's entries with its console changes", arguments: StoreKind.allCases)
+    func auditByActor(_ kind: StoreKind) async throws {
+        let (s, _, close) = try await kind.make()
+        defer { close() }
+        _ = try await s.register("a1", change: change(), seal: revisionSeal)
+        _ = try await s.setRevoked("a1", revoked: true, change: change("alice", "why"), seal: revisionSeal)
+        // A key's entries by name, with those it made through the console; not another key's
+        // whose name it begins, nor the same name where it is not the actor's.
+        _ = try await s.setRevoked("a1", revoked: false, change: change("alice via console (10.0.0.1)", "back"), seal: revisionSeal)
+        _ = try await s.setRevoked("a1", revoked: true, change: change("alice_b", "other"), seal: revisionSeal)
+        _ = try await s.setRevoked("a1", revoked: false, change: change("bob via console (alice)", "x"), seal: revisionSeal)
+        let alice = try await s.audit(limit: 10, deviceId: nil, actor: "alice", since: nil, until: nil)
+        #expect(alice.map(\.actor) == ["alice via console (10.0.0.1)", "alice"])
+        #expect(try await s.audit(limit: 10, deviceId: nil, actor: "ali", since: nil, until: nil).isEmpty)
+        #expect(try await s.audit(limit: 10, deviceId: "a1", actor: "alice_b", since: nil, until: nil).map(\.reason) == ["other"])
+    }
+
     @Test("replicas starting together: each migration once, under the lock; one origin")
     func migrationsRunOnce() async throws {
         let url = try await TestPostgres.freshDatabase()
