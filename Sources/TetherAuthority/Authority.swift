@@ -82,6 +82,8 @@ public final class Authority: Sendable {
     public let notifier: Notifier
     /// Console sessions and sign-in links of this replica.
     let console: ConsoleSessions
+    /// What the console's pages show, built once for all of them.
+    let consoleSnapshots = ConsoleSnapshots()
 
     public init(store: any AuthorityStore, configuration: AuthorityConfiguration = .init(), logger: Logger) async throws {
         self.store = store

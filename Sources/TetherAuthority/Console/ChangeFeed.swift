@@ -6,6 +6,10 @@ import Synchronization
 /// times before it looks sees one wake-up: it reads the whole state anew anyway.
 final class ChangeFeed: Sendable {
     private let subscribers = Mutex<[UUID: AsyncStream<Void>.Continuation]>([:])
+    private let counter = Mutex<UInt64>(0)
+
+    /// Counts the pokes: a state built at generation g shows every change poked before g.
+    var generation: UInt64 { counter.withLock { $0 } }
 
     func subscribe() -> (UUID, AsyncStream<Void>) {
         let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
@@ -19,6 +23,7 @@ final class ChangeFeed: Sendable {
     }
 
     func poke() {
+        counter.withLock { $0 &+= 1 }
         subscribers.withLock { subs in for c in subs.values { c.yield() } }
     }
 

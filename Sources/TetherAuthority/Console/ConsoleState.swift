@@ -96,7 +96,17 @@ struct ConsoleState: Encodable {
     var surfaces: [Surface]
     var changes: [ChangeView]
 
+    /// The state for one viewer: built at most every `ConsoleSnapshots.maxAge` for all of them.
     static func make(_ authority: Authority, signedInAs: String) async throws -> ConsoleState {
+        var s = try await authority.consoleSnapshots.current(authority)
+        s.signedInAs = signedInAs
+        return s
+    }
+
+    /// Reads everything the pages show: the surfaces, every one's reports (a query each), the
+    /// watchers of every replica. Not per viewer and not per change: see `ConsoleSnapshots`.
+    static func build(_ authority: Authority) async throws -> ConsoleState {
+        let signedInAs = ""
         let org = await authority.state.org
         let surfaces = await authority.state.all()
         var watching: [String: Set<String>] = [:]
@@ -173,5 +183,45 @@ public enum ConsoleAuditExport {
             out += [String(r.id), r.at, r.actor, r.action, r.deviceId ?? "", r.reason ?? "", r.requestID].map(field).joined(separator: ",") + "\r\n"
         }
         return out
+    }
+}
+
+/// The console's state, built once for every viewer: a new build when something changed
+/// (`ChangeFeed.generation`) — at most one per `minInterval`, however many changes and open
+/// consoles — or when the last is `maxAge` old (what other replicas received). A burst of
+/// reports from ten thousand supervisors costs one build (a reports query per surface) per
+/// period, not one per report per viewer.
+actor ConsoleSnapshots {
+    static let minInterval: Duration = .milliseconds(250)
+    static let maxAge: Duration = .seconds(4)
+    private var last: (at: ContinuousClock.Instant, generation: UInt64, state: ConsoleState)?
+    private var building: Task<ConsoleState, any Error>?
+
+    func current(_ authority: Authority) async throws -> ConsoleState {
+        // A build under way may predate the change that woke this viewer: look again after it
+        // (`finish` has stored it, and cleared `building`, before its task ends).
+        while let b = building { _ = try? await b.value }
+        if let l = last, l.generation == authority.feed.generation, ContinuousClock.now - l.at < Self.maxAge { return l.state }
+        let since = last.map { ContinuousClock.now - $0.at }
+        let task = Task {
+            do {
+                if let since, since < Self.minInterval { try await Task.sleep(for: Self.minInterval - since) }
+                // Read before building: the state shows at least every change poked until now.
+                let generation = authority.feed.generation
+                let state = try await ConsoleState.build(authority)
+                await self.finish((ContinuousClock.now, generation, state))
+                return state
+            } catch {
+                await self.finish(nil)
+                throw error
+            }
+        }
+        building = task
+        return try await task.value
+    }
+
+    private func finish(_ built: (at: ContinuousClock.Instant, generation: UInt64, state: ConsoleState)?) {
+        if let built { last = built }
+        building = nil
     }
 }
