@@ -43,6 +43,8 @@ label { font-weight: 600; }
 .message::before { content: "✘ "; }
 .message.ok { color: var(--good); }
 .message.ok::before { content: "✔ "; }
+.message.info { color: var(--fg); font-weight: 400; }
+.message.info::before { content: "ⓘ "; }
 .note { border-left: 4px solid var(--warn); padding-left: .5rem; }
 .org { border: 3px solid var(--good); border-radius: 6px; padding: .9rem 1rem; font-size: 1.1rem; }
 .org strong { display: block; font-size: 1.4rem; }
@@ -143,7 +145,8 @@ body.signin main { max-width: 30rem; margin: 2rem auto; }
     const m = $(id);
     if (!m) return;
     m.textContent = text;
-    m.classList.toggle("ok", !!ok);
+    m.classList.toggle("ok", ok === true);
+    m.classList.toggle("info", ok === "info");
   }
 
   // --- acknowledgements: as `tether revoke --wait` prints them ---
@@ -266,9 +269,11 @@ body.signin main { max-width: 30rem; margin: 2rem auto; }
   function renderSurfaces() {
     const box = $("surfaces");
     const q = $("search").value.trim().toLowerCase(), which = $("state-filter").value;
-    const shown = state.surfaces.filter((s) =>
+    const matching = state.surfaces.filter((s) =>
       (which === "all" || (which === "revoked") === s.revoked) &&
       (!q || s.deviceId.toLowerCase().includes(q) || s.supervisors.some((w) => w.instance.toLowerCase().includes(q))));
+    // A fleet of thousands: the first 200 matches; the filter finds the rest.
+    const shown = matching.slice(0, 200);
     const existing = new Map([...box.children].map((a) => [a.dataset.id, a]));
     const keep = new Set(shown.map((s) => s.deviceId));
     for (const [id, a] of existing) if (!keep.has(id)) a.remove();
@@ -278,8 +283,9 @@ body.signin main { max-width: 30rem; margin: 2rem auto; }
       fillSurface(art, s);
       if (box.children[i] !== art) box.insertBefore(art, box.children[i] || null);
     });
-    if (!shown.length) say("surface-message", state.surfaces.length ? "No surface matches the filter." : "No surface yet.");
-    else if ($("surface-message").textContent.startsWith("No surface")) say("surface-message", "");
+    if (!shown.length) say("surface-message", state.surfaces.length ? "No surface matches the filter." : "No surface yet.", "info");
+    else if (matching.length > shown.length) say("surface-message", `Showing ${shown.length} of ${matching.length} surfaces: filter to find the others.`, "info");
+    else if (/^(No surface|Showing)/.test($("surface-message").textContent)) say("surface-message", "");
   }
 
   // --- audit ---
