@@ -103,7 +103,7 @@ public final class Authority: Sendable {
         hub = WatchHub(head: head, renewEvery: configuration.leaseLength / 3, feed: feed)
         acks = Acknowledgements(onChange: { [feed] in feed.poke() })
         notifier = Notifier(settings: configuration.settings.notify, logger: logger)
-        console = ConsoleSessions(settings: configuration.settings.console)
+        console = ConsoleSessions(settings: configuration.settings.console, store: store)
         renewals = RenewalCache()
         replicator = Replicator(applied: head)
         sync = SyncHealth(shared: store is any SharedStore)

@@ -179,7 +179,7 @@ public struct AuthorityClient: Sendable {
 
     public func usage() async throws -> JSONAnswer { try await get("/api/v1/usage") }
 
-    /// A one-time console sign-in link: its path on the authority that made it, and its end.
+    /// A one-time console sign-in link, and its end.
     public func consoleLink() async throws -> (url: String, expiresAt: String) {
         let a = try await post("/api/v1/console/link", [:])
         guard let path = a["path"] as? String, path.hasPrefix("/console/"), let expires = a["expiresAt"] as? String else {

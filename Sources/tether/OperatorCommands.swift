@@ -151,7 +151,7 @@ struct AuditCommand: AsyncParsableCommand {
 struct ConsoleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "console", abstract: "Print a one-time sign-in link to the authority's web console.",
-        discussion: "The link signs in once, as the operator key this command uses, within minutes (the authority's [console] link_lifetime). Open it in a browser that reaches the authority; it works on the replica that made it.")
+        discussion: "The link signs in once, as the operator key this command uses, within minutes (the authority's [console] link_lifetime). Open it in a browser that reaches the authority (any replica of the same database).")
     @OptionGroup var options: AuthorityOptions
 
     func run() async throws {

@@ -171,6 +171,38 @@ struct ConsoleTests {
         }
     }
 
+    @Test("replicas on one database: a link made through one signs in through another, and the session works on both; signed out on one, out on both",
+          .timeLimit(.minutes(2)))
+    func acrossReplicas() async throws {
+        let url = try await TestPostgres.freshDatabase()
+        let first = try await PostgresStore.open(url, logger: testLogger)
+        let second = try await PostgresStore.open(url, logger: testLogger)
+        defer { first.close(); second.close() }
+        let dir = StateDirectory(path: temporaryDirectory("tether-console-replicas"))
+        let created = try await dir.initialize(actor: "test", store: first)
+        var config = AuthorityConfiguration()
+        config.keyRefresh = .milliseconds(50)
+        let a = try await Authority(store: first, configuration: config, logger: testLogger)
+        let b = try await Authority(store: second, configuration: config, logger: testLogger)
+        try await Application(router: buildRouter(authority: a)).test(.router) { ca in
+            try await Application(router: buildRouter(authority: b)).test(.router) { cb in
+                let path = try #require(try await ca.post("/api/v1/console/link", key: created.operatorKey, [:]).1["path"] as? String)
+                var jar = Jar()
+                #expect(try await Self.signIn(cb, &jar, ["link": String(path.split(separator: "=").last!)]).status == .seeOther)
+                for c in [ca, cb] as [any TestClientProtocol] {
+                    #expect(try await c.execute(uri: "/console/state.json", method: .get, headers: Self.headers(jar)) { $0.status } == .ok)
+                }
+                // The same link on the first replica: used already.
+                var again = Jar()
+                #expect(Self.text(try await Self.signIn(ca, &again, ["link": String(path.split(separator: "=").last!)])).contains("used already"))
+                // Signed out through one: the cookie is worth nothing on the other.
+                let token = try await Self.csrf(cb, jar)
+                _ = try await cb.execute(uri: "/console/sign-out", method: .post, headers: Self.headers(jar, form: true), body: Self.formBody(["csrf": token])) { $0 }
+                #expect(try await ca.execute(uri: "/console/state.json", method: .get, headers: Self.headers(jar)) { $0.status } == .unauthorized)
+            }
+        }
+    }
+
     @Test func aLinkExpires() async throws {
         let t = try await TestAuthority.make { $0.settings.console.linkLifetime = .seconds(1) }
         try await t.application().test(.router) { c in

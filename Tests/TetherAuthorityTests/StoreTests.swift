@@ -171,6 +171,35 @@ struct PostgresStoreTests {
         #expect(try await s.audit(limit: 10, deviceId: "a1", actor: "alice_b", since: nil, until: nil).map(\.reason) == ["other"])
     }
 
+    @Test("console links and sessions: kept by digest, a link used once across handles, pruned when ended", arguments: StoreKind.allCases)
+    func consoleTokens(_ kind: StoreKind) async throws {
+        let (s, second, close) = try await kind.make()
+        defer { close() }
+        let other = try await second()
+        let now = Date().timeIntervalSince1970
+        try await s.addConsoleToken(ConsoleTokenRecord(digest: "l1", kind: .link, keyName: "alice", createdAt: now, lastSeen: now, expiresAt: now + 60))
+        try await s.addConsoleToken(ConsoleTokenRecord(digest: "s1", kind: .session, keyName: "alice", csrf: "c", client: "10.0.0.1", createdAt: now, lastSeen: now, expiresAt: now + 60))
+        try await s.addConsoleToken(ConsoleTokenRecord(digest: "s2", kind: .session, keyName: "bob", csrf: "d", createdAt: now, lastSeen: now - 100, expiresAt: now + 60))
+        #expect(try await other.consoleToken(digest: "s1") == ConsoleTokenRecord(digest: "s1", kind: .session, keyName: "alice", csrf: "c", client: "10.0.0.1", createdAt: now, lastSeen: now, expiresAt: now + 60))
+        // Two handles (two replicas) use the same link: one of them does.
+        async let a = s.useConsoleLink(digest: "l1")
+        async let b = other.useConsoleLink(digest: "l1")
+        let (x, y) = try await (a, b)
+        #expect(x != y)
+        #expect(try await s.consoleToken(digest: "l1")?.used == true)
+        #expect(try await s.useConsoleLink(digest: "s1") == false, "a session is not a link")
+        try await other.touchConsoleSession(digest: "s1", at: now + 5)
+        #expect(try await s.consoleToken(digest: "s1")?.lastSeen == now + 5)
+        // Idle since before now - 50: s2 goes; nothing has ended yet otherwise.
+        #expect(try await s.pruneConsoleTokens(before: now, idleBefore: now - 50) == 1)
+        #expect(try await s.consoleToken(digest: "s2") == nil)
+        try await s.deleteConsoleSessions(keyName: "alice")
+        #expect(try await s.consoleToken(digest: "s1") == nil)
+        #expect(try await s.consoleToken(digest: "l1") != nil, "sessions only")
+        #expect(try await s.pruneConsoleTokens(before: now + 61, idleBefore: 0) == 1)
+        #expect(try await s.consoleToken(digest: "l1") == nil)
+    }
+
     @Test("replicas starting together: each migration once, under the lock; one origin")
     func migrationsRunOnce() async throws {
         let url = try await TestPostgres.freshDatabase()

@@ -56,12 +56,12 @@ struct ConsoleRoutes {
     /// The request's session, if it stands and its key is still a valid operator key.
     func session(_ req: Request) async -> Check {
         guard let token = req.cookies[Self.sessionCookie]?.value, !token.isEmpty, token.utf8.count <= 64 else { return .none }
-        switch await authority.console.session(token) {
+        switch (try? await authority.console.session(token)) ?? .none {
         case .none: return .none
         case .expired: return .expired
         case .valid(let s):
             guard let key = await currentKey(named: s.keyName), key.role == .operator else {
-                await authority.console.closeAll(keyName: s.keyName)
+                try? await authority.console.closeAll(keyName: s.keyName)
                 return .none
             }
             return .ok(SignedIn(session: s, key: key, token: token))
@@ -162,8 +162,8 @@ struct ConsoleRoutes {
         }
         let key: KeyRecord
         if let link {
-            switch await authority.console.redeem(link) {
-            case .unknown: return await refuse(.unauthorized, "This sign-in link is not known here (it was never made, or the authority restarted). Run tether console again.", who: "unknown link")
+            switch try await authority.console.redeem(link) {
+            case .unknown: return await refuse(.unauthorized, "This sign-in link is not known to this authority. Run tether console again.", who: "unknown link")
             case .used: return await refuse(.unauthorized, "This sign-in link was used already: a link works once. Run tether console again.", who: "used link")
             case .expired: return await refuse(.unauthorized, "This sign-in link expired. Run tether console again.", who: "expired link")
             case .valid(let name):
@@ -196,7 +196,7 @@ struct ConsoleRoutes {
             guard let sent = form["csrf"], Self.equal(sent, s.session.csrf) else {
                 throw APIError(.forbidden, "CSRF", "the sign-out lacks the page's CSRF token: reload the page")
             }
-            await authority.console.close(s.token)
+            try await authority.console.close(s.token)
             ctx.logger.notice("console sign-out", metadata: ["key": "\(s.key.name)", "client": "\(ctx.client)"])
         }
         return redirect("/console/sign-in", cookies: [cookie(Self.sessionCookie, "", maxAge: 0)])

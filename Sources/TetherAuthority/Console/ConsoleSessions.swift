@@ -2,40 +2,31 @@ import Crypto
 import Foundation
 import TetherCore
 
-/// The console's sign-in links and sessions, in this replica's memory: a link works, and a
-/// session lives, on the replica that made it (behind a load balancer: sticky sessions, or
-/// on-call opens one replica's address). A restart signs everyone out.
+/// The console's sign-in links and sessions, in the store: on a shared database a link made
+/// through one replica signs in through any, and a session lives on every replica (behind a
+/// load balancer, no stickiness needed). A restart signs nobody out.
 ///
-/// Tokens carry 256 random bits and are kept only as their SHA-256: a memory dump or a log
-/// shows no usable token.
-actor ConsoleSessions {
+/// Tokens carry 256 random bits and are kept only as their SHA-256: the database, a backup or
+/// a log shows no usable token.
+final class ConsoleSessions: Sendable {
     struct Session: Sendable {
         /// The cookie's value (returned once, when it is opened; empty afterwards).
         var token = ""
         /// Sent back with every change (`X-CSRF-Token`, or a form's `csrf` field).
         let csrf: String
         let keyName: String
-        let client: String
-        let opened: ContinuousClock.Instant
-        var lastSeen: ContinuousClock.Instant
-    }
-
-    private struct Link {
-        let keyName: String
-        let expires: ContinuousClock.Instant
-        var used = false
     }
 
     enum LinkOutcome: Equatable { case valid(keyName: String), used, expired, unknown }
     enum SessionOutcome { case valid(Session), expired, none }
 
     let settings: ConsoleSettings
-    private var sessions: [String: Session] = [:]
-    private var links: [String: Link] = [:]
-    static let maxSessions = 10_000
-    static let maxLinks = 10_000
+    let store: any AuthorityStore
 
-    init(settings: ConsoleSettings) { self.settings = settings }
+    init(settings: ConsoleSettings, store: any AuthorityStore) {
+        self.settings = settings
+        self.store = store
+    }
 
     static func token() -> String {
         var g = SystemRandomNumberGenerator()
@@ -48,70 +39,70 @@ actor ConsoleSessions {
         SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
+    var now: Double { Date().timeIntervalSince1970 }
+
     /// A one-time sign-in link's token for `keyName` (an operator key), and when it ends.
-    func makeLink(keyName: String) throws -> (token: String, expires: Date) {
-        prune()
-        guard links.count < Self.maxLinks else { throw APIError(.tooManyRequests, "TOO_MANY_LINKS", "\(Self.maxLinks) sign-in links are open; wait for some to expire") }
-        let t = Self.token()
-        links[Self.digest(t)] = Link(keyName: keyName, expires: .now + settings.linkLifetime)
-        return (t, Date().addingTimeInterval(settings.linkLifetime.timeInterval))
+    func makeLink(keyName: String) async throws -> (token: String, expires: Date) {
+        try await prune()
+        let t = Self.token(), at = now
+        let ends = at + settings.linkLifetime.timeInterval
+        try await store.addConsoleToken(ConsoleTokenRecord(digest: Self.digest(t), kind: .link, keyName: keyName, createdAt: at, lastSeen: at, expiresAt: ends))
+        return (t, Date(timeIntervalSince1970: ends))
     }
 
-    /// Uses a link: valid once, before it expires. A used link is remembered until it would
-    /// have expired, so that a second use is told so.
-    func redeem(_ token: String) -> LinkOutcome {
-        let key = Self.digest(token)
-        guard let link = links[key] else { return .unknown }
+    /// Uses a link: once, before it expires — marked used in one statement, so that two
+    /// replicas given the same link at the same moment cannot both sign in. A used link is
+    /// remembered until it would have expired, so that a second use is told so.
+    func redeem(_ token: String) async throws -> LinkOutcome {
+        let digest = Self.digest(token)
+        guard let link = try await store.consoleToken(digest: digest), link.kind == .link else { return .unknown }
         if link.used { return .used }
-        if ContinuousClock.now > link.expires {
-            links[key] = nil
+        if now > link.expiresAt {
+            try await store.deleteConsoleToken(digest: digest)
             return .expired
         }
-        links[key]?.used = true
-        return .valid(keyName: link.keyName)
+        return try await store.useConsoleLink(digest: digest) ? .valid(keyName: link.keyName) : .used
     }
 
-    func open(keyName: String, client: String) throws -> Session {
-        prune()
-        guard sessions.count < Self.maxSessions else { throw APIError(.tooManyRequests, "TOO_MANY_SESSIONS", "\(Self.maxSessions) console sessions are open") }
-        let t = Self.token()
-        let now = ContinuousClock.now
-        var s = Session(csrf: Self.token(), keyName: keyName, client: client, opened: now, lastSeen: now)
-        sessions[Self.digest(t)] = s
-        s.token = t
-        return s
+    func open(keyName: String, client: String) async throws -> Session {
+        try await prune()
+        let t = Self.token(), csrf = Self.token(), at = now
+        try await store.addConsoleToken(ConsoleTokenRecord(digest: Self.digest(t), kind: .session, keyName: keyName, csrf: csrf, client: client,
+                                                           createdAt: at, lastSeen: at, expiresAt: at + settings.sessionLifetime.timeInterval))
+        return Session(token: t, csrf: csrf, keyName: keyName)
     }
 
-    /// The session of a cookie, touched; expired ones are ended here.
-    func session(_ token: String) -> SessionOutcome {
-        let key = Self.digest(token)
-        guard let s = sessions[key] else { return .none }
-        let now = ContinuousClock.now
-        if now - s.lastSeen > settings.idleTimeout || now - s.opened > settings.sessionLifetime {
-            sessions[key] = nil
+    /// The session of a cookie, touched; an ended one is deleted here.
+    func session(_ token: String) async throws -> SessionOutcome {
+        let digest = Self.digest(token)
+        guard let s = try await store.consoleToken(digest: digest), s.kind == .session, let csrf = s.csrf else { return .none }
+        let at = now
+        guard ended(s, at: at) == false else {
+            try await store.deleteConsoleToken(digest: digest)
             return .expired
         }
-        sessions[key]?.lastSeen = now
-        return .valid(s)
+        try await store.touchConsoleSession(digest: digest, at: at)
+        return .valid(Session(csrf: csrf, keyName: s.keyName))
     }
 
     /// Whether the session still stands, without counting as use (a live view's stream).
-    func stands(_ token: String) -> Bool {
-        guard let s = sessions[Self.digest(token)] else { return false }
-        let now = ContinuousClock.now
-        return now - s.lastSeen <= settings.idleTimeout && now - s.opened <= settings.sessionLifetime
+    func stands(_ token: String) async -> Bool {
+        guard let s = try? await store.consoleToken(digest: Self.digest(token)), s.kind == .session else { return false }
+        return !ended(s, at: now)
     }
 
-    func close(_ token: String) { sessions[Self.digest(token)] = nil }
+    private func ended(_ s: ConsoleTokenRecord, at: Double) -> Bool {
+        at - s.lastSeen > settings.idleTimeout.timeInterval || at > s.expiresAt
+    }
+
+    func close(_ token: String) async throws { try await store.deleteConsoleToken(digest: Self.digest(token)) }
 
     /// Ends every session of a key (it was revoked, or is no operator key any more).
-    func closeAll(keyName: String) { sessions = sessions.filter { $0.value.keyName != keyName } }
+    func closeAll(keyName: String) async throws { try await store.deleteConsoleSessions(keyName: keyName) }
 
-    var count: Int { sessions.count }
-
-    private func prune() {
-        let now = ContinuousClock.now
-        links = links.filter { now <= $0.value.expires }
-        sessions = sessions.filter { now - $0.value.lastSeen <= settings.idleTimeout && now - $0.value.opened <= settings.sessionLifetime }
+    /// What has ended goes, whenever something new is made.
+    private func prune() async throws {
+        let at = now
+        try await store.pruneConsoleTokens(before: at, idleBefore: at - settings.idleTimeout.timeInterval)
     }
 }

@@ -210,6 +210,32 @@ public struct Report: Sendable, Equatable {
 
 }
 
+/// A console sign-in link or session, shared by the replicas: kept by the SHA-256 of its
+/// token (the token itself is never stored). Times are wall-clock seconds since 1970, which
+/// every replica reads alike.
+public struct ConsoleTokenRecord: Sendable, Equatable {
+    public enum Kind: String, Sendable { case link, session }
+    public var digest: String
+    public var kind: Kind
+    public var keyName: String
+    /// A session's CSRF token (sent back with every change; not a secret from its holder).
+    public var csrf: String?
+    /// Where it was made from (a session's client address).
+    public var client: String?
+    public var createdAt: Double
+    public var lastSeen: Double
+    /// A link's end; a session's absolute end.
+    public var expiresAt: Double
+    /// A link that signed someone in.
+    public var used: Bool
+
+    public init(digest: String, kind: Kind, keyName: String, csrf: String? = nil, client: String? = nil,
+                createdAt: Double, lastSeen: Double, expiresAt: Double, used: Bool = false) {
+        (self.digest, self.kind, self.keyName, self.csrf, self.client) = (digest, kind, keyName, csrf, client)
+        (self.createdAt, self.lastSeen, self.expiresAt, self.used) = (createdAt, lastSeen, expiresAt, used)
+    }
+}
+
 public enum RegisterOutcome: String, Sendable {
     case created = "ok"
     case exists
@@ -287,6 +313,23 @@ public protocol AuthorityStore: Sendable {
     func addRefusals(_ rows: [RefusalRow]) async throws
     func reports(deviceId: String, limit: Int) async throws -> [Report]
     func usage() async throws -> Usage
+    /// Console sign-in links and sessions (`ConsoleSessions`): on the shared database, a link
+    /// made through one replica signs in through any, and a session lives on every replica.
+    func addConsoleToken(_ token: ConsoleTokenRecord) async throws
+    func consoleToken(digest: String) async throws -> ConsoleTokenRecord?
+    /// Marks an unused link used, in one statement (two replicas cannot both use it): true
+    /// when this call used it.
+    func useConsoleLink(digest: String) async throws -> Bool
+    /// Sets a session's `lastSeen`.
+    func touchConsoleSession(digest: String, at: Double) async throws
+    func deleteConsoleToken(digest: String) async throws
+    /// Ends every session of a key.
+    func deleteConsoleSessions(keyName: String) async throws
+    /// Deletes links and sessions that ended before `before` (sessions also when idle since
+    /// `idleBefore`); returns how many went.
+    @discardableResult
+    func pruneConsoleTokens(before: Double, idleBefore: Double) async throws -> Int
+
     /// Deletes audit entries and reports older than the given times (the authority's
     /// timestamp form), and change events as old as reports; returns how many of each went.
     func prune(auditBefore: String, reportsBefore: String) async throws -> (audit: Int, reports: Int)

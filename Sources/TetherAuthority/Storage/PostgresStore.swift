@@ -84,6 +84,7 @@ public final class PostgresStore: SharedStore {
         (1, "schema", PostgresSchema.v1),
         (2, "replicas-and-their-watchers", PostgresSchema.v2),
         (3, "report-detail", ["ALTER TABLE reports ADD COLUMN detail text"]),
+        (4, "console-tokens", [StoreSchema.consoleTokens, "CREATE INDEX console_tokens_key ON console_tokens(key_name)"]),
     ]
 
     func migrate() async throws {
@@ -586,6 +587,60 @@ public final class PostgresStore: SharedStore {
                 return Usage(surfaces: Int(s), revoked: Int(r), keys: Int(k), auditEntries: Int(a), reports: Int(p))
             }
             throw StoreError("usage: no row")
+        }
+    }
+
+    // MARK: - console tokens
+
+    public func addConsoleToken(_ t: ConsoleTokenRecord) async throws {
+        try await timed("addConsoleToken") { [self] in
+            try await client.query("INSERT INTO console_tokens (digest, kind, key_name, csrf, client, created_at, last_seen, expires_at, used) VALUES (\(t.digest), \(t.kind.rawValue), \(t.keyName), \(t.csrf), \(t.client), \(t.createdAt), \(t.lastSeen), \(t.expiresAt), \(t.used ? 1 : 0))", logger: logger)
+        }
+    }
+
+    public func consoleToken(digest: String) async throws -> ConsoleTokenRecord? {
+        try await timed("consoleToken") { [self] in
+            try await rows("SELECT digest, kind, key_name, csrf, client, created_at, last_seen, expires_at, used FROM console_tokens WHERE digest = \(digest)") { r in
+                ConsoleTokenRecord(digest: try r["digest"].decode(String.self), kind: ConsoleTokenRecord.Kind(rawValue: try r["kind"].decode(String.self)) ?? .link,
+                                   keyName: try r["key_name"].decode(String.self), csrf: try r["csrf"].decode(String?.self), client: try r["client"].decode(String?.self),
+                                   createdAt: try r["created_at"].decode(Double.self), lastSeen: try r["last_seen"].decode(Double.self),
+                                   expiresAt: try r["expires_at"].decode(Double.self), used: try r["used"].decode(Int32.self) != 0)
+            }.first
+        }
+    }
+
+    public func useConsoleLink(digest: String) async throws -> Bool {
+        try await timed("useConsoleLink") { [self] in
+            var used = false
+            for try await _ in try await client.query("UPDATE console_tokens SET used = 1 WHERE digest = \(digest) AND kind = 'link' AND used = 0 RETURNING 1", logger: logger) { used = true }
+            return used
+        }
+    }
+
+    public func touchConsoleSession(digest: String, at: Double) async throws {
+        try await timed("touchConsoleSession") { [self] in
+            try await client.query("UPDATE console_tokens SET last_seen = \(at) WHERE digest = \(digest) AND kind = 'session'", logger: logger)
+        }
+    }
+
+    public func deleteConsoleToken(digest: String) async throws {
+        try await timed("deleteConsoleToken") { [self] in
+            try await client.query("DELETE FROM console_tokens WHERE digest = \(digest)", logger: logger)
+        }
+    }
+
+    public func deleteConsoleSessions(keyName: String) async throws {
+        try await timed("deleteConsoleSessions") { [self] in
+            try await client.query("DELETE FROM console_tokens WHERE kind = 'session' AND key_name = \(keyName)", logger: logger)
+        }
+    }
+
+    @discardableResult
+    public func pruneConsoleTokens(before: Double, idleBefore: Double) async throws -> Int {
+        try await timed("pruneConsoleTokens") { [self] in
+            var n = 0
+            for try await _ in try await client.query("DELETE FROM console_tokens WHERE expires_at < \(before) OR (kind = 'session' AND last_seen < \(idleBefore)) RETURNING 1", logger: logger) { n += 1 }
+            return n
         }
     }
 

@@ -104,6 +104,10 @@ public final class SQLiteStore: AuthorityStore {
         m.registerMigration("v6-report-detail") { db in
             try db.execute(sql: "ALTER TABLE reports ADD COLUMN detail TEXT")
         }
+        // Console sign-in links and sessions, by their token's SHA-256.
+        m.registerMigration("v7-console-tokens") { db in
+            try db.execute(sql: StoreSchema.consoleTokens)
+        }
         return m
     }
 
@@ -400,6 +404,53 @@ public final class SQLiteStore: AuthorityStore {
                       createdAt: row["created_at"], updatedAt: row["updated_at"],
                       reason: row["reason"], changedBy: row["changed_by"],
                       revision: UInt64(row["revision"] as Int64), requestID: row["request_id"])
+    }
+
+    // MARK: - console tokens
+
+    public func addConsoleToken(_ t: ConsoleTokenRecord) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "INSERT INTO console_tokens (digest, kind, key_name, csrf, client, created_at, last_seen, expires_at, used) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           arguments: [t.digest, t.kind.rawValue, t.keyName, t.csrf, t.client, t.createdAt, t.lastSeen, t.expiresAt, t.used ? 1 : 0])
+        }
+    }
+
+    public func consoleToken(digest: String) async throws -> ConsoleTokenRecord? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM console_tokens WHERE digest = ?", arguments: [digest]).map { r in
+                ConsoleTokenRecord(digest: r["digest"], kind: ConsoleTokenRecord.Kind(rawValue: r["kind"]) ?? .link, keyName: r["key_name"], csrf: r["csrf"],
+                                   client: r["client"], createdAt: r["created_at"], lastSeen: r["last_seen"], expiresAt: r["expires_at"], used: (r["used"] as Int) != 0)
+            }
+        }
+    }
+
+    public func useConsoleLink(digest: String) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE console_tokens SET used = 1 WHERE digest = ? AND kind = 'link' AND used = 0", arguments: [digest])
+            return db.changesCount == 1
+        }
+    }
+
+    public func touchConsoleSession(digest: String, at: Double) async throws {
+        try await pool.write { db in
+            try db.execute(sql: "UPDATE console_tokens SET last_seen = ? WHERE digest = ? AND kind = 'session'", arguments: [at, digest])
+        }
+    }
+
+    public func deleteConsoleToken(digest: String) async throws {
+        try await pool.write { db in try db.execute(sql: "DELETE FROM console_tokens WHERE digest = ?", arguments: [digest]) }
+    }
+
+    public func deleteConsoleSessions(keyName: String) async throws {
+        try await pool.write { db in try db.execute(sql: "DELETE FROM console_tokens WHERE kind = 'session' AND key_name = ?", arguments: [keyName]) }
+    }
+
+    @discardableResult
+    public func pruneConsoleTokens(before: Double, idleBefore: Double) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM console_tokens WHERE expires_at < ? OR (kind = 'session' AND last_seen < ?)", arguments: [before, idleBefore])
+            return db.changesCount
+        }
     }
 
     static func audit(_ db: Database, _ c: Change, action: String, deviceId: String?, reason: String? = nil) throws {

@@ -38,4 +38,19 @@ enum StoreSchema {
             endorsed_by TEXT
         )
         """
+
+    /// Console sign-in links and sessions (the same text for both stores).
+    static let consoleTokens = """
+        CREATE TABLE console_tokens (
+            digest TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            key_name TEXT NOT NULL,
+            csrf TEXT,
+            client TEXT,
+            created_at DOUBLE PRECISION NOT NULL,
+            last_seen DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            used INTEGER NOT NULL DEFAULT 0
+        )
+        """
 }
