@@ -56,7 +56,8 @@ struct ConsoleRoutes {
     /// The request's session, if it stands and its key is still a valid operator key.
     func session(_ req: Request) async -> Check {
         guard let token = req.cookies[Self.sessionCookie]?.value, !token.isEmpty, token.utf8.count <= 64 else { return .none }
-        switch (try? await authority.console.session(token)) ?? .none {
+        // A store that cannot be read signs nobody in (fail closed).
+        switch (try? await authority.console.session(token)) ?? ConsoleSessions.SessionOutcome.none {
         case .none: return .none
         case .expired: return .expired
         case .valid(let s):
