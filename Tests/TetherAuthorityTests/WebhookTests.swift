@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Glibc
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -148,6 +149,35 @@ struct WebhookTests {
                 #expect(receiver.posts.withLock { $0.count } == 4, "a 400 is final: \(after.count)")
             }
         }
+    }
+
+    @Test func aHungWebhookDoesNotHoldTheShutdown() async throws {
+        // A port that takes connections into its backlog and never answers.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &len) == 0 } }
+        let port = Int(UInt16(bigEndian: addr.sin_port))
+        let t = try await TestAuthority.make { c in
+            var h = Self.hook("json", port: port)
+            h.timeout = .seconds(30)
+            h.retries = 5
+            c.settings.notify.webhooks = [h]
+        }
+        let stopping = Mutex(ContinuousClock.now)
+        try await t.application().test(.live) { c in
+            #expect(try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "w1"]).0 == .ok)
+            #expect(try await c.post("/api/v1/devices/revoke", key: t.operatorKey, ["deviceId": "w1", "reason": "r"]).0 == .ok)
+            try await Task.sleep(for: .milliseconds(300))
+            stopping.withLock { $0 = .now }
+        }
+        // The application's graceful shutdown gave the hung delivery its grace (5 s), not its
+        // 30 s timeout and five retries.
+        let took = ContinuousClock.now - stopping.withLock { $0 }
+        #expect(took < .seconds(12), "shutdown took \(took)")
     }
 
     @Test func missingAcknowledgementsAreToldAfterTheTimeout() async throws {

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
+import Synchronization
 import TetherCore
 
 /// Sends notifications to the `[[notify.webhook]]`s: one queue and one sender per webhook, in
@@ -41,6 +42,10 @@ public final class Notifier: Service, Sendable {
         }
     }
 
+    /// How long a shutdown gives what is queued: then every delivery is cancelled (a hung
+    /// webhook must not hold the authority's exit, or systemd's stop, for its retries).
+    static let shutdownGrace: Duration = .seconds(5)
+
     public func run() async throws {
         // A service that returns early ends the service group: with nothing to send, wait.
         guard !queues.isEmpty else {
@@ -51,18 +56,34 @@ public final class Notifier: Service, Sendable {
         config.redirectConfiguration = .disallow
         config.timeout.connect = .seconds(5)
         let http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
-        await withGracefulShutdownHandler {
+        let senders = Task {
             await withTaskGroup(of: Void.self) { group in
                 for q in queues {
                     group.addTask { [self] in
-                        for await n in q.stream { await deliver(n, to: q.hook, http: http) }
+                        for await n in q.stream {
+                            guard !Task.isCancelled else { break }
+                            await deliver(n, to: q.hook, http: http)
+                        }
                     }
                 }
             }
-        } onGracefulShutdown: { [queues] in
-            // What is queued is still tried once the stream ends (each within its timeout).
-            for q in queues { q.continuation.finish() }
         }
+        let deadline = Mutex<Task<Void, Never>?>(nil)
+        await withGracefulShutdownHandler {
+            await senders.value
+        } onGracefulShutdown: { [queues, logger] in
+            // What is queued is still tried, for `shutdownGrace`; then the rest is given up.
+            for q in queues { q.continuation.finish() }
+            deadline.withLock {
+                $0 = Task {
+                    try? await Task.sleep(for: Self.shutdownGrace)
+                    guard !Task.isCancelled else { return }
+                    senders.cancel()
+                    logger.notice("shutting down: undelivered notifications given up")
+                }
+            }
+        }
+        deadline.withLock { $0?.cancel() }
         try? await http.shutdown()
     }
 
@@ -73,8 +94,10 @@ public final class Notifier: Service, Sendable {
         let meta: Logger.Metadata = ["webhook": "\(hook.name)", "event": "\(n.event.rawValue)", "delivery": "\(n.deliveryID)"]
         var wait = backoff
         for attempt in 0...hook.retries {
+            if Task.isCancelled { break }
             if attempt > 0 {
                 try? await Task.sleep(for: wait)
+                if Task.isCancelled { break }
                 wait = min(wait * 2, .seconds(60))
             }
             var req = HTTPClientRequest(url: hook.url)
