@@ -11,7 +11,7 @@ struct CheckTests {
     @Test func exitCodesFollowTheDecision() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("tether-check-\(UUID().uuidString.prefix(8))").path
         let created = try await StateDirectory(path: path).initialize(actor: "test")
-        let server = ServerProcess(dir: path, port: Int.random(in: 20000..<60000))
+        let server = ServerProcess(dir: path, port: freePort())
         try await server.start()
         defer { server.kill9() }
         let agent = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: created.agentKey))

@@ -16,7 +16,7 @@ struct DurabilityTests {
 
     @Test func anAcknowledgedRevokeSurvivesSIGKILL() async throws {
         let (dir, opKey, agentKey) = try await Self.freshDirectory()
-        let server = ServerProcess(dir: dir, port: Int.random(in: 20000..<40000))
+        let server = ServerProcess(dir: dir, port: freePort())
         try await server.start()
         let agent = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: agentKey))
         let op = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: opKey))
@@ -76,7 +76,7 @@ struct DurabilityTests {
 
     @Test func operatorCommandLine() async throws {
         let (dir, _, agentKey) = try await Self.freshDirectory()
-        let server = ServerProcess(dir: dir, port: Int.random(in: 20000..<60000))
+        let server = ServerProcess(dir: dir, port: freePort())
         try await server.start()
         defer { server.kill9() }
         _ = try await AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: agentKey)).register("demo")

@@ -97,7 +97,7 @@ final class DirectServer: Sendable {
 
     init(_ t: TestAuthority, _ configure: (inout ListenOptions) -> Void = { _ in }) async throws {
         var listen = ListenOptions()
-        listen.port = Int.random(in: 20000..<60000)
+        listen.port = freePort()
         configure(&listen)
         let app = try buildApplication(authority: t.authority, listen: listen, logger: testLogger)
         port = listen.port

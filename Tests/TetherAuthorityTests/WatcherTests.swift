@@ -28,7 +28,7 @@ struct WatcherTests {
         let created = try await StateDirectory(path: path).initialize(actor: "test")
         // 2 s leases, renewed every 667 ms: a 1 s lease left a renewal 667 ms to be late, which
         // the whole suite on 2 loaded cores once took (a lapse and a recovery read as news).
-        let server = ServerProcess(dir: path, port: Int.random(in: 20000..<60000), extra: ["--lease", "2s"])
+        let server = ServerProcess(dir: path, port: freePort(), extra: ["--lease", "2s"])
         try await server.start()
         defer { server.kill9() }
         let agent = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: created.agentKey))
@@ -72,7 +72,7 @@ struct WatcherTests {
     @Test func aWrongKeyIsABadSignature() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("tether-watch-\(UUID().uuidString.prefix(8))").path
         let created = try await StateDirectory(path: path).initialize(actor: "test")
-        let server = ServerProcess(dir: path, port: Int.random(in: 20000..<60000))
+        let server = ServerProcess(dir: path, port: freePort())
         try await server.start()
         defer { server.kill9() }
         let agent = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: created.agentKey))
