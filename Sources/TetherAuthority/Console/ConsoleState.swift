@@ -4,13 +4,6 @@ import TetherCore
 /// What the console's pages show, as one JSON document: sent whole on every change (the pages
 /// render it; nothing is patched), and served at `/console/state.json`.
 struct ConsoleState: Encodable {
-    struct Org: Encodable {
-        var halted: Bool
-        var reason: String?
-        var changedBy: String?
-        var changedAt: String?
-    }
-
     struct Counts: Encodable {
         var surfaces: Int
         var revoked: Int
@@ -62,19 +55,6 @@ struct ConsoleState: Encodable {
         return gateKinds.contains(kind) && names.contains(parent) ? (parent, kind) : nil
     }
 
-    struct Ack: Encodable {
-        var instance: String
-        var deviceId: String
-        var state: String
-        var pids: [Int32]
-        var at: String
-    }
-
-    struct Missing: Encodable {
-        var instance: String
-        var deviceId: String
-    }
-
     struct ChangeView: Encodable {
         var requestId: String
         var action: String
@@ -84,14 +64,26 @@ struct ConsoleState: Encodable {
         var at: String
         /// Still collecting acknowledgements.
         var collecting: Bool
-        var acks: [Ack]
-        var missing: [Missing]
+        /// As `?wait=` answers them (`tether revoke --wait`).
+        var acknowledgements: AckAnswer
+        enum CodingKeys: String, CodingKey { case requestId, action, subject, actor, reason, at, collecting }
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(requestId, forKey: .requestId)
+            try c.encode(action, forKey: .action)
+            try c.encode(subject, forKey: .subject)
+            try c.encode(actor, forKey: .actor)
+            try c.encodeIfPresent(reason, forKey: .reason)
+            try c.encode(at, forKey: .at)
+            try c.encode(collecting, forKey: .collecting)
+            try acknowledgements.encode(to: encoder)
+        }
     }
 
     var now: String
     var origin: String
     var signedInAs: String
-    var org: Org
+    var org: OrgAnswer
     var counts: Counts
     var surfaces: [Surface]
     var changes: [ChangeView]
@@ -142,12 +134,11 @@ struct ConsoleState: Encodable {
         let changes = await authority.acks.recent(limit: 20).map { t in
             ChangeView(requestId: t.change.requestID, action: t.action.rawValue, subject: t.subject, actor: t.change.actor, reason: t.change.reason,
                        at: t.change.at, collecting: now <= t.until && !t.missing.isEmpty,
-                       acks: t.acked.map { Ack(instance: $0.instance, deviceId: $0.deviceId, state: $0.state, pids: $0.pids, at: $0.at) },
-                       missing: t.missing.map { Missing(instance: $0.instance, deviceId: $0.deviceId) })
+                       acknowledgements: AckAnswer(AckResult(acked: t.acked, missing: t.missing)))
         }
         return ConsoleState(
             now: Timestamp.string(now), origin: authority.origin, signedInAs: signedInAs,
-            org: Org(halted: org.halted, reason: org.reason, changedBy: org.changedBy, changedAt: org.changedAt),
+            org: OrgAnswer(org: org),
             counts: Counts(surfaces: surfaces.count, revoked: surfaces.filter(\.revoked).count, supervisors: instances.count),
             surfaces: views, changes: changes)
     }
