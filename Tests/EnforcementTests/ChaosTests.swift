@@ -37,6 +37,23 @@ struct ChaosTests {
         let r = try await Replicas.start(3, database: url, extra: ["--lease", "\(lease)s", "--max-lag", "2s"])
         var markers: [String: String] = [:]
         var sups: [TetherProcess] = []
+        // Every replica takes the agent key before any supervisor starts: once, one replica
+        // answered a supervisor's first requests 401 (the fixture's opening burst), and a
+        // surface whose registration is refused stays unregistered (CI, 2026-11-26).
+        let agentKey = try String(contentsOfFile: r.dir + "/agent.key", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        for server in r.servers {
+            let client = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: agentKey))
+            for _ in 0..<150 {
+                do {
+                    _ = try await client.validate("chaos-probe", nonce: nil)
+                    break
+                } catch ClientError.refused(let status, _, _, _) where status == 401 {
+                    try await Task.sleep(for: .milliseconds(100))
+                } catch {
+                    break
+                }
+            }
+        }
         for i in 0..<supervisors {
             // Each supervisor prefers another replica: the list rotated.
             let urls = (0..<3).map { r.servers[($0 + i) % 3].url }
