@@ -36,4 +36,7 @@ __attribute__((noreturn)) void tether_contained_child(const struct tether_spawn_
 /// unprivileged gid_map), then `gid_map`. 0, or -1 with errno set.
 int tether_write_id_maps(const char *uid_map, const char *gid_map);
 
+/// In the child: back to the nice value workers start at (`tether_set_worker_nice`).
+void tether_child_reset_nice(void);
+
 #endif

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/close_range.h>
 #include <linux/seccomp.h>
 #include <poll.h>
@@ -93,6 +94,10 @@ void tether_child_enter(const struct tether_spawn_attr *a, int pipe_fd) {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
         (void)sigaction(sig, &dfl, NULL);   // EINVAL for the libc-reserved RT signals: fine
     }
+
+    // 1b. The supervisor's raised scheduling priority stays with the supervisor: the worker
+    //     (and its init) run at the nice value the supervisor itself was started with.
+    tether_child_reset_nice();
 
     // 2. Own process group, checked: group signals must reach the whole tree and nothing else.
     if (setpgid(0, 0) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_SETPGID, errno);
@@ -461,4 +466,17 @@ int tether_eventfd(void) {
 
 void tether_set_thread_name(const char *name) {
     (void)prctl(PR_SET_NAME, name, 0, 0, 0);
+}
+
+// The nice value workers start at (INT_MIN: the supervisor's own, inherited). Set once by
+// the supervisor before it raises its own priority; read by the child after fork.
+static volatile int worker_nice = INT_MIN;
+
+void tether_set_worker_nice(int nice) { worker_nice = nice; }
+
+void tether_child_reset_nice(void) {
+    // setpriority is one syscall: async-signal-safe. Raising a nice value never needs a
+    // privilege, so this cannot fail for want of one; were it to fail, the worker would
+    // only run at the supervisor's priority, which loosens nothing of its tether.
+    if (worker_nice != INT_MIN) (void)setpriority(PRIO_PROCESS, 0, worker_nice);
 }

@@ -214,6 +214,10 @@ int tether_accept_cloexec(int fd);
 
 int tether_pidfd_open(pid_t pid);
 int tether_set_child_subreaper(void);
+
+/// The nice value every worker (and its init) starts at, whatever the supervisor's own: set
+/// before the supervisor raises its priority (`SupervisorPriority`).
+void tether_set_worker_nice(int nice);
 /// prctl(PR_SET_DUMPABLE, 0): variadic in glibc, so not callable from Swift.
 int tether_set_not_dumpable(void);
 /// landlock_create_ruleset handling only LANDLOCK_ACCESS_FS_EXECUTE, with one rule per path

@@ -206,7 +206,12 @@ public final class SurfaceWatcher: Sendable {
                     }
                 }
             }
-            try? await Task.sleep(for: settings.pollInterval)
+            // While the stream is up there is nothing to poll: sleep until it goes down.
+            if await state.streaming {
+                await state.pollAlarm.sleep(for: nil)
+            } else {
+                try? await Task.sleep(for: settings.pollInterval)
+            }
         }
     }
 
@@ -274,9 +279,11 @@ public final class SurfaceWatcher: Sendable {
             if await state.dropStaleStream() {
                 logger.warning("the watch stream is connected but a lease ran out without renewal: reconnecting, polling meanwhile")
             }
-            // Sleep until the earliest lease ends (at most 1 s, so new leases are picked up).
-            let wait = min(max(next.map { $0.timeIntervalSinceNow } ?? 1, 0.001), 1)
-            try? await Task.sleep(for: .milliseconds(Int64(wait * 1000) + 1))
+            // Sleep until the earliest lease ends; a lease that ends sooner than that (a new
+            // allow, a new surface) rings the alarm. Renewals only move the end later: the loop
+            // wakes at the old end, finds the new one and sleeps again.
+            let wait = next.map { Duration.milliseconds(Int64(max($0.timeIntervalSinceNow, 0) * 1000) + 1) }
+            await state.expiryAlarm.sleep(for: wait)
         }
     }
 }
@@ -303,7 +310,15 @@ actor WatchState {
     private var leases: [String: Lease]
     private var emitted: [String: Verdict] = [:]
     private let continuation: AsyncStream<Verdict>.Continuation
-    private(set) var streaming = false
+    private(set) var streaming = false {
+        didSet { if !streaming { pollAlarm.ring() } }
+    }
+    /// Rung when the stream goes down: the poll loop sleeps while it is up.
+    nonisolated let pollAlarm = Alarm()
+    /// Rung when a lease may end sooner than the expiry loop's sleep.
+    nonisolated let expiryAlarm = Alarm()
+    /// When the expiry loop wakes next (nil: no lease to watch).
+    private var nextExpiry: Date?
 
     private(set) var surfaces: [String]
     let failClosedAfter: TimeInterval
@@ -340,6 +355,7 @@ actor WatchState {
         } else if !(d.kind == .change && revisions.orgHalted) {
             leases[d.deviceId]?.apply(d, at: now)
             emit(d.deviceId)
+            leaseChanged(d.deviceId)
         }
         return a
     }
@@ -395,7 +411,14 @@ actor WatchState {
     /// Re-evaluates every lease now; returns the earliest instant an allow ends.
     func tick() -> Date? {
         for s in Array(leases.keys) { emit(s) }
-        return leases.values.compactMap { $0.verdict(at: Date()).until }.min()
+        nextExpiry = leases.values.compactMap { $0.verdict(at: Date()).until }.min()
+        return nextExpiry
+    }
+
+    /// After a lease changed: wakes the expiry loop if this lease ends before its next look.
+    private func leaseChanged(_ surface: String) {
+        guard let until = leases[surface]?.verdict(at: Date()).until else { return }
+        if nextExpiry.map({ until < $0 }) ?? true { expiryAlarm.ring() }
     }
 
     private func emit(_ surface: String) {

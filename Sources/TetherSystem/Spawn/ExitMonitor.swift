@@ -63,6 +63,11 @@ final class ExitMonitor: Sendable {
     /// the sweep must not take it for an orphan.
     private let spawnGate = Mutex(())
     private let sweepRequested = Atomic<Bool>(false)
+    /// Set once a worker without a PID namespace of its own has run: only such a worker's
+    /// descendants can become our orphans (a contained worker's are reparented to its init),
+    /// so only then does the thread also wake every 5 s to sweep. Until then it sleeps until
+    /// something exits.
+    private let uncontainedSeen = Atomic<Bool>(false)
 
     private init() {
         wakeFD = tether_eventfd()
@@ -78,7 +83,8 @@ final class ExitMonitor: Sendable {
     func spawning<E: Error>(
         status: InitStatusPipe? = nil, _ body: () -> Result<(pid_t, Int32), E>
     ) -> Result<(PidFD, ExitFuture), E> {
-        spawnGate.withLock { _ in
+        if status == nil { uncontainedSeen.store(true, ordering: .relaxed) }
+        return spawnGate.withLock { _ in
             body().map { (pid, fd) in
                 let pidfd = PidFD(rawValue: fd, pid: pid)
                 return (pidfd, watch(pidfd, group: pid, status: status))
@@ -127,10 +133,12 @@ final class ExitMonitor: Sendable {
             let fds = state.withLock { Array($0.watched.keys) }
             var ready = [UInt8](repeating: 0, count: fds.count)
             var woken: Int32 = 0
-            // Idle, the thread wakes every 5 s only to sweep orphans that exited unseen.
+            // Idle, the thread wakes every 5 s only to sweep orphans that exited unseen (and
+            // only when orphans can reach us at all).
+            let timeout: Int32 = uncontainedSeen.load(ordering: .relaxed) ? 5000 : -1
             let n = fds.withUnsafeBufferPointer { f in
                 ready.withUnsafeMutableBufferPointer { r in
-                    tether_pidfds_poll(f.baseAddress, f.count, wakeFD, 5000, r.baseAddress, &woken)
+                    tether_pidfds_poll(f.baseAddress, f.count, wakeFD, timeout, r.baseAddress, &woken)
                 }
             }
             if n > 0 {

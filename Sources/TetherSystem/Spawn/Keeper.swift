@@ -1,4 +1,5 @@
 import CSeccomp
+import Foundation
 import Glibc
 import Logging
 import Synchronization
@@ -53,19 +54,46 @@ final class Keeper: Sendable {
         return (pid, fd, echo)
     }
 
-    /// Every 500 ms, from a task of the cooperative pool — so a supervisor whose runtime no
-    /// longer runs tasks sends none — a heartbeat to the keeper, and a look at its echo.
+    /// One heartbeat every 2 s, from a thread of its own: a beat costs that thread one wakeup,
+    /// not a timer of the async runtime (a dispatch timer, its manager thread and a pool thread:
+    /// about six context switches each time). The thread beats only while the async runtime
+    /// runs tasks: every `probeEvery` it hands the runtime a probe, and a probe not run within
+    /// the timeout stops the beats, so a supervisor whose runtime hung is killed by the keeper
+    /// too (within `probeEvery` + 2 × timeout; a stopped supervisor within the timeout). Each
+    /// beat also looks at the keeper's echo.
+    static let beatEvery: Duration = .seconds(2)
+    static let probeEvery: Duration = .seconds(10)
+
     private func heartbeat() {
-        let interval = Duration.milliseconds(500)
-        Task.detached { [self] in
+        let probe = RuntimeProbe()
+        let thread = Thread { [self] in
+            tether_set_thread_name("tether-beat")
+            var next = ContinuousClock.now
+            var lastProbe = next
+            var silenced = false
+            // The first beat at once: the keeper's timeout runs only once beats have started.
             while true {
+                let now = ContinuousClock.now
+                if now > next + Self.beatEvery { next = now }  // after a suspend or a stop: no catch-up burst
+                if now - lastProbe >= Self.probeEvery, probe.answered {
+                    lastProbe = now
+                    probe.send()
+                }
+                let hung = probe.pending(longerThan: timeout)
+                if hung != silenced {
+                    silenced = hung
+                    if hung {
+                        logger.critical("the async runtime has not run a task for \(timeout): no more heartbeats; the keeper will kill every worker")
+                    } else {
+                        logger.notice("the async runtime runs tasks again: heartbeats resume")
+                    }
+                }
                 let (silentKeeper, pid) = state.withLock { s -> (Bool, pid_t) in
                     var byte: UInt8 = 0
                     var echoed = false
                     while read(s.echoFD, &byte, 1) == 1 { echoed = true }
-                    let now = ContinuousClock.now
                     if echoed { s.lastEcho = now }
-                    Self.send(0, to: s.fd)
+                    if !hung { Self.send(0, to: s.fd) }
                     return (now - s.lastEcho > timeout, s.pid)
                 }
                 if silentKeeper {
@@ -73,8 +101,21 @@ final class Keeper: Sendable {
                     _ = kill(pid, SIGKILL)
                     state.withLock { $0.lastEcho = .now }
                 }
-                try? await Task.sleep(for: interval)
+                next += Self.beatEvery
+                Self.sleep(until: next)
             }
+        }
+        thread.name = "tether-heartbeat"
+        thread.start()
+    }
+
+    private static func sleep(until deadline: ContinuousClock.Instant) {
+        while true {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { return }
+            var ts = timespec(tv_sec: Int(left.components.seconds), tv_nsec: Int(left.components.attoseconds / 1_000_000_000))
+            // EINTR: a signal arrived; sleep what is left.
+            if nanosleep(&ts, nil) == 0 { return }
         }
     }
 
@@ -125,5 +166,25 @@ final class Keeper: Sendable {
                 logger.critical("could not start a new keeper: workers may outlive a SIGKILLed supervisor", metadata: ["error": "\(error)"])
             }
         }
+    }
+}
+
+/// A task handed to the async runtime to see that it still runs tasks.
+private final class RuntimeProbe: Sendable {
+    private struct State {
+        var sent: ContinuousClock.Instant?
+        var answered = true
+    }
+    private let state = Mutex(State())
+
+    var answered: Bool { state.withLock { $0.answered } }
+
+    func send() {
+        state.withLock { $0 = State(sent: .now, answered: false) }
+        Task.detached { [self] in state.withLock { $0.answered = true } }
+    }
+
+    func pending(longerThan limit: Duration) -> Bool {
+        state.withLock { s in !s.answered && s.sent.map { ContinuousClock.now - $0 > limit } == true }
     }
 }

@@ -23,10 +23,11 @@ public final class Spawner: Sendable {
     private let weak = Atomic<Bool>(false)
     private static let instances = Atomic<Int>(0)
 
-    /// The keeper kills every worker when the supervisor's heartbeat (every 500 ms, from its
-    /// async runtime) is missing this long: a supervisor that is stopped or hung enforces
-    /// nothing. Shorter than any lease the authority gives (15 s by default).
-    public static let heartbeatTimeout: Duration = .seconds(3)
+    /// The keeper kills every worker when the supervisor's heartbeat (every 2 s, while its
+    /// async runtime runs tasks: `Keeper`) is missing this long: a supervisor that is stopped
+    /// or hung enforces nothing. Two beats and a second of slack for a loaded machine; far
+    /// shorter than the leases the authority gives (15 s by default).
+    public static let heartbeatTimeout: Duration = .seconds(5)
 
     public init(logger: Logger, useCgroups: Bool = true, containment: ContainmentPolicy = ContainmentPolicy(),
                 heartbeatTimeout: Duration = Spawner.heartbeatTimeout) {
@@ -35,6 +36,7 @@ public final class Spawner: Sendable {
         // A child of ours that dies must never take the supervisor with it through SIGPIPE, and
         // orphans of workers are reparented here (and reaped by the exit monitor), not to init.
         signal(SIGPIPE, SIG_IGN)
+        SupervisorPriority.raise(logger: logger)
         if tether_set_child_subreaper() != 0 {
             logger.warning("could not become a child subreaper; orphans of workers go to init")
         }
