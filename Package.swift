@@ -114,6 +114,11 @@ let package = Package(
             path: "bench/SpawnBench"
         ),
         .executableTarget(
+            name: "tether-bench-bare",
+            dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
+            path: "bench/BareHummingbird"
+        ),
+        .executableTarget(
             name: "tether-bench-authority",
             dependencies: ["TetherCore", "TetherClient", "TetherAuthority", .product(name: "AsyncHTTPClient", package: "async-http-client")],
             path: "bench/AuthorityBench"

@@ -475,8 +475,11 @@ static volatile int worker_nice = INT_MIN;
 void tether_set_worker_nice(int nice) { worker_nice = nice; }
 
 void tether_child_reset_nice(void) {
-    // setpriority is one syscall: async-signal-safe. Raising a nice value never needs a
-    // privilege, so this cannot fail for want of one; were it to fail, the worker would
-    // only run at the supervisor's priority, which loosens nothing of its tether.
-    if (worker_nice != INT_MIN) (void)setpriority(PRIO_PROCESS, 0, worker_nice);
+    // Plain system calls: async-signal-safe. Leaving a real-time policy and raising a nice
+    // value never need a privilege, so neither fails for want of one; were one to fail, the
+    // worker would only run at the supervisor's priority, which loosens nothing of its tether.
+    if (worker_nice == INT_MIN) return;
+    struct sched_param none = {.sched_priority = 0};
+    if (sched_getscheduler(0) != SCHED_OTHER) (void)sched_setscheduler(0, SCHED_OTHER, &none);
+    (void)setpriority(PRIO_PROCESS, 0, worker_nice);
 }

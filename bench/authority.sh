@@ -11,6 +11,7 @@ bin=${TETHER_BENCH_BIN:-}
 if [ -z "$bin" ]; then
   swift build -c release --product tether >/dev/null
   swift build -c release --product tether-bench-authority >/dev/null
+  swift build -c release --product tether-bench-bare >/dev/null
   bin=.build/release
 fi
 # 10,000 watch streams: 20,000 descriptors on this host (both ends).
@@ -26,11 +27,28 @@ for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/healthz >/dev/null && br
 op=$(cat "$dir/operator.key"); agent=$(cat "$dir/agent.key")
 curl -sf -XPOST -H "x-org-key: $agent" -d '{"deviceId":"bench-surface"}' http://127.0.0.1:$port/api/v1/devices/register >/dev/null
 
-echo "== wrk, 2 threads, 64 connections, ${secs}s each, loopback ($(nproc) cores shared by server and wrk)"
-health=$(wrk -t2 -c64 -d${secs}s http://127.0.0.1:$port/healthz | awk '/Requests\/sec/ {print $2}')
-validate=$(TETHER_BENCH_KEY=$agent wrk -t2 -c64 -d${secs}s -s bench/wrk-validate.lua http://127.0.0.1:$port/api/v1/devices/validate | awk '/Requests\/sec/ {print $2}')
-printf "GET /healthz (baseline)           %10.0f req/s  ×1.00\n" "$health"
-printf "POST validate (auth, signed)      %10.0f req/s  ×%.2f\n" "$validate" "$(echo "$validate / $health" | bc -l)"
+# The framework's own figure: a bare Hummingbird route with a constant JSON body, same build
+# settings, same machine, interleaved with Tether's routes (rounds alternate; medians).
+bareport=$((port + 1))
+$bin/tether-bench-bare $bareport 2>/dev/null &
+bare_pid=$!
+trap 'kill $server $bare_pid 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 100); do curl -sf http://127.0.0.1:$bareport/bare >/dev/null && break; sleep 0.05; done
+rounds=${TETHER_BENCH_ROUNDS:-3}
+echo "== wrk, 2 threads, 64 connections, ${secs}s each, $rounds rounds, loopback ($(nproc) cores shared by server and wrk)"
+rps() { awk '/Requests\/sec/ {print $2}'; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+b=(); h=(); v=()
+for r in $(seq $rounds); do
+  b+=("$(wrk -t2 -c64 -d${secs}s -s bench/wrk-validate.lua http://127.0.0.1:$bareport/bare | rps)")
+  h+=("$(wrk -t2 -c64 -d${secs}s http://127.0.0.1:$port/healthz | rps)")
+  v+=("$(TETHER_BENCH_KEY=$agent wrk -t2 -c64 -d${secs}s -s bench/wrk-validate.lua http://127.0.0.1:$port/api/v1/devices/validate | rps)")
+  echo "round $r: bare ${b[-1]}, healthz ${h[-1]}, validate ${v[-1]}"
+done
+bare=$(printf "%s\n" "${b[@]}" | median); health=$(printf "%s\n" "${h[@]}" | median); validate=$(printf "%s\n" "${v[@]}" | median)
+printf "bare Hummingbird route (baseline) %10.0f req/s  ×1.00\n" "$bare"
+printf "GET /healthz                      %10.0f req/s  ×%.2f\n" "$health" "$(echo "$health / $bare" | bc -l)"
+printf "POST validate (auth, signed)      %10.0f req/s  ×%.2f\n" "$validate" "$(echo "$validate / $bare" | bc -l)"
 echo
 echo "== revoke → watch event"
 $bin/tether-bench-authority http://127.0.0.1:$port "$op" "$agent" "$revs"

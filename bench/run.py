@@ -103,6 +103,25 @@ def revocation(args, out):
         what = {"watch": "tether run, watch stream", "poll": "tether run, poll every 1 s",
                 "sdk": "MachineID SDK loop: validate 1 s + os.killpg"}[mode]
         row("revocation", f"{what} ({n} revokes)", float(m[1]), float(m[2]), "ms", "the revoke's round trip", float(b[1]))
+        if mode == "watch":
+            idle = float(m[1])
+    # Under load: the worker spinning on every core plus a fork loop, then as many busy
+    # processes as cores outside the worker; each with the supervisor's SCHED_RR, with nice -10
+    # only, and with neither (TETHER_SUPERVISOR_PRIORITY=nice|off, the controls). Against the
+    # idle watch row above.
+    cores = os.cpu_count()
+    for load, what in (("worker", f"worker spinning on every core ({cores} busy threads) + a fork loop"),
+                       ("machine", f"machine loaded ({cores} busy processes outside the worker)")):
+        for flag, label in (([], ""), (["--priority", "nice"], ", control: nice -10 only"),
+                            (["--priority", "off"], ", control: supervisor priority off")):
+            r = subprocess.run([os.path.join(args.bin, "tether-bench-revocation"), str(n), "--load", load] + flag,
+                               capture_output=True, text=True, timeout=3600)
+            open(os.path.join(out, f"revocation-load-{load}{'-' + flag[1] if flag else ''}.txt"), "w").write(r.stdout + r.stderr)
+            m = re.search(r"stopped: median ([\d.]+) ms, p99 ([\d.]+) ms", r.stdout)
+            if not m:
+                sys.exit(f"tether-bench-revocation --load {load} failed:\n{r.stdout}{r.stderr}")
+            row("revocation", f"tether run, watch stream, {what}{label} ({n} revokes)", float(m[1]), float(m[2]), "ms",
+                "tether run, watch stream, idle (this run)", idle)
 
 
 # MARK: - 2. launch overhead
@@ -352,15 +371,29 @@ def rss_kib(pid):
 
 
 def switches(pid):
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
+    """Context switches (voluntary and involuntary) of each thread of pid, by thread id."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
         try:
+            n = 0
             for line in open(f"/proc/{pid}/task/{tid}/status"):
                 if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                    total += int(line.split()[1])
+                    n += int(line.split()[1])
+            out[(pid, tid)] = n
         except OSError:
             pass
-    return total
+    return out
+
+
+def rss_anon_kib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1])
+    return 0
 
 
 def children_running(pid):
@@ -400,17 +433,43 @@ def pss_kib(pid):
     return 0
 
 
+def keepers_of(pid):
+    """The supervisor's keeper (its dead man's switch, a forked child)."""
+    out = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                s = open(f"/proc/{p}/stat").read()
+                if int(s[s.rindex(")") + 2:].split()[1]) == pid and s[s.index("(") + 1:s.rindex(")")] == "tether-keeper":
+                    out.append(int(p))
+            except OSError:
+                pass
+    return out
+
+
 def idle(pid, window):
-    """RSS (MiB) of pid plus the proportional set size of its workers' inits, CPU (%) and wakeups/s
-    of pid and those inits together, over the window."""
+    """Over the window: RSS (MiB) of pid plus the proportional set size of its keeper and its
+    workers' inits; its anonymous RSS (MiB); CPU (%) and wakeups/s of all of them together.
+    Wakeups are context switches of every thread, sampled every 250 ms so that threads which
+    come and go meanwhile (a thread pool's) count too."""
     time.sleep(2)
-    procs = [pid] + inits_of(pid)
-    c0, w0, t0 = sum(map(proc_stat, procs)), sum(map(switches, procs)), time.monotonic()
-    time.sleep(window)
-    c1, w1, t1 = sum(map(proc_stat, procs)), sum(map(switches, procs)), time.monotonic()
+    procs = [pid] + inits_of(pid) + keepers_of(pid)
+    first, last = {}, {}
+    for p in procs:
+        first.update(switches(p))
+    last.update(first)
+    c0, t0 = sum(map(proc_stat, procs)), time.monotonic()
+    while time.monotonic() - t0 < window:
+        time.sleep(0.25)
+        for p in procs:
+            for k, n in switches(p).items():
+                first.setdefault(k, 0)   # a thread born in the window: every switch of it counts
+                last[k] = n
+    c1, t1 = sum(map(proc_stat, procs)), time.monotonic()
     hz = os.sysconf("SC_CLK_TCK")
     rss = rss_kib(pid) + sum(pss_kib(p) for p in procs[1:])
-    return rss / 1024, (c1 - c0) / hz / (t1 - t0) * 100, (w1 - w0) / (t1 - t0)
+    wakeups = sum(last[k] - first[k] for k in last)
+    return rss / 1024, rss_anon_kib(pid) / 1024, (c1 - c0) / hz / (t1 - t0) * 100, wakeups / (t1 - t0)
 
 
 def footprint(args, out, work):
@@ -462,15 +521,17 @@ def footprint(args, out, work):
     a.stop()
     with open(os.path.join(out, "footprint.txt"), "w") as f:
         f.write(f"idle window {window} s (after 2 s settling)\n")
-        for name, (rss, cpu, wake) in results.items():
-            f.write(f"{name}: RSS {rss:.1f} MiB, CPU {cpu:.3f} %, {wake:.1f} wakeups/s\n")
+        for name, (rss, anon, cpu, wake) in results.items():
+            f.write(f"{name}: RSS {rss:.1f} MiB (anonymous {anon:.1f} MiB), CPU {cpu:.3f} %, {wake:.2f} wakeups/s\n")
     base = results["MachineID SDK loop, 1 worker"]
-    for name, (rss, cpu, wake) in results.items():
+    for name, (rss, anon, cpu, wake) in results.items():
         row("footprint", f"{name}: RSS", rss, None, "MiB", "SDK loop RSS", base[0])
-    for name, (rss, cpu, wake) in results.items():
-        row("footprint", f"{name}: CPU", cpu, None, "%", "SDK loop CPU", base[1])
-    for name, (rss, cpu, wake) in results.items():
-        row("footprint", f"{name}: wakeups", wake, None, "/s", "SDK loop wakeups", base[2])
+    for name, (rss, anon, cpu, wake) in results.items():
+        row("footprint", f"{name}: anonymous RSS", anon, None, "MiB", "SDK loop anonymous RSS", base[1])
+    for name, (rss, anon, cpu, wake) in results.items():
+        row("footprint", f"{name}: CPU", cpu, None, "%", "SDK loop CPU", base[2])
+    for name, (rss, anon, cpu, wake) in results.items():
+        row("footprint", f"{name}: wakeups", wake, None, "/s", "SDK loop wakeups", base[3])
 
 
 # MARK: - the report

@@ -23,9 +23,9 @@ public final class LiveAuthority: Sendable {
     public var url: String { server.url }
 
     /// `tether run` against this authority, its signature pinned.
-    public func run(_ surface: String, _ extra: [String] = [], _ command: [String]) throws -> TetherProcess {
+    public func run(_ surface: String, _ extra: [String] = [], _ command: [String], env: [String: String] = [:]) throws -> TetherProcess {
         try TetherProcess(["run", "--dir", dir, "--authority", url, "--key-file", dir + "/agent.key",
-                           "--public-key", dir + "/signing.pub", "--surface", surface] + extra + ["--"] + command)
+                           "--public-key", dir + "/signing.pub", "--surface", surface] + extra + ["--"] + command, env: env)
     }
 
     /// The `[authority]` table of a configuration file for this authority, its signature pinned.

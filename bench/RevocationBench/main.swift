@@ -9,7 +9,12 @@
 // --replicas URL0,URL1 --dir DIR: two replicas already serving one database (DIR holds the keys
 // `authority init` wrote); the supervisor watches URL0, and the revokes alternate between URL0
 // (the same replica) and URL1 (another one): both rows, same run.
-// Run: swift run -c release tether-bench-revocation [iterations] [--poll | --sdk | --replicas …] [--idle 60]
+// --load worker: the worker itself takes the CPU (a busy thread per core, and a fork loop);
+// --load machine: as many busy processes as cores outside the worker (the worker is the usual
+// three). The bench and the authority run under SCHED_RR 1 as the supervisor does, so what
+// is measured is the supervisor's wait for the CPU, not theirs; --priority nice|off runs the
+// supervisor with TETHER_SUPERVISOR_PRIORITY=nice (nice -10 only) or off, the controls.
+// Run: swift run -c release tether-bench-revocation [iterations] [--poll | --sdk | --replicas …] [--idle 60] [--load worker|machine] [--priority nice|off]
 import Foundation
 import Glibc
 import TetherClient
@@ -20,6 +25,18 @@ let iterations = args.count > 1 ? Int(args[1]) ?? 200 : 200
 let pollMode = args.contains("--poll")
 let sdkMode = args.contains("--sdk")
 let idleSeconds = args.firstIndex(of: "--idle").flatMap { args.count > $0 + 1 ? Int(args[$0 + 1]) : nil }
+let load = args.firstIndex(of: "--load").flatMap { args.count > $0 + 1 ? args[$0 + 1] : nil }
+let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+let priority = args.firstIndex(of: "--priority").flatMap { args.count > $0 + 1 ? args[$0 + 1] : nil }
+if let priority { setenv("TETHER_SUPERVISOR_PRIORITY", priority, 1) }
+
+/// Every thread of `pid` to SCHED_RR 1, the supervisor's own policy (threads made later inherit it).
+func realtime(_ pid: Int32) {
+    var param = sched_param(sched_priority: 1)
+    for t in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? [] {
+        if let tid = pid_t(t) { _ = sched_setscheduler(tid, SCHED_RR, &param) }
+    }
+}
 let clock = ContinuousClock()
 
 let tether: String = {
@@ -58,6 +75,21 @@ func state(_ pid: Int32) -> Character? {
     return s[s.index(close, offsetBy: 2)]
 }
 
+/// Nothing of the worker can run: every process stopped (`T`) or exited, or — dash runs
+/// each command through vfork — a parent waiting uninterruptibly (`D`) on a stopped child,
+/// which cannot run until that child execs (the rule `GroupState.allHeld` applies).
+func allHeld(_ pids: [Int32]) -> Bool {
+    var st: [Int32: (Character, Int32)] = [:]
+    for pid in pids {
+        guard let s = read("/proc/\(pid)/stat"), let close = s.lastIndex(of: ")") else { continue }
+        let f = s[s.index(close, offsetBy: 2)...].split(separator: " ")
+        if let c = f.first?.first, f.count > 1, let pp = Int32(f[1]) { st[pid] = (c, pp) }
+    }
+    return st.allSatisfy { pid, v in
+        v.0 == "T" || v.0 == "Z" || (v.0 == "D" && st.contains { $0.value.1 == pid && $0.value.0 == "T" })
+    }
+}
+
 func percentile(_ xs: [Double], _ p: Double) -> Double {
     let s = xs.sorted()
     return s[min(s.count - 1, Int((Double(s.count - 1) * p).rounded()))]
@@ -79,6 +111,8 @@ if let replicaURLs {
     url = "http://127.0.0.1:\(port)"
     server = start(["authority", "serve", "--dir", dir, "--listen", "127.0.0.1:\(port)", "--lease", "15s"], log: dir + "/server.log")
 }
+/// Busy processes outside the worker (--load machine), in their own group.
+var spinners: [Process] = []
 var supervisorPID: pid_t = 0
 /// The SDK loop's worker group: the loop does not take it down when it ends.
 var workerGroup: pid_t = 0
@@ -86,6 +120,7 @@ var workerGroup: pid_t = 0
 @MainActor func finish(_ message: String? = nil) -> Never {
     if supervisorPID > 0 { kill(supervisorPID, sdkMode ? SIGKILL : SIGINT) }
     if workerGroup > 0 { kill(-workerGroup, SIGKILL) }
+    for p in spinners { kill(p.processIdentifier, SIGKILL) }
     usleep(300_000)
     if let server { kill(server.processIdentifier, SIGTERM) }
     if let message { FileHandle.standardError.write(Data("\(message)\n".utf8)); exit(1) }
@@ -97,7 +132,9 @@ let op = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: operatorKey)
 let otherOp = replicaURLs.map { AuthorityClient(endpoint: AuthorityEndpoint(url: $0[1], key: operatorKey)) }
 for _ in 0..<200 where (try? await op.get("/healthz")) == nil { try await Task.sleep(for: .milliseconds(20)) }
 
-let worker = ["sh", "-c", "sleep infinity & sleep infinity & wait"]
+let worker = load == "worker"
+    ? ["sh", "-c", "for i in $(seq \(cores)); do (while :; do :; done) & done; sleep infinity & while :; do /bin/true; done"]
+    : ["sh", "-c", "sleep infinity & sleep infinity & wait"]
 let supervisor: Process
 let pids: () -> [Int32]
 if sdkMode {
@@ -144,6 +181,18 @@ if sdkMode {
     pids = { (read(procsFile) ?? "").split(separator: "\n").compactMap { Int32($0) } }
 }
 while pids().count < 3 { try await Task.sleep(for: .milliseconds(20)) }
+if load == "machine" {
+    for _ in 0..<cores {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "while :; do :; done"]
+        try! p.run()
+        spinners.append(p)
+    }
+}
+if let server { realtime(server.processIdentifier) }
+realtime(getpid())
+if load != nil { try await Task.sleep(for: .seconds(1)) }
 
 if let idle = idleSeconds {
     // Idle footprint: RSS and CPU time of the supervisor over the window.
@@ -175,8 +224,10 @@ for i in 0..<iterations {
     let answered = clock.now
     while true {
         let ps = pids()
-        if !ps.isEmpty && ps.allSatisfy({ state($0) == "T" }) { break }
-        if clock.now - answered > .seconds(10) { finish("not stopped after 10 s; see \(dir)/run.log") }
+        if !ps.isEmpty && allHeld(ps) { break }
+        if clock.now - answered > .seconds(10) {
+            finish("not stopped after 10 s: \(ps.map { "\($0) \(state($0).map(String.init) ?? "gone")" }.joined(separator: ", ")); see \(dir)/run.log")
+        }
         usleep(50)
     }
     if viaOther { stoppedOther.append(ms(clock.now - answered)) } else { stopped.append(ms(clock.now - answered)) }
@@ -195,7 +246,8 @@ if !stoppedOther.isEmpty {
     print(String(format: "  revoke on another replica → stopped: median %.2f ms, p99 %.2f ms", percentile(stoppedOther, 0.5), percentile(stoppedOther, 0.99)))
     finish()
 }
-let mode = sdkMode ? "MachineID SDK loop, validate every 1 s + os.killpg" : pollMode ? "poll 1s" : "watch"
+var mode = sdkMode ? "MachineID SDK loop, validate every 1 s + os.killpg" : pollMode ? "poll 1s" : "watch"
+if let load { mode += ", load: \(load)\(priority.map { ", supervisor priority \($0)" } ?? "")" }
 print("revocation → every worker process in T (\(mode), \(iterations) revokes, 3 processes):")
 print(String(format: "  revoke answered → stopped: median %.2f ms, p99 %.2f ms, max %.2f ms", percentile(stopped, 0.5), percentile(stopped, 0.99), stopped.max()!))
 print(String(format: "  baseline, the revoke's round trip: median %.2f ms, p99 %.2f ms", percentile(roundTrips, 0.5), percentile(roundTrips, 0.99)))
