@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import TetherCore
 
@@ -299,7 +300,12 @@ public final class Authority: Sendable {
     /// The key record for a presented key, or nil. Reloads keys from the store at most every
     /// `keyRefresh`, so a key revoked through the CLI stops working within that time; a key
     /// created through the CLI works at once.
-    func authenticate(_ presented: String) async -> KeyRecord? {
+    ///
+    /// A key not in the cached set that cannot be looked up because the store does not answer
+    /// is a 503 (ask again, or another replica), never a 401: a 401 tells a supervisor its key
+    /// is wrong, and it stops trying — a replica in its first moments, or a database restarting,
+    /// would turn into supervisors that never register their surfaces.
+    func authenticate(_ presented: String) async throws(APIError) -> KeyRecord? {
         if await state.keysAreStale(configuration.keyRefresh) {
             if let keys = try? await store.keys() { await state.setKeys(keys) }
             await reloadSigningKeys()
@@ -307,7 +313,14 @@ public final class Authority: Sendable {
         if let found = APIKeys.match(presented, in: await state.currentKeys()) { return found }
         // An unknown key may be one created a moment ago (`tether keys create`, then use it at
         // once): look again, at most every 100 ms, so wrong keys cannot turn into disk reads.
-        guard await state.keysAreStale(.milliseconds(100)), let keys = try? await store.keys() else { return nil }
+        guard await state.keysAreStale(.milliseconds(100)) else { return nil }
+        let keys: [KeyRecord]
+        do {
+            keys = try await store.keys()
+        } catch {
+            logger.warning("a key could not be checked: the store did not answer", metadata: ["error": "\(error)"])
+            throw APIError(.serviceUnavailable, "NOT_READY", "the key could not be checked: this replica's store did not answer; ask again or another replica")
+        }
         await state.setKeys(keys)
         return APIKeys.match(presented, in: keys)
     }
@@ -367,7 +380,10 @@ actor LiveState {
     private(set) var org: OrgState
     private var keys: [KeyRecord]
     private var keysLoaded = ContinuousClock.now
-    private(set) var validations = 0
+    /// Validates answered: counted outside the actor (a validate is the hottest path, and a
+    /// counter is no reason for a hop onto the actor's executor).
+    nonisolated let validationCount = Atomic<Int>(0)
+    nonisolated var validations: Int { validationCount.load(ordering: .relaxed) }
 
     init(surfaces: [String: SurfaceRecord], removed: [String: UInt64], org: OrgState, keys: [KeyRecord]) {
         self.surfaces = surfaces
@@ -393,7 +409,7 @@ actor LiveState {
             org = o
         }
     }
-    func countValidation() { validations += 1 }
+    nonisolated func countValidation() { validationCount.add(1, ordering: .relaxed) }
 
     func keysAreStale(_ refresh: Duration) -> Bool { ContinuousClock.now - keysLoaded > refresh }
     func setKeys(_ k: [KeyRecord]) {

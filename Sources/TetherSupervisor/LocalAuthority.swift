@@ -97,8 +97,13 @@ public enum LocalAuthority {
         var empty = sigset_t()
         sigemptyset(&empty)
         posix_spawnattr_setsigmask(&attr, &empty)
+        // An ordinary task, whatever the supervisor runs as (SupervisorPriority): the authority
+        // is a server, not the stop path.
+        var ordinary = sched_param(sched_priority: 0)
+        posix_spawnattr_setschedpolicy(&attr, SCHED_OTHER)
+        posix_spawnattr_setschedparam(&attr, &ordinary)
         // POSIX_SPAWN_SETSID is 0x80 in glibc; the Swift importer does not see the macro.
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | 0x80))
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSCHEDULER | 0x80))
         let cargs = args.map { strdup($0) } + [nil]
         defer { cargs.forEach { free($0) } }
         var env = Foundation.ProcessInfo.processInfo.environment

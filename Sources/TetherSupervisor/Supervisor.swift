@@ -127,10 +127,12 @@ public final class Supervisor: Sendable {
             metrics.set(w.name, .waiting)
         }
         // Ready once the authority has answered: a registration, or the first decision.
-        s.ready = await register(Self.surfaces(config))
+        let unregistered = await register(Self.surfaces(config))
+        s.ready = authority.settings.register && unregistered.count < Self.surfaces(config).count
         if s.ready { notifications.ready("\(config.workers.count) workers; authority answering") }
 
-        let services = startServices(config, watcher: watcher, logger: logger)
+        var services = startServices(config, watcher: watcher, logger: logger)
+        if !unregistered.isEmpty { services.append(Task { await self.retryRegistration(unregistered) }) }
         defer { services.forEach { $0.cancel() } }
         logger.notice("supervising", metadata: ["workers": "\(s.order.count)", "config": "\(configPath)", "authority": "\(authority.client.endpoint.url)"])
 
@@ -400,19 +402,44 @@ public final class Supervisor: Sendable {
     }
 
     /// MachineID's flow: a surface is registered before it is validated (never un-revokes).
+    /// Returns the surfaces that could not be registered.
     @discardableResult
-    private func register(_ surfaces: [String]) async -> Bool {
-        guard authority.settings.register else { return false }
-        var answered = false
+    private func register(_ surfaces: [String], quiet: Bool = false) async -> [String] {
+        guard authority.settings.register else { return [] }
+        var failed: [String] = []
         for s in surfaces {
             do {
                 _ = try await authority.client.register(s)
-                answered = true
             } catch {
-                logger.warning("could not register the surface; it stays denied until it exists", metadata: ["surface": "\(s)", "error": "\(error)"])
+                failed.append(s)
+                if !quiet {
+                    logger.warning("could not register the surface; it stays denied until it exists (trying again)", metadata: ["surface": "\(s)", "error": "\(error)"])
+                }
             }
         }
-        return answered
+        return failed
+    }
+
+    /// Surfaces whose registration failed at start — the authority unreachable, restarting, a
+    /// replica that could not check the key yet — are registered again after 1 s, 2 s, 4 s …
+    /// (at most a minute apart) until they are: a refusal at start must not leave a worker
+    /// waiting for a surface nobody creates. (A revoked surface stays revoked: registering
+    /// never un-revokes.)
+    private func retryRegistration(_ surfaces: [String]) async {
+        var left = surfaces
+        var wait = Duration.seconds(1)
+        var attempt = 1
+        while !left.isEmpty && !Task.isCancelled {
+            try? await Task.sleep(for: wait)
+            if Task.isCancelled { return }
+            attempt += 1
+            let now = await register(left, quiet: true)
+            for s in left where !now.contains(s) {
+                logger.notice("surface registered", metadata: ["surface": "\(s)", "attempts": "\(attempt)"])
+            }
+            left = now
+            wait = min(wait * 2, .seconds(60))
+        }
     }
 
     private func launch(_ slot: inout Slot, _ with: Launcher) {

@@ -28,11 +28,17 @@ import Synchronization
 public enum SupervisorPriority {
     public static let niceRaise: Int32 = 10
 
+    private static let chosen = Atomic<Bool>(false)
     private static let done = Atomic<Bool>(false)
 
-    /// Once per process, before the keeper is forked (it inherits the priority).
+    /// A supervisor process (`tether run`, `supervise`, `mcp`, `profile try`) opts in: its
+    /// first `Spawner` raises it. A library user — a test runner that spawns workers in
+    /// process, and every process it starts after — is never made real-time behind its back.
+    public static func choose() { chosen.store(true, ordering: .relaxed) }
+
+    /// Once per process that chose it, before the keeper is forked (it inherits the priority).
     public static func raise(logger: Logger) {
-        guard !done.exchange(true, ordering: .relaxed) else { return }
+        guard chosen.load(ordering: .relaxed), !done.exchange(true, ordering: .relaxed) else { return }
         let setting = getenv("TETHER_SUPERVISOR_PRIORITY").map { String(cString: $0) } ?? "rr"
         guard ["rr", "nice", "off"].contains(setting) else {
             logger.warning("TETHER_SUPERVISOR_PRIORITY must be rr, nice or off: ignored, the supervisor keeps the priority it was given",
@@ -43,8 +49,15 @@ public enum SupervisorPriority {
         errno = 0
         let started = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
         guard errno == 0 else { return }
-        // Before any thread is raised: a worker spawned meanwhile starts where it should.
+        // Before any thread is raised: a worker spawned meanwhile starts where it should. (Also
+        // when nothing below works: a supervisor made real-time from outside, by a unit's
+        // CPUSchedulingPolicy=, still starts its workers as ordinary tasks.)
         tether_set_worker_nice(started)
+        let policy = sched_getscheduler(0)
+        if policy == SCHED_RR || policy == SCHED_FIFO {
+            logger.debug("supervisor priority: already real-time (workers: SCHED_OTHER, nice \(started))")
+            return
+        }
         let threads = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []).compactMap { pid_t($0) }
         var rrError: Int32 = 0
         if setting == "rr" {
@@ -70,7 +83,6 @@ public enum SupervisorPriority {
             logger.notice("the supervisor runs at nice \(target), not real-time: a worker that takes every core may delay a stop by milliseconds",
                           metadata: rrError != 0 ? ["rr_error": "\(String(cString: strerror(rrError)))"] : [:])
         } else {
-            tether_set_worker_nice(Int32.min)
             logger.notice("the supervisor runs at the priority it was given: a worker that takes every core may delay a stop", metadata: [
                 "nice": "\(started)", "error": "\(String(cString: strerror(niceError != 0 ? niceError : rrError)))", "hint": "needs CAP_SYS_NICE",
             ])

@@ -22,6 +22,7 @@ struct McpCommand: AsyncParsableCommand {
     func run() async throws {
         if ["--help", "-h", "help"].contains(options.command.first) { throw CleanExit.helpRequest(Self.self) }
         keepMemoryFromSameUser()
+        SupervisorPriority.choose()
         let (worker, resolved, logger, weak) = try await options.resolve()
         let gateway: McpGateway
         do {

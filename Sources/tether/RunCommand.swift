@@ -27,6 +27,7 @@ struct RunCommand: AsyncParsableCommand {
         // The command is captured as given, so --help before `--` arrives here.
         if ["--help", "-h", "help"].contains(options.command.first) { throw CleanExit.helpRequest(Self.self) }
         keepMemoryFromSameUser()
+        SupervisorPriority.choose()
         let (worker, resolved, logger, weak) = try await options.resolve()
         let code = await RunSession.run(worker: worker, authority: resolved, logger: logger, acceptWeakContainment: weak,
                                         notifications: SystemdNotifier.notifications)

@@ -23,6 +23,7 @@ struct SuperviseCommand: AsyncParsableCommand {
 
     func run() async throws {
         keepMemoryFromSameUser()
+        SupervisorPriority.choose()
         let file: ConfigFile
         let filters: [String: CompiledFilter]
         do {

@@ -31,6 +31,38 @@ struct SuperviseTests {
 
     func pids(_ m: String) -> Set<Int32> { Set(liveProcesses(withMarker: m).map(\.pid)) }
 
+    @Test("an authority that does not answer at start: the supervisor registers its surfaces once it does, and the worker starts")
+    func registersOnceTheAuthorityAnswers() async throws {
+        let dir = temporaryDirectory("tether-e2e")
+        let (code, _, err) = try runTether(["authority", "init", "--dir", dir])
+        #expect(code == 0, "\(err)")
+        let server = ServerProcess(dir: dir, port: freePort(), extra: ["--lease", "3s"])
+        let m = Workers.marker("late")
+        let path = temporaryDirectory("e2e-sv") + "/s.toml"
+        try """
+            [authority]
+            url = "\(server.url)"
+            key_file = "\(dir)/agent.key"
+            public_key = "\(dir)/signing.pub"
+
+            [supervisor]
+            shutdown_timeout = "5s"
+
+            \(worker("late-1", m))
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let p = try TetherProcess(["supervise", "--config", path])
+        #expect(await eventually(10) { p.stderr.contains("could not register the surface") }, "\(p.stderr.suffix(800))")
+        try await Task.sleep(for: .seconds(1))
+        #expect(liveProcesses(withMarker: m).isEmpty, "nothing runs while the authority is silent")
+        try await server.start()
+        // Retries after 1 s, 2 s, 4 s …: registered within a few seconds of the authority answering.
+        #expect(await eventually(20) { p.stderr.contains("surface registered") && !liveProcesses(withMarker: m).isEmpty },
+                "\(p.stderr.suffix(1500))")
+        p.signal(SIGTERM)
+        #expect(await p.exitCode(within: 20) != nil)
+        server.kill9()
+    }
+
     @Test("one stream for all: a revoke stops only its surface's worker; metrics show it; restore resumes it")
     func revokeOne() async throws {
         let a = try await LiveAuthority()

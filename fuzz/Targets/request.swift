@@ -12,6 +12,11 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if let v = try? JSONBody.decode(ValidateRequest.self, from: bytes) {
         precondition(SurfaceName.isValid(v.deviceId) && (v.nonce.map(Decision.isValidNonce) ?? true))
     }
+    // The fast path reads exactly what the full decoder reads, where it reads anything.
+    if let fast = ValidateRequest.fastDecode(bytes) {
+        let full = try? JSONDecoder().decode(JSONBody.Strict<ValidateRequest>.self, from: bytes).body
+        precondition(full?.deviceId == fast.deviceId && full?.nonce == fast.nonce, "fast and full decoders differ")
+    }
     if let r = try? JSONBody.decode(ReportRequest.self, from: bytes) {
         precondition(SurfaceName.isValid(r.deviceId) && SurfaceName.isValid(r.instance) && ReportState.all.contains(r.state))
         precondition(r.processIDs.allSatisfy { $0 > 0 } && (r.requestID?.utf8.count ?? 0) <= 128)

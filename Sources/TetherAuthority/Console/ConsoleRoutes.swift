@@ -175,7 +175,7 @@ struct ConsoleRoutes {
             }
         } else {
             guard let presented = form["key"]?.trimmingCharacters(in: .whitespacesAndNewlines), !presented.isEmpty, presented.utf8.count <= 256,
-                  let k = await authority.authenticate(presented)
+                  let k = try await authority.authenticate(presented)
             else { return await refuse(.unauthorized, "That key is not known to this authority.", who: "unknown key") }
             guard k.role == .operator else {
                 return await refuse(.forbidden, "The key \"\(k.name)\" is an agent key: only operator keys sign in to the console.", who: k.name)

@@ -30,12 +30,13 @@ struct AgentRoutes {
     @Sendable func validate(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
         let body = try await bodies.read(ValidateRequest.self, from: req)
         _ = try ctx.requireScope([body.deviceId])
-        await authority.state.countValidation()
+        authority.state.countValidation()
         try authority.requireReady()
         let d = await authority.current(body.deviceId, kind: .answer, requestID: ctx.requestID, nonce: body.nonce)
         var headers = HTTPFields()
         if let sig = d.signature { headers[.tetherSignature] = sig }
-        return JSONBody.response(DecisionAnswer(decision: d), headers: headers)
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: DecisionJSON.answer(d))))
     }
 
     @Sendable func watch(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {

@@ -83,16 +83,19 @@ struct DecisionAnswer: Encodable {
     func encode(to encoder: any Encoder) throws {
         try decision.encode(to: encoder)
         var c = encoder.container(keyedBy: Legacy.self)
-        let status: String
-        switch decision.code {
-        case .allow: status = "ok"
-        case .deviceRevoked: status = "revoked"
-        case .deviceNotFound: status = "not_found"
-        case .orgHalted: status = "halted"
-        default: status = "error"
-        }
-        try c.encode(status, forKey: .status)
+        try c.encode(Self.status(of: decision.code), forKey: .status)
         if !decision.allowed { try c.encode(decision.code.rawValue, forKey: .reason) }
+    }
+
+    /// MachineID's legacy `status`.
+    static func status(of code: DecisionCode) -> String {
+        switch code {
+        case .allow: return "ok"
+        case .deviceRevoked: return "revoked"
+        case .deviceNotFound: return "not_found"
+        case .orgHalted: return "halted"
+        default: return "error"
+        }
     }
 }
 

@@ -45,7 +45,7 @@ struct KeyMiddleware<Context: AuthorityContextProtocol>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let presented = request.headers[.orgKey], !presented.isEmpty, presented.utf8.count <= 256,
-              let key = await authority.authenticate(presented)
+              let key = try await authority.authenticate(presented)
         else { throw APIError.unauthorized }
         var ctx = context
         ctx.key = key

@@ -124,7 +124,7 @@ struct OperatorRoutes {
         return JSONBody.response(UsageAnswer(
             devices: u.surfaces, active: u.surfaces - u.revoked, revoked: u.revoked, keys: u.keys,
             auditEntries: u.auditEntries, reports: u.reports, watchConnections: await authority.hub.connectionCount,
-            validations: await authority.state.validations, halted: await authority.state.org.halted, requestID: ctx.requestID))
+            validations: authority.state.validations, halted: await authority.state.org.halted, requestID: ctx.requestID))
     }
 
     /// `?wait=5s`: how long a change waits for the acknowledgements of its watchers.

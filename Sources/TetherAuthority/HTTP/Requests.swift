@@ -17,6 +17,13 @@ struct ValidateRequest: RequestBody {
     /// Echoed in the signed answer: binds it to this request.
     var nonce: String?
     enum CodingKeys: String, CodingKey, CaseIterable { case deviceId, nonce }
+    static let keys: Set<String> = ["deviceId", "nonce"]
+
+    static func fastDecode(_ bytes: Data) -> ValidateRequest? {
+        guard let f = FlatStrings.parse(bytes, keys: keys), let id = f["deviceId"] else { return nil }
+        return ValidateRequest(deviceId: id, nonce: f["nonce"])
+    }
+
     mutating func validate() throws {
         deviceId = try Check.surface(deviceId)
         if let nonce, !Decision.isValidNonce(nonce) {

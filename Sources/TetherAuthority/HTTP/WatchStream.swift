@@ -110,6 +110,6 @@ enum WatchStream {
     }
 
     static func eventJSON(_ d: Decision) -> String {
-        String(decoding: JSONBody.data(DecisionAnswer(decision: d)), as: UTF8.self)
+        String(decoding: DecisionJSON.answer(d), as: UTF8.self)
     }
 }
