@@ -478,8 +478,9 @@ void tether_child_reset_nice(void) {
     // Plain system calls: async-signal-safe. Leaving a real-time policy and raising a nice
     // value never need a privilege, so neither fails for want of one; were one to fail, the
     // worker would only run at the supervisor's priority, which loosens nothing of its tether.
+    // The raw system call: this executable's setpriority adds the supervisor's offset.
     if (worker_nice == INT_MIN) return;
     struct sched_param none = {.sched_priority = 0};
     if (sched_getscheduler(0) != SCHED_OTHER) (void)sched_setscheduler(0, SCHED_OTHER, &none);
-    (void)setpriority(PRIO_PROCESS, 0, worker_nice);
+    (void)tether_setpriority_raw(PRIO_PROCESS, 0, worker_nice);
 }

@@ -106,14 +106,13 @@ def revocation(args, out):
         if mode == "watch":
             idle = float(m[1])
     # Under load: the worker spinning on every core plus a fork loop, then as many busy
-    # processes as cores outside the worker; each with the supervisor's SCHED_RR, with nice -10
-    # only, and with neither (TETHER_SUPERVISOR_PRIORITY=nice|off, the controls). Against the
-    # idle watch row above.
+    # processes as cores outside the worker; each with the supervisor's raised priority (nice
+    # -10) and without it (TETHER_SUPERVISOR_PRIORITY=off, the control). Against the idle watch
+    # row above.
     cores = os.cpu_count()
     for load, what in (("worker", f"worker spinning on every core ({cores} busy threads) + a fork loop"),
                        ("machine", f"machine loaded ({cores} busy processes outside the worker)")):
-        for flag, label in (([], ""), (["--priority", "nice"], ", control: nice -10 only"),
-                            (["--priority", "off"], ", control: supervisor priority off")):
+        for flag, label in (([], ""), (["--priority", "off"], ", control: supervisor priority off")):
             r = subprocess.run([os.path.join(args.bin, "tether-bench-revocation"), str(n), "--load", load] + flag,
                                capture_output=True, text=True, timeout=3600)
             open(os.path.join(out, f"revocation-load-{load}{'-' + flag[1] if flag else ''}.txt"), "w").write(r.stdout + r.stderr)

@@ -218,6 +218,13 @@ int tether_set_child_subreaper(void);
 /// The nice value every worker (and its init) starts at, whatever the supervisor's own: set
 /// before the supervisor raises its priority (`SupervisorPriority`).
 void tether_set_worker_nice(int nice);
+
+/// From now on, a thread that sets its own nice value (libdispatch does, for each worker thread
+/// it starts) gets it `offset` lower, unless it is `raised` or lower already (priority.c).
+void tether_set_nice_offset(int offset, int raised);
+
+/// setpriority(2) itself, never adjusted.
+int tether_setpriority_raw(int which, int who, int prio);
 /// prctl(PR_SET_DUMPABLE, 0): variadic in glibc, so not callable from Swift.
 int tether_set_not_dumpable(void);
 /// landlock_create_ruleset handling only LANDLOCK_ACCESS_FS_EXECUTE, with one rule per path

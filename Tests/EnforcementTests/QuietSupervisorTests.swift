@@ -24,30 +24,39 @@ struct QuietSupervisorTests {
         ProcessTable.snapshot().first { $0.ppid == pid && command(of: $0.pid) == "tether-keeper" && !$0.isDead }?.pid
     }
 
-    @Test("the supervisor and its keeper run SCHED_RR; its workers run as it was started and cannot take real-time or a lower nice value")
+    @Test("the supervisor and its keeper run 10 nice levels up, its async runtime's new threads too; its workers run as it was started and cannot raise themselves")
     func priority() async throws {
-        let a = try await LiveAuthority()
+        let a = try await LiveAuthority(lease: "15s")
         errno = 0
         let start = Int(getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0))
+        let raised = max(-20, start - 10)
         let file = workerDirectory("e2e") + "/sched"
         // The worker (an unprivileged uid) reads its scheduling, then tries to raise itself.
         let script = """
-            { chrt -p $$ | head -1 | sed 's/.*: //'; nice; chrt -r -p 1 $$ >/dev/null 2>&1; echo "rr=$?"; \
-              renice -n -15 -p $$ >/dev/null 2>&1; echo "nice=$?"; chrt -p $$ | head -1 | sed 's/.*: //'; nice; } > '\(file).tmp'; \
-            mv '\(file).tmp' '\(file)'; sleep 60
+            { chrt -p $$ | head -1 | sed 's/.*: //'; nice; renice -n \(raised) -p $$ >/dev/null 2>&1; echo "renice=$?"; \
+              chrt -r -p 1 $$ >/dev/null 2>&1; echo "rr=$?"; nice; } > '\(file).tmp'; mv '\(file).tmp' '\(file)'; sleep 60
             """
         let p = try a.run("sched-1", [], ["sh", "-c", script])
         #expect(await eventually(20) { FileManager.default.fileExists(atPath: file) }, "\(p.stderr.suffix(800))")
         let lines = ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
-        #expect(lines == ["SCHED_OTHER", "\(start)", "rr=1", "nice=1", "SCHED_OTHER", "\(start)"],
+        #expect(lines == ["SCHED_OTHER", "\(start)", "renice=1", "rr=1", "\(start)"],
                 "the worker runs as the supervisor was started and stays so: \(lines)")
-        let threads = Self.scheduling(p.pid)
-        #expect(!threads.isEmpty && threads.allSatisfy { $0.policy == Int(SCHED_RR) }, "every supervisor thread SCHED_RR: \(threads)")
+        // At least raised (libdispatch gives a thread of a higher QoS class a few levels more).
+        #expect(Self.scheduling(p.pid).allSatisfy { $0.policy == Int(SCHED_OTHER) && $0.nice <= raised }, "every supervisor thread at \(raised): \(Self.scheduling(p.pid))")
         if let k = Self.keeper(of: p.pid) {
-            #expect(Self.scheduling(k).map(\.policy) == [Int(SCHED_RR)], "the keeper acts for the supervisor: real-time too")
+            #expect(Self.scheduling(k).allSatisfy { $0.nice <= raised }, "the keeper acts for the supervisor: raised too")
         } else {
             Issue.record("no keeper found")
         }
+        // libdispatch retires idle threads after 5 s and starts new ones, each setting its own
+        // nice value: they must come up raised as well. A revoke makes the runtime work again.
+        let before = Set(Self.threads(p.pid))
+        try await Task.sleep(for: .seconds(7))
+        _ = try a.op(["revoke", "sched-1", "--reason", "threads"])
+        #expect(await eventually(10) { p.stderr.contains("worker stopped") }, "\(p.stderr.suffix(800))")
+        let after = Self.threads(p.pid)
+        #expect(!Set(after).subtracting(before).isEmpty, "the runtime started new threads meanwhile (else this proves nothing)")
+        #expect(Self.scheduling(p.pid).allSatisfy { $0.nice <= raised }, "new threads raised too: \(Self.scheduling(p.pid))")
         p.signal(SIGTERM)
         #expect(await p.exitCode(within: 20) != nil)
 
@@ -56,9 +65,13 @@ struct QuietSupervisorTests {
         let q = try a.run("sched-2", [], ["sh", "-c", script.replacingOccurrences(of: file, with: file2)],
                           env: ["TETHER_SUPERVISOR_PRIORITY": "off"])
         #expect(await eventually(20) { FileManager.default.fileExists(atPath: file2) }, "\(q.stderr.suffix(800))")
-        #expect(Self.scheduling(q.pid).allSatisfy { $0.policy == Int(SCHED_OTHER) }, "\(Self.scheduling(q.pid))")
+        #expect(Self.scheduling(q.pid).allSatisfy { $0.nice > raised }, "\(Self.scheduling(q.pid))")
         q.signal(SIGTERM)
         #expect(await q.exitCode(within: 20) != nil)
+    }
+
+    static func threads(_ pid: pid_t) -> [String] {
+        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
     }
 
     /// Voluntary context switches of every thread of `pids`, by thread.

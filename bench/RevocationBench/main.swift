@@ -11,10 +11,10 @@
 // (the same replica) and URL1 (another one): both rows, same run.
 // --load worker: the worker itself takes the CPU (a busy thread per core, and a fork loop);
 // --load machine: as many busy processes as cores outside the worker (the worker is the usual
-// three). The bench and the authority run under SCHED_RR 1 as the supervisor does, so what
-// is measured is the supervisor's wait for the CPU, not theirs; --priority nice|off runs the
-// supervisor with TETHER_SUPERVISOR_PRIORITY=nice (nice -10 only) or off, the controls.
-// Run: swift run -c release tether-bench-revocation [iterations] [--poll | --sdk | --replicas …] [--idle 60] [--load worker|machine] [--priority nice|off]
+// three). The bench and the authority run at nice -10 as the supervisor does, so what is
+// measured is the supervisor's wait for the CPU, not theirs; --priority off runs the supervisor
+// with TETHER_SUPERVISOR_PRIORITY=off, the control.
+// Run: swift run -c release tether-bench-revocation [iterations] [--poll | --sdk | --replicas …] [--idle 60] [--load worker|machine] [--priority off]
 import Foundation
 import Glibc
 import TetherClient
@@ -30,11 +30,10 @@ let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
 let priority = args.firstIndex(of: "--priority").flatMap { args.count > $0 + 1 ? args[$0 + 1] : nil }
 if let priority { setenv("TETHER_SUPERVISOR_PRIORITY", priority, 1) }
 
-/// Every thread of `pid` to SCHED_RR 1, the supervisor's own policy (threads made later inherit it).
-func realtime(_ pid: Int32) {
-    var param = sched_param(sched_priority: 1)
+/// Every thread of `pid` to nice -10, the supervisor's own (threads made later inherit it).
+func raisePriority(_ pid: Int32) {
     for t in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? [] {
-        if let tid = pid_t(t) { _ = sched_setscheduler(tid, SCHED_RR, &param) }
+        if let tid = id_t(t) { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), tid, -10) }
     }
 }
 let clock = ContinuousClock()
@@ -190,8 +189,8 @@ if load == "machine" {
         spinners.append(p)
     }
 }
-if let server { realtime(server.processIdentifier) }
-realtime(getpid())
+if let server { raisePriority(server.processIdentifier) }
+raisePriority(getpid())
 if load != nil { try await Task.sleep(for: .seconds(1)) }
 
 if let idle = idleSeconds {
