@@ -137,9 +137,17 @@ def launch(args, out):
         ("tether profile try default", [t, "profile", "try", "default", "--", "/bin/true"]),
         ("tether run (authority on loopback)", [t, "run"] + a.auth_args() + ["--surface", "launch-bench", "--", "/bin/true"]),
     ]
+    # The binary `make install` ships (Swift runtime linked statically: no dynamic symbol
+    # lookups at start), where there is one; bench/run.sh builds it.
+    static = os.path.join(ROOT, ".build-release", "release", "tether")
+    if os.path.exists(static) and not args.quick:
+        variants.append(("tether profile try default, static binary (make install)", [static, "profile", "try", "default", "--", "/bin/true"]))
+        variants.append(("tether run (authority on loopback), static binary (make install)",
+                         [static, "run"] + a.auth_args() + ["--surface", "launch-bench", "--", "/bin/true"]))
     if args.baseline:
         # The same command with an earlier build (--baseline DIR), interleaved: the cost of a change.
         bt = os.path.join(args.baseline, "tether")
+        variants.append((f"tether profile try default, {args.baseline_label}", [bt, "profile", "try", "default", "--", "/bin/true"]))
         variants.append((f"tether run, {args.baseline_label}", [bt, "run"] + a.auth_args() + ["--surface", "launch-bench", "--", "/bin/true"]))
     times = {name: [] for name, _ in variants}
     env = dict(os.environ, TETHER_LOG_LEVEL="error")

@@ -31,6 +31,8 @@ if [ ${#quick[@]} -gt 0 ]; then
 else
   swift build -c release >/dev/null
   bin=.build/release
+  # The binary `make install` ships (static Swift runtime), for the launch rows beside it.
+  make build >/dev/null
 fi
 # The workers' init as `make install` ships it (a small static C program); without it every
 # worker's init would be a fresh exec of the whole tether binary.
