@@ -131,7 +131,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "tether-bench-revocation",
-            dependencies: ["TetherCore", "TetherClient"],
+            dependencies: ["TetherCore", "TetherClient", "TetherSystem"],
             path: "bench/RevocationBench"
         ),
         .testTarget(name: "TetherCoreTests", dependencies: ["TetherCore"]),

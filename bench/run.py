@@ -421,14 +421,16 @@ def children_running(pid):
     return n
 
 
-def inits_of(pid):
-    """The workers' inits (tether-init, one per worker in its own PID namespace) under pid."""
+def children_named(pid, name):
+    """pid's children whose command is `name`: the workers' inits (tether-init, one per worker,
+    PID 1 of its namespace) or the supervisor's keeper (tether-keeper, its dead man's switch)."""
     out = []
     for p in os.listdir("/proc"):
         if p.isdigit():
             try:
                 s = open(f"/proc/{p}/stat").read()
-                if int(s[s.rindex(")") + 2:].split()[1]) == pid and open(f"/proc/{p}/cmdline", "rb").read().startswith(b"tether-init"):
+                if int(s[s.rindex(")") + 2:].split()[1]) == pid and (
+                        s[s.index("(") + 1:s.rindex(")")] == name or open(f"/proc/{p}/cmdline", "rb").read().startswith(name.encode())):
                     out.append(int(p))
             except OSError:
                 pass
@@ -445,27 +447,13 @@ def pss_kib(pid):
     return 0
 
 
-def keepers_of(pid):
-    """The supervisor's keeper (its dead man's switch, a forked child)."""
-    out = []
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                s = open(f"/proc/{p}/stat").read()
-                if int(s[s.rindex(")") + 2:].split()[1]) == pid and s[s.index("(") + 1:s.rindex(")")] == "tether-keeper":
-                    out.append(int(p))
-            except OSError:
-                pass
-    return out
-
-
 def idle(pid, window):
     """Over the window: RSS (MiB) of pid plus the proportional set size of its keeper and its
     workers' inits; its anonymous RSS (MiB); CPU (%) and wakeups/s of all of them together.
     Wakeups are context switches of every thread, sampled every 250 ms so that threads which
     come and go meanwhile (a thread pool's) count too."""
     time.sleep(2)
-    procs = [pid] + inits_of(pid) + keepers_of(pid)
+    procs = [pid] + children_named(pid, "tether-init") + children_named(pid, "tether-keeper")
     first, last = {}, {}
     for p in procs:
         first.update(switches(p))

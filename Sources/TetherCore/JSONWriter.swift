@@ -59,12 +59,16 @@ public enum JSONWriter {
 
     static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
-    static func string(_ s: String, into out: inout [UInt8]) {
+    /// A JSON string as Foundation's encoder writes it: `"` `\` and control characters escaped
+    /// (`\b \f \n \r \t`, others `\u00xx`), everything else (`/`, DEL, non-ASCII) as is.
+    public static func string(_ s: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         for b in s.utf8 {
             switch b {
             case UInt8(ascii: "\""): out.append(contentsOf: [0x5C, 0x22])
             case UInt8(ascii: "\\"): out.append(contentsOf: [0x5C, 0x5C])
+            case 0x08: out.append(contentsOf: [0x5C, UInt8(ascii: "b")])
+            case 0x0C: out.append(contentsOf: [0x5C, UInt8(ascii: "f")])
             case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
             case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
             case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])

@@ -40,10 +40,7 @@ struct SuperviseTests {
         let m = Workers.marker("late")
         let path = temporaryDirectory("e2e-sv") + "/s.toml"
         try """
-            [authority]
-            url = "\(server.url)"
-            key_file = "\(dir)/agent.key"
-            public_key = "\(dir)/signing.pub"
+            \(server.authorityTable)
 
             [supervisor]
             shutdown_timeout = "5s"

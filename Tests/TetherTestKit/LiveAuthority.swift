@@ -29,14 +29,7 @@ public final class LiveAuthority: Sendable {
     }
 
     /// The `[authority]` table of a configuration file for this authority, its signature pinned.
-    public var authorityTable: String {
-        """
-        [authority]
-        url = "\(url)"
-        key_file = "\(dir)/agent.key"
-        public_key = "\(dir)/signing.pub"
-        """
-    }
+    public var authorityTable: String { server.authorityTable }
 
     @discardableResult
     public func op(_ args: [String]) throws -> (Int32, String, String) {

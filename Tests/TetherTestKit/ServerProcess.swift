@@ -21,6 +21,17 @@ public final class ServerProcess: @unchecked Sendable {
 
     public var url: String { "http://127.0.0.1:\(port)" }
 
+    /// The `[authority]` table of a configuration file for this server (keys from its
+    /// directory), its signature pinned.
+    public var authorityTable: String {
+        """
+        [authority]
+        url = "\(url)"
+        key_file = "\(dir)/agent.key"
+        public_key = "\(dir)/signing.pub"
+        """
+    }
+
     public func start() async throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: tetherBinary)

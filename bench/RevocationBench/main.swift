@@ -19,6 +19,7 @@ import Foundation
 import Glibc
 import TetherClient
 import TetherCore
+import TetherSystem
 
 let args = CommandLine.arguments
 let iterations = args.count > 1 ? Int(args[1]) ?? 200 : 200
@@ -74,19 +75,11 @@ func state(_ pid: Int32) -> Character? {
     return s[s.index(close, offsetBy: 2)]
 }
 
-/// Nothing of the worker can run: every process stopped (`T`) or exited, or — dash runs
-/// each command through vfork — a parent waiting uninterruptibly (`D`) on a stopped child,
-/// which cannot run until that child execs (the rule `GroupState.allHeld` applies).
+/// Nothing of the worker can run: the supervisor's own rule (`GroupState.allHeld`): every
+/// process stopped (`T`) or exited, or — dash runs each command through vfork — a parent waiting
+/// uninterruptibly (`D`) on a stopped child, which cannot run until that child execs.
 func allHeld(_ pids: [Int32]) -> Bool {
-    var st: [Int32: (Character, Int32)] = [:]
-    for pid in pids {
-        guard let s = read("/proc/\(pid)/stat"), let close = s.lastIndex(of: ")") else { continue }
-        let f = s[s.index(close, offsetBy: 2)...].split(separator: " ")
-        if let c = f.first?.first, f.count > 1, let pp = Int32(f[1]) { st[pid] = (c, pp) }
-    }
-    return st.allSatisfy { pid, v in
-        v.0 == "T" || v.0 == "Z" || (v.0 == "D" && st.contains { $0.value.1 == pid && $0.value.0 == "T" })
-    }
+    GroupState(members: pids.compactMap(ProcessTable.stat)).allHeld
 }
 
 func percentile(_ xs: [Double], _ p: Double) -> Double {

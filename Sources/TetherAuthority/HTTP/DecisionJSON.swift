@@ -3,7 +3,7 @@ import TetherCore
 /// A decision's answer (`DecisionAnswer`) as JSON, written straight into bytes: the same bytes
 /// as `JSONBody.data(DecisionAnswer(decision:))` — keys in byte order, slashes unescaped, the
 /// escapes Foundation's encoder writes — at a fraction of the cost, since every validate answer
-/// and every watch event is one (`DecisionJSONTests` holds the two to the same bytes).
+/// and every watch event is one (`FastPathTests` holds the two to the same bytes).
 enum DecisionJSON {
     static func answer(_ d: Decision) -> [UInt8] {
         var out: [UInt8] = []
@@ -20,7 +20,7 @@ enum DecisionJSON {
         func string(_ k: StaticString, _ v: String?) {
             guard let v else { return }
             key(k)
-            escaped(v, into: &out)
+            JSONWriter.string(v, into: &out)
         }
         func number(_ k: StaticString, _ v: UInt64?) {
             guard let v else { return }
@@ -48,28 +48,5 @@ enum DecisionJSON {
         string("status", DecisionAnswer.status(of: d.code))
         out.append(0x7D)
         return out
-    }
-
-    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
-
-    /// A JSON string as Foundation writes it: `"` `\` and control characters escaped (`\b \f
-    /// \n \r \t`, others `\u00xx`), everything else (`/`, DEL, non-ASCII) as is.
-    static func escaped(_ s: String, into out: inout [UInt8]) {
-        out.append(0x22)
-        for b in s.utf8 {
-            switch b {
-            case 0x22: out.append(0x5C); out.append(0x22)
-            case 0x5C: out.append(0x5C); out.append(0x5C)
-            case 0x08: out.append(0x5C); out.append(UInt8(ascii: "b"))
-            case 0x0C: out.append(0x5C); out.append(UInt8(ascii: "f"))
-            case 0x0A: out.append(0x5C); out.append(UInt8(ascii: "n"))
-            case 0x0D: out.append(0x5C); out.append(UInt8(ascii: "r"))
-            case 0x09: out.append(0x5C); out.append(UInt8(ascii: "t"))
-            case 0..<0x20:
-                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 15)]])
-            default: out.append(b)
-            }
-        }
-        out.append(0x22)
     }
 }

@@ -5,6 +5,11 @@ public struct GroupState: Sendable, Equatable, CustomStringConvertible {
     /// `cgroup.events`, when the worker has a cgroup.
     public var cgroup: Cgroup.Events?
 
+    public init(members: [ProcessInfo], cgroup: Cgroup.Events? = nil) {
+        self.members = members
+        self.cgroup = cgroup
+    }
+
     public var live: [ProcessInfo] { members.filter { !$0.isDead } }
 
     /// No process of the worker can run: the cgroup reports the freeze complete, or (without a
