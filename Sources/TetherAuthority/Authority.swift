@@ -306,11 +306,14 @@ public final class Authority: Sendable {
     /// is wrong, and it stops trying — a replica in its first moments, or a database restarting,
     /// would turn into supervisors that never register their surfaces.
     func authenticate(_ presented: String) async throws(APIError) -> KeyRecord? {
-        if await state.keysAreStale(configuration.keyRefresh) {
+        // One hop to the state in the common case (keys loaded within the refresh period).
+        var current = await state.keys(loadedWithin: configuration.keyRefresh)
+        if current == nil {
             if let keys = try? await store.keys() { await state.setKeys(keys) }
             await reloadSigningKeys()
+            current = await state.currentKeys()
         }
-        if let found = APIKeys.match(presented, in: await state.currentKeys()) { return found }
+        if let found = APIKeys.match(presented, in: current ?? []) { return found }
         // An unknown key may be one created a moment ago (`tether keys create`, then use it at
         // once): look again, at most every 100 ms, so wrong keys cannot turn into disk reads.
         guard await state.keysAreStale(.milliseconds(100)) else { return nil }
@@ -412,6 +415,8 @@ actor LiveState {
     nonisolated func countValidation() { validationCount.add(1, ordering: .relaxed) }
 
     func keysAreStale(_ refresh: Duration) -> Bool { ContinuousClock.now - keysLoaded > refresh }
+    /// The keys, unless loaded longer than `refresh` ago.
+    func keys(loadedWithin refresh: Duration) -> [KeyRecord]? { keysAreStale(refresh) ? nil : keys }
     func setKeys(_ k: [KeyRecord]) {
         keys = k
         keysLoaded = .now

@@ -79,4 +79,25 @@ struct FastPathTests {
         #expect(ValidateRequest.fastDecode(Data(#"{"deviceId":"a\u0062"}"#.utf8)) == nil, "an escape is the full decoder's")
         #expect(ValidateRequest.fastDecode(Data(#"{"deviceId":"a","deviceId":"b"}"#.utf8)) == nil)
     }
+
+    @Test("request IDs: random version-4 UUIDs in Foundation's form, none twice, across threads and pool refills")
+    func requestIDs() async {
+        let ids = await withTaskGroup(of: [String].self) { group in
+            for _ in 0..<4 { group.addTask { (0..<5_000).map { _ in RequestIDs.next() } } }
+            return await group.reduce(into: [String]()) { $0 += $1 }
+        }
+        #expect(Set(ids).count == ids.count, "unique")
+        for id in ids.prefix(2_000) {
+            let parsed = UUID(uuidString: id)
+            #expect(parsed?.uuidString == id, "Foundation reads \(id) and writes it back alike")
+            let b = Array(id.utf8)
+            #expect(b[14] == UInt8(ascii: "4"), "version 4: \(id)")
+            #expect("89AB".utf8.contains(b[19]), "RFC 4122 variant: \(id)")
+        }
+        // Every hex digit shows up in every random position: the bytes are not a counter.
+        for position in [0, 7, 9, 24, 35] {
+            #expect(Set(ids.map { Array($0.utf8)[position] }).count == 16, "position \(position)")
+        }
+    }
+
 }

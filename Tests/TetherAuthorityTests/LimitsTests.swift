@@ -48,6 +48,33 @@ struct LimitsTests {
         }
     }
 
+    @Test("on a kept-alive connection each request's body deadline counts from its own head, not from the connection's first")
+    func bodyDeadlinePerRequest() async throws {
+        let t = try await TestAuthority.make()
+        try await t.application(limits: { $0.idleTimeout = .seconds(5); $0.bodyTimeout = .seconds(1) }).test(.live) { c in
+            let port = try #require(c.port)
+            let s = try RawSocket(port: port)
+            // A quick request at 0 s: the connection's deadline timer is armed for 1 s.
+            s.send("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            #expect(String(decoding: s.readFirst(timeout: .seconds(5)), as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+            try await Task.sleep(for: .milliseconds(600))
+            // A head at ~0.6 s whose body ends at ~1.2 s: past the first timer, within its own second.
+            let body = #"{"deviceId": "a1"}"#
+            s.send("POST /api/v1/devices/validate HTTP/1.1\r\nHost: a\r\nx-org-key: \(t.agentKey)\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n{")
+            try await Task.sleep(for: .milliseconds(600))
+            s.send(String(body.dropFirst()))
+            let second = String(decoding: s.readFirst(timeout: .seconds(5)), as: UTF8.self)
+            #expect(!second.hasPrefix("HTTP/1.1 408"), "a request within its own deadline: \(second.prefix(120))")
+            #expect(second.hasPrefix("HTTP/1.1 "), "answered: \(second.prefix(120))")
+            // And a body that never ends still gets its 408, about a second after its head.
+            let start = ContinuousClock.now
+            s.send("POST /api/v1/devices/validate HTTP/1.1\r\nHost: a\r\nx-org-key: \(t.agentKey)\r\ncontent-type: application/json\r\ncontent-length: 64\r\n\r\n{")
+            let third = String(decoding: s.readFirst(timeout: .seconds(6)), as: UTF8.self)
+            #expect(third.hasPrefix("HTTP/1.1 408"), "\(third.prefix(120))")
+            #expect(ContinuousClock.now - start < .seconds(4), "near the 1 s deadline (took \(ContinuousClock.now - start))")
+        }
+    }
+
     @Test("a watch stream outlives the idle timeout: it is an answer in progress, renewed every lease/3")
     func watchStreamsAreNeverIdle() async throws {
         let t = try await TestAuthority.make(lease: .seconds(3))

@@ -20,7 +20,7 @@ public struct AuthorityContext: AuthorityContextProtocol {
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         key = nil
-        requestID = UUID().uuidString
+        requestID = RequestIDs.next()
         client = source.channel.remoteAddress?.ipAddress ?? "unknown"
     }
 }
