@@ -38,12 +38,22 @@ let package = Package(
         // The git commit a build comes from (`tether --version`), written before each build.
         .plugin(name: "BuildInfo", capability: .buildTool()),
         .target(name: "TetherBuildInfo", plugins: ["BuildInfo"]),
+        // The async runtime the supervisor runs on: SwiftNIO's event loops as the global
+        // executor, sleeps on their timers (no libdispatch: docs/containment.md, "Idle").
+        .target(
+            name: "TetherRuntime",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // Linux: seccomp compilation, contained spawn, process groups, cgroup v2.
         .target(
             name: "TetherSystem",
             dependencies: [
                 "CSeccomp",
                 "TetherCore",
+                "TetherRuntime",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -53,6 +63,7 @@ let package = Package(
             name: "TetherClient",
             dependencies: [
                 "TetherCore",
+                "TetherRuntime",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -63,7 +74,7 @@ let package = Package(
         .target(
             name: "TetherSupervisor",
             dependencies: [
-                "TetherCore", "TetherSystem", "TetherClient",
+                "TetherCore", "TetherSystem", "TetherClient", "TetherRuntime",
                 // The embedded local authority: its state directory, initialised and started.
                 "TetherAuthority",
                 .product(name: "Logging", package: "swift-log"),
@@ -102,6 +113,7 @@ let package = Package(
                 "TetherClient",
                 "TetherAuthority",
                 "TetherSupervisor",
+                "TetherRuntime",
                 "TetherBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -164,7 +176,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TetherSystemTests",
-            dependencies: ["TetherSystem", "TetherCore", "TetherTestKit", "tether"]
+            dependencies: ["TetherSystem", "TetherCore", "TetherRuntime", "TetherTestKit", "tether"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -238,6 +238,14 @@ int tether_pipe_nonblock(int fds[2]);
 /// A non-blocking, close-on-exec eventfd, for waking a poll loop.
 int tether_eventfd(void);
 
+// MARK: - signal relay (signals.c)
+
+/// Handles `sigs` by writing each one's number, a byte, to `write_fd` (a non-blocking pipe
+/// kept open for the life of the process). 0, -EBUSY (another relay descriptor), or -errno.
+int tether_signal_relay_install(int write_fd, const int *sigs, size_t count);
+/// `sigs` back to their default action.
+void tether_signal_relay_default(const int *sigs, size_t count);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,5 @@
 import Synchronization
+import TetherRuntime
 
 /// A sleep that ends at its deadline or as soon as someone rings, whichever comes first: lets
 /// a loop sleep until the next thing it has to do instead of waking every second to look.
@@ -21,7 +22,7 @@ final class Alarm: Sendable {
                     s.sleeper = c
                     if let duration {
                         s.timer = Task { [self] in
-                            do { try await Task.sleep(for: duration) } catch { return }
+                            do { try await Sleep.for(duration) } catch { return }
                             ring()
                         }
                     }

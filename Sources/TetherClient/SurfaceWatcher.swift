@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import NIOCore
 import TetherCore
+import TetherRuntime
 
 public struct WatchSettings: Sendable {
     /// How often to validate each surface while the watch stream is down (or unsupported).
@@ -111,7 +112,7 @@ public final class SurfaceWatcher: Sendable {
                 logger.log(level: level, "watch stream down; polling until it is back", metadata: [
                     "error": "\(error)", "retry_in": "\(backoff)", "authority": "\(client.endpoints[index].url)", "next": "\(client.endpoint.url)"])
             }
-            try? await Task.sleep(for: backoff)
+            try? await Sleep.for(backoff)
             backoff = min(backoff * 2, settings.reconnectMax)
         }
     }
@@ -121,7 +122,7 @@ public final class SurfaceWatcher: Sendable {
         let surfaces = await state.surfaces
         guard !surfaces.isEmpty else {
             // Nothing to watch (yet): idle until the set changes.
-            try await Task.sleep(for: .seconds(3600))
+            try await Sleep.for(.seconds(3600))
             return false
         }
         let query = surfaces.map { "deviceId=\($0)" }.joined(separator: "&") + "&instance=\(settings.instance)"
@@ -210,7 +211,7 @@ public final class SurfaceWatcher: Sendable {
             if await state.streaming {
                 await state.pollAlarm.sleep(for: nil)
             } else {
-                try? await Task.sleep(for: settings.pollInterval)
+                try? await Sleep.for(settings.pollInterval)
             }
         }
     }

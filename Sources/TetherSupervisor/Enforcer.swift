@@ -4,6 +4,7 @@ import Logging
 import TetherClient
 import TetherCore
 import TetherSystem
+import TetherRuntime
 
 /// Where a worker stands, as the enforcer last confirmed it from the kernel.
 public enum WorkerPhase: String, Sendable, CaseIterable {
@@ -161,7 +162,7 @@ public final class Enforcer: Sendable {
                     s.epoch += 1
                     let epoch = s.epoch
                     Task { [continuation] in
-                        try? await Task.sleep(for: after)
+                        try? await Sleep.for(after)
                         continuation.yield(.killAfter(epoch: epoch))
                     }
                 }

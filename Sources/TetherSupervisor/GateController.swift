@@ -4,6 +4,7 @@ import Synchronization
 import TetherClient
 import TetherCore
 import TetherSystem
+import TetherRuntime
 
 /// Holds a worker's gates to their surfaces' verdicts: opens and closes them on its
 /// `GateServer`, shuts down the worker's open connections when `net` closes, acknowledges each
@@ -37,7 +38,7 @@ public final class GateController: Sendable {
     public func start() {
         let t = Task { [self] in
             while !Task.isCancelled {
-                try? await Task.sleep(for: Self.flushInterval)
+                try? await Sleep.for(Self.flushInterval)
                 flush()
             }
         }
@@ -74,7 +75,7 @@ public final class GateController: Sendable {
                 m["connections_shut"] = "\(shut)"
                 let worker = self.worker, logger = self.logger
                 Task.detached {
-                    try? await Task.sleep(for: .milliseconds(200))
+                    try? await Sleep.for(.milliseconds(200))
                     let late = GateServer.shutDownInetSockets(of: worker.state().live.map(\.pid))
                     if late > 0 { logger.notice("gate net: late sockets shut down", metadata: ["connections_shut": "\(late)"]) }
                 }

@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import TetherAuthority
 import TetherCore
+import TetherRuntime
 
 /// Why the local authority could not be started.
 public struct LocalAuthorityError: Error, Sendable, CustomStringConvertible {
@@ -55,7 +56,7 @@ public enum LocalAuthority {
             if waitpid(pid, &status, WNOHANG) == pid {
                 throw LocalAuthorityError("the local authority exited at start; see \(directory.path)/authority.log")
             }
-            try await Task.sleep(for: .milliseconds(50))
+            try await Sleep.for(.milliseconds(50))
         }
         throw LocalAuthorityError("the local authority did not answer within \(DurationText.format(startTimeout)); see \(directory.path)/authority.log")
     }

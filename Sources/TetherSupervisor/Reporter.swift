@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TetherClient
 import TetherCore
+import TetherRuntime
 
 /// What a supervisor did to a worker, as the authority's `/devices/report` takes it.
 public struct WorkerReport: Sendable, Equatable {
@@ -59,7 +60,7 @@ public final class Reporter: Sendable {
                         if attempt == 3 {
                             logger.warning("report not delivered", metadata: ["surface": "\(r.surface)", "state": "\(r.state.rawValue)", "error": "\(error)"])
                         } else {
-                            try? await Task.sleep(for: .milliseconds(200 * attempt))
+                            try? await Sleep.for(.milliseconds(200 * attempt))
                         }
                     }
                 }
@@ -75,7 +76,7 @@ public final class Reporter: Sendable {
         let t = task
         await withTaskGroup(of: Void.self) { g in
             g.addTask { await t.value }
-            g.addTask { try? await Task.sleep(for: limit) }
+            g.addTask { try? await Sleep.for(limit) }
             await g.next()
             g.cancelAll()
         }

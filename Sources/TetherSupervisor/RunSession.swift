@@ -4,6 +4,7 @@ import Logging
 import TetherClient
 import TetherCore
 import TetherSystem
+import TetherRuntime
 
 /// An authority, resolved: where, with which key, which signing key to demand, how to watch.
 public struct ResolvedAuthority: Sendable {
@@ -133,7 +134,7 @@ public enum RunSession {
             Task {
                 while !Task.isCancelled {
                     enforcer.send(.tick)
-                    try? await Task.sleep(for: interval)
+                    try? await Sleep.for(interval)
                 }
             }
         }

@@ -4,6 +4,7 @@ import Logging
 import TetherClient
 import TetherCore
 import TetherSystem
+import TetherRuntime
 
 /// `tether supervise`: many workers, one watch stream for all their surfaces. A worker is
 /// launched when its surface is allowed, held to it by an `Enforcer`, restarted by its policy
@@ -172,7 +173,7 @@ public final class Supervisor: Sendable {
             tasks.append(Task { [continuation] in
                 while !Task.isCancelled {
                     continuation.yield(.tick)
-                    try? await Task.sleep(for: interval)
+                    try? await Sleep.for(interval)
                 }
             })
         }
@@ -430,7 +431,7 @@ public final class Supervisor: Sendable {
         var wait = Duration.seconds(1)
         var attempt = 1
         while !left.isEmpty && !Task.isCancelled {
-            try? await Task.sleep(for: wait)
+            try? await Sleep.for(wait)
             if Task.isCancelled { return }
             attempt += 1
             let now = await register(left, quiet: true)
@@ -523,7 +524,7 @@ public final class Supervisor: Sendable {
         let name = slot.config.name, gen = slot.generation
         logger.info("restarting", metadata: ["worker": "\(name)", "in": "\(DurationText.format(delay))"])
         Task { [continuation] in
-            try? await Task.sleep(for: delay)
+            try? await Sleep.for(delay)
             continuation.yield(.restartDue(name: name, generation: gen))
         }
     }

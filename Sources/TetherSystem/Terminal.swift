@@ -1,4 +1,5 @@
-import Dispatch
+import CSeccomp
+import Foundation
 import Glibc
 import Synchronization
 
@@ -23,31 +24,59 @@ public enum ForegroundTerminal {
 
 /// Forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGWINCH received by the supervisor to the
 /// worker's process group, as a terminal would deliver them (or to a handler that decides).
+///
+/// The signals are caught by a handler that writes each one's number to a pipe (signals.c),
+/// read by a thread of the forwarder's own that sleeps until one comes. Not libdispatch's
+/// signal sources: their manager thread starts libdispatch's workqueue monitor, a timer that
+/// wakes the process every second for the rest of its life (docs/containment.md, "Idle").
+/// One forwarder at a time per process (the supervisor commands make one each).
 public final class SignalForwarder: Sendable {
     public static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH]
-    private let sources: Mutex<[DispatchSourceSignal]>
+
+    /// The relay's pipe, made once and kept open: a handler running late must never write into
+    /// a descriptor number reused for something else.
+    private static let relay: (read: Int32, write: Int32) = {
+        var fds: [Int32] = [-1, -1]
+        let rc = tether_pipe_nonblock(&fds)
+        precondition(rc == 0, "the signal relay's pipe: errno \(-rc)")
+        return (fds[0], fds[1])
+    }()
+    private static let handler = Mutex<(@Sendable (Int32) -> Void)?>(nil)
+    private static let reader = Mutex(false)
 
     public convenience init(worker: Worker) {
         self.init(handler: { worker.signalGroup($0) })
     }
 
     public init(handler: @escaping @Sendable (Int32) -> Void) {
-        var list: [DispatchSourceSignal] = []
-        for sig in Self.forwarded {
-            signal(sig, SIG_IGN)   // handled by the source; the child path resets it for the worker
-            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            src.setEventHandler { handler(sig) }
-            src.resume()
-            list.append(src)
+        let relay = Self.relay
+        Self.handler.withLock { $0 = handler }
+        Self.reader.withLock { started in
+            guard !started else { return }
+            started = true
+            let thread = Thread { Self.readLoop(relay.read) }
+            thread.name = "tether-signals"
+            thread.start()
         }
-        sources = Mutex(list)
+        let rc = Self.forwarded.withUnsafeBufferPointer { tether_signal_relay_install(relay.write, $0.baseAddress, $0.count) }
+        precondition(rc == 0, "installing the signal relay: errno \(-rc)")
     }
 
+    /// Signals back to their default action; the forwarder's handler is dropped.
     public func stop() {
-        sources.withLock { list in
-            for s in list { s.cancel() }
-            list = []
+        Self.forwarded.withUnsafeBufferPointer { tether_signal_relay_default($0.baseAddress, $0.count) }
+        Self.handler.withLock { $0 = nil }
+    }
+
+    private static func readLoop(_ fd: Int32) {
+        var buf = [UInt8](repeating: 0, count: 64)
+        while true {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, -1) > 0 else { continue }   // EINTR
+            let n = read(fd, &buf, buf.count)
+            guard n > 0 else { continue }                  // EAGAIN: another wakeup took it
+            let act = handler.withLock { $0 }
+            for i in 0..<n { act?(Int32(buf[i])) }
         }
-        for sig in Self.forwarded { signal(sig, SIG_DFL) }
     }
 }

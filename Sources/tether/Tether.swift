@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import TetherBuildInfo
 import TetherCore
+import TetherRuntime
 import TetherSystem
 
 /// The entry point: `tether hook`, which an agent runs before every tool call, skips the
@@ -12,10 +13,26 @@ import TetherSystem
 enum Main {
     static func main() async {
         let args = Array(CommandLine.arguments.dropFirst())
+        // Before any task runs: the first that reaches libdispatch's pool starts its
+        // once-a-second monitor for the life of the process (AsyncRuntime.useEventLoops).
+        if supervises(args), ProcessInfo.processInfo.environment["TETHER_ASYNC_RUNTIME"] != "dispatch" {
+            AsyncRuntime.useEventLoops()
+        }
         if args.first == "hook", let options = HookCommand.fastParse(Array(args.dropFirst())) {
             exit(await options.execute())
         }
         await Tether.main()
+    }
+
+    /// The commands that supervise workers for as long as they run: `run`, `supervise`,
+    /// `mcp`, `profile try`.
+    static func supervises(_ args: [String]) -> Bool {
+        let words = args.filter { !$0.hasPrefix("-") }
+        switch words.first {
+        case "run", "supervise", "mcp": return true
+        case "profile": return words.dropFirst().first == "try"
+        default: return false
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import TetherRuntime
 
 /// A running worker: its first process, its process group, its cgroup, and its exit.
 ///
@@ -91,7 +92,7 @@ public final class Worker: Sendable {
         while true {
             let s = state()
             if condition(s) || clock.now >= deadline { return s }
-            try? await Task.sleep(for: delay)
+            try? await Sleep.for(delay)
             delay = min(delay * 2, .milliseconds(20))
         }
     }

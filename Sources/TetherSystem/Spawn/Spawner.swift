@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import Synchronization
 import TetherCore
+import TetherRuntime
 
 /// Launches workers contained: own process group, own cgroup v2 directory where one can be
 /// made, no-new-privs, PDEATHSIG from a thread that never exits, a seccomp filter built in the
@@ -322,7 +323,7 @@ public final class Spawner: Sendable {
                     // the spawn has returned (the child died, or never got this far).
                     while !spawned.load(ordering: .acquiring) {
                         cg.kill()
-                        try? await Task.sleep(for: .milliseconds(2))
+                        try? await Sleep.for(.milliseconds(2))
                     }
                 }
                 return ok
