@@ -61,6 +61,15 @@ static void keeper_run(int read_fd, int echo_fd, int cgroup_kill_fd, int timeout
     // Out of the supervisor's process group: a Ctrl-C on the terminal must not take the
     // keeper down with the supervisor, nor may the stop signals of a job shell.
     (void)setpgid(0, 0);
+    // No handler of the supervisor's runs here (its signal relay writes to a pipe this process
+    // has closed): every disposition back to default first, then the ignored ones.
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        (void)sigaction(sig, &dfl, NULL);   // EINVAL for the libc-reserved RT signals: fine
+    }
     struct sigaction ign;
     memset(&ign, 0, sizeof ign);
     ign.sa_handler = SIG_IGN;

@@ -34,7 +34,7 @@ $bin/tether-bench-bare $bareport 2>/dev/null &
 bare_pid=$!
 trap 'kill $server $bare_pid 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 100); do curl -sf http://127.0.0.1:$bareport/bare >/dev/null && break; sleep 0.05; done
-rounds=${TETHER_BENCH_ROUNDS:-3}
+rounds=${TETHER_BENCH_ROUNDS:-5}
 echo "== wrk, 2 threads, 64 connections, ${secs}s each, $rounds rounds, loopback ($(nproc) cores shared by server and wrk)"
 rps() { awk '/Requests\/sec/ {print $2}'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

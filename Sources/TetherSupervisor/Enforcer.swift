@@ -3,8 +3,8 @@ import Glibc
 import Logging
 import TetherClient
 import TetherCore
-import TetherSystem
 import TetherRuntime
+import TetherSystem
 
 /// Where a worker stands, as the enforcer last confirmed it from the kernel.
 public enum WorkerPhase: String, Sendable, CaseIterable {

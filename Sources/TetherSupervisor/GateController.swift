@@ -3,8 +3,8 @@ import Logging
 import Synchronization
 import TetherClient
 import TetherCore
-import TetherSystem
 import TetherRuntime
+import TetherSystem
 
 /// Holds a worker's gates to their surfaces' verdicts: opens and closes them on its
 /// `GateServer`, shuts down the worker's open connections when `net` closes, acknowledges each

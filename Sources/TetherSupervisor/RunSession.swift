@@ -3,8 +3,8 @@ import Glibc
 import Logging
 import TetherClient
 import TetherCore
-import TetherSystem
 import TetherRuntime
+import TetherSystem
 
 /// An authority, resolved: where, with which key, which signing key to demand, how to watch.
 public struct ResolvedAuthority: Sendable {

@@ -3,8 +3,8 @@ import Glibc
 import Logging
 import TetherClient
 import TetherCore
-import TetherSystem
 import TetherRuntime
+import TetherSystem
 
 /// `tether supervise`: many workers, one watch stream for all their surfaces. A worker is
 /// launched when its surface is allowed, held to it by an `Enforcer`, restarted by its policy

@@ -128,4 +128,45 @@ struct QuietSupervisorTests {
         p.signal(SIGTERM)
         #expect(await p.exitCode(within: 20) != nil)
     }
+
+    @Test("a worker hammering its decision socket from every core is still stopped at once: the flood cannot hold the runtime that stops it")
+    func floodedSocketStillStops() async throws {
+        let a = try await LiveAuthority()
+        let m = Workers.marker("flood")
+        let dir = workerDirectory("e2e")
+        let served = "\(dir)/served-\(m)"
+        let script = "\(dir)/flood-\(m).py"
+        // Each asker connects, asks, reads the answer and starts again, as fast as it is served.
+        try """
+            import os, socket, sys
+            n = 0
+            while True:
+                c = socket.socket(socket.AF_UNIX)
+                c.connect(os.environ["TETHER_DECISION_SOCKET"])
+                c.sendall(b'{"surface": "flood-1"}\\n')
+                c.makefile().readline()
+                c.close()
+                n += 1
+                if n % 100 == 0:
+                    open(sys.argv[1], "a").write("x")
+            """.write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o644)
+        FileManager.default.createFile(atPath: served, contents: nil)
+        chmod(served, 0o666)
+        let askers = 4 * ProcessInfo.processInfo.activeProcessorCount
+        let shell = (0..<askers).map { _ in "python3 \(script) \(served) \(m) &" }.joined(separator: " ") + " wait"
+        let p = try a.run("flood-1", [], ["sh", "-c", shell, m])
+        #expect(await eventually(30) { fileSize(served) > 20 && liveProcesses(withMarker: m).count > askers }, "\(p.stderr.suffix(800))")
+        let t0 = ContinuousClock.now
+        let (rc, _, _) = try a.op(["revoke", "flood-1", "--reason", "flood"])
+        #expect(rc == 0)
+        #expect(await eventually(10) { Workers.allStopped(m, atLeast: askers + 1) }, "\(liveProcesses(withMarker: m).map(\.state))")
+        let took = ContinuousClock.now - t0
+        // Idle, a stop takes about a millisecond after the revoke's answer; 2 s is a margin for a
+        // loaded test machine, far below what a runtime held by the flood would take.
+        #expect(took < .seconds(2), "every asker stopped \(took) after the revoke")
+        p.signal(SIGTERM)
+        #expect(await p.exitCode(within: 20) != nil)
+    }
+
 }
