@@ -40,9 +40,11 @@ let package = Package(
         .target(name: "TetherBuildInfo", plugins: ["BuildInfo"]),
         // The async runtime the supervisor runs on: SwiftNIO's event loops as the global
         // executor, sleeps on their timers (no libdispatch: docs/containment.md, "Idle").
+        .target(name: "CTetherRuntime"),
         .target(
             name: "TetherRuntime",
             dependencies: [
+                "CTetherRuntime",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

@@ -493,6 +493,11 @@ def footprint(args, out, work):
         pass
 
     builds = [(t, "")]
+    # The binary `make install` ships (Swift runtime linked statically): no shared Swift or
+    # Foundation libraries to map, and its own way to the runtime's hooks.
+    static = os.path.join(ROOT, ".build-release", "release", "tether")
+    if os.path.exists(static) and not args.quick:
+        builds.append((static, ", static binary (make install)"))
     if args.baseline:
         builds.append((os.path.join(args.baseline, "tether"), f" ({args.baseline_label})"))
     for binary, label in builds:

@@ -1,3 +1,4 @@
+import CTetherRuntime
 import NIOCore
 import NIOPosix
 
@@ -15,10 +16,23 @@ public enum AsyncRuntime {
     /// A task resumed by the watch stream's bytes runs on the loop that read them, without a
     /// thread switch. Not for the authority server: measured, its throughput was lower.
     ///
-    /// Returns false when the runtime has no hook for it (the supervisor then runs on
-    /// libdispatch as before; nothing else changes).
+    /// What SwiftNIO's `NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor`
+    /// does, but with the runtime's hook reached at link time (CTetherRuntime) rather than by
+    /// `dlsym`, which finds nothing in the statically linked binary `make install` ships.
+    /// Returns false when a hook was set already (the runtime is then left as it is).
     @discardableResult
     public static func useEventLoops() -> Bool {
-        NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
+        // The Swift runtime's hook type: (job, the runtime's own enqueue) -> Void, thin.
+        typealias Hook = @convention(thin) (UnownedJob, @convention(thin) (UnownedJob) -> Void) -> Void
+        return withUnsafeTemporaryAllocation(of: Hook.self, capacity: 1) { slot in
+            // `any()` is the loop of the calling thread when it is one of the group's: a task
+            // resumed on a loop stays there, with no thread switch.
+            slot.baseAddress!.initialize(to: { job, _ in
+                MultiThreadedEventLoopGroup.singleton.any().enqueue(ExecutorJob(job))
+            })
+            return slot.baseAddress!.withMemoryRebound(to: UnsafeRawPointer.self, capacity: 1) {
+                tether_install_enqueue_global_hook($0.pointee) == 1
+            }
+        }
     }
 }

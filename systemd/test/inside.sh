@@ -61,6 +61,12 @@ check "tether revoke freezes it (cgroup.events frozen 1, every process T)" bash 
 echo "measure supervisor_status $(systemctl show -p StatusText --value tether-supervisor)" >> "$out"
 check "systemctl status names who revoked it and why" waitfor 50 bash -c "systemctl show -p StatusText --value tether-supervisor | grep -q 'demo revoked .* by operator: nspawn)'"
 check "tether restore thaws it (frozen 0)" bash -c "tether restore demo --wait 5s >/dev/null && cgroot=$cgroot; $(declare -f cg worker_cg thawed waitfor); waitfor 50 thawed tether-supervisor.service demo"
+# The shipped binary links the Swift runtime statically; its async runtime must still be the
+# event loops (the runtime's hook reached at link time, not by dlsym): no libdispatch thread,
+# whose first one would start libdispatch's once-a-second timer for good.
+no_dispatch() { ! cat /proc/$main_pid/task/*/comm | grep -qE 'qos|dispatch'; }
+check "the supervisor runs no libdispatch thread (its async runtime is the event loops)" no_dispatch
+no_dispatch || echo "  evidence: threads $(cat /proc/$main_pid/task/*/comm | tr '\n' ' ')" >> "$out"
 
 # Reload: add a worker; the unchanged one keeps its processes.
 before="$(worker_main tether-supervisor.service demo)"
