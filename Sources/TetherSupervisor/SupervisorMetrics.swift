@@ -1,5 +1,4 @@
 import Foundation
-import Hummingbird
 import Logging
 import Prometheus
 import Synchronization
@@ -74,14 +73,6 @@ public final class SupervisorMetrics: Sendable {
     /// Serves `GET /metrics` on `address` until cancelled.
     func serve(address: String, watcher: @escaping @Sendable () -> SurfaceWatcher?, logger: Logger) async throws {
         guard let (host, port) = HostPort.split(address) else { return }
-        let router = Router()
-        router.get("/metrics") { _, _ in
-            let text = await self.render(watcher: watcher())
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(string: text)))
-        }
-        var quiet = logger
-        quiet.logLevel = .critical   // its shutdown on cancellation is not news
-        let app = Application(router: router, configuration: .init(address: .hostname(host, port: port), serverName: "tether"), logger: quiet)
-        try await app.runService(gracefulShutdownSignals: [])
+        try await MetricsServer.run(host: host, port: port, logger: logger) { await self.render(watcher: watcher()) }
     }
 }

@@ -80,6 +80,11 @@ struct SuperviseTests {
         #expect(text.contains("tether_revocation_to_stopped_seconds_count 1"))
         #expect(text.contains("tether_decisions_total{surface=\"w1\",code=\"DEVICE_REVOKED\"}"))
         #expect(text.contains("tether_lease_age_seconds{surface=\"w2\"}"))
+        let other = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/"), timeout: .seconds(5))
+        #expect(other.status == .notFound)
+        // The metrics server runs on the event loops with no timer of its own: with metrics on
+        // (the shipped units' default) the supervisor still never starts libdispatch.
+        #expect(QuietSupervisorTests.dispatchThreads(p.pid).isEmpty, "\(QuietSupervisorTests.dispatchThreads(p.pid))")
         try a.op(["restore", "w1"])
         #expect(await eventually(5) { Workers.noneStopped(m1) })
         p.signal(SIGTERM)
