@@ -39,7 +39,8 @@ let package = Package(
         .plugin(name: "BuildInfo", capability: .buildTool()),
         .target(name: "TetherBuildInfo", plugins: ["BuildInfo"]),
         // The async runtime the supervisor runs on: SwiftNIO's event loops as the global
-        // executor, sleeps on their timers (no libdispatch: docs/containment.md, "Idle").
+        // executor, sleeps on their timers (no libdispatch: docs/containment.md, "The
+        // supervisor's side").
         .target(name: "CTetherRuntime"),
         .target(
             name: "TetherRuntime",

@@ -1,4 +1,5 @@
-// Internal to CSeccomp: the steps of the child path that spawn.c and contain.c share.
+// Internal to CSeccomp: the steps of the child path that spawn.c and contain.c share (and the
+// keeper's reset of signal dispositions, keeper.c).
 // Everything here runs between clone and exec: async-signal-safe calls only.
 #ifndef TETHER_CHILD_H
 #define TETHER_CHILD_H
@@ -38,5 +39,9 @@ int tether_write_id_maps(const char *uid_map, const char *gid_map);
 
 /// In the child: back to the nice value workers start at (`tether_set_worker_nice`).
 void tether_child_reset_nice(void);
+
+/// Every signal's disposition back to SIG_DFL (signals.c): in a forked child, before it unblocks
+/// signals, so no handler of the supervisor's runs there. Async-signal-safe (sigaction only).
+void tether_signals_all_default(void);
 
 #endif

@@ -8,6 +8,7 @@
 // worker process group it was told about. Only async-signal-safe calls run in the child.
 #define _GNU_SOURCE
 #include "CSeccomp.h"
+#include "child.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,13 +64,7 @@ static void keeper_run(int read_fd, int echo_fd, int cgroup_kill_fd, int timeout
     (void)setpgid(0, 0);
     // No handler of the supervisor's runs here (its signal relay writes to a pipe this process
     // has closed): every disposition back to default first, then the ignored ones.
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP) continue;
-        (void)sigaction(sig, &dfl, NULL);   // EINVAL for the libc-reserved RT signals: fine
-    }
+    tether_signals_all_default();
     struct sigaction ign;
     memset(&ign, 0, sizeof ign);
     ign.sa_handler = SIG_IGN;

@@ -87,13 +87,7 @@ static int child_cloexec_all(void) {
 void tether_child_enter(const struct tether_spawn_attr *a, int pipe_fd) {
     // 1. Signal dispositions back to default (handlers die with exec anyway; SIG_IGN would not).
     //    All signals are still blocked, as the parent blocked them around fork.
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP) continue;
-        (void)sigaction(sig, &dfl, NULL);   // EINVAL for the libc-reserved RT signals: fine
-    }
+    tether_signals_all_default();
 
     // 1b. The supervisor's raised scheduling priority stays with the supervisor: the worker
     //     (and its init) run at the nice value the supervisor itself was started with.

@@ -28,7 +28,8 @@ public enum ForegroundTerminal {
 /// The signals are caught by a handler that writes each one's number to a pipe (signals.c),
 /// read by a thread of the forwarder's own that sleeps until one comes. Not libdispatch's
 /// signal sources: their manager thread starts libdispatch's workqueue monitor, a timer that
-/// wakes the process every second for the rest of its life (docs/containment.md, "Idle").
+/// wakes the process every second for the rest of its life (docs/containment.md, "The
+/// supervisor's side").
 /// One forwarder at a time per process (the supervisor commands make one each).
 public final class SignalForwarder: Sendable {
     public static let forwarded: [Int32] = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH]
