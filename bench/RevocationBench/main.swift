@@ -49,7 +49,6 @@ func run(_ a: [String]) -> Int32 {
     p.executableURL = URL(fileURLWithPath: tether)
     p.arguments = a
     p.standardOutput = FileHandle.nullDevice
-    p.standardError = FileHandle.nullDevice
     try! p.run()
     p.waitUntilExit()
     return p.terminationStatus
@@ -91,14 +90,21 @@ func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(
 
 let replicaURLs = args.firstIndex(of: "--replicas").flatMap { args.count > $0 + 1 ? args[$0 + 1].split(separator: ",").map(String.init) : nil }
 let givenDir = args.firstIndex(of: "--dir").flatMap { args.count > $0 + 1 ? args[$0 + 1] : nil }
-let dir = givenDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("tether-bench-\(getpid())").path
+/// A fresh directory of its own unless given one: a name made from the PID alone collided with a
+/// directory an earlier run left under a reused PID (PIDs wrap at 32768 here), and `authority
+/// init` rightly refuses an initialised directory. Removed when the run succeeds.
+let dir: String = givenDir ?? {
+    var template = Array((FileManager.default.temporaryDirectory.path + "/tether-bench-revocation-XXXXXX").utf8CString)
+    guard mkdtemp(&template) != nil else { fatalError("mkdtemp: \(String(cString: strerror(errno)))") }
+    return String(cString: template)
+}()
 let url: String
 let server: Process?
 if let replicaURLs {
     url = replicaURLs[0]
     server = nil
 } else {
-    guard run(["authority", "init", "--dir", dir]) == 0 else { fatalError("authority init failed") }
+    guard run(["authority", "init", "--dir", dir]) == 0 else { fatalError("authority init --dir \(dir) failed") }
     let port = 20000 + Int(getpid() % 20000)
     url = "http://127.0.0.1:\(port)"
     server = start(["authority", "serve", "--dir", dir, "--listen", "127.0.0.1:\(port)", "--lease", "15s"], log: dir + "/server.log")
@@ -116,6 +122,7 @@ var workerGroup: pid_t = 0
     usleep(300_000)
     if let server { kill(server.processIdentifier, SIGTERM) }
     if let message { FileHandle.standardError.write(Data("\(message)\n".utf8)); exit(1) }
+    if givenDir == nil { try? FileManager.default.removeItem(atPath: dir) }
     exit(0)
 }
 let operatorKey = read(dir + "/operator.key")!.trimmingCharacters(in: .whitespacesAndNewlines)
