@@ -18,8 +18,9 @@ void tether_child_enter(const struct tether_spawn_attr *a, int pipe_fd);
 /// `go_fd` >= 0: wait for a byte on it before the filter and the exec (its init is ready).
 __attribute__((noreturn)) void tether_worker_finish(const struct tether_spawn_attr *a, int pipe_fd, pid_t parent, int go_fd);
 
-/// Installs the gates' filter (if any) and waits until the parent has copied its listener.
-void tether_child_install_gate(const struct tether_spawn_attr *a, int pipe_fd);
+/// Installs the gates' filter (if any) and waits until the parent has copied its listener,
+/// which it says with a byte on `ack_fd` (the attribute's `gate_ack_fd`, or where it was moved).
+void tether_child_install_gate(const struct tether_spawn_attr *a, int pipe_fd, int ack_fd);
 
 /// Parent side: copies the listener at `fd_in_child` out of `child` (-errno on failure), and
 /// sets the synchronous wake-up where the kernel has it.

@@ -44,7 +44,7 @@
 
 // MARK: - the child half (async-signal-safe)
 
-void tether_child_install_gate(const struct tether_spawn_attr *a, int pipe_fd) {
+void tether_child_install_gate(const struct tether_spawn_attr *a, int pipe_fd, int ack_fd) {
     if (a->gate_filter == NULL) return;
     // An unprivileged parent may copy a descriptor out of this process only while its memory
     // is dumpable; this is a private copy (gates never share the parent's memory, see
@@ -59,11 +59,11 @@ void tether_child_install_gate(const struct tether_spawn_attr *a, int pipe_fd) {
     do { n = write(pipe_fd, msg, sizeof msg); } while (n < 0 && errno == EINTR);
     if (n != (ssize_t)sizeof msg) tether_child_fail(pipe_fd, TETHER_STAGE_GATE, n < 0 ? errno : EIO);
     char ack;
-    do { n = read(a->gate_ack_fd, &ack, 1); } while (n < 0 && errno == EINTR);
+    do { n = read(ack_fd, &ack, 1); } while (n < 0 && errno == EINTR);
     // EOF: the parent could not take it. It has said why and kills this process.
     if (n != 1) tether_child_fail(pipe_fd, TETHER_STAGE_GATE, n < 0 ? errno : EPIPE);
     close((int)listener);
-    close(a->gate_ack_fd);
+    close(ack_fd);
     if (a->gate_make_dumpable && dumpable != 1 && prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0) != 0)
         tether_child_fail(pipe_fd, TETHER_STAGE_GATE, errno);
 }

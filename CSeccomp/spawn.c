@@ -110,6 +110,15 @@ void tether_child_enter(const struct tether_spawn_attr *a, int pipe_fd) {
     }
 }
 
+// `fd` itself, or a copy of it on another number (the original stays open: the caller's dup2
+// onto `taken` closes it) when it holds `taken`.
+static int child_move_off(int fd, int taken, int pipe_fd) {
+    if (fd < 0 || fd != taken) return fd;
+    int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (moved < 0) tether_child_fail(pipe_fd, TETHER_STAGE_EXEC_FD, errno);
+    return moved;
+}
+
 void tether_worker_finish(const struct tether_spawn_attr *a, int pipe_fd, pid_t parent, int go_fd) {
     // 5. Resource limits.
     for (size_t i = 0; i < a->rlimit_count; i++) {
@@ -168,8 +177,16 @@ void tether_worker_finish(const struct tether_spawn_attr *a, int pipe_fd, pid_t 
     if (child_cloexec_all() != 0) tether_child_fail(pipe_fd, TETHER_STAGE_CLOSE_FDS, errno);
 
     // 11. Profiles that forbid exec allow exactly one: execveat through this descriptor, which
-    //     their filter also protects from close and dup2.
+    //     their filter also protects from close and dup2. dup2 closes whatever held that
+    //     number, and in a supervisor holding a few hundred descriptors one this child still
+    //     needs can hold it (the errno pipe, the go pipe, Landlock's ruleset, the gates' ack
+    //     pipe): those move off it first. fcntl(F_DUPFD_CLOEXEC) is async-signal-safe.
+    int landlock_fd = a->landlock_fd, gate_ack_fd = a->gate_ack_fd;
     if (a->exec_fd >= 0) {
+        pipe_fd = child_move_off(pipe_fd, a->exec_fd, pipe_fd);
+        go_fd = child_move_off(go_fd, a->exec_fd, pipe_fd);
+        landlock_fd = child_move_off(landlock_fd, a->exec_fd, pipe_fd);
+        gate_ack_fd = child_move_off(gate_ack_fd, a->exec_fd, pipe_fd);
         int fd = open(a->path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) tether_child_fail(pipe_fd, TETHER_STAGE_EXEC_FD, errno);
         if (fd != a->exec_fd) {
@@ -182,8 +199,8 @@ void tether_worker_finish(const struct tether_spawn_attr *a, int pipe_fd, pid_t 
 
     // 11b. ...and since a filter cannot read the path execveat is given (an absolute one
     //      ignores the descriptor), Landlock keeps every other program from being executed.
-    if (a->landlock_fd >= 0) {
-        if (syscall(446 /* landlock_restrict_self */, a->landlock_fd, 0) != 0)
+    if (landlock_fd >= 0) {
+        if (syscall(446 /* landlock_restrict_self */, landlock_fd, 0) != 0)
             tether_child_fail(pipe_fd, TETHER_STAGE_LANDLOCK, errno);
     }
 
@@ -206,7 +223,7 @@ void tether_worker_finish(const struct tether_spawn_attr *a, int pipe_fd, pid_t 
     // 13. The seccomp filters, compiled in the parent. From here on every syscall passes them:
     //     only write (to report), execve/execveat and exit_group follow. The gates' filter
     //     first: it is installed with seccomp(2), which the profile may refuse.
-    tether_child_install_gate(a, pipe_fd);
+    tether_child_install_gate(a, pipe_fd, gate_ack_fd);
     for (size_t i = 0; i < a->filter_count; i++) {
         if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &a->filters[i], 0, 0) != 0)
             tether_child_fail(pipe_fd, TETHER_STAGE_SECCOMP, errno);

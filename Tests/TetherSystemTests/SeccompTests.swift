@@ -63,6 +63,42 @@ struct SeccompTests {
         #expect(shStatus != .exited(0), "a shell cannot start another program under strict")
     }
 
+    /// The spawn child puts the program on descriptor 253 with dup2, which silently closes
+    /// whatever had that number: in a supervisor holding ~250 descriptors, one the child still
+    /// needs (its errno pipe, the init's go pipe, Landlock's ruleset, the gate's ack pipe) can.
+    /// Found in CI: the go pipe on 253, read from the program file, then closed: EBADF at exec.
+    @Test("strict starts its program whatever the supervisor's descriptors are numbered: nothing the child needs sits on the exec descriptor")
+    func strictWithTheExecDescriptorsNumberTaken() async throws {
+        let target = BuiltinProfiles.strictExecFD
+        // A first spawn opens the spawner's own lasting descriptors, so they do not take the
+        // numbers the spawns below are meant to get.
+        _ = try await runWorker([TestPrograms.probe, "getpid"], profile: "strict", launch: { l in
+            l.gates = [GateConfig(kind: .write, surface: "fd.write")]; l.openGates = [.write]
+        })
+        for lowestFree in (target - 12)...target {
+            // Every descriptor below `lowestFree` open, so the spawn's own land on it and above.
+            var held: [Int32] = []
+            while true {
+                let fd = open("/dev/null", O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { Issue.record("open: \(errno)"); break }
+                if fd >= lowestFree { close(fd); break }
+                held.append(fd)
+            }
+            defer { for fd in held { close(fd) } }
+            for gated in [false, true] {
+                do {
+                    let (status, out) = try await runWorker([TestPrograms.probe, "getpid"], profile: "strict", launch: { l in
+                        if gated { l.gates = [GateConfig(kind: .write, surface: "fd.write")]; l.openGates = [.write] }
+                    })
+                    #expect(status == .exited(0), "lowest free descriptor \(lowestFree), gated \(gated): \(status), \(out)")
+                    #expect(out.contains("getpid OK"))
+                } catch {
+                    Issue.record("lowest free descriptor \(lowestFree), gated \(gated): \(error)")
+                }
+            }
+        }
+    }
+
     @Test("strict: execveat through its descriptor with an absolute path (which ignores the descriptor) runs nothing")
     func strictRefusesAnAbsoluteExecveat() async throws {
         let (status, out) = try await runWorker([TestPrograms.probe, "getpid", "execveat-abs-here", "getpid"], profile: "strict")

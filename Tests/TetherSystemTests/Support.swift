@@ -118,7 +118,7 @@ enum TestPrograms {
 /// Runs a command as a worker under `profile`, collecting its stdout.
 func runWorker(
     _ command: [String], profile: String = "default", supervisorEnvironment: [String: String] = ProcessInfoEnvironment.current,
-    spec: (inout WorkerSpec) -> Void = { _ in }
+    spec: (inout WorkerSpec) -> Void = { _ in }, launch: (inout Spawner.Launch) -> Void = { _ in }
 ) async throws -> (status: ExitStatus, output: String) {
     let filter = try SeccompCompiler.compile(ProfileSource.load(profile).profile)
     var workerSpec = WorkerSpec(command: command)
@@ -127,8 +127,9 @@ func runWorker(
     guard pipe(&fds) == 0 else { throw SystemError("pipe2", .init(rawValue: errno)) }
     let worker: Worker
     do {
-        worker = try await testSpawner.spawn(.init(name: "test", spec: workerSpec, filter: filter, stdout: fds[1],
-                                                   supervisorEnvironment: supervisorEnvironment))
+        var l = Spawner.Launch(name: "test", spec: workerSpec, filter: filter, stdout: fds[1], supervisorEnvironment: supervisorEnvironment)
+        launch(&l)
+        worker = try await testSpawner.spawn(l)
     } catch {
         close(fds[0]); close(fds[1])
         throw error
