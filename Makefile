@@ -19,7 +19,7 @@ STAGE := $(SCRATCH)/deb
 
 build:
 	swift build -c release --scratch-path $(SCRATCH) --product tether --static-swift-stdlib
-	$(CC) -static -O2 -Wall -ICSeccomp/include -o $(INIT) init/tether-init.c CSeccomp/init.c
+	$(CC) -static -O2 -Wall -ICSeccomp/include -o $(INIT) init/tether-init.c CSeccomp/init.c CSeccomp/keeper.c CSeccomp/signals.c
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/tether

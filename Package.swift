@@ -131,6 +131,11 @@ let package = Package(
             path: "bench/SpawnBench"
         ),
         .executableTarget(
+            name: "tether-bench-launch-floor",
+            dependencies: ["TetherCore", "TetherSystem", "TetherRuntime", .product(name: "Logging", package: "swift-log")],
+            path: "bench/LaunchFloor"
+        ),
+        .executableTarget(
             name: "tether-bench-bare",
             dependencies: [.product(name: "Hummingbird", package: "hummingbird")],
             path: "bench/BareHummingbird"

@@ -45,4 +45,25 @@ void tether_child_reset_nice(void);
 /// signals, so no handler of the supervisor's runs there. Async-signal-safe (sigaction only).
 void tether_signals_all_default(void);
 
+/// Decimal digits of a non-negative number into `buf` (16 bytes), NUL-terminated: the numbers
+/// a child passes on an exec's command line (async-signal-safe, no stdio).
+static inline void tether_format_uint(long v, char *buf) {
+    char tmp[16];
+    int n = 0;
+    do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v > 0 && n < 15);
+    for (int i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
+    buf[n] = 0;
+}
+
+/// The number `tether_format_uint` wrote, or -1 for anything else (or above 2^22).
+static inline long tether_parse_uint(const char *s) {
+    long v = 0;
+    if (s == NULL || *s == 0) return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > 1 << 22) return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v;
+}
+
 #endif

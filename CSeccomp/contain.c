@@ -90,14 +90,6 @@ static int worker_entry(void *p) {
     tether_worker_finish(w->attr, w->pipe_fd, 0, w->go_read);
 }
 
-// Decimal digits of a positive pid into `buf` (16 bytes), NUL-terminated.
-static void format_pid(pid_t pid, char *buf) {
-    char tmp[16];
-    int n = 0;
-    do { tmp[n++] = (char)('0' + pid % 10); pid /= 10; } while (pid > 0 && n < 15);
-    for (int i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
-    buf[n] = 0;
-}
 
 void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void *worker_stack_top) {
     const struct tether_contain *c = &a->contain;
@@ -156,9 +148,9 @@ void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void
         tether_child_fail(pipe_fd, TETHER_STAGE_INIT, errno);
     }
     char wpid[16], sfd[16], gfd[16];
-    format_pid(w, wpid);
-    format_pid(c->status_fd, sfd);
-    format_pid(go[1], gfd);
+    tether_format_uint(w, wpid);
+    tether_format_uint(c->status_fd, sfd);
+    tether_format_uint(go[1], gfd);
     char *const argv[] = {(char *)c->init_name, wpid, sfd, gfd, NULL};
     char *const envp[] = {NULL};
     syscall(SYS_execveat, c->exe_fd, "", argv, envp, AT_EMPTY_PATH);

@@ -10,6 +10,7 @@
 // handler) and stopped or killed only from outside.
 #define _GNU_SOURCE
 #include "CSeccomp.h"
+#include "child.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -18,15 +19,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static long parse_int(const char *s) {
-    long v = 0;
-    if (s == NULL || *s == 0) return -1;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > 1 << 22) return -1;
-        v = v * 10 + (*s - '0');
-    }
-    return v;
-}
 
 __attribute__((noreturn)) static void init_main(pid_t worker, int status_fd, int go_fd) {
     // Nobody in the namespace may read this process's memory or attach to it: only now may
@@ -57,14 +49,16 @@ __attribute__((noreturn)) static void init_main(pid_t worker, int status_fd, int
 
 int tether_init_run(int argc, char **argv) {
     if (argc != 4 || argv == NULL || argv[0] == NULL || strcmp(argv[0], "tether-init") != 0) return -1;
-    long worker = parse_int(argv[1]), fd = parse_int(argv[2]), go = parse_int(argv[3]);
+    long worker = tether_parse_uint(argv[1]), fd = tether_parse_uint(argv[2]), go = tether_parse_uint(argv[3]);
     if (worker <= 1 || fd < 3 || go < 3) return -1;
     init_main((pid_t)worker, (int)fd, (int)go);
 }
 
 // The fallback, where the small tether-init program is not installed beside tether: the tether
-// binary exec'd as "tether-init" is the init, before any Swift runs.
+// binary exec'd as "tether-init" is the init, or as "tether-keeper" the keeper (keeper.c),
+// before any Swift runs.
 __attribute__((constructor)) static void tether_init_entry(int argc, char **argv, char **envp) {
     (void)envp;
     (void)tether_init_run(argc, argv);
+    (void)tether_keeper_run(argc, argv);
 }

@@ -36,5 +36,5 @@ else
 fi
 # The workers' init as `make install` ships it (a small static C program); without it every
 # worker's init would be a fresh exec of the whole tether binary.
-cc -static -O2 -ICSeccomp/include -o "$bin/tether-init" init/tether-init.c CSeccomp/init.c
+cc -static -O2 -ICSeccomp/include -o "$bin/tether-init" init/tether-init.c CSeccomp/init.c CSeccomp/keeper.c CSeccomp/signals.c
 exec python3 bench/run.py --bin "$bin" "${quick[@]}" "$@"

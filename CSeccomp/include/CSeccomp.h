@@ -155,7 +155,9 @@ int tether_pidfd_send_signal(int pidfd, int sig);
 
 // MARK: - the keeper (dead man's switch)
 
-/// Forks the keeper: a small C process that holds the read end of a pipe from the supervisor.
+/// Starts the keeper: execs `exe_fd` (the tether-init program, or the tether binary) as
+/// "tether-keeper READ_FD ECHO_FD KILL_FD|- TIMEOUT_MS", a small C process that holds the read
+/// end of a pipe from the supervisor.
 /// The supervisor writes int32 records: positive, a worker's process group (its init) to watch;
 /// negative, one to forget; zero, a heartbeat, which the keeper echoes with one byte on
 /// `*echo_fd`. When the pipe reaches EOF — the supervisor exited or was SIGKILLed — or, once
@@ -163,7 +165,16 @@ int tether_pidfd_send_signal(int pidfd, int sig);
 /// stopped or hung — the keeper writes "1" to `cgroup_kill_fd` (if >= 0), SIGKILLs every
 /// watched group and says so on its stderr. It exits at EOF and keeps watching after a timeout.
 /// Returns 0 with `*pid`, `*write_fd` and `*echo_fd` (CLOEXEC, echo non-blocking), or -errno.
-int tether_keeper_start(int cgroup_kill_fd, int heartbeat_timeout_ms, pid_t *pid, int *write_fd, int *echo_fd);
+/// -errno when the exec failed (the child is reaped).
+int tether_keeper_start(int exe_fd, int cgroup_kill_fd, int heartbeat_timeout_ms, pid_t *pid, int *write_fd, int *echo_fd);
+
+/// Waits up to `timeout_ms` for the keeper's first byte on `echo_fd` (it writes one when it
+/// runs): 0, or -ETIMEDOUT, or -ECHILD when it exited without (not a keeper), or -errno.
+int tether_keeper_await_ready(int echo_fd, int timeout_ms);
+
+/// The keeper's entry, for argv = {"tether-keeper", READ_FD, ECHO_FD, KILL_FD or "-",
+/// TIMEOUT_MS}: never returns. Returns -1 at once for any other argv.
+int tether_keeper_run(int argc, char **argv);
 
 // MARK: - the worker's init
 

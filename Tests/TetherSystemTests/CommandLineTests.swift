@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Logging
 import Testing
 import TetherCore
 @testable import TetherSystem
@@ -105,13 +106,13 @@ struct CommandLineTests {
         try p.run()
         let sleeps = { processes(withMarker: m).filter { !$0.isDead && command(of: $0.pid) == "sleep" } }
         #expect(await eventually { sleeps().count == 3 }, "three workers up")
-        let keeper = processes(withMarker: m).first { command(of: $0.pid) == "tether-keeper" }
-        #expect(keeper != nil, "the keeper runs beside the supervisor")
+        let keeperPID = keeper(of: p.processIdentifier)
+        #expect(keeperPID != nil, "the keeper runs beside the supervisor")
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
         let gone = await eventually { processes(withMarker: m).allSatisfy(\.isDead) }
         #expect(gone, "survivors: \(processes(withMarker: m))")
-        if let keeper { #expect(await eventually { ProcessTable.stat(keeper.pid).map(\.isDead) ?? true }, "the keeper exits after its work") }
+        if let keeperPID { #expect(await eventually { ProcessTable.stat(keeperPID).map(\.isDead) ?? true }, "the keeper exits after its work") }
     }
 }
 
@@ -125,15 +126,36 @@ struct KeeperTests {
         p.standardInput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
-        let keepers = { processes(withMarker: m).filter { !$0.isDead && command(of: $0.pid) == "tether-keeper" && $0.ppid == p.processIdentifier } }
-        #expect(await eventually { keepers().count == 1 && processes(withMarker: m).filter { command(of: $0.pid) == "sleep" }.count == 2 })
-        let first = try #require(keepers().first)
-        kill(first.pid, SIGKILL)
-        #expect(await eventually { keepers().contains { $0.pid != first.pid } }, "a new keeper")
+        #expect(await eventually { keeper(of: p.processIdentifier) != nil && processes(withMarker: m).filter { command(of: $0.pid) == "sleep" }.count == 2 })
+        let first = try #require(keeper(of: p.processIdentifier))
+        kill(first, SIGKILL)
+        #expect(await eventually { keeper(of: p.processIdentifier).map { $0 != first } == true }, "a new keeper")
         try await Task.sleep(for: .milliseconds(100))
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
         let gone = await eventually { processes(withMarker: m).filter { command(of: $0.pid) == "sleep" }.allSatisfy(\.isDead) }
         #expect(gone, "the new keeper killed the setsid'd worker: \(processes(withMarker: m))")
+    }
+}
+
+@Suite("The keeper's program", .serialized, .timeLimit(.minutes(1)))
+struct KeeperProgramTests {
+    /// A tether-init older than this binary left beside it cannot be the keeper: it exits at
+    /// once. The supervisor must then run its own binary as the keeper before any worker starts
+    /// — not restart the same program for ever in a tight loop (what it did before the check of
+    /// the keeper's first byte).
+    @Test func aProgramThatIsNoKeeperIsReplacedByThisBinary() async throws {
+        signal(SIGPIPE, SIG_IGN)   // as a supervisor has it (Spawner): the heartbeat may meet a dead keeper
+        let notAKeeper = open("/bin/true", O_RDONLY | O_CLOEXEC)
+        #expect(notAKeeper >= 0)
+        var logger = Logger(label: "keeper-test")
+        logger.logLevel = .critical
+        let k = try Keeper.start(openKillFile: { -1 }, heartbeatTimeout: .seconds(5), logger: logger, executable: notAKeeper)
+        // Started: its keeper runs, from this binary (it said so with its first byte).
+        let settled = k.pid
+        #expect(command(of: settled) == "tether-keeper", "this binary runs as the keeper")
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(settled)/exe")) == (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")))
+        try await Task.sleep(for: .seconds(2))
+        #expect(k.pid == settled && command(of: settled) == "tether-keeper", "it stays: no restart loop")
     }
 }

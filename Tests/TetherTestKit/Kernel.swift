@@ -19,6 +19,11 @@ public func liveProcesses(withMarker marker: String) -> [TetherSystem.ProcessInf
     processes(withMarker: marker).filter { !$0.isDead && command(of: $0.pid)?.hasPrefix("tether") != true }
 }
 
+/// The live keeper of the supervisor `pid` (its child named tether-keeper), if it has one.
+public func keeper(of pid: pid_t) -> pid_t? {
+    ProcessTable.snapshot().first { $0.ppid == pid && !$0.isDead && command(of: $0.pid) == "tether-keeper" }?.pid
+}
+
 /// Polls `condition` until it holds or `seconds` pass.
 public func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
     let deadline = Date().addingTimeInterval(seconds)

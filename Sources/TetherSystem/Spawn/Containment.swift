@@ -126,8 +126,15 @@ enum ContainmentFDs {
             let fd = open(candidate, O_RDONLY | O_CLOEXEC)
             if fd >= 0 { return fd }
         }
-        return open("/proc/self/exe", O_RDONLY | O_CLOEXEC)
+        return selfExecutable
     }()
+    /// This binary, opened once: it serves as init and keeper wherever tether-init does not.
+    static let selfExecutable: Int32 = open("/proc/self/exe", O_RDONLY | O_CLOEXEC)
+
+    /// The path a descriptor was opened from, for messages.
+    static func path(of fd: Int32) -> String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)")) ?? "descriptor \(fd)"
+    }
     static let supervisor: Int32 = tether_pidfd_open(getpid())
 }
 

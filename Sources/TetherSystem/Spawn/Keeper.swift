@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import Logging
 import Synchronization
+import TetherRuntime
 
 /// The supervisor's dead man's switch (see `keeper.c`): when the supervisor dies, by SIGKILL
 /// or otherwise, or stops sending its heartbeat (stopped, or its async runtime hung), the
@@ -18,6 +19,9 @@ final class Keeper: Sendable {
         var echoFD: Int32
         var groups: Set<pid_t> = []
         var lastEcho = ContinuousClock.now
+        var started = ContinuousClock.now
+        /// The program it is exec'd from: the tether-init program, or this binary.
+        var executable: Int32
     }
 
     private let state: Mutex<State>
@@ -27,9 +31,11 @@ final class Keeper: Sendable {
 
     /// Starts the keeper and the heartbeat. `openKillFile` opens the `cgroup.kill` of the
     /// supervisor's cgroup directory (or returns -1); the keeper keeps its own copy.
-    static func start(openKillFile: @escaping @Sendable () -> Int32, heartbeatTimeout: Duration, logger: Logger) throws(SystemError) -> Keeper {
-        let (pid, fd, echo) = try fork(openKillFile, timeout: heartbeatTimeout)
-        let k = Keeper(state: State(pid: pid, fd: fd, echoFD: echo), openKillFile: openKillFile, timeout: heartbeatTimeout, logger: logger)
+    /// `executable`: the program to exec as the keeper (tests give another).
+    static func start(openKillFile: @escaping @Sendable () -> Int32, heartbeatTimeout: Duration, logger: Logger,
+                      executable: Int32 = ContainmentFDs.executable) throws(SystemError) -> Keeper {
+        let (pid, fd, echo, used) = try exec(executable, openKillFile, timeout: heartbeatTimeout, logger: logger)
+        let k = Keeper(state: State(pid: pid, fd: fd, echoFD: echo, executable: used), openKillFile: openKillFile, timeout: heartbeatTimeout, logger: logger)
         k.superviseLoop(pid)
         k.heartbeat()
         return k
@@ -42,16 +48,34 @@ final class Keeper: Sendable {
         self.logger = logger
     }
 
-    private static func fork(_ openKillFile: @Sendable () -> Int32, timeout: Duration) throws(SystemError) -> (pid_t, Int32, Int32) {
+    /// Execs the keeper and waits for its first byte, which says it runs: a worker never starts
+    /// before its keeper does. A program that exits instead (a tether-init older than this
+    /// binary, left beside it, takes "tether-keeper" for a usage error) is not a keeper: then
+    /// this binary is, which always is. Returns the program that ran.
+    private static func exec(_ executable: Int32, _ openKillFile: @Sendable () -> Int32, timeout: Duration,
+                             logger: Logger) throws(SystemError) -> (pid_t, Int32, Int32, Int32) {
         let killFile = openKillFile()
         defer { if killFile >= 0 { close(killFile) } }
-        var pid: pid_t = 0
-        var fd: Int32 = -1
-        var echo: Int32 = -1
         let ms = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-        let rc = tether_keeper_start(killFile, ms, &pid, &fd, &echo)
-        if rc != 0 { throw SystemError("fork (keeper)", .init(rawValue: -rc)) }
-        return (pid, fd, echo)
+        var program = executable
+        while true {
+            var pid: pid_t = 0
+            var fd: Int32 = -1
+            var echo: Int32 = -1
+            let rc = tether_keeper_start(program, killFile, ms, &pid, &fd, &echo)
+            if rc != 0 { throw SystemError("exec (keeper)", .init(rawValue: -rc)) }
+            if tether_keeper_await_ready(echo, max(ms, 1000)) == 0 { return (pid, fd, echo, program) }
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            close(fd)
+            close(echo)
+            guard program != ContainmentFDs.selfExecutable else {
+                throw SystemError("exec (keeper): it did not start", .init(rawValue: ECHILD))
+            }
+            logger.error("\(ContainmentFDs.path(of: program)) is not a keeper (older than this tether?): running this binary as the keeper instead")
+            program = ContainmentFDs.selfExecutable
+        }
     }
 
     /// One heartbeat every 2 s, from a thread of its own: a beat costs that thread one wakeup,
@@ -142,20 +166,25 @@ final class Keeper: Sendable {
         _ = withUnsafeBytes(of: &v) { write(fd, $0.baseAddress, 4) }
     }
 
-    /// Waits for the keeper to die; replaces it.
+    /// Waits for the keeper to die; replaces it. One that died within a second of its start is
+    /// replaced a second later, not at once: whatever kills it, the supervisor must not spin.
     private func superviseLoop(_ pid: pid_t) {
         guard let exit = ExitMonitor.shared.monitor(pid: pid) else { return }
         Task.detached { [self] in
             let status = await exit.status
             logger.error("the keeper (pid \(pid)) died, \(status): starting a new one; until it runs, a SIGKILLed supervisor would leave workers behind")
+            let (started, executable) = state.withLock { ($0.started, $0.executable) }
+            if ContinuousClock.now - started < .seconds(1) { try? await Sleep.for(.seconds(1)) }
             do {
-                let (newPID, newFD, newEcho) = try Self.fork(openKillFile, timeout: timeout)
+                let (newPID, newFD, newEcho, used) = try Self.exec(executable, openKillFile, timeout: timeout, logger: logger)
                 let (oldFD, oldEcho) = state.withLock { s -> (Int32, Int32) in
                     let old = (s.fd, s.echoFD)
                     s.pid = newPID
                     s.fd = newFD
                     s.echoFD = newEcho
                     s.lastEcho = .now
+                    s.started = .now
+                    s.executable = used
                     for g in s.groups { Self.send(g, to: newFD) }
                     return old
                 }
