@@ -144,6 +144,12 @@ def launch(args, out):
         variants.append(("tether profile try default, static binary (make install)", [static, "profile", "try", "default", "--", "/bin/true"]))
         variants.append(("tether run (authority on loopback), static binary (make install)",
                          [static, "run"] + a.auth_args() + ["--surface", "launch-bench", "--", "/bin/true"]))
+    # What a small launcher would take: `profile try` from a binary with only TetherCore and
+    # TetherSystem linked (no argument parser, HTTP, authority, console or PostgreSQL code),
+    # built the same static way; bench/run.sh builds it.
+    floor = os.path.join(ROOT, ".build-release", "release", "tether-bench-launch-floor")
+    if os.path.exists(floor) and not args.quick:
+        variants.append(("profile try default from a binary with only TetherCore and TetherSystem (static)", [floor, "default", "/bin/true"]))
     if args.baseline:
         # The same command with an earlier build (--baseline DIR), interleaved: the cost of a change.
         bt = os.path.join(args.baseline, "tether")

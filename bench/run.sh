@@ -33,6 +33,8 @@ else
   bin=.build/release
   # The binary `make install` ships (static Swift runtime), for the launch rows beside it.
   make build >/dev/null
+  # The launch row's small-launcher reference: only TetherCore and TetherSystem, built alike.
+  swift build -c release --scratch-path .build-release --product tether-bench-launch-floor --static-swift-stdlib >/dev/null
 fi
 # The workers' init as `make install` ships it (a small static C program); without it every
 # worker's init would be a fresh exec of the whole tether binary.
