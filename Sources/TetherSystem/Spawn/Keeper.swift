@@ -3,7 +3,6 @@ import Foundation
 import Glibc
 import Logging
 import Synchronization
-import TetherRuntime
 
 /// The supervisor's dead man's switch (see `keeper.c`): when the supervisor dies, by SIGKILL
 /// or otherwise, or stops sending its heartbeat (stopped, or its async runtime hung), the
@@ -19,7 +18,6 @@ final class Keeper: Sendable {
         var echoFD: Int32
         var groups: Set<pid_t> = []
         var lastEcho = ContinuousClock.now
-        var started = ContinuousClock.now
         /// The program it is exec'd from: the tether-init program, or this binary.
         var executable: Int32
     }
@@ -166,15 +164,16 @@ final class Keeper: Sendable {
         _ = withUnsafeBytes(of: &v) { write(fd, $0.baseAddress, 4) }
     }
 
-    /// Waits for the keeper to die; replaces it. One that died within a second of its start is
-    /// replaced a second later, not at once: whatever kills it, the supervisor must not spin.
+    /// Waits for the keeper to die; replaces it at once, however soon it died: a pause would be
+    /// a window in which something that can kill the keeper (a worker of the supervisor's own
+    /// uid, under weak containment) could kill the supervisor too and leave workers behind.
+    /// There is no spinning on a program that is no keeper: `exec` checks its first byte.
     private func superviseLoop(_ pid: pid_t) {
         guard let exit = ExitMonitor.shared.monitor(pid: pid) else { return }
         Task.detached { [self] in
             let status = await exit.status
             logger.error("the keeper (pid \(pid)) died, \(status): starting a new one; until it runs, a SIGKILLed supervisor would leave workers behind")
-            let (started, executable) = state.withLock { ($0.started, $0.executable) }
-            if ContinuousClock.now - started < .seconds(1) { try? await Sleep.for(.seconds(1)) }
+            let executable = state.withLock { $0.executable }
             do {
                 let (newPID, newFD, newEcho, used) = try Self.exec(executable, openKillFile, timeout: timeout, logger: logger)
                 let (oldFD, oldEcho) = state.withLock { s -> (Int32, Int32) in
@@ -183,7 +182,6 @@ final class Keeper: Sendable {
                     s.fd = newFD
                     s.echoFD = newEcho
                     s.lastEcho = .now
-                    s.started = .now
                     s.executable = used
                     for g in s.groups { Self.send(g, to: newFD) }
                     return old
