@@ -34,7 +34,7 @@ struct DurabilityTests {
 
     @Test func everyAcknowledgedRevokeOfABurstSurvives() async throws {
         let (dir, opKey, agentKey) = try await Self.freshDirectory()
-        let server = ServerProcess(dir: dir, port: Int.random(in: 40000..<60000))
+        let server = ServerProcess(dir: dir, port: freePort())
         try await server.start()
         let agent = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: agentKey))
         var op = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: opKey))
