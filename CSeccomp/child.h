@@ -1,5 +1,6 @@
-// Internal to CSeccomp: the steps of the child path that spawn.c and contain.c share (and the
-// keeper's reset of signal dispositions, keeper.c).
+// Internal to CSeccomp: the steps of the child path that spawn.c and contain.c share, and what
+// the keeper (keeper.c) and the init (init.c) share with it: the reset of signal dispositions,
+// the numbers passed on an exec's command line.
 // Everything here runs between clone and exec: async-signal-safe calls only.
 #ifndef TETHER_CHILD_H
 #define TETHER_CHILD_H

@@ -90,7 +90,6 @@ static int worker_entry(void *p) {
     tether_worker_finish(w->attr, w->pipe_fd, 0, w->go_read);
 }
 
-
 void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void *worker_stack_top) {
     const struct tether_contain *c = &a->contain;
 

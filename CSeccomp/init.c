@@ -19,7 +19,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-
 __attribute__((noreturn)) static void init_main(pid_t worker, int status_fd, int go_fd) {
     // Nobody in the namespace may read this process's memory or attach to it: only now may
     // the worker (waiting for the go) exec.

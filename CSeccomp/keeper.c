@@ -73,8 +73,8 @@ __attribute__((noreturn)) static void keeper_run(int read_fd, int echo_fd, int c
     // Out of the supervisor's process group: a Ctrl-C on the terminal must not take the
     // keeper down with the supervisor, nor may the stop signals of a job shell.
     (void)setpgid(0, 0);
-    // No handler of the supervisor's runs here (its signal relay writes to a pipe this process
-    // has closed): every disposition back to default first, then the ignored ones.
+    // The exec reset the supervisor's handlers, but a disposition it ignored stays ignored
+    // across an exec: every disposition back to default first, then the keeper's own ignores.
     tether_signals_all_default();
     struct sigaction ign;
     memset(&ign, 0, sizeof ign);

@@ -164,8 +164,9 @@ int tether_pidfd_send_signal(int pidfd, int sig);
 /// heartbeats have started, none arrives for `heartbeat_timeout_ms` — the supervisor is
 /// stopped or hung — the keeper writes "1" to `cgroup_kill_fd` (if >= 0), SIGKILLs every
 /// watched group and says so on its stderr. It exits at EOF and keeps watching after a timeout.
-/// Returns 0 with `*pid`, `*write_fd` and `*echo_fd` (CLOEXEC, echo non-blocking), or -errno.
-/// -errno when the exec failed (the child is reaped).
+/// Returns 0 with `*pid`, `*write_fd` and `*echo_fd` (CLOEXEC, echo non-blocking), or -errno
+/// (also when the exec failed: the child is reaped). Whether what runs is a keeper, the caller
+/// learns from `tether_keeper_await_ready`.
 int tether_keeper_start(int exe_fd, int cgroup_kill_fd, int heartbeat_timeout_ms, pid_t *pid, int *write_fd, int *echo_fd);
 
 /// Waits up to `timeout_ms` for the keeper's first byte on `echo_fd` (it writes one when it
