@@ -478,6 +478,14 @@ def idle(pid, window):
     return rss / 1024, rss_anon_kib(pid) / 1024, (c1 - c0) / hz / (t1 - t0) * 100, wakeups / (t1 - t0)
 
 
+def builds_with_control(builds, env, kept):
+    """Each build as it runs, then the first build again with its start-up pages kept
+    (TETHER_RELEASE_PAGES=off: the control for ResidentPages)."""
+    out = [(b, label, env) for b, label in builds]
+    b, label = builds[0]
+    return out + [(b, label + ", start-up pages kept (TETHER_RELEASE_PAGES=off)", kept)]
+
+
 def footprint(args, out, work):
     print("== 5. footprint: an idle supervisor's RSS, CPU and wakeups", flush=True)
     window = 3 if args.quick else args.idle
@@ -506,9 +514,11 @@ def footprint(args, out, work):
         builds.append((static, ", static binary (make install)"))
     if args.baseline:
         builds.append((os.path.join(args.baseline, "tether"), f" ({args.baseline_label})"))
-    for binary, label in builds:
+    # The control for ResidentPages: the same binary keeping the pages it ran to start.
+    kept = dict(env, TETHER_RELEASE_PAGES="off")
+    for binary, label, e in builds_with_control(builds, env, kept):
         run = subprocess.Popen([binary, "run"] + a.auth_args() + ["--surface", "fp-run", "--", "sleep", "infinity"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=e)
         results[f"tether run, 1 worker{label}"] = idle(run.pid, window)
         run.send_signal(signal.SIGTERM)
         run.wait(timeout=30)
@@ -519,8 +529,8 @@ def footprint(args, out, work):
             f.write(f'[authority]\nurl = "{a.url}"\nkey_file = "{a.dir}/agent.key"\npublic_key = "{a.dir}/signing.pub"\n\n')
             for i in range(n):
                 f.write(f'[[worker]]\nname = "fp-{n}-{i}"\ncommand = ["sleep", "infinity"]\n\n')
-        for binary, label in builds:
-            sv = subprocess.Popen([binary, "supervise", "--config", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        for binary, label, e in builds_with_control(builds, env, kept):
+            sv = subprocess.Popen([binary, "supervise", "--config", path], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=e)
             deadline = time.monotonic() + 120
             while children_running(sv.pid) < n and time.monotonic() < deadline:
                 time.sleep(0.2)

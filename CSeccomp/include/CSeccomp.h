@@ -250,6 +250,13 @@ int tether_pipe_nonblock(int fds[2]);
 /// A non-blocking, close-on-exec eventfd, for waking a poll loop.
 int tether_eventfd(void);
 
+// MARK: - resident pages (pages.c)
+
+/// Unmaps the pages of every file mapping that is not writable and holds no anonymous page
+/// (they come back from the page cache on their next use), then returns the heap's free pages
+/// (malloc_trim). Returns the resident KiB unmapped and sets `*released_mappings`, or -errno.
+long tether_release_file_pages(size_t *released_mappings);
+
 // MARK: - signal relay (signals.c)
 
 /// Handles `sigs` by writing each one's number, a byte, to `write_fd` (a non-blocking pipe

@@ -1,3 +1,4 @@
+import CSeccomp
 import Foundation
 import Glibc
 import Logging
@@ -22,9 +23,7 @@ import TetherSystem
 public final class DecisionSocket: Sendable {
     public let path: String
     public let surface: String
-    private let fd: Int32
-    /// A pipe: a byte on [1] ends the accept loop.
-    private let wake: [Int32]
+    fileprivate let fd: Int32
     private let worker = Mutex<Worker?>(nil)
     private let decisions = Mutex<LiveDecisions?>(nil)
     private let connections = Atomic<Int>(0)
@@ -58,29 +57,16 @@ public final class DecisionSocket: Sendable {
         }
         unlink(path)
         let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
-        guard rc == 0, chmod(path, 0o666) == 0, listen(s, 64) == 0 else {
+        // Non-blocking: the one accepting thread serves every worker's socket, and must never
+        // wait in accept(2) on one of them.
+        guard rc == 0, chmod(path, 0o666) == 0, listen(s, 64) == 0, fcntl(s, F_SETFL, O_NONBLOCK) == 0 else {
             let e = errno
             close(s)
             unlink(path)
             throw SystemError("bind \(path)", .init(rawValue: e))
         }
         fd = s
-        var w: [Int32] = [0, 0]
-        guard pipe(&w) == 0 else {
-            close(s)
-            unlink(path)
-            throw SystemError("pipe", .init(rawValue: errno))
-        }
-        for f in w { _ = fcntl(f, F_SETFD, FD_CLOEXEC) }
-        wake = w
-        let thread = Thread { [self] in acceptLoop() }
-        thread.name = "tether-decisions"
-        thread.start()
-    }
-
-    deinit {
-        close(wake[0])
-        close(wake[1])
+        DecisionAcceptor.shared.add(self)
     }
 
     /// `/run/tether-decision` for root; `$XDG_RUNTIME_DIR/tether/decision` (or a directory of
@@ -120,34 +106,29 @@ public final class DecisionSocket: Sendable {
         self.decisions.withLock { $0 = decisions }
     }
 
-    /// Stops answering and removes the socket file.
+    /// Stops answering and removes the socket file. (Its descriptor is closed by the accepting
+    /// thread, which alone uses it: never while that thread might still poll or accept on it.)
     public func stop() {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        var one: UInt8 = 1
-        _ = write(wake[1], &one, 1)
+        DecisionAcceptor.shared.remove(self)
         unlink(path)
     }
 
     // MARK: - serving
 
-    private func acceptLoop() {
-        defer { close(fd) }
-        while !stopped.load(ordering: .acquiring) {
-            var p = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: wake[0], events: Int16(POLLIN), revents: 0)]
-            guard poll(&p, 2, -1) >= 0 || errno == EINTR else { return }
-            if p[1].revents != 0 { return }
-            guard p[0].revents & Int16(POLLIN) != 0 else { continue }
-            guard let c = PeerCredentials.accept(fd) else { continue }
-            guard connections.add(1, ordering: .relaxed).newValue <= Self.maxConnections else {
-                connections.subtract(1, ordering: .relaxed)
-                close(c)
-                continue
-            }
-            Thread.detachNewThread { [self] in
-                serve(c)
-                close(c)
-                connections.subtract(1, ordering: .relaxed)
-            }
+    /// One waiting connection, taken on the accepting thread and served on a thread of its own
+    /// (at most `maxConnections` at once per socket).
+    fileprivate func acceptOne() {
+        guard !stopped.load(ordering: .acquiring), let c = PeerCredentials.accept(fd) else { return }
+        guard connections.add(1, ordering: .relaxed).newValue <= Self.maxConnections else {
+            connections.subtract(1, ordering: .relaxed)
+            close(c)
+            return
+        }
+        Thread.detachNewThread { [self] in
+            serve(c)
+            close(c)
+            connections.subtract(1, ordering: .relaxed)
         }
     }
 
@@ -264,5 +245,73 @@ public final class DecisionSocket: Sendable {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = text.lastIndex(of: ")") else { return nil }
         let fields = text[text.index(after: close)...].split(separator: " ")
         return fields.count > 1 ? pid_t(fields[1]) : nil
+    }
+}
+
+/// The one thread that accepts for every decision socket of the process. A thread per socket
+/// cost a supervisor of 100 workers 100 threads asleep in poll(2) — each a stack, a malloc
+/// cache — 0.9 MiB of its resident memory (docs/BENCHMARKS.md). Each round takes at most one
+/// connection from each ready socket, and serves none itself, so a worker flooding its own
+/// socket cannot keep another's waiting.
+private final class DecisionAcceptor: Sendable {
+    static let shared = DecisionAcceptor()
+
+    private struct State {
+        var sockets: [Int32: DecisionSocket] = [:]
+        /// Descriptors of stopped sockets, closed by the accepting thread at its next round.
+        var retired: [Int32] = []
+        var running = false
+    }
+    private let state = Mutex(State())
+    /// Wakes the thread when the set of sockets changes. (Without one — no descriptor left when
+    /// the first socket was made — the thread looks again every 100 ms.)
+    private let wake: Int32 = tether_eventfd()
+
+    func add(_ socket: DecisionSocket) {
+        let start = state.withLock { s in
+            s.sockets[socket.fd] = socket
+            defer { s.running = true }
+            return !s.running
+        }
+        if start {
+            let thread = Thread { [self] in run() }
+            thread.name = "tether-decisions"
+            thread.start()
+        } else {
+            poke()
+        }
+    }
+
+    func remove(_ socket: DecisionSocket) {
+        state.withLock { s in
+            if s.sockets.removeValue(forKey: socket.fd) != nil { s.retired.append(socket.fd) }
+        }
+        poke()
+    }
+
+    private func poke() {
+        var one: UInt64 = 1
+        _ = write(wake, &one, 8)
+    }
+
+    private func run() {
+        while true {
+            let (sockets, retired) = state.withLock { s in
+                defer { s.retired = [] }
+                return (Array(s.sockets.keys), s.retired)
+            }
+            for fd in retired { close(fd) }
+            var p = [pollfd(fd: wake, events: Int16(POLLIN), revents: 0)] + sockets.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            if poll(&p, nfds_t(p.count), wake >= 0 ? -1 : 100) < 0 { continue }   // EINTR
+            if p[0].revents != 0 {
+                var n: UInt64 = 0
+                _ = read(wake, &n, 8)
+            }
+            for q in p.dropFirst() where q.revents != 0 {
+                // Still registered: a socket stopped meanwhile is not served (its descriptor
+                // stays open until the next round closes it).
+                state.withLock { $0.sockets[q.fd] }?.acceptOne()
+            }
+        }
     }
 }

@@ -23,6 +23,7 @@ struct McpCommand: AsyncParsableCommand {
         if ["--help", "-h", "help"].contains(options.command.first) { throw CleanExit.helpRequest(Self.self) }
         keepMemoryFromSameUser()
         SupervisorPriority.choose()
+        ResidentPages.choose()
         let (worker, resolved, logger, weak) = try await options.resolve()
         let gateway: McpGateway
         do {

@@ -59,6 +59,7 @@ struct ProfileCommand: AsyncParsableCommand {
                 throw fail("no command: tether profile try PROFILE -- CMD ARGS…", code: TetherExit.usage)
             }
             SupervisorPriority.choose()
+            ResidentPages.choose()
             func kinds(_ names: [String], _ flag: String) throws -> Set<GateKind> {
                 try Set(names.map { n in
                     guard let k = GateKind(rawValue: n) else { throw fail("\(flag): \"\(n)\" is not a gate; the gates are exec, net, write", code: TetherExit.usage) }

@@ -28,6 +28,7 @@ struct RunCommand: AsyncParsableCommand {
         if ["--help", "-h", "help"].contains(options.command.first) { throw CleanExit.helpRequest(Self.self) }
         keepMemoryFromSameUser()
         SupervisorPriority.choose()
+        ResidentPages.choose()
         let (worker, resolved, logger, weak) = try await options.resolve()
         let code = await RunSession.run(worker: worker, authority: resolved, logger: logger, acceptWeakContainment: weak,
                                         notifications: SystemdNotifier.notifications)

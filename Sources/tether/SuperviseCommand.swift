@@ -24,6 +24,7 @@ struct SuperviseCommand: AsyncParsableCommand {
     func run() async throws {
         keepMemoryFromSameUser()
         SupervisorPriority.choose()
+        ResidentPages.choose()
         let file: ConfigFile
         let filters: [String: CompiledFilter]
         do {

@@ -187,6 +187,58 @@ struct HookTests {
         _ = await p.exitCode(within: 20)
     }
 
+    @Test("under tether supervise, a worker flooding its decision socket (a thousand connections a second, silent ones held) does not keep another worker's socket from answering: one thread accepts for all, a connection from each ready socket a round")
+    func floodDoesNotStarveAnotherSocket() async throws {
+        let a = try await LiveAuthority()
+        let dir = workerDirectory("hook-flood")
+        let out = dir + "/answers"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        chmod(out, 0o666)
+        for s in ["hf-flood", "hf-ask"] { _ = try await a.run(s, [], ["true"]).exitCode(within: 30) }
+        // Two flooders: each connects 500 times a second and keeps its last 200 connections
+        // open and silent (each holds a serving slot until its 5 s timeout; past 32 the socket
+        // closes new ones at once). Not faster: the flood must not take the CPU the other
+        // suites running meanwhile need.
+        let flood = "import os,socket,time\nheld=[]\nwhile True:\n  c=socket.socket(socket.AF_UNIX)\n  c.connect(os.environ['TETHER_DECISION_SOCKET'])\n  held.append(c)\n  if len(held)>200: held.pop(0).close()\n  time.sleep(0.002)\n"
+        // The other worker asks every 50 ms and writes how long each answer took.
+        let ask = "import os,socket,time\nwhile True:\n  t=time.monotonic()\n  c=socket.socket(socket.AF_UNIX)\n  c.connect(os.environ['TETHER_DECISION_SOCKET'])\n  c.sendall(b'{}\\n')\n  ok=c.makefile().readline()\n  c.close()\n  open('\(out)','a').write('%s %.1f\\n' % ('allow' if '\"allowed\":true' in ok else 'other', (time.monotonic()-t)*1000))\n  time.sleep(0.05)\n"
+        try flood.write(toFile: dir + "/flood.py", atomically: true, encoding: .utf8)
+        try ask.write(toFile: dir + "/ask.py", atomically: true, encoding: .utf8)
+        chmod(dir + "/flood.py", 0o644)
+        chmod(dir + "/ask.py", 0o644)
+        let config = temporaryDirectory("hook-flood-sv") + "/s.toml"
+        try """
+        \(a.authorityTable)
+
+        [[worker]]
+        name = "hf-flood"
+        command = ["/bin/sh", "-c", "for i in 1 2; do python3 \(dir)/flood.py & done; wait"]
+
+        [[worker]]
+        name = "hf-ask"
+        command = ["/bin/sh", "-c", "exec python3 \(dir)/ask.py"]
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        let p = try TetherProcess(["supervise", "--config", config])
+        func answers() -> [(String, Double)] {
+            ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { l in
+                let f = l.split(separator: " ")
+                return f.count == 2 ? (String(f[0]), Double(f[1]) ?? .infinity) : nil
+            }
+        }
+        #expect(await eventually(30) { answers().count >= 5 }, "\(p.stderr.suffix(800))")
+        // Then 3 s of asking under the flood.
+        let from = answers().count
+        try await Task.sleep(for: .seconds(3))
+        let during = answers().dropFirst(from)
+        #expect(during.count >= 10, "\(during.count) answers in 3 s under the flood")
+        #expect(during.allSatisfy { $0.0 == "allow" }, "\(during)")
+        // About a millisecond idle; a second is a margin for a loaded machine, far below what
+        // an acceptor held by the flooder would take.
+        #expect(during.allSatisfy { $0.1 < 1000 }, "answer times (ms): \(during.map(\.1))")
+        p.signal(SIGTERM)
+        _ = await p.exitCode(within: 30)
+    }
+
     @Test("a worker asking its own socket about a surface not its own gets NOT_YOURS; about its own, the lease")
     func onlyOwnSurfaces() async throws {
         let a = try await LiveAuthority()

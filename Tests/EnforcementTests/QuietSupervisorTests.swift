@@ -129,6 +129,46 @@ struct QuietSupervisorTests {
         #expect(await p.exitCode(within: 20) != nil)
     }
 
+    /// The resident pages of `pid` mapped from files (its executable, its libraries), in KiB.
+    static func fileResident(_ pid: pid_t) -> Int {
+        let s = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let line = s.split(separator: "\n").first { $0.hasPrefix("RssFile:") } ?? ""
+        return Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") ?? 0
+    }
+
+    @Test("a settled supervisor lets go of the pages it ran only to start, and still stops its worker at once: the stop path reads back from the page cache")
+    func startupPagesReleased() async throws {
+        let a = try await LiveAuthority(lease: "15s")
+        let m = Workers.marker("pages")
+        let p = try a.run("pages-1", [], ["sh", "-c", "sh -c 'while :; do sleep 1; done' \"$0-a\" & sh -c 'while :; do sleep 1; done' \"$0-b\" & wait", m], env: ["TETHER_LOG_LEVEL": "debug"])
+        #expect(await eventually(20) { p.stderr.contains("worker started") }, "\(p.stderr.suffix(800))")
+        let started = Self.fileResident(p.pid)
+        // ResidentPages.settleAfter (5 s) after the start.
+        #expect(await eventually(15) { p.stderr.contains("released start-up pages") }, "\(p.stderr.suffix(800))")
+        try await Task.sleep(for: .seconds(1))
+        let settled = Self.fileResident(p.pid)
+        #expect(settled < started / 2, "file-backed resident pages \(started) KiB at the start, \(settled) KiB once settled")
+        // Everything the stop needs runs from pages it must fault back in.
+        let t0 = ContinuousClock.now
+        let (rc, _, _) = try a.op(["revoke", "pages-1", "--reason", "pages"])
+        #expect(rc == 0)
+        #expect(await eventually(10) { Workers.allStopped(m, atLeast: 3) }, "\(liveProcesses(withMarker: m).map(\.state))")
+        let took = ContinuousClock.now - t0
+        #expect(took < .seconds(2), "every process stopped \(took) after the revoke")
+        p.signal(SIGTERM)
+        #expect(await p.exitCode(within: 20) != nil)
+
+        // The control: TETHER_RELEASE_PAGES=off keeps them.
+        let q = try a.run("pages-2", [], ["sleep", "600"], env: ["TETHER_LOG_LEVEL": "debug", "TETHER_RELEASE_PAGES": "off"])
+        #expect(await eventually(20) { q.stderr.contains("worker started") }, "\(q.stderr.suffix(800))")
+        let before = Self.fileResident(q.pid)
+        try await Task.sleep(for: .seconds(8))
+        #expect(!q.stderr.contains("released start-up pages"))
+        #expect(Self.fileResident(q.pid) > before * 3 / 4, "kept: \(before) KiB, then \(Self.fileResident(q.pid)) KiB")
+        q.signal(SIGTERM)
+        #expect(await q.exitCode(within: 20) != nil)
+    }
+
     @Test("a worker hammering its decision socket from every core is still stopped at once: the flood cannot hold the runtime that stops it")
     func floodedSocketStillStops() async throws {
         let a = try await LiveAuthority()

@@ -14,7 +14,7 @@
 // three). The bench and the authority run at nice -10 as the supervisor does, so what is
 // measured is the supervisor's wait for the CPU, not theirs; --priority off runs the supervisor
 // with TETHER_SUPERVISOR_PRIORITY=off, the control.
-// Run: swift run -c release tether-bench-revocation [iterations] [--poll | --sdk | --replicas …] [--idle 60] [--load worker|machine] [--priority off]
+// Run: swift run -c release tether-bench-revocation [iterations] [--poll | --sdk | --replicas …] [--idle 60] [--load worker|machine] [--priority off] [--settle 8]
 import Foundation
 import Glibc
 import TetherClient
@@ -214,6 +214,12 @@ if let idle = idleSeconds {
     finish()
 }
 
+// --settle SECONDS: the first revoke only after the supervisor has been quiet that long — past
+// ResidentPages.settleAfter, so its stop path runs from pages it must fault back in (run with
+// TETHER_RELEASE_PAGES=off for the control). Its time is printed on its own.
+let settle = args.firstIndex(of: "--settle").flatMap { args.count > $0 + 1 ? Int(args[$0 + 1]) : nil }
+if let settle { try await Task.sleep(for: .seconds(settle)) }
+
 var stopped: [Double] = [], roundTrips: [Double] = [], stoppedOther: [Double] = []
 for i in 0..<iterations {
     if pollMode || sdkMode { try await Task.sleep(for: .milliseconds(Int.random(in: 0..<1000))) }
@@ -249,6 +255,7 @@ var mode = sdkMode ? "MachineID SDK loop, validate every 1 s + os.killpg" : poll
 if let load { mode += ", load: \(load)\(priority.map { ", supervisor priority \($0)" } ?? "")" }
 print("revocation → every worker process in T (\(mode), \(iterations) revokes, 3 processes):")
 print(String(format: "  revoke answered → stopped: median %.2f ms, p99 %.2f ms, max %.2f ms", percentile(stopped, 0.5), percentile(stopped, 0.99), stopped.max()!))
+if let settle { print(String(format: "  first revoke, after %d s quiet: %.3f ms", settle, stopped[0])) }
 print(String(format: "  baseline, the revoke's round trip: median %.2f ms, p99 %.2f ms", percentile(roundTrips, 0.5), percentile(roundTrips, 0.99)))
 print(String(format: "  ratio (median): ×%.2f", percentile(stopped, 0.5) / percentile(roundTrips, 0.5)))
 finish()

@@ -165,7 +165,9 @@ public final class Spawner: Sendable {
             plan = try prepare(launch)
             result = await start(plan, gate: launch.startGate)
         }
-        return try await finish(plan, result, launch)
+        let worker = try await finish(plan, result, launch)
+        ResidentPages.workerStarted(logger: logger)
+        return worker
     }
 
     /// Everything a spawn decides before the child exists. Its descriptors close with it.
