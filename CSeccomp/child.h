@@ -1,11 +1,11 @@
-// Internal to CSeccomp: the steps of the child path that spawn.c and contain.c share, and what
-// the keeper (keeper.c) and the init (init.c) share with it: the reset of signal dispositions,
-// the numbers passed on an exec's command line.
+// Internal to CSeccomp: the steps of the child path that spawn.c and contain.c share (and, in
+// startup.h, what the keeper and the init share with it).
 // Everything here runs between clone and exec: async-signal-safe calls only.
 #ifndef TETHER_CHILD_H
 #define TETHER_CHILD_H
 
 #include "CSeccomp.h"
+#include "startup.h"
 
 /// Reports {stage, err} over the errno pipe and exits 127.
 __attribute__((noreturn)) void tether_child_fail(int pipe_fd, int stage, int err);
@@ -41,30 +41,5 @@ int tether_write_id_maps(const char *uid_map, const char *gid_map);
 
 /// In the child: back to the nice value workers start at (`tether_set_worker_nice`).
 void tether_child_reset_nice(void);
-
-/// Every signal's disposition back to SIG_DFL (signals.c): in a forked child, before it unblocks
-/// signals, so no handler of the supervisor's runs there. Async-signal-safe (sigaction only).
-void tether_signals_all_default(void);
-
-/// Decimal digits of a non-negative number into `buf` (16 bytes), NUL-terminated: the numbers
-/// a child passes on an exec's command line (async-signal-safe, no stdio).
-static inline void tether_format_uint(long v, char *buf) {
-    char tmp[16];
-    int n = 0;
-    do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v > 0 && n < 15);
-    for (int i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
-    buf[n] = 0;
-}
-
-/// The number `tether_format_uint` wrote, or -1 for anything else (or above 2^22).
-static inline long tether_parse_uint(const char *s) {
-    long v = 0;
-    if (s == NULL || *s == 0) return -1;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9' || v > 1 << 22) return -1;
-        v = v * 10 + (*s - '0');
-    }
-    return v;
-}
 
 #endif

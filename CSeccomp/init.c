@@ -1,6 +1,6 @@
 // The worker's init: PID 1 of its PID namespace (see contain.c).
 //
-// The supervisor's child execs the small `tether-init` program (Sources/tether-init) — or, where
+// The supervisor's child execs the small `tether-init` program (init/tether-init.c) — or, where
 // it is not installed, the tether binary itself, whose constructor below runs before any Swift
 // and never returns into it — as "tether-init WORKER_PID STATUS_FD GO_FD". It reaps every process
 // the namespace re-parents to it, and when the worker (PID 2) exits it writes the worker's
@@ -9,8 +9,8 @@
 // itself, and as a namespace init it is immune to every signal from inside it (none has a
 // handler) and stopped or killed only from outside.
 #define _GNU_SOURCE
-#include "CSeccomp.h"
-#include "child.h"
+#include "tether_init.h"
+#include "startup.h"
 
 #include <errno.h>
 #include <signal.h>

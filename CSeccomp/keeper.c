@@ -15,8 +15,8 @@
 // the supervisor's memory (its heap, its keys), and the fork of a large multi-threaded
 // address space was a millisecond of every launch.
 #define _GNU_SOURCE
-#include "CSeccomp.h"
-#include "child.h"
+#include "tether_init.h"
+#include "startup.h"
 
 #include <errno.h>
 #include <fcntl.h>

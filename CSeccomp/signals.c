@@ -44,13 +44,3 @@ void tether_signal_relay_default(const int *sigs, size_t count) {
     sigemptyset(&sa.sa_mask);
     for (size_t i = 0; i < count; i++) (void)sigaction(sigs[i], &sa, NULL);
 }
-
-void tether_signals_all_default(void) {
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP) continue;
-        (void)sigaction(sig, &dfl, NULL);   // EINVAL for the libc-reserved RT signals: fine
-    }
-}

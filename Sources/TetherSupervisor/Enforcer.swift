@@ -107,17 +107,7 @@ public final class Enforcer: Sendable {
             s.last = v
             if v.allowed {
                 guard s.phase == .frozen else { return }
-                s.epoch += 1
-                do {
-                    let st = try await worker.thawVerified()
-                    s.phase = .running
-                    log(.notice, "worker resumed", v, extra: ["pids": "\(pids(st))"])
-                    record(.running, v, nil)
-                    reporter?.send(WorkerReport(surface: config.surface, state: .resumed, pids: pids(st), requestID: v.requestID))
-                } catch {
-                    // Not confirmed running: it stays held; the next allow tries again.
-                    logger.error("thaw not confirmed by the kernel", metadata: ["error": "\(error)"])
-                }
+                await resume(on: v, &s)
                 return
             }
             guard s.phase == .running else {
@@ -148,6 +138,27 @@ public final class Enforcer: Sendable {
         }
     }
 
+    // The steps below are kept out of `handle` (never inlined): an async function's frame holds
+    // the locals of every path through it, and `run`'s task keeps the memory of its deepest
+    // frame for the worker's whole life — an allow that changes nothing (most events) should
+    // not cost every worker the frames of a stop, a thaw and a kill (~4 KiB each).
+
+    @inline(never)
+    private func resume(on v: Verdict, _ s: inout Machine) async {
+        s.epoch += 1
+        do {
+            let st = try await worker.thawVerified()
+            s.phase = .running
+            log(.notice, "worker resumed", v, extra: ["pids": "\(pids(st))"])
+            record(.running, v, nil)
+            reporter?.send(WorkerReport(surface: config.surface, state: .resumed, pids: pids(st), requestID: v.requestID))
+        } catch {
+            // Not confirmed running: it stays held; the next allow tries again.
+            logger.error("thaw not confirmed by the kernel", metadata: ["error": "\(error)"])
+        }
+    }
+
+    @inline(never)
     private func stop(for v: Verdict, learnt: ContinuousClock.Instant, _ s: inout Machine) async {
         switch config.stop.onRevoke {
         case .stop:
@@ -178,6 +189,7 @@ public final class Enforcer: Sendable {
         }
     }
 
+    @inline(never)
     private func terminate(grace: Duration, verdict v: Verdict?, learnt: ContinuousClock.Instant, _ s: inout Machine) async {
         // Thaw first: a stopped process never runs its SIGTERM handler.
         s.phase = .stopping
@@ -197,6 +209,7 @@ public final class Enforcer: Sendable {
         }
     }
 
+    @inline(never)
     private func kill(reason v: Verdict?, learnt: ContinuousClock.Instant = .now, _ s: inout Machine) async {
         let before = worker.state()
         var confirmed = false

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 import TetherClient
 import TetherCore
 import TetherRuntime
@@ -36,46 +37,79 @@ public struct WorkerReport: Sendable, Equatable {
 /// Sends reports in order, off the enforcement path: a stop never waits for its report. A
 /// report that fails is retried a few times, then dropped with a warning (the authority also
 /// sees the supervisor's state through its watch stream).
+///
+/// A task runs only while reports are queued: an idle worker holds no task, no stream and none
+/// of the HTTP client's frames (a task keeps the memory of its deepest await for its whole life:
+/// ~10 KiB for a report's request, per worker, for as long as the worker ran).
 public final class Reporter: Sendable {
-    private let continuation: AsyncStream<WorkerReport>.Continuation
-    private let task: Task<Void, Never>
+    private struct Queue {
+        var pending: [WorkerReport] = []
+        /// The task sending `pending`, while there is one.
+        var sender: Task<Void, Never>?
+        var finished = false
+    }
+
+    private let queue = Mutex(Queue())
+    private let client: AuthorityClient
+    private let instance: String
+    private let logger: Logger
 
     public init(client: AuthorityClient, instance: String, logger: Logger) {
-        let (stream, continuation) = AsyncStream<WorkerReport>.makeStream()
-        self.continuation = continuation
-        task = Task {
-            var client = client
-            client.timeout = .seconds(3)
-            for await r in stream {
-                var body: [String: Any?] = [
-                    "deviceId": r.surface, "instance": instance, "state": r.state.rawValue,
-                    "pids": r.pids.map { Int($0) }, "at": Timestamp.string(r.at), "request_id": r.requestID,
-                ]
-                if let d = r.detail { body["detail"] = d }
-                for attempt in 1...3 {
-                    do {
-                        _ = try await client.report(body)
-                        break
-                    } catch {
-                        if attempt == 3 {
-                            logger.warning("report not delivered", metadata: ["surface": "\(r.surface)", "state": "\(r.state.rawValue)", "error": "\(error)"])
-                        } else {
-                            try? await Sleep.for(.milliseconds(200 * attempt))
-                        }
-                    }
+        var client = client
+        client.timeout = .seconds(3)
+        self.client = client
+        self.instance = instance
+        self.logger = logger
+    }
+
+    public func send(_ r: WorkerReport) {
+        queue.withLock { q in
+            guard !q.finished else { return }
+            q.pending.append(r)
+            if q.sender == nil { q.sender = Task { await self.drain() } }
+        }
+    }
+
+    /// Sends what is queued, oldest first; the task ends (and `sender` is cleared under the same
+    /// lock a `send` takes) when nothing is left, so a report is never queued without a sender.
+    private func drain() async {
+        while let r = queue.withLock({ q -> WorkerReport? in
+            if q.pending.isEmpty { q.sender = nil; return nil }
+            return q.pending.removeFirst()
+        }) {
+            await deliver(r)
+        }
+    }
+
+    private func deliver(_ r: WorkerReport) async {
+        var body: [String: Any?] = [
+            "deviceId": r.surface, "instance": instance, "state": r.state.rawValue,
+            "pids": r.pids.map { Int($0) }, "at": Timestamp.string(r.at), "request_id": r.requestID,
+        ]
+        if let d = r.detail { body["detail"] = d }
+        for attempt in 1...3 {
+            do {
+                _ = try await client.report(body)
+                return
+            } catch {
+                if attempt == 3 {
+                    logger.warning("report not delivered", metadata: ["surface": "\(r.surface)", "state": "\(r.state.rawValue)", "error": "\(error)"])
+                } else {
+                    try? await Sleep.for(.milliseconds(200 * attempt))
                 }
             }
         }
     }
 
-    public func send(_ r: WorkerReport) { continuation.yield(r) }
-
-    /// Delivers what is queued (bounded), then stops.
+    /// Delivers what is queued (bounded), then stops: later reports are dropped.
     public func finish(within limit: Duration = .seconds(3)) async {
-        continuation.finish()
-        let t = task
+        let sender = queue.withLock { q in
+            q.finished = true
+            return q.sender
+        }
+        guard let sender else { return }
         await withTaskGroup(of: Void.self) { g in
-            g.addTask { await t.value }
+            g.addTask { await sender.value }
             g.addTask { try? await Sleep.for(limit) }
             await g.next()
             g.cancelAll()
