@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sched.h>
+#include <linux/sched.h>   // struct clone_args, CLONE_INTO_CGROUP
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -103,7 +104,8 @@ void tether_child_enter(const struct tether_spawn_attr *a, int pipe_fd) {
 
     // 4. Into the worker's cgroup before anything of the worker runs: "0" means "this process".
     //    When the start gate holds the cgroup frozen, this process stops on its way back.
-    if (a->cgroup_procs_fd >= 0) {
+    //    Not when it was born there (tether_spawn: clone3 into the cgroup, frozen alike).
+    if (a->cgroup_procs_fd >= 0 && !a->cgroup_joined) {
         ssize_t n;
         do { n = write(a->cgroup_procs_fd, "0", 1); } while (n < 0 && errno == EINTR);
         if (n != 1) tether_child_fail(pipe_fd, TETHER_STAGE_CGROUP, n < 0 ? errno : EIO);
@@ -255,6 +257,57 @@ static int child_entry(void *p) {
     tether_worker_finish(a->attr, a->pipe_fd, a->parent, -1);
 }
 
+// clone3 with CLONE_INTO_CGROUP: the child is born in the worker's cgroup. Moving a process
+// there instead (a write to cgroup.procs) takes the kernel's cgroup_threadgroup_rwsem for
+// writing, and the first writer after a quiet spell waits out an RCU grace period: ~7 ms of
+// every launch here (bench/probes/cgroup_join.c), against ~0.4 for the clone.
+//
+// glibc has no clone3 wrapper that runs a function on a new stack, so this is the x86_64
+// trampoline glibc's own clone3 uses: the child returns from the syscall on `stack` with the
+// parent's registers, calls fn(arg) from the two callee-saved registers holding them, and
+// exits with its result; it never returns into this frame (whose stack it does not own).
+// Elsewhere, and on a kernel without CLONE_INTO_CGROUP (before 5.7, or clone3 filtered
+// away), tether_spawn falls back to clone and the child moves itself.
+static pid_t clone_into_cgroup(int (*fn)(void *), void *arg, void *stack, size_t stack_size, int flags, int cgroup_fd) {
+#if defined(__x86_64__) && defined(SYS_clone3) && defined(CLONE_INTO_CGROUP)
+    struct clone_args ca;
+    memset(&ca, 0, sizeof ca);
+    ca.flags = (uint64_t)(flags & ~CSIGNAL) | CLONE_INTO_CGROUP;
+    ca.exit_signal = (uint64_t)(flags & CSIGNAL);
+    ca.stack = (uint64_t)(uintptr_t)stack;
+    ca.stack_size = stack_size;
+    ca.cgroup = (uint64_t)cgroup_fd;
+    register long r12 __asm__("r12") = (long)fn;
+    register long r13 __asm__("r13") = (long)arg;
+    long ret;
+    __asm__ volatile(
+        "syscall\n\t"
+        "test %%rax, %%rax\n\t"
+        "jnz 1f\n\t"
+        // The child, on its new stack (16-byte aligned: the top of an mmap'ed region).
+        "xor %%ebp, %%ebp\n\t"
+        "mov %%r13, %%rdi\n\t"
+        "call *%%r12\n\t"
+        "mov %%eax, %%edi\n\t"
+        "mov %[exit], %%eax\n\t"
+        "syscall\n\t"
+        "hlt\n"
+        "1:"
+        : "=a"(ret)
+        : "a"((long)SYS_clone3), "D"(&ca), "S"(sizeof ca), "r"(r12), "r"(r13), [exit] "i"(SYS_exit)
+        : "rcx", "r11", "memory");
+    if (ret < 0) {
+        errno = (int)-ret;
+        return -1;
+    }
+    return (pid_t)ret;
+#else
+    (void)fn; (void)arg; (void)stack; (void)stack_size; (void)flags; (void)cgroup_fd;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
 static int reap(pid_t pid) {
     int status;
     while (waitpid(pid, &status, 0) < 0) {
@@ -308,9 +361,13 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
     struct child_args args = {.attr = attr, .pipe_fd = pipe_fds[1], .read_fd = pipe_fds[0], .parent = parent,
                               .worker_stack_top = stack == MAP_FAILED ? NULL : (char *)stack + map_size};
     int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
+    // The child reads this copy (with CLONE_VM, here on this suspended thread's stack): it says
+    // whether the child was born in the cgroup.
+    struct tether_spawn_attr local = *attr;
+    local.cgroup_joined = 0;
+    args.attr = &local;
     // Gates: the parent copies the listener out of the child while the child waits, so the
     // parent cannot be suspended until exec. The child gets its own copy of the memory.
-    struct tether_spawn_attr local = *attr;
     int ack[2] = {-1, -1};
     if (attr->gate_filter != NULL) {
         flags &= ~(CLONE_VM | CLONE_VFORK);
@@ -322,7 +379,6 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
             return -1;
         }
         local.gate_ack_fd = ack[0];
-        args.attr = &local;
     }
     if (contained) {
         flags |= CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC;
@@ -336,7 +392,12 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
     pid_t pid = -1;
     int fork_errno = ENOMEM;
     if (stack != MAP_FAILED) {
-        pid = clone(child_entry, (char *)stack + stack_size, flags, &args);
+        if (attr->cgroup_dir_fd >= 0 && attr->cgroup_procs_fd >= 0) {
+            local.cgroup_joined = 1;
+            pid = clone_into_cgroup(child_entry, &args, stack, stack_size, flags, attr->cgroup_dir_fd);
+            if (pid < 0) local.cgroup_joined = 0;   // no child: the plain clone below, which moves itself
+        }
+        if (pid < 0) pid = clone(child_entry, (char *)stack + stack_size, flags, &args);
         fork_errno = errno;
         munmap(stack, map_size);
     }

@@ -9,6 +9,8 @@ enum Escape {
     static let binary: String = build("escape")
     /// Runs a command where no namespace can be made (Probes/nonamespaces.c).
     static let noNamespaces: String = build("nonamespaces")
+    /// Runs a command where clone3 fails with ENOSYS (Probes/noclone3.c).
+    static let noClone3: String = build("noclone3")
 
     static func build(_ name: String) -> String {
         let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Probes/\(name).c").path

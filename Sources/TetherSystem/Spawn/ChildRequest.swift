@@ -143,12 +143,16 @@ struct ChildRequest: Sendable {
             switch i { case 0: stdioFDs.0 = copy; case 1: stdioFDs.1 = copy; default: stdioFDs.2 = copy }
         }
         var procsFD: Int32 = -1
+        var dirFD: Int32 = -1
         if let cgroup {
             procsFD = cgroup.openProcs()
             if procsFD < 0 {
                 return .failure(SpawnError(stage: .cgroup, errno: errno, message: "cannot open \(cgroup.path)/cgroup.procs"))
             }
             opened.append(procsFD)
+            // Where the kernel can, the child is born in the cgroup instead (tether_spawn).
+            dirFD = open(cgroup.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if dirFD >= 0 { opened.append(dirFD) }
         }
         var ttyFD: Int32 = -1
         if let tty {
@@ -193,6 +197,7 @@ struct ChildRequest: Sendable {
                 attr.cwd = UnsafePointer(cCwd)
                 attr.stdio = stdioFDs
                 attr.cgroup_procs_fd = procsFD
+                attr.cgroup_dir_fd = dirFD
                 attr.tty_fd = ttyFD
                 attr.set_ids = ids == nil ? 0 : 1
                 attr.uid = ids?.uid ?? 0
