@@ -11,8 +11,9 @@
 __attribute__((noreturn)) void tether_child_fail(int pipe_fd, int stage, int err);
 
 /// Signal dispositions to default, own process group, terminal foreground, the cgroup: what
-/// the supervisor's direct child does first, on either path.
-void tether_child_enter(const struct tether_spawn_attr *a, int pipe_fd);
+/// the supervisor's direct child does first, on either path. `born_in_cgroup`: it was cloned
+/// into the worker's cgroup (CLONE_INTO_CGROUP), so it does not move itself there.
+void tether_child_enter(const struct tether_spawn_attr *a, int pipe_fd, int born_in_cgroup);
 
 /// From resource limits to execve: what becomes the worker. `parent` is the pid PDEATHSIG is
 /// checked against, or 0 to skip PDEATHSIG (inside a PID namespace its init's death ends it).
@@ -33,7 +34,7 @@ int tether_gate_serve_exec(int listener, int errno_pipe);
 pid_t tether_find_child(pid_t parent);
 
 /// The namespace path: the body of the supervisor's child, which becomes PID 1 (see contain.c).
-__attribute__((noreturn)) void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void *worker_stack_top);
+__attribute__((noreturn)) void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void *worker_stack_top, int born_in_cgroup);
 
 /// Maps this process's new user namespace: `uid_map`, then setgroups denied (required before an
 /// unprivileged gid_map), then `gid_map`. 0, or -1 with errno set.

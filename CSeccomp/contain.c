@@ -90,7 +90,7 @@ static int worker_entry(void *p) {
     tether_worker_finish(w->attr, w->pipe_fd, 0, w->go_read);
 }
 
-void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void *worker_stack_top) {
+void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void *worker_stack_top, int born_in_cgroup) {
     const struct tether_contain *c = &a->contain;
 
     // An unprivileged supervisor's namespaces belong to a new user namespace: map the
@@ -105,7 +105,7 @@ void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void
         if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_ID_MAP, errno);
     }
 
-    tether_child_enter(a, pipe_fd);
+    tether_child_enter(a, pipe_fd, born_in_cgroup);
 
     // A cgroup namespace rooted at the worker's cgroup (joined just above): /proc/self/cgroup
     // reads "0::/", and the worker learns nothing of the supervisor's hierarchy.

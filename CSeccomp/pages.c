@@ -38,10 +38,10 @@ long tether_release_file_pages(size_t *released_mappings) {
     size_t cap = 0;
     int err = 0;
     while (getline(&line, &cap, f) >= 0) {
-        unsigned long start, end, offset, inode;
+        unsigned long start, end, inode;
         char perms[5];
         int path_at = 0;
-        if (sscanf(line, "%lx-%lx %4s %lx %*s %lu %n", &start, &end, perms, &offset, &inode, &path_at) == 5) {
+        if (sscanf(line, "%lx-%lx %4s %*x %*s %lu %n", &start, &end, perms, &inode, &path_at) == 4) {
             // A mapping's header: "start-end perms offset dev inode   path".
             const char *path = path_at > 0 ? line + path_at : "";
             candidate = inode != 0 && path[0] == '/' && perms[0] == 'r' && perms[1] != 'w';

@@ -85,7 +85,7 @@ static int child_cloexec_all(void) {
 }
 
 
-void tether_child_enter(const struct tether_spawn_attr *a, int pipe_fd) {
+void tether_child_enter(const struct tether_spawn_attr *a, int pipe_fd, int born_in_cgroup) {
     // 1. Signal dispositions back to default (handlers die with exec anyway; SIG_IGN would not).
     //    All signals are still blocked, as the parent blocked them around fork.
     tether_signals_all_default();
@@ -105,7 +105,7 @@ void tether_child_enter(const struct tether_spawn_attr *a, int pipe_fd) {
     // 4. Into the worker's cgroup before anything of the worker runs: "0" means "this process".
     //    When the start gate holds the cgroup frozen, this process stops on its way back.
     //    Not when it was born there (tether_spawn: clone3 into the cgroup, frozen alike).
-    if (a->cgroup_procs_fd >= 0 && !a->cgroup_joined) {
+    if (a->cgroup_procs_fd >= 0 && !born_in_cgroup) {
         ssize_t n;
         do { n = write(a->cgroup_procs_fd, "0", 1); } while (n < 0 && errno == EINTR);
         if (n != 1) tether_child_fail(pipe_fd, TETHER_STAGE_CGROUP, n < 0 ? errno : EIO);
@@ -245,6 +245,7 @@ struct child_args {
     int read_fd;
     pid_t parent;
     void *worker_stack_top;   // the namespace path: the stack its init forks the worker onto
+    int born_in_cgroup;       // cloned into the worker's cgroup: nothing to move
 };
 
 static int child_entry(void *p) {
@@ -252,8 +253,8 @@ static int child_entry(void *p) {
     // Clone without CLONE_FILES copies the descriptor table, so closing the read end here
     // leaves the parent's open.
     close(a->read_fd);
-    if (a->attr->contain.enabled) tether_contained_child(a->attr, a->pipe_fd, a->worker_stack_top);
-    tether_child_enter(a->attr, a->pipe_fd);
+    if (a->attr->contain.enabled) tether_contained_child(a->attr, a->pipe_fd, a->worker_stack_top, a->born_in_cgroup);
+    tether_child_enter(a->attr, a->pipe_fd, a->born_in_cgroup);
     tether_worker_finish(a->attr, a->pipe_fd, a->parent, -1);
 }
 
@@ -361,13 +362,9 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
     struct child_args args = {.attr = attr, .pipe_fd = pipe_fds[1], .read_fd = pipe_fds[0], .parent = parent,
                               .worker_stack_top = stack == MAP_FAILED ? NULL : (char *)stack + map_size};
     int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
-    // The child reads this copy (with CLONE_VM, here on this suspended thread's stack): it says
-    // whether the child was born in the cgroup.
-    struct tether_spawn_attr local = *attr;
-    local.cgroup_joined = 0;
-    args.attr = &local;
     // Gates: the parent copies the listener out of the child while the child waits, so the
     // parent cannot be suspended until exec. The child gets its own copy of the memory.
+    struct tether_spawn_attr local = *attr;
     int ack[2] = {-1, -1};
     if (attr->gate_filter != NULL) {
         flags &= ~(CLONE_VM | CLONE_VFORK);
@@ -379,6 +376,7 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
             return -1;
         }
         local.gate_ack_fd = ack[0];
+        args.attr = &local;
     }
     if (contained) {
         flags |= CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC;
@@ -393,9 +391,10 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
     int fork_errno = ENOMEM;
     if (stack != MAP_FAILED) {
         if (attr->cgroup_dir_fd >= 0 && attr->cgroup_procs_fd >= 0) {
-            local.cgroup_joined = 1;
+            // Set before the clone: a child without CLONE_VM reads its copy of `args`.
+            args.born_in_cgroup = 1;
             pid = clone_into_cgroup(child_entry, &args, stack, stack_size, flags, attr->cgroup_dir_fd);
-            if (pid < 0) local.cgroup_joined = 0;   // no child: the plain clone below, which moves itself
+            if (pid < 0) args.born_in_cgroup = 0;   // no child: the plain clone below, which moves itself
         }
         if (pid < 0) pid = clone(child_entry, (char *)stack + stack_size, flags, &args);
         fork_errno = errno;

@@ -119,7 +119,6 @@ struct tether_spawn_attr {
     int cgroup_procs_fd;         // open cgroup.procs of the worker's cgroup, or -1
     int cgroup_dir_fd;           // the worker's cgroup directory, or -1: where the kernel can, the
                                  // child is born in it (clone3 CLONE_INTO_CGROUP) and moves nothing
-    int cgroup_joined;           // set by tether_spawn, not the caller: the child was born there
     int tty_fd;                  // terminal whose foreground group the child takes, or -1
     int set_ids;                 // nonzero: drop to uid/gid with supplementary groups cleared
     uid_t uid;

@@ -463,95 +463,18 @@ public final class Supervisor: Sendable {
         wlog[metadataKey: "surface"] = "\(config.surface)"
         let gate = StartGate(surface: config.surface, client: authority.client, verifier: authority.verifier, logger: wlog)
         let reporter = Reporter(client: authority.client, instance: spawner.instanceName(authority.instance), logger: wlog)
-        let metrics = self.metrics
-        let log = wlog
-        let openGates = Set(config.gates.filter { with.allowed.contains($0.surface) }.map(\.kind))
-        let watcher = with.watcher
-        let authority = self.authority
+        let start = WorkerStart(
+            config: config, generation: gen, spawner: spawner, filter: filter, gate: gate, reporter: reporter,
+            metrics: metrics, openGates: Set(config.gates.filter { with.allowed.contains($0.surface) }.map(\.kind)),
+            watcher: with.watcher, authority: authority, continuation: continuation, log: wlog)
         // A task keeps the memory of its deepest await for its whole life. So the start
         // (decision socket, start gate, spawn, gates) runs in a task that ends once the worker
         // runs, and the worker is held from then on by a fresh task of its own, whose frames
         // are only the enforcer's: ~10 KiB less a worker, for as long as it runs.
-        Task { [continuation] in
-            guard let start = await Self.start(config: config, generation: gen, spawner: spawner, filter: filter, gate: gate, reporter: reporter,
-                                               metrics: metrics, openGates: openGates, watcher: watcher, authority: authority,
-                                               continuation: continuation, log: log)
-            else { return }
-            Task { await Self.hold(start, surface: config.surface, name: config.name, generation: gen, reporter: reporter, continuation: continuation) }
+        Task {
+            guard let started = await start.run() else { return }
+            Task { await start.hold(started) }
         }
-    }
-
-    /// Until the worker exits: its enforcer's events, then its exit on the loop.
-    private static func hold(_ start: Started, surface: String, name: String, generation gen: Int, reporter: Reporter,
-                             continuation: AsyncStream<Event>.Continuation) async {
-        defer { start.decisions.stop() }
-        let outcome = await start.enforcer.run()
-        start.gates?.finish()
-        reporter.send(WorkerReport(surface: surface, state: outcome.deniedBy == nil ? .exited : .killed, pids: [], requestID: outcome.deniedBy?.requestID))
-        await reporter.finish(within: .seconds(1))
-        continuation.yield(.exited(name: name, generation: gen, outcome, ranFor: .now - start.at))
-    }
-
-    /// A worker that runs, and what its task holds until it exits.
-    struct Started: Sendable {
-        let decisions: DecisionSocket
-        let gates: GateController?
-        let enforcer: Enforcer
-        let at: ContinuousClock.Instant
-    }
-
-    /// Makes the worker's decision socket, spawns the worker (through its start gate), starts its
-    /// gates and enforcer, and says so on the loop; nil when it did not start (said too).
-    private static func start(config: WorkerConfig, generation gen: Int, spawner: Spawner, filter: CompiledFilter, gate: StartGate, reporter: Reporter,
-                              metrics: SupervisorMetrics, openGates: Set<GateKind>, watcher: SurfaceWatcher, authority: ResolvedAuthority,
-                              continuation: AsyncStream<Event>.Continuation, log: Logger) async -> Started? {
-        let decisions: DecisionSocket
-        do {
-            decisions = try DecisionSocket(worker: config.name, surface: config.surface)
-        } catch {
-            continuation.yield(.launchFailed(name: config.name, generation: gen, SpawnError(stage: .none, errno: EIO, message: "cannot make the worker's decision socket: \(error)")))
-            return nil
-        }
-        var spec = config.spec
-        spec.environment[DecisionSocket.environmentVariable] = decisions.path
-        let worker: Worker
-        let stdin = open("/dev/null", O_RDONLY | O_CLOEXEC)
-        defer { close(stdin) }
-        do throws(SpawnError) {
-            var launch = Spawner.Launch(name: config.name, spec: spec, filter: filter, stdin: stdin, startGate: { await gate.ask() })
-            launch.gates = config.gates
-            launch.openGates = openGates
-            worker = try await spawner.spawn(launch)
-        } catch {
-            decisions.stop()
-            continuation.yield(.launchFailed(name: config.name, generation: gen, error))
-            return nil
-        }
-        let started = ContinuousClock.now
-        log.info("worker started", metadata: ["pid": "\(worker.pid)", "cgroup": "\(worker.cgroup?.path ?? "none")", "generation": "\(gen)"])
-        reporter.send(WorkerReport(surface: config.surface, state: .started, pids: [worker.pid], requestID: gate.allowedOn?.requestID))
-        let gates = worker.gates.map {
-            GateController(gates: config.gates, server: $0, worker: worker, reporter: reporter, logger: log,
-                           onDenials: { metrics.gateDenials(worker: config.name, $0) })
-        }
-        gates?.start()
-        gates?.reportStates()
-        decisions.attach(worker, decisions: LiveDecisions(
-            surface: config.surface, gateSurfaces: config.gates.map(\.surface), verdict: { await watcher.verdict(of: $0) },
-            watch: { for s in $0 { continuation.yield(.watchSubSurface(s)) } },
-            check: { await DecisionCheck.check($0, client: authority.client, verifier: authority.verifier) }))
-        let enforcer = Enforcer(worker: worker, config: config, reporter: reporter, logger: log, gates: gates, onTransition: { t in
-            defer { continuation.yield(.transition) }
-            metrics.transition(t)
-            switch t.phase {
-            case .frozen: metrics.set(config.name, .frozen)
-            case .running: metrics.set(config.name, .running)
-            case .stopping: metrics.set(config.name, .stopping)
-            case .killed, .exited: break
-            }
-        })
-        continuation.yield(.started(name: config.name, generation: gen, enforcer))
-        return Started(decisions: decisions, gates: gates, enforcer: enforcer, at: started)
     }
 
     private func scheduleRestart(_ slot: inout Slot) {

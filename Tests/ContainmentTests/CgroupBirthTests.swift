@@ -26,7 +26,7 @@ struct CgroupBirthTests {
 
     @Test(arguments: [("clone3 into the cgroup", false), ("clone3 refused: the child moves itself", true)])
     func theWorkerIsInItsCgroup(_ name: String, _ refuseClone3: Bool) async throws {
-        let (cgroup, exit) = try await Self.workerCgroup(launcher: refuseClone3 ? [Escape.noClone3] : [])
+        let (cgroup, exit) = try await Self.workerCgroup(launcher: refuseClone3 ? Escape.noClone3 : [])
         let path = try #require(cgroup, "the worker ran (\(name))")
         #expect(path.contains("/tether.") && path.contains("/try."), "in the cgroup the supervisor made (\(name)): \(path)")
         #expect(exit != nil, "the supervisor ended on SIGTERM (\(name))")

@@ -7,10 +7,12 @@ import TetherTestKit
 /// directory every user may read, so it also runs as `nobody`.
 enum Escape {
     static let binary: String = build("escape")
-    /// Runs a command where no namespace can be made (Probes/nonamespaces.c).
-    static let noNamespaces: String = build("nonamespaces")
-    /// Runs a command where clone3 fails with ENOSYS (Probes/noclone3.c).
-    static let noClone3: String = build("noclone3")
+    /// Runs a command in an environment that refuses something (Probes/refuse.c).
+    static let refuse: String = build("refuse")
+    /// A launcher under which no namespace can be made.
+    static var noNamespaces: [String] { [refuse, "namespaces"] }
+    /// A launcher under which clone3 fails with ENOSYS.
+    static var noClone3: [String] { [refuse, "clone3"] }
 
     static func build(_ name: String) -> String {
         let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Probes/\(name).c").path

@@ -16,7 +16,7 @@ struct WeakTests {
         let dir = workerDirectory("e2e-weak")
         let p = try TetherProcess(["run", "--dir", a.dir, "--authority", a.url, "--key-file", a.dir + "/agent.key",
                                    "--public-key", a.dir + "/signing.pub", "--surface", "weak-refused", "--",
-                                   "sh", "-c", "touch \(dir)/ran"], launcher: [Escape.noNamespaces])
+                                   "sh", "-c", "touch \(dir)/ran"], launcher: Escape.noNamespaces)
         #expect(await p.exitCode(within: 20) == 69)
         #expect(!FileManager.default.fileExists(atPath: dir + "/ran"), "the worker never ran")
         #expect(p.stderr.contains("cannot create the worker's namespaces"), "\(p.stderr)")
@@ -30,7 +30,7 @@ struct WeakTests {
         let file = workerDirectory("e2e-weak") + "/ticks"
         let p = try TetherProcess(["run", "--dir", a.dir, "--authority", a.url, "--key-file", a.dir + "/agent.key",
                                    "--public-key", a.dir + "/signing.pub", "--surface", "weak-accepted", "--accept-weak-containment",
-                                   "--"] + Workers.loop(m, file: file), launcher: [Escape.noNamespaces])
+                                   "--"] + Workers.loop(m, file: file), launcher: Escape.noNamespaces)
         #expect(await eventually(20) { fileSize(file) > 0 }, "\(p.stderr)")
         #expect(p.stderr.contains("WEAK CONTAINMENT"))
         #expect(p.stderr.contains("namespaces=NONE (weak containment)"))

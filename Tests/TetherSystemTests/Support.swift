@@ -157,3 +157,12 @@ func readAll(_ fd: Int32) -> String {
 func openFDs() -> Set<Int32> {
     Set(((try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []).compactMap { Int32($0) })
 }
+
+/// What each open descriptor of this process refers to (`/proc/self/fd/N`'s link).
+func openDescriptorTargets() -> [Int32: String] {
+    var out: [Int32: String] = [:]
+    for fd in openFDs() {
+        if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)") { out[fd] = target }
+    }
+    return out
+}
