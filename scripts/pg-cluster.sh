@@ -21,9 +21,20 @@ if [ "$(id -u)" = 0 ]; then as=(runuser -u postgres --); fi
 # harness) would otherwise wait for the server to exit.
 pgctl() { "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w "$@" </dev/null >>"$dir/pg_ctl.log" 2>&1; }
 
+# A port below the kernel's ephemeral range: the source port of a connection, or a test
+# server's port picked by binding port 0, is taken from that range and could hold the port
+# while the server is down for a restart (a chaos test's "Address already in use", 2026-11-26).
+pick_port() {
+  local low
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  [ "$low" -gt 21000 ] 2>/dev/null || low=32768
+  echo $((20000 + RANDOM % (low - 20000)))
+}
+
 case "$cmd" in
 start)
-  port=${3:-$(cat "$dir/port" 2>/dev/null || echo $((20000 + RANDOM % 20000)))}
+  fixed=${3:-$(cat "$dir/port" 2>/dev/null || true)}
+  port=${fixed:-$(pick_port)}
   mkdir -p "$dir"
   if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; fi
   if [ ! -d "$dir/data" ]; then
@@ -38,7 +49,15 @@ fsync = on
 synchronous_commit = on
 CONF
   fi
-  pgctl start -o "-p $port" || { tail -20 "$dir/server.log" >&2; exit 1; }
+  # A port chosen here may still be another server's (two clusters on one machine): another.
+  for try in 1 2 3 4 5; do
+    pgctl start -o "-p $port" && break
+    if [ -n "$fixed" ] || [ "$try" = 5 ] || ! tail -20 "$dir/server.log" | grep -q "already in use"; then
+      tail -20 "$dir/server.log" >&2
+      exit 1
+    fi
+    port=$(pick_port)
+  done
   "${as[@]}" "$bin/psql" -h "$dir" -p "$port" -U postgres -qAt -c "SELECT 1 FROM pg_roles WHERE rolname='tether'" | grep -q 1 \
     || "${as[@]}" "$bin/psql" -h "$dir" -p "$port" -U postgres -q -c "CREATE ROLE tether LOGIN CREATEDB" -c "CREATE DATABASE tether OWNER tether"
   echo "$port" >"$dir/port"
