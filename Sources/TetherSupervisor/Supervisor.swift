@@ -473,7 +473,7 @@ public final class Supervisor: Sendable {
         // are only the enforcer's: ~10 KiB less a worker, for as long as it runs.
         Task {
             guard let started = await start.run() else { return }
-            Task { await start.hold(started) }
+            Task { await started.hold() }
         }
     }
 

@@ -6,9 +6,10 @@ import TetherRuntime
 import TetherSystem
 
 /// One launch of one supervised worker: what `Supervisor` hands over when the worker's surface
-/// allows it, and the two halves of the worker's life that run in separate tasks — the start
-/// (`run`: decision socket, start gate, spawn, gates, enforcer), which ends once the worker
-/// runs, and the hold (`hold`: the enforcer until the worker exits).
+/// allows it. The two halves of the worker's life run in separate tasks: the start (`run`:
+/// decision socket, start gate, spawn, gates, enforcer), which ends once the worker runs, and
+/// the hold (`Started.hold`: the enforcer until the worker exits), which keeps only what it
+/// needs — not the start gate, the spawner or the launch's configuration.
 struct WorkerStart: Sendable {
     let config: WorkerConfig
     let generation: Int
@@ -26,10 +27,25 @@ struct WorkerStart: Sendable {
 
     /// A worker that runs, and what its task holds until it exits.
     struct Started: Sendable {
+        let name: String
+        let surface: String
+        let generation: Int
         let decisions: DecisionSocket
         let gates: GateController?
         let enforcer: Enforcer
+        let reporter: Reporter
+        let continuation: AsyncStream<Supervisor.Event>.Continuation
         let at: ContinuousClock.Instant
+
+        /// Until the worker exits: its enforcer's events, then its exit on the loop.
+        func hold() async {
+            defer { decisions.stop() }
+            let outcome = await enforcer.run()
+            gates?.finish()
+            reporter.send(WorkerReport(surface: surface, state: outcome.deniedBy == nil ? .exited : .killed, pids: [], requestID: outcome.deniedBy?.requestID))
+            await reporter.finish(within: .seconds(1))
+            continuation.yield(.exited(name: name, generation: generation, outcome, ranFor: .now - at))
+        }
     }
 
     /// Starts the worker; nil when it did not start (said on the loop as `.launchFailed`).
@@ -83,16 +99,7 @@ struct WorkerStart: Sendable {
             }
         })
         continuation.yield(.started(name: config.name, generation: generation, enforcer))
-        return Started(decisions: decisions, gates: gates, enforcer: enforcer, at: started)
-    }
-
-    /// Until the worker exits: its enforcer's events, then its exit on the loop.
-    func hold(_ started: Started) async {
-        defer { started.decisions.stop() }
-        let outcome = await started.enforcer.run()
-        started.gates?.finish()
-        reporter.send(WorkerReport(surface: config.surface, state: outcome.deniedBy == nil ? .exited : .killed, pids: [], requestID: outcome.deniedBy?.requestID))
-        await reporter.finish(within: .seconds(1))
-        continuation.yield(.exited(name: config.name, generation: generation, outcome, ranFor: .now - started.at))
+        return Started(name: config.name, surface: config.surface, generation: generation, decisions: decisions, gates: gates,
+                       enforcer: enforcer, reporter: reporter, continuation: continuation, at: started)
     }
 }
