@@ -18,10 +18,14 @@ VERSION := $(shell sed -n 's/.*number = "\(.*\)".*/\1/p' Sources/TetherCore/Vers
 DEB := $(SCRATCH)/tether_$(VERSION)_amd64.deb
 STAGE := $(SCRATCH)/deb
 
-.PHONY: build install uninstall man completions deb
+.PHONY: build init install uninstall man completions deb
 
-build:
+build: init
 	swift build -c release --scratch-path $(SCRATCH) --product tether --static-swift-stdlib
+
+# The workers' init and keeper alone (the benchmarks and SmallInitTests build it with INIT=PATH).
+init:
+	mkdir -p $(dir $(INIT))
 	$(INITCC) -static -O2 -Wall -ICSeccomp/include -o $(INIT) init/tether-init.c CSeccomp/init.c CSeccomp/keeper.c
 
 install: build

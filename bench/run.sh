@@ -37,8 +37,6 @@ else
   swift build -c release --scratch-path .build-release --product tether-bench-launch-floor --static-swift-stdlib >/dev/null
 fi
 # The workers' init as `make install` ships it (a small static C program); without it every
-# worker's init would be a fresh exec of the whole tether binary. Against musl where installed, as
-# the Makefile builds it.
-initcc=cc; command -v musl-gcc >/dev/null && initcc=musl-gcc
-"$initcc" -static -O2 -ICSeccomp/include -o "$bin/tether-init" init/tether-init.c CSeccomp/init.c CSeccomp/keeper.c
+# worker's init would be a fresh exec of the whole tether binary.
+make -s init INIT="$bin/tether-init" >/dev/null
 exec python3 bench/run.py --bin "$bin" "${quick[@]}" "$@"

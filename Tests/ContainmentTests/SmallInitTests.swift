@@ -5,8 +5,8 @@ import TetherSystem
 import TetherTestKit
 
 /// The workers' init and the keeper as `make install` ships them: the small static program
-/// (init/tether-init.c), built here as the Makefile builds it — against musl where `musl-gcc` is
-/// installed (`.ci/run` installs it) — and put beside a hard link to this build's tether binary,
+/// (init/tether-init.c), built here by the Makefile's `init` target — against musl where
+/// `musl-gcc` is installed (`.ci/run` installs it) — and put beside a hard link to this build's tether binary,
 /// where the supervisor looks for it. (Everywhere else the tests run the fallback: the tether
 /// binary itself as init and keeper.)
 @Suite("The small init program", .serialized, .timeLimit(.minutes(2)))
@@ -22,10 +22,7 @@ struct SmallInitTests {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         chmod(dir, 0o755)
         guard link(tetherBinary, dir + "/tether") == 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
-        let (rc, _, err) = try runToEnd(musl ? "/usr/bin/musl-gcc" : "/usr/bin/cc", [
-            "-static", "-O2", "-Wall", "-I\(root)/CSeccomp/include", "-o", dir + "/tether-init",
-            "\(root)/init/tether-init.c", "\(root)/CSeccomp/init.c", "\(root)/CSeccomp/keeper.c",
-        ])
+        let (rc, _, err) = try runToEnd("/usr/bin/make", ["-s", "-C", root, "init", "INIT=\(dir)/tether-init"])
         #expect(rc == 0, "the init program builds from its own sources alone: \(err)")
         chmod(dir + "/tether-init", 0o755)
         return dir
