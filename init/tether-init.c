@@ -4,7 +4,8 @@
 // A program of its own, linked statically against a libc alone, so that each worker's init costs
 // a few KiB of private memory rather than a fresh exec of the whole tether binary (about 2 MiB
 // of private pages each: the Swift runtime's relocations). SwiftPM links the Swift runtime into
-// every executable, so this one is built with a C compiler by `make build` (and bench/run.sh):
+// every executable, so this one is built with a C compiler by the Makefile's `init` target
+// (which `make build`, bench/run.sh and SmallInitTests use):
 //
 //   musl-gcc -static -O2 -ICSeccomp/include -o tether-init init/tether-init.c
 //      CSeccomp/init.c CSeccomp/keeper.c

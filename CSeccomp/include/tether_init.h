@@ -3,7 +3,7 @@
 //
 // Standard C and POSIX headers only (no libseccomp, no kernel headers): the program is built
 // from these sources alone, against musl where it is installed (a few KiB of private memory a
-// worker) and against glibc otherwise (Makefile, bench/run.sh).
+// worker) and against glibc otherwise (the Makefile's `init` target).
 #ifndef TETHER_INIT_H
 #define TETHER_INIT_H
 
