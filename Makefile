@@ -11,7 +11,7 @@ BIN := $(SCRATCH)/release/tether
 INIT := $(SCRATCH)/release/tether-init
 CC ?= cc
 # The workers' init is built against musl where it is installed (Debian's musl-tools): each
-# worker's init then writes ~12 KiB of its own pages, against ~44 KiB with glibc's static start.
+# worker's init then writes 12–20 KiB of its own pages, against ~44 KiB with glibc's static start.
 INITCC ?= $(shell command -v musl-gcc >/dev/null 2>&1 && echo musl-gcc || echo $(CC))
 
 VERSION := $(shell sed -n 's/.*number = "\(.*\)".*/\1/p' Sources/TetherCore/Version.swift)

@@ -10,8 +10,8 @@
 //   musl-gcc -static -O2 -ICSeccomp/include -o tether-init init/tether-init.c
 //      CSeccomp/init.c CSeccomp/keeper.c
 //
-// musl where it is installed (Debian's musl-tools): a worker's init then writes ~12 KiB of its
-// own pages, against ~44 KiB with glibc's static start-up (its TLS on the heap, IRELATIVE
+// musl where it is installed (Debian's musl-tools): a worker's init then writes 12–20 KiB of
+// its own pages, against ~44 KiB with glibc's static start-up (its TLS on the heap, IRELATIVE
 // relocations, stdio and locale data); `cc` otherwise, with the same sources.
 //
 // The supervisor execs it from beside its own binary, or from ../libexec/tether/; where there is
