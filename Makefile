@@ -20,8 +20,11 @@ STAGE := $(SCRATCH)/deb
 
 .PHONY: build init install uninstall man completions deb
 
-build: init
+# The init after the Swift build: SwiftPM makes $(SCRATCH)/release a link, which a directory
+# made first for the init would stand in the way of.
+build:
 	swift build -c release --scratch-path $(SCRATCH) --product tether --static-swift-stdlib
+	$(MAKE) --no-print-directory init
 
 # The workers' init and keeper alone (the benchmarks and SmallInitTests build it with INIT=PATH).
 init:
