@@ -36,6 +36,10 @@ pid_t tether_find_child(pid_t parent);
 /// The namespace path: the body of the supervisor's child, which becomes PID 1 (see contain.c).
 __attribute__((noreturn)) void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void *worker_stack_top, int born_in_cgroup);
 
+/// Parent side: starts the user-mode stack of the network namespace of `init` (net.c), waits
+/// until it says it is ready; 0 with `*pidfd` and `*exit_fd` set, or -errno.
+int tether_net_start(const struct tether_net_helper *h, pid_t init, int *pidfd, int *exit_fd);
+
 /// Maps this process's new user namespace: `uid_map`, then setgroups denied (required before an
 /// unprivileged gid_map), then `gid_map`. 0, or -1 with errno set.
 int tether_write_id_maps(const char *uid_map, const char *gid_map);

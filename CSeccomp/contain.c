@@ -1,10 +1,11 @@
 // The namespace path of the child: the supervisor's child becomes PID 1 of the worker's own PID
 // namespace, in a mount namespace of its own, and then the worker's init.
 //
-//   supervisor ──clone(CLONE_VM|CLONE_VFORK|CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWIPC[|CLONE_NEWUSER])──▶ C
+//   supervisor ──clone(CLONE_VM|CLONE_VFORK|CLONE_NEWPID|CLONE_NEWNS|CLONE_NEWIPC[|CLONE_NEWNET][|CLONE_NEWUSER])──▶ C
 //   C (PID 1): process group, terminal, cgroup (held here while the start gate is frozen),
-//              cgroup namespace, id maps, mounts, parent-death signal
-//   C ──fork──▶ W (PID 2): tether_worker_finish, waits for the init's go, execve(worker)
+//              cgroup namespace, id maps, loopback up, mounts, parent-death signal
+//   C ──fork──▶ W (PID 2): asks the parent for its network stack and waits for it (net.c),
+//              tether_worker_finish, waits for the init's go, execve(worker)
 //   C: execveat(tether-init) "tether-init W STATUS_FD GO_FD": not dumpable, then go; reaps,
 //      and reports W's wait status (init.c)
 //
@@ -26,11 +27,15 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <linux/mount.h>
+#include <net/if.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -42,6 +47,53 @@
 #ifndef SYS_mount_setattr
 #define SYS_mount_setattr 442
 #endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#endif
+#ifndef SYS_move_mount
+#define SYS_move_mount 429
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+
+// The loopback of a new network namespace starts down: up, so the worker's own 127.0.0.1 and
+// ::1 work (under --net none they are all it has). socket and ioctl are plain system calls.
+static int loopback_up(void) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (rc == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    int e = errno;
+    close(s);
+    errno = e;
+    return rc;
+}
+
+// mkdir of every component of `path` below `top` (which exists), on a stack buffer.
+static int make_path_below(const char *top, const char *path) {
+    char buf[4096];
+    size_t len = strlen(path), start = strlen(top);
+    if (len >= sizeof buf || start > len) { errno = ENAMETOOLONG; return -1; }
+    memcpy(buf, path, len + 1);
+    for (size_t i = start + 1; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != 0) continue;
+        char saved = buf[i];
+        buf[i] = 0;
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
+        buf[i] = saved;
+    }
+    return 0;
+}
 
 // Makes `path` and every mount below it read-only. mount_setattr (5.12) does it in one call
 // on the whole subtree; the flag is locked for a less privileged namespace.
@@ -62,10 +114,30 @@ static void setup_mounts(const struct tether_contain *c, int pipe_fd) {
     // The worker's /proc: this PID namespace only. Stacked on the host's, which it hides.
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
         tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
+    // The worker's own decision-socket directory, taken before its parents are covered (a
+    // detached copy of the mount, attached again below).
+    int decision_tree = -1;
+    if (c->decision_dir != NULL && c->decision_cover != NULL) {
+        decision_tree = (int)syscall(SYS_open_tree, AT_FDCWD, c->decision_dir, OPEN_TREE_CLONE | O_CLOEXEC);
+        if (decision_tree < 0) tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
+    }
     for (size_t i = 0; i < c->hide_dir_count; i++) {
-        if (mount("tmpfs", c->hide_dirs[i], "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,mode=0555") != 0 &&
+        // The cover that will hold the decision directory is writable until its mount point
+        // exists, then read-only like the others.
+        int holds = decision_tree >= 0 && strcmp(c->hide_dirs[i], c->decision_cover) == 0;
+        unsigned long flags = (holds ? 0 : MS_RDONLY) | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+        if (mount("tmpfs", c->hide_dirs[i], "tmpfs", flags, holds ? "size=16k,mode=0755" : "size=4k,mode=0555") != 0 &&
             errno != ENOENT)
             tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
+    }
+    if (decision_tree >= 0) {
+        if (make_path_below(c->decision_cover, c->decision_dir) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
+        if (syscall(SYS_move_mount, decision_tree, "", AT_FDCWD, c->decision_dir, MOVE_MOUNT_F_EMPTY_PATH) != 0)
+            tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
+        close(decision_tree);
+        // The cover and the socket's directory in it: read-only (a socket can still be
+        // connected to; it cannot be removed or replaced).
+        if (make_readonly(c->decision_cover) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
     }
     for (size_t i = 0; i < c->hide_file_count; i++) {
         if (mount("/dev/null", c->hide_files[i], NULL, MS_BIND, NULL) != 0 && errno != ENOENT)
@@ -87,6 +159,26 @@ struct worker_args {
 static int worker_entry(void *p) {
     struct worker_args *w = p;
     close(w->go_write);   // only the init may say go; its exit is an EOF here
+    // The network namespace's link to the outside: the parent starts it once this process
+    // exists (so the namespace and its user namespace are complete) and says when it is up.
+    // Nothing of the worker runs before: its first connect finds the route there.
+    const struct tether_contain *c = &w->attr->contain;
+    if (c->new_net_ns && c->net_helper != NULL) {
+        // An unprivileged stack joins the namespaces through this process's /proc/PID/ns,
+        // which it may open only while this memory is dumpable: a private copy (a plain fork),
+        // in which nothing of the worker runs yet; not dumpable again before anything does.
+        int dumpable = c->net_helper->join_userns;
+        if (dumpable && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0) tether_child_fail(w->pipe_fd, TETHER_STAGE_NETWORK, errno);
+        int msg[2] = {TETHER_MSG_NETWORK, 0};
+        ssize_t n;
+        do { n = write(w->pipe_fd, msg, sizeof msg); } while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)sizeof msg) tether_child_fail(w->pipe_fd, TETHER_STAGE_NETWORK, n < 0 ? errno : EIO);
+        char ack;
+        do { n = read(c->net_ack_fd, &ack, 1); } while (n < 0 && errno == EINTR);
+        if (n != 1) tether_child_fail(w->pipe_fd, TETHER_STAGE_NETWORK, n < 0 ? errno : ENETDOWN);
+        close(c->net_ack_fd);
+        if (dumpable && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) tether_child_fail(w->pipe_fd, TETHER_STAGE_NETWORK, errno);
+    }
     tether_worker_finish(w->attr, w->pipe_fd, 0, w->go_read);
 }
 
@@ -111,6 +203,8 @@ void tether_contained_child(const struct tether_spawn_attr *a, int pipe_fd, void
     // reads "0::/", and the worker learns nothing of the supervisor's hierarchy.
     if (a->cgroup_procs_fd >= 0 && unshare(CLONE_NEWCGROUP) != 0)
         tether_child_fail(pipe_fd, TETHER_STAGE_NAMESPACES, errno);
+
+    if (c->new_net_ns && loopback_up() != 0) tether_child_fail(pipe_fd, TETHER_STAGE_NETWORK, errno);
 
     setup_mounts(c, pipe_fd);
 

@@ -173,8 +173,17 @@ int tether_notif_wait(int listener, int wake_fd) {
     }
 }
 
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL
+#endif
+
 int tether_socket_domain_of(pid_t pid, int listener, uint64_t id, int fd) {
-    int pidfd = tether_pidfd_open(pid);
+    // `pid` is the notifying *thread*: any thread of the worker, one cloned without
+    // CLONE_FILES included, whose descriptor table is its own. A thread pidfd (6.9) names
+    // that thread and its table; a plain pidfd only a thread-group leader (EINVAL otherwise:
+    // the caller then counts the call as network, fail closed).
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, PIDFD_THREAD);
+    if (pidfd < 0 && errno == EINVAL) pidfd = tether_pidfd_open(pid);
     if (pidfd < 0) return -errno;
     // The pid is the notifier's only while its notification is pending: checked after the
     // pidfd exists, so a recycled pid cannot lend us another process's descriptor.

@@ -309,6 +309,16 @@ static pid_t clone_into_cgroup(int (*fn)(void *), void *arg, void *stack, size_t
 #endif
 }
 
+// A network stack whose worker did not start: killed and reaped (it is our child).
+static void net_release(int pidfd, int exit_fd) {
+    if (pidfd < 0) return;
+    close(exit_fd);
+    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    siginfo_t info;
+    while (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED) != 0 && errno == EINTR) {}
+    close(pidfd);
+}
+
 static int reap(pid_t pid) {
     int status;
     while (waitpid(pid, &status, 0) < 0) {
@@ -330,8 +340,10 @@ static size_t read_message(int fd, int msg[2]) {
 }
 
 int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidfd_out, int *gate_listener,
-                 int *stage, int *err) {
+                 int *net_pidfd, int *net_exit_fd, int *stage, int *err) {
     *gate_listener = -1;
+    *net_pidfd = -1;
+    *net_exit_fd = -1;
     *stage = TETHER_STAGE_NONE;
     *err = 0;
     int pipe_fds[2];
@@ -378,8 +390,23 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
         local.gate_ack_fd = ack[0];
         args.attr = &local;
     }
+    // The network stack: the worker asks for it on the errno pipe and waits on this pipe.
+    int net_ack[2] = {-1, -1};
+    if (contained && attr->contain.new_net_ns && attr->contain.net_helper != NULL) {
+        if (pipe2(net_ack, O_CLOEXEC) != 0) {
+            *stage = TETHER_STAGE_PIPE;
+            *err = errno;
+            close(pipe_fds[0]);
+            close(pipe_fds[1]);
+            if (ack[0] >= 0) { close(ack[0]); close(ack[1]); }
+            return -1;
+        }
+        local.contain.net_ack_fd = net_ack[0];
+        args.attr = &local;
+    }
     if (contained) {
         flags |= CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC;
+        if (attr->contain.new_net_ns) flags |= CLONE_NEWNET;
         if (attr->contain.new_user_ns) flags |= CLONE_NEWUSER;
         // A user namespace map is written through /proc/self, whose files belong to root while
         // the memory is not dumpable — and the supervisor's is not (it holds the agent key).
@@ -403,8 +430,10 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     close(pipe_fds[1]);
     if (ack[0] >= 0) close(ack[0]);
+    if (net_ack[0] >= 0) close(net_ack[0]);
     if (pid < 0) {
         if (ack[1] >= 0) close(ack[1]);
+        if (net_ack[1] >= 0) close(net_ack[1]);
         close(pipe_fds[0]);
         *stage = contained ? TETHER_STAGE_NAMESPACES : TETHER_STAGE_FORK;
         *err = fork_errno;
@@ -417,8 +446,39 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
     int msg[2];
     size_t got;
     int listener = -1;
+    int net_pidfd_local = -1, net_exit_local = -1;
     for (;;) {
         got = read_message(pipe_fds[0], msg);
+        if (got == sizeof msg && msg[0] == TETHER_MSG_NETWORK && net_ack[1] >= 0) {
+            // The worker's namespace is complete: its stack joins it through the init's pid.
+            // An unprivileged stack needs a dumpable process to join through: the worker-to-be
+            // (the init's child), which made itself so; root's joins through the init.
+            pid_t member = attr->contain.net_helper->join_userns ? tether_find_child(pid) : pid;
+            int rc = member > 0 ? tether_net_start(attr->contain.net_helper, member, &net_pidfd_local, &net_exit_local) : -ESRCH;
+            int e = rc < 0 ? -rc : 0;
+            if (rc == 0) {
+                ssize_t n;
+                do { n = write(net_ack[1], "1", 1); } while (n < 0 && errno == EINTR);
+                if (n != 1) e = n < 0 ? errno : EIO;
+            }
+            close(net_ack[1]);
+            net_ack[1] = -1;
+            if (e != 0) {
+                kill(pid, SIGKILL);
+                reap(pid);
+                close(pipe_fds[0]);
+                if (ack[1] >= 0) close(ack[1]);
+                if (net_pidfd_local >= 0) {
+                    syscall(SYS_pidfd_send_signal, net_pidfd_local, SIGKILL, NULL, 0);
+                    close(net_pidfd_local);
+                    close(net_exit_local);
+                }
+                *stage = TETHER_STAGE_NETWORK;
+                *err = e;
+                return -1;
+            }
+            continue;
+        }
         if (got != sizeof msg || msg[0] != TETHER_MSG_LISTENER || ack[1] < 0) break;
         // The gates' listener, in the worker (inside a namespace: the init's child).
         pid_t owner = contained ? tether_find_child(pid) : pid;
@@ -442,16 +502,20 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
             reap(pid);
             close(pipe_fds[0]);
             if (listener >= 0) close(listener);
+            if (net_ack[1] >= 0) close(net_ack[1]);
+            net_release(net_pidfd_local, net_exit_local);
             *stage = TETHER_STAGE_GATE_TAKE;
             *err = e;
             return -1;
         }
     }
     if (ack[1] >= 0) close(ack[1]);
+    if (net_ack[1] >= 0) close(net_ack[1]);
     close(pipe_fds[0]);
     if (got == sizeof msg) {
         reap(pid);
         if (listener >= 0) close(listener);
+        net_release(net_pidfd_local, net_exit_local);
         *stage = msg[0];
         *err = msg[1];
         return -1;
@@ -463,6 +527,7 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
         kill(pid, SIGKILL);
         reap(pid);
         if (listener >= 0) close(listener);
+        net_release(net_pidfd_local, net_exit_local);
         *stage = TETHER_STAGE_PIDFD;
         *err = e;
         return -1;
@@ -470,6 +535,8 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
     *pid_out = pid;
     *pidfd_out = pidfd;
     *gate_listener = listener;
+    *net_pidfd = net_pidfd_local;
+    *net_exit_fd = net_exit_local;
     return 0;
 }
 

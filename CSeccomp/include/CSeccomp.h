@@ -68,11 +68,26 @@ enum tether_spawn_stage {
     TETHER_STAGE_LANDLOCK = 24,     // the exec allow-list of a profile that permits one program
     TETHER_STAGE_GATE = 25,         // the gates' filter, and handing its listener to the supervisor
     TETHER_STAGE_GATE_TAKE = 26,    // the supervisor's side: copying that listener (pidfd_getfd)
+    TETHER_STAGE_NETWORK = 27,      // the worker's network namespace: its loopback, its user-mode stack
 };
 
 /// Not a stage: on the errno pipe, {TETHER_MSG_LISTENER, fd} says the gates' listener is at
 /// `fd` in the child, to be copied with pidfd_getfd before the child closes it.
 #define TETHER_MSG_LISTENER (-1)
+/// Not a stage: on the errno pipe, {TETHER_MSG_NETWORK, 0} says the worker's network namespace
+/// waits for its user-mode stack; the parent starts it, then says so on the network ack pipe.
+#define TETHER_MSG_NETWORK (-2)
+
+/// The user-mode network stack of a worker's network namespace (slirp4netns): its program and
+/// leading arguments (NULL-terminated); tether_spawn appends the ready and exit descriptors, the
+/// user namespace to join (an unprivileged supervisor's), the init's pid and the device name.
+struct tether_net_helper {
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    int join_userns;     // nonzero: --userns-path=/proc/PID/ns/user (the namespaces belong to one)
+    int ready_timeout_ms;
+};
 
 /// The worker's own namespaces (see contain.c). With `enabled`, the child of the supervisor
 /// becomes PID 1 of a new PID namespace (the init), sets up a mount namespace in which the
@@ -102,6 +117,18 @@ struct tether_contain {
     int status_fd;       // the init writes the worker's wait status (int) here, then exits
     int parent_pidfd;    // the supervisor: a child that finds it already gone stops
     const char *init_name;   // argv[0] of the init: "tether-init"
+    /// Nonzero: a network namespace of the worker's own (CLONE_NEWNET), its loopback up.
+    int new_net_ns;
+    /// With `new_net_ns`: the user-mode stack that links it to the outside, started by the
+    /// parent before anything of the worker runs; NULL: loopback only (`--net none`).
+    const struct tether_net_helper *net_helper;
+    int net_ack_fd;      // set by tether_spawn: the worker waits here until its stack is up
+    /// The worker's own decision-socket directory, bind-mounted read-only at the same path
+    /// inside `decision_cover` (one of `hide_dirs`, which is covered writable just long enough
+    /// to make the mount point): no other directory of decision sockets is visible, and this
+    /// one cannot be changed from inside. NULL: none.
+    const char *decision_dir;
+    const char *decision_cover;
 };
 
 struct tether_rlimit {
@@ -143,8 +170,11 @@ struct tether_spawn_attr {
 /// already reaped and no descriptor is leaked.
 /// With `attr->gate_filter`, `*gate_listener` is the listener (CLOEXEC) of the worker's gates,
 /// held by the caller alone; otherwise -1.
+/// With `attr->contain.net_helper`, `*net_pidfd` is a pidfd (CLOEXEC) of the worker's network
+/// stack (in a process group of its own) and `*net_exit_fd` the descriptor whose closing ends
+/// it; otherwise both -1.
 int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid, int *pidfd, int *gate_listener,
-                 int *stage, int *err);
+                 int *net_pidfd, int *net_exit_fd, int *stage, int *err);
 
 /// Waits (blocking) for the exit of the child behind `pidfd`. Returns 0 with `*code` and
 /// `*signaled` set, or a negative errno. Retries EINTR.

@@ -13,6 +13,8 @@ public struct WorkerSpec: Sendable, Equatable {
     public var user: String?
     public var group: String?
     public var limits: [ResourceLimit]
+    /// The worker's network: a namespace of its own by default (`NetworkMode`).
+    public var network: NetworkMode = .private
 
     /// `user = "root"` (or `0`): root in a user namespace of its own, never the host's root.
     public var runsAsRoot: Bool { user == "root" || user == "0" }
@@ -66,6 +68,9 @@ public struct ResourceLimit: Sendable, Equatable {
 /// Which of the supervisor's variables a worker may see. The supervisor's own secrets
 /// (`TETHER_*`: key files, authority URLs) never reach a worker, whatever is configured.
 public enum EnvironmentPolicy {
+    /// The default names. The invoking user's session — `DBUS_SESSION_BUS_ADDRESS`,
+    /// `SSH_AUTH_SOCK`, `GPG_AGENT_INFO`, `XDG_RUNTIME_DIR`, `DISPLAY`, `WAYLAND_DISPLAY` — is
+    /// never among them: a worker gets one only when it is named (`--pass-env`, `inherit_env`).
     public static let inherited = [
         "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR",
         "COLORTERM", "NO_COLOR",

@@ -22,6 +22,10 @@ import TetherSystem
 /// "changedAt", "reason", "revision"}`; a refusal → `{"allowed": false, "code", "error"}`.
 public final class DecisionSocket: Sendable {
     public let path: String
+    /// The socket's own directory (one per worker, made by the supervisor): the worker's mount
+    /// namespace shows it read-only, and no other directory of decision sockets — so no worker
+    /// can remove or replace its own socket or another worker's and answer its hooks itself.
+    public let directory: String
     public let surface: String
     fileprivate let fd: Int32
     private let worker = Mutex<Worker?>(nil)
@@ -41,14 +45,22 @@ public final class DecisionSocket: Sendable {
         try Self.makeDirectory(directory)
         Self.removeStale(in: directory)
         let safe = String(name.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" || $0 == "." ? $0 : "_" }.prefix(48))
-        path = "\(directory)/\(safe).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).sock"
+        let own = "\(directory)/\(safe).\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
+        // 0711 as its parent: a worker of another uid reaches the socket by its path.
+        guard mkdir(own, 0o711) == 0, chmod(own, 0o711) == 0 else { throw SystemError("mkdir \(own)", .init(rawValue: errno)) }
+        self.directory = own
+        path = own + "/decision.sock"
         let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard s >= 0 else { throw SystemError("socket", .init(rawValue: errno)) }
+        guard s >= 0 else {
+            rmdir(own)
+            throw SystemError("socket", .init(rawValue: errno))
+        }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
         guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
             close(s)
+            rmdir(own)
             throw SystemError("bind", .init(rawValue: ENAMETOOLONG))
         }
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in
@@ -63,6 +75,7 @@ public final class DecisionSocket: Sendable {
             let e = errno
             close(s)
             unlink(path)
+            rmdir(own)
             throw SystemError("bind \(path)", .init(rawValue: e))
         }
         fd = s
@@ -77,12 +90,21 @@ public final class DecisionSocket: Sendable {
         return "/tmp/tether-decision-\(geteuid())"
     }
 
-    /// Sockets left by supervisors that were killed (the pid in their name is gone).
+    /// Sockets left by supervisors that were killed (the pid in their name is gone): a
+    /// directory NAME.PID.RANDOM holding decision.sock (or, from before, a NAME.PID.RANDOM.sock).
     static func removeStale(in dir: String) {
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where name.hasSuffix(".sock") {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] {
+            let legacy = name.hasSuffix(".sock")
             let parts = name.split(separator: ".")
-            guard parts.count >= 4, let pid = pid_t(parts[parts.count - 3]), pid > 0 else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH { unlink("\(dir)/\(name)") }
+            let pidIndex = parts.count - (legacy ? 3 : 2)
+            guard parts.count >= (legacy ? 4 : 3), pidIndex >= 0, let pid = pid_t(parts[pidIndex]), pid > 0 else { continue }
+            guard kill(pid, 0) != 0 && errno == ESRCH else { continue }
+            if legacy {
+                unlink("\(dir)/\(name)")
+            } else {
+                unlink("\(dir)/\(name)/decision.sock")
+                rmdir("\(dir)/\(name)")
+            }
         }
     }
 
@@ -112,6 +134,7 @@ public final class DecisionSocket: Sendable {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         DecisionAcceptor.shared.remove(self)
         unlink(path)
+        rmdir(directory)
     }
 
     // MARK: - serving

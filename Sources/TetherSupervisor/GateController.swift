@@ -63,14 +63,22 @@ public final class GateController: Sendable {
             if let why = v.changeReason { m["reason"] = "\(why)" }
             let pids: [Int32] = worker.state().live.map(\.pid).sorted()
             if v.allowed {
+                if g.kind == .net, let n = worker.network, n.isCut { n.restore() }
                 logger.notice("gate opened: its calls go through again", metadata: m)
                 reporter?.send(WorkerReport(surface: g.surface, state: .gateOpen, pids: pids, requestID: v.requestID))
                 continue
             }
-            if g.kind == .net && g.mode == .enforce {
-                // Connections made while the gate was open: shut down both ways, in every
-                // process of the worker. Again a moment later, for a socket whose creation was
-                // let through just before the gate closed and completed after the first sweep.
+            if g.kind == .net && g.mode == .enforce, let n = worker.network {
+                // The link itself: the namespace's stack stops, and with it every byte of every
+                // connection the worker holds, wherever it keeps the descriptor.
+                m["link"] = n.cut() ? "cut" : "cut (unverified)"
+            } else if g.kind == .net && g.mode == .enforce && worker.networkMode == .host {
+                // In the host's network namespace there is no link of the worker's own to cut:
+                // connections made while the gate was open are shut down both ways, in every
+                // process of the worker (those it can see: a descriptor in flight or in a
+                // thread's own table escapes this — the reason a worker has a namespace of its
+                // own by default). Again a moment later, for a socket whose creation was let
+                // through just before the gate closed and completed after the first sweep.
                 let shut = GateServer.shutDownInetSockets(of: pids)
                 m["connections_shut"] = "\(shut)"
                 let worker = self.worker, logger = self.logger

@@ -73,7 +73,7 @@ public enum RunSession {
             return fail("authority unreachable: \(m)\nNothing was started (fail closed).", TetherExit.unavailable)
         }
 
-        if let e = GateConfig.check(config.gates, mainSurface: config.surface) {
+        if let e = GateConfig.check(config.gates, mainSurface: config.surface, network: config.spec.network) {
             return fail("\(e.message)\nNothing was started.", TetherExit.config)
         }
         // The gates start as their surfaces stand now; one that cannot be asked starts closed.
@@ -109,6 +109,7 @@ public enum RunSession {
                 stdin: stdio?.stdin, stdout: stdio?.stdout,
                 foregroundTerminal: foreground, startGate: { await gate.ask() })
             launch.gates = config.gates
+            launch.decisionDirectory = decisions.directory
             launch.openGates = gateStart.open
             worker = try await spawner.spawn(launch)
         } catch {

@@ -66,6 +66,7 @@ struct WorkerStart: Sendable {
             let gate = self.gate
             var launch = Spawner.Launch(name: config.name, spec: spec, filter: filter, stdin: stdin, startGate: { await gate.ask() })
             launch.gates = config.gates
+            launch.decisionDirectory = decisions.directory
             launch.openGates = openGates
             worker = try await spawner.spawn(launch)
         } catch {

@@ -53,6 +53,8 @@ struct RunOptions: ParsableArguments {
     @Flag(help: "Accept an authority off this host over plain http or without --public-key (anyone on the network path could let the worker run).") var insecureUnpinnedAuthority = false
     @Option(help: "Run the worker as this user (name or uid).") var user: String?
     @Option(help: "Set a variable for the worker (repeatable).") var env: [String] = []
+    @Option(help: "Pass this variable of the supervisor's to the worker (repeatable). The user's session — DBUS_SESSION_BUS_ADDRESS, SSH_AUTH_SOCK, XDG_RUNTIME_DIR, DISPLAY — is passed only when named here.") var passEnv: [String] = []
+    @Option(help: "The worker's network: private (default: a namespace of its own, egress through slirp4netns, the host's loopback unreachable), none (its own loopback only), host-loopback (private, plus the host's 127.0.0.1 at 10.0.2.2), host (the host's network namespace).") var net: String?
     @Option(help: "A resource limit for the worker, e.g. nproc=64 or nofile=1024:4096 (repeatable).") var limit: [String] = []
     @Option(help: "A gate held to a surface of its own: exec=SURFACE, net=SURFACE or write=SURFACE (repeatable). Revoking it makes those calls fail with EPERM while the worker runs on.") var gate: [String] = []
     @Option(help: "A gate's mode: KIND=enforce (default) or KIND=record (log and report what would be denied, deny nothing).") var gateMode: [String] = []
@@ -111,6 +113,8 @@ struct RunOptions: ParsableArguments {
             flags.insecureUnpinned = insecureUnpinnedAuthority ? true : nil
             flags.user = user
             flags.env = env
+            flags.passEnv = passEnv
+            flags.net = net
             flags.limits = limit
             flags.gates = gate
             flags.gateModes = gateMode

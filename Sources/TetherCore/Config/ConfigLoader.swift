@@ -79,6 +79,10 @@ public enum ConfigLoader {
         spec.workingDirectory = try f.string("working_directory")
         spec.environment = try f.stringTable("env") ?? [:]
         spec.inherit = try f.stringArray("inherit_env")
+        if let n = try f.string("net") {
+            guard let mode = NetworkMode(rawValue: n) else { throw f.error("net", "expected one of \(NetworkMode.names); got \"\(n)\"") }
+            spec.network = mode
+        }
         if let limits = try f.stringTable("limits") {
             for (k, v) in limits.sorted(by: { $0.key < $1.key }) {
                 guard let l = ResourceLimit(parsing: "\(k)=\(v)") else {
@@ -102,7 +106,7 @@ public enum ConfigLoader {
         if let d = try f.duration("restart_delay", atLeast: .milliseconds(10)) { w.restart.delay = d }
         if let d = try f.duration("restart_max_delay", atLeast: .milliseconds(10)) { w.restart.maxDelay = d }
         if w.restart.maxDelay < w.restart.delay { throw f.error("restart_max_delay", "is shorter than restart_delay") }
-        w.gates = try gates(&f, worker: name, surface: surface)
+        w.gates = try gates(&f, worker: name, surface: surface, network: spec.network)
         try f.finish()
         return w
     }
@@ -110,7 +114,7 @@ public enum ConfigLoader {
 
 extension ConfigLoader {
     /// `gates = { exec = "agent-01.exec", net = { surface = "agent-01.net", mode = "record" } }`
-    static func gates(_ f: inout Fields, worker: String, surface: String) throws(ConfigError) -> [GateConfig] {
+    static func gates(_ f: inout Fields, worker: String, surface: String, network: NetworkMode = .private) throws(ConfigError) -> [GateConfig] {
         guard let t = try f.table("gates") else { return [] }
         var out: [GateConfig] = []
         for key in t.keys.sorted() {
@@ -139,7 +143,7 @@ extension ConfigLoader {
             guard SurfaceName.isValid(gate.surface) else { throw fail("\"\(gate.surface)\" is not a valid surface name: \(SurfaceName.rule)") }
             out.append(gate)
         }
-        if let e = GateConfig.check(out, mainSurface: surface) {
+        if let e = GateConfig.check(out, mainSurface: surface, network: network) {
             throw ConfigError(file: f.file, line: f.line("gates"), message: "\(worker).gates: \(e.message)")
         }
         return out

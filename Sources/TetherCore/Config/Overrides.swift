@@ -17,6 +17,10 @@ public struct Overrides: Sendable, Equatable {
     public var insecureUnpinned: Bool?
     public var user: String?
     public var env: [String] = []
+    /// Names of the supervisor's variables the worker also inherits (`--pass-env`).
+    public var passEnv: [String] = []
+    /// `--net`: private, none, host-loopback or host.
+    public var net: String?
     /// `nproc=64`, `nofile=1024:4096`: replace the file's limit of the same resource.
     public var limits: [String] = []
     /// `exec=agent-01.exec`: a gate held to a surface; replaces the file's gate of that kind.
@@ -40,6 +44,7 @@ public struct Overrides: Sendable, Equatable {
         o.failClosedAfter = env["TETHER_FAIL_CLOSED_AFTER"]
         o.pollInterval = env["TETHER_POLL_INTERVAL"]
         o.user = env["TETHER_USER"]
+        o.net = env["TETHER_NET"]
         if let w = env["TETHER_WATCH"] { o.watch = !["0", "false", "no", "off"].contains(w.lowercased()) }
         return o
     }
@@ -83,6 +88,23 @@ public struct Overrides: Sendable, Equatable {
             guard let eq = kv.firstIndex(of: "="), eq != kv.startIndex else { throw error("--env", "expected KEY=VALUE; got \"\(kv)\"") }
             worker.spec.environment[String(kv[..<eq])] = String(kv[kv.index(after: eq)...])
         }
+        if let n = net {
+            guard let mode = NetworkMode(rawValue: n) else {
+                throw error(name("net", "TETHER_NET"), "\"\(n)\" is not a network mode; expected one of \(NetworkMode.names)")
+            }
+            worker.spec.network = mode
+        }
+        for n in passEnv {
+            guard !n.isEmpty, !n.contains("="), n.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) else {
+                throw error("--pass-env", "expected a variable name; got \"\(n)\"")
+            }
+            guard !EnvironmentPolicy.isSupervisorSecret(n) else {
+                throw error("--pass-env", "\(n) is the supervisor's own (TETHER_*) and never reaches a worker")
+            }
+            var names = worker.spec.inherit ?? EnvironmentPolicy.inherited
+            if !names.contains(n) { names.append(n) }
+            worker.spec.inherit = names
+        }
         for text in limits {
             guard let l = ResourceLimit(parsing: text) else {
                 throw error("--limit", "\"\(text)\": expected RESOURCE=SOFT or RESOURCE=SOFT:HARD, RESOURCE one of \(ResourceLimit.Resource.allCases.map(\.rawValue).joined(separator: ", ")), a number or \"infinity\"")
@@ -109,6 +131,6 @@ public struct Overrides: Sendable, Equatable {
             }
         }
         worker.gates.sort()
-        if let e = GateConfig.check(worker.gates, mainSurface: worker.surface) { throw error("--gate", e.message) }
+        if let e = GateConfig.check(worker.gates, mainSurface: worker.surface, network: worker.spec.network) { throw error("--gate", e.message) }
     }
 }

@@ -64,9 +64,17 @@ public struct GateConfig: Sendable, Equatable, Comparable {
 
     /// A worker's gates are checked together: one per kind, none on the worker's own surface
     /// (revoking that one stops the whole worker; a gate on it would be a second meaning).
-    public static func check(_ gates: [GateConfig], mainSurface: String) -> GateSyntaxError? {
+    ///
+    /// A gate is refused where a side door would stay open beside it: an enforcing `net` gate
+    /// needs the worker's own network namespace (`network` not `host`), since only cutting the
+    /// namespace's link stops a connection the worker made before the gate closed and then hid
+    /// (its descriptor in flight in a Unix socket, or in a thread with a table of its own).
+    public static func check(_ gates: [GateConfig], mainSurface: String, network: NetworkMode = .private) -> GateSyntaxError? {
         var seen: Set<GateKind> = []
         for g in gates {
+            if g.kind == .net && g.mode == .enforce && network == .host {
+                return GateSyntaxError("the net gate needs the worker's own network namespace: under --net host (net = \"host\") a connection made before the gate closes can outlive it, hidden where no sweep finds it (a descriptor in flight, a thread with its own table). Use --net private (the default) or host-loopback, or the gate in record mode")
+            }
             if !seen.insert(g.kind).inserted { return GateSyntaxError("the \(g.kind.rawValue) gate is given twice") }
             if g.surface == mainSurface {
                 return GateSyntaxError("the \(g.kind.rawValue) gate's surface \"\(g.surface)\" is the worker's own surface; give each gate a surface of its own, e.g. \(mainSurface).\(g.kind.rawValue)")

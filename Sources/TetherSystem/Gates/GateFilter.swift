@@ -56,11 +56,16 @@ public struct GateFilter: @unchecked Sendable {
         }
     }
 
-    /// Calls a gate refuses outright, in the filter: openat2 keeps its flags behind a pointer,
-    /// so under a `write` gate it answers ENOSYS and the C library falls back to openat (what
-    /// Docker's profile did while openat2 was new).
-    static func refused(_ kind: GateKind) -> [String] {
-        kind == .write ? ["openat2"] : []
+    /// Calls a gate refuses outright, in the filter, with their errno: openat2 keeps its flags
+    /// behind a pointer, so under a `write` gate it answers ENOSYS and the C library falls back
+    /// to openat (what Docker's profile did while openat2 was new). io_uring, under every gate:
+    /// its operations (IORING_OP_OPENAT, CONNECT, SOCKET, RENAMEAT, UNLINKAT, …) are submitted
+    /// through shared memory and run by the kernel without a system call a filter could see —
+    /// a worker whose profile allows io_uring (`none`, Docker's older profiles) would walk
+    /// around every gate. EPERM, as the `default` profile refuses it.
+    static func refused(_ kind: GateKind) -> [(name: String, errno: Int32)] {
+        let ioUring: [(String, Int32)] = ["io_uring_setup", "io_uring_enter", "io_uring_register"].map { ($0, EPERM) }
+        return (kind == .write ? [("openat2", ENOSYS)] : []) + ioUring
     }
 
     public static func compile(_ kinds: Set<GateKind>) throws(ProfileError) -> GateFilter {
@@ -71,10 +76,11 @@ public struct GateFilter: @unchecked Sendable {
                 if nr == tether_nr_scmp_error() || nr < 0 { continue }   // fchmodat2 on an older libseccomp
                 rules.append((nr, tether_act_notify(), when, "gates.\(kind.rawValue)"))
             }
-            for name in refused(kind) {
+            for (name, err) in refused(kind) {
                 let nr = seccomp_syscall_resolve_name(name)
                 if nr == tether_nr_scmp_error() || nr < 0 { continue }
-                rules.append((nr, tether_act_errno(UInt16(ENOSYS)), [], "gates.\(kind.rawValue)"))
+                if rules.contains(where: { $0.0 == nr && $0.2.isEmpty }) { continue }   // io_uring: once, for all gates
+                rules.append((nr, tether_act_errno(UInt16(err)), [], "gates.\(kind.rawValue)"))
             }
         }
         let program = try SeccompCompiler.build(defaultAction: tether_act_allow(), rules: rules, source: "gates")

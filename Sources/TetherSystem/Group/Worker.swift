@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import TetherCore
 import TetherRuntime
 
 /// A running worker: its first process, its process group, its cgroup, and its exit.
@@ -21,11 +22,19 @@ public final class Worker: Sendable {
     public let identity: String
     /// The gates' server, when the worker has gates: it alone holds their listener.
     public let gates: GateServer?
+    /// The stack linking its network namespace to the outside (`--net private` and
+    /// `host-loopback`); nil under `none` and `host`, and without namespaces.
+    public let network: WorkerNetwork?
+    /// The network it got: `host` when it has no namespace of its own.
+    public let networkMode: NetworkMode
     private let onReaped: @Sendable () -> Void
 
     init(name: String, pidfd: PidFD, cgroup: Cgroup?, exit: ExitFuture, contained: Bool = false, identity: String = "",
-         gates: GateServer? = nil, onReaped: @escaping @Sendable () -> Void) {
+         gates: GateServer? = nil, network: WorkerNetwork? = nil, networkMode: NetworkMode = .host,
+         onReaped: @escaping @Sendable () -> Void) {
         self.gates = gates
+        self.network = network
+        self.networkMode = networkMode
         self.contained = contained
         self.identity = identity
         self.name = name

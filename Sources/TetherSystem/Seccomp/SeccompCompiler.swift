@@ -134,6 +134,13 @@ public enum SeccompCompiler {
             }
         }
 
+        // Typing into the terminal the worker shares with the operator: refused under every
+        // profile, Docker's and `none` included (Docker leaves it to the kernel's
+        // dev.tty.legacy_tiocsti, which many kernels still have on). Here, not in the profile,
+        // so no profile can allow it.
+        for r in Self.terminalInjection where !overlay.contains(where: { $0.0 == r.0 && $0.2 == r.2 }) {
+            overlay.append(r)
+        }
         // The overlay goes in first: it allows prctl(PR_SET_SECCOMP), which the base may deny.
         // The kernel runs every installed filter and takes the strictest answer, in any order.
         var programs: [[sock_filter]] = []
@@ -149,6 +156,16 @@ public enum SeccompCompiler {
             execFD: profile.execFD
         )
     }
+
+    /// `ioctl(TIOCSTI)` and `ioctl(TIOCLINUX)`: EPERM, compared on the low 32 bits (the kernel
+    /// truncates `cmd` to an unsigned int, so a value with high bits set cannot slip past).
+    static let terminalInjection: [(Int32, UInt32, [ArgCondition], String)] = {
+        let ioctl = seccomp_syscall_resolve_name("ioctl")
+        return [(0x5412, "TIOCSTI"), (0x541C, "TIOCLINUX")].map { (request: UInt64, name: String) in
+            (ioctl, tether_act_errno(UInt16(EPERM)), [ArgCondition(index: 1, value: 0xffff_ffff, valueTwo: request, op: .maskedEqual)],
+             "tether: ioctl(\(name)), refused under every profile")
+        }
+    }()
 
     /// One libseccomp filter for the native ABI, with the binary-tree optimisation.
     static func build(

@@ -8,7 +8,7 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
     public enum Stage: Int32, Sendable {
         case none = 0, signals, setpgid, tcsetpgrp, cgroup, rlimit, setgroups, setgid, setuid,
              pdeathsig, noNewPrivs, chdir, stdio, closeFDs, execFD, seccomp, exec, fork, pipe, pidfd,
-             namespaces, idMap, mounts, initExec, landlock, gateFilter, gateTake
+             namespaces, idMap, mounts, initExec, landlock, gateFilter, gateTake, network
         /// Not a step of the child path: the start gate said no (Swift side only).
         case gate = 100
 
@@ -41,6 +41,7 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
             case .landlock: return "landlock"
             case .gateFilter: return "gate_filter"
             case .gateTake: return "gate_take"
+            case .network: return "network"
             case .gate: return "gate"
             }
         }
@@ -62,9 +63,12 @@ public struct SpawnError: Error, Sendable, CustomStringConvertible {
 }
 
 /// Everything the child path needs, turned into C memory on the spawn thread and freed there.
-/// Where the spawn thread leaves the gates' listener for the spawning task.
+/// Where the spawn thread leaves the gates' listener (and the network stack's descriptors) for
+/// the spawning task.
 final class ListenerHandoff: Sendable {
     let fd = Atomic<Int32>(-1)
+    let netPidFD = Atomic<Int32>(-1)
+    let netExitFD = Atomic<Int32>(-1)
 }
 
 struct ChildRequest: Sendable {
@@ -95,6 +99,21 @@ struct ChildRequest: Sendable {
         var hideFiles: [String]
         var readonly: [String]
         var statusFD: Int32
+        /// A network namespace of the worker's own, and the stack that links it out (nil:
+        /// loopback only).
+        var newNetNamespace: Bool = false
+        var netHelper: NetHelper? = nil
+        /// The worker's own decision-socket directory, bind-mounted read-only inside
+        /// `decisionCover` (one of `hideDirectories`).
+        var decisionDirectory: String? = nil
+        var decisionCover: String? = nil
+    }
+
+    /// The user-mode network stack's program and leading arguments (`net.c`).
+    struct NetHelper: Sendable {
+        var path: String
+        var arguments: [String]
+        var joinUserNamespace: Bool
     }
     /// The exec allow-list of a profile that permits exactly one program (Landlock), or -1.
     var landlockFD: Int32 = -1
@@ -118,6 +137,12 @@ struct ChildRequest: Sendable {
         let hideDirs = cArray(c?.hideDirectories ?? [])
         let hideFiles = cArray(c?.hideFiles ?? [])
         let readonly = cArray(c?.readonly ?? [])
+        let helper = c?.netHelper
+        let helperArgv = cArray(helper.map { [$0.path] + $0.arguments } ?? [])
+        let helperEnvp = cArray(["PATH=/usr/sbin:/usr/bin:/sbin:/bin"])
+        let helperPath = helper.map { strdup($0.path) } ?? nil
+        let decisionDir = c?.decisionDirectory.map { strdup($0) } ?? nil
+        let decisionCover = c?.decisionCover.map { strdup($0) } ?? nil
         var opened: [Int32] = []
         defer {
             free(cPath)
@@ -128,6 +153,11 @@ struct ChildRequest: Sendable {
             freeArray(hideDirs, c?.hideDirectories.count ?? 0)
             freeArray(hideFiles, c?.hideFiles.count ?? 0)
             freeArray(readonly, c?.readonly.count ?? 0)
+            freeArray(helperArgv, helper.map { $0.arguments.count + 1 } ?? 0)
+            freeArray(helperEnvp, 1)
+            free(helperPath)
+            free(decisionDir)
+            free(decisionCover)
             for fd in opened { close(fd) }
         }
 
@@ -186,6 +216,14 @@ struct ChildRequest: Sendable {
         var pid: pid_t = 0
         var pidfd: Int32 = -1
         var gateListener: Int32 = -1
+        var netPidFD: Int32 = -1
+        var netExitFD: Int32 = -1
+        var netHelper = tether_net_helper()
+        netHelper.path = UnsafePointer(helperPath)
+        netHelper.argv = UnsafePointer(helperArgv)
+        netHelper.envp = UnsafePointer(helperEnvp)
+        netHelper.join_userns = helper?.joinUserNamespace == true ? 1 : 0
+        netHelper.ready_timeout_ms = 10_000
         var stage: Int32 = 0
         var err: Int32 = 0
         let rc = rlimits.withUnsafeMutableBufferPointer { rl in
@@ -227,7 +265,13 @@ struct ChildRequest: Sendable {
                     attr.contain.exe_fd = ContainmentFDs.executable
                     attr.contain.status_fd = c.statusFD
                     attr.contain.parent_pidfd = ContainmentFDs.supervisor
+                    attr.contain.new_net_ns = c.newNetNamespace ? 1 : 0
+                    attr.contain.net_ack_fd = -1
+                    attr.contain.decision_dir = UnsafePointer(decisionDir)
+                    attr.contain.decision_cover = UnsafePointer(decisionCover)
                 }
+                return withUnsafePointer(to: &netHelper) { nh in
+                if helper != nil { attr.contain.net_helper = nh }
                 return withUnsafePointer(to: &gateProgram) { gp in
                     if gates != nil {
                         attr.gate_filter = gp
@@ -235,11 +279,16 @@ struct ChildRequest: Sendable {
                         attr.gate_make_dumpable = geteuid() == 0 ? 0 : 1
                         attr.gate_serves_exec = gates?.notifiesExec == true ? 1 : 0
                     }
-                    return tether_spawn(&attr, &pid, &pidfd, &gateListener, &stage, &err)
+                    return tether_spawn(&attr, &pid, &pidfd, &gateListener, &netPidFD, &netExitFD, &stage, &err)
+                }
                 }
             }
         }
         if rc == 0, gateListener >= 0 { listener?.fd.store(gateListener, ordering: .releasing) }
+        if rc == 0, netPidFD >= 0 {
+            listener?.netPidFD.store(netPidFD, ordering: .releasing)
+            listener?.netExitFD.store(netExitFD, ordering: .releasing)
+        }
         if rc != 0 {
             let s = SpawnError.Stage(rawValue: stage) ?? .none
             var message = Self.explain(s, path: path, cwd: cwd)
@@ -267,6 +316,7 @@ struct ChildRequest: Sendable {
         case .landlock: return "cannot restrict the worker to its one program (Landlock)"
         case .gateFilter: return "cannot install the worker's gates (seccomp user notification, Linux 5.0+)"
         case .gateTake: return "cannot take the listener of the worker's gates (pidfd_getfd, Linux 5.6+)"
+        case .network: return "cannot link the worker's network namespace to the outside (its loopback, or slirp4netns: it exited or did not say it was ready)"
         default: return "cannot start \(path)"
         }
     }

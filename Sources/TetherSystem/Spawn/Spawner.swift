@@ -101,6 +101,9 @@ public final class Spawner: Sendable {
         /// closed. The caller opens and closes them on `Worker.gates` from then on.
         public var gates: [GateConfig] = []
         public var openGates: Set<GateKind> = []
+        /// The worker's own decision-socket directory: the one directory of decision sockets
+        /// its mount namespace shows (read-only); its parent is covered.
+        public var decisionDirectory: String?
 
         public init(
             name: String, spec: WorkerSpec, filter: CompiledFilter?,
@@ -154,8 +157,22 @@ public final class Spawner: Sendable {
     public func spawn(_ launch: Launch) async throws(SpawnError) -> Worker {
         var plan = try prepare(launch)
         var result = await start(plan, gate: launch.startGate)
+        // A clone that failed for want of memory or processes (a fork bomb elsewhere, a
+        // restart storm) says nothing about namespaces: tried again, never taken for a refusal.
+        var retries = 0
+        while case .failure(let e) = result.0, plan.request.contain != nil, e.stage == .namespaces,
+              Self.transientErrors.contains(e.errno), retries < 5 {
+            retries += 1
+            logger.warning("the worker's namespaces could not be made for now; trying again", metadata: ["error": "\(e)", "attempt": "\(retries + 1)"])
+            plan.release()
+            try? await Sleep.for(.milliseconds(20 << retries))
+            plan = try prepare(launch)
+            result = await start(plan, gate: launch.startGate)
+        }
         if case .failure(let e) = result.0, plan.request.contain != nil, Self.namespaceStages.contains(e.stage) {
-            guard containment.acceptWeak else {
+            // Only the kernel's refusal of namespaces themselves is what weak containment is
+            // for; anything else (still transient, a mount that failed) refuses the worker.
+            guard containment.acceptWeak, Self.isRefusal(e) else {
                 plan.release()
                 throw SpawnError(stage: e.stage, errno: e.errno, message: Self.refusal(e))
             }
@@ -186,6 +203,19 @@ public final class Spawner: Sendable {
     }
 
     public static let namespaceStages: Set<SpawnError.Stage> = [.namespaces, .idMap, .mounts, .initExec]
+    /// Errors of the contained clone that pass: tried again.
+    static let transientErrors: Set<Int32> = [EAGAIN, ENOMEM, EINTR]
+
+    /// Whether `e` is the kernel refusing the worker's namespaces (no user namespaces for
+    /// this user, a filter or a container forbidding them, a kernel without them): the one
+    /// case weak containment exists for.
+    static func isRefusal(_ e: SpawnError) -> Bool {
+        switch e.stage {
+        case .namespaces: return [EPERM, EINVAL, ENOSYS, EACCES, ENOSPC].contains(e.errno)
+        case .idMap: return [EPERM, EACCES].contains(e.errno)
+        default: return false
+        }
+    }
 
     static func refusal(_ e: SpawnError) -> String {
         """
@@ -226,7 +256,8 @@ public final class Spawner: Sendable {
         if contained {
             let s = try InitStatusPipe()
             status = s
-            contain = namespaces(identity: identity, statusFD: s.writeFD)
+            contain = try namespaces(identity: identity, statusFD: s.writeFD, network: launch.spec.network,
+                                     decisionDirectory: launch.decisionDirectory)
         }
         // Last, as nothing after it can fail: a cgroup is only made for a spawn that goes ahead.
         let seq = counter.add(1, ordering: .relaxed).oldValue
@@ -275,16 +306,35 @@ public final class Spawner: Sendable {
     }
 
     /// The namespace settings for one worker: what to cover and make read-only (looked at for
-    /// each spawn: a state directory made since is covered too), and the user namespace maps.
-    private func namespaces(identity: WorkerIdentity, statusFD: Int32) -> ChildRequest.Contain {
-        let covers = Self.covers(containment.hiddenPaths)
+    /// each spawn: a state directory made since is covered too), the user namespace maps, the
+    /// network namespace and its stack.
+    private func namespaces(identity: WorkerIdentity, statusFD: Int32, network: NetworkMode,
+                            decisionDirectory: String?) throws(SpawnError) -> ChildRequest.Contain {
         let euid = geteuid(), egid = getegid()
-        return ChildRequest.Contain(
+        let workerUID = identity.ids?.uid ?? euid
+        // The decision sockets' directory: covered, but for this worker's own (below).
+        let decisionRoot = decisionDirectory.map { ($0 as NSString).deletingLastPathComponent }
+        var hidden = containment.hiddenPaths + SessionPaths.covered(uids: Set([euid, workerUID]))
+        if let decisionRoot { hidden.append(decisionRoot) }
+        let covers = Self.covers(hidden)
+        var c = ChildRequest.Contain(
             newUserNamespace: euid != 0, outerUID: euid, outerGID: egid,
             rootInUserNamespace: identity.rootInUserNamespace,
-            workerUID: identity.ids?.uid ?? euid, workerGID: identity.ids?.gid ?? egid,
+            workerUID: workerUID, workerGID: identity.ids?.gid ?? egid,
             hideDirectories: covers.directories, hideFiles: covers.files, readonly: covers.readonly,
             statusFD: statusFD)
+        c.newNetNamespace = network.ownNamespace
+        c.netHelper = try WorkerNetwork.helper(for: network, unprivileged: euid != 0)
+        if let dir = decisionDirectory, let real = realpath(dir, nil) {
+            let path = String(cString: real)
+            free(real)
+            // The outermost cover above it holds its mount point.
+            if let cover = covers.directories.filter({ path.hasPrefix($0 + "/") }).min(by: { $0.count < $1.count }) {
+                c.decisionDirectory = path
+                c.decisionCover = cover
+            }
+        }
+        return c
     }
 
     /// Landlock for a profile that allows exactly one exec (`strict`): the program and its ELF
@@ -307,7 +357,7 @@ public final class Spawner: Sendable {
 
     /// Runs the child path on the spawn thread, behind the start gate when there is a cgroup
     /// to hold the child in. Returns the result and the gate's answer (nil: not asked yet).
-    private func start(_ plan: Plan, gate: (@Sendable () async -> Bool)?) async -> (Result<(PidFD, ExitFuture), SpawnError>, Bool?, GateServer?) {
+    private func start(_ plan: Plan, gate: (@Sendable () async -> Bool)?) async -> (Result<(PidFD, ExitFuture), SpawnError>, Bool?, GateServer?, WorkerNetwork?) {
         // The gate, when the child can be held: the cgroup is frozen before the child joins it,
         // so the child stops on its way back from that write, before exec. The spawn thread
         // waits in clone() (vfork) meanwhile; the answer comes from another task.
@@ -340,23 +390,30 @@ public final class Spawner: Sendable {
         // The listener goes straight to its server: until it answers, the worker's gated calls wait.
         let listener = handoff.fd.load(ordering: .acquiring)
         let server = listener >= 0 ? GateServer(listener: listener, gates: plan.gates, open: plan.openGates) : nil
-        return (result, await held?.value, server)
+        let netPidFD = handoff.netPidFD.load(ordering: .acquiring)
+        let network = netPidFD >= 0 ? WorkerNetwork(pidfd: netPidFD, exitFD: handoff.netExitFD.load(ordering: .acquiring)) : nil
+        return (result, await held?.value, server, network)
     }
 
-    private func finish(_ plan: Plan, _ started: (Result<(PidFD, ExitFuture), SpawnError>, Bool?, GateServer?), _ launch: Launch) async throws(SpawnError) -> Worker {
-        let (result, heldAnswer, gates) = started
+    private func finish(_ plan: Plan, _ started: (Result<(PidFD, ExitFuture), SpawnError>, Bool?, GateServer?, WorkerNetwork?), _ launch: Launch) async throws(SpawnError) -> Worker {
+        let (result, heldAnswer, gates, network) = started
         let workerCgroup = plan.cgroup
         switch result {
         case .failure(let e):
             workerCgroup?.removeTree()
+            network?.close()
             throw e
         case .success(let (pidfd, future)):
             let pid = pidfd.pid
             keeper?.watch(group: pid)
+            // The stack too: a cut (stopped) stack would not see its exit descriptor close.
+            if let n = network, n.pid > 0 { keeper?.watch(group: n.pid) }
             let keeper = self.keeper
             let identity = plan.identity
+            let mode: NetworkMode = plan.request.contain?.newNetNamespace == true ? launch.spec.network : .host
             let worker = Worker(name: launch.name, pidfd: pidfd, cgroup: workerCgroup, exit: future,
-                                contained: plan.request.contain != nil, identity: identity.description, gates: gates) {
+                                contained: plan.request.contain != nil, identity: identity.description, gates: gates,
+                                network: network, networkMode: mode) {
                 // The first process is gone. Like systemd's KillMode=control-group, what is left
                 // of the worker goes with it, then its cgroup.
                 if let cg = workerCgroup {
@@ -369,6 +426,10 @@ public final class Spawner: Sendable {
                     }
                 }
                 keeper?.forget(group: pid)
+                if let n = network {
+                    n.close()
+                    keeper?.forget(group: n.pid)
+                }
                 _ = identity   // the dynamic uid stays held until the worker is reaped
             }
             var allowed = heldAnswer ?? true
