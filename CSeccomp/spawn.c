@@ -468,11 +468,7 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
                 reap(pid);
                 close(pipe_fds[0]);
                 if (ack[1] >= 0) close(ack[1]);
-                if (net_pidfd_local >= 0) {
-                    syscall(SYS_pidfd_send_signal, net_pidfd_local, SIGKILL, NULL, 0);
-                    close(net_pidfd_local);
-                    close(net_exit_local);
-                }
+                net_release(net_pidfd_local, net_exit_local);
                 *stage = TETHER_STAGE_NETWORK;
                 *err = e;
                 return -1;

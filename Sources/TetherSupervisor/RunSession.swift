@@ -142,7 +142,8 @@ public enum RunSession {
         defer { ticking?.cancel() }
         logger.info("worker started", metadata: [
             "pid": "\(worker.pid)", "cgroup": "\(worker.cgroup?.path ?? "none")", "profile": "\(config.profile)",
-            "as": "\(worker.identity)", "namespaces": "\(worker.contained ? "pid,mount,ipc,cgroup" : "NONE (weak containment)")",
+            "as": "\(worker.identity)", "namespaces": "\(worker.contained ? "pid,mount,ipc,cgroup\(worker.networkMode.ownNamespace ? ",net" : "")" : "NONE (weak containment)")",
+            "net": "\(worker.networkMode.rawValue)",
             "on_revoke": "\(config.stop.onRevoke.rawValue)", "authority": "\(authority.client.endpoint.url)",
             "gates": "\(config.gates.isEmpty ? "none" : config.gates.map { "\($0.kind.rawValue)=\($0.surface)\($0.mode == .record ? "[record]" : "")(\(worker.gates?.isOpen($0.kind) == true ? "open" : "closed"))" }.joined(separator: " "))",
             "mode": "\(authority.settings.watch ? "watch" : "poll every \(DurationText.format(authority.settings.pollInterval))")",

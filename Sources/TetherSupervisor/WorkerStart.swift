@@ -75,7 +75,8 @@ struct WorkerStart: Sendable {
             return nil
         }
         let started = ContinuousClock.now
-        log.info("worker started", metadata: ["pid": "\(worker.pid)", "cgroup": "\(worker.cgroup?.path ?? "none")", "generation": "\(generation)"])
+        log.info("worker started", metadata: ["pid": "\(worker.pid)", "cgroup": "\(worker.cgroup?.path ?? "none")", "generation": "\(generation)",
+                                               "net": "\(worker.networkMode.rawValue)"])
         reporter.send(WorkerReport(surface: config.surface, state: .started, pids: [worker.pid], requestID: gate.allowedOn?.requestID))
         // Locals, so the closures below, held for the worker's life, capture only what each uses.
         let (config, metrics, log, reporter, watcher, authority, continuation) = (config, metrics, log, reporter, watcher, authority, continuation)

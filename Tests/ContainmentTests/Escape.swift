@@ -11,6 +11,8 @@ enum Escape {
     static let refuse: String = build("refuse")
     /// A launcher under which no namespace can be made.
     static var noNamespaces: [String] { [refuse, "namespaces"] }
+    /// A launcher under which a clone into new namespaces fails with EAGAIN (as under a fork bomb).
+    static var namespacesAgain: [String] { [refuse, "eagain"] }
     /// A launcher under which clone3 fails with ENOSYS.
     static var noClone3: [String] { [refuse, "clone3"] }
 
@@ -50,17 +52,19 @@ enum Escape {
         }
 
         /// "name: result" lines the worker wrote, by name (a name seen twice keeps the last).
-        var results: [String: String] {
-            let text = (try? String(contentsOfFile: report, encoding: .utf8)) ?? ""
-            var out: [String: String] = [:]
-            for line in text.split(separator: "\n") {
-                guard let r = line.range(of: ": ") else { continue }
-                out[String(line[..<r.lowerBound])] = String(line[r.upperBound...])
-            }
-            return out
-        }
+        var results: [String: String] { Escape.parse((try? String(contentsOfFile: report, encoding: .utf8)) ?? "") }
 
         var ready: Bool { results["ticking"] != nil && fileSize(ticks) > 0 }
+    }
+
+    /// "name: result" lines, by name (a name seen twice keeps the last).
+    static func parse(_ text: String) -> [String: String] {
+        var out: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            guard let r = line.range(of: ": ") else { continue }
+            out[String(line[..<r.lowerBound])] = String(line[r.upperBound...])
+        }
+        return out
     }
 
     /// The worker's cgroup as the kernel reports it for one of its processes: `frozen 1`?

@@ -23,6 +23,19 @@ struct WeakTests {
         #expect(p.stderr.contains("--accept-weak-containment") && p.stderr.contains("Nothing was started"))
     }
 
+    @Test("a transient failure (EAGAIN from the contained clone) is retried and never taken for a refusal: no weak worker, even where weak containment is accepted")
+    func transientNotWeak() async throws {
+        let a = try await LiveAuthority(lease: "5s")
+        let dir = workerDirectory("e2e-weak")
+        let p = try TetherProcess(["run", "--dir", a.dir, "--authority", a.url, "--key-file", a.dir + "/agent.key",
+                                   "--public-key", a.dir + "/signing.pub", "--surface", "weak-eagain", "--accept-weak-containment", "--",
+                                   "sh", "-c", "touch \(dir)/ran"], launcher: Escape.namespacesAgain)
+        #expect(await p.exitCode(within: 30) == 69, "\(p.stderr.suffix(1500))")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/ran"), "the worker never ran, weakly or otherwise")
+        #expect(!p.stderr.contains("WEAK CONTAINMENT"), "\(p.stderr.suffix(1500))")
+        #expect(p.stderr.contains("trying again"), "the retries are logged: \(p.stderr.suffix(1500))")
+    }
+
     @Test("accepted: the worker runs, every log line says containment=WEAK, the authority sees it, a revoke still stops it")
     func accepted() async throws {
         let a = try await LiveAuthority(lease: "5s")

@@ -54,7 +54,10 @@ struct GatedAgentTests {
         FileManager.default.createFile(atPath: log, contents: nil)
         chmod(log, 0o666)
         let gates = ["--gate", "exec=\(surface).exec", "--gate", "net=\(surface).net", "--gate", "write=\(surface).write"]
-        let p = try a.run(surface, gates + extra, ["/usr/bin/python3", "-B", script, log, dir, a.url + "/healthz", m])
+        // The authority on the host's loopback is the agent's server: reached through the
+        // network stack's gateway, which only --net host-loopback leads there.
+        let url = a.url.replacingOccurrences(of: "127.0.0.1", with: "10.0.2.2") + "/healthz"
+        let p = try a.run(surface, gates + ["--net", "host-loopback"] + extra, ["/usr/bin/python3", "-B", script, log, dir, url, m])
         return Agent(process: p, log: log, marker: m)
     }
 

@@ -185,7 +185,12 @@ final class Conversation: @unchecked Sendable {
         var toWorker: [Int32] = [0, 0], fromWorker: [Int32] = [0, 0]
         guard pipe(&toWorker) == 0, pipe(&fromWorker) == 0 else { throw SystemError("pipe", .init(rawValue: errno)) }
         for fd in toWorker + fromWorker { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        var launch = Spawner.Launch(name: "gated", spec: WorkerSpec(command: command), filter: filter,
+        // The host's network: these tests judge the gates' calls themselves (the filter, the
+        // answers, the sweep) against a peer on the host's loopback. What a worker's own
+        // network namespace adds is NetworkTests' (ContainmentTests).
+        var spec = WorkerSpec(command: command)
+        spec.network = .host
+        var launch = Spawner.Launch(name: "gated", spec: spec, filter: filter,
                                     stdin: toWorker[0], stdout: fromWorker[1])
         launch.gates = gates
         launch.openGates = open

@@ -183,6 +183,13 @@ public final class Spawner: Sendable {
             result = await start(plan, gate: launch.startGate)
         }
         let worker = try await finish(plan, result, launch)
+        if worker.networkMode.isOptOut {
+            // Asked for, and loosening the default: said every time.
+            logger.warning(worker.networkMode == .host
+                ? "the worker shares the host's network namespace (--net host): the host's loopback services, abstract Unix sockets and ports are within its reach"
+                : "the worker reaches the host's loopback services through 10.0.2.2 (--net host-loopback)",
+                metadata: ["worker": "\(launch.name)", "net": "\(worker.networkMode.rawValue)"])
+        }
         ResidentPages.workerStarted(logger: logger)
         return worker
     }
@@ -218,7 +225,10 @@ public final class Spawner: Sendable {
     }
 
     static func refusal(_ e: SpawnError) -> String {
-        """
+        if e.stage == .namespaces, transientErrors.contains(e.errno) {
+            return "\(e.message): \(String(cString: strerror(e.errno))), after 6 tries: the kernel had no room for the worker's processes or namespaces (a fork bomb, a pids limit, memory). Not a refusal of namespaces: the worker is not started at all, never weakly contained for it."
+        }
+        return """
         \(e.message): \(String(cString: strerror(e.errno))). Tether will not run a worker that could reach its supervisor. \
         As root this needs PID and mount namespaces (CONFIG_PID_NS, CONFIG_NAMESPACES); as another user also unprivileged \
         user namespaces (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1, no AppArmor restriction). \
