@@ -76,6 +76,7 @@ cat >> /etc/tether/supervisor.toml <<'TOML'
 name = "second"
 command = ["/bin/sh", "-c", "while :; do if /bin/true; then echo ok > /tmp/second-exec; else echo denied > /tmp/second-exec; fi; sleep 0.2; done"]
 user = "nobody"
+net = "none"
 gates = { exec = "second.exec" }
 TOML
 check "systemctl reload picks up a changed config" bash -c "systemctl reload tether-supervisor && cgroot=$cgroot; $(declare -f cg worker_cg has_worker waitfor); waitfor 100 has_worker tether-supervisor.service second"

@@ -75,7 +75,9 @@ if ldd "$binary" | grep -q "/opt/swift"; then extra+=(--bind-ro=/opt/swift); fi
 # which the supervisor needs for a worker's gates (docs/gates.md); systemd does not filter a
 # service's syscalls unless its unit says so.
 start=$(date +%s)
-timeout 600 systemd-nspawn -q -D "$root" --boot --register=no --keep-unit "${extra[@]}" \
+# --private-network: nspawn keeps CAP_NET_ADMIN only for a container with a network of its own,
+# and the supervisor needs it for each worker's network namespace (its loopback brought up).
+timeout 600 systemd-nspawn -q -D "$root" --boot --register=no --keep-unit "${extra[@]}" --private-network \
     --system-call-filter=pidfd_getfd --bind="$results:/results" > "$results/console" 2>&1 || true
 echo "container ran $(( $(date +%s) - start )) s" >&2
 
