@@ -92,17 +92,23 @@ def machine():
 def revocation(args, out):
     print("== 1. revocation → every worker process in T (read from /proc)", flush=True)
     n = 3 if args.quick else args.revocations
-    for mode, flag in (("watch", []), ("poll", ["--poll"]), ("sdk", ["--sdk"])):
+    # watch-host: the worker in the host's network namespace (TETHER_NET=host), as before every
+    # worker had one of its own: the stop path with and without it, in the same run.
+    for mode, flag in (("watch", []), ("watch-host", []), ("poll", ["--poll"]), ("sdk", ["--sdk"])):
+        env = dict(os.environ, TETHER_NET="host") if mode == "watch-host" else None
         r = subprocess.run([os.path.join(args.bin, "tether-bench-revocation"), str(n)] + flag,
-                           capture_output=True, text=True, timeout=3600)
+                           capture_output=True, text=True, timeout=3600, env=env)
         open(os.path.join(out, f"revocation-{mode}.txt"), "w").write(r.stdout + r.stderr)
         m = re.search(r"stopped: median ([\d.]+) ms, p99 ([\d.]+) ms", r.stdout)
         b = re.search(r"round trip: median ([\d.]+) ms, p99 ([\d.]+) ms", r.stdout)
         if not (m and b):
             sys.exit(f"tether-bench-revocation {mode} failed:\n{r.stdout}{r.stderr}")
-        what = {"watch": "tether run, watch stream", "poll": "tether run, poll every 1 s",
-                "sdk": "MachineID SDK loop: validate 1 s + os.killpg"}[mode]
-        row("revocation", f"{what} ({n} revokes)", float(m[1]), float(m[2]), "ms", "the revoke's round trip", float(b[1]))
+        what = {"watch": "tether run, watch stream", "watch-host": "tether run, watch stream, --net host (no network namespace)",
+                "poll": "tether run, poll every 1 s", "sdk": "MachineID SDK loop: validate 1 s + os.killpg"}[mode]
+        if mode == "watch-host":
+            row("revocation", f"{what} ({n} revokes)", float(m[1]), float(m[2]), "ms", "tether run, watch stream (its own network namespace, this run)", idle)
+        else:
+            row("revocation", f"{what} ({n} revokes)", float(m[1]), float(m[2]), "ms", "the revoke's round trip", float(b[1]))
         if mode == "watch":
             idle = float(m[1])
     # Under load: the worker spinning on every core plus a fork loop, then as many busy
@@ -135,7 +141,11 @@ def launch(args, out):
         ("bwrap --dev-bind / / --unshare-pid", ["bwrap", "--dev-bind", "/", "/", "--unshare-pid", "/bin/true"]),
         ("firejail --noprofile --seccomp", ["firejail", "--quiet", "--noprofile", "--seccomp", "/bin/true"]),
         ("tether profile try default", [t, "profile", "try", "default", "--", "/bin/true"]),
+        # The worker's network namespace and its stack (slirp4netns), against none and the host's.
+        ("tether profile try default --net none", [t, "profile", "try", "default", "--net", "none", "--", "/bin/true"]),
+        ("tether profile try default --net host", [t, "profile", "try", "default", "--net", "host", "--", "/bin/true"]),
         ("tether run (authority on loopback)", [t, "run"] + a.auth_args() + ["--surface", "launch-bench", "--", "/bin/true"]),
+        ("tether run (authority on loopback) --net host", [t, "run"] + a.auth_args() + ["--net", "host", "--surface", "launch-bench", "--", "/bin/true"]),
     ]
     # The binary `make install` ships (Swift runtime linked statically: no dynamic symbol
     # lookups at start), where there is one; bench/run.sh builds it.
@@ -226,6 +236,8 @@ def gates(args, out, work):
         ("execve of itself, in a chain", "exec", 3, 20 if args.quick else 200, ["--gate-open", "exec"]),
         ("execve of itself, in a chain, on one CPU", "exec-1cpu", 3, 20 if args.quick else 200, ["--gate-open", "exec"]),
         ("socket + connect + accept + close, loopback TCP", "connect", 5, 100 if args.quick else 2000, ["--gate-open", "net"]),
+        # The same on the host's loopback (--net host, no namespace of its own): the namespace's share.
+        ("socket + connect + accept + close, loopback TCP, --net host", "connect-host", 5, 100 if args.quick else 2000, ["--gate-open", "net"]),
         ("one connect after 200 µs asleep (a lone gated call)", "lone", 5, 50 if args.quick else 500, ["--gate-open", "net"]),
         ("open O_RDONLY + close, under a write gate", "open", 5, 1000 if args.quick else 20000, ["--gate-open", "write"]),
         ("getppid, under all three gates", "getppid", 5, 1000 if args.quick else 50000, all_gates),
@@ -236,7 +248,9 @@ def gates(args, out, work):
         for what, mode, batches, iters, gate in cases:
             for label, flags in (("no gate", []), ("gate open", gate)):
                 pin = ["taskset", "-c", "0"] if mode.endswith("-1cpu") else []
-                cmd = pin + [t, "profile", "try", "default"] + flags + ["--", probe, mode.replace("-1cpu", ""), str(batches), str(iters)]
+                net = ["--net", "host"] if mode.endswith("-host") else []
+                call = mode.replace("-1cpu", "").replace("-host", "")
+                cmd = pin + [t, "profile", "try", "default"] + net + flags + ["--", probe, call, str(batches), str(iters)]
                 r = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if r.returncode != 0:
                     sys.exit(f"{what} ({label}) failed: {r.stderr[-500:]}")

@@ -42,7 +42,7 @@ public enum ProfileTry {
     /// holds them): what a gate costs, and what a closed gate breaks. Denials are logged at exit.
     public static func run(profile nameOrPath: String, command: [String], useCgroups: Bool = true,
                            layout: SeccompCompiler.Layout = .binaryTree, openGates: Set<GateKind> = [], closedGates: Set<GateKind> = [],
-                           logger: Logger) async -> Int32 {
+                           network: NetworkMode = .private, logger: Logger) async -> Int32 {
         let report: ProfileReport
         do {
             report = try ProfileReport.make(nameOrPath, platform: .forWorker(user: nil), layout: layout)
@@ -59,7 +59,9 @@ public enum ProfileTry {
         let foreground = ForegroundTerminal.claimable()
         let worker: Worker
         do {
-            var launch = Spawner.Launch(name: "try", spec: WorkerSpec(command: command), filter: report.filter, foregroundTerminal: foreground)
+            var spec = WorkerSpec(command: command)
+            spec.network = network
+            var launch = Spawner.Launch(name: "try", spec: spec, filter: report.filter, foregroundTerminal: foreground)
             launch.gates = openGates.union(closedGates).sorted().map { GateConfig(kind: $0, surface: "try.\($0.rawValue)") }
             launch.openGates = openGates
             worker = try await spawner.spawn(launch)

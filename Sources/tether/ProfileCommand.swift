@@ -51,6 +51,7 @@ struct ProfileCommand: AsyncParsableCommand {
         var linearFilter = false
         @Option(help: "Run under this gate, open (exec, net or write; repeatable): what the gate costs.") var gateOpen: [String] = []
         @Option(help: "Run under this gate, closed (repeatable): what fails when it is revoked.") var gateClosed: [String] = []
+        @Option(help: "The command's network, as tether run's --net: private (default), none, host-loopback or host.") var net: String = "private"
         @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
         var command: [String] = []
 
@@ -68,8 +69,9 @@ struct ProfileCommand: AsyncParsableCommand {
             }
             let open = try kinds(gateOpen, "--gate-open"), closed = try kinds(gateClosed, "--gate-closed")
             guard open.isDisjoint(with: closed) else { throw fail("a gate cannot be both open and closed", code: TetherExit.usage) }
+            guard let network = NetworkMode(rawValue: net) else { throw fail("--net: \"\(net)\" is not a network mode; expected one of \(NetworkMode.names)", code: TetherExit.usage) }
             let code = await ProfileTry.run(profile: profile, command: command, useCgroups: !noCgroup, layout: linearFilter ? .linear : .binaryTree,
-                                            openGates: open, closedGates: closed, logger: makeLogger())
+                                            openGates: open, closedGates: closed, network: network, logger: makeLogger())
             throw ExitCode(code)
         }
     }

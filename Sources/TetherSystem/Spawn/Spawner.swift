@@ -177,6 +177,9 @@ public final class Spawner: Sendable {
                 throw SpawnError(stage: e.stage, errno: e.errno, message: Self.refusal(e))
             }
             weak.store(true, ordering: .relaxed)
+            if launch.gates.contains(where: { $0.kind == .net && $0.mode == .enforce }) {
+                logger.critical("WEAK CONTAINMENT: no network namespace either; the net gate falls back to shutting down the sockets it can see, and a connection the worker hides (a descriptor in flight, a thread's own table) outlives it", metadata: ["worker": "\(launch.name)"])
+            }
             logger.critical("WEAK CONTAINMENT: the worker's namespaces cannot be made; running it in the supervisor's, as --accept-weak-containment allows: it may signal the supervisor and read what its uid can", metadata: ["error": "\(e)"])
             plan.release()
             plan = try prepare(launch)
