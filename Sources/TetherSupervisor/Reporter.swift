@@ -25,7 +25,8 @@ public struct WorkerReport: Sendable, Equatable {
     public var detail: String?
 
     public init(surface: String, state: State, pids: [Int32], at: Date = Date(), requestID: String?, detail: String? = nil) {
-        self.detail = detail
+        // Text a worker may have chosen (an executable's name): one printable line.
+        self.detail = detail.map { PrintableText.isPrintable($0) ? $0 : PrintableText.escape($0, limit: 1000) }
         self.surface = surface
         self.state = state
         self.pids = pids
@@ -91,9 +92,18 @@ public final class Reporter: Sendable {
             do {
                 _ = try await client.report(body)
                 return
+            } catch ClientError.refused(let status, let code, let message, _) where status == 400 && body["detail"] != nil {
+                // Refused for what it says: said loudly, then sent again in the safest form
+                // (the detail as ASCII, then without it) — never dropped for a worker's text.
+                logger.error("report refused by the authority; sending it again in a safe form", metadata: [
+                    "surface": "\(r.surface)", "state": "\(r.state.rawValue)", "status": "\(status)", "code": "\(code)", "error": "\(PrintableText.escape(message))",
+                ])
+                let detail = body["detail"] as? String
+                let ascii = detail.map { String(PrintableText.escape($0, limit: 900).unicodeScalars.map { $0.isASCII ? Character($0) : "?" }) }
+                body["detail"] = ascii == detail ? nil : ascii
             } catch {
                 if attempt == 3 {
-                    logger.warning("report not delivered", metadata: ["surface": "\(r.surface)", "state": "\(r.state.rawValue)", "error": "\(error)"])
+                    logger.error("report not delivered", metadata: ["surface": "\(r.surface)", "state": "\(r.state.rawValue)", "error": "\(error)"])
                 } else {
                     try? await Sleep.for(.milliseconds(200 * attempt))
                 }

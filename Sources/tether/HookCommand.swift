@@ -30,6 +30,27 @@ struct HookCommand: AsyncParsableCommand {
         if code != 0 { throw ExitCode(code) }
     }
 
+    /// `tether hook ARGS…` from the entry point: every way it can end is an answer the agent
+    /// reads as a deny unless the surface was allowed. The argument parser's own endings — a usage
+    /// error (exit 64), `--help` (exit 0) — would let the tool call run, so they deny too (exit 2),
+    /// with the parser's message as the reason.
+    static func main(_ args: [String]) async -> Int32 {
+        if let options = fastParse(args) { return await options.execute() }
+        let command: HookCommand
+        do {
+            command = try parse(args)
+        } catch {
+            let agent = args.lazy.compactMap { AgentHook.Agent(rawValue: $0) }.first ?? .claudeCode
+            let text = fullMessage(for: error).trimmingCharacters(in: .whitespacesAndNewlines)
+            let why = text.isEmpty ? "\(error)" : text
+            let out = AgentHook.output(allowed: false, reason: "tether hook: \(why)\n— denied: the hook's own arguments did not parse, so no surface was asked (fail closed)", agent: agent)
+            FileHandle.standardOutput.write(Data(out.stdout.utf8))
+            if !out.stderr.isEmpty { FileHandle.standardError.write(Data(out.stderr.utf8)) }
+            return out.exitCode == 0 ? 2 : out.exitCode
+        }
+        return await command.execute()
+    }
+
     /// The options as plain `--name value` pairs and one agent; nil for anything else (--help,
     /// `--name=value`, an unknown option), which the argument parser then handles and explains.
     static func fastParse(_ args: [String]) -> HookCommand? {

@@ -18,8 +18,8 @@ enum Main {
         if supervises(args), ProcessInfo.processInfo.environment["TETHER_ASYNC_RUNTIME"] != "dispatch" {
             AsyncRuntime.useEventLoops()
         }
-        if args.first == "hook", let options = HookCommand.fastParse(Array(args.dropFirst())) {
-            exit(await options.execute())
+        if args.first == "hook" {
+            exit(await HookCommand.main(Array(args.dropFirst())))
         }
         await Tether.main()
     }

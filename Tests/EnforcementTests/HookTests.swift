@@ -67,6 +67,15 @@ struct HookTests {
             ("the wrong agent's event", ["gemini", "--socket", dir + "/none.sock"], bash, [:], "answers BeforeTool"),
             ("unknown agent", ["cursor"], bash, [:], "not an agent"),
             ("bad mapping", ["claude-code", "--map", "Bash"], bash, [:], "TOOL=SURFACE"),
+            // The hook's own arguments: the parser's usage errors (exit 64) and help (exit 0)
+            // would let the call run. Each is a deny with the parser's message.
+            ("misspelled option", ["claude-code", "--mapp", "Bash=x"], bash, [:], "Unknown option '--mapp'"),
+            ("--map without a value", ["claude-code", "--map"], bash, [:], "Missing value for '--map"),
+            ("no agent at all", [], bash, [:], "Missing expected argument"),
+            ("an unknown flag", ["codex", "--socket", dir + "/none.sock", "--bogus"], Self.fixture("codex-bash"), [:], "Unknown option '--bogus'"),
+            ("-h", ["-h"], bash, [:], "denied: the hook's own arguments did not parse"),
+            ("--help after the agent", ["gemini", "--help"], Self.fixture("gemini-shell"), [:], "denied: the hook's own arguments did not parse"),
+            ("an option as --name=value with a bad value", ["claude-code", "--map=Bash"], bash, [:], "TOOL=SURFACE"),
             ("no socket, no surface", ["claude-code"], bash, [:], "no decision socket"),
             ("socket gone (a dead supervisor)", ["claude-code", "--socket", dir + "/none.sock"], bash, [:], "is the supervisor running"),
             ("socket silent", ["claude-code", "--socket", dir + "/silent.sock"], bash, [:], "TIMEOUT"),

@@ -174,7 +174,8 @@ public final class GateServer: Sendable {
     static func executable(_ pid: Int32) -> String {
         var buf = [CChar](repeating: 0, count: 4096)
         let n = readlink("/proc/\(pid)/exe", &buf, buf.count - 1)
-        return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "?"
+        // The worker named it: one printable line from here on (reports, logs, status).
+        return n > 0 ? PrintableText.escape(String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self), limit: 200) : "?"
     }
 
     // MARK: - connections already open
