@@ -65,25 +65,61 @@ public struct LiveAnswer: Sendable, Equatable {
 /// against the stream's limit of unknown surfaces) and the worker has not brought in too many;
 /// until the watch has a decision for it, it is asked afresh (one round trip, fail closed).
 /// `watch` is given every sub-surface brought in so far.
+///
+/// A question that needs the authority (a sub-surface not yet watched) is within a budget per
+/// worker: `newPerSecond` a second after a burst of `newBurst`, at most `inFlight` at once.
+/// Past it the answer is a deny (`RATE_LIMITED`, `BUSY`) that costs the authority nothing: a
+/// worker asking about made-up names cannot turn its socket into a flood of validates. Only a
+/// decision about a surface that exists (ALLOW, DEVICE_REVOKED, ORG_HALTED) brings a name into
+/// the watch — not a refusal (a scoped key's 403), which would be refused again on every
+/// reconnect of the stream.
 public final class LiveDecisions: Sendable {
     public let surface: String
     let gateSurfaces: Set<String>
     private let verdict: @Sendable (String) async -> Verdict?
     private let watch: @Sendable ([String]) async -> Void
     private let check: @Sendable (String) async -> DecisionCheck.Outcome
+    private let onRefused: @Sendable (String) -> Void
     private let subSurfaces = Mutex<(added: [String], missing: [String: Date])>(([], [:]))
+    private let budget = Mutex<(tokens: Double, at: ContinuousClock.Instant, inFlight: Int)>((Double(LiveDecisions.newBurst), .now, 0))
 
     /// Sub-surfaces one worker may bring into the watch.
     public static let maxSubSurfaces = 16
+    /// Questions that need the authority, per worker: a burst, then a steady rate, and at once.
+    public static let newBurst = 20
+    public static let newPerSecond = 2.0
+    public static let inFlight = 4
+    /// Names remembered as missing at the authority (5 s each), at most.
+    static let maxMissing = 1024
 
     public init(surface: String, gateSurfaces: [String], verdict: @escaping @Sendable (String) async -> Verdict?,
-                watch: @escaping @Sendable ([String]) async -> Void, check: @escaping @Sendable (String) async -> DecisionCheck.Outcome) {
+                watch: @escaping @Sendable ([String]) async -> Void, check: @escaping @Sendable (String) async -> DecisionCheck.Outcome,
+                onRefused: @escaping @Sendable (String) -> Void = { _ in }) {
         self.surface = surface
         self.gateSurfaces = Set(gateSurfaces)
         self.verdict = verdict
         self.watch = watch
         self.check = check
+        self.onRefused = onRefused
     }
+
+    /// Takes one question from the budget: nil, or the refusal's code.
+    private func spend() -> String? {
+        budget.withLock { b in
+            let now = ContinuousClock.now
+            let elapsed = now - b.at
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            b.tokens = min(Double(Self.newBurst), b.tokens + seconds * Self.newPerSecond)
+            b.at = now
+            guard b.inFlight < Self.inFlight else { return "BUSY" }
+            guard b.tokens >= 1 else { return "RATE_LIMITED" }
+            b.tokens -= 1
+            b.inFlight += 1
+            return nil
+        }
+    }
+
+    private func release() { budget.withLock { $0.inFlight -= 1 } }
 
     public var watchedSubSurfaces: [String] { subSurfaces.withLock { $0.added } }
 
@@ -108,16 +144,37 @@ public final class LiveDecisions: Sendable {
             return .deny(s, DecisionCode.deviceNotFound.rawValue, "\(s) does not exist at the authority; an operator can create it")
         }
         guard state.1 || state.0 < Self.maxSubSurfaces else {
+            onRefused("TOO_MANY")
             return .deny(s, "TOO_MANY", "this worker already watches \(Self.maxSubSurfaces) sub-surfaces")
         }
+        if let code = spend() {
+            onRefused(code)
+            return .deny(s, code, code == "BUSY"
+                ? "this worker already has \(Self.inFlight) questions at the authority; ask again when one is answered"
+                : "this worker asks about new sub-surfaces faster than \(Int(Self.newPerSecond)) a second (after \(Self.newBurst)); ask again later")
+        }
+        let outcome = await check(s)
+        release()
         let answer: LiveAnswer
-        switch await check(s) {
+        switch outcome {
         case .allowed(let d):
             answer = LiveAnswer(allowed: true, code: d.code.rawValue, surface: s, until: d.expiresAt.isEmpty ? nil : d.expiresAt, requestID: d.requestID)
         case .denied(let d, let code, let detail):
             if code == .deviceNotFound {
-                subSurfaces.withLock { $0.missing[s] = Date() }
+                subSurfaces.withLock { st in
+                    if st.missing.count >= Self.maxMissing {
+                        let now = Date()
+                        st.missing = st.missing.filter { now.timeIntervalSince($0.value) < 5 }
+                        if st.missing.count >= Self.maxMissing { st.missing.removeAll() }
+                    }
+                    st.missing[s] = Date()
+                }
                 return .deny(s, code.rawValue, "\(s) does not exist at the authority; an operator can create it")
+            }
+            // A refusal, not a decision about the surface (a scoped key's 403, an answer that
+            // did not verify): said, never watched.
+            guard code == .deviceRevoked || code == .orgHalted else {
+                return LiveAnswer(allowed: false, code: code.rawValue, surface: s, requestID: d?.requestID, error: detail)
             }
             answer = LiveAnswer(allowed: false, code: code.rawValue, surface: s, requestID: d?.requestID, changedBy: d?.changedBy,
                                 changedAt: d?.changedAt, reason: d?.changeReason,

@@ -44,6 +44,12 @@ public final class SupervisorMetrics: Sendable {
         }
     }
 
+    /// A decision-socket question refused for the worker's budget (RATE_LIMITED, BUSY, TOO_MANY).
+    func decisionRefused(worker: String, code: String) {
+        registry.makeCounter(descriptor: MetricNameDescriptor(metricName: "tether_decision_socket_refused_total", unitName: "", helpText: "Decision-socket questions refused for the worker's budget: RATE_LIMITED, BUSY, TOO_MANY."),
+                             labels: [("worker", worker), ("code", code)]).increment()
+    }
+
     func restarted(_ worker: String) {
         registry.makeCounter(descriptor: MetricNameDescriptor(metricName: "tether_worker_restarts_total", unitName: "", helpText: "Worker launches after the first."), labels: [("worker", worker)]).increment()
     }

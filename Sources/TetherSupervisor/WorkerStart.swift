@@ -89,7 +89,8 @@ struct WorkerStart: Sendable {
         decisions.attach(worker, decisions: LiveDecisions(
             surface: config.surface, gateSurfaces: config.gates.map(\.surface), verdict: { await watcher.verdict(of: $0) },
             watch: { for s in $0 { continuation.yield(.watchSubSurface(s)) } },
-            check: { await DecisionCheck.check($0, client: authority.client, verifier: authority.verifier) }))
+            check: { await DecisionCheck.check($0, client: authority.client, verifier: authority.verifier) },
+            onRefused: { metrics.decisionRefused(worker: config.name, code: $0) }))
         let enforcer = Enforcer(worker: worker, config: config, reporter: reporter, logger: log, gates: gates, onTransition: { t in
             defer { continuation.yield(.transition) }
             metrics.transition(t)

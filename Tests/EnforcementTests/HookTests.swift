@@ -271,6 +271,37 @@ struct HookTests {
         _ = await p.exitCode(within: 20)
     }
 
+    @Test("a worker asking 50,000 made-up sub-surfaces: the authority is asked within the socket's budget, the rest refused at once")
+    func madeUpSubSurfaces() async throws {
+        let a = try await LiveAuthority()
+        let dir = workerDirectory("hook-budget")
+        let out = dir + "/codes.json"
+        let script = dir + "/flood.py"
+        try #"""
+        import collections, json, os, socket, sys, time
+        c = socket.socket(socket.AF_UNIX); c.connect(os.environ["TETHER_DECISION_SOCKET"])
+        f = c.makefile("rwb")
+        codes = collections.Counter(); t0 = time.monotonic()
+        for i in range(50000):
+            f.write(json.dumps({"surface": "hb.made-up-%d" % i}).encode() + b"\n"); f.flush()
+            codes[json.loads(f.readline())["code"]] += 1
+        codes["seconds"] = round(time.monotonic() - t0, 1)
+        open(sys.argv[1], "w").write(json.dumps(codes))
+        """#.write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o644)
+        let p = try a.run("hb", [], ["/usr/bin/python3", "-B", script, out])
+        #expect(await p.exitCode(within: 300) == 0, "\(p.stderr.suffix(1500))")
+        let data = FileManager.default.contents(atPath: out) ?? Data()
+        let codes = (try? JSONSerialization.jsonObject(with: data)) as? [String: Double] ?? [:]
+        let asked = Int(codes["DEVICE_NOT_FOUND"] ?? 0), seconds = codes["seconds"] ?? 0
+        // Each DEVICE_NOT_FOUND is one validate at the authority: at most the burst, the rate
+        // over the run's length, and one for each question in flight, with a second of slack.
+        let bound = 20 + Int(2 * (seconds + 1)) + 4
+        #expect(asked <= bound, "\(asked) validates in \(seconds) s (bound \(bound)): \(codes)")
+        #expect(asked >= 20, "the burst went through: \(codes)")
+        #expect(Int(codes["RATE_LIMITED"] ?? 0) + Int(codes["BUSY"] ?? 0) + asked == 50000, "every answer a deny: \(codes)")
+    }
+
     /// The decision socket of the `tether run` with this pid: the worker's environment says.
     static func socketPath(of supervisor: pid_t) -> String? {
         for p in ProcessTable.snapshot() where p.pid != supervisor {
