@@ -42,10 +42,28 @@ int tether_net_start(const struct tether_net_helper *h, pid_t init, int *pidfd_o
         return -e;
     }
 
+    // The helper's ends at 3 and 4 (moved above 4 first, so neither dup2 overwrites the other's
+    // source), and nothing else of the supervisor's: a descriptor without CLOEXEC (a pipe a
+    // caller made for a worker's output) held open by the stack would keep its reader from
+    // ever seeing EOF.
+    int r_hi = fcntl(ready[1], F_DUPFD_CLOEXEC, 5), q_hi = fcntl(quit[0], F_DUPFD_CLOEXEC, 5);
+    close(ready[1]);
+    close(quit[0]);
+    if (r_hi < 0 || q_hi < 0) {
+        int e = errno;
+        if (r_hi >= 0) close(r_hi);
+        if (q_hi >= 0) close(q_hi);
+        close(ready[0]);
+        close(quit[1]);
+        return -e;
+    }
+    ready[1] = r_hi;
+    quit[0] = q_hi;
+
     // argv: the helper's own, then what only this spawn knows.
     char ready_arg[32], exit_arg[32], userns_arg[64], pid_arg[16];
-    snprintf(ready_arg, sizeof ready_arg, "--ready-fd=%d", ready[1]);
-    snprintf(exit_arg, sizeof exit_arg, "--exit-fd=%d", quit[0]);
+    snprintf(ready_arg, sizeof ready_arg, "--ready-fd=%d", 3);
+    snprintf(exit_arg, sizeof exit_arg, "--exit-fd=%d", 4);
     snprintf(userns_arg, sizeof userns_arg, "--userns-path=/proc/%d/ns/user", (int)init);
     snprintf(pid_arg, sizeof pid_arg, "%d", (int)init);
     size_t n = 0;
@@ -61,9 +79,8 @@ int tether_net_start(const struct tether_net_helper *h, pid_t init, int *pidfd_o
     argv[i] = NULL;
 
     // Its own process group (a terminal's signals are the worker's, not its network's); signals
-    // default and unblocked; the ready and exit descriptors kept across the exec (a dup2 onto
-    // itself clears FD_CLOEXEC), everything else of the supervisor's closed by CLOEXEC; no
-    // output on the supervisor's streams (the worker's may be the same terminal).
+    // default and unblocked; the ready and exit descriptors at 3 and 4, every other closed;
+    // no output on the supervisor's streams (the worker's may be the same terminal).
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t sa;
     posix_spawn_file_actions_init(&fa);
@@ -71,8 +88,9 @@ int tether_net_start(const struct tether_net_helper *h, pid_t init, int *pidfd_o
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, ready[1], ready[1]);
-    posix_spawn_file_actions_adddup2(&fa, quit[0], quit[0]);
+    posix_spawn_file_actions_adddup2(&fa, ready[1], 3);
+    posix_spawn_file_actions_adddup2(&fa, quit[0], 4);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 5);
     sigset_t none, all;
     sigemptyset(&none);
     sigfillset(&all);

@@ -33,8 +33,16 @@ struct CommandLineTests {
     func helpIsHelp(_ args: [String]) throws {
         let dir = temporaryDirectory("help-state")
         let r = try tether(args + ["--dir", dir])
-        #expect(r.code == 0, "\(r.stderr)")
-        #expect(r.stdout.contains("USAGE: tether \(args[0])"), "\(r.stdout)")
+        if args[0] == "hook" {
+            // An agent runs the hook: help is a deny (exit 2) with the help as its reason, since
+            // exit 0 would let the tool call run (docs/agents.md).
+            #expect(r.code == 2, "\(r.stderr)")
+            #expect(r.stderr.contains("USAGE: tether hook") || r.stderr.contains("USAGE: hook"), "\(r.stderr)")
+            #expect(r.stdout.contains("deny"), "\(r.stdout)")
+        } else {
+            #expect(r.code == 0, "\(r.stderr)")
+            #expect(r.stdout.contains("USAGE: tether \(args[0])"), "\(r.stdout)")
+        }
         #expect(!r.stderr.contains("local authority"), "\(r.stderr)")
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).isEmpty, "nothing was initialised in the state directory")
     }
