@@ -22,8 +22,13 @@ struct SeccompTests {
         // sandbox (unshare is left out: user namespaces may be off on the host).
         let (status, out) = try await runWorker([TestPrograms.probe] + Self.escapes.filter { $0 != "unshare" }, profile: "none")
         #expect(status == .exited(0))
-        for op in Self.escapes where op != "unshare" {
+        for op in Self.escapes where op != "unshare" && !op.hasPrefix("tiocsti") {
             #expect(!out.contains("\(op) ERR 1\n"), "\(op) without a filter; got:\n\(out)")
+        }
+        // Typing into the terminal is refused under every profile, `none` included (the
+        // compiler's own stacked filter; docs/profiles.md: a difference from Docker).
+        for op in Self.escapes where op.hasPrefix("tiocsti") {
+            #expect(out.contains("\(op) ERR 1\n"), "\(op) under none; got:\n\(out)")
         }
     }
 
