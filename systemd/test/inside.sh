@@ -112,6 +112,29 @@ check "tether@demo: revoke freezes" bash -c "tether revoke demo --wait 5s >/dev/
 echo "measure tether@demo_status $(systemctl show -p StatusText --value tether@demo)" >> "$out"
 tether restore demo >/dev/null
 systemctl stop tether@demo
+# An ordinary user's worker and that user's own systemd (issue 30): a lingering user's manager,
+# reached through its runtime directory. The user itself starts a unit with `systemd-run --user`
+# (the control): a process outside every namespace, cgroup and filter. Its worker, given the
+# variable (--pass-env XDG_RUNTIME_DIR), finds the directory covered and cannot.
+if useradd -m tsess 2>/dev/null && loginctl enable-linger tsess 2>/dev/null; then
+    suid=$(id -u tsess)
+    rt="XDG_RUNTIME_DIR=/run/user/$suid"
+    waitfor 100 test -S "/run/user/$suid/systemd/private"
+    if runuser -u tsess -- env "$rt" systemd-run --user --quiet --wait /bin/true 2>/dev/null; then
+        ok "control: the user's own systemd-run --user starts a unit"
+        rm -f /tmp/sess-rc
+        runuser -u tsess -- env "$rt" HOME=/home/tsess TETHER_LOG_LEVEL=error tether run --net none --pass-env XDG_RUNTIME_DIR \
+            --surface sess -- /bin/sh -c 'systemd-run --user --quiet --wait /bin/true 2>/tmp/sess-err; echo $? > /tmp/sess-rc' >/dev/null 2>&1
+        check "the user's worker cannot reach the user's systemd (systemd-run --user: exit $(cat /tmp/sess-rc 2>/dev/null), $(head -c 100 /tmp/sess-err 2>/dev/null))" \
+            bash -c '[ -s /tmp/sess-rc ] && [ "$(cat /tmp/sess-rc)" != 0 ]'
+    else
+        echo "  note: no user manager started for a lingering user in this image: the systemd-run --user check was not run" >> "$out"
+        { systemctl status "user@$suid.service" --no-pager 2>&1 | tail -5; ls -la "/run/user/$suid" "/run/user/$suid/systemd" 2>&1 | tail -6;
+          runuser -u tsess -- env "$rt" systemd-run --user --quiet --wait /bin/true 2>&1 | tail -2; } | sed 's/^/  diag: /' >> "$out"
+    fi
+    loginctl disable-linger tsess 2>/dev/null
+fi
+
 # Installed from the package: the man pages are there, remove keeps the configuration and the
 # state and stops only Tether's services, purge takes them.
 if dpkg -s tether >/dev/null 2>&1; then

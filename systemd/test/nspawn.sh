@@ -40,8 +40,11 @@ trap 'rm -rf "$root" "$results"' EXIT
 cp -a "$cache/." "$root/"
 if [ -n "$deb" ]; then
     cp "$deb" "$root/var/tmp/tether.deb"
+    # libpam-systemd and dbus-user-session: a lingering user's own systemd and session bus
+    # (user@UID.service needs its session's runtime directory, `systemd-run --user` the bus in
+    # it), which inside.sh's session check attacks from that user's worker.
     timeout 300 systemd-nspawn -q -D "$root" --register=no --keep-unit --pipe \
-        sh -c 'cd /var/tmp && { apt-get update -qq && apt-get install -y -q --no-install-recommends ./tether.deb man-db \
+        sh -c 'cd /var/tmp && { apt-get update -qq && apt-get install -y -q --no-install-recommends ./tether.deb man-db libpam-systemd dbus-user-session \
                || apt-get install -y -q ./tether.deb; }' > "$results/install" 2>&1 \
         || { cat "$results/install" >&2; echo "FAIL: apt-get install ./tether.deb in the image" >&2; exit 1; }
     rm -f "$root/var/tmp/tether.deb"
