@@ -17,6 +17,8 @@ struct DatabaseOption: ParsableArguments {
     var database: String?
     @Option(help: "A file (mode 0600) holding the PostgreSQL URL.")
     var databaseFile: String?
+    @Flag(help: "Allow a database off this host without verified TLS (sslmode other than verify-full): anyone on the path could read the signing keys. Logged at every start.")
+    var insecureDatabaseTls = false
 
     /// The URL from the flag, the file or `TETHER_DATABASE_URL`; nil for the state directory's SQLite.
     func resolve() throws -> DatabaseURL? {
@@ -32,7 +34,13 @@ struct DatabaseOption: ParsableArguments {
             text = e
         }
         guard let text else { return nil }
-        do { return try DatabaseURL(text) } catch { throw fail("the database URL: \(error)", code: TetherExit.usage) }
+        let insecure = insecureDatabaseTls || ["1", "true", "yes"].contains(ProcessInfo.processInfo.environment["TETHER_INSECURE_DATABASE_TLS"]?.lowercased() ?? "")
+        let url: DatabaseURL
+        do { url = try DatabaseURL(text, allowUnverifiedTLS: insecure) } catch { throw fail("the database URL: \(error)", code: TetherExit.usage) }
+        if url.unverifiedOffHost {
+            FileHandle.standardError.write(Data("warning: the database \(url) is off this host and its TLS is not verified (--insecure-database-tls): anyone on the path could read the signing keys or answer for it\n".utf8))
+        }
+        return url
     }
 
     /// The store named: the shared database, or the state directory's.

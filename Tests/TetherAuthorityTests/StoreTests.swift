@@ -3,6 +3,7 @@ import Synchronization
 import Testing
 @testable import TetherAuthority
 import TetherCore
+import TetherTestKit
 
 /// The stores behind `AuthorityStore`: the embedded SQLite file and a shared PostgreSQL
 /// database. One suite, both stores, the same expectations.
@@ -231,6 +232,33 @@ struct PostgresStoreTests {
                 #expect(!error.description.contains("pw@"), "the password is not repeated")
             }
         }
+    }
+
+    @Test("off this host the database is reached over verified TLS by default; anything weaker is refused unless the risk is named")
+    func verifiedTLSOffHost() throws {
+        #expect(try DatabaseURL("postgresql://t@db.example/fleet").sslMode == .verifyFull, "the default off loopback")
+        #expect(try DatabaseURL("postgresql://t@10.1.2.3:6432/fleet").sslMode == .verifyFull)
+        for local in ["127.0.0.1", "127.8.9.1", "localhost", "[::1]"] {
+            let u = try DatabaseURL("postgresql://t@\(local)/fleet")
+            #expect(u.sslMode == .prefer && !u.unverifiedOffHost, "\(local): libpq's default on loopback")
+            #expect(try DatabaseURL("postgresql://t@\(local)/fleet?sslmode=disable").sslMode == .disable)
+        }
+        #expect(try DatabaseURL("postgresql://t@x/fleet?host=/run/postgresql").sslMode == .prefer, "a Unix socket is this host")
+        for weak in ["disable", "prefer", "require"] {
+            let text = "postgresql://t:pw@db.example/fleet?sslmode=\(weak)"
+            do {
+                _ = try DatabaseURL(text)
+                Issue.record("sslmode=\(weak) off this host was accepted")
+            } catch {
+                #expect(error.description.contains("--insecure-database-tls") && error.description.contains("verify-full"), "\(error)")
+                #expect(!error.description.contains("pw"), "the password is not repeated")
+            }
+            let named = try DatabaseURL(text, allowUnverifiedTLS: true)
+            #expect(named.sslMode.rawValue == weak && named.unverifiedOffHost, "accepted once the risk is named")
+        }
+        // The command: refused with the message, accepted with the flag (and a warning).
+        let (rc, _, err) = try runTether(["authority", "init", "--dir", temporaryDirectory("tls-refused"), "--database", "postgresql://t@192.0.2.1:1/fleet?sslmode=require"])
+        #expect(rc == 64 && err.contains("--insecure-database-tls"), "\(rc) \(err)")
     }
 
     @Test("an unreachable database: refused at open, naming it without its password")

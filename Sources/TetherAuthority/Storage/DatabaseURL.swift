@@ -5,6 +5,12 @@ import PostgresNIO
 /// A PostgreSQL connection URL, as libpq reads one:
 /// `postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require|verify-full][&host=/run/postgresql]`.
 /// A `host` parameter that is a directory means the server's Unix socket in it.
+///
+/// The database holds the signing keys and every decision: off this host, a connection that is
+/// not verified TLS lets anyone on the path read the keys or answer for the server. So off
+/// loopback `sslmode` defaults to `verify-full`, and a weaker one is refused unless the caller
+/// names the risk (`allowUnverifiedTLS`, `--insecure-database-tls`). On loopback or a Unix
+/// socket the default stays libpq's `prefer`.
 public struct DatabaseURL: Sendable, CustomStringConvertible {
     public var user: String
     public var password: String?
@@ -14,6 +20,8 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
     public var socketDirectory: String?
     public enum SSLMode: String, Sendable { case disable, prefer, require, verifyFull = "verify-full" }
     public var sslMode: SSLMode
+    /// Off loopback without verified TLS: allowed only because the caller named the risk.
+    public private(set) var unverifiedOffHost = false
     /// The URL as given, password included: for handing on (never for logs).
     public let text: String
 
@@ -21,7 +29,7 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         public var description: String
     }
 
-    public init(_ text: String) throws(Invalid) {
+    public init(_ text: String, allowUnverifiedTLS: Bool = false) throws(Invalid) {
         let t = text.trimmingCharacters(in: .whitespacesAndNewlines)
         self.text = t
         guard t.hasPrefix("postgresql://") || t.hasPrefix("postgres://") else {
@@ -36,7 +44,7 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         let db = String(c.path.drop { $0 == "/" })
         guard !db.isEmpty else { throw Invalid(description: "the database URL names no database (postgresql://USER@HOST/DB)") }
         database = db
-        var mode = SSLMode.prefer
+        var mode: SSLMode?
         for item in c.queryItems ?? [] {
             switch item.name {
             case "sslmode":
@@ -51,8 +59,23 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
                 throw Invalid(description: "unknown database URL parameter \"\(item.name)\" (known: sslmode, host)")
             }
         }
-        sslMode = mode
         guard !host.isEmpty || socketDirectory != nil else { throw Invalid(description: "the database URL names no host") }
+        let local = socketDirectory != nil || Self.isLoopback(host)
+        sslMode = mode ?? (local ? .prefer : .verifyFull)
+        if !local && sslMode != .verifyFull {
+            guard allowUnverifiedTLS else {
+                throw Invalid(description: "\(host) is off this host, and sslmode=\(sslMode.rawValue) does not verify the server: anyone on the path could read the signing keys in this database or answer for it. Use sslmode=verify-full (the default off loopback, with the server's CA in the system's trust store), or name the risk with --insecure-database-tls (TETHER_INSECURE_DATABASE_TLS=1)")
+            }
+            unverifiedOffHost = true
+        }
+    }
+
+    /// 127.0.0.0/8, ::1, localhost: this host.
+    static func isLoopback(_ host: String) -> Bool {
+        let h = host.trimmingCharacters(in: CharacterSet(charactersIn: "[]")).lowercased()
+        if h == "localhost" || h == "::1" || h == "0:0:0:0:0:0:0:1" { return true }
+        let parts = h.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
     }
 
     /// The URL without its password: what logs and errors show.
