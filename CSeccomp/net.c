@@ -139,14 +139,19 @@ int tether_net_start(const struct tether_net_helper *h, pid_t init, int *pidfd_o
     }
     close(ready[0]);
     if (err != 0) {
-        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-        siginfo_t info;
-        while (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED) != 0 && errno == EINTR) {}
-        close(pidfd);
-        close(quit[1]);
+        tether_net_stop(pidfd, quit[1]);
         return -err;
     }
     *pidfd_out = pidfd;
     *exit_fd_out = quit[1];
     return 0;
+}
+
+void tether_net_stop(int pidfd, int exit_fd) {
+    if (pidfd < 0) return;
+    if (exit_fd >= 0) close(exit_fd);
+    (void)tether_pidfd_send_signal(pidfd, SIGKILL);   // a stopped (cut) stack sees no exit descriptor
+    int code, signaled;
+    (void)tether_pidfd_wait(pidfd, &code, &signaled);
+    close(pidfd);
 }

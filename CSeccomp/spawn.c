@@ -309,16 +309,6 @@ static pid_t clone_into_cgroup(int (*fn)(void *), void *arg, void *stack, size_t
 #endif
 }
 
-// A network stack whose worker did not start: killed and reaped (it is our child).
-static void net_release(int pidfd, int exit_fd) {
-    if (pidfd < 0) return;
-    close(exit_fd);
-    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-    siginfo_t info;
-    while (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &info, WEXITED) != 0 && errno == EINTR) {}
-    close(pidfd);
-}
-
 static int reap(pid_t pid) {
     int status;
     while (waitpid(pid, &status, 0) < 0) {
@@ -468,7 +458,7 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
                 reap(pid);
                 close(pipe_fds[0]);
                 if (ack[1] >= 0) close(ack[1]);
-                net_release(net_pidfd_local, net_exit_local);
+                tether_net_stop(net_pidfd_local, net_exit_local);
                 *stage = TETHER_STAGE_NETWORK;
                 *err = e;
                 return -1;
@@ -499,7 +489,7 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
             close(pipe_fds[0]);
             if (listener >= 0) close(listener);
             if (net_ack[1] >= 0) close(net_ack[1]);
-            net_release(net_pidfd_local, net_exit_local);
+            tether_net_stop(net_pidfd_local, net_exit_local);
             *stage = TETHER_STAGE_GATE_TAKE;
             *err = e;
             return -1;
@@ -511,7 +501,7 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
     if (got == sizeof msg) {
         reap(pid);
         if (listener >= 0) close(listener);
-        net_release(net_pidfd_local, net_exit_local);
+        tether_net_stop(net_pidfd_local, net_exit_local);
         *stage = msg[0];
         *err = msg[1];
         return -1;
@@ -523,7 +513,7 @@ int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid_out, int *pidf
         kill(pid, SIGKILL);
         reap(pid);
         if (listener >= 0) close(listener);
-        net_release(net_pidfd_local, net_exit_local);
+        tether_net_stop(net_pidfd_local, net_exit_local);
         *stage = TETHER_STAGE_PIDFD;
         *err = e;
         return -1;

@@ -176,6 +176,10 @@ struct tether_spawn_attr {
 int tether_spawn(const struct tether_spawn_attr *attr, pid_t *pid, int *pidfd, int *gate_listener,
                  int *net_pidfd, int *net_exit_fd, int *stage, int *err);
 
+/// Ends a worker's network stack (net.c): its exit descriptor closed, SIGKILL (a stopped, cut
+/// stack would not see the descriptor close), reaped; closes `pidfd`. Nothing for `pidfd` < 0.
+void tether_net_stop(int pidfd, int exit_fd);
+
 /// Waits (blocking) for the exit of the child behind `pidfd`. Returns 0 with `*code` and
 /// `*signaled` set, or a negative errno. Retries EINTR.
 int tether_pidfd_wait(int pidfd, int *code, int *signaled);

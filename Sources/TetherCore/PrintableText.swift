@@ -15,14 +15,8 @@ public enum PrintableText {
             case "\n": out += "\\n"
             case "\r": out += "\\r"
             case "\t": out += "\\t"
-            case " ": out += " "
-            default:
-                switch s.properties.generalCategory {
-                case .control, .format, .lineSeparator, .paragraphSeparator, .spaceSeparator, .surrogate, .privateUse, .unassigned:
-                    out += "\\u{\(String(s.value, radix: 16, uppercase: true))}"
-                default:
-                    out.unicodeScalars.append(s)
-                }
+            case _ where needsEscape(s): out += "\\u{\(String(s.value, radix: 16, uppercase: true))}"
+            default: out.unicodeScalars.append(s)
             }
             if out.unicodeScalars.count >= limit { return String(String.UnicodeScalarView(out.unicodeScalars.prefix(limit - 1))) + "…" }
         }
@@ -31,7 +25,15 @@ public enum PrintableText {
 
     /// Whether `text` is already one printable line: nothing in it `escape` would escape but
     /// backslashes (so text escaped once is not escaped again).
-    public static func isPrintable(_ text: String) -> Bool {
-        escape(text.replacingOccurrences(of: "\\", with: ""), limit: Int.max) == text.replacingOccurrences(of: "\\", with: "")
+    public static func isPrintable(_ text: String) -> Bool { !text.unicodeScalars.contains(where: needsEscape) }
+
+    /// A character that is not shown as itself on one line: controls (newline and tab
+    /// included), format characters, separators other than the space, and what has no glyph.
+    static func needsEscape(_ s: Unicode.Scalar) -> Bool {
+        guard s != " " else { return false }
+        switch s.properties.generalCategory {
+        case .control, .format, .lineSeparator, .paragraphSeparator, .spaceSeparator, .surrogate, .privateUse, .unassigned: return true
+        default: return false
+        }
     }
 }

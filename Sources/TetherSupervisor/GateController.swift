@@ -72,7 +72,7 @@ public final class GateController: Sendable {
                 // The link itself: the namespace's stack stops, and with it every byte of every
                 // connection the worker holds, wherever it keeps the descriptor.
                 m["link"] = n.cut() ? "cut" : "cut (unverified)"
-            } else if g.kind == .net && g.mode == .enforce && worker.networkMode == .host {
+            } else if g.kind == .net && g.mode == .enforce, worker.networkMode == .host {
                 // In the host's network namespace there is no link of the worker's own to cut:
                 // connections made while the gate was open are shut down both ways, in every
                 // process of the worker (those it can see: a descriptor in flight or in a

@@ -60,11 +60,7 @@ public final class WorkerNetwork: Sendable {
             return !s.closed
         }
         guard first else { return }
-        Glibc.close(exitFD)
-        _ = tether_pidfd_send_signal(pidfd, SIGKILL)
-        var info = siginfo_t()
-        while waitid(idtype_t(rawValue: 3) /* P_PIDFD */, id_t(pidfd), &info, WEXITED) != 0 && errno == EINTR {}
-        Glibc.close(pidfd)
+        tether_net_stop(pidfd, exitFD)
     }
 
     static func pid(ofPidFD fd: Int32) -> pid_t {
