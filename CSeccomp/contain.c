@@ -108,6 +108,29 @@ static int make_readonly(const char *path) {
     return (int)syscall(SYS_mount_setattr, AT_FDCWD, path, AT_RECURSIVE, &attr, sizeof attr);
 }
 
+// /etc as a read-only overlay: the supervisor's layer (the agents' system settings) over the
+// host's /etc, which stays visible below it. An overlay shows only its layers' file system, not
+// the mounts below /etc (a container's /etc/resolv.conf, /etc/hosts): each is cloned (with its
+// own submounts) before and attached again at the same path after — its mount point exists in
+// the host's /etc, the overlay's lower layer. Read-only and locked to the worker: without
+// CAP_SYS_ADMIN over this mount namespace it can neither write below /etc nor unmount the layer.
+static void overlay_etc(const struct tether_contain *c, int pipe_fd) {
+    int trees[TETHER_ETC_SUBMOUNTS_MAX];
+    size_t n = c->etc_submount_count;
+    if (n > TETHER_ETC_SUBMOUNTS_MAX) tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, E2BIG);
+    for (size_t i = 0; i < n; i++) {
+        trees[i] = (int)syscall(SYS_open_tree, AT_FDCWD, c->etc_submounts[i], OPEN_TREE_CLONE | AT_RECURSIVE | O_CLOEXEC);
+        if (trees[i] < 0) tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
+    }
+    if (mount("overlay", "/etc", "overlay", MS_RDONLY | MS_NOSUID | MS_NODEV, c->etc_overlay_options) != 0)
+        tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
+    for (size_t i = 0; i < n; i++) {
+        if (syscall(SYS_move_mount, trees[i], "", AT_FDCWD, c->etc_submounts[i], MOVE_MOUNT_F_EMPTY_PATH) != 0)
+            tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
+        close(trees[i]);
+    }
+}
+
 static void setup_mounts(const struct tether_contain *c, int pipe_fd) {
     // Nothing mounted here propagates back to the host (a shared / would carry it).
     if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0) tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
@@ -121,6 +144,8 @@ static void setup_mounts(const struct tether_contain *c, int pipe_fd) {
         decision_tree = (int)syscall(SYS_open_tree, AT_FDCWD, c->decision_dir, OPEN_TREE_CLONE | O_CLOEXEC);
         if (decision_tree < 0) tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
     }
+    // The pinned /etc, before anything is covered (a covered path below /etc stays covered).
+    if (c->etc_overlay_options != NULL) overlay_etc(c, pipe_fd);
     for (size_t i = 0; i < c->hide_dir_count; i++) {
         // The cover that will hold the decision directory is writable until its mount point
         // exists, then read-only like the others.

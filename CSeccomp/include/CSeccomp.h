@@ -129,7 +129,16 @@ struct tether_contain {
     /// one cannot be changed from inside. NULL: none.
     const char *decision_dir;
     const char *decision_cover;
+    /// The agents' pinned settings (docs/agents.md): /etc becomes a read-only overlay with a
+    /// directory of the supervisor's on top of the host's /etc (`etc_overlay_options`, the
+    /// overlay's "lowerdir=LAYER:/etc"), and the mounts below /etc (`etc_submounts`, at most
+    /// TETHER_ETC_SUBMOUNTS_MAX) carried over onto it. NULL: /etc as the host has it.
+    const char *etc_overlay_options;
+    const char *const *etc_submounts;
+    size_t etc_submount_count;
 };
+
+#define TETHER_ETC_SUBMOUNTS_MAX 32
 
 struct tether_rlimit {
     int resource;

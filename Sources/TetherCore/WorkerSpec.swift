@@ -15,6 +15,8 @@ public struct WorkerSpec: Sendable, Equatable {
     public var limits: [ResourceLimit]
     /// The worker's network: a namespace of its own by default (`NetworkMode`).
     public var network: NetworkMode = .private
+    /// A coding agent whose pre-tool hook is pinned in the worker's /etc (`--agent`).
+    public var agent: AgentPin?
 
     /// `user = "root"` (or `0`): root in a user namespace of its own, never the host's root.
     public var runsAsRoot: Bool { user == "root" || user == "0" }

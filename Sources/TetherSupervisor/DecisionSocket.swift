@@ -103,6 +103,7 @@ public final class DecisionSocket: Sendable {
                 unlink("\(dir)/\(name)")
             } else {
                 unlink("\(dir)/\(name)/decision.sock")
+                try? FileManager.default.removeItem(atPath: "\(dir)/\(name)/\(pinnedEtcName)")
                 rmdir("\(dir)/\(name)")
             }
         }
@@ -134,8 +135,14 @@ public final class DecisionSocket: Sendable {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         DecisionAcceptor.shared.remove(self)
         unlink(path)
+        try? FileManager.default.removeItem(atPath: pinnedEtc)
         rmdir(directory)
     }
+
+    /// Where the worker's pinned agent settings are staged (`AgentSettings`), layered over its
+    /// /etc: beside the socket, gone with it.
+    public var pinnedEtc: String { "\(directory)/\(Self.pinnedEtcName)" }
+    static let pinnedEtcName = "etc"
 
     // MARK: - serving
 

@@ -55,6 +55,9 @@ struct RunOptions: ParsableArguments {
     @Option(help: "Set a variable for the worker (repeatable).") var env: [String] = []
     @Option(help: "Pass this variable of the supervisor's to the worker (repeatable). The user's session — DBUS_SESSION_BUS_ADDRESS, SSH_AUTH_SOCK, XDG_RUNTIME_DIR, DISPLAY — is passed only when named here.") var passEnv: [String] = []
     @Option(help: "The worker's network: private (default: a namespace of its own, egress through slirp4netns, the host's loopback unreachable), none (its own loopback only), host-loopback (private, plus the host's 127.0.0.1 at 10.0.2.2), host (the host's network namespace).") var net: String?
+    @Option(help: "A coding agent whose pre-tool hook Tether pins in the worker's own /etc, where the agent reads its managed settings first: claude-code, codex or gemini (docs/agents.md says which files and agent versions).") var agent: String?
+    @Option(name: .customLong("map"), help: "With --agent: TOOL=SURFACE holds a tool (a glob: mcp__github__*) to a surface of its own (repeatable; first match wins; other tools: the worker's surface).") var maps: [String] = []
+    @Flag(help: "With --agent: start even where the hook cannot be pinned (no mount namespace of the worker's own, an agent version that does not honour it). The agent could then unhook itself.") var acceptUnpinnedHooks = false
     @Option(help: "A resource limit for the worker, e.g. nproc=64 or nofile=1024:4096 (repeatable).") var limit: [String] = []
     @Option(help: "A gate held to a surface of its own: exec=SURFACE, net=SURFACE or write=SURFACE (repeatable). Revoking it makes those calls fail with EPERM while the worker runs on.") var gate: [String] = []
     @Option(help: "A gate's mode: KIND=enforce (default) or KIND=record (log and report what would be denied, deny nothing).") var gateMode: [String] = []
@@ -115,6 +118,9 @@ struct RunOptions: ParsableArguments {
             flags.env = env
             flags.passEnv = passEnv
             flags.net = net
+            flags.agent = agent
+            flags.agentMaps = maps
+            flags.acceptUnpinnedHooks = acceptUnpinnedHooks ? true : nil
             flags.limits = limit
             flags.gates = gate
             flags.gateModes = gateMode

@@ -5,16 +5,8 @@ import TetherCore
 /// agent's own terms. A hook that fails lets the call run in every one of these agents, so
 /// everything here that goes wrong is a deny.
 public enum AgentHook {
-    public enum Agent: String, Sendable, CaseIterable {
-        /// Claude Code `PreToolUse`.
-        case claudeCode = "claude-code"
-        /// Codex `PreToolUse` (the same shape; it rejects "ask").
-        case codex
-        /// Gemini CLI `BeforeTool`.
-        case gemini
-
-        var event: String { self == .gemini ? "BeforeTool" : "PreToolUse" }
-    }
+    public typealias Agent = CodingAgent
+    public typealias Mapping = ToolRule
 
     /// What the hook needs of the agent's input.
     public struct Call: Sendable, Equatable {
@@ -29,6 +21,7 @@ public enum AgentHook {
 
     public struct InputError: Error, CustomStringConvertible {
         public var description: String
+        public init(description: String) { self.description = description }
     }
 
     /// The tool call in `input`: a JSON object with a non-empty `tool_name` (and, when present,
@@ -74,40 +67,6 @@ public enum AgentHook {
             object = ["decision": "deny", "reason": reason]
         }
         return Output(stdout: String(decoding: JSONWriter.data(object), as: UTF8.self) + "\n", stderr: reason + "\n", exitCode: 2)
-    }
-
-    /// A tool name → surface rule: `Bash=agent-01.exec`, `mcp__github__*=agent-01.mcp.github`
-    /// (`*` matches any run of characters).
-    public struct Mapping: Sendable, Equatable {
-        public var pattern: String
-        public var surface: String
-
-        public static func parse(_ s: String) -> Result<Mapping, InputError> {
-            guard let eq = s.lastIndex(of: "="), eq != s.startIndex else {
-                return .failure(InputError(description: "\"\(s)\": expected TOOL=SURFACE, e.g. Bash=agent-01.exec"))
-            }
-            let surface = String(s[s.index(after: eq)...])
-            guard SurfaceName.isValid(surface) else {
-                return .failure(InputError(description: "\"\(surface)\" is not a valid surface name: \(SurfaceName.rule)"))
-            }
-            return .success(Mapping(pattern: String(s[..<eq]), surface: surface))
-        }
-
-        public func matches(_ tool: String) -> Bool { Self.glob(Array(pattern.utf8)[...], Array(tool.utf8)[...]) }
-
-        static func glob(_ p: ArraySlice<UInt8>, _ s: ArraySlice<UInt8>) -> Bool {
-            guard let first = p.first else { return s.isEmpty }
-            if first == UInt8(ascii: "*") {
-                var rest = s
-                while true {
-                    if glob(p.dropFirst(), rest) { return true }
-                    guard !rest.isEmpty else { return false }
-                    rest = rest.dropFirst()
-                }
-            }
-            guard let c = s.first, c == first else { return false }
-            return glob(p.dropFirst(), s.dropFirst())
-        }
     }
 
     /// The surface a tool call is held to: the first matching rule's, else nil (the worker's own).

@@ -83,6 +83,21 @@ public enum ConfigLoader {
             guard let mode = NetworkMode(rawValue: n) else { throw f.error("net", "expected one of \(NetworkMode.names); got \"\(n)\"") }
             spec.network = mode
         }
+        if let a = try f.string("agent") {
+            guard let kind = CodingAgent(rawValue: a) else { throw f.error("agent", "expected one of \(CodingAgent.names); got \"\(a)\"") }
+            var pin = AgentPin(agent: kind)
+            for m in try f.stringArray("agent_map") ?? [] {
+                switch ToolRule.parse(m) {
+                case .success(let r): pin.rules.append(r)
+                case .failure(let e): throw f.error("agent_map", e.description)
+                }
+            }
+            pin.acceptUnpinned = try f.bool("accept_unpinned_hooks") ?? false
+            spec.agent = pin
+        } else {
+            if try f.stringArray("agent_map") != nil { throw f.error("agent_map", "holds an agent's tools to surfaces; give the agent with agent = \"…\"") }
+            if try f.bool("accept_unpinned_hooks") != nil { throw f.error("accept_unpinned_hooks", "is about an agent's pinned hook; give the agent with agent = \"…\"") }
+        }
         if let limits = try f.stringTable("limits") {
             for (k, v) in limits.sorted(by: { $0.key < $1.key }) {
                 guard let l = ResourceLimit(parsing: "\(k)=\(v)") else {

@@ -21,6 +21,12 @@ public struct Overrides: Sendable, Equatable {
     public var passEnv: [String] = []
     /// `--net`: private, none, host-loopback or host.
     public var net: String?
+    /// `--agent`: the coding agent whose hook is pinned (claude-code, codex, gemini).
+    public var agent: String?
+    /// `--map TOOL=SURFACE`: with an agent, tools held to surfaces of their own.
+    public var agentMaps: [String] = []
+    /// `--accept-unpinned-hooks`.
+    public var acceptUnpinnedHooks: Bool?
     /// `nproc=64`, `nofile=1024:4096`: replace the file's limit of the same resource.
     public var limits: [String] = []
     /// `exec=agent-01.exec`: a gate held to a surface; replaces the file's gate of that kind.
@@ -45,6 +51,7 @@ public struct Overrides: Sendable, Equatable {
         o.pollInterval = env["TETHER_POLL_INTERVAL"]
         o.user = env["TETHER_USER"]
         o.net = env["TETHER_NET"]
+        o.agent = env["TETHER_AGENT"]
         if let w = env["TETHER_WATCH"] { o.watch = !["0", "false", "no", "off"].contains(w.lowercased()) }
         return o
     }
@@ -93,6 +100,27 @@ public struct Overrides: Sendable, Equatable {
                 throw error(name("net", "TETHER_NET"), "\"\(n)\" is not a network mode; expected one of \(NetworkMode.names)")
             }
             worker.spec.network = mode
+        }
+        if let a = agent {
+            guard let kind = CodingAgent(rawValue: a) else {
+                throw error(name("agent", "TETHER_AGENT"), "\"\(a)\" is not an agent whose hook Tether can pin; expected one of \(CodingAgent.names)")
+            }
+            worker.spec.agent = AgentPin(agent: kind, rules: worker.spec.agent?.rules ?? [], acceptUnpinned: worker.spec.agent?.acceptUnpinned ?? false)
+        }
+        if !agentMaps.isEmpty {
+            guard worker.spec.agent != nil else { throw error("--map", "holds an agent's tools to surfaces; give the agent with --agent") }
+            var rules: [ToolRule] = []
+            for m in agentMaps {
+                switch ToolRule.parse(m) {
+                case .success(let r): rules.append(r)
+                case .failure(let e): throw error("--map", e.description)
+                }
+            }
+            worker.spec.agent?.rules = rules
+        }
+        if let u = acceptUnpinnedHooks {
+            guard worker.spec.agent != nil else { throw error("--accept-unpinned-hooks", "is about an agent's pinned hook; give the agent with --agent") }
+            worker.spec.agent?.acceptUnpinned = u
         }
         for n in passEnv {
             guard !n.isEmpty, !n.contains("="), n.utf8.allSatisfy({ $0 > 32 && $0 < 127 }) else {

@@ -107,6 +107,9 @@ struct ChildRequest: Sendable {
         /// `decisionCover` (one of `hideDirectories`).
         var decisionDirectory: String? = nil
         var decisionCover: String? = nil
+        /// /etc as a read-only overlay, `etcLayer` over the host's (the agents' pinned
+        /// settings), with the mounts below /etc carried over.
+        var etcLayer: EtcLayer? = nil
     }
 
     /// The user-mode network stack's program and leading arguments (`net.c`).
@@ -143,6 +146,8 @@ struct ChildRequest: Sendable {
         let helperPath = helper.map { strdup($0.path) } ?? nil
         let decisionDir = c?.decisionDirectory.map { strdup($0) } ?? nil
         let decisionCover = c?.decisionCover.map { strdup($0) } ?? nil
+        let etcOptions = c?.etcLayer.map { strdup($0.overlayOptions) } ?? nil
+        let etcSubmounts = cArray(c?.etcLayer?.submounts ?? [])
         var opened: [Int32] = []
         defer {
             free(cPath)
@@ -158,6 +163,8 @@ struct ChildRequest: Sendable {
             free(helperPath)
             free(decisionDir)
             free(decisionCover)
+            free(etcOptions)
+            freeArray(etcSubmounts, c?.etcLayer?.submounts.count ?? 0)
             for fd in opened { close(fd) }
         }
 
@@ -269,6 +276,9 @@ struct ChildRequest: Sendable {
                     attr.contain.net_ack_fd = -1
                     attr.contain.decision_dir = UnsafePointer(decisionDir)
                     attr.contain.decision_cover = UnsafePointer(decisionCover)
+                    attr.contain.etc_overlay_options = UnsafePointer(etcOptions)
+                    attr.contain.etc_submounts = UnsafeRawPointer(etcSubmounts).assumingMemoryBound(to: UnsafePointer<CChar>?.self)
+                    attr.contain.etc_submount_count = c.etcLayer?.submounts.count ?? 0
                 }
                 return withUnsafePointer(to: &netHelper) { nh in
                 if helper != nil { attr.contain.net_helper = nh }

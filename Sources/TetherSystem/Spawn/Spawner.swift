@@ -104,6 +104,11 @@ public final class Spawner: Sendable {
         /// The worker's own decision-socket directory: the one directory of decision sockets
         /// its mount namespace shows (read-only); its parent is covered.
         public var decisionDirectory: String?
+        /// A directory layered read-only over the worker's /etc (the agents' pinned settings,
+        /// `EtcLayer`). Without a mount namespace of the worker's own it cannot be, and the
+        /// worker is refused — unless `etcLayerOptional`, which starts it without.
+        public var etcLayer: String?
+        public var etcLayerOptional = false
 
         public init(
             name: String, spec: WorkerSpec, filter: CompiledFilter?,
@@ -262,6 +267,12 @@ public final class Spawner: Sendable {
             env["USER"] = identity.rootInUserNamespace ? "root" : ids.name
             env["LOGNAME"] = env["USER"]
         }
+        if !contained, launch.etcLayer != nil {
+            guard launch.etcLayerOptional else {
+                throw SpawnError(stage: .mounts, errno: EPERM, message: "the agent's hook is pinned in the worker's own /etc, and under weak containment the worker has no mount namespace of its own: not started. --accept-unpinned-hooks starts it with hooks the agent can remove")
+            }
+            logger.critical("UNPINNED HOOKS: weak containment gives the worker no /etc of its own; the agent's hook is not pinned and the agent can remove or skip it (--accept-unpinned-hooks)", metadata: ["worker": "\(launch.name)"])
+        }
         let path = try Self.resolve(program, path: env["PATH"] ?? "/usr/local/bin:/usr/bin:/bin")
         let landlock = launch.filter?.execFD != nil ? OwnedFD(try Self.execAllowList(path)) : nil
         var status: InitStatusPipe?
@@ -271,6 +282,7 @@ public final class Spawner: Sendable {
             status = s
             contain = try namespaces(identity: identity, statusFD: s.writeFD, network: launch.spec.network,
                                      decisionDirectory: launch.decisionDirectory)
+            if let layer = launch.etcLayer { contain?.etcLayer = try EtcLayer.make(directory: layer) }
         }
         // Last, as nothing after it can fail: a cgroup is only made for a spawn that goes ahead.
         let seq = counter.add(1, ordering: .relaxed).oldValue
