@@ -65,10 +65,17 @@ extension McpGateway {
             guard let entry else { return late ? .dropped : .same }
             return answer(entry, v["result"])
         }
-        // A refused task stays failed: no news of it from the server.
-        if v["method"]?.string == "notifications/tasks/status", let task = v["params"]?["taskId"]?.string,
-           state.withLock({ $0.tasks[task]?.refusal }) != nil { return .dropped }
-        return .same
+        // News of a task whose tool is refused now says what tasks/get would: failed, for good.
+        guard v["method"]?.string == "notifications/tasks/status", let id = v["params"]?["taskId"]?.string,
+              let tool = state.withLock({ $0.tasks[id]?.tool }) else { return .same }
+        guard let reason = reason(.task("tasks/get", id: id, tool: tool)) else {
+            if let task = v["params"] { state.withLock { $0.tasks.update(id, task: task) } }
+            return .same
+        }
+        let entry = state.withLock { $0.tasks.refuse(id, tool: tool, reason: reason) }
+        let note = McpJSON.object([("jsonrpc", .string("2.0")), ("method", .string("notifications/tasks/status")),
+                                   ("params", McpTasks.reported(entry))])
+        return .replaced(note.bytes)
     }
 
     /// The server's answer to `p`, checked now: a revoke since the request refuses it.
