@@ -18,7 +18,9 @@ extension McpGateway {
         case .tool(let tool, _): return refusal(tool: tool)
         case .task(let method, let id, let tool):
             if let refused = state.withLock({ $0.tasks[id]?.refusal }) { return refused }
-            guard let tool else { return serverRefusal(method) }
+            // A task the gateway never saw created (or has forgotten) could be any tool's: the
+            // server is not asked about it.
+            guard let tool else { return "Failed to retrieve task: tether does not know task \(id) (\(method) refused)" }
             return refusal(tool: tool)
         }
     }
@@ -45,7 +47,7 @@ extension McpGateway {
             send(Self.line(id, "result", McpJSON.object([("task", McpTasks.reported(entry))]).bytes))
         case .task(let method, let taskId, let tool):
             guard let tool else {
-                send(Self.error(id, Self.refusedCode, reason))
+                send(Self.error(id, -32602, reason))
                 return
             }
             let entry = state.withLock { $0.tasks.refuse(taskId, tool: tool, reason: reason) }

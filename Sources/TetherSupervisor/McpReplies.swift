@@ -98,9 +98,17 @@ extension McpGateway {
             return .dropped
         }
         guard case .list = p.gate, case .array(let listed)? = result["tasks"] else { return .same }
-        // Tasks refused here are listed as the client was told: failed.
+        // Tasks of a tool refused now, or refused before, are listed as tasks/get would show
+        // them: failed, for good.
+        let known = state.withLock { s in listed.map { t in t["taskId"]?.string.flatMap { id in s.tasks[id].map { (id, $0.tool) } } } }
+        var refusals: [String: String?] = [:]
+        for case let (_, tool)? in known where refusals[tool] == nil { refusals[tool] = .some(refusal(tool: tool)) }
         let shown = state.withLock { s in
-            listed.map { t in t["taskId"]?.string.flatMap { s.tasks[$0] }.flatMap { $0.refusal == nil ? nil : McpTasks.reported($0) } ?? t }
+            zip(listed, known).map { t, k -> McpJSON in
+                guard let (id, tool) = k else { return t }
+                if let reason = refusals[tool] ?? nil { _ = s.tasks.refuse(id, tool: tool, reason: reason) }
+                return s.tasks[id].flatMap { $0.refusal == nil ? nil : McpTasks.reported($0) } ?? t
+            }
         }
         guard case .object(var members) = result, let i = members.firstIndex(where: { $0.0 == "tasks" }) else { return .same }
         members[i].1 = .array(shown)

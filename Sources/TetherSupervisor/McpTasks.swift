@@ -11,6 +11,8 @@ struct McpTasks: Sendable {
         /// The task as last seen (a `Task` object), for the gateway's own answers about it.
         var task: McpJSON
         var refusal: String?
+        /// When the gateway refused it: the task's `lastUpdatedAt` from then on.
+        var refusedAt = ""
     }
 
     /// Tasks remembered, at most (the oldest forgotten first; a forgotten one is the server's to
@@ -39,7 +41,10 @@ struct McpTasks: Sendable {
     /// Refuses the task for good (the first reason stays) and returns its entry.
     mutating func refuse(_ id: String, tool: String, reason: String) -> Entry {
         if entries[id] == nil { track(id, tool: tool, task: Self.task(id: id, ttl: nil)) }
-        if entries[id]?.refusal == nil { entries[id]?.refusal = reason }
+        if entries[id]?.refusal == nil {
+            entries[id]?.refusal = reason
+            entries[id]?.refusedAt = Self.now()
+        }
         return entries[id]!
     }
 
@@ -62,7 +67,7 @@ struct McpTasks: Sendable {
     static func reported(_ e: Entry) -> McpJSON {
         guard let reason = e.refusal, case .object(var members) = e.task else { return e.task }
         members.removeAll { ["status", "statusMessage", "lastUpdatedAt"].contains($0.0) }
-        members += [("status", .string("failed")), ("statusMessage", .string(reason)), ("lastUpdatedAt", .string(now()))]
+        members += [("status", .string("failed")), ("statusMessage", .string(reason)), ("lastUpdatedAt", .string(e.refusedAt))]
         return .object(members)
     }
 

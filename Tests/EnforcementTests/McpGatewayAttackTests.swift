@@ -166,6 +166,11 @@ struct McpGatewayAttackTests {
         let status = Dictionary(listed.map { ($0["taskId"] as? String ?? "", $0["status"] as? String ?? "") }) { x, _ in x }
         #expect(status[t1] == "failed" && status[t3] == "failed" && status[t12] == "completed", "\(listed)")
 
+        // A task id the gateway never saw created is nobody's to ask the server about.
+        s.send(ask(15, "tasks/result", "made-up"))
+        let e15 = await s.reply(15)?["error"] as? [String: Any]
+        #expect(e15?["code"] as? Int == -32602 && (e15?["message"] as? String ?? "").contains("does not know"), "\(s.text)")
+
         // No result of a refused task reached the client; the call made while revoked never ran.
         #expect(!s.text.contains("noted: a") && !s.text.contains("noted: c"), "\(s.text)")
         let notes = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
