@@ -66,14 +66,16 @@ extension McpGateway {
             return answer(entry, v["result"])
         }
         // News of a task whose tool is refused now says what tasks/get would: failed, for good.
-        guard v["method"]?.string == "notifications/tasks/status", let id = v["params"]?["taskId"]?.string,
+        // (`notifications/tasks` is the 2026-07-28 extension's, which can carry the result.)
+        guard let method = v["method"]?.string, ["notifications/tasks/status", "notifications/tasks"].contains(method),
+              let id = v["params"]?["taskId"]?.string,
               let tool = state.withLock({ $0.tasks[id]?.tool }) else { return .same }
         guard let reason = reason(.task("tasks/get", id: id, tool: tool)) else {
             if let task = v["params"] { state.withLock { $0.tasks.update(id, task: task) } }
             return .same
         }
         let entry = state.withLock { $0.tasks.refuse(id, tool: tool, reason: reason) }
-        let note = McpJSON.object([("jsonrpc", .string("2.0")), ("method", .string("notifications/tasks/status")),
+        let note = McpJSON.object([("jsonrpc", .string("2.0")), ("method", .string(method)),
                                    ("params", McpTasks.reported(entry))])
         return .replaced(note.bytes)
     }
@@ -85,7 +87,9 @@ extension McpGateway {
         switch p.gate {
         case .tool(let tool, _):
             // A task handle (requested or not): its tool decides for the task from now on.
-            if let task = result["task"], let id = task["taskId"]?.string {
+            // (2026-07-28's extension marks a handle `resultType: "task"`, its fields in the result.)
+            let handle = result["task"] ?? (result["resultType"]?.string == "task" ? result : nil)
+            if let task = handle, let id = task["taskId"]?.string {
                 created = id
                 state.withLock { $0.tasks.track(id, tool: tool, task: task) }
             }
