@@ -20,7 +20,7 @@ struct McpGatewayAttackTests {
         try FileManager.default.copyItem(atPath: "\(Self.fixtures)/raw_server.py", toPath: "\(dir)/raw_server.py")
         chmod("\(dir)/raw_server.py", 0o644)
         let log = dir + "/received"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         chmod(log, 0o666)
         #expect(await (try a.run("mr.note", [], ["true"])).exitCode(within: 30) == 0)
         let marker = Workers.marker("mcpraw")
@@ -99,12 +99,12 @@ struct McpGatewayAttackTests {
         try FileManager.default.copyItem(atPath: "\(Self.fixtures)/tasks_server.py", toPath: "\(dir)/tasks_server.py")
         chmod("\(dir)/tasks_server.py", 0o644)
         let log = dir + "/notes"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         chmod(log, 0o666)
         #expect(await (try a.run("mt.note", [], ["true"])).exitCode(within: 30) == 0)
         let s = try RawMcp(a, surface: "mt", ["/usr/bin/python3", dir + "/tasks_server.py", log, dir, Workers.marker("mcptasks")], env: "PYTHONPATH=\(deps)")
         defer { s.end() }
-        func release(_ text: String) { FileManager.default.createFile(atPath: "\(dir)/release-\(text)", contents: nil) }
+        func release(_ text: String) { _ = FileManager.default.createFile(atPath: "\(dir)/release-\(text)", contents: nil) }
         func call(_ id: Int, _ text: String) -> String {
             #"{"jsonrpc":"2.0","id":\#(id),"method":"tools/call","params":{"name":"note","arguments":{"text":"\#(text)"},"task":{"ttl":60000}}}"#
         }
