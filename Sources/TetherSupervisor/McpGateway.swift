@@ -7,10 +7,18 @@ import TetherCore
 import TetherSystem
 
 /// `tether mcp`: a stdio MCP gateway. The MCP server runs as a supervised worker on two pipes;
-/// newline-delimited JSON-RPC is relayed both ways, unchanged — except a `tools/call`, which goes
-/// through only while the server's surface (and `SURFACE.<tool>`, where that surface exists) is
-/// allowed by a live lease. A refused call never reaches the server: the client gets a tool
-/// result with `isError: true` whose text says who revoked what, when and why.
+/// newline-delimited JSON-RPC is relayed both ways, unchanged — as long as the server's surface
+/// is allowed by a live lease. While it is not, nothing the client sends reaches the server:
+/// every request is answered here, in the shape its method's client expects (a `tools/call` gets
+/// a tool result with `isError: true` whose text says who revoked what, when and why; a
+/// task-augmented one a `failed` task; anything else a JSON-RPC error). A `tools/call`, and the
+/// tasks it started, also need `SURFACE.<tool>`, where that surface exists.
+///
+/// The gateway decides on its own reading of a line and forwards the line's bytes, so it reads
+/// strictly (McpReader) and refuses what it cannot read; answers are checked as they come back
+/// (a revoke between a request and its answer refuses the answer), and a request the server
+/// leaves unanswered while what it asks for is refused — a frozen server answers nothing — is
+/// answered here within `settle` and a quarter of a second.
 public final class McpGateway: Sendable {
     let surface: String
     let logger: Logger
@@ -23,19 +31,52 @@ public final class McpGateway: Sendable {
     /// The ends the worker gets (closed here once it has them).
     public let workerStdin: Int32
     public let workerStdout: Int32
-    private let decisions = Mutex<LiveDecisions?>(nil)
-    private let started = DispatchSemaphore(value: 0)
-    private let output = Mutex<Void>(())
-    /// Requests forwarded and not answered yet (their ids as JSON text): answered with an error if
-    /// the server goes away first.
-    private let pending = Mutex<Set<String>>([])
-    private let refused = Atomic<Int>(0)
+    /// How long a forwarded request may go unanswered while refused before the gateway answers it.
+    let settle: Duration
+    let decisions = Mutex<LiveDecisions?>(nil)
+    let started = DispatchSemaphore(value: 0)
+    let output = Mutex<Void>(())
+    let state = Mutex<State>(State())
+    let refused = Atomic<Int>(0)
+    let ended = Atomic<Bool>(false)
 
-    public init(surface: String, logger: Logger, clientIn: Int32 = 0, clientOut: Int32 = 1) throws {
+    /// The JSON-RPC error code of the gateway's refusals (one of JSON-RPC's server errors, none
+    /// of which MCP 2025-11-25 defines).
+    public static let refusedCode = -32010
+
+    /// What a forwarded request asks for: how its answer is checked, and given here if refused.
+    enum Gate: Sendable {
+        /// Any other method: the server's surface.
+        case plain(String)
+        /// `tools/call` of a tool, with `params.task` when task-augmented.
+        case tool(String, task: McpJSON?)
+        /// A `tasks/*` request about one task: its tool's surfaces (the server's for a task the
+        /// gateway does not know).
+        case task(String, id: String, tool: String?)
+        /// `tasks/list`.
+        case list
+    }
+
+    struct Pending: Sendable {
+        let id: McpId
+        let gate: Gate
+        let since: ContinuousClock.Instant
+    }
+
+    struct State: Sendable {
+        /// Requests forwarded and not answered yet.
+        var pending: [McpId: Pending] = [:]
+        /// Requests answered here while the server still had them: its late answers are dropped.
+        var answered: [McpId] = []
+        var tasks = McpTasks()
+    }
+
+    public init(surface: String, logger: Logger, clientIn: Int32 = 0, clientOut: Int32 = 1, settle: Duration = .milliseconds(500)) throws {
         self.surface = surface
         self.logger = logger
         self.clientIn = clientIn
         self.clientOut = clientOut
+        self.settle = settle
         var toServer: [Int32] = [0, 0], fromServer: [Int32] = [0, 0]
         guard pipe(&toServer) == 0, pipe(&fromServer) == 0 else { throw SystemError("pipe", .init(rawValue: errno)) }
         for fd in toServer + fromServer { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
@@ -45,7 +86,7 @@ public final class McpGateway: Sendable {
         workerStdout = fromServer[1]
     }
 
-    /// Tool calls refused so far.
+    /// Requests refused so far.
     public var refusedCount: Int { refused.load(ordering: .relaxed) }
 
     /// The worker runs: decide from `live` from now on.
@@ -60,23 +101,24 @@ public final class McpGateway: Sendable {
         close(workerStdout)
         Thread.detachNewThread { [self] in relayClientToServer() }
         Thread.detachNewThread { [self] in relayServerToClient() }
+        Thread.detachNewThread { [self] in watchPending() }
     }
 
     /// The server exited with `status`: every request it did not answer gets an error.
     public func serverExited(_ status: String) {
-        let ids = pending.withLock { p -> [String] in
-            defer { p.removeAll() }
-            return Array(p)
+        ended.store(true, ordering: .relaxed)
+        let left = state.withLock { s -> [Pending] in
+            defer { s.pending.removeAll() }
+            return Array(s.pending.values)
         }
-        for id in ids.sorted() {
-            let message = Array(JSONWriter.data(["code": -32000, "message": "the MCP server exited (\(status)) before answering; tether mcp is ending"]))
-            send(Array("{\"jsonrpc\":\"2.0\",\"id\":".utf8) + Array(id.utf8) + Array(",\"error\":".utf8) + message + Array("}".utf8))
+        for p in left.sorted(by: { $0.since < $1.since }) {
+            send(Self.error(p.id, -32000, "the MCP server exited (\(status)) before answering; tether mcp is ending"))
         }
     }
 
-    // MARK: - relays
+    // MARK: - the client's lines
 
-    private func relayClientToServer() {
+    func relayClientToServer() {
         var reader = LineReader(fd: clientIn)
         while let line = reader.next() {
             guard let forward = filter(line) else { continue }
@@ -86,118 +128,94 @@ public final class McpGateway: Sendable {
         close(serverIn)
     }
 
-    private func relayServerToClient() {
-        var reader = LineReader(fd: serverOut)
-        while let line = reader.next() {
-            // A response settles its request.
-            if let o = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any], o["method"] == nil,
-               let id = o["id"], let text = Self.idText(id) {
-                _ = pending.withLock { $0.remove(text) }
-            }
-            send(line)
-        }
-        close(serverOut)
-    }
-
-    /// What to forward for one line from the client, or nil when it was answered here.
+    /// What to forward for one line from the client, or nil when it was answered here. A line
+    /// is one message or, while MCP 2025-03-26 clients are still served, one batch of them.
     func filter(_ line: [UInt8]) -> [UInt8]? {
-        guard let parsed = try? JSONSerialization.jsonObject(with: Data(line)) else { return line }   // the server says what is wrong
-        if let o = parsed as? [String: Any] {
-            return handle(o) ? line : nil
+        let value: McpJSON, ranges: [Range<Int>]
+        do {
+            (value, ranges) = try McpReader.read(line, strict: true)
+        } catch {
+            logger.notice("client line refused", metadata: ["code": "\(error.code)", "why": "\(error.message)"])
+            send(Self.error(nil, error.code, error.message))
+            return nil
         }
-        if let batch = parsed as? [Any] {
-            // A batch (MCP 2025-03-26): refused calls are answered here, the rest go on together.
-            let kept = batch.filter { element in
-                guard let o = element as? [String: Any] else { return true }
-                return handle(o)
-            }
-            guard !kept.isEmpty else { return nil }
-            guard kept.count != batch.count else { return line }
-            return (try? JSONSerialization.data(withJSONObject: kept)).map(Array.init)
+        guard case .array(let batch) = value else { return handle(value) ? line : nil }
+        guard !batch.isEmpty else {
+            send(Self.error(nil, -32600, "Invalid Request: an empty batch"))
+            return nil
         }
-        return line
+        // Refused and invalid messages are answered here, the rest go on together, byte for byte.
+        let kept = zip(batch, ranges).filter { handle($0.0) }.map { Array(line[$0.1]) }
+        guard !kept.isEmpty else { return nil }
+        guard kept.count != batch.count else { return line }
+        return [UInt8(ascii: "[")] + Array(kept.joined(separator: [UInt8(ascii: ",")])) + [UInt8(ascii: "]")]
     }
 
-    /// True to forward the message; false when a refused `tools/call` was answered here.
-    private func handle(_ o: [String: Any]) -> Bool {
-        let idText = o["id"].flatMap(Self.idText)
-        guard o["method"] as? String == "tools/call" else {
-            if let idText, o["method"] != nil { _ = pending.withLock { $0.insert(idText) } }
-            return true
-        }
-        let tool = ((o["params"] as? [String: Any])?["name"] as? String) ?? ""
-        if let reason = refusal(tool: tool) {
-            refused.add(1, ordering: .relaxed)
-            logger.notice("tools/call refused", metadata: ["tool": "\(tool)", "reason": "\(reason)"])
-            if let idText {
-                let result = Array(JSONWriter.data(["content": [["type": "text", "text": reason]], "isError": true]))
-                send(Array("{\"jsonrpc\":\"2.0\",\"id\":".utf8) + Array(idText.utf8) + Array(",\"result\":".utf8) + result + Array("}".utf8))
-            }
+    /// True to forward the message; false when it was answered (or, for a notification or a
+    /// response while the server's surface is refused, dropped) here.
+    func handle(_ v: McpJSON) -> Bool {
+        let m: McpMessage
+        do {
+            m = try McpMessage.check(v)
+        } catch {
+            send(Self.error(v["id"].flatMap(McpId.client), error.code, error.message))
             return false
         }
-        if let idText { _ = pending.withLock { $0.insert(idText) } }
+        guard m.kind == .request, let id = m.id else {
+            // Nothing reaches the server while its surface is refused (a notification's or an
+            // answer's sender expects no answer).
+            guard let reason = serverRefusal(m.kind == .response ? "an answer to the server" : m.method) else { return true }
+            logger.notice("client message dropped", metadata: ["method": "\(m.method)", "reason": "\(reason)"])
+            return false
+        }
+        let gate: Gate
+        switch gateOf(m) {
+        case .success(let g): gate = g
+        case .failure(let e):
+            send(Self.error(id, e.code, e.message))
+            return false
+        }
+        if state.withLock({ s in s.pending[id] != nil || s.answered.contains(id) }) {
+            send(Self.error(id, -32600, "Invalid Request: id \(String(decoding: id.text, as: UTF8.self)) is still in use at the server"))
+            return false
+        }
+        if let reason = reason(gate) {
+            refuse(gate, id, reason)
+            return false
+        }
+        state.withLock { $0.pending[id] = Pending(id: id, gate: gate, since: .now) }
         return true
     }
 
-    /// Why `tool` may not be called now, or nil. The server's surface decides, then the
-    /// tool's own (`SURFACE.<tool>`) where it exists; a stale lease, no decision yet, or no
-    /// answer in time refuse.
-    func refusal(tool: String) -> String? {
-        // The worker is started (attach) before any answer can be given.
-        if decisions.withLock({ $0 }) == nil { _ = started.wait(timeout: .now() + 10); started.signal() }
-        guard let live = decisions.withLock({ $0 }) else { return "tether: \(tool) refused — the MCP server is not running under its tether yet" }
-        guard let main = DecisionSocket.wait({ await live.decide(self.surface) }) else {
-            return "tether: \(tool) refused — no decision for \(surface) in time"
+    func gateOf(_ m: McpMessage) -> Result<Gate, McpReadError> {
+        func invalid(_ s: String) -> Result<Gate, McpReadError> { .failure(McpReadError(code: -32602, message: "Invalid params: " + s)) }
+        switch m.method {
+        case "tools/call":
+            guard let name = m.params?["name"]?.string else { return invalid("tools/call needs params.name, a string") }
+            let task = m.params?["task"]
+            if let task, !task.isObject { return invalid("params.task must be an object") }
+            return .success(.tool(name, task: task))
+        case "tasks/list":
+            return .success(.list)
+        case let method where method.hasPrefix("tasks/"):
+            guard let id = m.params?["taskId"]?.string else { return .success(.plain(method)) }
+            return .success(.task(method, id: id, tool: state.withLock { $0.tasks[id]?.tool }))
+        default:
+            return .success(.plain(m.method))
         }
-        guard main.allowed else { return "tether: \(tool) refused — \(main.sentence)" }
-        let toolSurface = "\(surface).\(tool)"
-        guard SurfaceName.isValid(toolSurface) else { return nil }
-        guard let own = DecisionSocket.wait({ await live.decide(toolSurface) }) else {
-            return "tether: \(tool) refused — no decision for \(toolSurface) in time"
-        }
-        if own.allowed || own.code == DecisionCode.deviceNotFound.rawValue { return nil }
-        return "tether: \(tool) refused — \(own.sentence)"
     }
 
-    private func send(_ bytes: [UInt8]) {
+    // MARK: - answers
+
+    func send(_ bytes: [UInt8]) {
         output.withLock { _ in _ = DecisionSocket.writeAll(clientOut, bytes + [10]) }
     }
 
-    // MARK: - helpers
-
-    static func idText(_ id: Any) -> String? {
-        if id is NSNull { return nil }
-        return (try? JSONSerialization.data(withJSONObject: id, options: .fragmentsAllowed)).map { String(decoding: $0, as: UTF8.self) }
+    static func line(_ id: McpId?, _ field: String, _ body: [UInt8]) -> [UInt8] {
+        Array("{\"jsonrpc\":\"2.0\",\"id\":".utf8) + (id?.text ?? Array("null".utf8)) + Array(",\"\(field)\":".utf8) + body + [UInt8(ascii: "}")]
     }
-}
 
-/// Lines from a descriptor, without their newline; nil at EOF (a last line without one counts).
-struct LineReader {
-    let fd: Int32
-    var buffer: [UInt8] = []
-    var eof = false
-
-    init(fd: Int32) { self.fd = fd }
-
-    mutating func next() -> [UInt8]? {
-        while true {
-            if let nl = buffer.firstIndex(of: 10) {
-                var line = Array(buffer[..<nl])
-                buffer.removeSubrange(...nl)
-                if line.last == 13 { line.removeLast() }
-                if line.isEmpty { continue }
-                return line
-            }
-            if eof {
-                guard !buffer.isEmpty else { return nil }
-                defer { buffer = [] }
-                return buffer
-            }
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { eof = true; continue }
-            buffer.append(contentsOf: chunk[0..<n])
-        }
+    static func error(_ id: McpId?, _ code: Int, _ message: String) -> [UInt8] {
+        line(id, "error", JSONWriter.data(["code": code, "message": message]))
     }
 }
