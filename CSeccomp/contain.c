@@ -109,7 +109,8 @@ static int make_readonly(const char *path) {
 }
 
 // /etc as a read-only overlay: the supervisor's layer (the agents' system settings) over the
-// host's /etc, which stays visible below it. An overlay shows only its layers' file system, not
+// host's /etc, which stays visible below it — but for the layer's own directories, bound over
+// the host's whole (the overlay gives them a mount point where the host has none). An overlay shows only its layers' file system, not
 // the mounts below /etc (a container's /etc/resolv.conf, /etc/hosts): each is cloned (with its
 // own submounts) before and attached again at the same path after — its mount point exists in
 // the host's /etc, the overlay's lower layer. Read-only and locked to the worker: without
@@ -128,6 +129,10 @@ static void overlay_etc(const struct tether_contain *c, int pipe_fd) {
         if (syscall(SYS_move_mount, trees[i], "", AT_FDCWD, c->etc_submounts[i], MOVE_MOUNT_F_EMPTY_PATH) != 0)
             tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
         close(trees[i]);
+    }
+    for (size_t i = 0; i < c->etc_owned_count; i++) {
+        if (mount(c->etc_owned_sources[i], c->etc_owned[i], NULL, MS_BIND | MS_REC, NULL) != 0 || make_readonly(c->etc_owned[i]) != 0)
+            tether_child_fail(pipe_fd, TETHER_STAGE_MOUNTS, errno);
     }
 }
 

@@ -136,6 +136,12 @@ struct tether_contain {
     const char *etc_overlay_options;
     const char *const *etc_submounts;
     size_t etc_submount_count;
+    /// Directories of the layer that replace the host's whole directory of that name, bound
+    /// read-only from `etc_owned_sources[i]` over `etc_owned[i]` on the overlay: what an agent
+    /// reads there is exactly what the supervisor wrote, no file of the host's beside it.
+    const char *const *etc_owned;
+    const char *const *etc_owned_sources;
+    size_t etc_owned_count;
 };
 
 #define TETHER_ETC_SUBMOUNTS_MAX 32

@@ -18,7 +18,7 @@ public enum AgentSettings {
     /// settings).
     public static func minimumVersion(_ agent: CodingAgent) -> [Int]? {
         switch agent {
-        case .claudeCode: return [2, 1, 0]
+        case .claudeCode: return [2, 1, 295]
         case .codex: return [0, 147, 0]
         case .gemini: return nil
         }

@@ -38,7 +38,9 @@ public enum PinnedSettings {
         case .claudeCode:
             let path = "claude-code/managed-settings.json"
             var o = try hostObject(path, host)
-            let entry: [String: Any] = ["matcher": "*", "hooks": [["type": "command", "command": hook, "timeout": hookTimeoutSeconds]]]
+            // onFailure "block" (on the handler, not the matcher): a hook that exits 1, times
+            // out, cannot be found or is killed denies, where Claude Code would run the tool.
+            let entry: [String: Any] = ["matcher": "*", "hooks": [["type": "command", "command": hook, "timeout": hookTimeoutSeconds, "onFailure": "block"]]]
             var hooks = o["hooks"] as? [String: Any] ?? [:]
             hooks["PreToolUse"] = [entry] + (hooks["PreToolUse"] as? [Any] ?? [])
             o["hooks"] = hooks
@@ -75,8 +77,45 @@ public enum PinnedSettings {
         }
     }
 
+    /// Codex reads /etc/codex/requirements.toml as its managed layer: hooks there run without a
+    /// trust review, `allow_managed_hooks_only` drops every hook of the user's and the project's
+    /// layers, and `[features] hooks = true` there keeps `--disable hooks`, `-c
+    /// features.hooks=false` and a user's config from turning hooks off. Codex has no
+    /// fail-closed setting: `tether hook` itself never exits any way but 0 (allow) or 2 with a
+    /// reason on stderr (Codex runs the tool on exit 2 with an empty stderr).
     static func codexFiles(hook: String) -> [File] {
-        []
+        let text = """
+        # Written by Tether for this worker only (tether run --agent codex): read-only, inside the
+        # worker's mount namespace. docs/agents.md
+        allow_managed_hooks_only = true
+
+        [features]
+        hooks = true
+
+        [[hooks.PreToolUse]]
+        matcher = "*"
+
+        [[hooks.PreToolUse.hooks]]
+        type = "command"
+        command = \(tomlString(hook))
+        timeout = \(hookTimeoutSeconds)
+
+        """
+        return [File(path: "codex/requirements.toml", contents: text)]
+    }
+
+    /// A TOML basic string.
+    static func tomlString(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case _ where u.value < 0x20 || u.value == 0x7F: out += String(format: "\\u%04X", u.value)
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        return out + "\""
     }
 
     static func hostObject(_ path: String, _ host: (String) -> String?) throws(PinError) -> [String: Any] {

@@ -68,7 +68,7 @@ public enum BuiltinProfiles {
     static let TIOCSTI: UInt64 = 0x5412
     static let TIOCLINUX: UInt64 = 0x541C
 
-    static let namespaceFlagList: [(name: String, value: UInt64)] = [
+    public static let namespaceFlagList: [(name: String, value: UInt64)] = [
         ("CLONE_NEWNS", 0x0002_0000), ("CLONE_NEWCGROUP", 0x0200_0000), ("CLONE_NEWUTS", 0x0400_0000),
         ("CLONE_NEWIPC", 0x0800_0000), ("CLONE_NEWUSER", 0x1000_0000), ("CLONE_NEWPID", 0x2000_0000),
         ("CLONE_NEWNET", 0x4000_0000),

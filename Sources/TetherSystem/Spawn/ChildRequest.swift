@@ -148,6 +148,8 @@ struct ChildRequest: Sendable {
         let decisionCover = c?.decisionCover.map { strdup($0) } ?? nil
         let etcOptions = c?.etcLayer.map { strdup($0.overlayOptions) } ?? nil
         let etcSubmounts = cArray(c?.etcLayer?.submounts ?? [])
+        let etcOwned = cArray(c?.etcLayer?.owned.map { "/etc/" + $0 } ?? [])
+        let etcOwnedSources = cArray(c?.etcLayer.map { l in l.owned.map { l.directory + "/" + $0 } } ?? [])
         var opened: [Int32] = []
         defer {
             free(cPath)
@@ -165,6 +167,8 @@ struct ChildRequest: Sendable {
             free(decisionCover)
             free(etcOptions)
             freeArray(etcSubmounts, c?.etcLayer?.submounts.count ?? 0)
+            freeArray(etcOwned, c?.etcLayer?.owned.count ?? 0)
+            freeArray(etcOwnedSources, c?.etcLayer?.owned.count ?? 0)
             for fd in opened { close(fd) }
         }
 
@@ -279,6 +283,9 @@ struct ChildRequest: Sendable {
                     attr.contain.etc_overlay_options = UnsafePointer(etcOptions)
                     attr.contain.etc_submounts = UnsafeRawPointer(etcSubmounts).assumingMemoryBound(to: UnsafePointer<CChar>?.self)
                     attr.contain.etc_submount_count = c.etcLayer?.submounts.count ?? 0
+                    attr.contain.etc_owned = UnsafeRawPointer(etcOwned).assumingMemoryBound(to: UnsafePointer<CChar>?.self)
+                    attr.contain.etc_owned_sources = UnsafeRawPointer(etcOwnedSources).assumingMemoryBound(to: UnsafePointer<CChar>?.self)
+                    attr.contain.etc_owned_count = c.etcLayer?.owned.count ?? 0
                 }
                 return withUnsafePointer(to: &netHelper) { nh in
                 if helper != nil { attr.contain.net_helper = nh }

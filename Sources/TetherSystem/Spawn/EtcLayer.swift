@@ -4,12 +4,15 @@ import Glibc
 
 /// /etc as a worker sees it when Tether pins files into it (the coding agents' system
 /// settings, docs/agents.md): a read-only overlay with `directory` on top of the host's /etc.
-/// Files in `directory` hide the host's of the same path; everything else of the host's /etc
-/// shows through, and the mounts below /etc (`submounts`: a container's /etc/resolv.conf and
+/// Its top-level directories replace the host's of the same name whole; everything else of the
+/// host's /etc shows through, and the mounts below /etc (`submounts`: a container's /etc/resolv.conf and
 /// /etc/hosts) are carried over onto the overlay (contain.c `overlay_etc`).
 struct EtcLayer: Sendable, Equatable {
     var directory: String
     var submounts: [String]
+    /// The layer's top-level directories: each replaces the host's directory of that name
+    /// whole (bound over it), so nothing of the host's sits beside what Tether wrote there.
+    var owned: [String]
 
     /// The overlay's mount options. `:`, `,` and `\` in a layer's path are escaped, as the
     /// overlay file system reads them.
@@ -31,7 +34,11 @@ struct EtcLayer: Sendable, Equatable {
         guard below.count <= Int(TETHER_ETC_SUBMOUNTS_MAX) else {
             throw SpawnError(stage: .mounts, errno: E2BIG, message: "\(below.count) mounts below /etc; the pinned /etc carries at most \(TETHER_ETC_SUBMOUNTS_MAX) over")
         }
-        return EtcLayer(directory: directory, submounts: below)
+        let owned = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { name in
+            var st = stat()
+            return lstat(directory + "/" + name, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+        }.sorted()
+        return EtcLayer(directory: directory, submounts: below, owned: owned)
     }
 
     /// The outermost mount points strictly below `top` (one clone each carries the rest).

@@ -299,6 +299,14 @@ public final class Spawner: Sendable {
                 throw SpawnError(stage: .gateFilter, errno: EINVAL, message: "the gates' filter does not compile: \(error)")
             }
         }
+        // A pinned /etc holds only while the worker stays in its mount namespace (NamespaceLock).
+        var filter = launch.filter
+        if contain?.etcLayer != nil {
+            do { filter = try NamespaceLock.adding(to: filter) } catch {
+                cgroup?.removeTree()
+                throw SpawnError(stage: .seccomp, errno: EINVAL, message: "the namespace lock of a pinned /etc does not compile: \(error)")
+            }
+        }
         var request = ChildRequest(
             path: path, argv: launch.spec.command,
             envp: env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
@@ -306,7 +314,7 @@ public final class Spawner: Sendable {
             stdio: [launch.stdin, launch.stdout, launch.stderr],
             cgroup: cgroup, tty: launch.foregroundTerminal,
             ids: identity.rootInUserNamespace && geteuid() != 0 ? nil : identity.ids,
-            limits: launch.spec.limits, filter: launch.filter, contain: contain, landlockFD: landlock?.rawValue ?? -1
+            limits: launch.spec.limits, filter: filter, contain: contain, landlockFD: landlock?.rawValue ?? -1
         )
         request.gates = gateFilter
         return Plan(name: launch.name, request: request, cgroup: cgroup, identity: identity, status: status, landlock: landlock,
