@@ -286,6 +286,49 @@ struct AgentPinTests {
         #expect(try await Self.secondAgent(try .claude(), pinned: false) == true, "control: the hook in the user's settings is skipped by a second process")
     }
 
+    @Test("tether supervise with agent = \"claude-code\": the worker's Claude Code reads the pinned hook, and a revoked tool surface denies its call")
+    func supervised() async throws {
+        let kind = try Kind.claude()
+        let a = try await Self.authority()
+        let w = workerDirectory("agent-files")
+        let home = w + "/home"
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        chmod(home, 0o777)
+        let model = try await StandIn(dir: w, script: ["conversations": [["name": "main", "match": "TETHER-MAIN-PROMPT", "steps": [
+            ["command": "cat /etc/claude-code/managed-settings.json > \(w)/pinned.json"],
+            ["command": "touch \(w)/ran-1", "wait": w + "/go-1"],
+        ]]]])
+        let env = kind.environment(model.url, home).sorted { $0.key < $1.key }.map { "\($0.key) = \"\($0.value)\"" }.joined(separator: ", ")
+        let command = kind.command("TETHER-MAIN-PROMPT", []).map { "\"\($0)\"" }.joined(separator: ", ")
+        let path = w + "/supervise.toml"
+        try """
+            \(a.authorityTable)
+
+            [supervisor]
+            shutdown_timeout = "5s"
+
+            [[worker]]
+            name = "ag"
+            command = [\(command)]
+            working_directory = "\(w)"
+            net = "host-loopback"
+            agent = "claude-code"
+            agent_map = ["*=ag.exec"]
+            restart = "no"
+            env = { \(env) }
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let p = try TetherProcess(["supervise", "--config", path])
+        defer { p.signal(SIGTERM) }
+        #expect(await eventually(90) { model.result("main", 0) != nil }, "\(p.stderr.suffix(2000))\n\(model.text)")
+        let pinned = (try? String(contentsOfFile: w + "/pinned.json", encoding: .utf8)) ?? ""
+        #expect(pinned.contains("hook claude-code --socket") && pinned.contains("--surface ag") && pinned.contains("allowManagedHooksOnly"), "\(pinned)")
+        try await Self.revoke(a)
+        FileManager.default.createFile(atPath: w + "/go-1", contents: nil)
+        #expect(await eventually(60) { model.result("main", 1) != nil }, "\(p.stderr.suffix(2000))")
+        #expect(!Self.exists(w + "/ran-1"))
+        #expect((model.result("main", 1)?["result"] as? String ?? "").contains("ag.exec is DEVICE_REVOKED"))
+    }
+
     @Test("Codex: allowed runs, revoked does not (the model told who, which surface, why), restored runs")
     func codexDecides() async throws { try await Self.decides(try .codex()) }
 
