@@ -187,6 +187,7 @@ struct AgentPinTests {
             ["command": "touch \(w)/ran-0"],
             ["command": "touch \(w)/ran-1", "wait": w + "/go-1"],
             ["command": "touch \(w)/ran-2", "wait": w + "/go-2"],
+            ["command": "touch \(w)/ran-3", "wait": w + "/go-3"],
         ])
         #expect(await eventually(90) { s.model.result("main", 0) != nil }, "\(s.run.stderr)\n\(s.model.text)")
         #expect(exists(w + "/ran-0"), "allowed: the command ran")
@@ -201,7 +202,15 @@ struct AgentPinTests {
         FileManager.default.createFile(atPath: w + "/go-2", contents: nil)
         #expect(await eventually(60) { s.model.result("main", 2) != nil }, "\(s.run.stderr)")
         #expect(exists(w + "/ran-2"), "restored: the command ran")
-        #expect(await s.run.exitCode(within: 60) == 0, "\(s.run.stderr)")
+        // The authority gone: past the lease nothing is allowed — the worker is held and its
+        // hook would deny — so the next command does not run.
+        a.server.kill9()
+        try await Task.sleep(for: .seconds(3))
+        FileManager.default.createFile(atPath: w + "/go-3", contents: nil)
+        try await Task.sleep(for: .seconds(5))
+        #expect(!exists(w + "/ran-3"), "authority down: the command did not run")
+        #expect(s.run.stderr.contains("lease") || s.run.stderr.contains("unreachable") || s.run.stderr.contains("frozen"), "\(s.run.stderr.suffix(1500))")
+        s.run.signal(SIGKILL)
     }
 
     /// (a) and (c): while allowed, the agent empties every hooks setting it can find and tries
@@ -274,7 +283,7 @@ struct AgentPinTests {
         return exists(w + "/ran-b")
     }
 
-    @Test("Claude Code: allowed runs, revoked does not (the model told who, which surface, why), restored runs")
+    @Test("Claude Code: allowed runs, revoked does not (the model told who, which surface, why), restored runs, authority down does not")
     func claudeDecides() async throws { try await Self.decides(try .claude()) }
 
     @Test("Claude Code cannot unhook itself: settings emptied, the pinned file rewritten")
@@ -329,7 +338,7 @@ struct AgentPinTests {
         #expect((model.result("main", 1)?["result"] as? String ?? "").contains("ag.exec is DEVICE_REVOKED"))
     }
 
-    @Test("Codex: allowed runs, revoked does not (the model told who, which surface, why), restored runs")
+    @Test("Codex: allowed runs, revoked does not (the model told who, which surface, why), restored runs, authority down does not")
     func codexDecides() async throws { try await Self.decides(try .codex()) }
 
     @Test("Codex cannot unhook itself: settings emptied, the pinned file rewritten")
