@@ -103,6 +103,11 @@ public final class SurfaceWatcher: Sendable {
             switch result {
             case .success(let hadEvents):
                 if hadEvents { backoff = settings.reconnectMin }
+                // A stream that was up ended: the next one asks for every surface again.
+                await state.readmitExcluded()
+            case .failure(is PartialWatchRefusal):
+                // Refused for some surfaces only: the rest, at once (the set only shrinks).
+                continue
             case .failure(let error):
                 observe(.error("watch_" + Self.kind(of: error)))
                 failOver(from: index)
@@ -119,7 +124,7 @@ public final class SurfaceWatcher: Sendable {
 
     /// One watch connection, until it ends or fails. Returns whether any decision came.
     func connect(to endpoint: AuthorityEndpoint) async throws -> Bool {
-        let surfaces = await state.surfaces
+        let surfaces = await state.streamSurfaces
         guard !surfaces.isEmpty else {
             // Nothing to watch (yet): idle until the set changes.
             try await Sleep.for(.seconds(3600))
@@ -133,7 +138,22 @@ public final class SurfaceWatcher: Sendable {
         if let last = resumeAfter { req.headers.add(name: "Last-Event-ID", value: String(last)) }
         let resp = try await client.http.execute(req, timeout: .hours(24 * 365))
         guard resp.status == .ok else {
-            throw ClientError.refused(status: Int(resp.status.code), code: "HTTP_\(resp.status.code)", message: "watch refused", requestID: nil)
+            let status = Int(resp.status.code)
+            // Refused because of some of the names (out of the key's scope, gone): those are
+            // denied, and the stream carries on for the rest — not a fall back to polling all
+            // of them, which one bad name would otherwise cost every surface of the supervisor.
+            if status == 403 || status == 404, let named = await Self.refusedNames(resp) {
+                let drop = Set(named).intersection(surfaces)
+                if !drop.isEmpty, drop.count < surfaces.count {
+                    await state.exclude(drop)
+                    observe(.error("watch_refused_surfaces"))
+                    logger.warning("the authority refused the watch for some surfaces: denied, the stream carries the rest", metadata: [
+                        "refused": "\(drop.sorted().prefix(10).joined(separator: ","))", "count": "\(drop.count)", "status": "\(status)",
+                        "authority": "\(endpoint.url)"])
+                    throw PartialWatchRefusal()
+                }
+            }
+            throw ClientError.refused(status: status, code: "HTTP_\(resp.status.code)", message: "watch refused", requestID: nil)
         }
         await state.setStreaming(true)
         logger.info("watch stream up", metadata: ["authority": "\(endpoint.url)", "resumed_after": "\(resumeAfter.map(String.init) ?? "none")"])
@@ -187,6 +207,14 @@ public final class SurfaceWatcher: Sendable {
         }
         logger.info("watch stream ended; reconnecting")
         return hadEvents
+    }
+
+    /// The `refused` names of a refused watch's answer, if it gives them.
+    static func refusedNames(_ resp: HTTPClientResponse) async -> [String]? {
+        guard let body = try? await resp.body.collect(upTo: 512 * 1024),
+              let o = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any],
+              let names = o["refused"] as? [String] else { return nil }
+        return names
     }
 
     // MARK: - polling while the stream is down
@@ -365,9 +393,22 @@ actor WatchState {
 
     func setStreaming(_ on: Bool) { streaming = on }
 
+    /// Surfaces a watch was refused for: left out of the stream (their leases denied) until
+    /// a stream that was up ends or the set changes; then asked for again.
+    private(set) var excluded: Set<String> = []
+    var streamSurfaces: [String] { excluded.isEmpty ? surfaces : surfaces.filter { !excluded.contains($0) } }
+
+    func exclude(_ names: Set<String>) {
+        excluded.formUnion(names)
+        for s in names { fail(s, .badResponse) }
+    }
+
+    func readmitExcluded() { excluded = [] }
+
     func setSurfaces(_ new: [String]) {
         guard new != surfaces else { return }
         surfaces = new
+        excluded = []
         for s in new where leases[s] == nil { leases[s] = Lease(surface: s, failClosedAfter: failClosedAfter) }
         for s in Array(leases.keys) where !new.contains(s) {
             leases[s] = nil
@@ -432,3 +473,6 @@ actor WatchState {
 
     func finish() { continuation.finish() }
 }
+
+/// A watch refused for some of its surfaces, which are now left out: reconnect with the rest.
+struct PartialWatchRefusal: Error {}

@@ -131,3 +131,48 @@ struct RevisionTests {
         #expect(r.surface["a1"] == 2, "nothing of it is kept")
     }
 }
+
+@Suite("Surface watcher: a stream refused for some of its surfaces", .serialized, .timeLimit(.minutes(2)))
+struct PartialWatchRefusalTests {
+    @Test("a name outside the key's scope is denied and left out; the stream carries the rest (a revoke arrives in ms, not at the next 10 s poll)")
+    func dropsTheRefusedName() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tether-watch-\(UUID().uuidString.prefix(8))").path
+        let dir = StateDirectory(path: path)
+        let created = try await dir.initialize(actor: "test")
+        let server = ServerProcess(dir: path, port: freePort(), extra: ["--lease", "2s"])
+        try await server.start()
+        defer { server.kill9() }
+        let unscoped = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: created.agentKey))
+        let op = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: created.operatorKey))
+        _ = try await unscoped.register("ws-1")
+        _ = try await unscoped.register("other-1")
+        // A key scoped to ws-*: "other-1" is outside it (an operator narrowed the scope).
+        let key = APIKeys.generate()
+        let store = try SQLiteStore(path: dir.database)
+        let now = Timestamp.string(Date())
+        try await store.addKey(KeyRecord(name: "scoped", role: .agent, hash: APIKeys.hash(key), createdAt: now, surfaces: ["ws-*"], instance: nil),
+                               change: Change(actor: "test", reason: nil, requestID: UUID().uuidString, at: now))
+        try await Task.sleep(for: .milliseconds(1500))   // the server's key cache (keyRefresh 1 s)
+        let scoped = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: key))
+
+        var settings = WatchSettings(instance: "test-host")
+        settings.pollInterval = .seconds(10)   // polling could not deliver the revoke in time
+        var logger = Logger(label: "watcher-test")
+        logger.logLevel = .critical
+        let watcher = SurfaceWatcher(client: scoped, surfaces: ["ws-1", "other-1"], verifier: try DecisionVerifier(publicKeyBase64: created.publicKey),
+                                     settings: settings, logger: logger)
+        let log = VerdictLog()
+        let runner = Task { await watcher.run() }
+        let reader = Task { for await v in watcher.verdicts { log.add(v) } }
+        defer { runner.cancel(); reader.cancel() }
+
+        #expect(await log.wait { $0.surface == "ws-1" && $0.allowed } != nil, "ws-1 allowed")
+        #expect(await log.wait { $0.surface == "other-1" && !$0.allowed && $0.code == .badResponse } != nil, "other-1 denied: the key may not watch it")
+        let n = log.all.count
+        let sent = ContinuousClock.now
+        _ = try await op.revoke("ws-1", reason: "test", wait: nil)
+        let revoked = await log.wait(timeout: .seconds(5), after: n) { $0.surface == "ws-1" && $0.code == .deviceRevoked }
+        #expect(revoked != nil)
+        if let at = revoked?.1 { #expect(at - sent < .seconds(3), "by the stream, not the 10 s poll: \(at - sent)") }
+    }
+}

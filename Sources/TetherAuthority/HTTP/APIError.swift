@@ -15,6 +15,9 @@ public struct APIError: Error, Sendable {
     public var retryAfter: Int?
     /// The methods for an `Allow` header (405).
     public var allow: [String]?
+    /// The surfaces a watch was refused for (`refused` in the answer): a supervisor drops them
+    /// from its stream and keeps watching the rest.
+    public var refused: [String]?
 
     public init(_ status: HTTPResponse.Status, _ code: String, _ message: String) {
         self.status = status
@@ -70,7 +73,7 @@ struct JSONErrorMiddleware<Context: AuthorityContextProtocol>: RouterMiddleware 
         var headers = HTTPFields()
         if let r = e.retryAfter { headers[.retryAfter] = "\(r)" }
         if let allow = e.allow { headers[.allow] = allow.joined(separator: ", ") }
-        return JSONBody.response(ErrorAnswer(code: e.code, error: e.message, requestID: context.requestID), status: e.status, headers: headers)
+        return JSONBody.response(ErrorAnswer(code: e.code, error: e.message, requestID: context.requestID, refused: e.refused), status: e.status, headers: headers)
     }
 }
 

@@ -69,7 +69,9 @@ struct AgentRoutes {
         // waits for an operator to create them): not thousands of made-up names.
         let unknown = await authority.state.unknown(surfaces)
         if unknown.count > limits.maxUnknownPerStream {
-            throw APIError(.notFound, "DEVICE_NOT_FOUND", "\(unknown.count) of the surfaces named do not exist (at most \(limits.maxUnknownPerStream) may): \(unknown.prefix(5).joined(separator: ", "))\(unknown.count > 5 ? ", …" : ""); register them first")
+            var e = APIError(.notFound, "DEVICE_NOT_FOUND", "\(unknown.count) of the surfaces named do not exist (at most \(limits.maxUnknownPerStream) may): \(unknown.prefix(5).joined(separator: ", "))\(unknown.count > 5 ? ", …" : ""); register them first")
+            e.refused = Array(unknown.prefix(1000))
+            throw e
         }
         return try await WatchStream.response(authority: authority, surfaces: surfaces, instance: instance, after: after, context: ctx)
     }

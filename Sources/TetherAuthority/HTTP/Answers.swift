@@ -11,7 +11,9 @@ struct ErrorAnswer: Encodable {
     var code: String
     var error: String
     var requestID: String
-    enum CodingKeys: String, CodingKey { case status, code, error, requestID = "request_id" }
+    /// A watch refused for some of its surfaces: which (nil: left out).
+    var refused: [String]? = nil
+    enum CodingKeys: String, CodingKey { case status, code, error, requestID = "request_id", refused }
 }
 
 /// `GET /healthz`, `POST devices/report`

@@ -75,8 +75,11 @@ extension AuthorityContextProtocol {
     /// or bound to another instance, is refused (403).
     func requireScope(_ surfaces: [String], instance: String? = nil) throws -> KeyRecord {
         let key = try requireKey()
-        for s in surfaces where !key.mayActFor(s) {
-            throw APIError.forbidden("the key \"\(key.name)\" may not act for \"\(s.prefix(128))\" (its scope: \(key.scopeDescription))", key: key.name)
+        let outside = surfaces.filter { !key.mayActFor($0) }
+        if let s = outside.first {
+            var e = APIError.forbidden("the key \"\(key.name)\" may not act for \"\(s.prefix(128))\"\(outside.count > 1 ? " and \(outside.count - 1) more" : "") (its scope: \(key.scopeDescription))", key: key.name)
+            e.refused = Array(outside.prefix(1000))
+            throw e
         }
         if let instance, !key.mayUse(instance: instance) {
             throw APIError.forbidden("the key \"\(key.name)\" is bound to instance \"\(key.instance ?? "")\", not \"\(instance.prefix(128))\"", key: key.name)
