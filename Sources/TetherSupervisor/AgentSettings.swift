@@ -24,6 +24,22 @@ public enum AgentSettings {
         }
     }
 
+    /// `--agent` for one launch, as `tether run` and `tether supervise` start a worker: the
+    /// agent checked (`check`), its settings staged beside the worker's decision socket and
+    /// layered over its /etc.
+    public static func apply(_ pin: AgentPin, to launch: inout Spawner.Launch, surface: String, decisions: DecisionSocket,
+                             spawner: Spawner, logger: Logger) async throws(Refusal) {
+        if let refusal = await check(pin, name: launch.name, spec: launch.spec, filter: launch.filter, spawner: spawner, logger: logger) {
+            throw refusal
+        }
+        do {
+            launch.etcLayer = try stage(pin, surface: surface, socket: decisions.path, directory: decisions.pinnedEtc)
+        } catch {
+            throw Refusal(description: "the agent's pinned settings: \(error)")
+        }
+        launch.etcLayerOptional = pin.acceptUnpinned
+    }
+
     /// Writes the pinned files for `pin` into `directory` (made 0755, files 0644, owned by the
     /// supervisor: root for a root supervisor) and returns it.
     public static func stage(_ pin: AgentPin, surface: String, socket: String, directory: String,

@@ -112,15 +112,11 @@ public enum RunSession {
             launch.decisionDirectory = decisions.directory
             launch.openGates = gateStart.open
             if let pin = config.spec.agent {
-                if let refusal = await AgentSettings.check(pin, name: config.name, spec: config.spec, filter: profile.filter, spawner: spawner, logger: logger) {
-                    return fail("\(refusal)\nNothing was started.", TetherExit.config)
-                }
-                do {
-                    launch.etcLayer = try AgentSettings.stage(pin, surface: config.surface, socket: decisions.path, directory: decisions.pinnedEtc)
+                do throws(AgentSettings.Refusal) {
+                    try await AgentSettings.apply(pin, to: &launch, surface: config.surface, decisions: decisions, spawner: spawner, logger: logger)
                 } catch {
-                    return fail("the agent's pinned settings: \(error)\nNothing was started.", TetherExit.config)
+                    return fail("\(error)\nNothing was started.", TetherExit.config)
                 }
-                launch.etcLayerOptional = pin.acceptUnpinned
             }
             worker = try await spawner.spawn(launch)
         } catch {

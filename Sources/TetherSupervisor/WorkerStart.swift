@@ -69,15 +69,11 @@ struct WorkerStart: Sendable {
             launch.decisionDirectory = decisions.directory
             launch.openGates = openGates
             if let pin = config.spec.agent {
-                if let refusal = await AgentSettings.check(pin, name: config.name, spec: config.spec, filter: filter, spawner: spawner, logger: log) {
-                    throw SpawnError(stage: .mounts, errno: EPERM, message: refusal.description)
-                }
-                do {
-                    launch.etcLayer = try AgentSettings.stage(pin, surface: config.surface, socket: decisions.path, directory: decisions.pinnedEtc)
+                do throws(AgentSettings.Refusal) {
+                    try await AgentSettings.apply(pin, to: &launch, surface: config.surface, decisions: decisions, spawner: spawner, logger: log)
                 } catch {
-                    throw SpawnError(stage: .mounts, errno: EIO, message: "the agent's pinned settings: \(error)")
+                    throw SpawnError(stage: .mounts, errno: EPERM, message: error.description)
                 }
-                launch.etcLayerOptional = pin.acceptUnpinned
             }
             worker = try await spawner.spawn(launch)
         } catch {
