@@ -38,6 +38,19 @@ public enum AgentSettings {
             throw Refusal(description: "the agent's pinned settings: \(error)")
         }
         launch.etcLayerOptional = pin.acceptUnpinned
+        // The pinned directory replaces the host's whole: what else the host keeps there is
+        // not seen by the worker (its main settings file was merged above). Said, not silent.
+        if let layer = launch.etcLayer {
+            let fm = FileManager.default
+            for dir in (try? fm.contentsOfDirectory(atPath: layer)) ?? [] {
+                let ours = Set((try? fm.contentsOfDirectory(atPath: layer + "/" + dir)) ?? [])
+                let hidden = ((try? fm.contentsOfDirectory(atPath: "/etc/" + dir)) ?? []).filter { !ours.contains($0) }.sorted()
+                if !hidden.isEmpty {
+                    logger.warning("the host's files in /etc/\(dir) are not seen by the worker: the pinned directory replaces it", metadata: [
+                        "hidden": "\(hidden.prefix(10).joined(separator: ","))", "agent": "\(pin.agent.rawValue)"])
+                }
+            }
+        }
     }
 
     /// Writes the pinned files for `pin` into `directory` (made 0755, files 0644, owned by the
