@@ -129,6 +129,61 @@ struct ReplicaTests {
         #expect((out["missing"] as? [Any])?.isEmpty == true)
     }
 
+    @Test("the report doorbell carries only a row id: a role that may only connect rings it with a forged stop (the old JSON) and with an id of no row — neither is an acknowledgement; a supervisor's report still crosses replicas")
+    func forgedDoorbell() async throws {
+        // A cluster of its own: making a role takes its superuser, which the shared one's role is not.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tether-pg-\(UUID().uuidString.prefix(8))").path
+        let (code, out, err) = try await TestPostgres.run(["bash", TestPostgres.root + "/scripts/pg-cluster.sh", "start", dir])
+        try #require(code == 0, "\(err)")
+        defer { _ = try? TestPostgres.runBlocking(["bash", TestPostgres.root + "/scripts/pg-cluster.sh", "stop", dir]) }
+        let url = try DatabaseURL(out.trimmingCharacters(in: .whitespacesAndNewlines))
+        let forger = try await Self.connectOnlyRole(url)
+        let r = try await Replicas.start(2, database: url)
+        defer { r.stop() }
+        await #expect(throws: (any Error).self, "the forger reads no table") { try await TestPostgres.psql(forger, "SELECT count(*) FROM relayed_reports") }
+
+        _ = try await r.client(0).register("a1")
+        let victim = WatchReader(port: r.servers[1].port, key: r.agentKey, surfaces: ["a1"], instance: "host-b")
+        defer { victim.cancel() }
+        _ = await victim.wait { $0.allowed }
+        var listed = false
+        for _ in 0..<50 where !listed {
+            let list = try await r.client(0, operator: true).list(deviceId: "a1")
+            listed = ((list["devices"] as? [[String: Any]])?.first?["watchers"] as? [String]) == ["host-b"]
+            if !listed { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        try #require(listed)
+        let op = r.client(0, operator: true)
+        let revoke = Task { try await op.revoke("a1", reason: "doorbell", wait: .seconds(20)) }
+        let rid = try #require(await victim.wait { $0.code == .deviceRevoked }).requestID
+        // What a report relayed used to look like: host-b stopped, from the stream's own key.
+        let now = Timestamp.string(Date())
+        let old: [String: Any] = ["d": "a1", "i": "host-b", "s": "stopped", "p": [31337], "a": now, "r": rid, "k": "agent", "t": now, "x": ""]
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: old), as: UTF8.self)
+        try await TestPostgres.psql(forger, "SELECT pg_notify('tether_reports', '\(json)')")
+        try await TestPostgres.psql(forger, "SELECT pg_notify('tether_reports', '999999')")
+        // Rung before the real stop: had either counted, it would be the acknowledgement.
+        try await Task.sleep(for: .milliseconds(500))
+        _ = try await r.client(1).report(["deviceId": "a1", "instance": "host-b", "state": "stopped", "pids": [7], "request_id": rid])
+        let answer = try await revoke.value
+        let acks = try #require(answer["acks"] as? [[String: Any]])
+        #expect(acks.count == 1 && acks.first?["pids"] as? [Int] == [7], "only the supervisor's stop, relayed from replica 1: \(answer.object)")
+        #expect((answer["missing"] as? [Any])?.isEmpty == true)
+    }
+
+    /// A role that may connect to the database and do nothing else (what PUBLIC has by default),
+    /// made by the cluster's superuser; its URL.
+    static func connectOnlyRole(_ url: DatabaseURL) async throws -> String {
+        var c = try #require(URLComponents(string: url.text))
+        let database = String(c.path.dropFirst())
+        c.user = "postgres"
+        try await TestPostgres.psql(c.string!, "CREATE ROLE forger LOGIN PASSWORD 'forger'")
+        try await TestPostgres.psql(c.string!, "GRANT CONNECT ON DATABASE \(database) TO forger")
+        c.user = "forger"
+        c.password = "forger"
+        return c.string!
+    }
+
     static func waitHealth(_ url: String, ok: Bool, within: Duration) async -> Bool {
         let probe = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: "x"))
         let deadline = ContinuousClock.now + within

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PostgresNIO
+import Synchronization
 import TetherCore
 
 /// The authority's state in PostgreSQL, shared by any number of replicas (`tether authority
@@ -8,6 +9,11 @@ import TetherCore
 /// the one `revision_head` row: its lock is held until commit, so revisions are handed out in
 /// commit order and a rolled-back change gives its number back — no gaps. Each change also
 /// sends `NOTIFY tether_changes` (delivered at commit): the other replicas' doorbell.
+///
+/// A doorbell carries no evidence: LISTEN and NOTIFY need no privilege on any table, so any
+/// role that may connect can ring either channel and hear every ring. `tether_changes` says
+/// only "read the revisions"; `tether_reports` says only which `relayed_reports` row to read,
+/// with this store's own role.
 public final class PostgresStore: SharedStore {
     let client: PostgresClient
     let logger: Logger
@@ -15,6 +21,12 @@ public final class PostgresStore: SharedStore {
     public let url: DatabaseURL
     static let channel = "tether_changes"
     static let reportChannel = "tether_reports"
+    /// How long a relayed report is kept for the replicas to read: they read it within
+    /// milliseconds of its ring; none waits for a report older than this.
+    static let relayedKeep = "5 minutes"
+    /// The relayed reports this replica delivered, across reconnections: a ring repeated
+    /// (by anyone) does not deliver a report twice.
+    private let delivered = Mutex(DeliveredIDs())
 
     /// Connects, and applies the schema's migrations under an advisory lock, so that replicas
     /// starting together apply each once. Fails when the database cannot be reached.
@@ -85,6 +97,7 @@ public final class PostgresStore: SharedStore {
         (2, "replicas-and-their-watchers", PostgresSchema.v2),
         (3, "report-detail", ["ALTER TABLE reports ADD COLUMN detail text"]),
         (4, "console-tokens", [StoreSchema.consoleTokens, "CREATE INDEX console_tokens_key ON console_tokens(key_name)"]),
+        (5, "relayed-reports", PostgresSchema.v5),
     ]
 
     func migrate() async throws {
@@ -368,7 +381,7 @@ public final class PostgresStore: SharedStore {
                         group.addTask { for try await _ in changes { await onChange() } }
                         group.addTask {
                             for try await n in reports {
-                                if let r = Self.report(fromNotification: n.payload) { await onReport(r) }
+                                if let r = await self.relayed(n.payload) { await onReport(r) }
                             }
                         }
                         // Either sequence ending means the connection is gone: listen again.
@@ -401,6 +414,7 @@ public final class PostgresStore: SharedStore {
                 }
                 // Replicas gone for 30 s (SIGKILLed: no goodbye) take their streams with them.
                 try await db.query("DELETE FROM replicas WHERE seen_at < now() - interval '30 seconds'", logger: logger)
+                try await db.query(PostgresQuery(unsafeSQL: "DELETE FROM relayed_reports WHERE created_at < now() - interval '\(Self.relayedKeep)'"), logger: logger)
             }
         }
     }
@@ -418,25 +432,64 @@ public final class PostgresStore: SharedStore {
         }
     }
 
+    /// Stores the report for the other replicas and rings with its row's id alone: whoever
+    /// hears the ring learns nothing, and a ring that names no row delivers nothing.
     public func publishReport(_ r: Report) async throws {
-        let o: [String: Any] = ["d": r.deviceId, "i": r.instance, "s": r.state, "p": Array(r.pids.prefix(200)).map(Int.init),
-                                "a": r.at, "r": r.requestID ?? "", "k": r.keyName, "t": r.receivedAt, "x": r.detail ?? ""]
-        let payload = String(decoding: try JSONSerialization.data(withJSONObject: o), as: UTF8.self)
+        let pids = r.pids.prefix(200).map(String.init).joined(separator: ",")
         try await timed("publishReport") { [self] in
-            try await client.query("SELECT pg_notify(\(Self.reportChannel), \(payload))", logger: logger)
+            // One statement: the row and its ring commit together.
+            try await client.query("""
+                WITH row AS (
+                    INSERT INTO relayed_reports (device_id, instance, state, pids, at, request_id, received_at, detail, key_name)
+                    VALUES (\(r.deviceId), \(r.instance), \(r.state), \(pids), \(r.at), \(r.requestID), \(r.receivedAt), \(r.detail), \(r.keyName))
+                    RETURNING id)
+                SELECT pg_notify(\(Self.reportChannel), id::text) FROM row
+                """, logger: logger)
         }
     }
 
-    static func report(fromNotification payload: String) -> Report? {
-        guard let o = try? JSONSerialization.jsonObject(with: Data(payload.utf8)) as? [String: Any],
-              let d = o["d"] as? String, let i = o["i"] as? String, let s = o["s"] as? String,
-              let a = o["a"] as? String, let r = o["r"] as? String, let k = o["k"] as? String, let t = o["t"] as? String
-        else { return nil }
-        var report = Report(deviceId: d, instance: i, state: s, pids: (o["p"] as? [Int] ?? []).map { Int32(truncatingIfNeeded: $0) },
-                            at: a, requestID: r.isEmpty ? nil : r, receivedAt: t)
-        report.keyName = k
-        if let x = o["x"] as? String, !x.isEmpty { report.detail = x }
-        return report
+    /// The report a ring on `tether_reports` names, read from the table with this store's role;
+    /// nil for a payload that is not a row id, a row that does not exist (any role may ring), or
+    /// one delivered already.
+    func relayed(_ payload: String) async -> Report? {
+        guard let id = Self.relayedID(payload) else {
+            logger.debug("ignored a report ring that is not a row id", metadata: ["payload": "\(payload.prefix(40))"])
+            return nil
+        }
+        guard !delivered.withLock({ $0.contains(id) }) else { return nil }
+        let report: Report?
+        do { report = try await relayedReport(id: id) } catch {
+            logger.warning("could not read a relayed report", metadata: ["id": "\(id)", "error": "\(Self.describe(error))"])
+            return nil
+        }
+        guard let report else {
+            logger.debug("ignored a report ring naming no row", metadata: ["id": "\(id)"])
+            return nil
+        }
+        // Marked only once read: a ring naming a row not committed yet cannot keep it out.
+        return delivered.withLock { $0.insert(id) } ? report : nil
+    }
+
+    /// A plain decimal row id, or nil.
+    static func relayedID(_ payload: String) -> Int64? {
+        guard !payload.isEmpty, payload.utf8.count <= 18, payload.utf8.allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
+        return Int64(payload)
+    }
+
+    func relayedReport(id: Int64) async throws -> Report? {
+        try await timed("relayedReport") { [self] in
+            try await rows(PostgresQuery(unsafeSQL: "SELECT * FROM relayed_reports WHERE id = $1 AND created_at > now() - interval '\(Self.relayedKeep)'", binds: Self.binds(id))) { r in
+                var report = Report(deviceId: try r["device_id"].decode(String.self), instance: try r["instance"].decode(String.self),
+                                    state: try r["state"].decode(String.self),
+                                    pids: try r["pids"].decode(String.self).split(separator: ",").compactMap { Int32($0) },
+                                    at: try r["at"].decode(String.self), requestID: try r["request_id"].decode(String?.self),
+                                    receivedAt: try r["received_at"].decode(String.self), detail: try r["detail"].decode(String?.self))
+                // Whose report it is comes from the row: an acknowledgement counts only from
+                // the key holding the stream.
+                report.keyName = try r["key_name"].decode(String.self)
+                return report
+            }.first
+        }
     }
 
     // MARK: - signing keys
@@ -657,8 +710,44 @@ public final class PostgresStore: SharedStore {
     }
 }
 
+/// The relayed reports this replica delivered: the last few ids, and below them a floor
+/// (a ring of an old row, repeated, is not delivered again).
+struct DeliveredIDs {
+    static let kept = 1024
+    private var recent: Set<Int64> = []
+    private var order: [Int64] = []
+    private var floor: Int64 = 0
+
+    func contains(_ id: Int64) -> Bool { id <= floor || recent.contains(id) }
+
+    /// False when it was delivered already.
+    mutating func insert(_ id: Int64) -> Bool {
+        guard !contains(id) else { return false }
+        recent.insert(id)
+        order.append(id)
+        // Ids commit nearly but not exactly in order: the floor rises only past the oldest kept.
+        if order.count > Self.kept {
+            let old = order.removeFirst()
+            recent.remove(old)
+            floor = max(floor, old)
+        }
+        return true
+    }
+}
+
 /// The PostgreSQL schema, version by version.
 enum PostgresSchema {
+    /// Reports relayed between replicas: a ring on `tether_reports` names a row by its id.
+    static let v5 = [
+        """
+        CREATE TABLE relayed_reports (
+            id bigserial PRIMARY KEY, device_id text NOT NULL, instance text NOT NULL, state text NOT NULL,
+            pids text NOT NULL, at text NOT NULL, request_id text, received_at text NOT NULL, detail text,
+            key_name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())
+        """,
+        "CREATE INDEX relayed_reports_created ON relayed_reports(created_at)",
+    ]
+
     /// Which replicas are alive, and the watch streams each holds (for acknowledgements
     /// awaited on one replica from supervisors connected to another).
     static let v2 = [
