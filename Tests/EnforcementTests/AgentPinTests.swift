@@ -192,21 +192,21 @@ struct AgentPinTests {
         #expect(await eventually(90) { s.model.result("main", 0) != nil }, "\(s.run.stderr)\n\(s.model.text)")
         #expect(exists(w + "/ran-0"), "allowed: the command ran")
         try await revoke(a)
-        FileManager.default.createFile(atPath: w + "/go-1", contents: nil)
+        _ = FileManager.default.createFile(atPath: w + "/go-1", contents: nil)
         #expect(await eventually(60) { s.model.result("main", 1) != nil }, "\(s.run.stderr)")
         #expect(!exists(w + "/ran-1"), "revoked: the command did not run")
         let said = s.model.result("main", 1)?["result"] as? String ?? ""
         #expect(said.contains("ag.exec is DEVICE_REVOKED") && said.contains("by operator") && said.contains("INC-29"), "\(said)")
         try a.op(["restore", "ag.exec"])
         try await Task.sleep(for: .milliseconds(1200))
-        FileManager.default.createFile(atPath: w + "/go-2", contents: nil)
+        _ = FileManager.default.createFile(atPath: w + "/go-2", contents: nil)
         #expect(await eventually(60) { s.model.result("main", 2) != nil }, "\(s.run.stderr)")
         #expect(exists(w + "/ran-2"), "restored: the command ran")
         // The authority gone: past the lease nothing is allowed — the worker is held and its
         // hook would deny — so the next command does not run.
         a.server.kill9()
         try await Task.sleep(for: .seconds(3))
-        FileManager.default.createFile(atPath: w + "/go-3", contents: nil)
+        _ = FileManager.default.createFile(atPath: w + "/go-3", contents: nil)
         try await Task.sleep(for: .seconds(5))
         #expect(!exists(w + "/ran-3"), "authority down: the command did not run")
         #expect(s.run.stderr.contains("lease") || s.run.stderr.contains("unreachable") || s.run.stderr.contains("frozen"), "\(s.run.stderr.suffix(1500))")
@@ -238,7 +238,7 @@ struct AgentPinTests {
         ])
         #expect(await eventually(90) { s.model.result("main", 0) != nil }, "\(s.run.stderr)\n\(s.model.text)")
         try await revoke(a)
-        FileManager.default.createFile(atPath: w + "/go-a", contents: nil)
+        _ = FileManager.default.createFile(atPath: w + "/go-a", contents: nil)
         #expect(await eventually(60) { s.model.result("main", 1) != nil }, "\(s.run.stderr)")
         #expect(!exists(w + "/ran-a"), "the hook held after the agent emptied its settings: \(s.model.text)")
         let edit = (try? String(contentsOfFile: w + "/pinned-edit.txt", encoding: .utf8)) ?? ""
@@ -273,7 +273,7 @@ struct AgentPinTests {
         ], second: [["command": "touch \(w)/ran-b"]])
         #expect(await eventually(90) { s.model.result("main", 0) != nil }, "\(s.run.stderr)\n\(s.model.text)")
         try await revoke(a)
-        FileManager.default.createFile(atPath: w + "/go-b", contents: nil)
+        _ = FileManager.default.createFile(atPath: w + "/go-b", contents: nil)
         #expect(await eventually(90) { exists(w + "/second-done") }, "\(s.model.text)")
         _ = await s.run.exitCode(within: 60)
         if pinned {
@@ -332,7 +332,7 @@ struct AgentPinTests {
         let pinned = (try? String(contentsOfFile: w + "/pinned.json", encoding: .utf8)) ?? ""
         #expect(pinned.contains("hook claude-code --socket") && pinned.contains("--surface ag") && pinned.contains("allowManagedHooksOnly"), "\(pinned)")
         try await Self.revoke(a)
-        FileManager.default.createFile(atPath: w + "/go-1", contents: nil)
+        _ = FileManager.default.createFile(atPath: w + "/go-1", contents: nil)
         #expect(await eventually(60) { model.result("main", 1) != nil }, "\(p.stderr.suffix(2000))")
         #expect(!Self.exists(w + "/ran-1"))
         #expect((model.result("main", 1)?["result"] as? String ?? "").contains("ag.exec is DEVICE_REVOKED"))
