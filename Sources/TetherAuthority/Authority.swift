@@ -85,6 +85,8 @@ public final class Authority: Sendable {
     let console: ConsoleSessions
     /// What the console's pages show, built once for all of them.
     let consoleSnapshots = ConsoleSnapshots()
+    /// Which key holds each instance, as this replica checked lately.
+    let holders = InstanceHolders()
 
     public init(store: any AuthorityStore, configuration: AuthorityConfiguration = .init(), logger: Logger) async throws {
         self.store = store
@@ -360,6 +362,7 @@ public final class Authority: Sendable {
     @discardableResult
     public func prune(now: Date = Date()) async throws -> (audit: Int, reports: Int) {
         func before(_ d: Duration) -> String { Timestamp.string(now.addingTimeInterval(-d.timeInterval)) }
+        await touchOpenInstances()
         let gone = try await store.prune(auditBefore: before(configuration.auditRetention), reportsBefore: before(configuration.reportRetention))
         if gone.audit + gone.reports > 0 {
             logger.info("retention", metadata: ["audit_deleted": "\(gone.audit)", "reports_deleted": "\(gone.reports)"])

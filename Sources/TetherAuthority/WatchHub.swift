@@ -179,6 +179,11 @@ actor WatchHub {
         return Array(out)
     }
 
+    /// Ends the streams open as `instance` (its claim was released).
+    func end(instance: String) {
+        for (id, s) in subscribers where s.instance == instance { unsubscribe(id) }
+    }
+
     var connectionCount: Int { subscribers.count }
 
     func watcherCount(of deviceId: String) -> Int { bySurface[deviceId]?.count ?? 0 }

@@ -179,6 +179,14 @@ public struct AuthorityClient: Sendable {
 
     public func usage() async throws -> JSONAnswer { try await get("/api/v1/usage") }
 
+    /// Which key holds each instance.
+    public func instances() async throws -> JSONAnswer { try await get("/api/v1/instances") }
+
+    /// Ends an instance's claim, so that a new key may take it (a rebuilt host).
+    public func releaseInstance(_ instance: String, reason: String?) async throws -> JSONAnswer {
+        try await post("/api/v1/instances/release", ["instance": instance, "reason": reason])
+    }
+
     /// A one-time console sign-in link, and its end.
     public func consoleLink() async throws -> (url: String, expiresAt: String) {
         let a = try await post("/api/v1/console/link", [:])

@@ -79,14 +79,38 @@ public enum OperatorOutput {
         }
         lines.append("  last change: \(d["updatedAt"] as? String ?? "?") by \(d["changedBy"] as? String ?? "-")\((d["reason"] as? String).map { ": \($0)" } ?? "")")
         let watchers = d["watchers"] as? [String] ?? []
-        lines.append("  watched by: \(watchers.isEmpty ? "no supervisor stream" : watchers.joined(separator: ", "))")
+        // Which key holds each instance: a report counts only from it.
+        let holders = d["holders"] as? [String: String] ?? [:]
+        func named(_ i: String) -> String { holders[i].map { "\(i) (key \($0))" } ?? i }
+        lines.append("  watched by: \(watchers.isEmpty ? "no supervisor stream" : watchers.map(named).joined(separator: ", "))")
         if let r = d["lastReport"] as? [String: Any] {
             let pids = (r["pids"] as? [Any])?.compactMap { ($0 as? NSNumber)?.stringValue } ?? []
-            lines.append("  last report: \(r["state"] as? String ?? "?") by \(r["instance"] as? String ?? "?") at \(r["at"] as? String ?? "?")\(pids.isEmpty ? "" : " (pids \(pids.joined(separator: " ")))")\((r["detail"] as? String).map { ": \($0)" } ?? "")")
+            lines.append("  last report: \(r["state"] as? String ?? "?") by \(named(r["instance"] as? String ?? "?")) at \(r["at"] as? String ?? "?")\(pids.isEmpty ? "" : " (pids \(pids.joined(separator: " ")))")\((r["detail"] as? String).map { ": \($0)" } ?? "")")
         } else {
             lines.append("  last report: none")
         }
         return lines.joined(separator: "\n")
+    }
+
+    public static func instances(_ a: JSONAnswer) -> String {
+        let all = a["instances"] as? [[String: Any]] ?? []
+        if all.isEmpty { return "no instance is held: none has watched or reported yet" }
+        let width = max(8, all.map { ($0["instance"] as? String ?? "").count }.max() ?? 8)
+        let keyWidth = max(3, all.map { ($0["key"] as? String ?? "").count }.max() ?? 3)
+        var lines = ["INSTANCE".padding(toLength: width, withPad: " ", startingAt: 0) + "  " + "KEY".padding(toLength: keyWidth, withPad: " ", startingAt: 0)
+                     + "  CONNECTED  CLAIMED               LAST SEEN"]
+        for i in all {
+            lines.append((i["instance"] as? String ?? "?").padding(toLength: width, withPad: " ", startingAt: 0) + "  "
+                         + (i["key"] as? String ?? "?").padding(toLength: keyWidth, withPad: " ", startingAt: 0) + "  "
+                         + (i["connected"] as? Bool == true ? "yes" : "no").padding(toLength: 9, withPad: " ", startingAt: 0) + "  "
+                         + "\(i["claimedAt"] as? String ?? "?")  \(i["lastSeen"] as? String ?? "?")")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    public static func released(_ a: JSONAnswer) -> String {
+        "Released \(a["instance"] as? String ?? "?"): it was held by the key \(a["key"] as? String ?? "?") since \(a["claimedAt"] as? String ?? "?"); "
+            + "the next key to watch or report as it holds it. Revoke the old key (tether keys revoke) if the host will not use it again."
     }
 
     public static func audit(_ a: JSONAnswer) -> String {

@@ -112,6 +112,32 @@ struct StatusCommand: AsyncParsableCommand {
     }
 }
 
+struct InstancesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "instances", abstract: "Which key holds each supervisor instance; release one whose host has a new key.",
+        discussion: "An instance belongs to the first key that watched or reported as it (or to a key scoped to it): only that key's reports count as its acknowledgements.",
+        subcommands: [List.self, Release.self], defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "Every instance, its key, and whether it is connected.")
+        @OptionGroup var options: AuthorityOptions
+        func run() async throws {
+            try await options.run({ try await $0.instances() }, human: OperatorOutput.instances)
+        }
+    }
+
+    struct Release: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "release", abstract: "End an instance's claim: the next key to watch or report as it holds it.")
+        @Argument(help: "The instance (its supervisor's --instance, or host:pid).") var instance: String
+        @Option(help: "Why (kept in the audit log).") var reason: String?
+        @OptionGroup var options: AuthorityOptions
+        func run() async throws {
+            try await options.run({ try await $0.releaseInstance(instance, reason: reason) }, human: OperatorOutput.released)
+        }
+    }
+}
+
 struct SurfacesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "surfaces", abstract: "List every surface.")
     @OptionGroup var options: AuthorityOptions

@@ -93,7 +93,7 @@ struct ReplicaTests {
         #expect(seen == "DEVICE_REVOKED", "a change after the outage reaches the other replica")
     }
 
-    @Test("across replicas an acknowledgement still counts only from the key holding the stream: a stolen agent key's forged stop is not one")
+    @Test("across replicas an instance stays with the key that claimed it: a stolen agent key can neither watch nor report as host-a on any replica; host-a's own stop counts")
     func forgedAckAcrossReplicas() async throws {
         let r = try await Replicas.start(2)
         defer { r.stop() }
@@ -116,10 +116,19 @@ struct ReplicaTests {
         let op = r.client(0, operator: true)
         let revoke = Task { try await op.revoke("a1", reason: "forgery", wait: .seconds(20)) }
         let rid = try #require(await victim.wait { $0.code == .deviceRevoked }).requestID
-        // The stolen key claims host-a stopped, through both replicas: stored, relayed, not counted.
+        // The stolen key tries to stand in for host-a through both replicas — host-a's claim is
+        // in the shared database: its stream as host-a and its stop are refused on each.
         for i in 0..<2 {
-            let thiefClient = AuthorityClient(endpoint: AuthorityEndpoint(url: r.servers[i].url, key: thief.trimmingCharacters(in: .whitespacesAndNewlines)))
-            _ = try await thiefClient.report(["deviceId": "a1", "instance": "host-a", "state": "stopped", "pids": [1], "request_id": rid])
+            let thiefKey = thief.trimmingCharacters(in: .whitespacesAndNewlines)
+            let stream = try await ScopeTests.watchStatus(r.servers[i].port, thiefKey, instance: "host-a", surfaces: ["a1"])
+            #expect(stream.0 == 403, "replica \(i): \(stream)")
+            let thiefClient = AuthorityClient(endpoint: AuthorityEndpoint(url: r.servers[i].url, key: thiefKey))
+            do {
+                _ = try await thiefClient.report(["deviceId": "a1", "instance": "host-a", "state": "stopped", "pids": [1], "request_id": rid])
+                Issue.record("replica \(i) took the stolen key's report as host-a")
+            } catch ClientError.refused(let status, _, _, _) {
+                #expect(status == 403, "replica \(i)")
+            }
         }
         // The stream's own key, on the other replica: counted.
         _ = try await r.client(1).report(["deviceId": "a1", "instance": "host-a", "state": "stopped", "pids": [7], "request_id": rid])

@@ -65,7 +65,7 @@ struct ScopeTests {
         #expect(keys.first { $0.name == "host-a-agent" }?.scopeDescription == "surfaces agent-*; instance host-a")
     }
 
-    @Test("an acknowledgement counts only from the key holding the instance's stream, and only a stop acknowledges a revoke")
+    @Test("another agent key can neither watch nor report as an instance held by a key (403): no forged stop; only a stop acknowledges a revoke")
     func forgedAck() async throws {
         let t = try await TestAuthority.make(lease: .seconds(5))
         let other = try await t.agentKey("other-agent")
@@ -84,10 +84,13 @@ struct ScopeTests {
         let revoke = Task { try await revokeWaiting(port: port, operatorKey) }
         let d = try #require(await victim.wait { !$0.allowed })
         let rid = d.requestID
-        // Another agent key claims host-a stopped: stored as a report, not an acknowledgement.
+        // Another agent key cannot stand in for host-a: its stream as host-a is refused, and
+        // so is its report that host-a stopped (host-a belongs to the key that claimed it).
+        let stream = try await watchStatus(port, other, instance: "host-a", surfaces: ["a1"])
+        #expect(stream.0 == 403 && stream.1.contains("held by another key"), "\(stream)")
         let forged = try await post(port, "/api/v1/devices/report", other,
-                                    ["deviceId": "a1", "instance": "host-a", "state": "stopped", "pids": [1], "request_id": rid])
-        #expect(forged.0 == 200)
+                                    ["deviceId": "a1", "instance": "host-a", "state": "stopped", "pids": [4242], "request_id": rid])
+        #expect(forged.0 == 403 && forged.1.contains("held by another key"), "\(forged)")
         // The right key, the wrong state: not an acknowledgement of a revoke either.
         _ = try await post(port, "/api/v1/devices/report", t.agentKey,
                            ["deviceId": "a1", "instance": "host-a", "state": "resumed", "pids": [1], "request_id": rid])
@@ -117,6 +120,15 @@ struct ScopeTests {
         req.headers.add(name: "x-org-key", value: key)
         req.body = .bytes(ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: object)))
         let resp = try await streamClient.execute(req, timeout: .seconds(10))
+        return (Int(resp.status.code), String(buffer: try await resp.body.collect(upTo: 1 << 20)))
+    }
+
+    /// The status of a watch stream's answer, and its body when it is not a stream (a refusal).
+    static func watchStatus(_ port: Int, _ key: String, instance: String, surfaces: [String]) async throws -> (Int, String) {
+        var req = HTTPClientRequest(url: "http://127.0.0.1:\(port)/api/v1/devices/watch?" + surfaces.map { "deviceId=\($0)" }.joined(separator: "&") + "&instance=\(instance)")
+        req.headers.add(name: "x-org-key", value: key)
+        let resp = try await streamClient.execute(req, timeout: .seconds(5))
+        guard resp.status.code != 200 else { return (200, "a stream") }
         return (Int(resp.status.code), String(buffer: try await resp.body.collect(upTo: 1 << 20)))
     }
 

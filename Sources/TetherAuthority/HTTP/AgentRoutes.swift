@@ -53,7 +53,7 @@ struct AgentRoutes {
         }
         let instance = query.get("instance").map { String($0) } ?? key.instance ?? "anonymous-\(ctx.requestID.prefix(8))"
         guard SurfaceName.isValid(instance) else { throw APIError.badRequest("invalid instance: \(SurfaceName.rule)") }
-        _ = try ctx.requireScope(ids, instance: instance)
+        try await authority.claim(instance, by: ctx.requireScope(ids, instance: instance), requestID: ctx.requestID)
         // Events are signed once for every stream: a nonce (older clients send one) is not echoed.
         if let nonce = query.get("nonce"), !Decision.isValidNonce(String(nonce)) { throw APIError.badRequest("invalid nonce") }
         var after: UInt64?
@@ -80,6 +80,7 @@ struct AgentRoutes {
         let body = try await bodies.read(ReportRequest.self, from: req)
         let key = try ctx.requireScope([body.deviceId], instance: body.instance)
         try await limitWrites(key)
+        try await authority.claim(body.instance, by: key, requestID: ctx.requestID)
         let now = Timestamp.string(Date())
         let report = Report(deviceId: body.deviceId, instance: body.instance, state: body.state, pids: body.processIDs,
                             at: body.at ?? now, requestID: body.requestID, receivedAt: now, detail: body.detail, keyName: key.name)

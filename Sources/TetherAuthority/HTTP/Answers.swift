@@ -145,6 +145,8 @@ struct ListAnswer: Encodable {
         var changedBy: String?
         var watchers: [String]
         var lastReport: ReportAnswer?
+        /// The key holding each instance named in `watchers` and `lastReport`.
+        var holders: [String: String]
     }
     var status = "ok"
     var devices: [Device]
@@ -152,6 +154,33 @@ struct ListAnswer: Encodable {
     var org: OrgAnswer
     var requestID: String
     enum CodingKeys: String, CodingKey { case status, devices, count, org, requestID = "request_id" }
+}
+
+/// `GET instances`
+struct InstancesAnswer: Encodable {
+    struct Instance: Encodable {
+        var instance: String
+        var key: String
+        var claimedAt: String
+        var lastSeen: String
+        /// Streams open as it, on any replica.
+        var connected: Bool
+    }
+    var status = "ok"
+    var instances: [Instance]
+    var requestID: String
+    enum CodingKeys: String, CodingKey { case status, instances, requestID = "request_id" }
+}
+
+/// `POST instances/release`
+struct InstanceReleaseAnswer: Encodable {
+    var status = "released"
+    var instance: String
+    /// The key that held it.
+    var key: String
+    var claimedAt: String
+    var requestID: String
+    enum CodingKeys: String, CodingKey { case status, instance, key, claimedAt, requestID = "request_id" }
 }
 
 /// Who answered a revoke, restore, halt or resume asked with `?wait=`, and who did not in time.

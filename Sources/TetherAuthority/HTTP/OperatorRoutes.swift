@@ -18,6 +18,8 @@ struct OperatorRoutes {
         group.post("org/resume") { req, ctx in try await changeOrg(req, ctx, halt: false) }
         group.get("audit", use: audit)
         group.get("usage", use: usage)
+        group.get("instances", use: instances)
+        group.post("instances/release", use: releaseInstance)
         group.post("console/link", use: consoleLink)
     }
 
@@ -45,14 +47,17 @@ struct OperatorRoutes {
         for w in await authority.fleetWatchers(of: surfaces.count == 1 ? [surfaces[0].deviceId] : nil) {
             watching[w.surface, default: []].insert(w.instance)
         }
+        let holders = Dictionary(try await authority.store.instances().map { ($0.instance, $0.keyName) }) { a, _ in a }
         var devices: [ListAnswer.Device] = []
         for s in surfaces {
             let watchers = (watching[s.deviceId] ?? []).sorted()
             let last = try await authority.store.reports(deviceId: s.deviceId, limit: 1).first
+            var named: [String: String] = [:]
+            for i in watchers + (last.map { [$0.instance] } ?? []) { named[i] = holders[i] }
             devices.append(.init(
                 deviceId: s.deviceId, state: s.revoked ? "revoked" : "active", revoked: s.revoked,
                 createdAt: s.createdAt, updatedAt: s.updatedAt, reason: s.reason, changedBy: s.changedBy,
-                watchers: watchers, lastReport: last.map { ReportAnswer(report: $0) }))
+                watchers: watchers, lastReport: last.map { ReportAnswer(report: $0) }, holders: named))
         }
         return JSONBody.response(ListAnswer(
             devices: devices, count: devices.count, org: OrgAnswer(org: await authority.state.org), requestID: ctx.requestID))
@@ -125,6 +130,27 @@ struct OperatorRoutes {
             devices: u.surfaces, active: u.surfaces - u.revoked, revoked: u.revoked, keys: u.keys,
             auditEntries: u.auditEntries, reports: u.reports, watchConnections: await authority.hub.connectionCount,
             validations: authority.state.validations, halted: await authority.state.org.halted, requestID: ctx.requestID))
+    }
+
+    /// Every instance's holder.
+    @Sendable func instances(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
+        let connected = Set(await authority.fleetWatchers(of: nil).map(\.instance))
+        let all = try await authority.store.instances().map {
+            InstancesAnswer.Instance(instance: $0.instance, key: $0.keyName, claimedAt: $0.claimedAt, lastSeen: $0.lastSeen,
+                                     connected: connected.contains($0.instance))
+        }
+        return JSONBody.response(InstancesAnswer(instances: all, requestID: ctx.requestID))
+    }
+
+    /// Ends an instance's claim: its host was rebuilt with a new key. 404 when no key holds it.
+    @Sendable func releaseInstance(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
+        let key = try ctx.requireKey()
+        let body = try await bodies.read(InstanceReleaseRequest.self, from: req)
+        guard let held = try await authority.release(body.instance, change: change(key, body.reason, ctx)) else {
+            throw APIError(.notFound, "INSTANCE_NOT_FOUND", "no key holds the instance \(body.instance)")
+        }
+        ctx.logger.notice("instance released", metadata: ["instance": "\(body.instance)", "held_by": "\(held.keyName)"])
+        return JSONBody.response(InstanceReleaseAnswer(instance: body.instance, key: held.keyName, claimedAt: held.claimedAt, requestID: ctx.requestID))
     }
 
     /// `?wait=5s`: how long a change waits for the acknowledgements of its watchers.

@@ -82,6 +82,18 @@ struct SurfaceChangeRequest: RequestBody {
     }
 }
 
+/// `POST instances/release`
+struct InstanceReleaseRequest: RequestBody {
+    var instance: String
+    /// Why (audited): "host-a rebuilt with a new key".
+    var reason: String?
+    enum CodingKeys: String, CodingKey, CaseIterable { case instance, reason }
+    mutating func validate() throws {
+        guard SurfaceName.isValid(instance) else { throw BodyError("invalid instance \"\(instance.prefix(140))\": \(SurfaceName.rule)") }
+        try Check.length("reason", reason, max: 1000)
+    }
+}
+
 /// `POST org/halt`, `org/resume`
 struct OrgChangeRequest: RequestBody {
     var reason: String?

@@ -98,6 +98,7 @@ public final class PostgresStore: SharedStore {
         (3, "report-detail", ["ALTER TABLE reports ADD COLUMN detail text"]),
         (4, "console-tokens", [StoreSchema.consoleTokens, "CREATE INDEX console_tokens_key ON console_tokens(key_name)"]),
         (5, "relayed-reports", PostgresSchema.v5),
+        (6, "instance-claims", [StoreSchema.instances]),
     ]
 
     func migrate() async throws {
@@ -704,8 +705,75 @@ public final class PostgresStore: SharedStore {
                 for try await _ in try await db.query("DELETE FROM audit WHERE at < \(auditBefore) RETURNING 1", logger: logger) { audit += 1 }
                 for try await _ in try await db.query("DELETE FROM reports WHERE received_at < \(reportsBefore) RETURNING 1", logger: logger) { reports += 1 }
                 try await db.query("DELETE FROM events WHERE at < \(reportsBefore) AND revision < (SELECT revision FROM revision_head WHERE id = 1)", logger: logger)
+                try await db.query("DELETE FROM instances WHERE last_seen < \(reportsBefore)", logger: logger)
                 return (audit, reports)
             }
+        }
+    }
+}
+
+// MARK: - instance claims
+
+extension PostgresStore {
+    public func claimInstance(_ instance: String, keyName: String, takeOver: Bool, change: Change) async throws -> InstanceClaim {
+        try await timed("claimInstance") { [self] in
+            try await transaction { db in
+                // Two replicas claiming at once: one insert wins, the other reads its row.
+                for try await _ in try await db.query("""
+                    INSERT INTO instances (name, key_name, claimed_at, last_seen) VALUES (\(instance), \(keyName), \(change.at), \(change.at))
+                    ON CONFLICT (name) DO NOTHING RETURNING 1
+                    """, logger: logger) {
+                    return InstanceClaim(instance: instance, keyName: keyName, claimedAt: change.at, lastSeen: change.at)
+                }
+                var found: InstanceClaim?
+                for try await (k, c, l) in try await db.query("SELECT key_name, claimed_at, last_seen FROM instances WHERE name = \(instance) FOR UPDATE", logger: logger).decode((String, String, String).self) {
+                    found = InstanceClaim(instance: instance, keyName: k, claimedAt: c, lastSeen: l)
+                }
+                guard var held = found else { throw StoreError("the claim of \(instance) went while it was read; try again") }
+                if held.keyName == keyName {
+                    try await db.query("UPDATE instances SET last_seen = \(change.at) WHERE name = \(instance)", logger: logger)
+                    held.lastSeen = change.at
+                    return held
+                }
+                guard takeOver else { return held }
+                try await db.query("UPDATE instances SET key_name = \(keyName), claimed_at = \(change.at), last_seen = \(change.at) WHERE name = \(instance)", logger: logger)
+                try await audit(db, change, action: "instance-takeover:\(instance)", deviceId: nil,
+                                reason: "from the key \(held.keyName): the key \(keyName) is scoped to this instance")
+                return InstanceClaim(instance: instance, keyName: keyName, claimedAt: change.at, lastSeen: change.at)
+            }
+        }
+    }
+
+    public func instances() async throws -> [InstanceClaim] {
+        try await timed("instances") { [self] in
+            var out: [InstanceClaim] = []
+            for try await (n, k, c, l) in try await client.query("SELECT name, key_name, claimed_at, last_seen FROM instances ORDER BY name", logger: logger).decode((String, String, String, String).self) {
+                out.append(InstanceClaim(instance: n, keyName: k, claimedAt: c, lastSeen: l))
+            }
+            return out
+        }
+    }
+
+    public func releaseInstance(_ instance: String, change: Change) async throws -> InstanceClaim? {
+        try await timed("releaseInstance") { [self] in
+            try await transaction { db in
+                var held: InstanceClaim?
+                for try await (k, c, l) in try await db.query("DELETE FROM instances WHERE name = \(instance) RETURNING key_name, claimed_at, last_seen", logger: logger).decode((String, String, String).self) {
+                    held = InstanceClaim(instance: instance, keyName: k, claimedAt: c, lastSeen: l)
+                }
+                if let held {
+                    try await audit(db, change, action: "instance-release:\(instance)", deviceId: nil,
+                                    reason: "held by the key \(held.keyName) since \(held.claimedAt)" + (change.reason.map { ": \($0)" } ?? ""))
+                }
+                return held
+            }
+        }
+    }
+
+    public func touchInstances(_ names: [String], at: String) async throws {
+        guard !names.isEmpty else { return }
+        try await timed("touchInstances") { [self] in
+            try await client.query("UPDATE instances SET last_seen = \(at) WHERE name = ANY(\(names))", logger: logger)
         }
     }
 }

@@ -108,6 +108,10 @@ public final class SQLiteStore: AuthorityStore {
         m.registerMigration("v7-console-tokens") { db in
             try db.execute(sql: StoreSchema.consoleTokens)
         }
+        // Which key holds each instance name (`InstanceClaim`).
+        m.registerMigration("v8-instance-claims") { db in
+            try db.execute(sql: StoreSchema.instances)
+        }
         return m
     }
 
@@ -350,6 +354,7 @@ public final class SQLiteStore: AuthorityStore {
             // Change events serve resumes (Last-Event-ID): a supervisor away longer than the
             // retention gets the current state instead. The newest is kept.
             try db.execute(sql: "DELETE FROM events WHERE at < ? AND revision < (SELECT revision FROM revision_head WHERE id = 1)", arguments: [reportsBefore])
+            try db.execute(sql: "DELETE FROM instances WHERE last_seen < ?", arguments: [reportsBefore])
             return (audit, reports)
         }
     }
@@ -456,5 +461,57 @@ public final class SQLiteStore: AuthorityStore {
     static func audit(_ db: Database, _ c: Change, action: String, deviceId: String?, reason: String? = nil) throws {
         try db.execute(sql: "INSERT INTO audit (at, actor, action, device_id, reason, request_id) VALUES (?, ?, ?, ?, ?, ?)",
                        arguments: [c.at, c.actor, action, deviceId, reason ?? c.reason, c.requestID])
+    }
+}
+
+// MARK: - instance claims
+
+extension SQLiteStore {
+    public func claimInstance(_ instance: String, keyName: String, takeOver: Bool, change: Change) async throws -> InstanceClaim {
+        try await pool.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM instances WHERE name = ?", arguments: [instance]) else {
+                try db.execute(sql: "INSERT INTO instances (name, key_name, claimed_at, last_seen) VALUES (?, ?, ?, ?)",
+                               arguments: [instance, keyName, change.at, change.at])
+                return InstanceClaim(instance: instance, keyName: keyName, claimedAt: change.at, lastSeen: change.at)
+            }
+            var held = Self.claim(row)
+            if held.keyName == keyName {
+                try db.execute(sql: "UPDATE instances SET last_seen = ? WHERE name = ?", arguments: [change.at, instance])
+                held.lastSeen = change.at
+                return held
+            }
+            guard takeOver else { return held }
+            try db.execute(sql: "UPDATE instances SET key_name = ?, claimed_at = ?, last_seen = ? WHERE name = ?",
+                           arguments: [keyName, change.at, change.at, instance])
+            try Self.audit(db, change, action: "instance-takeover:\(instance)", deviceId: nil,
+                           reason: "from the key \(held.keyName): the key \(keyName) is scoped to this instance")
+            return InstanceClaim(instance: instance, keyName: keyName, claimedAt: change.at, lastSeen: change.at)
+        }
+    }
+
+    public func instances() async throws -> [InstanceClaim] {
+        try await pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM instances ORDER BY name").map(Self.claim) }
+    }
+
+    public func releaseInstance(_ instance: String, change: Change) async throws -> InstanceClaim? {
+        try await pool.write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM instances WHERE name = ?", arguments: [instance]) else { return nil }
+            let held = Self.claim(row)
+            try db.execute(sql: "DELETE FROM instances WHERE name = ?", arguments: [instance])
+            try Self.audit(db, change, action: "instance-release:\(instance)", deviceId: nil,
+                           reason: "held by the key \(held.keyName) since \(held.claimedAt)" + (change.reason.map { ": \($0)" } ?? ""))
+            return held
+        }
+    }
+
+    public func touchInstances(_ names: [String], at: String) async throws {
+        guard !names.isEmpty else { return }
+        try await pool.write { db in
+            for n in names { try db.execute(sql: "UPDATE instances SET last_seen = ? WHERE name = ?", arguments: [at, n]) }
+        }
+    }
+
+    static func claim(_ row: Row) -> InstanceClaim {
+        InstanceClaim(instance: row["name"], keyName: row["key_name"], claimedAt: row["claimed_at"], lastSeen: row["last_seen"])
     }
 }
