@@ -35,6 +35,9 @@ let package = Package(
         ),
         // Pure values: profiles, specs, policies. No platform code.
         .target(name: "TetherCore"),
+        // The state directory's paths and ownership rules, shared by the CLI, the supervisor
+        // and the authority (which alone makes one).
+        .target(name: "TetherState"),
         // The git commit a build comes from (`tether --version`), written before each build.
         .plugin(name: "BuildInfo", capability: .buildTool()),
         .target(name: "TetherBuildInfo", plugins: ["BuildInfo"]),
@@ -66,6 +69,7 @@ let package = Package(
             name: "TetherClient",
             dependencies: [
                 "TetherCore",
+                "TetherState",
                 "TetherRuntime",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -78,8 +82,6 @@ let package = Package(
             name: "TetherSupervisor",
             dependencies: [
                 "TetherCore", "TetherSystem", "TetherClient", "TetherRuntime",
-                // The embedded local authority: its state directory, initialised and started.
-                "TetherAuthority",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -92,7 +94,7 @@ let package = Package(
         .target(
             name: "TetherAuthority",
             dependencies: [
-                "TetherCore",
+                "TetherCore", "TetherState",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -119,6 +121,7 @@ let package = Package(
                 "TetherAuthority",
                 "TetherSupervisor",
                 "TetherRuntime",
+                "TetherState",
                 "TetherBuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -177,7 +180,7 @@ let package = Package(
         .testTarget(
             name: "TetherAuthorityTests",
             dependencies: [
-                "TetherAuthority", "TetherClient", "TetherCore", "TetherTestKit", "tether",
+                "TetherAuthority", "TetherClient", "TetherCore", "TetherState", "TetherTestKit", "tether",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -23,7 +23,8 @@ public struct AuthorityConfiguration: Sendable {
     public var maxSurfacesPerStream = 10_000
     public var maxUnknownPerStream = 64
     /// Register and report, per key: a token bucket refilled at `writeRate` a second, holding
-    /// `writeBurst`. Past it: 429 `RATE_LIMITED` with `Retry-After`.
+    /// `writeBurst`; new instance claims (watch or report as a new name), a bucket of their
+    /// own of the same size. Past either: 429 `RATE_LIMITED` with `Retry-After`.
     public var writeRate = 100.0
     public var writeBurst = 1_000.0
     /// How long audit entries and reports are kept (checked every `refusalWindow`); reports are
@@ -67,6 +68,8 @@ public final class Authority: Sendable {
     public let refusals: RefusalLog
     /// Register and report rates per key.
     let writes: RateLimiter
+    /// New instance claims per key (a database write each), at the same rate.
+    let claimWrites: RateLimiter
     let mutations = AsyncLock()
     let logger: Logger
     /// Whether this replica is in step with its database (always, for a store no other process
@@ -95,6 +98,7 @@ public final class Authority: Sendable {
         self.logger = logger
         refusals = RefusalLog(store: store)
         writes = RateLimiter(rate: configuration.writeRate, burst: configuration.writeBurst)
+        claimWrites = RateLimiter(rate: configuration.writeRate, burst: configuration.writeBurst)
         origin = try await store.origin()
         // Head first: a change committed while the state loads is caught up, never skipped.
         let head = try await store.head()
@@ -363,6 +367,9 @@ public final class Authority: Sendable {
     public func prune(now: Date = Date()) async throws -> (audit: Int, reports: Int) {
         func before(_ d: Duration) -> String { Timestamp.string(now.addingTimeInterval(-d.timeInterval)) }
         await touchOpenInstances()
+        if let n = try? await store.pruneInstances(idleBefore: before(claimIdleLimit)), n > 0 {
+            logger.info("retention: instance claims unused since \(before(claimIdleLimit)) forgotten", metadata: ["instances_deleted": "\(n)"])
+        }
         let gone = try await store.prune(auditBefore: before(configuration.auditRetention), reportsBefore: before(configuration.reportRetention))
         if gone.audit + gone.reports > 0 {
             logger.info("retention", metadata: ["audit_deleted": "\(gone.audit)", "reports_deleted": "\(gone.reports)"])

@@ -37,26 +37,45 @@ final class InstanceHolders: Sendable {
 }
 
 extension Authority {
-    /// How long a holder checked against the store is taken on trust here.
+    /// How long a holder checked against the store is taken on trust here; and, while the
+    /// store does not answer, how old a check may be and still vouch.
     static let claimRecheck: Duration = .seconds(10)
+    static let claimTrustWhileStoreAway: Duration = .seconds(60)
+    /// The prefix of the name a stream gets when it names no instance (one per request): never
+    /// claimed, and never an acknowledgement anyone waits for by name.
+    static let anonymousPrefix = "anonymous-"
 
     /// Lets `key` act as `instance` — watch its stream, report as it — when the key holds it or
-    /// claims it now; 403 when another key holds it, or another key is scoped to it. Operator
-    /// keys act as any instance (they may stop everything anyway) and claim nothing.
+    /// claims it now; 403 when another key holds it, or another key is scoped to it. A claim of
+    /// a key that is revoked or gone is taken over (audited), as is any claim by the key
+    /// scoped to the instance. Operator keys act as any instance (they may stop everything
+    /// anyway) and claim nothing. A new claim is a write: it takes from the key's write budget.
     func claim(_ instance: String, by key: KeyRecord, requestID: String) async throws {
-        guard key.role == .agent else { return }
+        guard key.role == .agent, !instance.hasPrefix(Self.anonymousPrefix) || key.instance == instance else { return }
+        let keys = await state.currentKeys()
         let scoped = key.instance == instance
-        if !scoped, let owner = await state.currentKeys().first(where: { $0.role == .agent && $0.revokedAt == nil && $0.instance == instance && $0.name != key.name }) {
+        if !scoped, let owner = keys.first(where: { $0.role == .agent && $0.revokedAt == nil && $0.instance == instance && $0.name != key.name }) {
             throw APIError.forbidden("the instance \"\(instance)\" belongs to another key (\"\(owner.name)\" is scoped to it)", key: key.name)
         }
         let cached = holders.holder(instance)
         if let cached, cached.key == key.name, cached.age < Self.claimRecheck { return }
-        let held: InstanceClaim
+        if cached?.key != key.name, let wait = await claimWrites.take(key.name) {
+            var e = APIError(.tooManyRequests, "RATE_LIMITED", "the key \"\(key.name)\" claims instances faster than \(Int(configuration.writeRate)) a second; retry after \(DurationText.format(wait))")
+            e.retryAfter = max(1, Int(wait.components.seconds) + 1)
+            throw e
+        }
+        func change() -> Change { Change(actor: key.name, reason: nil, requestID: requestID, at: Timestamp.string(Date())) }
+        var held: InstanceClaim
         do {
-            held = try await store.claimInstance(instance, keyName: key.name, takeOver: scoped,
-                                                 change: Change(actor: key.name, reason: nil, requestID: requestID, at: Timestamp.string(Date())))
+            held = try await store.claimInstance(instance, keyName: key.name,
+                                                 takeOver: scoped ? "the key \(key.name) is scoped to this instance" : nil, change: change())
+            // The holder's key was revoked or deleted: a rebuilt host's new key takes over.
+            if held.keyName != key.name, !keys.contains(where: { $0.name == held.keyName && $0.revokedAt == nil }) {
+                held = try await store.claimInstance(instance, keyName: key.name,
+                                                     takeOver: "the key \(held.keyName) is revoked or gone", change: change())
+            }
         } catch {
-            if cached?.key == key.name {
+            if let cached, cached.key == key.name, cached.age < Self.claimTrustWhileStoreAway {
                 logger.warning("an instance's holder was taken from this replica's memory: the store did not answer", metadata: ["instance": "\(instance)", "error": "\(error)"])
                 return
             }
@@ -64,7 +83,6 @@ extension Authority {
             throw APIError(.serviceUnavailable, "NOT_READY", "the instance's holder could not be checked: this replica's store did not answer; ask again or another replica")
         }
         guard held.keyName == key.name else {
-            holders.forget(instance)
             throw APIError.forbidden("the instance \"\(instance)\" is held by another key since \(held.claimedAt): each supervisor watches and reports with its own key; if this host was rebuilt with a new key, an operator runs `tether instances release \(instance)`", key: key.name)
         }
         holders.held(instance, by: key.name)
@@ -79,10 +97,15 @@ extension Authority {
         return held
     }
 
-    /// Hourly: the claims of instances with streams open here are marked seen, so that a
-    /// supervisor connected for longer than the retention keeps its instance.
+    /// How long a claim may go unused before it is forgotten: the report retention, but never
+    /// less than a day (a supervisor cut off for an hour comes back to its own instance).
+    var claimIdleLimit: Duration { max(configuration.reportRetention, .seconds(24 * 3600)) }
+
+    /// Hourly (or four times within the idle limit): the claims of instances with streams open
+    /// here are marked seen, so that a supervisor connected for longer than the idle limit
+    /// keeps its instance.
     func touchOpenInstances() async {
-        guard holders.touchDue(every: .seconds(3600)) else { return }
+        guard holders.touchDue(every: min(.seconds(3600), claimIdleLimit / 4)) else { return }
         let names = Array(Set(await hub.watcherKeys(of: nil).map(\.instance)))
         do { try await store.touchInstances(names, at: Timestamp.string(Date())) } catch {
             logger.warning("the open streams' instances were not marked seen", metadata: ["error": "\(error)"])

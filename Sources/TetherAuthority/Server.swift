@@ -7,6 +7,7 @@ import HummingbirdTLS
 import Logging
 import ServiceLifecycle
 import TetherCore
+import TetherState
 
 /// How `tether authority serve` listens.
 public struct ListenOptions: Sendable {

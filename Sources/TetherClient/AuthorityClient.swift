@@ -5,6 +5,7 @@ import NIOHTTP1
 import NIOSSL
 import Synchronization
 import TetherCore
+import TetherState
 
 /// Where the authority is and which key to present.
 public struct AuthorityEndpoint: Sendable, Equatable {
@@ -44,10 +45,11 @@ public struct AuthorityEndpoint: Sendable, Equatable {
     static func resolveOne(
         url: String?, keyFile: String?, role: String, stateDirectory: String, environment env: [String: String]
     ) throws -> AuthorityEndpoint {
-        let fromDir = (try? String(contentsOfFile: stateDirectory + "/authority.url", encoding: .utf8))?
+        let dir = StateDirectory(path: stateDirectory)
+        let fromDir = (try? String(contentsOfFile: dir.endpointFile, encoding: .utf8))?
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let u = url ?? env["TETHER_AUTHORITY"] ?? fromDir ?? "http://127.0.0.1:8470"
-        let keyPath = keyFile ?? env["TETHER_KEY_FILE"] ?? stateDirectory + "/\(role).key"
+        let keyPath = keyFile ?? env["TETHER_KEY_FILE"] ?? dir.keyFile(role: role)
         let key: String
         do {
             key = try SecretFile.read(keyPath).trimmingCharacters(in: .whitespacesAndNewlines)

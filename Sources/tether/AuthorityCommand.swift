@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import TetherAuthority
 import TetherCore
+import TetherState
 import TetherSystem
 
 struct StateDirOption: ParsableArguments {
@@ -305,6 +306,10 @@ struct KeysCommand: AsyncParsableCommand {
             }
             if let i = instance, !SurfaceName.isValid(i) { throw fail("--instance: \(SurfaceName.rule)", code: TetherExit.usage) }
             let store = try await db.store(state.directory)
+            // One live key per instance: two would take the instance from each other.
+            if let i = instance, let other = try await store.keys().first(where: { $0.instance == i && $0.revokedAt == nil }) {
+                throw fail("the key \"\(other.name)\" is already bound to instance \(i); revoke it first (tether keys revoke \(other.name))", code: TetherExit.config)
+            }
             let key = APIKeys.generate()
             let now = Timestamp.string(Date())
             do {

@@ -2,7 +2,7 @@ import Foundation
 import Glibc
 import Logging
 import ArgumentParser
-import TetherAuthority
+import TetherState
 import TetherClient
 import TetherCore
 import TetherSupervisor

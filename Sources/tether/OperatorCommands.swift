@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import TetherAuthority
+import TetherState
 import TetherClient
 import TetherCore
 

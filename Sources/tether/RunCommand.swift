@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Glibc
 import Logging
-import TetherAuthority
+import TetherState
 import TetherClient
 import TetherCore
 import TetherSupervisor

@@ -63,6 +63,22 @@ struct InstanceClaimTests {
             #expect(s == .badRequest && (o["error"] as? String)?.contains("invalid instance") == true, "\(o)")
             (s, o) = try await c.post("/api/v1/instances/release", key: t.operatorKey, ["instance": "never-seen"])
             #expect(s == .notFound && o["code"] as? String == "INSTANCE_NOT_FOUND", "\(o)")
+
+            // A request refused for anything else claims nothing: a bad Last-Event-ID as host-z.
+            (s, _) = try await c.execute(uri: "/api/v1/devices/watch?deviceId=a1&instance=host-z", method: .get,
+                                         headers: { var h = headers(other); h[HTTPField.Name("last-event-id")!] = "x"; return h }()) { ($0.status, 0) }
+            #expect(s == .badRequest)
+            (s, o) = try await c.post("/api/v1/devices/report", key: t.agentKey, Self.report("host-z"))
+            #expect(s == .ok, "host-z was left unclaimed: \(o)")
+
+            // A host's key is revoked (rotated): its new key takes the instance over, audited.
+            let oldKey = try await t.agentKey("host-c-old")
+            (s, _) = try await c.post("/api/v1/devices/report", key: oldKey, Self.report("host-c"))
+            #expect(s == .ok)
+            _ = try await t.authority.store.revokeKey(named: "host-c-old", change: Change(actor: "test", reason: nil, requestID: UUID().uuidString, at: Timestamp.string(Date())))
+            try await Task.sleep(for: .milliseconds(120))   // the key cache reloads
+            (s, o) = try await c.post("/api/v1/devices/report", key: other, Self.report("host-c"))
+            #expect(s == .ok, "the revoked key's claim is taken over: \(o)")
         }
         _ = await t.authority.refusals.flush()
         let audit = try await t.authority.store.audit(limit: 100, deviceId: nil, since: nil, until: nil)
@@ -70,6 +86,7 @@ struct InstanceClaimTests {
                 "\(audit.map { "\($0.actor) \($0.action) \($0.reason ?? "")" })")
         #expect(audit.contains { $0.action == "instance-takeover:host-b" && ($0.reason ?? "").contains("other-agent") })
         #expect(audit.contains { $0.action == "instance-release:host-b" })
+        #expect(audit.contains { $0.action == "instance-takeover:host-c" && ($0.reason ?? "").contains("host-c-old is revoked") })
     }
 
     @Test("a claim survives a SIGKILL of the authority; `tether instances` lists it, `tether status` names the key, `tether instances release` hands it to a new key (audited)")
@@ -109,6 +126,11 @@ struct InstanceClaimTests {
         // The new key claims it; the old one is now the stranger.
         #expect(await refused(new) == nil)
         #expect(await refused(old) == 403)
+        // One live key per instance: a second key bound to host-a is refused.
+        (code, _, err) = try await tether(["keys", "create", "--role", "agent", "--name", "host-a-1", "--instance", "host-a"])
+        #expect(code == 0, "\(err)")
+        (code, _, err) = try await tether(["keys", "create", "--role", "agent", "--name", "host-a-2", "--instance", "host-a"])
+        #expect(code == 78 && err.contains("already bound to instance host-a"), "\(err)")
         (code, out, _) = try await tether(["audit"])
         #expect(out.contains("instance-release:host-a") && out.contains("host-a rebuilt"), "\(out)")
     }

@@ -7,6 +7,7 @@ import TetherAuthority
 import TetherCore
 import Testing
 @_exported import TetherTestKit
+@_exported import TetherState
 
 /// A fresh authority in a temporary state directory, with its first keys.
 struct TestAuthority {

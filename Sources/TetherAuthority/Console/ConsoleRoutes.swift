@@ -276,7 +276,7 @@ struct ConsoleRoutes {
             guard let d = Timestamp.parse(t) ?? Self.localInput(t) else { throw APIError.badRequest("\(name) takes a time like 2026-11-26T03:00:00Z") }
             return Timestamp.string(d)
         }
-        let rows = try await authority.store.audit(limit: limit, deviceId: text("surface"), actor: text("actor"), since: try bound("since"), until: try bound("until"))
+        let rows = try await authority.audit(limit: limit, deviceId: text("surface"), actor: text("actor"), since: try bound("since"), until: try bound("until"))
         if csv {
             return Response(status: .ok, headers: [.contentType: "text/csv; charset=utf-8", .contentDisposition: "attachment; filename=\"tether-audit.csv\""],
                             body: .init(byteBuffer: ByteBuffer(string: ConsoleAuditExport.csv(rows))))
@@ -305,12 +305,10 @@ struct ConsoleRoutes {
         let body = try await bodies.read(SurfaceChangeRequest.self, from: req)
         let change = try made(s, body.reason, ctx)
         if revoke && change.reason == nil { throw APIError.badRequest("a revoke from the console needs a reason") }
-        let watchers = await authority.fleetWatchers(of: [body.deviceId])
-        _ = try await authority.tracked(revoke ? .revoke : .restore, subject: body.deviceId, change: change, watchers: watchers, wait: nil) {
-            guard let r = try await authority.setRevoked(body.deviceId, revoke, change: change) else { throw APIError.notFound(body.deviceId) }
-            return r
+        guard let made = try await authority.changeSurface(body.deviceId, revoke: revoke, change: change, wait: nil) else {
+            throw APIError.notFound(body.deviceId)
         }
-        return JSONBody.response(ChangeMade(requestId: ctx.requestID, watchers: watchers.count))
+        return JSONBody.response(ChangeMade(requestId: ctx.requestID, watchers: made.watchers))
     }
 
     func changeOrg(_ req: Request, _ ctx: AuthorityContext, halt: Bool) async throws -> Response {
@@ -322,11 +320,8 @@ struct ConsoleRoutes {
             // Deliberate: the operator types HALT, not only clicks.
             guard body.confirm == "HALT" else { throw APIError.badRequest("to halt everything, type HALT in the confirmation field") }
         }
-        let watchers = await authority.fleetWatchers(of: nil)
-        _ = try await authority.tracked(halt ? .halt : .resume, subject: OrgSubject.name, change: change, watchers: watchers, wait: nil) {
-            try await authority.setHalted(halt, change: change)
-        }
-        return JSONBody.response(ChangeMade(requestId: ctx.requestID, watchers: watchers.count))
+        let made = try await authority.changeOrg(halt: halt, change: change, wait: nil)
+        return JSONBody.response(ChangeMade(requestId: ctx.requestID, watchers: made.watchers))
     }
 }
 

@@ -112,7 +112,7 @@ struct ConsoleState: Encodable {
             // The latest report of each supervisor, connected or not (one that was killed
             // still shows what it last said).
             var latest: [String: Report] = [:]
-            for r in try await authority.store.reports(deviceId: s.deviceId, limit: 50) where latest[r.instance] == nil { latest[r.instance] = r }
+            for r in try await authority.reports(of: s.deviceId, limit: 50) where latest[r.instance] == nil { latest[r.instance] = r }
             let names = Set(latest.keys).union(watching[s.deviceId] ?? [])
             let sups = names.sorted().map { i in
                 let r = latest[i]

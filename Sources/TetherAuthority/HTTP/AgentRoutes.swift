@@ -51,9 +51,9 @@ struct AgentRoutes {
         for id in ids where !SurfaceName.isValid(id) {
             throw APIError.badRequest("invalid deviceId \"\(id.prefix(140))\": \(SurfaceName.rule)")
         }
-        let instance = query.get("instance").map { String($0) } ?? key.instance ?? "anonymous-\(ctx.requestID.prefix(8))"
+        let instance = query.get("instance").map { String($0) } ?? key.instance ?? Authority.anonymousPrefix + ctx.requestID.prefix(8)
         guard SurfaceName.isValid(instance) else { throw APIError.badRequest("invalid instance: \(SurfaceName.rule)") }
-        try await authority.claim(instance, by: ctx.requireScope(ids, instance: instance), requestID: ctx.requestID)
+        let scoped = try ctx.requireScope(ids, instance: instance)
         // Events are signed once for every stream: a nonce (older clients send one) is not echoed.
         if let nonce = query.get("nonce"), !Decision.isValidNonce(String(nonce)) { throw APIError.badRequest("invalid nonce") }
         var after: UInt64?
@@ -73,6 +73,8 @@ struct AgentRoutes {
             e.refused = Array(unknown.prefix(1000))
             throw e
         }
+        // Last: a request refused for anything else leaves no claim behind.
+        try await authority.claim(instance, by: scoped, requestID: ctx.requestID)
         return try await WatchStream.response(authority: authority, surfaces: surfaces, instance: instance, after: after, context: ctx)
     }
 
@@ -84,14 +86,7 @@ struct AgentRoutes {
         let now = Timestamp.string(Date())
         let report = Report(deviceId: body.deviceId, instance: body.instance, state: body.state, pids: body.processIDs,
                             at: body.at ?? now, requestID: body.requestID, receivedAt: now, detail: body.detail, keyName: key.name)
-        try await authority.store.addReport(report)
-        await authority.reported(report)
-        // The operator waiting for it may be on another replica.
-        if let shared = authority.store as? any SharedStore {
-            do { try await shared.publishReport(report) } catch {
-                ctx.logger.warning("the report was not relayed to the other replicas", metadata: ["error": "\(error)"])
-            }
-        }
+        try await authority.record(report)
         return JSONBody.response(OKAnswer(requestID: ctx.requestID))
     }
 

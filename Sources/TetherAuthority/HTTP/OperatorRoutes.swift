@@ -47,11 +47,11 @@ struct OperatorRoutes {
         for w in await authority.fleetWatchers(of: surfaces.count == 1 ? [surfaces[0].deviceId] : nil) {
             watching[w.surface, default: []].insert(w.instance)
         }
-        let holders = Dictionary(try await authority.store.instances().map { ($0.instance, $0.keyName) }) { a, _ in a }
+        let holders = Dictionary(try await authority.instances().map { ($0.instance, $0.keyName) }) { a, _ in a }
         var devices: [ListAnswer.Device] = []
         for s in surfaces {
             let watchers = (watching[s.deviceId] ?? []).sorted()
-            let last = try await authority.store.reports(deviceId: s.deviceId, limit: 1).first
+            let last = try await authority.reports(of: s.deviceId, limit: 1).first
             var named: [String: String] = [:]
             for i in watchers + (last.map { [$0.instance] } ?? []) { named[i] = holders[i] }
             devices.append(.init(
@@ -66,18 +66,14 @@ struct OperatorRoutes {
     func changeSurface(_ req: Request, _ ctx: AuthorityContext, revoke: Bool) async throws -> Response {
         let key = try ctx.requireKey()
         let body = try await bodies.read(SurfaceChangeRequest.self, from: req)
-        let watchers = await authority.fleetWatchers(of: [body.deviceId])
-        let made = change(key, body.reason, ctx)
-        let (record, acks) = try await authority.tracked(revoke ? .revoke : .restore, subject: body.deviceId, change: made, watchers: watchers, wait: try waitDuration(req)) {
-            guard let record = try await authority.setRevoked(body.deviceId, revoke, change: made) else {
-                throw APIError.notFound(body.deviceId)
-            }
-            return record
+        guard let made = try await authority.changeSurface(body.deviceId, revoke: revoke, change: change(key, body.reason, ctx), wait: try waitDuration(req)) else {
+            throw APIError.notFound(body.deviceId)
         }
+        let record = made.value
         return JSONBody.response(SurfaceChangeAnswer(
             deviceId: body.deviceId, state: record.revoked ? "revoked" : "active", revoked: record.revoked,
-            changedAt: record.updatedAt, reason: body.reason, watchers: watchers.count, requestID: ctx.requestID,
-            acks: acks.map(AckAnswer.init)?.acks, missing: acks.map(AckAnswer.init)?.missing))
+            changedAt: record.updatedAt, reason: body.reason, watchers: made.watchers, requestID: ctx.requestID,
+            acks: made.acks.map(AckAnswer.init)?.acks, missing: made.acks.map(AckAnswer.init)?.missing))
     }
 
     @Sendable func remove(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
@@ -95,14 +91,10 @@ struct OperatorRoutes {
         if halt && (body.reason ?? "").trimmingCharacters(in: .whitespaces).isEmpty {
             throw APIError.badRequest("a halt needs a reason: {\"reason\": \"INC-481: agents deleting data\"}")
         }
-        let watchers = await authority.fleetWatchers(of: nil)
-        let made = change(key, body.reason, ctx)
-        let (org, acks) = try await authority.tracked(halt ? .halt : .resume, subject: OrgSubject.name, change: made, watchers: watchers, wait: try waitDuration(req)) {
-            try await authority.setHalted(halt, change: made)
-        }
+        let made = try await authority.changeOrg(halt: halt, change: change(key, body.reason, ctx), wait: try waitDuration(req))
         return JSONBody.response(OrgChangeAnswer(
-            halted: org.halted, org: OrgAnswer(org: org), watchers: watchers.count, requestID: ctx.requestID,
-            acks: acks.map(AckAnswer.init)?.acks, missing: acks.map(AckAnswer.init)?.missing))
+            halted: made.value.halted, org: OrgAnswer(org: made.value), watchers: made.watchers, requestID: ctx.requestID,
+            acks: made.acks.map(AckAnswer.init)?.acks, missing: made.acks.map(AckAnswer.init)?.missing))
     }
 
     @Sendable func audit(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
@@ -120,12 +112,12 @@ struct OperatorRoutes {
             return Timestamp.string(date)
         }
         let actor = query.get("actor").map { String($0) }
-        let entries = try await authority.store.audit(limit: limit, deviceId: deviceId, actor: actor, since: try bound("since"), until: try bound("until"))
+        let entries = try await authority.audit(limit: limit, deviceId: deviceId, actor: actor, since: try bound("since"), until: try bound("until"))
         return JSONBody.response(AuditAnswer(entries: entries.map { .init(entry: $0) }, requestID: ctx.requestID))
     }
 
     @Sendable func usage(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
-        let u = try await authority.store.usage()
+        let u = try await authority.usage()
         return JSONBody.response(UsageAnswer(
             devices: u.surfaces, active: u.surfaces - u.revoked, revoked: u.revoked, keys: u.keys,
             auditEntries: u.auditEntries, reports: u.reports, watchConnections: await authority.hub.connectionCount,
@@ -135,7 +127,7 @@ struct OperatorRoutes {
     /// Every instance's holder.
     @Sendable func instances(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
         let connected = Set(await authority.fleetWatchers(of: nil).map(\.instance))
-        let all = try await authority.store.instances().map {
+        let all = try await authority.instances().map {
             InstancesAnswer.Instance(instance: $0.instance, key: $0.keyName, claimedAt: $0.claimedAt, lastSeen: $0.lastSeen,
                                      connected: connected.contains($0.instance))
         }

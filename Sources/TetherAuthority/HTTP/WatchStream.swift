@@ -96,7 +96,7 @@ enum WatchStream {
         var out: [ChangeEvent] = []
         var from = after
         while from < through {
-            let batch = try await authority.store.changes(after: from, limit: Replicator.batch)
+            let batch = try await authority.changes(after: from, limit: Replicator.batch)
             guard let last = batch.events.last else { break }
             out += batch.events.filter { $0.revision <= through && ($0.subject == OrgSubject.name || surfaces.contains($0.subject)) }
             from = last.revision

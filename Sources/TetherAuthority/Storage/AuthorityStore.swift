@@ -330,10 +330,13 @@ public protocol AuthorityStore: Sendable {
     @discardableResult
     func pruneConsoleTokens(before: Double, idleBefore: Double) async throws -> Int
 
-    /// Claims `instance` for `keyName` when no key holds it — or from another key with
-    /// `takeOver` (the key is scoped to it; audited) — and marks it seen. Returns the holder
-    /// after the call: another key's claim when this one was not taken.
-    func claimInstance(_ instance: String, keyName: String, takeOver: Bool, change: Change) async throws -> InstanceClaim
+    /// Claims `instance` for `keyName` when no key holds it — or from another key when
+    /// `takeOver` says why (the key is scoped to it; the holder's key is revoked; audited) —
+    /// and marks it seen. Returns the holder after the call: another key's claim when this one
+    /// was not taken.
+    func claimInstance(_ instance: String, keyName: String, takeOver: String?, change: Change) async throws -> InstanceClaim
+    /// Deletes the claims not used since `before` (the authority's timestamp form).
+    func pruneInstances(idleBefore before: String) async throws -> Int
     /// Every claim, by name.
     func instances() async throws -> [InstanceClaim]
     /// Ends a claim (audited): the next key to watch or report as the instance holds it.
@@ -343,8 +346,7 @@ public protocol AuthorityStore: Sendable {
     func touchInstances(_ names: [String], at: String) async throws
 
     /// Deletes audit entries and reports older than the given times (the authority's
-    /// timestamp form), change events as old as reports and instance claims idle as long;
-    /// returns how many audit entries and reports went.
+    /// timestamp form), and change events as old as reports; returns how many of each went.
     func prune(auditBefore: String, reportsBefore: String) async throws -> (audit: Int, reports: Int)
 }
 

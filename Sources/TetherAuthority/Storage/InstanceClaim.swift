@@ -28,4 +28,5 @@ extension StoreSchema {
             last_seen TEXT NOT NULL
         )
         """
+    static let instancesIndex = "CREATE INDEX instances_last_seen ON instances(last_seen)"
 }

@@ -98,7 +98,7 @@ public final class PostgresStore: SharedStore {
         (3, "report-detail", ["ALTER TABLE reports ADD COLUMN detail text"]),
         (4, "console-tokens", [StoreSchema.consoleTokens, "CREATE INDEX console_tokens_key ON console_tokens(key_name)"]),
         (5, "relayed-reports", PostgresSchema.v5),
-        (6, "instance-claims", [StoreSchema.instances]),
+        (6, "instance-claims", PostgresSchema.v6),
     ]
 
     func migrate() async throws {
@@ -705,7 +705,6 @@ public final class PostgresStore: SharedStore {
                 for try await _ in try await db.query("DELETE FROM audit WHERE at < \(auditBefore) RETURNING 1", logger: logger) { audit += 1 }
                 for try await _ in try await db.query("DELETE FROM reports WHERE received_at < \(reportsBefore) RETURNING 1", logger: logger) { reports += 1 }
                 try await db.query("DELETE FROM events WHERE at < \(reportsBefore) AND revision < (SELECT revision FROM revision_head WHERE id = 1)", logger: logger)
-                try await db.query("DELETE FROM instances WHERE last_seen < \(reportsBefore)", logger: logger)
                 return (audit, reports)
             }
         }
@@ -715,7 +714,7 @@ public final class PostgresStore: SharedStore {
 // MARK: - instance claims
 
 extension PostgresStore {
-    public func claimInstance(_ instance: String, keyName: String, takeOver: Bool, change: Change) async throws -> InstanceClaim {
+    public func claimInstance(_ instance: String, keyName: String, takeOver: String?, change: Change) async throws -> InstanceClaim {
         try await timed("claimInstance") { [self] in
             try await transaction { db in
                 // Two replicas claiming at once: one insert wins, the other reads its row.
@@ -735,10 +734,10 @@ extension PostgresStore {
                     held.lastSeen = change.at
                     return held
                 }
-                guard takeOver else { return held }
+                guard let why = takeOver else { return held }
                 try await db.query("UPDATE instances SET key_name = \(keyName), claimed_at = \(change.at), last_seen = \(change.at) WHERE name = \(instance)", logger: logger)
                 try await audit(db, change, action: "instance-takeover:\(instance)", deviceId: nil,
-                                reason: "from the key \(held.keyName): the key \(keyName) is scoped to this instance")
+                                reason: "from the key \(held.keyName): \(why)")
                 return InstanceClaim(instance: instance, keyName: keyName, claimedAt: change.at, lastSeen: change.at)
             }
         }
@@ -767,6 +766,14 @@ extension PostgresStore {
                 }
                 return held
             }
+        }
+    }
+
+    public func pruneInstances(idleBefore before: String) async throws -> Int {
+        try await timed("pruneInstances") { [self] in
+            var n = 0
+            for try await _ in try await client.query("DELETE FROM instances WHERE last_seen < \(before) RETURNING 1", logger: logger) { n += 1 }
+            return n
         }
     }
 
@@ -805,6 +812,21 @@ struct DeliveredIDs {
 
 /// The PostgreSQL schema, version by version.
 enum PostgresSchema {
+    /// Instance claims. The streams open when a fleet upgrades are claimed for the key holding
+    /// them (an instance two keys hold is left to the first to come back), so that no other
+    /// key takes them in the moments the supervisors reconnect.
+    static let v6 = [
+        StoreSchema.instances,
+        StoreSchema.instancesIndex,
+        """
+        INSERT INTO instances (name, key_name, claimed_at, last_seen)
+        SELECT instance, min(key_name), to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+               to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+        FROM watchers WHERE instance NOT LIKE 'anonymous-%'
+        GROUP BY instance HAVING count(DISTINCT key_name) = 1
+        """,
+    ]
+
     /// Reports relayed between replicas: a ring on `tether_reports` names a row by its id.
     static let v5 = [
         """

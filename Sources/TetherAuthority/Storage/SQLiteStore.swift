@@ -111,6 +111,7 @@ public final class SQLiteStore: AuthorityStore {
         // Which key holds each instance name (`InstanceClaim`).
         m.registerMigration("v8-instance-claims") { db in
             try db.execute(sql: StoreSchema.instances)
+            try db.execute(sql: StoreSchema.instancesIndex)
         }
         return m
     }
@@ -354,7 +355,6 @@ public final class SQLiteStore: AuthorityStore {
             // Change events serve resumes (Last-Event-ID): a supervisor away longer than the
             // retention gets the current state instead. The newest is kept.
             try db.execute(sql: "DELETE FROM events WHERE at < ? AND revision < (SELECT revision FROM revision_head WHERE id = 1)", arguments: [reportsBefore])
-            try db.execute(sql: "DELETE FROM instances WHERE last_seen < ?", arguments: [reportsBefore])
             return (audit, reports)
         }
     }
@@ -467,7 +467,7 @@ public final class SQLiteStore: AuthorityStore {
 // MARK: - instance claims
 
 extension SQLiteStore {
-    public func claimInstance(_ instance: String, keyName: String, takeOver: Bool, change: Change) async throws -> InstanceClaim {
+    public func claimInstance(_ instance: String, keyName: String, takeOver: String?, change: Change) async throws -> InstanceClaim {
         try await pool.write { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM instances WHERE name = ?", arguments: [instance]) else {
                 try db.execute(sql: "INSERT INTO instances (name, key_name, claimed_at, last_seen) VALUES (?, ?, ?, ?)",
@@ -480,11 +480,11 @@ extension SQLiteStore {
                 held.lastSeen = change.at
                 return held
             }
-            guard takeOver else { return held }
+            guard let why = takeOver else { return held }
             try db.execute(sql: "UPDATE instances SET key_name = ?, claimed_at = ?, last_seen = ? WHERE name = ?",
                            arguments: [keyName, change.at, change.at, instance])
             try Self.audit(db, change, action: "instance-takeover:\(instance)", deviceId: nil,
-                           reason: "from the key \(held.keyName): the key \(keyName) is scoped to this instance")
+                           reason: "from the key \(held.keyName): \(why)")
             return InstanceClaim(instance: instance, keyName: keyName, claimedAt: change.at, lastSeen: change.at)
         }
     }
@@ -501,6 +501,13 @@ extension SQLiteStore {
             try Self.audit(db, change, action: "instance-release:\(instance)", deviceId: nil,
                            reason: "held by the key \(held.keyName) since \(held.claimedAt)" + (change.reason.map { ": \($0)" } ?? ""))
             return held
+        }
+    }
+
+    public func pruneInstances(idleBefore before: String) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM instances WHERE last_seen < ?", arguments: [before])
+            return db.changesCount
         }
     }
 

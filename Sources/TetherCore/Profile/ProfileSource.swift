@@ -17,11 +17,3 @@ public enum ProfileSource {
         return (try ProfileParser.parse(data, source: nameOrPath), nameOrPath)
     }
 }
-
-/// `tether`'s exit codes, after sysexits.h.
-public enum TetherExit {
-    public static let usage: Int32 = 64
-    public static let unavailable: Int32 = 69
-    public static let denied: Int32 = 77
-    public static let config: Int32 = 78
-}

@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import TetherAuthority
 import TetherCore
+import TetherState
 import TetherRuntime
 
 /// Why the local authority could not be started.
