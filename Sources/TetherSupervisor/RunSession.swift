@@ -34,15 +34,16 @@ public struct ResolvedAuthority: Sendable {
 }
 
 /// `tether run`: one worker, launched only when its surface is allowed and held to it until it
-/// exits. Returns the exit code: the worker's own (128+N on signal N), 77 when its surface was
-/// denied (at start, or when a deny killed it), 69 when the authority cannot be reached at
-/// start, 78 for a profile that does not compile.
+/// exits — the one-worker case of the start path `tether supervise` uses (`WorkerLaunch`).
+/// Returns the worker's exit, or why it never ran or was stopped for good: its surface denied
+/// (at start, or a deny killed it), the authority unreachable at start, a profile that does not
+/// compile. The command line says it and picks the exit code.
 public enum RunSession {
     public static func run(worker config: WorkerConfig, authority: ResolvedAuthority, logger baseLogger: Logger,
                            acceptWeakContainment: Bool = false,
                            notifications: ServiceNotifications = .none,
                            stdio: (stdin: Int32, stdout: Int32)? = nil,
-                           onStarted: (@Sendable (Worker, LiveDecisions) -> Void)? = nil) async -> Int32 {
+                           onStarted: (@Sendable (Worker, LiveDecisions) -> Void)? = nil) async -> RunOutcome {
         var logger = baseLogger
         logger[metadataKey: "surface"] = "\(config.surface)"
 
@@ -50,7 +51,7 @@ public enum RunSession {
         do {
             profile = try ProfileReport.make(config.profile, platform: .forWorker(user: config.spec.user))
         } catch {
-            return fail("\(error)", TetherExit.config)
+            return .failed(RunFailure(.config, "\(error)"))
         }
         for w in profile.filter.warnings { logger.notice("\(w)") }
 
@@ -59,7 +60,7 @@ public enum RunSession {
             do {
                 _ = try await authority.client.register(config.surface)
             } catch ClientError.unreachable(let m) {
-                return fail("authority unreachable: \(m)\nNothing was started (fail closed).", TetherExit.unavailable)
+                return .failed(RunFailure(.unavailable, "authority unreachable: \(m)\nNothing was started (fail closed)."))
             } catch {
                 logger.debug("register refused; validating anyway", metadata: ["error": "\(error)"])
             }
@@ -68,27 +69,16 @@ public enum RunSession {
         case .allowed:
             break
         case .denied(let d, let code, let detail):
-            return fail("\(config.surface) is denied: \(code.rawValue)\(d.map { ($0.attribution.isEmpty ? "" : " " + $0.attribution) + " (request \($0.requestID))" } ?? "") — \(detail)\nNothing was started. An operator can restore it: tether restore \(config.surface)", TetherExit.denied)
+            return .failed(RunFailure(.denied, "\(config.surface) is denied: \(code.rawValue)\(d.map { ($0.attribution.isEmpty ? "" : " " + $0.attribution) + " (request \($0.requestID))" } ?? "") — \(detail)\nNothing was started. An operator can restore it: tether restore \(config.surface)"))
         case .unreachable(let m):
-            return fail("authority unreachable: \(m)\nNothing was started (fail closed).", TetherExit.unavailable)
+            return .failed(RunFailure(.unavailable, "authority unreachable: \(m)\nNothing was started (fail closed)."))
         }
 
         if let e = GateConfig.check(config.gates, mainSurface: config.surface, network: config.spec.network) {
-            return fail("\(e.message)\nNothing was started.", TetherExit.config)
+            return .failed(RunFailure(.config, "\(e.message)\nNothing was started."))
         }
         // The gates start as their surfaces stand now; one that cannot be asked starts closed.
         let gateStart = await GateStart.ask(config.gates, authority: authority, logger: logger)
-
-        // The worker's decision socket: its path goes to the worker in its environment.
-        var config = config
-        let decisions: DecisionSocket
-        do {
-            decisions = try DecisionSocket(worker: config.name, surface: config.surface)
-        } catch {
-            return fail("cannot make the worker's decision socket: \(error)\nNothing was started.", TetherExit.unavailable)
-        }
-        defer { decisions.stop() }
-        config.spec.environment[DecisionSocket.environmentVariable] = decisions.path
 
         // Start held: the child waits frozen in its cgroup, before exec, for a fresh answer.
         let gate = StartGate(surface: config.surface, client: authority.client, verifier: authority.verifier, logger: logger)
@@ -100,43 +90,48 @@ public enum RunSession {
         defer { signals.stop() }
         let spawner = Spawner(logger: logger, containment: ContainmentPolicy(hiddenPaths: authority.secrets, acceptWeak: acceptWeakContainment))
         defer { spawner.shutdown() }
+        var authority = authority
+        var reporter: Reporter?
         // A worker on pipes (the MCP gateway's) does not take the terminal.
         let foreground = stdio == nil ? ForegroundTerminal.claimable() : nil
-        let worker: Worker
+        let surface = config.surface
+        let watched = [config.surface] + Array(Set(config.gates.map(\.surface))).sorted()
+        let launch = WorkerLaunch(config: config, filter: profile.filter, spawner: spawner, gate: gate,
+                                  openGates: gateStart.open, stdin: stdio?.stdin, stdout: stdio?.stdout,
+                                  foregroundTerminal: foreground, log: logger)
+        var watcher: SurfaceWatcher?
+        let launched: WorkerLaunch.Launched
         do {
-            var launch = Spawner.Launch(
-                name: config.name, spec: config.spec, filter: profile.filter,
-                stdin: stdio?.stdin, stdout: stdio?.stdout,
-                foregroundTerminal: foreground, startGate: { await gate.ask() })
-            launch.gates = config.gates
-            launch.decisionDirectory = decisions.directory
-            launch.openGates = gateStart.open
-            if let pin = config.spec.agent {
-                do throws(AgentSettings.Refusal) {
-                    try await AgentSettings.apply(pin, to: &launch, surface: config.surface, decisions: decisions, spawner: spawner, logger: logger)
-                } catch {
-                    return fail("\(error)\nNothing was started.", TetherExit.config)
-                }
+            launched = try await launch.start { [logger] worker in
+                // The instance says whether containment is weak, which the spawn found out.
+                authority.instance = spawner.instanceName(authority.instance)
+                let r = Reporter(client: authority.client, instance: authority.instance, logger: logger)
+                reporter = r
+                // Watched from the decision the worker was started on: no second question.
+                let w = SurfaceWatcher(
+                    client: authority.client, surfaces: watched, verifier: authority.verifier,
+                    settings: authority.watchSettings, initial: (gate.allowedOn.map { [$0] } ?? []) + gateStart.decisions, logger: spawner.labelled(logger))
+                watcher = w
+                let askOnce = authority
+                return WorkerLaunch.Hooks(
+                    reporter: r, verdict: { await w.verdict(of: $0) }, watchSubSurfaces: { await w.setSurfaces(watched + $0) },
+                    check: { await DecisionCheck.check($0, client: askOnce.client, verifier: askOnce.verifier) },
+                    onTransition: { t in notifications.status(StatusLine.run(surface: surface, t)) },
+                    liveness: notifications.watchdog)
             }
-            worker = try await spawner.spawn(launch)
         } catch {
-            if error.stage == .gate { return fail("\(error.message); nothing of it ran", TetherExit.denied) }
-            if Spawner.namespaceStages.contains(error.stage) || error.stage == .landlock {
-                return fail("\(error.message)\nNothing was started.", TetherExit.unavailable)
+            switch error {
+            case .spawn(let e): return .failed(RunFailure(spawn: e))
+            case .agentPin(let r): return .failed(RunFailure(.config, "\(r)\nNothing was started."))
+            case .decisionSocket: return .failed(RunFailure(.unavailable, "\(error)\nNothing was started."))
             }
-            let code: Int32 = error.stage == .exec || error.stage == .execFD ? (error.errno == ENOENT ? 127 : 126) : TetherExit.unavailable
-            return fail("\(error)", code)
         }
+        let (worker, decisions, gates, enforcer) = (launched.worker, launched.decisions, launched.gates, launched.enforcer)
+        guard let reporter, let watcher else { preconditionFailure("WorkerLaunch.start made the hooks") }
+        defer { decisions.stop() }
         defer { if foreground != nil { ForegroundTerminal.reclaim() } }
         logger = spawner.labelled(logger)
 
-        var authority = authority
-        authority.instance = spawner.instanceName(authority.instance)
-        let reporter = Reporter(client: authority.client, instance: authority.instance, logger: logger)
-        let surface = config.surface
-        let enforcer = Enforcer(worker: worker, config: config, reporter: reporter, logger: logger, onTransition: { t in
-            notifications.status(StatusLine.run(surface: surface, t))
-        }, liveness: notifications.watchdog)
         notifications.ready("\(surface): running (pid \(worker.pid))")
         let ticking = notifications.watchdogInterval.map { interval in
             Task {
@@ -155,21 +150,8 @@ public enum RunSession {
             "gates": "\(config.gates.isEmpty ? "none" : config.gates.map { "\($0.kind.rawValue)=\($0.surface)\($0.mode == .record ? "[record]" : "")(\(worker.gates?.isOpen($0.kind) == true ? "open" : "closed"))" }.joined(separator: " "))",
             "mode": "\(authority.settings.watch ? "watch" : "poll every \(DurationText.format(authority.settings.pollInterval))")",
         ])
-        reporter.send(WorkerReport(surface: config.surface, state: .started, pids: [worker.pid], requestID: gate.allowedOn?.requestID))
-        let gates = worker.gates.map { GateController(gates: config.gates, server: $0, worker: worker, reporter: reporter, logger: logger) }
-        gates?.start()
-        gates?.reportStates()
-
-        let watcher = SurfaceWatcher(
-            client: authority.client, surfaces: [config.surface] + Array(Set(config.gates.map(\.surface))).sorted(), verifier: authority.verifier,
-            settings: authority.watchSettings, initial: (gate.allowedOn.map { [$0] } ?? []) + gateStart.decisions, logger: logger)
         let watching = Task { await watcher.run() }
-        let watched = [config.surface] + Array(Set(config.gates.map(\.surface))).sorted()
-        let askOnce = authority
-        let live = LiveDecisions(surface: config.surface, gateSurfaces: config.gates.map(\.surface), verdict: { await watcher.verdict(of: $0) },
-                                 watch: { await watcher.setSurfaces(watched + $0) }, check: { await DecisionCheck.check($0, client: askOnce.client, verifier: askOnce.verifier) })
-        decisions.attach(worker, decisions: live)
-        onStarted?(worker, live)
+        onStarted?(worker, launched.live)
         let mainSurface = config.surface
         let forwarding = Task {
             for await v in watcher.verdicts {
@@ -189,7 +171,7 @@ public enum RunSession {
         if let v = outcome.deniedBy {
             reporter.send(WorkerReport(surface: config.surface, state: .killed, pids: [], requestID: v.requestID))
             await reporter.finish()
-            return fail("\(config.name) was stopped for good: \(config.surface) denied (\(v.code.rawValue)\(v.attribution.isEmpty ? "" : " " + v.attribution)\(v.requestID.map { ", request \($0)" } ?? ""))", TetherExit.denied)
+            return .failed(RunFailure(.denied, "\(config.name) was stopped for good: \(config.surface) denied (\(v.code.rawValue)\(v.attribution.isEmpty ? "" : " " + v.attribution)\(v.requestID.map { ", request \($0)" } ?? ""))"))
         }
         reporter.send(WorkerReport(surface: config.surface, state: .exited, pids: [], requestID: nil))
         await reporter.finish()
@@ -197,11 +179,6 @@ public enum RunSession {
             logger.error("the worker was killed by SIGSYS: a syscall through a foreign ABI, or a profile action that kills")
         }
         logger.info("worker \(outcome.status)")
-        return outcome.status.shellCode
-    }
-
-    static func fail(_ message: String, _ code: Int32) -> Int32 {
-        FileHandle.standardError.write(Data("tether: \(message)\n".utf8))
-        return code
+        return .exited(outcome.status)
     }
 }

@@ -6,8 +6,8 @@ import TetherRuntime
 import TetherSystem
 
 /// One launch of one supervised worker: what `Supervisor` hands over when the worker's surface
-/// allows it. The two halves of the worker's life run in separate tasks: the start (`run`:
-/// decision socket, start gate, spawn, gates, enforcer), which ends once the worker runs, and
+/// allows it. The two halves of the worker's life run in separate tasks: the start (`run`: the
+/// sequence `tether run` shares, `WorkerLaunch`), which ends once the worker runs, and
 /// the hold (`Started.hold`: the enforcer until the worker exits), which keeps only what it
 /// needs — not the start gate, the spawner or the launch's configuration.
 struct WorkerStart: Sendable {
@@ -50,66 +50,46 @@ struct WorkerStart: Sendable {
 
     /// Starts the worker; nil when it did not start (said on the loop as `.launchFailed`).
     func run() async -> Started? {
-        let decisions: DecisionSocket
-        do {
-            decisions = try DecisionSocket(worker: config.name, surface: config.surface)
-        } catch {
-            continuation.yield(.launchFailed(name: config.name, generation: generation, SpawnError(stage: .none, errno: EIO, message: "cannot make the worker's decision socket: \(error)")))
-            return nil
-        }
-        var spec = config.spec
-        spec.environment[DecisionSocket.environmentVariable] = decisions.path
-        let worker: Worker
         let stdin = open("/dev/null", O_RDONLY | O_CLOEXEC)
         defer { close(stdin) }
-        do throws(SpawnError) {
-            let gate = self.gate
-            var launch = Spawner.Launch(name: config.name, spec: spec, filter: filter, stdin: stdin, startGate: { await gate.ask() })
-            launch.gates = config.gates
-            launch.decisionDirectory = decisions.directory
-            launch.openGates = openGates
-            if let pin = config.spec.agent {
-                do throws(AgentSettings.Refusal) {
-                    try await AgentSettings.apply(pin, to: &launch, surface: config.surface, decisions: decisions, spawner: spawner, logger: log)
-                } catch {
-                    throw SpawnError(stage: .mounts, errno: EPERM, message: error.description)
-                }
+        // Locals, so the closures below, held for the worker's life, capture only what each uses.
+        let (config, metrics, watcher, authority, continuation) = (config, metrics, watcher, authority, continuation)
+        let launch = WorkerLaunch(config: config, filter: filter, spawner: spawner, gate: gate,
+                                  openGates: openGates, stdin: stdin, log: log)
+        let launched: WorkerLaunch.Launched
+        do {
+            launched = try await launch.start { [reporter] _ in
+                WorkerLaunch.Hooks(
+                    reporter: reporter, verdict: { await watcher.verdict(of: $0) },
+                    watchSubSurfaces: { for s in $0 { continuation.yield(.watchSubSurface(s)) } },
+                    check: { await DecisionCheck.check($0, client: authority.client, verifier: authority.verifier) },
+                    onRefused: { metrics.decisionRefused(worker: config.name, code: $0) },
+                    onDenials: { metrics.gateDenials(worker: config.name, $0) },
+                    onTransition: { t in
+                        defer { continuation.yield(.transition) }
+                        metrics.transition(t)
+                        switch t.phase {
+                        case .frozen: metrics.set(config.name, .frozen)
+                        case .running: metrics.set(config.name, .running)
+                        case .stopping: metrics.set(config.name, .stopping)
+                        case .killed, .exited: break
+                        }
+                    })
             }
-            worker = try await spawner.spawn(launch)
         } catch {
-            decisions.stop()
-            continuation.yield(.launchFailed(name: config.name, generation: generation, error))
+            let spawnError = switch error {
+            case .spawn(let e): e
+            case .agentPin(let r): SpawnError(stage: .mounts, errno: EPERM, message: r.description)
+            case .decisionSocket: SpawnError(stage: .none, errno: EIO, message: error.description)
+            }
+            continuation.yield(.launchFailed(name: config.name, generation: generation, spawnError))
             return nil
         }
-        let started = ContinuousClock.now
+        let worker = launched.worker
         log.info("worker started", metadata: ["pid": "\(worker.pid)", "cgroup": "\(worker.cgroup?.path ?? "none")", "generation": "\(generation)",
                                                "net": "\(worker.networkMode.rawValue)"])
-        reporter.send(WorkerReport(surface: config.surface, state: .started, pids: [worker.pid], requestID: gate.allowedOn?.requestID))
-        // Locals, so the closures below, held for the worker's life, capture only what each uses.
-        let (config, metrics, log, reporter, watcher, authority, continuation) = (config, metrics, log, reporter, watcher, authority, continuation)
-        let gates = worker.gates.map {
-            GateController(gates: config.gates, server: $0, worker: worker, reporter: reporter, logger: log,
-                           onDenials: { metrics.gateDenials(worker: config.name, $0) })
-        }
-        gates?.start()
-        gates?.reportStates()
-        decisions.attach(worker, decisions: LiveDecisions(
-            surface: config.surface, gateSurfaces: config.gates.map(\.surface), verdict: { await watcher.verdict(of: $0) },
-            watch: { for s in $0 { continuation.yield(.watchSubSurface(s)) } },
-            check: { await DecisionCheck.check($0, client: authority.client, verifier: authority.verifier) },
-            onRefused: { metrics.decisionRefused(worker: config.name, code: $0) }))
-        let enforcer = Enforcer(worker: worker, config: config, reporter: reporter, logger: log, gates: gates, onTransition: { t in
-            defer { continuation.yield(.transition) }
-            metrics.transition(t)
-            switch t.phase {
-            case .frozen: metrics.set(config.name, .frozen)
-            case .running: metrics.set(config.name, .running)
-            case .stopping: metrics.set(config.name, .stopping)
-            case .killed, .exited: break
-            }
-        })
-        continuation.yield(.started(name: config.name, generation: generation, enforcer))
-        return Started(name: config.name, surface: config.surface, generation: generation, decisions: decisions, gates: gates,
-                       enforcer: enforcer, reporter: reporter, continuation: continuation, at: started)
+        continuation.yield(.started(name: config.name, generation: generation, launched.enforcer))
+        return Started(name: config.name, surface: config.surface, generation: generation, decisions: launched.decisions, gates: launched.gates,
+                       enforcer: launched.enforcer, reporter: reporter, continuation: continuation, at: .now)
     }
 }

@@ -36,19 +36,18 @@ public struct ProfileReport: Sendable {
 
 /// `tether profile try`: run one command under a profile, with no authority, to tune a profile.
 public enum ProfileTry {
-    /// Runs `command` and returns the exit code `tether` should exit with: the command's own,
-    /// 128+N on signal N.
+    /// Runs `command`; returns how it ended (the command line exits with its code, 128+N on
+    /// signal N), or why it could not run.
     /// `open` and `closed`: gates to run under, open or closed for the whole run (no surface
     /// holds them): what a gate costs, and what a closed gate breaks. Denials are logged at exit.
     public static func run(profile nameOrPath: String, command: [String], useCgroups: Bool = true,
                            layout: SeccompCompiler.Layout = .binaryTree, openGates: Set<GateKind> = [], closedGates: Set<GateKind> = [],
-                           network: NetworkMode = .private, logger: Logger) async -> Int32 {
+                           network: NetworkMode = .private, logger: Logger) async -> RunOutcome {
         let report: ProfileReport
         do {
             report = try ProfileReport.make(nameOrPath, platform: .forWorker(user: nil), layout: layout)
         } catch {
-            FileHandle.standardError.write(Data("tether: \(error)\n".utf8))
-            return TetherExit.config
+            return .failed(RunFailure(.config, "\(error)"))
         }
         if report.profile.defaultAction == .allow && report.filter.ruleCount == 0 {
             logger.warning("profile \(nameOrPath) filters no syscalls: the command runs unconfined but for the ABI check")
@@ -67,8 +66,8 @@ public enum ProfileTry {
             worker = try await spawner.spawn(launch)
         } catch {
             spawner.shutdown()
-            FileHandle.standardError.write(Data("tether: \(error)\n".utf8))
-            return error.stage == .exec || error.stage == .execFD ? (error.errno == ENOENT ? 127 : 126) : TetherExit.unavailable
+            let notExecutable = error.stage == .exec || error.stage == .execFD
+            return .failed(RunFailure(notExecutable ? .notExecutable(errno: error.errno) : .unavailable, error.description))
         }
         let forwarding = SignalForwarder(worker: worker)
         let status = await worker.wait()
@@ -79,8 +78,8 @@ public enum ProfileTry {
         spawner.shutdown()
         if foreground != nil { ForegroundTerminal.reclaim() }
         if case .signaled(let s) = status, s == SIGSYS {
-            FileHandle.standardError.write(Data("tether: \(command[0]) was killed by SIGSYS: a syscall through a foreign ABI, or a profile action that kills\n".utf8))
+            logger.error("\(command[0]) was killed by SIGSYS: a syscall through a foreign ABI, or a profile action that kills")
         }
-        return status.shellCode
+        return .exited(status)
     }
 }

@@ -34,14 +34,14 @@ struct McpCommand: AsyncParsableCommand {
         } catch {
             throw fail("cannot set up the gateway's pipes: \(error)", code: TetherExit.unavailable)
         }
-        let code = await RunSession.run(worker: worker, authority: resolved, logger: logger, acceptWeakContainment: weak,
+        let outcome = await RunSession.run(worker: worker, authority: resolved, logger: logger, acceptWeakContainment: weak,
                                         notifications: SystemdNotifier.notifications,
                                         stdio: (gateway.workerStdin, gateway.workerStdout),
                                         onStarted: { _, live in
                                             gateway.attach(live)
                                             gateway.start()
                                         })
-        gateway.serverExited("exit code \(code)")
-        throw ExitCode(code)
+        gateway.serverExited("exit code \(outcome.exitCode)")
+        throw ending(outcome)
     }
 }

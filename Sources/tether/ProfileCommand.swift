@@ -70,9 +70,9 @@ struct ProfileCommand: AsyncParsableCommand {
             let open = try kinds(gateOpen, "--gate-open"), closed = try kinds(gateClosed, "--gate-closed")
             guard open.isDisjoint(with: closed) else { throw fail("a gate cannot be both open and closed", code: TetherExit.usage) }
             guard let network = NetworkMode(rawValue: net) else { throw fail("--net: \"\(net)\" is not a network mode; expected one of \(NetworkMode.names)", code: TetherExit.usage) }
-            let code = await ProfileTry.run(profile: profile, command: command, useCgroups: !noCgroup, layout: linearFilter ? .linear : .binaryTree,
+            let outcome = await ProfileTry.run(profile: profile, command: command, useCgroups: !noCgroup, layout: linearFilter ? .linear : .binaryTree,
                                             openGates: open, closedGates: closed, network: network, logger: makeLogger())
-            throw ExitCode(code)
+            throw ending(outcome)
         }
     }
 }

@@ -30,9 +30,9 @@ struct RunCommand: AsyncParsableCommand {
         SupervisorPriority.choose()
         ResidentPages.choose()
         let (worker, resolved, logger, weak) = try await options.resolve()
-        let code = await RunSession.run(worker: worker, authority: resolved, logger: logger, acceptWeakContainment: weak,
-                                        notifications: SystemdNotifier.notifications)
-        throw ExitCode(code)
+        let outcome = await RunSession.run(worker: worker, authority: resolved, logger: logger, acceptWeakContainment: weak,
+                                           notifications: SystemdNotifier.notifications)
+        throw ending(outcome)
     }
 }
 

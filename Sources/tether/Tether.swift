@@ -63,6 +63,28 @@ func makeLogger(_ label: String = "tether") -> Logger {
     return logger
 }
 
+/// The exit of a worker's run: its own code (128+N on signal N), or the failure said on
+/// stderr with its code.
+func ending(_ outcome: RunOutcome) -> ExitCode {
+    if case .failed(let f) = outcome { return fail(f.message, code: outcome.exitCode) }
+    return ExitCode(outcome.exitCode)
+}
+
+extension RunOutcome {
+    var exitCode: Int32 {
+        switch self {
+        case .exited(let s): s.shellCode
+        case .failed(let f):
+            switch f.kind {
+            case .config: TetherExit.config
+            case .unavailable: TetherExit.unavailable
+            case .denied: TetherExit.denied
+            case .notExecutable(let e): e == ENOENT ? 127 : 126
+            }
+        }
+    }
+}
+
 func fail(_ message: String, code: Int32) -> ExitCode {
     FileHandle.standardError.write(Data("tether: \(message)\n".utf8))
     return ExitCode(code)

@@ -16,5 +16,9 @@ guard args.count >= 2 else {
 AsyncRuntime.useEventLoops()
 var logger = Logger(label: "floor")
 logger.logLevel = .warning
-let code = await ProfileTry.run(profile: args[0], command: Array(args.dropFirst()), logger: logger)
-exit(code)
+switch await ProfileTry.run(profile: args[0], command: Array(args.dropFirst()), logger: logger) {
+case .exited(let status): exit(status.shellCode)
+case .failed(let f):
+    FileHandle.standardError.write(Data("tether-bench-launch-floor: \(f.message)\n".utf8))
+    exit(f.kind == .config ? 78 : 69)
+}
