@@ -1,4 +1,3 @@
-import CSeccomp
 import Foundation
 import Glibc
 import Logging
@@ -27,15 +26,15 @@ public final class DecisionSocket: Sendable {
     /// can remove or replace its own socket or another worker's and answer its hooks itself.
     public let directory: String
     public let surface: String
-    fileprivate let fd: Int32
+    private let listener: LineSocket
+    /// The listener's way back to this socket, cut when it stops.
+    private let box: AnswerBox
     private let worker = Mutex<Worker?>(nil)
     private let decisions = Mutex<LiveDecisions?>(nil)
-    private let connections = Atomic<Int>(0)
     private let stopped = Atomic<Bool>(false)
 
     /// The variable that carries the path to the worker.
     public static let environmentVariable = LocalDecision.environmentVariable
-    static let maxConnections = 32
 
     /// Makes the socket under `directory` (created 0711: workers of other uids can reach a
     /// path they know, not list it); the socket itself is 0666 — who may ask is decided per
@@ -50,37 +49,19 @@ public final class DecisionSocket: Sendable {
         guard mkdir(own, 0o711) == 0, chmod(own, 0o711) == 0 else { throw SystemError("mkdir \(own)", .init(rawValue: errno)) }
         self.directory = own
         path = own + "/decision.sock"
-        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard s >= 0 else {
+        let box = AnswerBox()
+        self.box = box
+        do {
+            listener = try LineSocket(path: path, tooLong: Self.refusal("BAD_REQUEST", "a request is one line of at most \(LineSocket.maxLine) bytes")) {
+                box.answer($0, $1)
+            }
+        } catch {
             rmdir(own)
-            throw SystemError("socket", .init(rawValue: errno))
+            throw error
         }
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
-            close(s)
-            rmdir(own)
-            throw SystemError("bind", .init(rawValue: ENAMETOOLONG))
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-            raw[bytes.count] = 0
-        }
-        unlink(path)
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
-        // Non-blocking: the one accepting thread serves every worker's socket, and must never
-        // wait in accept(2) on one of them.
-        guard rc == 0, chmod(path, 0o666) == 0, listen(s, 64) == 0, fcntl(s, F_SETFL, O_NONBLOCK) == 0 else {
-            let e = errno
-            close(s)
-            unlink(path)
-            rmdir(own)
-            throw SystemError("bind \(path)", .init(rawValue: e))
-        }
-        fd = s
-        DecisionAcceptor.shared.add(self)
+        box.socket.withLock { $0 = self }
     }
+
 
     /// `/run/tether-decision` for root; `$XDG_RUNTIME_DIR/tether/decision` (or a directory of
     /// the user's under /tmp) otherwise. Never the state directory: workers cannot see it.
@@ -133,8 +114,8 @@ public final class DecisionSocket: Sendable {
     /// thread, which alone uses it: never while that thread might still poll or accept on it.)
     public func stop() {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        DecisionAcceptor.shared.remove(self)
-        unlink(path)
+        listener.stop()
+        box.socket.withLock { $0 = nil }
         try? FileManager.default.removeItem(atPath: pinnedEtc)
         rmdir(directory)
     }
@@ -146,48 +127,10 @@ public final class DecisionSocket: Sendable {
 
     // MARK: - serving
 
-    /// One waiting connection, taken on the accepting thread and served on a thread of its own
-    /// (at most `maxConnections` at once per socket).
-    fileprivate func acceptOne() {
-        guard !stopped.load(ordering: .acquiring), let c = PeerCredentials.accept(fd) else { return }
-        guard connections.add(1, ordering: .relaxed).newValue <= Self.maxConnections else {
-            connections.subtract(1, ordering: .relaxed)
-            close(c)
-            return
-        }
-        Thread.detachNewThread { [self] in
-            serve(c)
-            close(c)
-            connections.subtract(1, ordering: .relaxed)
-        }
-    }
-
-    private func serve(_ c: Int32) {
-        // A slow or silent peer holds nothing for long.
-        var tv = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        let peer = PeerCredentials.pid(of: c)
-        let mine = peer.map { isWorkers($0) } ?? false
-        var buffer: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            if let nl = buffer.firstIndex(of: 10) {
-                let line = Array(buffer[..<nl])
-                buffer.removeSubrange(...nl)
-                let answer = mine ? answer(line) : Self.refusal("NOT_YOURS", "this socket answers the processes of its own worker only")
-                guard Self.writeAll(c, answer + [10]) else { return }
-                continue
-            }
-            guard buffer.count < 4096 else {
-                _ = Self.writeAll(c, Self.refusal("BAD_REQUEST", "a request is one line of at most 4096 bytes") + [10])
-                return
-            }
-            let n = chunk.withUnsafeMutableBytes { read(c, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return }
-            buffer.append(contentsOf: chunk[0..<n])
-        }
+    /// One line from a peer: answered from the live decisions when the peer is the worker's.
+    fileprivate func respond(_ peer: pid_t?, _ line: [UInt8]) -> [UInt8] {
+        guard let peer, isWorkers(peer) else { return Self.refusal("NOT_YOURS", "this socket answers the processes of its own worker only") }
+        return answer(line)
     }
 
     /// Whether the process `pid` belongs to the attached worker: in its PID namespace (a
@@ -248,17 +191,6 @@ public final class DecisionSocket: Sendable {
         return box.withLock { $0 }
     }
 
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-        var off = 0
-        while off < bytes.count {
-            let n = bytes[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { return false }
-            off += n
-        }
-        return true
-    }
-
     static func pidNamespace(_ pid: pid_t) -> String? {
         var buf = [CChar](repeating: 0, count: 64)
         let n = readlink("/proc/\(pid)/ns/pid", &buf, buf.count - 1)
@@ -278,70 +210,13 @@ public final class DecisionSocket: Sendable {
     }
 }
 
-/// The one thread that accepts for every decision socket of the process. A thread per socket
-/// cost a supervisor of 100 workers 100 threads asleep in poll(2) — each a stack, a malloc
-/// cache — 0.9 MiB of its resident memory (docs/BENCHMARKS.md). Each round takes at most one
-/// connection from each ready socket, and serves none itself, so a worker flooding its own
-/// socket cannot keep another's waiting.
-private final class DecisionAcceptor: Sendable {
-    static let shared = DecisionAcceptor()
+/// The listener's way back to its `DecisionSocket`: set once both exist, cut by `stop` (the two
+/// would otherwise keep each other alive).
+private final class AnswerBox: Sendable {
+    let socket = Mutex<DecisionSocket?>(nil)
 
-    private struct State {
-        var sockets: [Int32: DecisionSocket] = [:]
-        /// Descriptors of stopped sockets, closed by the accepting thread at its next round.
-        var retired: [Int32] = []
-        var running = false
-    }
-    private let state = Mutex(State())
-    /// Wakes the thread when the set of sockets changes. (Without one — no descriptor left when
-    /// the first socket was made — the thread looks again every 100 ms.)
-    private let wake: Int32 = tether_eventfd()
-
-    func add(_ socket: DecisionSocket) {
-        let start = state.withLock { s in
-            s.sockets[socket.fd] = socket
-            defer { s.running = true }
-            return !s.running
-        }
-        if start {
-            let thread = Thread { [self] in run() }
-            thread.name = "tether-decisions"
-            thread.start()
-        } else {
-            poke()
-        }
-    }
-
-    func remove(_ socket: DecisionSocket) {
-        state.withLock { s in
-            if s.sockets.removeValue(forKey: socket.fd) != nil { s.retired.append(socket.fd) }
-        }
-        poke()
-    }
-
-    private func poke() {
-        var one: UInt64 = 1
-        _ = write(wake, &one, 8)
-    }
-
-    private func run() {
-        while true {
-            let (sockets, retired) = state.withLock { s in
-                defer { s.retired = [] }
-                return (Array(s.sockets.keys), s.retired)
-            }
-            for fd in retired { close(fd) }
-            var p = [pollfd(fd: wake, events: Int16(POLLIN), revents: 0)] + sockets.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            if poll(&p, nfds_t(p.count), wake >= 0 ? -1 : 100) < 0 { continue }   // EINTR
-            if p[0].revents != 0 {
-                var n: UInt64 = 0
-                _ = read(wake, &n, 8)
-            }
-            for q in p.dropFirst() where q.revents != 0 {
-                // Still registered: a socket stopped meanwhile is not served (its descriptor
-                // stays open until the next round closes it).
-                state.withLock { $0.sockets[q.fd] }?.acceptOne()
-            }
-        }
+    func answer(_ peer: pid_t?, _ line: [UInt8]) -> [UInt8] {
+        guard let s = socket.withLock({ $0 }) else { return DecisionSocket.refusal("NOT_READY", "the worker is starting") }
+        return s.respond(peer, line)
     }
 }

@@ -122,7 +122,7 @@ public final class McpGateway: Sendable {
         var reader = LineReader(fd: clientIn)
         while let line = reader.next() {
             guard let forward = filter(line) else { continue }
-            guard DecisionSocket.writeAll(serverIn, forward + [10]) else { break }
+            guard LineSocket.writeAll(serverIn, forward + [10]) else { break }
         }
         // The client is gone: so is the server's input (it ends on EOF, as MCP servers do).
         close(serverIn)
@@ -208,7 +208,7 @@ public final class McpGateway: Sendable {
     // MARK: - answers
 
     func send(_ bytes: [UInt8]) {
-        output.withLock { _ in _ = DecisionSocket.writeAll(clientOut, bytes + [10]) }
+        output.withLock { _ in _ = LineSocket.writeAll(clientOut, bytes + [10]) }
     }
 
     static func line(_ id: McpId?, _ field: String, _ body: [UInt8]) -> [UInt8] {

@@ -35,11 +35,9 @@ public final class GateServer: Sendable {
     private let netOpen = Atomic<Bool>(false)
     private let writeOpen = Atomic<Bool>(false)
     private let listener: Int32
-    private let wake: Int32
+    private let thread = PollThread(name: "tether-gates")
     private let denials = Mutex<(counts: [GateDenial: Int], exes: [Int32: String])>(([:], [:]))
     private let answered = Atomic<Int>(0)
-    private let finished = Atomic<Bool>(false)
-    private let done = DispatchSemaphore(value: 0)
 
     static let socketNR = seccomp_syscall_resolve_name("socket")
     static let afUnix = Int32(AF_UNIX), afNetlink = Int32(AF_NETLINK)
@@ -59,20 +57,11 @@ public final class GateServer: Sendable {
         }
         self.byNumber = byNumber
         self.names = names
-        wake = tether_eventfd()
         for k in kinds { set(k, open: open.contains(k)) }
-        let thread = Thread { [self] in
-            tether_set_thread_name("tether-gates")
-            serve()
-        }
-        thread.name = "tether-gates"
-        thread.start()
+        thread.start({ [self] in answerOne() }, end: { [listener] in close(listener) })
     }
 
-    deinit {
-        stop()
-        close(wake)
-    }
+    deinit { stop() }
 
     public func set(_ kind: GateKind, open: Bool) {
         switch kind {
@@ -108,35 +97,27 @@ public final class GateServer: Sendable {
     /// Stops answering and closes the listener: from then on the worker's gated calls fail.
     /// Returns once the listener is closed.
     public func stop() {
-        guard !finished.load(ordering: .acquiring) else { return }
-        var one: UInt64 = 1
-        _ = write(wake, &one, 8)
-        done.wait()
-        done.signal()   // for a second caller (deinit after stop)
+        guard !thread.isFinished else { return }
+        thread.poke()
+        thread.join()
     }
 
     /// Whether the listener is closed (the worker is gone, or `stop`).
-    public var isFinished: Bool { finished.load(ordering: .acquiring) }
+    public var isFinished: Bool { thread.isFinished }
 
     // MARK: - the thread
 
-    private func serve() {
+    /// One gated call answered; false once stopped, or no process uses the filter any more.
+    private func answerOne() -> Bool {
+        guard tether_notif_wait(listener, thread.wake) == 1 else { return false }
         var req = tether_notif()
-        loop: while true {
-            switch tether_notif_wait(listener, wake) {
-            case 1: break
-            default: break loop   // stopped, or no process uses the filter any more
-            }
-            let rc = tether_notif_recv(listener, &req)
-            if rc == -ENOENT || rc == -EINTR { continue }   // the caller was interrupted; it asks again
-            if rc < 0 { break }
-            let err = decide(req)
-            answered.add(1, ordering: .relaxed)   // before the answer wakes the caller
-            _ = tether_notif_respond(listener, req.id, err)   // -ENOENT: interrupted meanwhile
-        }
-        close(listener)
-        finished.store(true, ordering: .releasing)
-        done.signal()
+        let rc = tether_notif_recv(listener, &req)
+        if rc == -ENOENT || rc == -EINTR { return true }   // the caller was interrupted; it asks again
+        if rc < 0 { return false }
+        let err = decide(req)
+        answered.add(1, ordering: .relaxed)   // before the answer wakes the caller
+        _ = tether_notif_respond(listener, req.id, err)   // -ENOENT: interrupted meanwhile
+        return true
     }
 
     /// 0 lets the call continue; otherwise its errno.

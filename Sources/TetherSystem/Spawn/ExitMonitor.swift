@@ -57,7 +57,7 @@ final class ExitMonitor: Sendable {
     }
 
     private let state = Mutex(State())
-    private let wakeFD: Int32
+    private let thread = PollThread(name: "tether-exits")
     /// Held from fork until the new worker is watched, and by every orphan sweep: a worker
     /// that exits at once is a zombie child of ours for an instant before it is watched, and
     /// the sweep must not take it for an orphan.
@@ -70,13 +70,10 @@ final class ExitMonitor: Sendable {
     private let uncontainedSeen = Atomic<Bool>(false)
 
     private init() {
-        wakeFD = tether_eventfd()
-        let thread = Thread { [self] in
-            tether_set_thread_name("tether-exits")
-            loop()
+        thread.start { [self] in
+            round()
+            return true
         }
-        thread.name = "tether-exit-monitor"
-        thread.start()
     }
 
     /// Forks through `body` and watches the child it returns, with no sweep in between.
@@ -123,45 +120,41 @@ final class ExitMonitor: Sendable {
         wake()
     }
 
-    private func wake() {
-        var one: UInt64 = 1
-        _ = write(wakeFD, &one, 8)
-    }
+    private func wake() { thread.poke() }
 
-    private func loop() {
-        while true {
-            let fds = state.withLock { Array($0.watched.keys) }
-            var ready = [UInt8](repeating: 0, count: fds.count)
-            var woken: Int32 = 0
-            // Idle, the thread wakes every 5 s only to sweep orphans that exited unseen (and
-            // only when orphans can reach us at all).
-            let timeout: Int32 = uncontainedSeen.load(ordering: .relaxed) ? 5000 : -1
-            let n = fds.withUnsafeBufferPointer { f in
-                ready.withUnsafeMutableBufferPointer { r in
-                    tether_pidfds_poll(f.baseAddress, f.count, wakeFD, timeout, r.baseAddress, &woken)
-                }
+    /// Waits for exits (or a wake, or the sweep's timeout), collects them, sweeps orphans.
+    private func round() {
+        let fds = state.withLock { Array($0.watched.keys) }
+        var ready = [UInt8](repeating: 0, count: fds.count)
+        var woken: Int32 = 0
+        // Idle, the thread wakes every 5 s only to sweep orphans that exited unseen (and
+        // only when orphans can reach us at all).
+        let timeout: Int32 = uncontainedSeen.load(ordering: .relaxed) ? 5000 : -1
+        let n = fds.withUnsafeBufferPointer { f in
+            ready.withUnsafeMutableBufferPointer { r in
+                tether_pidfds_poll(f.baseAddress, f.count, thread.wake, timeout, r.baseAddress, &woken)
             }
-            if n > 0 {
-                for (i, fd) in fds.enumerated() where ready[i] != 0 {
-                    var code: Int32 = 0
-                    var signaled: Int32 = 0
-                    let rc = tether_pidfd_wait(fd, &code, &signaled)
-                    if rc == -EINTR || rc == -EAGAIN { continue }
-                    let w = state.withLock { $0.watched.removeValue(forKey: fd) }
-                    // ECHILD: something else in this process reaped it. The status is lost, but
-                    // the worker is gone, and the descriptor must leave the poll set.
-                    let own: ExitStatus = rc != 0 ? .lost : signaled != 0 ? .signaled(code) : .exited(code)
-                    // An init that exited on its own says how the worker ended; one that was
-                    // killed (a stop, the keeper) took the worker with it: its own status.
-                    w?.future.complete((signaled == 0 ? w?.status?.read() : nil) ?? own)
-                }
+        }
+        if n > 0 {
+            for (i, fd) in fds.enumerated() where ready[i] != 0 {
+                var code: Int32 = 0
+                var signaled: Int32 = 0
+                let rc = tether_pidfd_wait(fd, &code, &signaled)
+                if rc == -EINTR || rc == -EAGAIN { continue }
+                let w = state.withLock { $0.watched.removeValue(forKey: fd) }
+                // ECHILD: something else in this process reaped it. The status is lost, but
+                // the worker is gone, and the descriptor must leave the poll set.
+                let own: ExitStatus = rc != 0 ? .lost : signaled != 0 ? .signaled(code) : .exited(code)
+                // An init that exited on its own says how the worker ended; one that was
+                // killed (a stop, the keeper) took the worker with it: its own status.
+                w?.future.complete((signaled == 0 ? w?.status?.read() : nil) ?? own)
             }
-            // Orphans appear when something of a worker exits: sweep after exits, after an
-            // explicit wake (a kill), and every 5 s; not when a new worker is merely registered.
-            let timedOut = n == 0 && woken == 0
-            if n > 0 || timedOut || sweepRequested.exchange(false, ordering: .relaxed) {
-                reapOrphans()
-            }
+        }
+        // Orphans appear when something of a worker exits: sweep after exits, after an
+        // explicit wake (a kill), and every 5 s; not when a new worker is merely registered.
+        let timedOut = n == 0 && woken == 0
+        if n > 0 || timedOut || sweepRequested.exchange(false, ordering: .relaxed) {
+            reapOrphans()
         }
     }
 
