@@ -160,6 +160,10 @@ let package = Package(
             path: "bench/RevocationBench"
         ),
         .testTarget(name: "TetherCoreTests", dependencies: ["TetherCore"]),
+        // The rules without processes or wall clocks: leases, the SSE parser (TetherClient), the
+        // enforcer's and the supervisor's decisions (TetherSupervisor), each on a manual clock.
+        .testTarget(name: "TetherClientTests", dependencies: ["TetherClient", "TetherCore"]),
+        .testTarget(name: "TetherSupervisorTests", dependencies: ["TetherSupervisor", "TetherSystem", "TetherClient", "TetherCore"]),
         // End to end: `tether run` against real authority processes and scripted ones.
         .testTarget(
             name: "EnforcementTests",

@@ -25,7 +25,8 @@ public struct Transition: Sendable {
 /// Holds one running worker to its surface's verdicts: applies the stop policy to the whole
 /// tree on a deny and confirms it from the kernel, thaws a frozen worker on an allow, and
 /// reports each change. Events are handled one at a time, in order, by `run()`; a stop in
-/// progress is never interleaved with a thaw.
+/// progress is never interleaved with a thaw. What to do is `EnforcerRules`' to decide; this
+/// is the driver that does it to the kernel, logs, reports and times it.
 public final class Enforcer: Sendable {
     public enum Event: Sendable {
         /// A verdict, and when the supervisor learnt it.
@@ -83,134 +84,104 @@ public final class Enforcer: Sendable {
             continuation.yield(.exited(status))
         }
         defer { exitWatch.cancel() }
-        var s = Machine(phase: .running)
+        var rules = EnforcerRules(policy: config.stop)
         for await e in events {
             if case .exited(let status) = e {
                 continuation.finish()
-                return Outcome(status: status, deniedBy: s.killedBy)
+                return Outcome(status: status, deniedBy: rules.killedBy)
             }
-            await handle(e, &s)
+            var learnt = ContinuousClock.now
+            if case .verdict(let v, let at) = e {
+                learnt = at
+                if !v.allowed && rules.phase == .frozen { logger.debug("still denied", metadata: ["code": "\(v.code.rawValue)"]) }
+            }
+            var step = rules.on(e)
+            if case .kill = step {
+                if case .signal(let sig) = e { logger.notice("\(Signals.name(sig)) while frozen: killing the worker") }
+                if case .killAfter = e {
+                    logger.notice("frozen for kill_after: killing the worker", metadata: ["kill_after": "\(config.stop.killAfter.map(DurationText.format) ?? "")"])
+                }
+            }
+            while step != .none { step = await perform(step, learnt: learnt, &rules) }
         }
-        return Outcome(status: .lost, deniedBy: s.killedBy)
+        return Outcome(status: .lost, deniedBy: rules.killedBy)
     }
 
-    struct Machine {
-        var phase: WorkerPhase
-        var last: Verdict?
-        var killedBy: Verdict?
-        var epoch = 0
-    }
-
-    private func handle(_ e: Event, _ s: inout Machine) async {
-        switch e {
-        case .verdict(let v, let at):
-            s.last = v
-            if v.allowed {
-                guard s.phase == .frozen else { return }
-                await resume(on: v, &s)
-                return
-            }
-            guard s.phase == .running else {
-                if s.phase == .frozen { logger.debug("still denied", metadata: ["code": "\(v.code.rawValue)"]) }
-                return
-            }
-            await stop(for: v, learnt: at, &s)
+    /// Carries out one step of the rules against the kernel; the rules say what follows.
+    private func perform(_ step: EnforcerRules.Step, learnt: ContinuousClock.Instant, _ rules: inout EnforcerRules) async -> EnforcerRules.Step {
+        switch step {
+        case .none: return .none
+        case .freeze(let v): return rules.after(await freeze(for: v, learnt: learnt))
+        case .thaw(let v): return rules.after(await resume(on: v))
+        case .kill(let v): return rules.after(await kill(reason: v, learnt: learnt))
+        case .terminate(let grace, let v): return rules.after(await terminate(grace: grace, verdict: v, learnt: learnt))
         case .signal(let sig):
-            // A frozen worker cannot act on SIGTERM, and thawing a denied worker is not ours
-            // to do: a request to end it ends it.
-            if s.phase == .frozen && [SIGTERM, SIGINT, SIGQUIT, SIGHUP].contains(sig) {
-                logger.notice("\(Signals.name(sig)) while frozen: killing the worker")
-                await kill(reason: s.last, &s)
-            } else {
-                worker.signalGroup(sig)
+            if rules.phase == .frozen { logger.debug("\(Signals.name(sig)) passed on to a frozen worker") }
+            worker.signalGroup(sig)
+        case .scheduleKill(let after, let epoch):
+            Task { [continuation] in
+                try? await Sleep.for(after)
+                continuation.yield(.killAfter(epoch: epoch))
             }
-        case .shutdown(let grace):
-            guard s.phase != .killed else { return }
-            await terminate(grace: grace, verdict: nil, learnt: .now, &s)
-        case .killAfter(let epoch):
-            guard epoch == s.epoch, s.phase == .frozen else { return }
-            logger.notice("frozen for kill_after: killing the worker", metadata: ["kill_after": "\(config.stop.killAfter.map(DurationText.format) ?? "")"])
-            await kill(reason: s.last, &s)
-        case .tick:
+        case .liveness:
             liveness()
-        case .exited:
-            break
         }
+        return .none
     }
 
-    // The steps below are kept out of `handle` (never inlined): an async function's frame holds
+    // The steps below are kept out of `run` (never inlined): an async function's frame holds
     // the locals of every path through it, and `run`'s task keeps the memory of its deepest
     // frame for the worker's whole life — an allow that changes nothing (most events) should
     // not cost every worker the frames of a stop, a thaw and a kill (~4 KiB each).
 
     @inline(never)
-    private func resume(on v: Verdict, _ s: inout Machine) async {
-        s.epoch += 1
+    private func resume(on v: Verdict) async -> EnforcerRules.Outcome {
         do {
             let st = try await worker.thawVerified()
-            s.phase = .running
             log(.notice, "worker resumed", v, extra: ["pids": "\(pids(st))"])
             record(.running, v, nil)
             reporter?.send(WorkerReport(surface: config.surface, state: .resumed, pids: pids(st), requestID: v.requestID))
+            return .thawed
         } catch {
-            // Not confirmed running: it stays held; the next allow tries again.
             logger.error("thaw not confirmed by the kernel", metadata: ["error": "\(error)"])
+            return .thawFailed
         }
     }
 
     @inline(never)
-    private func stop(for v: Verdict, learnt: ContinuousClock.Instant, _ s: inout Machine) async {
-        switch config.stop.onRevoke {
-        case .stop:
-            do {
-                let st = try await worker.freezeVerified()
-                let took = ContinuousClock.now - learnt
-                s.phase = .frozen
-                log(.notice, "worker stopped", v, extra: ["stopped_in_ms": "\(ms(took))", "pids": "\(pids(st))"] .merging(sinceDecision(v)) { a, _ in a })
-                record(.frozen, v, took)
-                reporter?.send(WorkerReport(surface: config.surface, state: .stopped, pids: pids(st), requestID: v.requestID))
-                if let after = config.stop.killAfter {
-                    s.epoch += 1
-                    let epoch = s.epoch
-                    Task { [continuation] in
-                        try? await Sleep.for(after)
-                        continuation.yield(.killAfter(epoch: epoch))
-                    }
-                }
-            } catch {
-                // Fail closed: a freeze the kernel does not confirm becomes a kill.
-                logger.error("freeze not confirmed by the kernel: killing instead", metadata: ["error": "\(error)"])
-                await kill(reason: v, learnt: learnt, &s)
-            }
-        case .kill:
-            await kill(reason: v, learnt: learnt, &s)
-        case .term:
-            await terminate(grace: config.stop.grace, verdict: v, learnt: learnt, &s)
+    private func freeze(for v: Verdict, learnt: ContinuousClock.Instant) async -> EnforcerRules.Outcome {
+        do {
+            let st = try await worker.freezeVerified()
+            let took = ContinuousClock.now - learnt
+            log(.notice, "worker stopped", v, extra: ["stopped_in_ms": "\(ms(took))", "pids": "\(pids(st))"] .merging(sinceDecision(v)) { a, _ in a })
+            record(.frozen, v, took)
+            reporter?.send(WorkerReport(surface: config.surface, state: .stopped, pids: pids(st), requestID: v.requestID))
+            return .frozen
+        } catch {
+            logger.error("freeze not confirmed by the kernel: killing instead", metadata: ["error": "\(error)"])
+            return .freezeFailed
         }
     }
 
     @inline(never)
-    private func terminate(grace: Duration, verdict v: Verdict?, learnt: ContinuousClock.Instant, _ s: inout Machine) async {
+    private func terminate(grace: Duration, verdict v: Verdict?, learnt: ContinuousClock.Instant) async -> EnforcerRules.Outcome {
         // Thaw first: a stopped process never runs its SIGTERM handler.
-        s.phase = .stopping
         worker.thaw()
         worker.signalGroup(SIGTERM)
         let st = await worker.waitForState(timeout: grace) { $0.isGone }
-        if st.isGone {
-            s.phase = .killed
-            s.killedBy = v
-            let took = ContinuousClock.now - learnt
-            log(.notice, "worker ended on SIGTERM", v, extra: ["stopped_in_ms": "\(ms(took))"])
-            record(.killed, v, took)
-            reporter?.send(WorkerReport(surface: config.surface, state: .killed, pids: [], requestID: v?.requestID))
-        } else {
+        guard st.isGone else {
             logger.notice("still running after the grace period: killing", metadata: ["grace": "\(DurationText.format(grace))"])
-            await kill(reason: v, learnt: learnt, &s)
+            return .outlivedGrace
         }
+        let took = ContinuousClock.now - learnt
+        log(.notice, "worker ended on SIGTERM", v, extra: ["stopped_in_ms": "\(ms(took))"])
+        record(.killed, v, took)
+        reporter?.send(WorkerReport(surface: config.surface, state: .killed, pids: [], requestID: v?.requestID))
+        return .endedOnTerm
     }
 
     @inline(never)
-    private func kill(reason v: Verdict?, learnt: ContinuousClock.Instant = .now, _ s: inout Machine) async {
+    private func kill(reason v: Verdict?, learnt: ContinuousClock.Instant) async -> EnforcerRules.Outcome {
         let before = worker.state()
         var confirmed = false
         for _ in 0..<3 where !confirmed {
@@ -222,12 +193,11 @@ public final class Enforcer: Sendable {
             }
         }
         let took = ContinuousClock.now - learnt
-        s.phase = .killed
-        s.killedBy = v
         log(confirmed ? .notice : .critical, confirmed ? "worker killed" : "worker kill NOT confirmed", v,
             extra: ["stopped_in_ms": "\(ms(took))", "pids": "\(pids(before))"])
         record(.killed, v, took)
         reporter?.send(WorkerReport(surface: config.surface, state: .killed, pids: pids(before), requestID: v?.requestID))
+        return .killed(confirmed: confirmed)
     }
 
     // MARK: - helpers

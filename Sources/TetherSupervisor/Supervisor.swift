@@ -261,23 +261,18 @@ public final class Supervisor: Sendable {
 
     private func onLaunchFailed(_ name: String, _ gen: Int, _ error: SpawnError, _ s: inout State) {
         guard var slot = s.slots[name], slot.generation == gen else { return }
-        if error.stage == .gate {
-            // Denied (or no answer) while starting. If the watcher still says allowed,
-            // try again after the backoff; otherwise wait for the allow.
-            if s.verdicts[slot.config.surface]?.allowed == true {
-                scheduleRestart(&slot)
-            } else {
-                slot.phase = .waiting
-                metrics.set(name, .waiting)
-            }
-        } else {
-            s.logger.error("worker did not start", metadata: ["worker": "\(name)", "error": "\(error)"])
-            if slot.config.restart.mode == .always {
-                scheduleRestart(&slot)
-            } else {
-                slot.phase = .failed("\(error)")
-                metrics.set(name, .failed)
-            }
+        // Denied (or no answer) while starting is not the worker's failure: it tries again
+        // while the watcher says allowed, else waits for the allow.
+        if error.stage != .gate { s.logger.error("worker did not start", metadata: ["worker": "\(name)", "error": "\(error)"]) }
+        switch SupervisorRules.afterLaunchFailure(refusedAtGate: error.stage == .gate, allowedNow: s.verdicts[slot.config.surface]?.allowed == true,
+                                                  policy: slot.config.restart) {
+        case .restart: scheduleRestart(&slot)
+        case .waitForAllow:
+            slot.phase = .waiting
+            metrics.set(name, .waiting)
+        case .fail:
+            slot.phase = .failed("\(error)")
+            metrics.set(name, .failed)
         }
         s.slots[name] = slot
     }
@@ -285,36 +280,35 @@ public final class Supervisor: Sendable {
     private func onExited(_ name: String, _ gen: Int, _ outcome: Enforcer.Outcome, ranFor: Duration, _ s: inout State) {
         let launcher = s.launcher
         guard var slot = s.slots[name], slot.generation == gen else { return }
-        let code = outcome.status.shellCode
-        if slot.retireOnExit {
+        let allowedNow = s.verdicts[slot.config.surface]?.allowed == true
+        let next = SupervisorRules.afterExit(retireOnExit: slot.retireOnExit, replaceOnExit: slot.replaceOnExit, policy: slot.config.restart,
+                                             code: outcome.status.shellCode, killedForDeny: outcome.deniedBy != nil, allowedNow: allowedNow)
+        if case .retire = next {
             s.slots[name] = nil
             metrics.set(name, nil)
             s.logger.info("worker removed by reload has exited", metadata: ["worker": "\(name)"])
             return
         }
-        if slot.replaceOnExit {
+        if case .replace(let now) = next {
             slot.replaceOnExit = false
             slot.delay = slot.config.restart.delay
             slot.phase = .waiting
             metrics.set(name, .waiting)
-            if s.verdicts[slot.config.surface]?.allowed == true { launch(&slot, launcher) }
+            if now { launch(&slot, launcher) }
             s.slots[name] = slot
             return
         }
         s.logger.notice("worker \(outcome.status)", metadata: ["worker": "\(name)", "ran_for_s": "\(ranFor.components.seconds)", "denied": "\(outcome.deniedBy?.code.rawValue ?? "no")"])
-        // A long run resets the backoff.
-        if ranFor >= slot.config.restart.maxDelay { slot.delay = slot.config.restart.delay }
-        if slot.config.restart.restarts(afterCode: code) {
-            if outcome.deniedBy != nil || s.verdicts[slot.config.surface]?.allowed != true {
-                // Never relaunched while denied: it waits for the allow.
-                slot.phase = .waiting
-                metrics.set(name, .waiting)
-            } else {
-                scheduleRestart(&slot)
-            }
-        } else {
+        slot.delay = SupervisorRules.delay(after: ranFor, current: slot.delay, policy: slot.config.restart)
+        switch next {
+        case .restart: scheduleRestart(&slot)
+        case .waitForAllow:
+            slot.phase = .waiting
+            metrics.set(name, .waiting)
+        case .stay(let code):
             slot.phase = .exited(code)
             metrics.set(name, .exited)
+        case .retire, .replace: break
         }
         s.slots[name] = slot
     }
@@ -322,7 +316,7 @@ public final class Supervisor: Sendable {
     private func onRestartDue(_ name: String, _ gen: Int, _ s: inout State) {
         let launcher = s.launcher
         guard var slot = s.slots[name], slot.generation == gen, case .backoff = slot.phase else { return }
-        if s.verdicts[slot.config.surface]?.allowed == true {
+        if SupervisorRules.restartDue(allowedNow: s.verdicts[slot.config.surface]?.allowed == true) {
             metrics.restarted(name)
             launch(&slot, launcher)
         } else {
@@ -351,20 +345,20 @@ public final class Supervisor: Sendable {
         if new.authority != s.current.authority || new.supervisor != s.current.supervisor {
             s.logger.warning("[authority] and [supervisor] changes take effect at the next restart, not on reload")
         }
-        let removed = retireRemoved(new, &s)
-        let (added, changed) = applyChanged(new, filters, &s)
+        let plan = SupervisorRules.reloadPlan(order: s.order, running: s.slots.mapValues(\.config),
+                                              leaving: Set(s.slots.filter(\.value.retireOnExit).keys), new: new.workers)
+        retireRemoved(plan.removed, &s)
+        applyChanged(plan, new, filters, &s)
         s.order = new.workers.map(\.name) + s.order.filter { n in !new.workers.contains { $0.name == n } && s.slots[n] != nil }
         await register(Self.surfaces(new).filter { !Self.surfaces(s.current).contains($0) })
         await s.watcher.setSurfaces(Array(Set(Self.surfaces(new)).union(s.subSurfaces)).sorted())
         s.current.workers = new.workers
-        s.logger.notice("configuration reloaded", metadata: ["added": "\(added)", "changed": "\(changed)", "removed": "\(removed)", "unchanged": "\(new.workers.count - added - changed)"])
+        s.logger.notice("configuration reloaded", metadata: ["added": "\(plan.added.count)", "changed": "\(plan.changed.count)", "removed": "\(plan.removed.count)", "unchanged": "\(plan.unchanged.count)"])
     }
 
     /// Workers gone from the file: a running one is shut down and forgotten once it exits.
-    private func retireRemoved(_ new: ConfigFile, _ s: inout State) -> Int {
-        var removed = 0
-        for name in s.order where !new.workers.contains(where: { $0.name == name }) {
-            removed += 1
+    private func retireRemoved(_ removed: [String], _ s: inout State) {
+        for name in removed {
             if let e = s.slots[name]?.enforcer ?? nil {
                 s.slots[name]!.retireOnExit = true
                 e.send(.shutdown(grace: s.slots[name]!.config.stop.grace))
@@ -373,18 +367,15 @@ public final class Supervisor: Sendable {
                 metrics.set(name, nil)
             }
         }
-        return removed
     }
 
     /// New workers launch (if allowed); changed ones are replaced once the old one has exited;
     /// unchanged ones are not touched.
-    private func applyChanged(_ new: ConfigFile, _ filters: [String: CompiledFilter], _ s: inout State) -> (added: Int, changed: Int) {
+    private func applyChanged(_ plan: SupervisorRules.ReloadPlan, _ new: ConfigFile, _ filters: [String: CompiledFilter], _ s: inout State) {
         let launcher = s.launcher
-        var added = 0, changed = 0
+        let (added, changed) = (Set(plan.added), Set(plan.changed))
         for w in new.workers {
-            if var slot = s.slots[w.name], !slot.retireOnExit {
-                guard slot.config != w else { continue }
-                changed += 1
+            if changed.contains(w.name), var slot = s.slots[w.name] {
                 slot.config = w
                 slot.filter = filters[w.name]!
                 if let e = slot.enforcer {
@@ -398,15 +389,13 @@ public final class Supervisor: Sendable {
                     if s.verdicts[w.surface]?.allowed == true { launch(&slot, launcher) }
                 }
                 s.slots[w.name] = slot
-            } else if s.slots[w.name] == nil {
-                added += 1
+            } else if added.contains(w.name) {
                 var slot = Slot(config: w, filter: filters[w.name]!, delay: w.restart.delay)
                 metrics.set(w.name, .waiting)
                 if s.verdicts[w.surface]?.allowed == true { launch(&slot, launcher) }
                 s.slots[w.name] = slot
             }
         }
-        return (added, changed)
     }
 
     /// MachineID's flow: a surface is registered before it is validated (never un-revokes).
@@ -480,8 +469,8 @@ public final class Supervisor: Sendable {
     private func scheduleRestart(_ slot: inout Slot) {
         slot.phase = .backoff
         metrics.set(slot.config.name, .backoff)
-        let delay = slot.delay
-        slot.delay = min(slot.delay * 2, slot.config.restart.maxDelay)
+        let delay: Duration
+        (delay, slot.delay) = SupervisorRules.backoff(slot.delay, policy: slot.config.restart)
         let name = slot.config.name, gen = slot.generation
         logger.info("restarting", metadata: ["worker": "\(name)", "in": "\(DurationText.format(delay))"])
         Task { [continuation] in

@@ -1,0 +1,94 @@
+import Glibc
+import Testing
+import TetherClient
+import TetherCore
+@testable import TetherSupervisor
+
+/// The enforcer's rules as values: each event and each confirmed outcome, no worker, no clock.
+@Suite("Enforcer rules")
+struct EnforcerRulesTests {
+    static let allow = Verdict(surface: "a1", allowed: true, code: .allow, requestID: "r-allow", until: nil)
+    static let deny = Verdict(surface: "a1", allowed: false, code: .deviceRevoked, requestID: "r-deny", until: nil)
+
+    @Test("stop: a deny freezes; a second deny does nothing; an allow thaws; a deny again freezes again")
+    func stopPolicy() {
+        var r = EnforcerRules(policy: StopPolicy(onRevoke: .stop))
+        #expect(r.on(.verdict(Self.allow, at: .now)) == .none, "an allow of a running worker changes nothing")
+        #expect(r.on(.verdict(Self.deny, at: .now)) == .freeze(Self.deny))
+        #expect(r.after(.frozen) == .none)
+        #expect(r.phase == .frozen)
+        #expect(r.on(.verdict(Self.deny, at: .now)) == .none, "frozen already")
+        #expect(r.on(.verdict(Self.allow, at: .now)) == .thaw(Self.allow))
+        #expect(r.after(.thawed) == .none && r.phase == .running)
+        #expect(r.on(.verdict(Self.deny, at: .now)) == .freeze(Self.deny))
+        #expect(r.killedBy == nil, "a freeze is not a kill")
+    }
+
+    @Test("fail closed: a freeze the kernel does not confirm becomes a kill, and the worker counts as denied")
+    func freezeFails() {
+        var r = EnforcerRules(policy: StopPolicy(onRevoke: .stop))
+        _ = r.on(.verdict(Self.deny, at: .now))
+        #expect(r.after(.freezeFailed) == .kill(Self.deny))
+        #expect(r.after(.killed(confirmed: true)) == .none)
+        #expect(r.phase == .killed && r.killedBy == Self.deny)
+        #expect(r.on(.verdict(Self.allow, at: .now)) == .none, "a killed worker is never thawed")
+        #expect(r.on(.shutdown(grace: .seconds(1))) == .none)
+    }
+
+    @Test("a thaw the kernel does not confirm leaves the worker held; the next allow tries again")
+    func thawFails() {
+        var r = EnforcerRules(policy: StopPolicy(onRevoke: .stop))
+        _ = r.on(.verdict(Self.deny, at: .now))
+        _ = r.after(.frozen)
+        _ = r.on(.verdict(Self.allow, at: .now))
+        #expect(r.after(.thawFailed) == .none && r.phase == .frozen)
+        #expect(r.on(.verdict(Self.allow, at: .now)) == .thaw(Self.allow))
+    }
+
+    @Test("kill_after: scheduled at each freeze; fires only for the freeze it was scheduled for")
+    func killAfter() {
+        var r = EnforcerRules(policy: StopPolicy(onRevoke: .stop, killAfter: .seconds(600)))
+        _ = r.on(.verdict(Self.deny, at: .now))
+        guard case .scheduleKill(let after, let first) = r.after(.frozen) else { Issue.record("no kill_after scheduled"); return }
+        #expect(after == .seconds(600))
+        // Thawed and frozen again before it fires: the first one is stale.
+        _ = r.on(.verdict(Self.allow, at: .now))
+        _ = r.after(.thawed)
+        _ = r.on(.verdict(Self.deny, at: .now))
+        guard case .scheduleKill(_, let second) = r.after(.frozen) else { Issue.record("no second kill_after"); return }
+        #expect(second != first)
+        #expect(r.on(.killAfter(epoch: first)) == .none, "stale")
+        #expect(r.on(.killAfter(epoch: second)) == .kill(Self.deny))
+        _ = r.after(.killed(confirmed: true))
+        #expect(r.killedBy == Self.deny)
+    }
+
+    @Test("kill and term: a deny kills, or SIGTERMs with the grace period and kills what outlives it")
+    func killAndTerm() {
+        var k = EnforcerRules(policy: StopPolicy(onRevoke: .kill))
+        #expect(k.on(.verdict(Self.deny, at: .now)) == .kill(Self.deny))
+        var t = EnforcerRules(policy: StopPolicy(onRevoke: .term, grace: .seconds(3)))
+        #expect(t.on(.verdict(Self.deny, at: .now)) == .terminate(grace: .seconds(3), Self.deny))
+        #expect(t.phase == .stopping)
+        #expect(t.on(.verdict(Self.deny, at: .now)) == .none, "a stop in progress is not begun again")
+        #expect(t.after(.outlivedGrace) == .kill(Self.deny))
+        _ = t.after(.killed(confirmed: false))
+        #expect(t.phase == .killed && t.killedBy == Self.deny, "an unconfirmed kill still ends the run as denied")
+    }
+
+    @Test("signals: passed on while running; an ending signal to a frozen worker kills it; a shutdown terminates without a verdict")
+    func signals() {
+        var r = EnforcerRules(policy: StopPolicy(onRevoke: .stop))
+        #expect(r.on(.signal(SIGUSR1)) == .signal(SIGUSR1))
+        #expect(r.on(.signal(SIGTERM)) == .signal(SIGTERM), "a running worker handles its own SIGTERM")
+        _ = r.on(.verdict(Self.deny, at: .now))
+        _ = r.after(.frozen)
+        #expect(r.on(.signal(SIGUSR1)) == .signal(SIGUSR1))
+        #expect(r.on(.signal(SIGINT)) == .kill(Self.deny))
+        var s = EnforcerRules(policy: StopPolicy(onRevoke: .stop, grace: .seconds(2)))
+        #expect(s.on(.shutdown(grace: .seconds(5))) == .terminate(grace: .seconds(5), nil))
+        _ = s.after(.endedOnTerm)
+        #expect(s.phase == .killed && s.killedBy == nil, "a shutdown is not a deny")
+        #expect(s.on(.tick) == .liveness)
+    }
+}
