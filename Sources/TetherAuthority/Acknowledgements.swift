@@ -32,8 +32,8 @@ public enum ChangeAction: String, Sendable, CaseIterable {
     /// The report states that acknowledge it.
     var accepting: Set<String> {
         switch self {
-        case .revoke, .halt: ReportState.stopped
-        case .restore, .resume: ReportState.running
+        case .revoke, .halt: Set(ReportState.stops.map(\.rawValue))
+        case .restore, .resume: Set(ReportState.runs.map(\.rawValue))
         }
     }
 }

@@ -90,6 +90,17 @@ public struct JSONAnswer: @unchecked Sendable {
     public let headers: [(String, String)]
     /// Which of the client's replicas answered.
     public var replica: Int = 0
+    /// The answer's bytes, for `decode`.
+    public var data = Data()
+
+    /// The answer as one of the wire's types (`TetherCore/Wire`).
+    public func decode<T: Decodable>(_ type: T.Type) throws(ClientError) -> T {
+        do {
+            return try JSONDecoder().decode(type, from: data)
+        } catch {
+            throw ClientError.badResponse("the authority's answer is not a \(type) this version reads: \(error)")
+        }
+    }
 
     public subscript(key: String) -> Any? { object[key] }
     public func header(_ name: String) -> String? { headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
@@ -211,7 +222,7 @@ public struct AuthorityClient: Sendable {
         try await post("/api/v1/devices/validate", ["deviceId": deviceId, "nonce": nonce])
     }
 
-    public func report(_ body: [String: Any?]) async throws -> JSONAnswer {
+    public func report(_ body: ReportBody) async throws -> JSONAnswer {
         try await post("/api/v1/devices/report", body)
     }
 
@@ -223,6 +234,13 @@ public struct AuthorityClient: Sendable {
 
     public func get(_ path: String) async throws -> JSONAnswer {
         try await send(method: .GET, path: path, body: nil, extra: nil)
+    }
+
+    /// POSTs one of the wire's types.
+    public func post(_ path: String, _ body: some Encodable, extra: Duration? = nil) async throws -> JSONAnswer {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return try await send(method: .POST, path: path, body: try encoder.encode(body), extra: extra)
     }
 
     public func post(_ path: String, _ body: [String: Any?], extra: Duration? = nil) async throws -> JSONAnswer {
@@ -274,7 +292,8 @@ public struct AuthorityClient: Sendable {
         guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes.readableBytesView)) as? [String: Any] else {
             throw ClientError.badResponse("HTTP \(response.status.code) from \(endpoint.url)\(path) is not a JSON object")
         }
-        let answer = JSONAnswer(status: Int(response.status.code), object: obj, headers: response.headers.map { ($0.name, $0.value) }, replica: index)
+        let answer = JSONAnswer(status: Int(response.status.code), object: obj, headers: response.headers.map { ($0.name, $0.value) }, replica: index,
+                                data: Data(bytes.readableBytesView))
         guard (200..<300).contains(answer.status) else {
             throw ClientError.refused(
                 status: answer.status, code: obj["code"] as? String ?? "HTTP_\(answer.status)",

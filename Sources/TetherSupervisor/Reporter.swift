@@ -7,13 +7,7 @@ import TetherRuntime
 
 /// What a supervisor did to a worker, as the authority's `/devices/report` takes it.
 public struct WorkerReport: Sendable, Equatable {
-    public enum State: String, Sendable {
-        case started, running, stopped, killed, resumed, exited
-        /// A gate's surface: its calls now fail (acknowledges a revoke of it) / go through again.
-        case gateClosed = "gate_closed", gateOpen = "gate_open"
-        /// A gate's surface: calls it denied (or, in record mode, would have), in `detail`.
-        case denied
-    }
+    public typealias State = ReportState
 
     public var surface: String
     public var state: State
@@ -83,24 +77,20 @@ public final class Reporter: Sendable {
     }
 
     private func deliver(_ r: WorkerReport) async {
-        var body: [String: Any?] = [
-            "deviceId": r.surface, "instance": instance, "state": r.state.rawValue,
-            "pids": r.pids.map { Int($0) }, "at": Timestamp.string(r.at), "request_id": r.requestID,
-        ]
-        if let d = r.detail { body["detail"] = d }
+        var body = ReportBody(surface: r.surface, instance: instance, state: r.state, pids: r.pids, at: Timestamp.string(r.at),
+                              requestID: r.requestID, detail: r.detail)
         for attempt in 1...3 {
             do {
                 _ = try await client.report(body)
                 return
-            } catch ClientError.refused(let status, let code, let message, _) where status == 400 && body["detail"] != nil {
+            } catch ClientError.refused(let status, let code, let message, _) where status == 400 && body.detail != nil {
                 // Refused for what it says: said loudly, then sent again in the safest form
                 // (the detail as ASCII, then without it) — never dropped for a worker's text.
                 logger.error("report refused by the authority; sending it again in a safe form", metadata: [
                     "surface": "\(r.surface)", "state": "\(r.state.rawValue)", "status": "\(status)", "code": "\(code)", "error": "\(PrintableText.escape(message))",
                 ])
-                let detail = body["detail"] as? String
-                let ascii = detail.map { String(PrintableText.escape($0, limit: 900).unicodeScalars.map { $0.isASCII ? Character($0) : "?" }) }
-                body["detail"] = ascii == detail ? nil : ascii
+                let ascii = body.detail.map { String(PrintableText.escape($0, limit: 900).unicodeScalars.map { $0.isASCII ? Character($0) : "?" }) }
+                body.detail = ascii == body.detail ? nil : ascii
             } catch {
                 if attempt == 3 {
                     logger.error("report not delivered", metadata: ["surface": "\(r.surface)", "state": "\(r.state.rawValue)", "error": "\(error)"])

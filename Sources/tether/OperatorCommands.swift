@@ -25,12 +25,13 @@ struct AuthorityOptions: ParsableArguments {
         }
     }
 
-    /// Runs a call and prints its answer; maps failures to exit codes.
-    func run(_ call: (AuthorityClient) async throws -> JSONAnswer, human: (JSONAnswer) -> String) async throws {
+    /// Runs a call and prints its answer — read as the wire's `T` — or with `--json`, the
+    /// answer itself; maps failures to exit codes.
+    func run<T: Decodable>(_ call: (AuthorityClient) async throws -> JSONAnswer, as: T.Type, human: (T) -> String) async throws {
         let c = try client()
         do {
             let answer = try await call(c)
-            print(json ? OperatorOutput.json(answer) : human(answer))
+            print(json ? OperatorOutput.json(answer) : human(try answer.decode(T.self)))
         } catch let e as ClientError {
             switch e {
             case .configuration: throw fail(e.description, code: TetherExit.config)
@@ -60,7 +61,7 @@ struct RevokeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let w = try parseWait(wait)
-        try await options.run({ try await $0.revoke(surface, reason: reason, wait: w) }, human: { OperatorOutput.change($0, verb: "Revoked") })
+        try await options.run({ try await $0.revoke(surface, reason: reason, wait: w) }, as: SurfaceChanged.self, human: { OperatorOutput.change($0, verb: "Revoked") })
     }
 }
 
@@ -74,7 +75,7 @@ struct RestoreCommand: AsyncParsableCommand {
 
     func run() async throws {
         let w = try parseWait(wait)
-        try await options.run({ try await $0.restore(surface, reason: reason, wait: w) }, human: { OperatorOutput.change($0, verb: "Restored") })
+        try await options.run({ try await $0.restore(surface, reason: reason, wait: w) }, as: SurfaceChanged.self, human: { OperatorOutput.change($0, verb: "Restored") })
     }
 }
 
@@ -87,7 +88,7 @@ struct HaltCommand: AsyncParsableCommand {
 
     func run() async throws {
         let w = try parseWait(wait)
-        try await options.run({ try await $0.halt(reason: reason, wait: w) }, human: OperatorOutput.halt)
+        try await options.run({ try await $0.halt(reason: reason, wait: w) }, as: OrgChanged.self, human: OperatorOutput.halt)
     }
 }
 
@@ -97,7 +98,7 @@ struct ResumeCommand: AsyncParsableCommand {
     @OptionGroup var options: AuthorityOptions
 
     func run() async throws {
-        try await options.run({ try await $0.resume(reason: reason) }, human: OperatorOutput.halt)
+        try await options.run({ try await $0.resume(reason: reason) }, as: OrgChanged.self, human: OperatorOutput.halt)
     }
 }
 
@@ -108,7 +109,7 @@ struct StatusCommand: AsyncParsableCommand {
     @OptionGroup var options: AuthorityOptions
 
     func run() async throws {
-        try await options.run({ try await $0.list(deviceId: surface) }, human: surface == nil ? OperatorOutput.surfaces : OperatorOutput.status)
+        try await options.run({ try await $0.list(deviceId: surface) }, as: SurfaceList.self, human: surface == nil ? OperatorOutput.surfaces : OperatorOutput.status)
     }
 }
 
@@ -122,7 +123,7 @@ struct InstancesCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "list", abstract: "Every instance, its key, and whether it is connected.")
         @OptionGroup var options: AuthorityOptions
         func run() async throws {
-            try await options.run({ try await $0.instances() }, human: OperatorOutput.instances)
+            try await options.run({ try await $0.instances() }, as: InstanceList.self, human: OperatorOutput.instances)
         }
     }
 
@@ -133,7 +134,7 @@ struct InstancesCommand: AsyncParsableCommand {
         @Option(help: "Why (kept in the audit log).") var reason: String?
         @OptionGroup var options: AuthorityOptions
         func run() async throws {
-            try await options.run({ try await $0.releaseInstance(instance, reason: reason) }, human: OperatorOutput.released)
+            try await options.run({ try await $0.releaseInstance(instance, reason: reason) }, as: InstanceReleased.self, human: OperatorOutput.released)
         }
     }
 }
@@ -143,7 +144,7 @@ struct SurfacesCommand: AsyncParsableCommand {
     @OptionGroup var options: AuthorityOptions
 
     func run() async throws {
-        try await options.run({ try await $0.list() }, human: OperatorOutput.surfaces)
+        try await options.run({ try await $0.list() }, as: SurfaceList.self, human: OperatorOutput.surfaces)
     }
 }
 
@@ -158,7 +159,7 @@ struct AuditCommand: AsyncParsableCommand {
 
     func run() async throws {
         let from = try Self.time(since, "--since"), to = try Self.time(until, "--until")
-        try await options.run({ try await $0.audit(limit: limit, deviceId: surface, actor: actor, since: from, until: to) }, human: OperatorOutput.audit)
+        try await options.run({ try await $0.audit(limit: limit, deviceId: surface, actor: actor, since: from, until: to) }, as: AuditPage.self, human: OperatorOutput.audit)
     }
 
     /// An RFC 3339 time, or a duration before now, as the authority's timestamp form.

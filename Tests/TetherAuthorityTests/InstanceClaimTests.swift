@@ -105,9 +105,10 @@ struct InstanceClaimTests {
         let old = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: agentKey))
         let new = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: newKey))
         _ = try await old.register("a1")
-        _ = try await old.report(Self.report("host-a"))
+        let asHostA = ReportBody(surface: "a1", instance: "host-a", state: .stopped, pids: [1])
+        _ = try await old.report(asHostA)
         func refused(_ c: AuthorityClient) async -> Int? {
-            do { _ = try await c.report(Self.report("host-a")); return nil } catch ClientError.refused(let status, _, _, _) { return status } catch { Issue.record("\(error)"); return -1 }
+            do { _ = try await c.report(asHostA); return nil } catch ClientError.refused(let status, _, _, _) { return status } catch { Issue.record("\(error)"); return -1 }
         }
         let first = await refused(new)
         #expect(first == 403, "\(String(describing: first))")

@@ -147,8 +147,8 @@ struct LiveTests {
             let agent = AuthorityClient(endpoint: AuthorityEndpoint(url: "http://127.0.0.1:\(port)", key: t.agentKey))
             let reporter = Task {
                 if let d = await good.wait(timeout: .seconds(15), { $0.code == .deviceRevoked }) {
-                    _ = try? await agent.report(["deviceId": "a1", "instance": "good-host", "state": "stopped",
-                                                 "pids": [4242], "at": Timestamp.string(Date()), "request_id": d.requestID])
+                    _ = try? await agent.report(ReportBody(surface: "a1", instance: "good-host", state: .stopped, pids: [4242],
+                                                           at: Timestamp.string(Date()), requestID: d.requestID))
                 }
             }
             let op = AuthorityClient(endpoint: AuthorityEndpoint(url: "http://127.0.0.1:\(port)", key: t.operatorKey))
@@ -162,7 +162,7 @@ struct LiveTests {
             #expect(acks.first?["pids"] as? [Int] == [4242])
             #expect(missing.map { $0["instance"] as? String } == ["silent-host"])
             #expect(ContinuousClock.now - start >= .milliseconds(4900), "waited for the silent one")
-            let text = OperatorOutput.change(answer, verb: "Revoked")
+            let text = OperatorOutput.change(try answer.decode(SurfaceChanged.self), verb: "Revoked")
             #expect(text.contains("✔ good-host"))
             #expect(text.contains("✘ silent-host"))
         }

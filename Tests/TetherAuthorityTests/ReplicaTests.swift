@@ -124,14 +124,14 @@ struct ReplicaTests {
             #expect(stream.0 == 403, "replica \(i): \(stream)")
             let thiefClient = AuthorityClient(endpoint: AuthorityEndpoint(url: r.servers[i].url, key: thiefKey))
             do {
-                _ = try await thiefClient.report(["deviceId": "a1", "instance": "host-a", "state": "stopped", "pids": [1], "request_id": rid])
+                _ = try await thiefClient.report(ReportBody(surface: "a1", instance: "host-a", state: .stopped, pids: [1], requestID: rid))
                 Issue.record("replica \(i) took the stolen key's report as host-a")
             } catch ClientError.refused(let status, _, _, _) {
                 #expect(status == 403, "replica \(i)")
             }
         }
         // The stream's own key, on the other replica: counted.
-        _ = try await r.client(1).report(["deviceId": "a1", "instance": "host-a", "state": "stopped", "pids": [7], "request_id": rid])
+        _ = try await r.client(1).report(ReportBody(surface: "a1", instance: "host-a", state: .stopped, pids: [7], requestID: rid))
         let out = try await revoke.value
         let acks = try #require(out["acks"] as? [[String: Any]])
         #expect(acks.count == 1 && acks.first?["pids"] as? [Int] == [7], "only the real stop: \(out.object)")
@@ -173,7 +173,7 @@ struct ReplicaTests {
         try await TestPostgres.psql(forger, "SELECT pg_notify('tether_reports', '999999')")
         // Rung before the real stop: had either counted, it would be the acknowledgement.
         try await Task.sleep(for: .milliseconds(500))
-        _ = try await r.client(1).report(["deviceId": "a1", "instance": "host-b", "state": "stopped", "pids": [7], "request_id": rid])
+        _ = try await r.client(1).report(ReportBody(surface: "a1", instance: "host-b", state: .stopped, pids: [7], requestID: rid))
         let answer = try await revoke.value
         let acks = try #require(answer["acks"] as? [[String: Any]])
         #expect(acks.count == 1 && acks.first?["pids"] as? [Int] == [7], "only the supervisor's stop, relayed from replica 1: \(answer.object)")

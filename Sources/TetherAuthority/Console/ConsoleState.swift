@@ -65,7 +65,7 @@ struct ConsoleState: Encodable {
         /// Still collecting acknowledgements.
         var collecting: Bool
         /// As `?wait=` answers them (`tether revoke --wait`).
-        var acknowledgements: AckAnswer
+        var acknowledgements: AckLists
         enum CodingKeys: String, CodingKey { case requestId, action, subject, actor, reason, at, collecting }
         func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
@@ -83,7 +83,7 @@ struct ConsoleState: Encodable {
     var now: String
     var origin: String
     var signedInAs: String
-    var org: OrgAnswer
+    var org: OrgView
     var counts: Counts
     var surfaces: [Surface]
     var changes: [ChangeView]
@@ -134,11 +134,11 @@ struct ConsoleState: Encodable {
         let changes = await authority.acks.recent(limit: 20).map { t in
             ChangeView(requestId: t.change.requestID, action: t.action.rawValue, subject: t.subject, actor: t.change.actor, reason: t.change.reason,
                        at: t.change.at, collecting: now <= t.until && !t.missing.isEmpty,
-                       acknowledgements: AckAnswer(AckResult(acked: t.acked, missing: t.missing)))
+                       acknowledgements: AckLists(AckResult(acked: t.acked, missing: t.missing)))
         }
         return ConsoleState(
             now: Timestamp.string(now), origin: authority.origin, signedInAs: signedInAs,
-            org: OrgAnswer(org: org),
+            org: OrgView(org),
             counts: Counts(surfaces: surfaces.count, revoked: surfaces.filter(\.revoked).count, supervisors: instances.count),
             surfaces: views, changes: changes)
     }

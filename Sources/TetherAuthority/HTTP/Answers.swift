@@ -101,116 +101,6 @@ struct DecisionAnswer: Encodable {
     }
 }
 
-/// The org's halt, with its change: `reason`, `changedBy`, `changedAt` are null when none is on record.
-struct OrgAnswer: Encodable {
-    var org: OrgState
-    enum CodingKeys: String, CodingKey { case halted, reason, changedBy, changedAt }
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(org.halted, forKey: .halted)
-        try c.encode(org.reason, forKey: .reason)
-        try c.encode(org.changedBy, forKey: .changedBy)
-        try c.encode(org.changedAt, forKey: .changedAt)
-    }
-}
-
-/// A supervisor's report, as on-call reads it.
-struct ReportAnswer: Encodable {
-    var report: Report
-    /// Set where the answer spans surfaces (acknowledgements).
-    var withDevice = false
-    enum CodingKeys: String, CodingKey { case deviceId, instance, state, pids, at, requestID = "request_id", receivedAt, detail }
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        if withDevice { try c.encode(report.deviceId, forKey: .deviceId) }
-        try c.encode(report.instance, forKey: .instance)
-        try c.encode(report.state, forKey: .state)
-        try c.encode(report.pids, forKey: .pids)
-        try c.encode(report.at, forKey: .at)
-        try c.encode(report.requestID, forKey: .requestID)
-        try c.encode(report.receivedAt, forKey: .receivedAt)
-        try c.encodeIfPresent(report.detail, forKey: .detail)
-    }
-}
-
-/// `GET devices/list`
-struct ListAnswer: Encodable {
-    struct Device: Encodable {
-        var deviceId: String
-        var state: String
-        var revoked: Bool
-        var createdAt: String
-        var updatedAt: String
-        var reason: String?
-        var changedBy: String?
-        var watchers: [String]
-        var lastReport: ReportAnswer?
-        /// The key holding each instance named in `watchers` and `lastReport`.
-        var holders: [String: String]
-    }
-    var status = "ok"
-    var devices: [Device]
-    var count: Int
-    var org: OrgAnswer
-    var requestID: String
-    enum CodingKeys: String, CodingKey { case status, devices, count, org, requestID = "request_id" }
-}
-
-/// `GET instances`
-struct InstancesAnswer: Encodable {
-    struct Instance: Encodable {
-        var instance: String
-        var key: String
-        var claimedAt: String
-        var lastSeen: String
-        /// Streams open as it, on any replica.
-        var connected: Bool
-    }
-    var status = "ok"
-    var instances: [Instance]
-    var requestID: String
-    enum CodingKeys: String, CodingKey { case status, instances, requestID = "request_id" }
-}
-
-/// `POST instances/release`
-struct InstanceReleaseAnswer: Encodable {
-    var status = "released"
-    var instance: String
-    /// The key that held it.
-    var key: String
-    var claimedAt: String
-    var requestID: String
-    enum CodingKeys: String, CodingKey { case status, instance, key, claimedAt, requestID = "request_id" }
-}
-
-/// Who answered a revoke, restore, halt or resume asked with `?wait=`, and who did not in time.
-struct AckAnswer: Encodable {
-    struct Missing: Encodable { var instance: String; var deviceId: String }
-    var acks: [ReportAnswer]
-    var missing: [Missing]
-
-    init(_ r: AckResult) {
-        acks = r.acked.map { ReportAnswer(report: $0, withDevice: true) }
-        missing = r.missing.map { Missing(instance: $0.instance, deviceId: $0.deviceId) }
-    }
-}
-
-/// `POST devices/revoke`, `devices/unrevoke`
-struct SurfaceChangeAnswer: Encodable {
-    var status = "ok"
-    var deviceId: String
-    var state: String
-    var revoked: Bool
-    var changedAt: String
-    var reason: String?
-    /// Watch streams holding the surface when it changed.
-    var watchers: Int
-    var requestID: String
-    var acks: [ReportAnswer]?
-    var missing: [AckAnswer.Missing]?
-    enum CodingKeys: String, CodingKey { case status, deviceId, state, revoked, changedAt, reason, watchers, requestID = "request_id", acks, missing }
-}
-
 /// `POST devices/remove`
 struct RemoveAnswer: Encodable {
     var status = "ok"
@@ -218,40 +108,6 @@ struct RemoveAnswer: Encodable {
     var state = "removed"
     var requestID: String
     enum CodingKeys: String, CodingKey { case status, deviceId, state, requestID = "request_id" }
-}
-
-/// `POST org/halt`, `org/resume`
-struct OrgChangeAnswer: Encodable {
-    var status = "ok"
-    var halted: Bool
-    var org: OrgAnswer
-    var watchers: Int
-    var requestID: String
-    var acks: [ReportAnswer]?
-    var missing: [AckAnswer.Missing]?
-    enum CodingKeys: String, CodingKey { case status, halted, org, watchers, requestID = "request_id", acks, missing }
-}
-
-/// `GET audit`
-struct AuditAnswer: Encodable {
-    struct Entry: Encodable {
-        var entry: AuditEntry
-        enum CodingKeys: String, CodingKey { case id, at, actor, action, deviceId, reason, requestID = "request_id" }
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(entry.id, forKey: .id)
-            try c.encode(entry.at, forKey: .at)
-            try c.encode(entry.actor, forKey: .actor)
-            try c.encode(entry.action, forKey: .action)
-            try c.encode(entry.deviceId, forKey: .deviceId)
-            try c.encode(entry.reason, forKey: .reason)
-            try c.encode(entry.requestID, forKey: .requestID)
-        }
-    }
-    var status = "ok"
-    var entries: [Entry]
-    var requestID: String
-    enum CodingKeys: String, CodingKey { case status, entries, requestID = "request_id" }
 }
 
 /// `GET usage`
@@ -283,4 +139,34 @@ struct ConsoleLinkAnswer: Encodable {
     var expiresAt: String
     var requestID: String
     enum CodingKeys: String, CodingKey { case status, path, url, expiresAt, requestID = "request_id" }
+}
+
+// MARK: - the wire's answers (TetherCore), made from the store's records
+
+extension ReportView {
+    init(_ r: Report, withSurface: Bool = false) {
+        self.init(surface: withSurface ? r.deviceId : nil, instance: r.instance, state: r.state, pids: r.pids, at: r.at,
+                  requestID: r.requestID, receivedAt: r.receivedAt, detail: r.detail)
+    }
+}
+
+extension OrgView {
+    init(_ org: OrgState) { self.init(halted: org.halted, reason: org.reason, changedBy: org.changedBy, changedAt: org.changedAt) }
+}
+
+/// Who answered a revoke, restore, halt or resume asked with `?wait=`, and who did not in time.
+struct AckLists: Encodable {
+    var acks: [ReportView]
+    var missing: [MissingAck]
+
+    init(_ r: AckResult) {
+        acks = r.acked.map { ReportView($0, withSurface: true) }
+        missing = r.missing.map { MissingAck(instance: $0.instance, surface: $0.deviceId) }
+    }
+}
+
+extension AuditPage.Entry {
+    init(_ e: AuditEntry) {
+        self.init(id: e.id, at: e.at, actor: e.actor, action: e.action, surface: e.deviceId, reason: e.reason, requestID: e.requestID)
+    }
 }

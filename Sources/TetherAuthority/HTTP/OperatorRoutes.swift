@@ -48,19 +48,18 @@ struct OperatorRoutes {
             watching[w.surface, default: []].insert(w.instance)
         }
         let holders = Dictionary(try await authority.instances().map { ($0.instance, $0.keyName) }) { a, _ in a }
-        var devices: [ListAnswer.Device] = []
+        var devices: [SurfaceView] = []
         for s in surfaces {
             let watchers = (watching[s.deviceId] ?? []).sorted()
             let last = try await authority.reports(of: s.deviceId, limit: 1).first
             var named: [String: String] = [:]
             for i in watchers + (last.map { [$0.instance] } ?? []) { named[i] = holders[i] }
             devices.append(.init(
-                deviceId: s.deviceId, state: s.revoked ? "revoked" : "active", revoked: s.revoked,
+                surface: s.deviceId, state: s.revoked ? "revoked" : "active", revoked: s.revoked,
                 createdAt: s.createdAt, updatedAt: s.updatedAt, reason: s.reason, changedBy: s.changedBy,
-                watchers: watchers, lastReport: last.map { ReportAnswer(report: $0) }, holders: named))
+                watchers: watchers, lastReport: last.map { ReportView($0) }, holders: named))
         }
-        return JSONBody.response(ListAnswer(
-            devices: devices, count: devices.count, org: OrgAnswer(org: await authority.state.org), requestID: ctx.requestID))
+        return JSONBody.response(SurfaceList(devices: devices, org: OrgView(await authority.state.org), requestID: ctx.requestID))
     }
 
     func changeSurface(_ req: Request, _ ctx: AuthorityContext, revoke: Bool) async throws -> Response {
@@ -70,10 +69,11 @@ struct OperatorRoutes {
             throw APIError.notFound(body.deviceId)
         }
         let record = made.value
-        return JSONBody.response(SurfaceChangeAnswer(
-            deviceId: body.deviceId, state: record.revoked ? "revoked" : "active", revoked: record.revoked,
+        let acks = made.acks.map(AckLists.init)
+        return JSONBody.response(SurfaceChanged(
+            surface: body.deviceId, state: record.revoked ? "revoked" : "active", revoked: record.revoked,
             changedAt: record.updatedAt, reason: body.reason, watchers: made.watchers, requestID: ctx.requestID,
-            acks: made.acks.map(AckAnswer.init)?.acks, missing: made.acks.map(AckAnswer.init)?.missing))
+            acks: acks?.acks, missing: acks?.missing))
     }
 
     @Sendable func remove(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
@@ -92,9 +92,9 @@ struct OperatorRoutes {
             throw APIError.badRequest("a halt needs a reason: {\"reason\": \"INC-481: agents deleting data\"}")
         }
         let made = try await authority.changeOrg(halt: halt, change: change(key, body.reason, ctx), wait: try waitDuration(req))
-        return JSONBody.response(OrgChangeAnswer(
-            halted: made.value.halted, org: OrgAnswer(org: made.value), watchers: made.watchers, requestID: ctx.requestID,
-            acks: made.acks.map(AckAnswer.init)?.acks, missing: made.acks.map(AckAnswer.init)?.missing))
+        let acks = made.acks.map(AckLists.init)
+        return JSONBody.response(OrgChanged(org: OrgView(made.value), watchers: made.watchers, requestID: ctx.requestID,
+                                            acks: acks?.acks, missing: acks?.missing))
     }
 
     @Sendable func audit(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
@@ -113,7 +113,7 @@ struct OperatorRoutes {
         }
         let actor = query.get("actor").map { String($0) }
         let entries = try await authority.audit(limit: limit, deviceId: deviceId, actor: actor, since: try bound("since"), until: try bound("until"))
-        return JSONBody.response(AuditAnswer(entries: entries.map { .init(entry: $0) }, requestID: ctx.requestID))
+        return JSONBody.response(AuditPage(entries: entries.map(AuditPage.Entry.init), requestID: ctx.requestID))
     }
 
     @Sendable func usage(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
@@ -128,10 +128,10 @@ struct OperatorRoutes {
     @Sendable func instances(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
         let connected = Set(await authority.fleetWatchers(of: nil).map(\.instance))
         let all = try await authority.instances().map {
-            InstancesAnswer.Instance(instance: $0.instance, key: $0.keyName, claimedAt: $0.claimedAt, lastSeen: $0.lastSeen,
+            InstanceList.Instance(instance: $0.instance, key: $0.keyName, claimedAt: $0.claimedAt, lastSeen: $0.lastSeen,
                                      connected: connected.contains($0.instance))
         }
-        return JSONBody.response(InstancesAnswer(instances: all, requestID: ctx.requestID))
+        return JSONBody.response(InstanceList(instances: all, requestID: ctx.requestID))
     }
 
     /// Ends an instance's claim: its host was rebuilt with a new key. 404 when no key holds it.
@@ -142,7 +142,7 @@ struct OperatorRoutes {
             throw APIError(.notFound, "INSTANCE_NOT_FOUND", "no key holds the instance \(body.instance)")
         }
         ctx.logger.notice("instance released", metadata: ["instance": "\(body.instance)", "held_by": "\(held.keyName)"])
-        return JSONBody.response(InstanceReleaseAnswer(instance: body.instance, key: held.keyName, claimedAt: held.claimedAt, requestID: ctx.requestID))
+        return JSONBody.response(InstanceReleased(instance: body.instance, key: held.keyName, claimedAt: held.claimedAt, requestID: ctx.requestID))
     }
 
     /// `?wait=5s`: how long a change waits for the acknowledgements of its watchers.
