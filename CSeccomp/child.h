@@ -1,4 +1,4 @@
-// Internal to CSeccomp: the steps of the child path that spawn.c and contain.c share (and, in
+// Internal to CSeccomp: the steps of the child path (child.c) that spawn.c, contain.c and gate.c share (and, in
 // startup.h, what the keeper and the init share with it).
 // Everything here runs between clone and exec: async-signal-safe calls only.
 #ifndef TETHER_CHILD_H

@@ -42,33 +42,7 @@
 #define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
 #endif
 
-// MARK: - the child half (async-signal-safe)
-
-void tether_child_install_gate(const struct tether_spawn_attr *a, int pipe_fd, int ack_fd) {
-    if (a->gate_filter == NULL) return;
-    // An unprivileged parent may copy a descriptor out of this process only while its memory
-    // is dumpable; this is a private copy (gates never share the parent's memory, see
-    // tether_spawn) and nothing of the worker runs yet. Back as it was before anything does.
-    int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
-    if (a->gate_make_dumpable && dumpable != 1 && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
-        tether_child_fail(pipe_fd, TETHER_STAGE_GATE, errno);
-    long listener = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, a->gate_filter);
-    if (listener < 0) tether_child_fail(pipe_fd, TETHER_STAGE_GATE, errno);
-    int msg[2] = {TETHER_MSG_LISTENER, (int)listener};
-    ssize_t n;
-    do { n = write(pipe_fd, msg, sizeof msg); } while (n < 0 && errno == EINTR);
-    if (n != (ssize_t)sizeof msg) tether_child_fail(pipe_fd, TETHER_STAGE_GATE, n < 0 ? errno : EIO);
-    char ack;
-    do { n = read(ack_fd, &ack, 1); } while (n < 0 && errno == EINTR);
-    // EOF: the parent could not take it. It has said why and kills this process.
-    if (n != 1) tether_child_fail(pipe_fd, TETHER_STAGE_GATE, n < 0 ? errno : EPIPE);
-    close((int)listener);
-    close(ack_fd);
-    if (a->gate_make_dumpable && dumpable != 1 && prctl(PR_SET_DUMPABLE, dumpable, 0, 0, 0) != 0)
-        tether_child_fail(pipe_fd, TETHER_STAGE_GATE, errno);
-}
-
-// MARK: - the parent half
+// MARK: - the parent half (the child half, tether_child_install_gate, is in child.c)
 
 int tether_gate_take_listener(pid_t child, int fd_in_child) {
     int pidfd = tether_pidfd_open(child);
