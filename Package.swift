@@ -145,7 +145,9 @@ let package = Package(
         ),
         .executableTarget(
             name: "tether-bench-authority",
-            dependencies: ["TetherCore", "TetherClient", "TetherAuthority", .product(name: "AsyncHTTPClient", package: "async-http-client")],
+            dependencies: [
+                "TetherCore", "TetherClient", "TetherAuthority", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
             path: "bench/AuthorityBench"
         ),
         // What the tests share: the tether binary, authority processes, reading the kernel.

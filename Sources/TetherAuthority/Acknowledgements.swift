@@ -73,8 +73,9 @@ actor Acknowledgements {
         var keys: [Pair: Set<String>] = [:]
         for w in expected { keys[Pair(instance: w.instance, deviceId: w.surface), default: []].insert(w.keyName) }
         let pairs = keys.keys.sorted { ($0.instance, $0.deviceId) < ($1.instance, $1.deviceId) }
-        let tracked = TrackedChange(action: action, subject: subject, change: change, expected: pairs.map { ($0.instance, $0.deviceId) },
-                                    acked: [], until: Date().addingTimeInterval(keep.timeInterval))
+        let tracked = TrackedChange(
+            action: action, subject: subject, change: change, expected: pairs.map { ($0.instance, $0.deviceId) },
+            acked: [], until: Date().addingTimeInterval(keep.timeInterval))
         entries[change.requestID] = Entry(tracked: tracked, accepting: action.accepting, keys: keys, pending: Set(pairs))
         order.append(change.requestID)
         if order.count > Self.kept, let old = order.first, entries[old]?.waiters.isEmpty ?? true {
@@ -138,8 +139,9 @@ actor Acknowledgements {
     }
 
     private func result(_ e: Entry) -> AckResult {
-        AckResult(acked: e.tracked.acked,
-                  missing: e.pending.sorted { ($0.instance, $0.deviceId) < ($1.instance, $1.deviceId) }.map { ($0.instance, $0.deviceId) })
+        AckResult(
+            acked: e.tracked.acked,
+            missing: e.pending.sorted { ($0.instance, $0.deviceId) < ($1.instance, $1.deviceId) }.map { ($0.instance, $0.deviceId) })
     }
 
     /// Server shutdown: every wait ends with what it has.

@@ -132,9 +132,10 @@ public final class Authority: Sendable {
     /// (a surface's own state; the org's for a halt or resume).
     func seal(_ outcome: ChangeOutcome, _ change: Change) -> String {
         let issued = Timestamp.parse(change.at) ?? Date()
-        var d = Decision(deviceId: "", allowed: false, code: .deviceNotFound, requestID: change.requestID,
-                         issuedAt: change.at, expiresAt: Timestamp.string(issued.addingTimeInterval(leaseSeconds)),
-                         kind: .change, origin: origin)
+        var d = Decision(
+            deviceId: "", allowed: false, code: .deviceNotFound, requestID: change.requestID,
+            issuedAt: change.at, expiresAt: Timestamp.string(issued.addingTimeInterval(leaseSeconds)),
+            kind: .change, origin: origin)
         switch outcome {
         case .surface(let r):
             d.deviceId = r.deviceId
@@ -178,11 +179,12 @@ public final class Authority: Sendable {
             code = .deviceNotFound
         }
         let now = Date()
-        return signer.sign(Decision(
-            deviceId: deviceId, allowed: code == .allow, code: code, requestID: requestID ?? cause ?? "",
-            issuedAt: Timestamp.string(now), expiresAt: Timestamp.string(now.addingTimeInterval(leaseSeconds)),
-            nonce: nonce, kind: kind, revision: surface?.revision ?? removedAt ?? 0, orgRevision: org.revision, origin: origin,
-            changedBy: by, changedAt: at, changeReason: why))
+        return signer.sign(
+            Decision(
+                deviceId: deviceId, allowed: code == .allow, code: code, requestID: requestID ?? cause ?? "",
+                issuedAt: Timestamp.string(now), expiresAt: Timestamp.string(now.addingTimeInterval(leaseSeconds)),
+                nonce: nonce, kind: kind, revision: surface?.revision ?? removedAt ?? 0, orgRevision: org.revision, origin: origin,
+                changedBy: by, changedAt: at, changeReason: why))
     }
 
     /// The renewal of `deviceId`'s lease as every stream of this replica sends it: signed once
@@ -204,16 +206,23 @@ public final class Authority: Sendable {
     func register(_ deviceId: String, change: Change) async throws -> (RegisterOutcome, SurfaceRecord) {
         try await mutations.run {
             let (outcome, record, event) = try await store.register(deviceId, change: change, seal: seal)
-            if let event { await replicator.committed(event, .surface(record), into: self) }
+            if let event { await committed(event, .surface(record)) }
             return (outcome, record)
         }
     }
 
     func setRevoked(_ deviceId: String, _ revoked: Bool, change: Change) async throws -> SurfaceRecord? {
         try await mutations.run {
-            guard let (record, event) = try await store.setRevoked(deviceId, revoked: revoked, change: change, seal: seal) else { return nil }
-            await replicator.committed(event, .surface(record), into: self)
-            logger.notice("\(revoked ? "revoked" : "restored") \(deviceId)", metadata: ["by": "\(change.actor)", "reason": "\(change.reason ?? "")", "request_id": "\(change.requestID)", "revision": "\(event.revision)"])
+            guard let (record, event) = try await store.setRevoked(deviceId, revoked: revoked, change: change, seal: seal) else {
+                return nil
+            }
+            await committed(event, .surface(record))
+            logger.notice(
+                "\(revoked ? "revoked" : "restored") \(deviceId)",
+                metadata: [
+                    "by": "\(change.actor)", "reason": "\(change.reason ?? "")", "request_id": "\(change.requestID)",
+                    "revision": "\(event.revision)",
+                ])
             return record
         }
     }
@@ -221,7 +230,7 @@ public final class Authority: Sendable {
     func remove(_ deviceId: String, change: Change) async throws -> Bool {
         try await mutations.run {
             guard let event = try await store.remove(deviceId, change: change, seal: seal) else { return false }
-            await replicator.committed(event, .removed(deviceId: deviceId, revision: event.revision), into: self)
+            await committed(event, .removed(deviceId: deviceId, revision: event.revision))
             return true
         }
     }
@@ -229,8 +238,13 @@ public final class Authority: Sendable {
     func setHalted(_ halted: Bool, change: Change) async throws -> OrgState {
         try await mutations.run {
             let (org, event) = try await store.setHalted(halted, change: change, seal: seal)
-            await replicator.committed(event, .org(org), into: self)
-            logger.critical("\(halted ? "org HALTED" : "org resumed")", metadata: ["by": "\(change.actor)", "reason": "\(change.reason ?? "")", "request_id": "\(change.requestID)", "revision": "\(event.revision)"])
+            await committed(event, .org(org))
+            logger.critical(
+                "\(halted ? "org HALTED" : "org resumed")",
+                metadata: [
+                    "by": "\(change.actor)", "reason": "\(change.reason ?? "")", "request_id": "\(change.requestID)",
+                    "revision": "\(event.revision)",
+                ])
             return org
         }
     }
@@ -252,11 +266,14 @@ public final class Authority: Sendable {
     /// `watchers` (expected before the change is published, so that a quick supervisor's report
     /// is never missed). With `wait`, waits for them up to that long. Then the webhooks are told
     /// — queued, never waited for — and, `ack_timeout` later, told of any still missing.
-    func tracked<T: Sendable>(_ action: ChangeAction, subject: String, change: Change, watchers: [FleetWatcher], wait: Duration?,
-                              _ make: () async throws -> T) async throws -> (T, AckResult?) {
+    func tracked<T: Sendable>(
+        _ action: ChangeAction, subject: String, change: Change, watchers: [FleetWatcher], wait: Duration?,
+        _ make: () async throws -> T
+    ) async throws -> (T, AckResult?) {
         let notify = configuration.settings.notify
-        await acks.expect(action, subject: subject, change: change, expected: watchers,
-                          keep: max(wait ?? .zero, configuration.ackTracking, notify.ackTimeout + .seconds(1)))
+        await acks.expect(
+            action, subject: subject, change: change, expected: watchers,
+            keep: max(wait ?? .zero, configuration.ackTracking, notify.ackTimeout + .seconds(1)))
         let made: T
         do {
             made = try await make()
@@ -265,7 +282,13 @@ public final class Authority: Sendable {
             throw error
         }
         await acks.published(change.requestID)
-        let event: NotifyEvent = switch action { case .revoke: .revoke; case .restore: .restore; case .halt: .halt; case .resume: .resume }
+        let event: NotifyEvent =
+            switch action {
+            case .revoke: .revoke
+            case .restore: .restore
+            case .halt: .halt
+            case .resume: .resume
+            }
         if notifier.wants(event) || notifier.wants(.acksMissing) {
             let rid = change.requestID
             if let t = await acks.change(rid) {
@@ -290,7 +313,9 @@ public final class Authority: Sendable {
         var out = await hub.watcherKeys(of: deviceIds)
         if let shared = store as? any SharedStore {
             do { out += try await shared.fleetWatchers(of: deviceIds, except: replicaID) } catch {
-                logger.warning("the other replicas' watchers are not known: acknowledgements from them will not be awaited", metadata: ["error": "\(error)"])
+                logger.warning(
+                    "the other replicas' watchers are not known: acknowledgements from them will not be awaited",
+                    metadata: ["error": "\(error)"])
             }
         }
         return out
@@ -298,7 +323,52 @@ public final class Authority: Sendable {
 
     /// Reads what other replicas committed since the last change applied here, and applies it.
     public func catchUp() async throws {
-        try await replicator.catchUp(self)
+        await replicator.order.acquire()
+        do {
+            try await catchUpLocked()
+            await replicator.order.release()
+        } catch {
+            await replicator.order.release()
+            throw error
+        }
+    }
+
+    /// Every step after the last one applied, batch by batch (`replicator.order` held).
+    private func catchUpLocked() async throws {
+        while true {
+            let steps = try await replicator.next(from: store)
+            for step in steps { await apply(step) }
+            if steps.count < Replicator.batch { return }
+        }
+    }
+
+    /// A change this replica committed, into memory and the streams in revision order.
+    func committed(_ event: ChangeEvent, _ outcome: ChangeOutcome) async {
+        await replicator.order.acquire()
+        do {
+            for step in try await replicator.committed(event, outcome, store: store) { await apply(step) }
+            // Another replica's changes came in between and were more than a batch: the rest.
+            if await replicator.applied < event.revision { try await catchUpLocked() }
+        } catch {
+            // Committed, but memory is behind: the sync service retries; until then this
+            // replica's readiness says so.
+            logger.error("catching up after a commit failed", metadata: ["error": "\(error)", "revision": "\(event.revision)"])
+        }
+        await replicator.order.release()
+    }
+
+    /// One step of replication: a change, or the whole state (every stream renewed with it).
+    func apply(_ step: ReplicaStep) async {
+        switch step {
+        case .change(let event, let outcome):
+            await apply(event, outcome)
+        case .resync(let surfaces, let removed, let org, let head):
+            logger.warning("replica resynchronising from the whole state", metadata: ["head": "\(head)"])
+            for r in surfaces { await state.apply(.surface(r)) }
+            for (id, rev) in removed { await state.apply(.removed(deviceId: id, revision: rev)) }
+            await state.apply(.org(org))
+            await hub.advance(to: head)
+        }
     }
 
     // MARK: - keys
@@ -328,7 +398,9 @@ public final class Authority: Sendable {
             keys = try await store.keys()
         } catch {
             logger.warning("a key could not be checked: the store did not answer", metadata: ["error": "\(error)"])
-            throw APIError(.serviceUnavailable, "NOT_READY", "the key could not be checked: this replica's store did not answer; ask again or another replica")
+            throw APIError(
+                .serviceUnavailable, "NOT_READY",
+                "the key could not be checked: this replica's store did not answer; ask again or another replica")
         }
         await state.setKeys(keys)
         return APIKeys.match(presented, in: keys)
@@ -346,7 +418,12 @@ public final class Authority: Sendable {
     func reloadSigningKeys() async {
         do {
             if try keyRing.reload(try await store.signingKeys()) {
-                logger.notice("signing keys changed", metadata: ["signing": "\(keyRing.signer.keyId)", "published": "\(keyRing.published.map { "\($0.id):\($0.state.rawValue)" }.joined(separator: ","))"])
+                logger.notice(
+                    "signing keys changed",
+                    metadata: [
+                        "signing": "\(keyRing.signer.keyId)",
+                        "published": "\(keyRing.published.map { "\($0.id):\($0.state.rawValue)" }.joined(separator: ","))",
+                    ])
                 publishKeySet()
             }
         } catch {
@@ -368,9 +445,11 @@ public final class Authority: Sendable {
         func before(_ d: Duration) -> String { Timestamp.string(now.addingTimeInterval(-d.timeInterval)) }
         await touchOpenInstances()
         if let n = try? await store.pruneInstances(idleBefore: before(claimIdleLimit)), n > 0 {
-            logger.info("retention: instance claims unused since \(before(claimIdleLimit)) forgotten", metadata: ["instances_deleted": "\(n)"])
+            logger.info(
+                "retention: instance claims unused since \(before(claimIdleLimit)) forgotten", metadata: ["instances_deleted": "\(n)"])
         }
-        let gone = try await store.prune(auditBefore: before(configuration.auditRetention), reportsBefore: before(configuration.reportRetention))
+        let gone = try await store.prune(
+            auditBefore: before(configuration.auditRetention), reportsBefore: before(configuration.reportRetention))
         if gone.audit + gone.reports > 0 {
             logger.info("retention", metadata: ["audit_deleted": "\(gone.audit)", "reports_deleted": "\(gone.reports)"])
         }

@@ -7,7 +7,10 @@ import TetherCore
 /// while the store does not answer, for as long as the store is away (the key held the
 /// instance when it was last asked; a new claim waits for the store).
 final class InstanceHolders: Sendable {
-    private struct Seen { var key: String; var at: ContinuousClock.Instant }
+    private struct Seen {
+        var key: String
+        var at: ContinuousClock.Instant
+    }
     private let seen = Mutex<[String: Seen]>([:])
     /// When the open streams' claims were last marked seen.
     private let touched = Mutex<ContinuousClock.Instant?>(nil)
@@ -54,36 +57,52 @@ extension Authority {
         guard key.role == .agent, !instance.hasPrefix(Self.anonymousPrefix) || key.instance == instance else { return }
         let keys = await state.currentKeys()
         let scoped = key.instance == instance
-        if !scoped, let owner = keys.first(where: { $0.role == .agent && $0.revokedAt == nil && $0.instance == instance && $0.name != key.name }) {
-            throw APIError.forbidden("the instance \"\(instance)\" belongs to another key (\"\(owner.name)\" is scoped to it)", key: key.name)
+        if !scoped,
+            let owner = keys.first(where: { $0.role == .agent && $0.revokedAt == nil && $0.instance == instance && $0.name != key.name })
+        {
+            throw APIError.forbidden(
+                "the instance \"\(instance)\" belongs to another key (\"\(owner.name)\" is scoped to it)", key: key.name)
         }
         let cached = holders.holder(instance)
         if let cached, cached.key == key.name, cached.age < Self.claimRecheck { return }
         if cached?.key != key.name, let wait = await claimWrites.take(key.name) {
-            var e = APIError(.tooManyRequests, "RATE_LIMITED", "the key \"\(key.name)\" claims instances faster than \(Int(configuration.writeRate)) a second; retry after \(DurationText.format(wait))")
+            var e = APIError(
+                .tooManyRequests, "RATE_LIMITED",
+                "the key \"\(key.name)\" claims instances faster than \(Int(configuration.writeRate)) a second; retry after \(DurationText.format(wait))"
+            )
             e.retryAfter = max(1, Int(wait.components.seconds) + 1)
             throw e
         }
         func change() -> Change { Change(actor: key.name, reason: nil, requestID: requestID, at: Timestamp.string(Date())) }
         var held: InstanceClaim
         do {
-            held = try await store.claimInstance(instance, keyName: key.name,
-                                                 takeOver: scoped ? "the key \(key.name) is scoped to this instance" : nil, change: change())
+            held = try await store.claimInstance(
+                instance, keyName: key.name,
+                takeOver: scoped ? "the key \(key.name) is scoped to this instance" : nil, change: change())
             // The holder's key was revoked or deleted: a rebuilt host's new key takes over.
             if held.keyName != key.name, !keys.contains(where: { $0.name == held.keyName && $0.revokedAt == nil }) {
-                held = try await store.claimInstance(instance, keyName: key.name,
-                                                     takeOver: "the key \(held.keyName) is revoked or gone", change: change())
+                held = try await store.claimInstance(
+                    instance, keyName: key.name,
+                    takeOver: "the key \(held.keyName) is revoked or gone", change: change())
             }
         } catch {
             if let cached, cached.key == key.name, cached.age < Self.claimTrustWhileStoreAway {
-                logger.warning("an instance's holder was taken from this replica's memory: the store did not answer", metadata: ["instance": "\(instance)", "error": "\(error)"])
+                logger.warning(
+                    "an instance's holder was taken from this replica's memory: the store did not answer",
+                    metadata: ["instance": "\(instance)", "error": "\(error)"])
                 return
             }
-            logger.warning("an instance's holder could not be checked: the store did not answer", metadata: ["instance": "\(instance)", "error": "\(error)"])
-            throw APIError(.serviceUnavailable, "NOT_READY", "the instance's holder could not be checked: this replica's store did not answer; ask again or another replica")
+            logger.warning(
+                "an instance's holder could not be checked: the store did not answer",
+                metadata: ["instance": "\(instance)", "error": "\(error)"])
+            throw APIError(
+                .serviceUnavailable, "NOT_READY",
+                "the instance's holder could not be checked: this replica's store did not answer; ask again or another replica")
         }
         guard held.keyName == key.name else {
-            throw APIError.forbidden("the instance \"\(instance)\" is held by another key since \(held.claimedAt): each supervisor watches and reports with its own key; if this host was rebuilt with a new key, an operator runs `tether instances release \(instance)`", key: key.name)
+            throw APIError.forbidden(
+                "the instance \"\(instance)\" is held by another key since \(held.claimedAt): each supervisor watches and reports with its own key; if this host was rebuilt with a new key, an operator runs `tether instances release \(instance)`",
+                key: key.name)
         }
         holders.held(instance, by: key.name)
     }

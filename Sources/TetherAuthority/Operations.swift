@@ -18,10 +18,14 @@ extension Authority {
 
     /// Revokes or restores a surface, expecting acknowledgements from every stream that watches
     /// it on any replica; with `wait`, waits for them. nil when no surface has that name.
-    public func changeSurface(_ deviceId: String, revoke: Bool, change: Change, wait: Duration?) async throws -> ChangeResult<SurfaceRecord>? {
+    public func changeSurface(
+        _ deviceId: String, revoke: Bool, change: Change, wait: Duration?
+    ) async throws -> ChangeResult<SurfaceRecord>? {
         let watchers = await fleetWatchers(of: [deviceId])
         do {
-            let (record, acks) = try await tracked(revoke ? .revoke : .restore, subject: deviceId, change: change, watchers: watchers, wait: wait) {
+            let (record, acks) = try await tracked(
+                revoke ? .revoke : .restore, subject: deviceId, change: change, watchers: watchers, wait: wait
+            ) {
                 guard let r = try await setRevoked(deviceId, revoke, change: change) else { throw NoSuchSurface() }
                 return r
             }
@@ -34,7 +38,9 @@ extension Authority {
     /// Halts or resumes the org, expecting acknowledgements from every stream of every replica.
     public func changeOrg(halt: Bool, change: Change, wait: Duration?) async throws -> ChangeResult<OrgState> {
         let watchers = await fleetWatchers(of: nil)
-        let (org, acks) = try await tracked(halt ? .halt : .resume, subject: OrgSubject.name, change: change, watchers: watchers, wait: wait) {
+        let (org, acks) = try await tracked(
+            halt ? .halt : .resume, subject: OrgSubject.name, change: change, watchers: watchers, wait: wait
+        ) {
             try await setHalted(halt, change: change)
         }
         return ChangeResult(value: org, watchers: watchers.count, acks: acks)
@@ -48,7 +54,8 @@ extension Authority {
         await reported(report)
         if let shared = store as? any SharedStore {
             do { try await shared.publishReport(report) } catch {
-                logger.warning("the report was not relayed to the other replicas", metadata: ["error": "\(error)", "surface": "\(report.deviceId)"])
+                logger.warning(
+                    "the report was not relayed to the other replicas", metadata: ["error": "\(error)", "surface": "\(report.deviceId)"])
             }
         }
     }

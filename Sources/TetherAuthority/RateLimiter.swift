@@ -19,7 +19,7 @@ actor RateLimiter {
         var (tokens, at) = buckets[key] ?? (burst, now)
         let elapsed = now - at
         tokens = min(burst, tokens + rate * elapsed.timeInterval)
-        if buckets.count > 100_000 { buckets.removeAll(keepingCapacity: true) }   // keys are few; never unbounded
+        if buckets.count > 100_000 { buckets.removeAll(keepingCapacity: true) }  // keys are few; never unbounded
         guard tokens >= 1 else {
             buckets[key] = (tokens, now)
             return .milliseconds(Int64(((1 - tokens) / rate * 1000).rounded(.up)))

@@ -45,12 +45,15 @@ public actor RefusalLog {
     @discardableResult
     public func flush() async -> Int {
         var rows = buckets.sorted { ($0.key.status, $0.key.who, $0.key.path) < ($1.key.status, $1.key.who, $1.key.path) }.map { k, b in
-            RefusalRow(actor: k.who, action: "refused-\(k.status)", count: b.count, path: k.path,
-                       first: Timestamp.string(b.first), last: Timestamp.string(b.last))
+            RefusalRow(
+                actor: k.who, action: "refused-\(k.status)", count: b.count, path: k.path,
+                first: Timestamp.string(b.first), last: Timestamp.string(b.last))
         }
         if let o = others {
-            rows.append(RefusalRow(actor: "various", action: "refused", count: o.count, path: "more keys and paths than \(maxRows)",
-                                   first: Timestamp.string(o.first), last: Timestamp.string(o.last)))
+            rows.append(
+                RefusalRow(
+                    actor: "various", action: "refused", count: o.count, path: "more keys and paths than \(maxRows)",
+                    first: Timestamp.string(o.first), last: Timestamp.string(o.last)))
         }
         buckets = [:]
         others = nil

@@ -3,81 +3,65 @@ import ServiceLifecycle
 import Synchronization
 import TetherCore
 
-/// Brings committed changes into this replica's memory and watch streams, strictly in revision
-/// order: its own changes as they commit, the other replicas' by reading the database after
-/// the last revision applied (on a NOTIFY doorbell, and by a slow poll as a backstop).
+/// What a replica brings into memory, in revision order: one committed change (and what it
+/// left), or — when the changes needed were pruned — the whole state at a revision.
+enum ReplicaStep: Sendable {
+    case change(ChangeEvent, ChangeOutcome)
+    case resync(surfaces: [SurfaceRecord], removed: [String: UInt64], org: OrgState, head: UInt64)
+}
+
+/// Which committed changes this replica has in memory, and which it reads next: its own as
+/// they commit, the other replicas' by reading the database after the last revision applied
+/// (on a NOTIFY doorbell, and by a slow poll as a backstop). It returns the steps; the
+/// authority applies them (`Authority.apply(_:)`), holding `order` across the read and the
+/// apply, so that changes are applied strictly in revision order and never interleave.
 actor Replicator {
     private(set) var applied: UInt64
-    /// Held across each apply or catch-up (which await other actors): changes never interleave.
-    private let lock = AsyncLock()
+    /// Held by the authority across each read and its apply (which await other actors).
+    nonisolated let order = AsyncLock()
     static let batch = 1000
 
     init(applied: UInt64) { self.applied = applied }
 
-    /// A change this replica committed. Applied at once when it is the next revision; after a
-    /// catch-up when another replica's change came in between.
-    func committed(_ e: ChangeEvent, _ outcome: ChangeOutcome, into a: Authority) async {
-        await lock.acquire()
+    /// A change this replica committed: applied at once when it is the next revision; after a
+    /// catch-up when another replica's change came in between; nothing when it is applied
+    /// already.
+    func committed(_ e: ChangeEvent, _ outcome: ChangeOutcome, store: any AuthorityStore) async throws -> [ReplicaStep] {
         if e.revision == applied + 1 {
-            await a.apply(e, outcome)
             applied = e.revision
-        } else if e.revision > applied {
-            do { try await catchUpLocked(a) } catch {
-                // Committed, but memory is behind: the sync service retries; until then this
-                // replica's readiness says so.
-                a.logger.error("catching up after a commit failed", metadata: ["error": "\(error)", "applied": "\(applied)", "revision": "\(e.revision)"])
-            }
+            return [.change(e, outcome)]
         }
-        await lock.release()
+        return e.revision > applied ? try await next(from: store) : []
     }
 
-    func catchUp(_ a: Authority) async throws {
-        await lock.acquire()
-        do {
-            try await catchUpLocked(a)
-            await lock.release()
-        } catch {
-            await lock.release()
-            throw error
+    /// The next steps after `applied` (at most a batch of changes; or a resync), marked applied.
+    /// Empty when nothing is newer.
+    func next(from store: any AuthorityStore) async throws -> [ReplicaStep] {
+        let batch = try await store.changes(after: applied, limit: Self.batch)
+        // Events this old were pruned, or the head moved without events: the whole state.
+        if let first = batch.events.first, first.revision != applied + 1 { return [try await resync(store, head: batch.head)] }
+        if batch.events.isEmpty && batch.head > applied { return [try await resync(store, head: batch.head)] }
+        var steps: [ReplicaStep] = []
+        for e in batch.events {
+            let outcome: ChangeOutcome
+            if e.subject == OrgSubject.name {
+                outcome = .org(batch.org)
+            } else if let r = batch.surfaces[e.subject] {
+                outcome = .surface(r)
+            } else {
+                outcome = .removed(deviceId: e.subject, revision: batch.removed[e.subject] ?? e.revision)
+            }
+            steps.append(.change(e, outcome))
+            applied = e.revision
         }
+        return steps
     }
 
-    private func catchUpLocked(_ a: Authority) async throws {
-        while true {
-            let batch = try await a.store.changes(after: applied, limit: Self.batch)
-            if let first = batch.events.first, first.revision != applied + 1 {
-                // Events this old were pruned: start again from the whole state.
-                try await resync(a, head: batch.head)
-                return
-            }
-            if batch.events.isEmpty && batch.head > applied {
-                try await resync(a, head: batch.head)
-                return
-            }
-            for e in batch.events {
-                let outcome: ChangeOutcome
-                if e.subject == OrgSubject.name {
-                    outcome = .org(batch.org)
-                } else if let r = batch.surfaces[e.subject] {
-                    outcome = .surface(r)
-                } else {
-                    outcome = .removed(deviceId: e.subject, revision: batch.removed[e.subject] ?? e.revision)
-                }
-                await a.apply(e, outcome)
-                applied = e.revision
-            }
-            if batch.events.count < Self.batch { return }
-        }
-    }
-
-    /// Reloads every surface and the org, and renews every stream with the new state.
-    private func resync(_ a: Authority, head: UInt64) async throws {
-        a.logger.warning("replica resynchronising from the whole state", metadata: ["applied": "\(applied)", "head": "\(head)"])
-        for r in try await a.store.surfaces() { await a.state.apply(.surface(r)) }
-        for (id, rev) in try await a.store.removedSurfaces() { await a.state.apply(.removed(deviceId: id, revision: rev)) }
-        await a.state.apply(.org(try await a.store.org()))
+    private func resync(_ store: any AuthorityStore, head: UInt64) async throws -> ReplicaStep {
+        let step = ReplicaStep.resync(
+            surfaces: try await store.surfaces(), removed: try await store.removedSurfaces(), org: try await store.org(), head: head)
         applied = head
-        await a.hub.advance(to: head)
+        return step
     }
 }
 
@@ -124,7 +108,8 @@ public protocol SharedStore: AuthorityStore {
     /// Calls `onChange` once per change notification and `onReport` for every report any
     /// replica received, until cancelled; throws when the listening connection is lost (the
     /// caller listens again).
-    func listenForChanges(_ onChange: @escaping @Sendable () async -> Void, onReport: @escaping @Sendable (Report) async -> Void) async throws
+    func listenForChanges(
+        _ onChange: @escaping @Sendable () async -> Void, onReport: @escaping @Sendable (Report) async -> Void) async throws
     /// This replica is alive, with these streams opened and closed since the last beat.
     /// Replicas silent for 30 s are forgotten, with their streams.
     func heartbeat(replica: String, added: [FleetWatcher], removed: [FleetWatcher]) async throws
@@ -144,12 +129,22 @@ final class WatcherRegistry: Sendable {
 
     func opened(_ ws: [FleetWatcher]) {
         guard enabled else { return }
-        pending.withLock { p in for w in ws { p.removed.remove(w); p.added.insert(w) } }
+        pending.withLock { p in
+            for w in ws {
+                p.removed.remove(w)
+                p.added.insert(w)
+            }
+        }
     }
 
     func closed(_ ws: [FleetWatcher]) {
         guard enabled else { return }
-        pending.withLock { p in for w in ws { p.added.remove(w); p.removed.insert(w) } }
+        pending.withLock { p in
+            for w in ws {
+                p.added.remove(w)
+                p.removed.insert(w)
+            }
+        }
     }
 
     func drain() -> (added: [FleetWatcher], removed: [FleetWatcher]) {
@@ -207,7 +202,8 @@ final class SyncHealth: Sendable {
                 return "no good read of the database for \(DurationText.format(now - s.lastGood))" + (s.lastError.map { " (\($0))" } ?? "")
             }
             if let down = s.listenerDownSince, now - down > maxLag {
-                return "not listening for other replicas' changes for \(DurationText.format(now - down))" + (s.lastError.map { " (\($0))" } ?? "")
+                return "not listening for other replicas' changes for \(DurationText.format(now - down))"
+                    + (s.lastError.map { " (\($0))" } ?? "")
             }
             return nil
         }
@@ -248,21 +244,24 @@ public struct ReplicaSync: Service {
         let a = authority
         while !Task.isCancelled {
             do {
-                try await shared.listenForChanges({
-                    do {
-                        try await a.catchUp()
-                        a.sync.good(listening: true)
-                    } catch {
-                        a.sync.failed("catching up: \(error)", listening: true)
-                    }
-                }, onReport: { report in
-                    await a.reported(report)
-                })
+                try await shared.listenForChanges(
+                    {
+                        do {
+                            try await a.catchUp()
+                            a.sync.good(listening: true)
+                        } catch {
+                            a.sync.failed("catching up: \(error)", listening: true)
+                        }
+                    },
+                    onReport: { report in
+                        await a.reported(report)
+                    })
                 a.sync.failed("the listening connection ended", listening: false)
             } catch {
                 if !Task.isCancelled {
                     a.sync.failed("listening: \(PostgresStore.describe(error))", listening: false)
-                    a.logger.warning("not listening for other replicas' changes; retrying", metadata: ["error": "\(PostgresStore.describe(error))"])
+                    a.logger.warning(
+                        "not listening for other replicas' changes; retrying", metadata: ["error": "\(PostgresStore.describe(error))"])
                 }
             }
             try? await Task.sleep(for: .milliseconds(500))

@@ -50,7 +50,9 @@ public struct ListenOptions: Sendable {
             throw StoreError("TLS needs both --tls-cert and --tls-key")
         }
         if !isLoopback && !usesTLS && !insecureListen {
-            throw StoreError("refusing to listen on \(host) without TLS: keys and decisions would cross the network in clear text. Give --tls-cert and --tls-key, or --insecure-listen if something else encrypts the traffic")
+            throw StoreError(
+                "refusing to listen on \(host) without TLS: keys and decisions would cross the network in clear text. Give --tls-cert and --tls-key, or --insecure-listen if something else encrypts the traffic"
+            )
         }
     }
 }
@@ -65,7 +67,8 @@ public func buildApplication(
     let server: HTTPServerBuilder
     if let cert = listen.tlsCertificate, let key = listen.tlsKey {
         let chain = try NIOSSLCertificate.fromPEMFile(cert).map { NIOSSLCertificateSource.certificate($0) }
-        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
         // TLS 1.0 and 1.1 are refused at the handshake.
         tls.minimumTLSVersion = .tlsv12
         server = try .tls(limits: listen.limits, tlsConfiguration: tls)
@@ -78,8 +81,12 @@ public func buildApplication(
         server: server,
         configuration: .init(
             address: .hostname(listen.host, port: listen.port), serverName: "tether-authority",
-            availableConnectionsDelegate: MaximumAvailableConnections(listen.limits.connectionCap(openFiles: listen.openFiles), logger: logger)),
-        services: [HubShutdown(authority: authority), RefusalFlusher(authority: authority, window: authority.configuration.refusalWindow), ReplicaSync(authority: authority), authority.notifier],
+            availableConnectionsDelegate: MaximumAvailableConnections(
+                listen.limits.connectionCap(openFiles: listen.openFiles), logger: logger)),
+        services: [
+            HubShutdown(authority: authority), RefusalFlusher(authority: authority, window: authority.configuration.refusalWindow),
+            ReplicaSync(authority: authority), authority.notifier,
+        ],
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? listen.port) },
         logger: logger
     )
@@ -97,13 +104,16 @@ struct HubShutdown: Service {
 /// `tether authority serve`: open the state directory and serve until SIGTERM/SIGINT.
 public enum AuthorityServer {
     /// The authority on the state directory's SQLite database, or on a shared PostgreSQL one.
-    public static func open(directory: StateDirectory, database: DatabaseURL? = nil, configuration: AuthorityConfiguration, logger: Logger) async throws -> Authority {
+    public static func open(
+        directory: StateDirectory, database: DatabaseURL? = nil, configuration: AuthorityConfiguration, logger: Logger
+    ) async throws -> Authority {
         let store: any AuthorityStore
         if let database {
             store = try await PostgresStore.open(database, logger: logger)
         } else {
             guard directory.isInitialized else {
-                throw StoreError("\(directory.path) is not an authority state directory; run: tether authority init --dir \(directory.path)")
+                throw StoreError(
+                    "\(directory.path) is not an authority state directory; run: tether authority init --dir \(directory.path)")
             }
             try directory.checkOwnership(forWriting: true)
             store = try SQLiteStore(path: directory.database)
@@ -112,9 +122,12 @@ public enum AuthorityServer {
         return try await Authority(store: store, configuration: configuration, logger: logger)
     }
 
-    public static func serve(directory: StateDirectory, database: DatabaseURL? = nil, listen: ListenOptions, configuration: AuthorityConfiguration, logger: Logger,
-                             notifications: ServiceNotifications = .none) async throws {
-        umask(0o077)   // the WAL and shared-memory files SQLite creates, authority.url
+    public static func serve(
+        directory: StateDirectory, database: DatabaseURL? = nil, listen: ListenOptions, configuration: AuthorityConfiguration,
+        logger: Logger,
+        notifications: ServiceNotifications = .none
+    ) async throws {
+        umask(0o077)  // the WAL and shared-memory files SQLite creates, authority.url
         var withKeySet = configuration
         if database == nil || FileManager.default.fileExists(atPath: directory.path) { withKeySet.keySetFile = directory.publicKey }
         let authority = try await open(directory: directory, database: database, configuration: withKeySet, logger: logger)
@@ -127,9 +140,13 @@ public enum AuthorityServer {
             if database == nil || FileManager.default.fileExists(atPath: directory.path) {
                 try? (url + "\n").write(toFile: directory.endpointFile, atomically: true, encoding: .utf8)
             }
-            logger.notice("authority serving", metadata: ["url": "\(url)", "lease": "\(DurationText.format(configuration.leaseLength))", "dir": "\(directory.path)"])
+            logger.notice(
+                "authority serving",
+                metadata: ["url": "\(url)", "lease": "\(DurationText.format(configuration.leaseLength))", "dir": "\(directory.path)"])
             let surfaces = await authority.state.all()
-            notifications.ready("serving \(url): \(surfaces.count) surfaces, \(surfaces.filter(\.revoked).count) revoked\(await authority.state.org.halted ? ", ORG HALTED" : "")")
+            notifications.ready(
+                "serving \(url): \(surfaces.count) surfaces, \(surfaces.filter(\.revoked).count) revoked\(await authority.state.org.halted ? ", ORG HALTED" : "")"
+            )
         }
         // Watchdog pings from the authority's state actor: if it stops answering, so do they.
         let pinger = notifications.watchdogInterval.map { interval in

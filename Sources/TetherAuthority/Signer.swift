@@ -88,7 +88,9 @@ public final class KeyRing: Sendable {
             guard r.state != .retired, let at = r.activatedAt.flatMap(Timestamp.parse), at <= now else { continue }
             if active == nil || at >= active!.at { active = (signer, at) }
         }
-        guard let active else { throw StoreError("the store holds no signing key that may sign now; run: tether authority init (or keys rotate)") }
+        guard let active else {
+            throw StoreError("the store holds no signing key that may sign now; run: tether authority init (or keys rotate)")
+        }
         var published: [Published] = []
         for (r, signer) in entries {
             let state: SigningKeyRecord.State
@@ -101,8 +103,10 @@ public final class KeyRing: Sendable {
                 // Forgotten once the last lease it signed has ended.
                 if let gone = r.retireAfter.flatMap(Timestamp.parse), gone <= now { continue }
             }
-            published.append(Published(id: r.id, publicKey: r.publicKey, state: state, activatesAt: r.activatedAt,
-                                       retireAfter: r.retireAfter, endorsement: r.endorsement, endorsedBy: r.endorsedBy))
+            published.append(
+                Published(
+                    id: r.id, publicKey: r.publicKey, state: state, activatesAt: r.activatedAt,
+                    retireAfter: r.retireAfter, endorsement: r.endorsement, endorsedBy: r.endorsedBy))
         }
         return State(active: active.signer, published: published)
     }
@@ -131,7 +135,9 @@ public final class KeyRing: Sendable {
     /// Starts a rotation: a new key, endorsed by the one signing now, that signs from
     /// `now + publishFor`; the key it replaces is forgotten `retireAfter` later. Returns the
     /// records to store (the new key, and the current one with its retirement).
-    public static func rotation(of records: [SigningKeyRecord], publishFor: Duration, retireAfter: Duration, now: Date = Date()) throws -> [SigningKeyRecord] {
+    public static func rotation(
+        of records: [SigningKeyRecord], publishFor: Duration, retireAfter: Duration, now: Date = Date()
+    ) throws -> [SigningKeyRecord] {
         let ring = try KeyRing(records, now: now)
         if let pending = ring.published.first(where: { $0.state == .next }) {
             throw StoreError("a rotation is under way: \(pending.id) signs from \(pending.activatesAt ?? "?"); wait for it")
@@ -140,11 +146,13 @@ public final class KeyRing: Sendable {
         let next = DecisionSigner.generate()
         let activates = now.addingTimeInterval(publishFor.timeInterval)
         let nowText = Timestamp.string(now)
-        var out = [SigningKeyRecord(
-            id: next.keyId, privateKey: next.privateBase64, publicKey: next.publicBase64, state: .next, createdAt: nowText,
-            activatedAt: Timestamp.string(activates),
-            endorsement: current.signature(over: KeyEndorsement.bytes(id: next.keyId, publicKey: next.publicBase64)),
-            endorsedBy: current.keyId)]
+        var out = [
+            SigningKeyRecord(
+                id: next.keyId, privateKey: next.privateBase64, publicKey: next.publicBase64, state: .next, createdAt: nowText,
+                activatedAt: Timestamp.string(activates),
+                endorsement: current.signature(over: KeyEndorsement.bytes(id: next.keyId, publicKey: next.publicBase64)),
+                endorsedBy: current.keyId)
+        ]
         if var old = records.first(where: { $0.id == current.keyId }) {
             old.retireAfter = Timestamp.string(activates.addingTimeInterval(retireAfter.timeInterval))
             out.append(old)

@@ -25,7 +25,9 @@ extension StateDirectory {
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw StoreError("cannot create the state directory \(path): \((error as NSError).localizedFailureReason ?? (error as NSError).localizedDescription); give --dir, or set HOME or XDG_STATE_HOME")
+            throw StoreError(
+                "cannot create the state directory \(path): \((error as NSError).localizedFailureReason ?? (error as NSError).localizedDescription); give --dir, or set HOME or XDG_STATE_HOME"
+            )
         }
         chmod(path, 0o700)
         let store = try shared ?? SQLiteStore(path: database)
@@ -35,8 +37,10 @@ extension StateDirectory {
             throw StoreError("the database is already initialised (signing key \(existing.id)); keys are made with: tether keys create")
         }
         let signer = DecisionSigner.generate()
-        try await store.putSigningKey(SigningKeyRecord(id: signer.keyId, privateKey: signer.privateBase64, publicKey: signer.publicBase64,
-                                                       state: .active, createdAt: now, activatedAt: now), change: change)
+        try await store.putSigningKey(
+            SigningKeyRecord(
+                id: signer.keyId, privateKey: signer.privateBase64, publicKey: signer.publicBase64,
+                state: .active, createdAt: now, activatedAt: now), change: change)
         try (signer.publicBase64 + "\n").write(toFile: publicKey, atomically: true, encoding: .utf8)
         let op = APIKeys.generate(), ag = APIKeys.generate()
         try await store.addKey(KeyRecord(name: "operator", role: .operator, hash: APIKeys.hash(op), createdAt: now), change: change)
@@ -53,9 +57,11 @@ extension StateDirectory {
         try checkOwnership(forWriting: false)
         let signer = try DecisionSigner(rawBase64: SecretFile.read(legacySigningKey))
         let now = Timestamp.string(Date())
-        try await store.putSigningKey(SigningKeyRecord(id: signer.keyId, privateKey: signer.privateBase64, publicKey: signer.publicBase64,
-                                                       state: .active, createdAt: now, activatedAt: now),
-                                      change: Change(actor: localActor(), reason: "imported from signing.key", requestID: UUID().uuidString, at: now))
+        try await store.putSigningKey(
+            SigningKeyRecord(
+                id: signer.keyId, privateKey: signer.privateBase64, publicKey: signer.publicBase64,
+                state: .active, createdAt: now, activatedAt: now),
+            change: Change(actor: localActor(), reason: "imported from signing.key", requestID: UUID().uuidString, at: now))
     }
 
 }

@@ -63,7 +63,9 @@ actor WatchHub {
 
     /// Registers a connection, within `maxStreams` in all and `maxPerKey` for its key. With
     /// `after` (the client's `Last-Event-ID`), also the changes it missed, where held here.
-    func subscribe(instance: String, keyName: String, surfaces: Set<String>, after: UInt64? = nil, maxStreams: Int = .max, maxPerKey: Int = .max)
+    func subscribe(
+        instance: String, keyName: String, surfaces: Set<String>, after: UInt64? = nil, maxStreams: Int = .max, maxPerKey: Int = .max
+    )
         throws(Refusal) -> Subscription
     {
         guard !closed else { throw .closed }

@@ -18,7 +18,10 @@ final class Alarm: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
                 let now = state.withLock { s -> Bool in
-                    if s.rung { s.rung = false; return true }
+                    if s.rung {
+                        s.rung = false
+                        return true
+                    }
                     s.sleeper = c
                     if let duration {
                         s.timer = Task { [self] in

@@ -36,7 +36,9 @@ public struct AuthorityEndpoint: Sendable, Equatable {
         urls: [String], keyFile: String?, role: String = "operator", stateDirectory: String,
         environment env: [String: String] = Foundation.ProcessInfo.processInfo.environment
     ) throws -> [AuthorityEndpoint] {
-        let fromEnv = env["TETHER_AUTHORITY"].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        let fromEnv = env["TETHER_AUTHORITY"].map {
+            $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
         let list = !urls.isEmpty ? urls : (fromEnv?.isEmpty == false ? fromEnv! : [])
         let one = try resolveOne(url: list.first, keyFile: keyFile, role: role, stateDirectory: stateDirectory, environment: env)
         return [one] + list.dropFirst().map { AuthorityEndpoint(url: $0, key: one.key, keyFile: one.keyFile) }
@@ -54,7 +56,8 @@ public struct AuthorityEndpoint: Sendable, Equatable {
         do {
             key = try SecretFile.read(keyPath).trimmingCharacters(in: .whitespacesAndNewlines)
         } catch {
-            throw ClientError.configuration("cannot read the \(role) key: \(error); give --key-file or TETHER_KEY_FILE (tether authority init writes \(role).key)")
+            throw ClientError.configuration(
+                "cannot read the \(role) key: \(error); give --key-file or TETHER_KEY_FILE (tether authority init writes \(role).key)")
         }
         guard !key.isEmpty else {
             throw ClientError.configuration("the \(role) key file \(keyPath) is empty")
@@ -184,10 +187,15 @@ public struct AuthorityClient: Sendable {
         try await get("/api/v1/devices/list" + (deviceId.map { "?deviceId=\($0)" } ?? ""))
     }
 
-    public func audit(limit: Int, deviceId: String?, actor: String? = nil, since: String? = nil, until: String? = nil) async throws -> JSONAnswer {
-        func q(_ s: String) -> String { s.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&+=?"))) ?? s }
-        return try await get("/api/v1/audit?limit=\(limit)" + (deviceId.map { "&deviceId=\(q($0))" } ?? "") + (actor.map { "&actor=\(q($0))" } ?? "")
-                      + (since.map { "&since=\($0)" } ?? "") + (until.map { "&until=\($0)" } ?? ""))
+    public func audit(
+        limit: Int, deviceId: String?, actor: String? = nil, since: String? = nil, until: String? = nil
+    ) async throws -> JSONAnswer {
+        func q(_ s: String) -> String {
+            s.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&+=?"))) ?? s
+        }
+        return try await get(
+            "/api/v1/audit?limit=\(limit)" + (deviceId.map { "&deviceId=\(q($0))" } ?? "") + (actor.map { "&actor=\(q($0))" } ?? "")
+                + (since.map { "&since=\($0)" } ?? "") + (until.map { "&until=\($0)" } ?? ""))
     }
 
     public func usage() async throws -> JSONAnswer { try await get("/api/v1/usage") }
@@ -284,7 +292,8 @@ public struct AuthorityClient: Sendable {
         let response: HTTPClientResponse
         let bytes: ByteBuffer
         do {
-            response = try await http.execute(req, timeout: .nanoseconds(Int64(limit.components.seconds) * 1_000_000_000 + limit.components.attoseconds / 1_000_000_000))
+            response = try await http.execute(
+                req, timeout: .nanoseconds(Int64(limit.components.seconds) * 1_000_000_000 + limit.components.attoseconds / 1_000_000_000))
             bytes = try await response.body.collect(upTo: 16 * 1024 * 1024)
         } catch {
             throw ClientError.unreachable("\(endpoint.url): \(error)")
@@ -292,8 +301,9 @@ public struct AuthorityClient: Sendable {
         guard let obj = try? JSONSerialization.jsonObject(with: Data(bytes.readableBytesView)) as? [String: Any] else {
             throw ClientError.badResponse("HTTP \(response.status.code) from \(endpoint.url)\(path) is not a JSON object")
         }
-        let answer = JSONAnswer(status: Int(response.status.code), object: obj, headers: response.headers.map { ($0.name, $0.value) }, replica: index,
-                                data: Data(bytes.readableBytesView))
+        let answer = JSONAnswer(
+            status: Int(response.status.code), object: obj, headers: response.headers.map { ($0.name, $0.value) }, replica: index,
+            data: Data(bytes.readableBytesView))
         guard (200..<300).contains(answer.status) else {
             throw ClientError.refused(
                 status: answer.status, code: obj["code"] as? String ?? "HTTP_\(answer.status)",

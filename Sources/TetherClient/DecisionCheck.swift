@@ -35,8 +35,12 @@ public enum DecisionCheck {
             return .denied(d, code: .badResponse, detail: "the answer is for \(d.deviceId), not \(surface)")
         }
         if let verifier {
-            guard await verifier.verify(d, learningFrom: client) else { return .denied(d, code: .badSignature, detail: "missing or bad signature") }
-            guard d.nonce == nonce else { return .denied(d, code: .badSignature, detail: "the signed nonce is not ours: a replayed answer") }
+            guard await verifier.verify(d, learningFrom: client) else {
+                return .denied(d, code: .badSignature, detail: "missing or bad signature")
+            }
+            guard d.nonce == nonce else {
+                return .denied(d, code: .badSignature, detail: "the signed nonce is not ours: a replayed answer")
+            }
         }
         if !d.expiresAt.isEmpty && Timestamp.parse(d.expiresAt) == nil {
             return .denied(d, code: .badResponse, detail: "expiresAt is not a time: \(d.expiresAt)")

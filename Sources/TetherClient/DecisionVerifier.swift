@@ -65,7 +65,8 @@ public struct DecisionVerifier: Sendable {
         // killed a moment ago) must not leave every decision of the new key unverifiable for
         // the next 5 s.
         guard due, let answer = try? await client.get("/api/v1/signing-keys"),
-              let list = answer["keys"] as? [[String: Any]] else { return [] }
+            let list = answer["keys"] as? [[String: Any]]
+        else { return [] }
         learnt.lastFetch.withLock { $0 = now }
         var learntIds: [String] = []
         var progress = true
@@ -73,12 +74,12 @@ public struct DecisionVerifier: Sendable {
             progress = false
             for k in list {
                 guard let id = k["keyId"] as? String, key(id) == nil,
-                      let pub = k["publicKey"] as? String, let raw = Data(base64Encoded: pub), raw.count == 32,
-                      KeyID.of(publicKey: raw) == id,
-                      let by = k["endorsedBy"] as? String, let endorser = key(by),
-                      let sig = (k["endorsement"] as? String).flatMap({ Data(base64Encoded: $0) }),
-                      endorser.isValidSignature(sig, for: KeyEndorsement.bytes(id: id, publicKey: pub)),
-                      let newKey = try? Curve25519.Signing.PublicKey(rawRepresentation: raw)
+                    let pub = k["publicKey"] as? String, let raw = Data(base64Encoded: pub), raw.count == 32,
+                    KeyID.of(publicKey: raw) == id,
+                    let by = k["endorsedBy"] as? String, let endorser = key(by),
+                    let sig = (k["endorsement"] as? String).flatMap({ Data(base64Encoded: $0) }),
+                    endorser.isValidSignature(sig, for: KeyEndorsement.bytes(id: id, publicKey: pub)),
+                    let newKey = try? Curve25519.Signing.PublicKey(rawRepresentation: raw)
                 else { continue }
                 learnt.keys.withLock { $0[id] = newKey }
                 learntIds.append(id)
@@ -104,7 +105,8 @@ public struct DecisionVerifier: Sendable {
     /// canonical line.
     public func verify(_ d: Decision) -> Bool {
         guard d.isCanonical, let s = d.signature, let sig = Data(base64Encoded: s),
-              let id = d.keyId, let key = key(id) else { return false }
+            let id = d.keyId, let key = key(id)
+        else { return false }
         return key.isValidSignature(sig, for: d.canonicalBytes)
     }
 }

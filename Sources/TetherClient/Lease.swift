@@ -87,7 +87,8 @@ public struct Lease: Sendable, Equatable {
         // size of the step. (Replays of old answers are refused earlier, by nonce and seq.)
         let n = Timestamp.parse(d.issuedAt)
         if let prev = last, prev.allowed, d.allowed, fault == nil, let p = issued, let n,
-           n <= p, p.timeIntervalSince(n) < Self.clockStep {
+            n <= p, p.timeIntervalSince(n) < Self.clockStep
+        {
             return
         }
         last = d
@@ -114,15 +115,21 @@ public struct Lease: Sendable, Equatable {
 
     public func verdict(at now: Date) -> Verdict {
         if let fault { return Verdict(surface: surface, allowed: false, code: fault, requestID: last?.requestID, until: nil) }
-        guard let d = last else { return Verdict(surface: surface, allowed: false, code: .authorityUnreachable, requestID: nil, until: nil) }
+        guard let d = last else {
+            return Verdict(surface: surface, allowed: false, code: .authorityUnreachable, requestID: nil, until: nil)
+        }
         let decided = issued
         guard d.allowed, d.code == .allow else {
-            return Verdict(surface: surface, allowed: false, code: d.code == .allow ? .badResponse : d.code, requestID: d.requestID, until: nil, decidedAt: decided).attributed(to: d, changedAt: changed)
+            return Verdict(
+                surface: surface, allowed: false, code: d.code == .allow ? .badResponse : d.code, requestID: d.requestID, until: nil,
+                decidedAt: decided
+            ).attributed(to: d, changedAt: changed)
         }
         guard let until = expiry(), now < until else {
             return Verdict(surface: surface, allowed: false, code: .leaseExpired, requestID: d.requestID, until: nil)
         }
-        return Verdict(surface: surface, allowed: true, code: .allow, requestID: d.requestID, until: until, decidedAt: decided).attributed(to: d, changedAt: changed)
+        return Verdict(surface: surface, allowed: true, code: .allow, requestID: d.requestID, until: until, decidedAt: decided).attributed(
+            to: d, changedAt: changed)
     }
 }
 

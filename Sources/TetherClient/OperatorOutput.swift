@@ -12,9 +12,11 @@ public enum OperatorOutput {
     }
 
     public static func halt(_ a: OrgChanged) -> String {
-        var lines = [a.halted
-            ? "ORG HALTED: every surface is denied (code ORG_HALTED) until `tether resume`."
-            : "Org resumed: surfaces run again unless revoked one by one."]
+        var lines = [
+            a.halted
+                ? "ORG HALTED: every surface is denied (code ORG_HALTED) until `tether resume`."
+                : "Org resumed: surfaces run again unless revoked one by one."
+        ]
         lines.append("  request: \(a.requestID)")
         lines += ackLines(watchers: a.watchers, acks: a.acks, missing: a.missing)
         return lines.joined(separator: "\n")
@@ -23,7 +25,9 @@ public enum OperatorOutput {
     static func ackLines(watchers: Int, acks: [ReportView]?, missing: [MissingAck]?) -> [String] {
         guard let acks else {
             return watchers == 0
-                ? ["  no supervisor is watching: nothing is running under this surface right now, or its supervisors poll (they stop at their next poll)"]
+                ? [
+                    "  no supervisor is watching: nothing is running under this surface right now, or its supervisors poll (they stop at their next poll)"
+                ]
                 : ["  \(watchers) supervisor stream(s) watching; add --wait 5s to wait for their acknowledgements"]
         }
         let missing = missing ?? []
@@ -32,10 +36,13 @@ public enum OperatorOutput {
             lines.append("  no supervisor was watching: nothing to acknowledge")
         }
         for ack in acks {
-            lines.append("  ✔ \(ack.instance) (\(ack.surface ?? "?")): \(ack.state) at \(ack.at)\(ack.pids.isEmpty ? "" : ", pids \(ack.pids.map(String.init).joined(separator: " "))")")
+            lines.append(
+                "  ✔ \(ack.instance) (\(ack.surface ?? "?")): \(ack.state) at \(ack.at)\(ack.pids.isEmpty ? "" : ", pids \(ack.pids.map(String.init).joined(separator: " "))")"
+            )
         }
         for m in missing {
-            lines.append("  ✘ \(m.instance) (\(m.surface)): NO ACK in time — check that host; its lease still ends the worker when it expires")
+            lines.append(
+                "  ✘ \(m.instance) (\(m.surface)): NO ACK in time — check that host; its lease still ends the worker when it expires")
         }
         if let first = missing.first {
             lines.append("  next: `tether status \(first.surface)` to see its last report")
@@ -74,7 +81,9 @@ public enum OperatorOutput {
         func named(_ i: String) -> String { d.holders[i].map { "\(i) (key \($0))" } ?? i }
         lines.append("  watched by: \(d.watchers.isEmpty ? "no supervisor stream" : d.watchers.map(named).joined(separator: ", "))")
         if let r = d.lastReport {
-            lines.append("  last report: \(r.state) by \(named(r.instance)) at \(r.at)\(r.pids.isEmpty ? "" : " (pids \(r.pids.map(String.init).joined(separator: " ")))")\(r.detail.map { ": \($0)" } ?? "")")
+            lines.append(
+                "  last report: \(r.state) by \(named(r.instance)) at \(r.at)\(r.pids.isEmpty ? "" : " (pids \(r.pids.map(String.init).joined(separator: " ")))")\(r.detail.map { ": \($0)" } ?? "")"
+            )
         } else {
             lines.append("  last report: none")
         }
@@ -85,13 +94,17 @@ public enum OperatorOutput {
         if a.instances.isEmpty { return "no instance is held: none has watched or reported yet" }
         let width = max(8, a.instances.map(\.instance.count).max() ?? 8)
         let keyWidth = max(3, a.instances.map(\.key.count).max() ?? 3)
-        var lines = ["INSTANCE".padding(toLength: width, withPad: " ", startingAt: 0) + "  " + "KEY".padding(toLength: keyWidth, withPad: " ", startingAt: 0)
-                     + "  CONNECTED  CLAIMED               LAST SEEN"]
+        var lines = [
+            "INSTANCE".padding(toLength: width, withPad: " ", startingAt: 0) + "  "
+                + "KEY".padding(toLength: keyWidth, withPad: " ", startingAt: 0)
+                + "  CONNECTED  CLAIMED               LAST SEEN"
+        ]
         for i in a.instances {
-            lines.append(i.instance.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
-                         + i.key.padding(toLength: keyWidth, withPad: " ", startingAt: 0) + "  "
-                         + (i.connected ? "yes" : "no").padding(toLength: 9, withPad: " ", startingAt: 0) + "  "
-                         + "\(i.claimedAt)  \(i.lastSeen)")
+            lines.append(
+                i.instance.padding(toLength: width, withPad: " ", startingAt: 0) + "  "
+                    + i.key.padding(toLength: keyWidth, withPad: " ", startingAt: 0) + "  "
+                    + (i.connected ? "yes" : "no").padding(toLength: 9, withPad: " ", startingAt: 0) + "  "
+                    + "\(i.claimedAt)  \(i.lastSeen)")
         }
         return lines.joined(separator: "\n")
     }
@@ -110,7 +123,9 @@ public enum OperatorOutput {
 
     /// The answer as pretty JSON, for `--json`.
     public static func json(_ a: JSONAnswer) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: a.object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        let data =
+            (try? JSONSerialization.data(withJSONObject: a.object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]))
+            ?? Data()
         return String(decoding: data, as: UTF8.self)
     }
 }

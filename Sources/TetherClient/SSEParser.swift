@@ -29,7 +29,10 @@ public struct SSEParser: Sendable {
     public mutating func feed<Bytes: Sequence>(_ bytes: Bytes) throws -> [ServerSentEvent] where Bytes.Element == UInt8 {
         var out: [ServerSentEvent] = []
         for b in bytes {
-            if b == 0x0A && lastWasCR { lastWasCR = false; continue }   // CRLF
+            if b == 0x0A && lastWasCR {
+                lastWasCR = false
+                continue
+            }  // CRLF
             lastWasCR = b == 0x0D
             if b == 0x0A || b == 0x0D {
                 if let e = endLine() { out.append(e) }
@@ -46,12 +49,16 @@ public struct SSEParser: Sendable {
         defer { line.removeAll(keepingCapacity: true) }
         if line.isEmpty {
             // Blank line: dispatch.
-            defer { event = ""; data = []; dataBytes = 0 }
+            defer {
+                event = ""
+                data = []
+                dataBytes = 0
+            }
             guard !data.isEmpty else { return nil }
             return ServerSentEvent(event: event.isEmpty ? "message" : event, id: id, data: data.joined(separator: "\n"))
         }
         let text = String(decoding: line, as: UTF8.self)
-        if text.hasPrefix(":") { return nil }   // comment
+        if text.hasPrefix(":") { return nil }  // comment
         var field = text, value = ""
         if let colon = text.firstIndex(of: ":") {
             field = String(text[..<colon])

@@ -54,8 +54,11 @@ public final class SurfaceWatcher: Sendable {
 
     /// `initial`: decisions already known (the one a worker was started on), so the watcher
     /// does not begin with "no decision yet" — a deny — for them.
-    public init(client: AuthorityClient, surfaces: [String], verifier: DecisionVerifier?, settings: WatchSettings, initial: [Decision] = [], logger: Logger,
-                observe: @escaping @Sendable (WatchObservation) -> Void = { _ in }) {
+    public init(
+        client: AuthorityClient, surfaces: [String], verifier: DecisionVerifier?, settings: WatchSettings, initial: [Decision] = [],
+        logger: Logger,
+        observe: @escaping @Sendable (WatchObservation) -> Void = { _ in }
+    ) {
         self.observe = observe
         self.client = client
         self.verifier = verifier
@@ -63,14 +66,17 @@ public final class SurfaceWatcher: Sendable {
         self.logger = logger
         let (stream, continuation) = AsyncStream<Verdict>.makeStream()
         verdicts = stream
-        state = WatchState(surfaces: surfaces, failClosedAfter: settings.failClosedAfter.timeInterval, initial: initial, continuation: continuation)
+        state = WatchState(
+            surfaces: surfaces, failClosedAfter: settings.failClosedAfter.timeInterval, initial: initial, continuation: continuation)
     }
 
     /// Moves to the next replica (after `failed` failed), once per failure.
     func failOver(from failed: Int) {
         let n = client.endpoints.count
         if client.failOver(from: failed) {
-            logger.warning("failing over to the next authority", metadata: ["from": "\(client.endpoints[failed].url)", "to": "\(client.endpoints[(failed + 1) % n].url)"])
+            logger.warning(
+                "failing over to the next authority",
+                metadata: ["from": "\(client.endpoints[failed].url)", "to": "\(client.endpoints[(failed + 1) % n].url)"])
         }
     }
 
@@ -99,7 +105,10 @@ public final class SurfaceWatcher: Sendable {
             let result = await connection.result
             await state.setConnection(nil)
             await state.setStreaming(false)
-            if Task.isCancelled { connection.cancel(); return }
+            if Task.isCancelled {
+                connection.cancel()
+                return
+            }
             switch result {
             case .success(let hadEvents):
                 if hadEvents { backoff = settings.reconnectMin }
@@ -114,8 +123,12 @@ public final class SurfaceWatcher: Sendable {
                 if case ClientError.refused = error { refusals += 1 } else { refusals = 0 }
                 // An authority without a watch endpoint (MachineID) refuses every time: say so once.
                 let level: Logger.Level = refusals > 1 ? .debug : .info
-                logger.log(level: level, "watch stream down; polling until it is back", metadata: [
-                    "error": "\(error)", "retry_in": "\(backoff)", "authority": "\(client.endpoints[index].url)", "next": "\(client.endpoint.url)"])
+                logger.log(
+                    level: level, "watch stream down; polling until it is back",
+                    metadata: [
+                        "error": "\(error)", "retry_in": "\(backoff)", "authority": "\(client.endpoints[index].url)",
+                        "next": "\(client.endpoint.url)",
+                    ])
             }
             try? await Sleep.for(backoff)
             backoff = min(backoff * 2, settings.reconnectMax)
@@ -147,16 +160,21 @@ public final class SurfaceWatcher: Sendable {
                 if !drop.isEmpty, drop.count < surfaces.count {
                     await state.exclude(drop)
                     observe(.error("watch_refused_surfaces"))
-                    logger.warning("the authority refused the watch for some surfaces: denied, the stream carries the rest", metadata: [
-                        "refused": "\(drop.sorted().prefix(10).joined(separator: ","))", "count": "\(drop.count)", "status": "\(status)",
-                        "authority": "\(endpoint.url)"])
+                    logger.warning(
+                        "the authority refused the watch for some surfaces: denied, the stream carries the rest",
+                        metadata: [
+                            "refused": "\(drop.sorted().prefix(10).joined(separator: ","))", "count": "\(drop.count)",
+                            "status": "\(status)",
+                            "authority": "\(endpoint.url)",
+                        ])
                     throw PartialWatchRefusal()
                 }
             }
             throw ClientError.refused(status: status, code: "HTTP_\(resp.status.code)", message: "watch refused", requestID: nil)
         }
         await state.setStreaming(true)
-        logger.info("watch stream up", metadata: ["authority": "\(endpoint.url)", "resumed_after": "\(resumeAfter.map(String.init) ?? "none")"])
+        logger.info(
+            "watch stream up", metadata: ["authority": "\(endpoint.url)", "resumed_after": "\(resumeAfter.map(String.init) ?? "none")"])
         var parser = SSEParser()
         var hadEvents = false
         let watched = Set(surfaces)
@@ -167,27 +185,41 @@ public final class SurfaceWatcher: Sendable {
                     if let id = e.id.flatMap(UInt64.init) { await state.sawEventID(id) }
                     guard e.event == "decision" else { continue }
                     guard let o = try? JSONSerialization.jsonObject(with: Data(e.data.utf8)) as? [String: Any],
-                          let d = Decision(json: o), watched.contains(d.deviceId) || d.deviceId == OrgSubject.name
+                        let d = Decision(json: o), watched.contains(d.deviceId) || d.deviceId == OrgSubject.name
                     else {
                         await state.failAll(.badResponse)
                         throw ClientError.badResponse("an event that is not a decision for our surfaces")
                     }
                     // A key to learn is fetched from any replica that answers (the client's list).
                     if let verifier, !(await verifier.verify(d, learningFrom: client) && d.kind != .answer) {
-                        logger.error("watch event failed verification: denying", metadata: ["surface": "\(d.deviceId)", "key_id": "\(d.keyId ?? "none")", "revision": "\(d.revision ?? 0)"])
+                        logger.error(
+                            "watch event failed verification: denying",
+                            metadata: ["surface": "\(d.deviceId)", "key_id": "\(d.keyId ?? "none")", "revision": "\(d.revision ?? 0)"])
                         observe(.error("bad_signature"))
-                        if d.deviceId == OrgSubject.name { await state.failAll(.badSignature) } else { await state.fail(d.deviceId, .badSignature) }
+                        if d.deviceId == OrgSubject.name {
+                            await state.failAll(.badSignature)
+                        } else {
+                            await state.fail(d.deviceId, .badSignature)
+                        }
                         throw ClientError.badResponse("bad signature")
                     }
                     switch await state.accept(d) {
                     case .applied, .duplicate:
                         break
                     case .caughtUp:
-                        logger.info("a renewal carried a newer state than the events received: applied", metadata: ["surface": "\(d.deviceId)", "revision": "\(d.revision ?? 0)", "org_revision": "\(d.orgRevision ?? 0)"])
+                        logger.info(
+                            "a renewal carried a newer state than the events received: applied",
+                            metadata: [
+                                "surface": "\(d.deviceId)", "revision": "\(d.revision ?? 0)", "org_revision": "\(d.orgRevision ?? 0)",
+                            ])
                     case .stale:
                         // A replica behind what we hold (lagging, or cut off from its database):
                         // its renewals must not extend anything. Go to another.
-                        logger.warning("the authority renews an older state than we hold: going to another", metadata: ["surface": "\(d.deviceId)", "revision": "\(d.revision ?? 0)", "org_revision": "\(d.orgRevision ?? 0)"])
+                        logger.warning(
+                            "the authority renews an older state than we hold: going to another",
+                            metadata: [
+                                "surface": "\(d.deviceId)", "revision": "\(d.revision ?? 0)", "org_revision": "\(d.orgRevision ?? 0)",
+                            ])
                         observe(.error("stale"))
                         throw ClientError.unreachable("the authority is behind the revisions we hold")
                     case .foreign(let origin):
@@ -202,7 +234,10 @@ public final class SurfaceWatcher: Sendable {
             }
         } catch {
             // A stream that delivered events was up: reconnect at once, whatever ended it.
-            if hadEvents { logger.info("watch stream broke; reconnecting", metadata: ["error": "\(error)", "authority": "\(endpoint.url)"]); return true }
+            if hadEvents {
+                logger.info("watch stream broke; reconnecting", metadata: ["error": "\(error)", "authority": "\(endpoint.url)"])
+                return true
+            }
             throw error
         }
         logger.info("watch stream ended; reconnecting")
@@ -212,8 +247,9 @@ public final class SurfaceWatcher: Sendable {
     /// The `refused` names of a refused watch's answer, if it gives them.
     static func refusedNames(_ resp: HTTPClientResponse) async -> [String]? {
         guard let body = try? await resp.body.collect(upTo: 512 * 1024),
-              let o = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any],
-              let names = o["refused"] as? [String] else { return nil }
+            let o = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any],
+            let names = o["refused"] as? [String]
+        else { return nil }
         return names
     }
 
@@ -257,7 +293,9 @@ public final class SurfaceWatcher: Sendable {
             if Task.isCancelled { return true }
             let text = "\(error)"
             observe(.error(Self.kind(of: error)))
-            if text != lastError { logger.warning("validate failed", metadata: ["surface": "\(s)", "authority": "\(client.endpoint.url)", "error": "\(text)"]) }
+            if text != lastError {
+                logger.warning("validate failed", metadata: ["surface": "\(s)", "authority": "\(client.endpoint.url)", "error": "\(text)"])
+            }
             lastError = text
             switch error {
             case ClientError.badResponse:
@@ -434,7 +472,8 @@ actor WatchState {
     /// reconnects; the poll loop covers the gap). True if one was dropped.
     func dropStaleStream() -> Bool {
         guard streaming, let c = connection,
-              leases.values.contains(where: { $0.verdict(at: Date()).code == .leaseExpired }) else { return false }
+            leases.values.contains(where: { $0.verdict(at: Date()).code == .leaseExpired })
+        else { return false }
         c.cancel()
         connection = nil
         streaming = false

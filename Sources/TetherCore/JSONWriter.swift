@@ -33,9 +33,13 @@ public enum JSONWriter {
             out.append(contentsOf: "null".utf8)
         case let n as NSNumber:
             let t = String(cString: n.objCType)
-            if t == "c" || t == "B" { out.append(contentsOf: (n.boolValue ? "true" : "false").utf8) }
-            else if t == "d" || t == "f" { write(n.doubleValue, into: &out) }
-            else { out.append(contentsOf: n.stringValue.utf8) }
+            if t == "c" || t == "B" {
+                out.append(contentsOf: (n.boolValue ? "true" : "false").utf8)
+            } else if t == "d" || t == "f" {
+                write(n.doubleValue, into: &out)
+            } else {
+                out.append(contentsOf: n.stringValue.utf8)
+            }
         case let a as [Any]:
             out.append(UInt8(ascii: "["))
             for (i, e) in a.enumerated() {

@@ -16,7 +16,8 @@ public enum SecretFile {
         let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY)
         guard fd >= 0 else {
             let e = errno
-            throw Refused(path: path, reason: e == ELOOP ? "is a symbolic link; secrets are opened only directly" : String(cString: strerror(e)))
+            throw Refused(
+                path: path, reason: e == ELOOP ? "is a symbolic link; secrets are opened only directly" : String(cString: strerror(e)))
         }
         defer { close(fd) }
         var st = stat()

@@ -61,7 +61,10 @@ private final class Sleeper: Sendable {
                 if s.ended == nil { s.ended = .some(error) }
                 return (nil, nil)
             }
-            defer { s.waiter = nil; s.timer = nil }
+            defer {
+                s.waiter = nil
+                s.timer = nil
+            }
             return (w, s.timer)
         }
         guard let waiter else { return }

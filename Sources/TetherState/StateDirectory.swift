@@ -44,10 +44,14 @@ public struct StateDirectory: Sendable {
             guard (st.st_mode & S_IFMT) == S_IFDIR else { throw StateDirectoryError("refusing state directory \(path): not a directory") }
             // Root may read a service user's directory (systemd's DynamicUser= owns the authority's).
             guard st.st_uid == euid || (euid == 0 && !forWriting) else {
-                throw StateDirectoryError("refusing state directory \(path): owned by uid \(st.st_uid), not by this user (uid \(euid)); someone else may have created it")
+                throw StateDirectoryError(
+                    "refusing state directory \(path): owned by uid \(st.st_uid), not by this user (uid \(euid)); someone else may have created it"
+                )
             }
             guard st.st_mode & 0o022 == 0 else {
-                throw StateDirectoryError("refusing state directory \(path): writable by group or others (mode \(String(st.st_mode & 0o777, radix: 8))); chmod 700 it")
+                throw StateDirectoryError(
+                    "refusing state directory \(path): writable by group or others (mode \(String(st.st_mode & 0o777, radix: 8))); chmod 700 it"
+                )
             }
         }
         var dir = (path as NSString).deletingLastPathComponent
@@ -57,7 +61,8 @@ public struct StateDirectory: Sendable {
                     throw StateDirectoryError("refusing state directory \(path): \(dir) is owned by uid \(st.st_uid), who could replace it")
                 }
                 guard st.st_mode & 0o022 == 0 || st.st_mode & UInt32(S_ISVTX) != 0 else {
-                    throw StateDirectoryError("refusing state directory \(path): \(dir) is writable by others (mode \(String(st.st_mode & 0o7777, radix: 8)))")
+                    throw StateDirectoryError(
+                        "refusing state directory \(path): \(dir) is writable by others (mode \(String(st.st_mode & 0o7777, radix: 8)))")
                 }
             }
             if dir == "/" { break }

@@ -27,8 +27,10 @@ public enum AgentSettings {
     /// `--agent` for one launch, as `tether run` and `tether supervise` start a worker: the
     /// agent checked (`check`), its settings staged beside the worker's decision socket and
     /// layered over its /etc.
-    public static func apply(_ pin: AgentPin, to launch: inout Spawner.Launch, surface: String, decisions: DecisionSocket,
-                             spawner: Spawner, logger: Logger) async throws(Refusal) {
+    public static func apply(
+        _ pin: AgentPin, to launch: inout Spawner.Launch, surface: String, decisions: DecisionSocket,
+        spawner: Spawner, logger: Logger
+    ) async throws(Refusal) {
         if let refusal = await check(pin, name: launch.name, spec: launch.spec, filter: launch.filter, spawner: spawner, logger: logger) {
             throw refusal
         }
@@ -46,8 +48,11 @@ public enum AgentSettings {
                 let ours = Set((try? fm.contentsOfDirectory(atPath: layer + "/" + dir)) ?? [])
                 let hidden = ((try? fm.contentsOfDirectory(atPath: "/etc/" + dir)) ?? []).filter { !ours.contains($0) }.sorted()
                 if !hidden.isEmpty {
-                    logger.warning("the host's files in /etc/\(dir) are not seen by the worker: the pinned directory replaces it", metadata: [
-                        "hidden": "\(hidden.prefix(10).joined(separator: ","))", "agent": "\(pin.agent.rawValue)"])
+                    logger.warning(
+                        "the host's files in /etc/\(dir) are not seen by the worker: the pinned directory replaces it",
+                        metadata: [
+                            "hidden": "\(hidden.prefix(10).joined(separator: ","))", "agent": "\(pin.agent.rawValue)",
+                        ])
                 }
             }
         }
@@ -55,8 +60,10 @@ public enum AgentSettings {
 
     /// Writes the pinned files for `pin` into `directory` (made 0755, files 0644, owned by the
     /// supervisor: root for a root supervisor) and returns it.
-    public static func stage(_ pin: AgentPin, surface: String, socket: String, directory: String,
-                             executable: String = selfExecutable()) throws -> String {
+    public static func stage(
+        _ pin: AgentPin, surface: String, socket: String, directory: String,
+        executable: String = selfExecutable()
+    ) throws -> String {
         let hook = PinnedSettings.hookCommand(executable: executable, agent: pin.agent, socket: socket, surface: surface, rules: pin.rules)
         let files = try PinnedSettings.files(agent: pin.agent, hook: hook) { path in
             try? String(contentsOfFile: "/etc/" + path, encoding: .utf8)
@@ -94,28 +101,41 @@ public enum AgentSettings {
     /// network, within 20 s). Refused — unless `--accept-unpinned-hooks` — when the command is
     /// not the agent's own program (its version cannot be told), the agent answers no version,
     /// or one older than `minimumVersion`.
-    public static func check(_ pin: AgentPin, name: String, spec: WorkerSpec, filter: CompiledFilter?, spawner: Spawner, logger: Logger) async -> Refusal? {
+    public static func check(
+        _ pin: AgentPin, name: String, spec: WorkerSpec, filter: CompiledFilter?, spawner: Spawner, logger: Logger
+    ) async -> Refusal? {
         let verdict = await versionVerdict(pin, name: name, spec: spec, filter: filter, spawner: spawner)
         guard let problem = verdict.problem else {
             logger.notice("agent hook pinned", metadata: ["agent": "\(pin.agent.rawValue)", "version": "\(verdict.version ?? "?")"])
             return nil
         }
         if pin.acceptUnpinned {
-            logger.critical("UNPINNED HOOKS: \(problem); starting anyway (--accept-unpinned-hooks): the agent may remove or skip its hook", metadata: ["agent": "\(pin.agent.rawValue)"])
+            logger.critical(
+                "UNPINNED HOOKS: \(problem); starting anyway (--accept-unpinned-hooks): the agent may remove or skip its hook",
+                metadata: ["agent": "\(pin.agent.rawValue)"])
             return nil
         }
-        return Refusal(description: "\(problem). The worker is not started: its agent could unhook itself. --accept-unpinned-hooks starts it anyway")
+        return Refusal(
+            description: "\(problem). The worker is not started: its agent could unhook itself. --accept-unpinned-hooks starts it anyway")
     }
 
-    static func versionVerdict(_ pin: AgentPin, name: String, spec: WorkerSpec, filter: CompiledFilter?, spawner: Spawner) async -> (version: String?, problem: String?) {
+    static func versionVerdict(
+        _ pin: AgentPin, name: String, spec: WorkerSpec, filter: CompiledFilter?, spawner: Spawner
+    ) async -> (version: String?, problem: String?) {
         guard let minimum = minimumVersion(pin.agent) else {
-            return (nil, "Gemini CLI reads its system settings from $GEMINI_CLI_SYSTEM_SETTINGS_PATH when that is set, and lets user settings disable a system hook by name (hooksConfig.disabled): a second gemini process can run without the pinned hook")
+            return (
+                nil,
+                "Gemini CLI reads its system settings from $GEMINI_CLI_SYSTEM_SETTINGS_PATH when that is set, and lets user settings disable a system hook by name (hooksConfig.disabled): a second gemini process can run without the pinned hook"
+            )
         }
         let program = spec.command.first ?? ""
         let base = (program as NSString).lastPathComponent
         let expected = pin.agent == .claudeCode ? "claude" : pin.agent.rawValue
         guard base == expected else {
-            return (nil, "the command (\(program)) is not \(expected), so which version of \(pin.agent.rawValue) it runs — and whether that version honours the pinned settings — cannot be told")
+            return (
+                nil,
+                "the command (\(program)) is not \(expected), so which version of \(pin.agent.rawValue) it runs — and whether that version honours the pinned settings — cannot be told"
+            )
         }
         guard let text = await askVersion(name: name, spec: spec, filter: filter, spawner: spawner) else {
             return (nil, "\(program) --version gave no answer")
@@ -125,7 +145,10 @@ public enum AgentSettings {
         }
         let shown = version.map(String.init).joined(separator: ".")
         guard version.lexicographicallyPrecedes(minimum) == false else {
-            return (shown, "\(pin.agent.rawValue) \(shown) is older than \(minimum.map(String.init).joined(separator: ".")), the oldest version known to honour its pinned settings")
+            return (
+                shown,
+                "\(pin.agent.rawValue) \(shown) is older than \(minimum.map(String.init).joined(separator: ".")), the oldest version known to honour its pinned settings"
+            )
         }
         return (shown, nil)
     }
@@ -153,7 +176,8 @@ public enum AgentSettings {
         defer { close(devnull) }
         let worker: Worker
         do {
-            worker = try await spawner.spawn(Spawner.Launch(name: name + ".version", spec: s, filter: filter, stdin: devnull, stdout: fds[1], stderr: devnull))
+            worker = try await spawner.spawn(
+                Spawner.Launch(name: name + ".version", spec: s, filter: filter, stdin: devnull, stdout: fds[1], stderr: devnull))
         } catch {
             close(fds[0])
             close(fds[1])

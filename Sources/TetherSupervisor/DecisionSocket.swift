@@ -52,7 +52,9 @@ public final class DecisionSocket: Sendable {
         let box = AnswerBox()
         self.box = box
         do {
-            listener = try LineSocket(path: path, tooLong: Self.refusal("BAD_REQUEST", "a request is one line of at most \(LineSocket.maxLine) bytes")) {
+            listener = try LineSocket(
+                path: path, tooLong: Self.refusal("BAD_REQUEST", "a request is one line of at most \(LineSocket.maxLine) bytes")
+            ) {
                 box.answer($0, $1)
             }
         } catch {
@@ -62,11 +64,10 @@ public final class DecisionSocket: Sendable {
         box.socket.withLock { $0 = self }
     }
 
-
     /// `/run/tether-decision` for root; `$XDG_RUNTIME_DIR/tether/decision` (or a directory of
     /// the user's under /tmp) otherwise. Never the state directory: workers cannot see it.
     public static func defaultDirectory() -> String {
-        if geteuid() == 0 { return "/run/tether-decision" }   // /run/tether is private (dynamic uids)
+        if geteuid() == 0 { return "/run/tether-decision" }  // /run/tether is private (dynamic uids)
         if let x = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"], !x.isEmpty { return "\(x)/tether/decision" }
         return "/tmp/tether-decision-\(geteuid())"
     }
@@ -129,7 +130,9 @@ public final class DecisionSocket: Sendable {
 
     /// One line from a peer: answered from the live decisions when the peer is the worker's.
     fileprivate func respond(_ peer: pid_t?, _ line: [UInt8]) -> [UInt8] {
-        guard let peer, isWorkers(peer) else { return Self.refusal("NOT_YOURS", "this socket answers the processes of its own worker only") }
+        guard let peer, isWorkers(peer) else {
+            return Self.refusal("NOT_YOURS", "this socket answers the processes of its own worker only")
+        }
         return answer(line)
     }
 
@@ -204,7 +207,9 @@ public final class DecisionSocket: Sendable {
     }
 
     static func parent(of pid: pid_t) -> pid_t? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = text.lastIndex(of: ")") else { return nil }
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = text.lastIndex(of: ")") else {
+            return nil
+        }
         let fields = text[text.index(after: close)...].split(separator: " ")
         return fields.count > 1 ? pid_t(fields[1]) : nil
     }

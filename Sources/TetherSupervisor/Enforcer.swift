@@ -59,9 +59,11 @@ public final class Enforcer: Sendable {
     private let events: AsyncStream<Event>
     private let continuation: AsyncStream<Event>.Continuation
 
-    public init(worker: Worker, config: WorkerConfig, reporter: Reporter?, logger: Logger, gates: GateController? = nil,
-                onTransition: @escaping @Sendable (Transition) -> Void = { _ in },
-                liveness: @escaping @Sendable () -> Void = {}) {
+    public init(
+        worker: Worker, config: WorkerConfig, reporter: Reporter?, logger: Logger, gates: GateController? = nil,
+        onTransition: @escaping @Sendable (Transition) -> Void = { _ in },
+        liveness: @escaping @Sendable () -> Void = {}
+    ) {
         self.gates = gates
         self.liveness = liveness
         self.worker = worker
@@ -99,7 +101,9 @@ public final class Enforcer: Sendable {
             if case .kill = step {
                 if case .signal(let sig) = e { logger.notice("\(Signals.name(sig)) while frozen: killing the worker") }
                 if case .killAfter = e {
-                    logger.notice("frozen for kill_after: killing the worker", metadata: ["kill_after": "\(config.stop.killAfter.map(DurationText.format) ?? "")"])
+                    logger.notice(
+                        "frozen for kill_after: killing the worker",
+                        metadata: ["kill_after": "\(config.stop.killAfter.map(DurationText.format) ?? "")"])
                 }
             }
             while step != .none { step = await perform(step, learnt: learnt, &rules) }
@@ -108,7 +112,9 @@ public final class Enforcer: Sendable {
     }
 
     /// Carries out one step of the rules against the kernel; the rules say what follows.
-    private func perform(_ step: EnforcerRules.Step, learnt: ContinuousClock.Instant, _ rules: inout EnforcerRules) async -> EnforcerRules.Step {
+    private func perform(
+        _ step: EnforcerRules.Step, learnt: ContinuousClock.Instant, _ rules: inout EnforcerRules
+    ) async -> EnforcerRules.Step {
         switch step {
         case .none: return .none
         case .freeze(let v): return rules.after(await freeze(for: v, learnt: learnt))
@@ -153,7 +159,9 @@ public final class Enforcer: Sendable {
         do {
             let st = try await worker.freezeVerified()
             let took = ContinuousClock.now - learnt
-            log(.notice, "worker stopped", v, extra: ["stopped_in_ms": "\(ms(took))", "pids": "\(pids(st))"] .merging(sinceDecision(v)) { a, _ in a })
+            log(
+                .notice, "worker stopped", v,
+                extra: ["stopped_in_ms": "\(ms(took))", "pids": "\(pids(st))"].merging(sinceDecision(v)) { a, _ in a })
             record(.frozen, v, took)
             reporter?.send(WorkerReport(surface: config.surface, state: .stopped, pids: pids(st), requestID: v.requestID))
             return .frozen
@@ -193,7 +201,8 @@ public final class Enforcer: Sendable {
             }
         }
         let took = ContinuousClock.now - learnt
-        log(confirmed ? .notice : .critical, confirmed ? "worker killed" : "worker kill NOT confirmed", v,
+        log(
+            confirmed ? .notice : .critical, confirmed ? "worker killed" : "worker kill NOT confirmed", v,
             extra: ["stopped_in_ms": "\(ms(took))", "pids": "\(pids(before))"])
         record(.killed, v, took)
         reporter?.send(WorkerReport(surface: config.surface, state: .killed, pids: pids(before), requestID: v?.requestID))

@@ -59,7 +59,7 @@ public struct EnforcerRules: Sendable {
         case .verdict(let v, _):
             last = v
             if v.allowed { return phase == .frozen ? begin(.thaw(v), for: v) : .none }
-            guard phase == .running else { return .none }   // frozen already, or ending
+            guard phase == .running else { return .none }  // frozen already, or ending
             switch policy.onRevoke {
             case .stop: return begin(.freeze(v), for: v)
             case .kill: return begin(.kill(v), for: v)

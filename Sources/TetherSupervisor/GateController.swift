@@ -21,8 +21,10 @@ public final class GateController: Sendable {
     /// How often denied calls are logged and reported: aggregated, never one line per call.
     public static let flushInterval: Duration = .seconds(1)
 
-    public init(gates: [GateConfig], server: GateServer, worker: Worker, reporter: Reporter?, logger: Logger,
-                onDenials: @escaping @Sendable ([(GateDenial, Int)]) -> Void = { _ in }) {
+    public init(
+        gates: [GateConfig], server: GateServer, worker: Worker, reporter: Reporter?, logger: Logger,
+        onDenials: @escaping @Sendable ([(GateDenial, Int)]) -> Void = { _ in }
+    ) {
         self.gates = gates
         self.server = server
         self.worker = worker
@@ -57,7 +59,9 @@ public final class GateController: Sendable {
             let wasOpen = server.isOpen(g.kind)
             guard wasOpen != v.allowed else { continue }
             server.set(g.kind, open: v.allowed)
-            var m: Logger.Metadata = ["gate": "\(g.kind.rawValue)", "gate_surface": "\(g.surface)", "code": "\(v.code.rawValue)", "mode": "\(g.mode.rawValue)"]
+            var m: Logger.Metadata = [
+                "gate": "\(g.kind.rawValue)", "gate_surface": "\(g.surface)", "code": "\(v.code.rawValue)", "mode": "\(g.mode.rawValue)",
+            ]
             if let r = v.requestID { m["request_id"] = "\(r)" }
             if let by = v.changedBy { m["by"] = "\(by)" }
             if let why = v.changeReason { m["reason"] = "\(why)" }
@@ -88,7 +92,10 @@ public final class GateController: Sendable {
                     if late > 0 { logger.notice("gate net: late sockets shut down", metadata: ["connections_shut": "\(late)"]) }
                 }
             }
-            logger.notice(g.mode == .record ? "gate closed (record mode: its calls are logged, not denied)" : "gate closed: its calls now fail with EPERM", metadata: m)
+            logger.notice(
+                g.mode == .record
+                    ? "gate closed (record mode: its calls are logged, not denied)" : "gate closed: its calls now fail with EPERM",
+                metadata: m)
             reporter?.send(WorkerReport(surface: g.surface, state: .gateClosed, pids: pids, requestID: v.requestID))
         }
     }
@@ -99,15 +106,20 @@ public final class GateController: Sendable {
         guard !denials.isEmpty else { return }
         onDenials(denials)
         for (d, count) in denials {
-            logger.warning(d.recorded ? "gate would deny (record mode)" : "gate denied", metadata: [
-                "gate": "\(d.gate.rawValue)", "call": "\(d.call)", "pid": "\(d.pid)", "executable": "\(d.executable)", "count": "\(count)",
-            ])
+            logger.warning(
+                d.recorded ? "gate would deny (record mode)" : "gate denied",
+                metadata: [
+                    "gate": "\(d.gate.rawValue)", "call": "\(d.call)", "pid": "\(d.pid)", "executable": "\(d.executable)",
+                    "count": "\(count)",
+                ])
         }
         for g in gates {
             let mine = denials.filter { $0.0.gate == g.kind }
             guard !mine.isEmpty else { continue }
-            reporter?.send(WorkerReport(surface: g.surface, state: .denied, pids: Array(Set(mine.map(\.0.pid))).sorted(), requestID: nil,
-                                        detail: Self.summary(mine)))
+            reporter?.send(
+                WorkerReport(
+                    surface: g.surface, state: .denied, pids: Array(Set(mine.map(\.0.pid))).sorted(), requestID: nil,
+                    detail: Self.summary(mine)))
         }
     }
 
@@ -125,7 +137,8 @@ extension GateController {
     public func reportStates() {
         let pids = [worker.pid]
         for g in gates {
-            reporter?.send(WorkerReport(surface: g.surface, state: server.isOpen(g.kind) ? .gateOpen : .gateClosed, pids: pids, requestID: nil))
+            reporter?.send(
+                WorkerReport(surface: g.surface, state: server.isOpen(g.kind) ? .gateOpen : .gateClosed, pids: pids, requestID: nil))
         }
     }
 }
@@ -151,9 +164,15 @@ public struct GateStart: Sendable {
             case .allowed?:
                 out.open.insert(g.kind)
             case .denied(_, let code, let detail)?:
-                logger.notice("gate starts closed: its surface is denied", metadata: ["gate": "\(g.kind.rawValue)", "gate_surface": "\(g.surface)", "code": "\(code.rawValue)", "detail": "\(detail)"])
+                logger.notice(
+                    "gate starts closed: its surface is denied",
+                    metadata: [
+                        "gate": "\(g.kind.rawValue)", "gate_surface": "\(g.surface)", "code": "\(code.rawValue)", "detail": "\(detail)",
+                    ])
             case .unreachable(let m)?:
-                logger.warning("gate starts closed: its surface could not be asked", metadata: ["gate": "\(g.kind.rawValue)", "gate_surface": "\(g.surface)", "error": "\(m)"])
+                logger.warning(
+                    "gate starts closed: its surface could not be asked",
+                    metadata: ["gate": "\(g.kind.rawValue)", "gate_surface": "\(g.surface)", "error": "\(m)"])
             case nil:
                 break
             }

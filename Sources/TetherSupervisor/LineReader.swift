@@ -25,7 +25,10 @@ struct LineReader {
             var chunk = [UInt8](repeating: 0, count: 65536)
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
-            if n <= 0 { eof = true; continue }
+            if n <= 0 {
+                eof = true
+                continue
+            }
             buffer.append(contentsOf: chunk[0..<n])
         }
     }

@@ -20,8 +20,10 @@ public struct LiveAnswer: Sendable, Equatable {
         LiveAnswer(allowed: false, code: code, surface: surface, error: error)
     }
 
-    init(allowed: Bool, code: String, surface: String, until: String? = nil, requestID: String? = nil, changedBy: String? = nil,
-         changedAt: String? = nil, reason: String? = nil, revision: UInt64? = nil, error: String? = nil) {
+    init(
+        allowed: Bool, code: String, surface: String, until: String? = nil, requestID: String? = nil, changedBy: String? = nil,
+        changedAt: String? = nil, reason: String? = nil, revision: UInt64? = nil, error: String? = nil
+    ) {
         self.allowed = allowed
         self.code = code
         self.surface = surface
@@ -35,8 +37,9 @@ public struct LiveAnswer: Sendable, Equatable {
     }
 
     init(_ v: Verdict) {
-        self.init(allowed: v.allowed, code: v.code.rawValue, surface: v.surface, until: v.until.map(Timestamp.string), requestID: v.requestID,
-                  changedBy: v.changedBy, changedAt: v.changedAt.map(Timestamp.string), reason: v.changeReason, revision: v.revision)
+        self.init(
+            allowed: v.allowed, code: v.code.rawValue, surface: v.surface, until: v.until.map(Timestamp.string), requestID: v.requestID,
+            changedBy: v.changedBy, changedAt: v.changedAt.map(Timestamp.string), reason: v.changeReason, revision: v.revision)
     }
 
     /// The decision socket's JSON.
@@ -92,9 +95,11 @@ public final class LiveDecisions: Sendable {
     /// Names remembered as missing at the authority (5 s each), at most.
     static let maxMissing = 1024
 
-    public init(surface: String, gateSurfaces: [String], verdict: @escaping @Sendable (String) async -> Verdict?,
-                watch: @escaping @Sendable ([String]) async -> Void, check: @escaping @Sendable (String) async -> DecisionCheck.Outcome,
-                onRefused: @escaping @Sendable (String) -> Void = { _ in }) {
+    public init(
+        surface: String, gateSurfaces: [String], verdict: @escaping @Sendable (String) async -> Verdict?,
+        watch: @escaping @Sendable ([String]) async -> Void, check: @escaping @Sendable (String) async -> DecisionCheck.Outcome,
+        onRefused: @escaping @Sendable (String) -> Void = { _ in }
+    ) {
         self.surface = surface
         self.gateSurfaces = Set(gateSurfaces)
         self.verdict = verdict
@@ -149,16 +154,20 @@ public final class LiveDecisions: Sendable {
         }
         if let code = spend() {
             onRefused(code)
-            return .deny(s, code, code == "BUSY"
-                ? "this worker already has \(Self.inFlight) questions at the authority; ask again when one is answered"
-                : "this worker asks about new sub-surfaces faster than \(Int(Self.newPerSecond)) a second (after \(Self.newBurst)); ask again later")
+            return .deny(
+                s, code,
+                code == "BUSY"
+                    ? "this worker already has \(Self.inFlight) questions at the authority; ask again when one is answered"
+                    : "this worker asks about new sub-surfaces faster than \(Int(Self.newPerSecond)) a second (after \(Self.newBurst)); ask again later"
+            )
         }
         let outcome = await check(s)
         release()
         let answer: LiveAnswer
         switch outcome {
         case .allowed(let d):
-            answer = LiveAnswer(allowed: true, code: d.code.rawValue, surface: s, until: d.expiresAt.isEmpty ? nil : d.expiresAt, requestID: d.requestID)
+            answer = LiveAnswer(
+                allowed: true, code: d.code.rawValue, surface: s, until: d.expiresAt.isEmpty ? nil : d.expiresAt, requestID: d.requestID)
         case .denied(let d, let code, let detail):
             if code == .deviceNotFound {
                 subSurfaces.withLock { st in
@@ -176,9 +185,10 @@ public final class LiveDecisions: Sendable {
             guard code == .deviceRevoked || code == .orgHalted else {
                 return LiveAnswer(allowed: false, code: code.rawValue, surface: s, requestID: d?.requestID, error: detail)
             }
-            answer = LiveAnswer(allowed: false, code: code.rawValue, surface: s, requestID: d?.requestID, changedBy: d?.changedBy,
-                                changedAt: d?.changedAt, reason: d?.changeReason,
-                                error: code == .deviceRevoked || code == .orgHalted ? nil : detail)
+            answer = LiveAnswer(
+                allowed: false, code: code.rawValue, surface: s, requestID: d?.requestID, changedBy: d?.changedBy,
+                changedAt: d?.changedAt, reason: d?.changeReason,
+                error: code == .deviceRevoked || code == .orgHalted ? nil : detail)
         case .unreachable(let m):
             return .deny(s, DecisionCode.authorityUnreachable.rawValue, m)
         }

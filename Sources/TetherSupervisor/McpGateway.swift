@@ -212,7 +212,9 @@ public final class McpGateway: Sendable {
     }
 
     static func line(_ id: McpId?, _ field: String, _ body: [UInt8]) -> [UInt8] {
-        Array("{\"jsonrpc\":\"2.0\",\"id\":".utf8) + (id?.text ?? Array("null".utf8)) + Array(",\"\(field)\":".utf8) + body + [UInt8(ascii: "}")]
+        Array("{\"jsonrpc\":\"2.0\",\"id\":".utf8) + (id?.text ?? Array("null".utf8)) + Array(",\"\(field)\":".utf8) + body + [
+            UInt8(ascii: "}")
+        ]
     }
 
     static func error(_ id: McpId?, _ code: Int, _ message: String) -> [UInt8] {

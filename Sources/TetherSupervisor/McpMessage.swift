@@ -18,7 +18,8 @@ struct McpId: Hashable, Sendable {
         case .number(let n):
             let digits = n.hasPrefix("-") ? n.dropFirst() : Substring(n)
             guard !digits.isEmpty, digits.count <= 15, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber),
-                  let i = Int64(n) else { return nil }
+                let i = Int64(n)
+            else { return nil }
             return McpId(key: "n:\(i)", text: Array(String(i).utf8))
         default: return nil
         }
@@ -27,7 +28,9 @@ struct McpId: Hashable, Sendable {
     /// A server's id, read as leniently as the server wrote it.
     static func server(_ v: McpJSON) -> McpId? {
         if let id = client(v) { return id }
-        if case .number(let n) = v, let d = Double(n), d == d.rounded(), abs(d) < 1e15 { return McpId(key: "n:\(Int64(d))", text: Array(n.utf8)) }
+        if case .number(let n) = v, let d = Double(n), d == d.rounded(), abs(d) < 1e15 {
+            return McpId(key: "n:\(Int64(d))", text: Array(n.utf8))
+        }
         return nil
     }
 }

@@ -64,9 +64,15 @@ struct McpReader {
         case UInt8(ascii: "{"): return try object()
         case UInt8(ascii: "["): return try array(top: top)
         case UInt8(ascii: "\""): return .string(try string())
-        case UInt8(ascii: "t"): try expect("true"); return .bool(true)
-        case UInt8(ascii: "f"): try expect("false"); return .bool(false)
-        case UInt8(ascii: "n"): try expect("null"); return .null
+        case UInt8(ascii: "t"):
+            try expect("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try expect("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try expect("null")
+            return .null
         default: return .number(try number())
         }
     }
@@ -83,7 +89,11 @@ struct McpReader {
         var members: [(String, McpJSON)] = []
         var names = Set<String>()
         space()
-        if peek() == UInt8(ascii: "}") { pos += 1; depth -= 1; return .object([]) }
+        if peek() == UInt8(ascii: "}") {
+            pos += 1
+            depth -= 1
+            return .object([])
+        }
         while true {
             space()
             guard peek() == UInt8(ascii: "\"") else { throw .parse("expected a member name at byte \(pos)") }
@@ -96,7 +106,9 @@ struct McpReader {
             if names.insert(name).inserted {
                 members.append((name, v))
             } else if strict {
-                throw McpReadError(code: -32600, message: "Invalid Request: the member \"\(name)\" appears twice in one object; a server might read either")
+                throw McpReadError(
+                    code: -32600, message: "Invalid Request: the member \"\(name)\" appears twice in one object; a server might read either"
+                )
             } else if let i = members.firstIndex(where: { $0.0 == name }) {
                 members[i].1 = v
             }
@@ -115,7 +127,11 @@ struct McpReader {
         pos += 1
         var elements: [McpJSON] = []
         space()
-        if peek() == UInt8(ascii: "]") { pos += 1; depth -= 1; return .array([]) }
+        if peek() == UInt8(ascii: "]") {
+            pos += 1
+            depth -= 1
+            return .array([])
+        }
         while true {
             space()
             let start = pos

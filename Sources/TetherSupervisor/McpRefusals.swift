@@ -66,7 +66,10 @@ extension McpGateway {
 
     func live() -> LiveDecisions? {
         // The worker is started (attach) before any answer can be given.
-        if decisions.withLock({ $0 }) == nil { _ = started.wait(timeout: .now() + 10); started.signal() }
+        if decisions.withLock({ $0 }) == nil {
+            _ = started.wait(timeout: .now() + 10)
+            started.signal()
+        }
         return decisions.withLock { $0 }
     }
 

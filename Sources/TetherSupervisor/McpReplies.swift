@@ -44,7 +44,9 @@ extension McpGateway {
         for (e, r) in zip(batch, ranges) {
             switch fromServer(e) {
             case .same: parts.append(Array(line[r]))
-            case .replaced(let b): parts.append(b); changed = true
+            case .replaced(let b):
+                parts.append(b)
+                changed = true
             case .dropped: changed = true
             }
         }
@@ -68,21 +70,24 @@ extension McpGateway {
         // News of a task whose tool is refused now says what tasks/get would: failed, for good.
         // (`notifications/tasks` is the 2026-07-28 extension's, which can carry the result.)
         guard let method = v["method"]?.string, ["notifications/tasks/status", "notifications/tasks"].contains(method),
-              let id = v["params"]?["taskId"]?.string,
-              let tool = state.withLock({ $0.tasks[id]?.tool }) else { return .same }
+            let id = v["params"]?["taskId"]?.string,
+            let tool = state.withLock({ $0.tasks[id]?.tool })
+        else { return .same }
         guard let reason = reason(.task("tasks/get", id: id, tool: tool)) else {
             if let task = v["params"] { state.withLock { $0.tasks.update(id, task: task) } }
             return .same
         }
         let entry = state.withLock { $0.tasks.refuse(id, tool: tool, reason: reason) }
-        let note = McpJSON.object([("jsonrpc", .string("2.0")), ("method", .string(method)),
-                                   ("params", McpTasks.reported(entry))])
+        let note = McpJSON.object([
+            ("jsonrpc", .string("2.0")), ("method", .string(method)),
+            ("params", McpTasks.reported(entry)),
+        ])
         return .replaced(note.bytes)
     }
 
     /// The server's answer to `p`, checked now: a revoke since the request refuses it.
     func answer(_ p: Pending, _ result: McpJSON?) -> Outcome {
-        guard let result else { return .same }   // an error: no result to withhold
+        guard let result else { return .same }  // an error: no result to withhold
         var created: String?
         switch p.gate {
         case .tool(let tool, _):

@@ -59,8 +59,10 @@ struct McpTasks: Sendable {
     /// A new `Task` (working) for a task id the gateway has to answer for.
     static func task(id: String, ttl: McpJSON?) -> McpJSON {
         let at = now()
-        return .object([("taskId", .string(id)), ("status", .string("working")), ("createdAt", .string(at)),
-                        ("lastUpdatedAt", .string(at)), ("ttl", ttl ?? .null)])
+        return .object([
+            ("taskId", .string(id)), ("status", .string("working")), ("createdAt", .string(at)),
+            ("lastUpdatedAt", .string(at)), ("ttl", ttl ?? .null),
+        ])
     }
 
     /// The entry's task as the gateway reports it: `failed` with the reason, once refused.
@@ -74,8 +76,10 @@ struct McpTasks: Sendable {
     /// `CallToolResult` with `isError` and the reason (tied to its task, if any: tasks/result
     /// MUST carry `io.modelcontextprotocol/related-task`).
     static func toolRefusal(_ reason: String, task: String? = nil) -> McpJSON {
-        var members: [(String, McpJSON)] = [("content", .array([.object([("type", .string("text")), ("text", .string(reason))])])),
-                                            ("isError", .bool(true))]
+        var members: [(String, McpJSON)] = [
+            ("content", .array([.object([("type", .string("text")), ("text", .string(reason))])])),
+            ("isError", .bool(true)),
+        ]
         if let task {
             members.append(("_meta", .object([("io.modelcontextprotocol/related-task", .object([("taskId", .string(task))]))])))
         }

@@ -41,7 +41,9 @@ enum MetricsServer {
 
     /// Answers each request on `connection`: the metrics for `GET /metrics`, 404 for any other
     /// path, 405 for another method; then closes it (a scrape is one request).
-    static func answer(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, body: @Sendable () async -> String) async {
+    static func answer(
+        _ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, body: @Sendable () async -> String
+    ) async {
         try? await connection.executeThenClose { inbound, outbound in
             var head: HTTPRequestHead?
             for try await part in inbound {
@@ -52,9 +54,11 @@ enum MetricsServer {
                     guard let h = head else { return }
                     let path = h.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? h.uri
                     let (status, text): (HTTPResponseStatus, String) =
-                        h.method != .GET ? (.methodNotAllowed, "GET only\n")
-                        : path != "/metrics" ? (.notFound, "not found: GET /metrics\n")
-                        : (.ok, await body())
+                        h.method != .GET
+                        ? (.methodNotAllowed, "GET only\n")
+                        : path != "/metrics"
+                            ? (.notFound, "not found: GET /metrics\n")
+                            : (.ok, await body())
                     var headers = HTTPHeaders()
                     headers.add(name: "Content-Type", value: status == .ok ? "text/plain; version=0.0.4" : "text/plain")
                     headers.add(name: "Content-Length", value: "\(text.utf8.count)")

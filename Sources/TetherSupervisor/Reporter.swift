@@ -69,7 +69,10 @@ public final class Reporter: Sendable {
     /// lock a `send` takes) when nothing is left, so a report is never queued without a sender.
     private func drain() async {
         while let r = queue.withLock({ q -> WorkerReport? in
-            if q.pending.isEmpty { q.sender = nil; return nil }
+            if q.pending.isEmpty {
+                q.sender = nil
+                return nil
+            }
             return q.pending.removeFirst()
         }) {
             await deliver(r)
@@ -77,8 +80,9 @@ public final class Reporter: Sendable {
     }
 
     private func deliver(_ r: WorkerReport) async {
-        var body = ReportBody(surface: r.surface, instance: instance, state: r.state, pids: r.pids, at: Timestamp.string(r.at),
-                              requestID: r.requestID, detail: r.detail)
+        var body = ReportBody(
+            surface: r.surface, instance: instance, state: r.state, pids: r.pids, at: Timestamp.string(r.at),
+            requestID: r.requestID, detail: r.detail)
         for attempt in 1...3 {
             do {
                 _ = try await client.report(body)
@@ -86,14 +90,20 @@ public final class Reporter: Sendable {
             } catch ClientError.refused(let status, let code, let message, _) where status == 400 && body.detail != nil {
                 // Refused for what it says: said loudly, then sent again in the safest form
                 // (the detail as ASCII, then without it) — never dropped for a worker's text.
-                logger.error("report refused by the authority; sending it again in a safe form", metadata: [
-                    "surface": "\(r.surface)", "state": "\(r.state.rawValue)", "status": "\(status)", "code": "\(code)", "error": "\(PrintableText.escape(message))",
-                ])
-                let ascii = body.detail.map { String(PrintableText.escape($0, limit: 900).unicodeScalars.map { $0.isASCII ? Character($0) : "?" }) }
+                logger.error(
+                    "report refused by the authority; sending it again in a safe form",
+                    metadata: [
+                        "surface": "\(r.surface)", "state": "\(r.state.rawValue)", "status": "\(status)", "code": "\(code)",
+                        "error": "\(PrintableText.escape(message))",
+                    ])
+                let ascii = body.detail.map {
+                    String(PrintableText.escape($0, limit: 900).unicodeScalars.map { $0.isASCII ? Character($0) : "?" })
+                }
                 body.detail = ascii == body.detail ? nil : ascii
             } catch {
                 if attempt == 3 {
-                    logger.error("report not delivered", metadata: ["surface": "\(r.surface)", "state": "\(r.state.rawValue)", "error": "\(error)"])
+                    logger.error(
+                        "report not delivered", metadata: ["surface": "\(r.surface)", "state": "\(r.state.rawValue)", "error": "\(error)"])
                 } else {
                     try? await Sleep.for(.milliseconds(200 * attempt))
                 }

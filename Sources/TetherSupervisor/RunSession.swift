@@ -16,7 +16,8 @@ public struct ResolvedAuthority: Sendable {
     /// the agent key file. Covered in every worker's mount namespace.
     public var secrets: [String]
 
-    public init(client: AuthorityClient, verifier: DecisionVerifier?, settings: AuthoritySettings, instance: String, secrets: [String] = []) {
+    public init(client: AuthorityClient, verifier: DecisionVerifier?, settings: AuthoritySettings, instance: String, secrets: [String] = [])
+    {
         self.client = client
         self.verifier = verifier
         self.settings = settings
@@ -39,11 +40,13 @@ public struct ResolvedAuthority: Sendable {
 /// (at start, or a deny killed it), the authority unreachable at start, a profile that does not
 /// compile. The command line says it and picks the exit code.
 public enum RunSession {
-    public static func run(worker config: WorkerConfig, authority: ResolvedAuthority, logger baseLogger: Logger,
-                           acceptWeakContainment: Bool = false,
-                           notifications: ServiceNotifications = .none,
-                           stdio: (stdin: Int32, stdout: Int32)? = nil,
-                           onStarted: (@Sendable (Worker, LiveDecisions) -> Void)? = nil) async -> RunOutcome {
+    public static func run(
+        worker config: WorkerConfig, authority: ResolvedAuthority, logger baseLogger: Logger,
+        acceptWeakContainment: Bool = false,
+        notifications: ServiceNotifications = .none,
+        stdio: (stdin: Int32, stdout: Int32)? = nil,
+        onStarted: (@Sendable (Worker, LiveDecisions) -> Void)? = nil
+    ) async -> RunOutcome {
         var logger = baseLogger
         logger[metadataKey: "surface"] = "\(config.surface)"
 
@@ -69,7 +72,11 @@ public enum RunSession {
         case .allowed:
             break
         case .denied(let d, let code, let detail):
-            return .failed(RunFailure(.denied, "\(config.surface) is denied: \(code.rawValue)\(d.map { ($0.attribution.isEmpty ? "" : " " + $0.attribution) + " (request \($0.requestID))" } ?? "") — \(detail)\nNothing was started. An operator can restore it: tether restore \(config.surface)"))
+            return .failed(
+                RunFailure(
+                    .denied,
+                    "\(config.surface) is denied: \(code.rawValue)\(d.map { ($0.attribution.isEmpty ? "" : " " + $0.attribution) + " (request \($0.requestID))" } ?? "") — \(detail)\nNothing was started. An operator can restore it: tether restore \(config.surface)"
+                ))
         case .unreachable(let m):
             return .failed(RunFailure(.unavailable, "authority unreachable: \(m)\nNothing was started (fail closed)."))
         }
@@ -88,7 +95,8 @@ public enum RunSession {
         let (signalStream, signalContinuation) = AsyncStream<Int32>.makeStream()
         let signals = SignalForwarder(handler: { signalContinuation.yield($0) })
         defer { signals.stop() }
-        let spawner = Spawner(logger: logger, containment: ContainmentPolicy(hiddenPaths: authority.secrets, acceptWeak: acceptWeakContainment))
+        let spawner = Spawner(
+            logger: logger, containment: ContainmentPolicy(hiddenPaths: authority.secrets, acceptWeak: acceptWeakContainment))
         defer { spawner.shutdown() }
         var authority = authority
         var reporter: Reporter?
@@ -96,9 +104,10 @@ public enum RunSession {
         let foreground = stdio == nil ? ForegroundTerminal.claimable() : nil
         let surface = config.surface
         let watched = [config.surface] + Array(Set(config.gates.map(\.surface))).sorted()
-        let launch = WorkerLaunch(config: config, filter: profile.filter, spawner: spawner, gate: gate,
-                                  openGates: gateStart.open, stdin: stdio?.stdin, stdout: stdio?.stdout,
-                                  foregroundTerminal: foreground, log: logger)
+        let launch = WorkerLaunch(
+            config: config, filter: profile.filter, spawner: spawner, gate: gate,
+            openGates: gateStart.open, stdin: stdio?.stdin, stdout: stdio?.stdout,
+            foregroundTerminal: foreground, log: logger)
         var watcher: SurfaceWatcher?
         let launched: WorkerLaunch.Launched
         do {
@@ -110,7 +119,8 @@ public enum RunSession {
                 // Watched from the decision the worker was started on: no second question.
                 let w = SurfaceWatcher(
                     client: authority.client, surfaces: watched, verifier: authority.verifier,
-                    settings: authority.watchSettings, initial: (gate.allowedOn.map { [$0] } ?? []) + gateStart.decisions, logger: spawner.labelled(logger))
+                    settings: authority.watchSettings, initial: (gate.allowedOn.map { [$0] } ?? []) + gateStart.decisions,
+                    logger: spawner.labelled(logger))
                 watcher = w
                 let askOnce = authority
                 return WorkerLaunch.Hooks(
@@ -142,14 +152,19 @@ public enum RunSession {
             }
         }
         defer { ticking?.cancel() }
-        logger.info("worker started", metadata: [
-            "pid": "\(worker.pid)", "cgroup": "\(worker.cgroup?.path ?? "none")", "profile": "\(config.profile)",
-            "as": "\(worker.identity)", "namespaces": "\(worker.contained ? "pid,mount,ipc,cgroup\(worker.networkMode.ownNamespace ? ",net" : "")" : "NONE (weak containment)")",
-            "net": "\(worker.networkMode.rawValue)",
-            "on_revoke": "\(config.stop.onRevoke.rawValue)", "authority": "\(authority.client.endpoint.url)",
-            "gates": "\(config.gates.isEmpty ? "none" : config.gates.map { "\($0.kind.rawValue)=\($0.surface)\($0.mode == .record ? "[record]" : "")(\(worker.gates?.isOpen($0.kind) == true ? "open" : "closed"))" }.joined(separator: " "))",
-            "mode": "\(authority.settings.watch ? "watch" : "poll every \(DurationText.format(authority.settings.pollInterval))")",
-        ])
+        logger.info(
+            "worker started",
+            metadata: [
+                "pid": "\(worker.pid)", "cgroup": "\(worker.cgroup?.path ?? "none")", "profile": "\(config.profile)",
+                "as": "\(worker.identity)",
+                "namespaces":
+                    "\(worker.contained ? "pid,mount,ipc,cgroup\(worker.networkMode.ownNamespace ? ",net" : "")" : "NONE (weak containment)")",
+                "net": "\(worker.networkMode.rawValue)",
+                "on_revoke": "\(config.stop.onRevoke.rawValue)", "authority": "\(authority.client.endpoint.url)",
+                "gates":
+                    "\(config.gates.isEmpty ? "none" : config.gates.map { "\($0.kind.rawValue)=\($0.surface)\($0.mode == .record ? "[record]" : "")(\(worker.gates?.isOpen($0.kind) == true ? "open" : "closed"))" }.joined(separator: " "))",
+                "mode": "\(authority.settings.watch ? "watch" : "poll every \(DurationText.format(authority.settings.pollInterval))")",
+            ])
         let watching = Task { await watcher.run() }
         onStarted?(worker, launched.live)
         let mainSurface = config.surface
@@ -171,7 +186,11 @@ public enum RunSession {
         if let v = outcome.deniedBy {
             reporter.send(WorkerReport(surface: config.surface, state: .killed, pids: [], requestID: v.requestID))
             await reporter.finish()
-            return .failed(RunFailure(.denied, "\(config.name) was stopped for good: \(config.surface) denied (\(v.code.rawValue)\(v.attribution.isEmpty ? "" : " " + v.attribution)\(v.requestID.map { ", request \($0)" } ?? ""))"))
+            return .failed(
+                RunFailure(
+                    .denied,
+                    "\(config.name) was stopped for good: \(config.surface) denied (\(v.code.rawValue)\(v.attribution.isEmpty ? "" : " " + v.attribution)\(v.requestID.map { ", request \($0)" } ?? ""))"
+                ))
         }
         reporter.send(WorkerReport(surface: config.surface, state: .exited, pids: [], requestID: nil))
         await reporter.finish()

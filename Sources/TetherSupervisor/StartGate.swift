@@ -14,7 +14,7 @@ final class StartGate: Sendable {
 
     init(surface: String, client: AuthorityClient, verifier: DecisionVerifier?, logger: Logger) {
         var c = client
-        c.timeout = .seconds(3)   // a child is waiting, frozen
+        c.timeout = .seconds(3)  // a child is waiting, frozen
         self.surface = surface
         self.client = c
         self.verifier = verifier

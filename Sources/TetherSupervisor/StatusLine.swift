@@ -44,13 +44,16 @@ enum StatusLine {
     }
 
     /// "3 workers: 2 running, 1 frozen (agent-02 revoked 12:03:11 by alice: INC-481)".
-    static func supervise(states: [String: SupervisorMetrics.WorkerState], denied: [(worker: String, verdict: Verdict, at: Date)]) -> String {
+    static func supervise(states: [String: SupervisorMetrics.WorkerState], denied: [(worker: String, verdict: Verdict, at: Date)]) -> String
+    {
         var counts: [SupervisorMetrics.WorkerState: Int] = [:]
         for s in states.values { counts[s, default: 0] += 1 }
         let parts = SupervisorMetrics.WorkerState.allCases.compactMap { s in counts[s].map { "\($0) \(s.rawValue)" } }
         var line = "\(states.count) worker\(states.count == 1 ? "" : "s"): " + (parts.isEmpty ? "none" : parts.joined(separator: ", "))
         if !denied.isEmpty {
-            line += " (" + denied.prefix(3).map { "\($0.worker) \(denial($0.verdict, at: $0.at))" }.joined(separator: "; ") + (denied.count > 3 ? "; …" : "") + ")"
+            line +=
+                " (" + denied.prefix(3).map { "\($0.worker) \(denial($0.verdict, at: $0.at))" }.joined(separator: "; ")
+                + (denied.count > 3 ? "; …" : "") + ")"
         }
         return line
     }

@@ -52,8 +52,10 @@ public final class Supervisor: Sendable {
     private let events: AsyncStream<Event>
     private let continuation: AsyncStream<Event>.Continuation
 
-    public init(configPath: String, authority: ResolvedAuthority, metrics: SupervisorMetrics = SupervisorMetrics(), logger: Logger,
-                notifications: ServiceNotifications = .none) {
+    public init(
+        configPath: String, authority: ResolvedAuthority, metrics: SupervisorMetrics = SupervisorMetrics(), logger: Logger,
+        notifications: ServiceNotifications = .none
+    ) {
         self.notifications = notifications
         self.configPath = configPath
         self.authority = authority
@@ -74,7 +76,10 @@ public final class Supervisor: Sendable {
         for w in config.workers {
             do {
                 let key = [w.profile, w.spec.user]
-                if let f = compiled[key] { filters[w.name] = f; continue }
+                if let f = compiled[key] {
+                    filters[w.name] = f
+                    continue
+                }
                 let f = try ProfileReport.make(w.profile, platform: .forWorker(user: w.spec.user)).filter
                 compiled[key] = f
                 filters[w.name] = f
@@ -102,7 +107,9 @@ public final class Supervisor: Sendable {
         /// Tagged `containment=WEAK` when workers run without namespaces of their own.
         let logger: Logger
 
-        var launcher: Launcher { Launcher(spawner: spawner, logger: logger, allowed: Set(verdicts.values.filter(\.allowed).map(\.surface)), watcher: watcher) }
+        var launcher: Launcher {
+            Launcher(spawner: spawner, logger: logger, allowed: Set(verdicts.values.filter(\.allowed).map(\.surface)), watcher: watcher)
+        }
     }
 
     /// What a launch needs of the loop's state (a copy: the slot it fills is borrowed apart).
@@ -117,8 +124,10 @@ public final class Supervisor: Sendable {
 
     /// Runs until shut down; returns the exit code.
     public func run(config: ConfigFile, filters: [String: CompiledFilter]) async -> Int32 {
-        let spawner = Spawner(logger: logger, containment: ContainmentPolicy(
-            hiddenPaths: authority.secrets + [configPath], acceptWeak: config.supervisor.acceptWeakContainment))
+        let spawner = Spawner(
+            logger: logger,
+            containment: ContainmentPolicy(
+                hiddenPaths: authority.secrets + [configPath], acceptWeak: config.supervisor.acceptWeakContainment))
         defer { spawner.shutdown() }
         await spawner.probeContainment()
         let logger = spawner.labelled(self.logger)
@@ -142,7 +151,9 @@ public final class Supervisor: Sendable {
         var services = startServices(config, watcher: watcher, logger: logger)
         if !unregistered.isEmpty { services.append(Task { await self.retryRegistration(unregistered) }) }
         defer { services.forEach { $0.cancel() } }
-        logger.notice("supervising", metadata: ["workers": "\(s.order.count)", "config": "\(configPath)", "authority": "\(authority.client.endpoint.url)"])
+        logger.notice(
+            "supervising",
+            metadata: ["workers": "\(s.order.count)", "config": "\(configPath)", "authority": "\(authority.client.endpoint.url)"])
 
         for await e in events {
             if case .shutdown = e {
@@ -167,22 +178,24 @@ public final class Supervisor: Sendable {
         ]
         if let address = config.supervisor.metrics {
             let metrics = self.metrics
-            tasks.append(Task {
-                do {
-                    try await metrics.serve(address: address, watcher: { watcher }, logger: logger)
-                } catch {
-                    logger.error("the metrics endpoint stopped", metadata: ["address": "\(address)", "error": "\(error)"])
-                }
-            })
+            tasks.append(
+                Task {
+                    do {
+                        try await metrics.serve(address: address, watcher: { watcher }, logger: logger)
+                    } catch {
+                        logger.error("the metrics endpoint stopped", metadata: ["address": "\(address)", "error": "\(error)"])
+                    }
+                })
             logger.info("metrics on http://\(address)/metrics")
         }
         if let interval = notifications.watchdogInterval {
-            tasks.append(Task { [continuation] in
-                while !Task.isCancelled {
-                    continuation.yield(.tick)
-                    try? await Sleep.for(interval)
-                }
-            })
+            tasks.append(
+                Task { [continuation] in
+                    while !Task.isCancelled {
+                        continuation.yield(.tick)
+                        try? await Sleep.for(interval)
+                    }
+                })
         }
         return tasks
     }
@@ -200,7 +213,7 @@ public final class Supervisor: Sendable {
         case .exited(let name, let gen, let outcome, let ranFor): onExited(name, gen, outcome, ranFor: ranFor, &s)
         case .restartDue(let name, let gen): onRestartDue(name, gen, &s)
         case .reload: await reload(&s)
-        case .shutdown: break   // handled by the loop
+        case .shutdown: break  // handled by the loop
         }
     }
 
@@ -228,7 +241,9 @@ public final class Supervisor: Sendable {
         }
         if v.allowed { s.denied[v.surface] = nil } else if previous?.changeKey != v.changeKey { s.denied[v.surface] = (v, Date()) }
         if previous?.changeKey != v.changeKey && !(previous == nil && v.requestID == nil) {
-            var m: Logger.Metadata = ["surface": "\(v.surface)", "allowed": "\(v.allowed)", "code": "\(v.code.rawValue)", "request_id": "\(v.requestID ?? "-")"]
+            var m: Logger.Metadata = [
+                "surface": "\(v.surface)", "allowed": "\(v.allowed)", "code": "\(v.code.rawValue)", "request_id": "\(v.requestID ?? "-")",
+            ]
             if let by = v.changedBy { m["by"] = "\(by)" }
             if let why = v.changeReason { m["reason"] = "\(why)" }
             if let r = v.revision { m["revision"] = "\(r)" }
@@ -264,8 +279,10 @@ public final class Supervisor: Sendable {
         // Denied (or no answer) while starting is not the worker's failure: it tries again
         // while the watcher says allowed, else waits for the allow.
         if error.stage != .gate { s.logger.error("worker did not start", metadata: ["worker": "\(name)", "error": "\(error)"]) }
-        switch SupervisorRules.afterLaunchFailure(refusedAtGate: error.stage == .gate, allowedNow: s.verdicts[slot.config.surface]?.allowed == true,
-                                                  policy: slot.config.restart) {
+        switch SupervisorRules.afterLaunchFailure(
+            refusedAtGate: error.stage == .gate, allowedNow: s.verdicts[slot.config.surface]?.allowed == true,
+            policy: slot.config.restart)
+        {
         case .restart: scheduleRestart(&slot)
         case .waitForAllow:
             slot.phase = .waiting
@@ -281,8 +298,9 @@ public final class Supervisor: Sendable {
         let launcher = s.launcher
         guard var slot = s.slots[name], slot.generation == gen else { return }
         let allowedNow = s.verdicts[slot.config.surface]?.allowed == true
-        let next = SupervisorRules.afterExit(retireOnExit: slot.retireOnExit, replaceOnExit: slot.replaceOnExit, policy: slot.config.restart,
-                                             code: outcome.status.shellCode, killedForDeny: outcome.deniedBy != nil, allowedNow: allowedNow)
+        let next = SupervisorRules.afterExit(
+            retireOnExit: slot.retireOnExit, replaceOnExit: slot.replaceOnExit, policy: slot.config.restart,
+            code: outcome.status.shellCode, killedForDeny: outcome.deniedBy != nil, allowedNow: allowedNow)
         if case .retire = next {
             s.slots[name] = nil
             metrics.set(name, nil)
@@ -298,7 +316,11 @@ public final class Supervisor: Sendable {
             s.slots[name] = slot
             return
         }
-        s.logger.notice("worker \(outcome.status)", metadata: ["worker": "\(name)", "ran_for_s": "\(ranFor.components.seconds)", "denied": "\(outcome.deniedBy?.code.rawValue ?? "no")"])
+        s.logger.notice(
+            "worker \(outcome.status)",
+            metadata: [
+                "worker": "\(name)", "ran_for_s": "\(ranFor.components.seconds)", "denied": "\(outcome.deniedBy?.code.rawValue ?? "no")",
+            ])
         slot.delay = SupervisorRules.delay(after: ranFor, current: slot.delay, policy: slot.config.restart)
         switch next {
         case .restart: scheduleRestart(&slot)
@@ -345,15 +367,21 @@ public final class Supervisor: Sendable {
         if new.authority != s.current.authority || new.supervisor != s.current.supervisor {
             s.logger.warning("[authority] and [supervisor] changes take effect at the next restart, not on reload")
         }
-        let plan = SupervisorRules.reloadPlan(order: s.order, running: s.slots.mapValues(\.config),
-                                              leaving: Set(s.slots.filter(\.value.retireOnExit).keys), new: new.workers)
+        let plan = SupervisorRules.reloadPlan(
+            order: s.order, running: s.slots.mapValues(\.config),
+            leaving: Set(s.slots.filter(\.value.retireOnExit).keys), new: new.workers)
         retireRemoved(plan.removed, &s)
         applyChanged(plan, new, filters, &s)
         s.order = new.workers.map(\.name) + s.order.filter { n in !new.workers.contains { $0.name == n } && s.slots[n] != nil }
         await register(Self.surfaces(new).filter { !Self.surfaces(s.current).contains($0) })
         await s.watcher.setSurfaces(Array(Set(Self.surfaces(new)).union(s.subSurfaces)).sorted())
         s.current.workers = new.workers
-        s.logger.notice("configuration reloaded", metadata: ["added": "\(plan.added.count)", "changed": "\(plan.changed.count)", "removed": "\(plan.removed.count)", "unchanged": "\(plan.unchanged.count)"])
+        s.logger.notice(
+            "configuration reloaded",
+            metadata: [
+                "added": "\(plan.added.count)", "changed": "\(plan.changed.count)", "removed": "\(plan.removed.count)",
+                "unchanged": "\(plan.unchanged.count)",
+            ])
     }
 
     /// Workers gone from the file: a running one is shut down and forgotten once it exits.
@@ -371,7 +399,8 @@ public final class Supervisor: Sendable {
 
     /// New workers launch (if allowed); changed ones are replaced once the old one has exited;
     /// unchanged ones are not touched.
-    private func applyChanged(_ plan: SupervisorRules.ReloadPlan, _ new: ConfigFile, _ filters: [String: CompiledFilter], _ s: inout State) {
+    private func applyChanged(_ plan: SupervisorRules.ReloadPlan, _ new: ConfigFile, _ filters: [String: CompiledFilter], _ s: inout State)
+    {
         let launcher = s.launcher
         let (added, changed) = (Set(plan.added), Set(plan.changed))
         for w in new.workers {
@@ -410,7 +439,9 @@ public final class Supervisor: Sendable {
             } catch {
                 failed.append(s)
                 if !quiet {
-                    logger.warning("could not register the surface; it stays denied until it exists (trying again)", metadata: ["surface": "\(s)", "error": "\(error)"])
+                    logger.warning(
+                        "could not register the surface; it stays denied until it exists (trying again)",
+                        metadata: ["surface": "\(s)", "error": "\(error)"])
                 }
             }
         }

@@ -21,8 +21,10 @@ enum SupervisorRules {
         case stay(code: Int32)
     }
 
-    static func afterExit(retireOnExit: Bool, replaceOnExit: Bool, policy: RestartPolicy, code: Int32,
-                          killedForDeny: Bool, allowedNow: Bool) -> AfterExit {
+    static func afterExit(
+        retireOnExit: Bool, replaceOnExit: Bool, policy: RestartPolicy, code: Int32,
+        killedForDeny: Bool, allowedNow: Bool
+    ) -> AfterExit {
         if retireOnExit { return .retire }
         if replaceOnExit { return .replace(launch: allowedNow) }
         guard policy.restarts(afterCode: code) else { return .stay(code: code) }

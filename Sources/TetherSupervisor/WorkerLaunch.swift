@@ -75,14 +75,16 @@ struct WorkerLaunch: Sendable {
         let worker: Worker
         do {
             let gate = self.gate
-            var launch = Spawner.Launch(name: config.name, spec: spec, filter: filter, stdin: stdin, stdout: stdout,
-                                        foregroundTerminal: foregroundTerminal, startGate: { await gate.ask() })
+            var launch = Spawner.Launch(
+                name: config.name, spec: spec, filter: filter, stdin: stdin, stdout: stdout,
+                foregroundTerminal: foregroundTerminal, startGate: { await gate.ask() })
             launch.gates = config.gates
             launch.decisionDirectory = decisions.directory
             launch.openGates = openGates
             if let pin = config.spec.agent {
                 do throws(AgentSettings.Refusal) {
-                    try await AgentSettings.apply(pin, to: &launch, surface: config.surface, decisions: decisions, spawner: spawner, logger: log)
+                    try await AgentSettings.apply(
+                        pin, to: &launch, surface: config.surface, decisions: decisions, spawner: spawner, logger: log)
                 } catch {
                     decisions.stop()
                     throw Failure.agentPin(error)
@@ -107,8 +109,9 @@ struct WorkerLaunch: Sendable {
             surface: config.surface, gateSurfaces: config.gates.map(\.surface), verdict: hooks.verdict,
             watch: hooks.watchSubSurfaces, check: hooks.check, onRefused: hooks.onRefused)
         decisions.attach(worker, decisions: live)
-        let enforcer = Enforcer(worker: worker, config: config, reporter: reporter, logger: log, gates: gates,
-                                onTransition: hooks.onTransition, liveness: hooks.liveness)
+        let enforcer = Enforcer(
+            worker: worker, config: config, reporter: reporter, logger: log, gates: gates,
+            onTransition: hooks.onTransition, liveness: hooks.liveness)
         return Launched(worker: worker, decisions: decisions, gates: gates, live: live, enforcer: enforcer)
     }
 }

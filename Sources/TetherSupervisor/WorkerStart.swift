@@ -42,7 +42,9 @@ struct WorkerStart: Sendable {
             defer { decisions.stop() }
             let outcome = await enforcer.run()
             gates?.finish()
-            reporter.send(WorkerReport(surface: surface, state: outcome.deniedBy == nil ? .exited : .killed, pids: [], requestID: outcome.deniedBy?.requestID))
+            reporter.send(
+                WorkerReport(
+                    surface: surface, state: outcome.deniedBy == nil ? .exited : .killed, pids: [], requestID: outcome.deniedBy?.requestID))
             await reporter.finish(within: .seconds(1))
             continuation.yield(.exited(name: name, generation: generation, outcome, ranFor: .now - at))
         }
@@ -54,8 +56,9 @@ struct WorkerStart: Sendable {
         defer { close(stdin) }
         // Locals, so the closures below, held for the worker's life, capture only what each uses.
         let (config, metrics, watcher, authority, continuation) = (config, metrics, watcher, authority, continuation)
-        let launch = WorkerLaunch(config: config, filter: filter, spawner: spawner, gate: gate,
-                                  openGates: openGates, stdin: stdin, log: log)
+        let launch = WorkerLaunch(
+            config: config, filter: filter, spawner: spawner, gate: gate,
+            openGates: openGates, stdin: stdin, log: log)
         let launched: WorkerLaunch.Launched
         do {
             launched = try await launch.start { [reporter] _ in
@@ -77,19 +80,25 @@ struct WorkerStart: Sendable {
                     })
             }
         } catch {
-            let spawnError = switch error {
-            case .spawn(let e): e
-            case .agentPin(let r): SpawnError(stage: .mounts, errno: EPERM, message: r.description)
-            case .decisionSocket: SpawnError(stage: .none, errno: EIO, message: error.description)
-            }
+            let spawnError =
+                switch error {
+                case .spawn(let e): e
+                case .agentPin(let r): SpawnError(stage: .mounts, errno: EPERM, message: r.description)
+                case .decisionSocket: SpawnError(stage: .none, errno: EIO, message: error.description)
+                }
             continuation.yield(.launchFailed(name: config.name, generation: generation, spawnError))
             return nil
         }
         let worker = launched.worker
-        log.info("worker started", metadata: ["pid": "\(worker.pid)", "cgroup": "\(worker.cgroup?.path ?? "none")", "generation": "\(generation)",
-                                               "net": "\(worker.networkMode.rawValue)"])
+        log.info(
+            "worker started",
+            metadata: [
+                "pid": "\(worker.pid)", "cgroup": "\(worker.cgroup?.path ?? "none")", "generation": "\(generation)",
+                "net": "\(worker.networkMode.rawValue)",
+            ])
         continuation.yield(.started(name: config.name, generation: generation, launched.enforcer))
-        return Started(name: config.name, surface: config.surface, generation: generation, decisions: launched.decisions, gates: launched.gates,
-                       enforcer: launched.enforcer, reporter: reporter, continuation: continuation, at: .now)
+        return Started(
+            name: config.name, surface: config.surface, generation: generation, decisions: launched.decisions, gates: launched.gates,
+            enforcer: launched.enforcer, reporter: reporter, continuation: continuation, at: .now)
     }
 }

@@ -43,7 +43,9 @@ public final class LineSocket: Sendable {
             raw[bytes.count] = 0
         }
         unlink(path)
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
         // Non-blocking: the one accepting thread serves every socket, and must never wait in
         // accept(2) on one of them.
         guard rc == 0, chmod(path, 0o666) == 0, listen(s, 64) == 0, fcntl(s, F_SETFL, O_NONBLOCK) == 0 else {
@@ -165,7 +167,7 @@ private final class LineSocketAcceptor: Sendable {
         let wake = thread.wake
         // Without an eventfd (none could be made), the thread looks again every 100 ms.
         var p = [pollfd(fd: wake, events: Int16(POLLIN), revents: 0)] + sockets.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-        if poll(&p, nfds_t(p.count), wake >= 0 ? -1 : 100) < 0 { return }   // EINTR
+        if poll(&p, nfds_t(p.count), wake >= 0 ? -1 : 100) < 0 { return }  // EINTR
         if p[0].revents != 0 { thread.drain() }
         for q in p.dropFirst() where q.revents != 0 {
             // Still registered: a socket stopped meanwhile is not served (its descriptor stays

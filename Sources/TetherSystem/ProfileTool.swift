@@ -9,7 +9,9 @@ public struct ProfileReport: Sendable {
     public var profile: SeccompProfile
     public var filter: CompiledFilter
 
-    public static func make(_ nameOrPath: String, platform: TargetPlatform = .forWorker(user: nil), layout: SeccompCompiler.Layout = .binaryTree) throws(ProfileError) -> ProfileReport {
+    public static func make(
+        _ nameOrPath: String, platform: TargetPlatform = .forWorker(user: nil), layout: SeccompCompiler.Layout = .binaryTree
+    ) throws(ProfileError) -> ProfileReport {
         let (profile, source) = try ProfileSource.load(nameOrPath)
         let filter = try SeccompCompiler.compile(profile, for: platform, source: source, layout: layout)
         return ProfileReport(source: source, profile: profile, filter: filter)
@@ -17,10 +19,14 @@ public struct ProfileReport: Sendable {
 
     public var text: String {
         var lines = ["\(source): OK"]
-        lines.append("  default action:    \(profile.defaultAction.rawValue)\(profile.defaultAction == .errno ? " (errno \(profile.effectiveDefaultErrno))" : "")")
+        lines.append(
+            "  default action:    \(profile.defaultAction.rawValue)\(profile.defaultAction == .errno ? " (errno \(profile.effectiveDefaultErrno))" : "")"
+        )
         lines.append("  syscall rules:     \(filter.ruleCount)")
         let sizes = filter.programs.map { String($0.count) }.joined(separator: " + ")
-        lines.append("  BPF instructions:  \(filter.instructionCount)\(filter.programs.count > 1 ? " (\(filter.programs.count) stacked filters: \(sizes))" : "")")
+        lines.append(
+            "  BPF instructions:  \(filter.instructionCount)\(filter.programs.count > 1 ? " (\(filter.programs.count) stacked filters: \(sizes))" : "")"
+        )
         lines.append("  architecture:      \(filter.architecture); any other ABI (x32, int 0x80) kills the process")
         if !profile.architectures.isEmpty {
             lines.append("  profile lists:     \(profile.architectures.joined(separator: ", "))")
@@ -40,9 +46,11 @@ public enum ProfileTry {
     /// signal N), or why it could not run.
     /// `open` and `closed`: gates to run under, open or closed for the whole run (no surface
     /// holds them): what a gate costs, and what a closed gate breaks. Denials are logged at exit.
-    public static func run(profile nameOrPath: String, command: [String], useCgroups: Bool = true,
-                           layout: SeccompCompiler.Layout = .binaryTree, openGates: Set<GateKind> = [], closedGates: Set<GateKind> = [],
-                           network: NetworkMode = .private, logger: Logger) async -> RunOutcome {
+    public static func run(
+        profile nameOrPath: String, command: [String], useCgroups: Bool = true,
+        layout: SeccompCompiler.Layout = .binaryTree, openGates: Set<GateKind> = [], closedGates: Set<GateKind> = [],
+        network: NetworkMode = .private, logger: Logger
+    ) async -> RunOutcome {
         let report: ProfileReport
         do {
             report = try ProfileReport.make(nameOrPath, platform: .forWorker(user: nil), layout: layout)
@@ -73,7 +81,11 @@ public enum ProfileTry {
         let status = await worker.wait()
         forwarding.stop()
         for (d, n) in worker.gates?.drainDenials() ?? [] {
-            logger.notice("gate denied", metadata: ["gate": "\(d.gate.rawValue)", "call": "\(d.call)", "pid": "\(d.pid)", "executable": "\(d.executable)", "count": "\(n)"])
+            logger.notice(
+                "gate denied",
+                metadata: [
+                    "gate": "\(d.gate.rawValue)", "call": "\(d.call)", "pid": "\(d.pid)", "executable": "\(d.executable)", "count": "\(n)",
+                ])
         }
         spawner.shutdown()
         if foreground != nil { ForegroundTerminal.reclaim() }

@@ -44,8 +44,9 @@ public enum SupervisorPriority {
         guard chosen.load(ordering: .relaxed), !done.exchange(true, ordering: .relaxed) else { return }
         let setting = getenv("TETHER_SUPERVISOR_PRIORITY").map { String(cString: $0) } ?? "nice"
         guard ["nice", "off"].contains(setting) else {
-            logger.warning("TETHER_SUPERVISOR_PRIORITY must be nice or off: ignored, the supervisor keeps the priority it was given",
-                           metadata: ["value": "\(setting)"])
+            logger.warning(
+                "TETHER_SUPERVISOR_PRIORITY must be nice or off: ignored, the supervisor keeps the priority it was given",
+                metadata: ["value": "\(setting)"])
             return
         }
         errno = 0
@@ -67,9 +68,11 @@ public enum SupervisorPriority {
             tether_set_nice_offset(target - started, target)
             logger.debug("supervisor priority raised", metadata: ["nice": "\(target)", "workers_nice": "\(started)"])
         } else {
-            logger.notice("the supervisor runs at the priority it was given: a worker that takes every core may delay a stop by milliseconds", metadata: [
-                "nice": "\(started)", "error": "\(String(cString: strerror(failure)))", "hint": "needs CAP_SYS_NICE",
-            ])
+            logger.notice(
+                "the supervisor runs at the priority it was given: a worker that takes every core may delay a stop by milliseconds",
+                metadata: [
+                    "nice": "\(started)", "error": "\(String(cString: strerror(failure)))", "hint": "needs CAP_SYS_NICE",
+                ])
         }
     }
 }

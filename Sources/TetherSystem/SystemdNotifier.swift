@@ -17,13 +17,14 @@ public final class SystemdNotifier: Sendable {
     init?(environment env: [String: String]) {
         guard let path = env["NOTIFY_SOCKET"], !path.isEmpty, path.utf8.count < 108 else { return nil }
         var bytes = Array(path.utf8)
-        if bytes.first == UInt8(ascii: "@") { bytes[0] = 0 }   // abstract namespace
+        if bytes.first == UInt8(ascii: "@") { bytes[0] = 0 }  // abstract namespace
         let s = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard s >= 0 else { return nil }
         fd = s
         address = bytes
         if let usec = env["WATCHDOG_USEC"].flatMap(UInt64.init), usec > 0,
-           env["WATCHDOG_PID"].flatMap(Int32.init).map({ $0 == getpid() }) ?? true {
+            env["WATCHDOG_PID"].flatMap(Int32.init).map({ $0 == getpid() }) ?? true
+        {
             watchdogInterval = .microseconds(Int64(usec / 2))
         } else {
             watchdogInterval = nil

@@ -73,9 +73,9 @@ public final class SignalForwarder: Sendable {
         var buf = [UInt8](repeating: 0, count: 64)
         while true {
             var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, -1) > 0 else { continue }   // EINTR
+            guard poll(&p, 1, -1) > 0 else { continue }  // EINTR
             let n = read(fd, &buf, buf.count)
-            guard n > 0 else { continue }                  // EAGAIN: another wakeup took it
+            guard n > 0 else { continue }  // EAGAIN: another wakeup took it
             let act = handler.withLock { $0 }
             for i in 0..<n { act?(Int32(buf[i])) }
         }

@@ -6,7 +6,9 @@ import TetherState
 import TetherSystem
 
 struct StateDirOption: ParsableArguments {
-    @Option(name: .customLong("dir"), help: "The authority's state directory (default: $STATE_DIRECTORY, /var/lib/tether for root, else ~/.local/state/tether).")
+    @Option(
+        name: .customLong("dir"),
+        help: "The authority's state directory (default: $STATE_DIRECTORY, /var/lib/tether for root, else ~/.local/state/tether).")
     var dir: String?
 
     var directory: StateDirectory { StateDirectory(path: dir ?? StateDirectory.defaultPath()) }
@@ -14,11 +16,17 @@ struct StateDirOption: ParsableArguments {
 
 /// Where a shared database is: never only on the command line, where `ps` shows it.
 struct DatabaseOption: ParsableArguments {
-    @Option(help: "PostgreSQL URL (postgresql://USER@HOST:PORT/DB?sslmode=verify-full) of a database the replicas share. A password here shows in ps: prefer --database-file or TETHER_DATABASE_URL.")
+    @Option(
+        help:
+            "PostgreSQL URL (postgresql://USER@HOST:PORT/DB?sslmode=verify-full) of a database the replicas share. A password here shows in ps: prefer --database-file or TETHER_DATABASE_URL."
+    )
     var database: String?
     @Option(help: "A file (mode 0600) holding the PostgreSQL URL.")
     var databaseFile: String?
-    @Flag(help: "Allow a database off this host without verified TLS (sslmode other than verify-full): anyone on the path could read the signing keys. Logged at every start.")
+    @Flag(
+        help:
+            "Allow a database off this host without verified TLS (sslmode other than verify-full): anyone on the path could read the signing keys. Logged at every start."
+    )
     var insecureDatabaseTls = false
 
     /// The URL from the flag, the file or `TETHER_DATABASE_URL`; nil for the state directory's SQLite.
@@ -27,7 +35,10 @@ struct DatabaseOption: ParsableArguments {
         if let database {
             text = database
             if database.contains("@"), (try? DatabaseURL(database))?.password != nil {
-                FileHandle.standardError.write(Data("warning: the database password on the command line shows in ps; use --database-file or TETHER_DATABASE_URL\n".utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        "warning: the database password on the command line shows in ps; use --database-file or TETHER_DATABASE_URL\n".utf8)
+                )
             }
         } else if let f = databaseFile {
             do { text = try SecretFile.read(f) } catch { throw fail("--database-file: \(error)", code: TetherExit.config) }
@@ -35,11 +46,18 @@ struct DatabaseOption: ParsableArguments {
             text = e
         }
         guard let text else { return nil }
-        let insecure = insecureDatabaseTls || ["1", "true", "yes"].contains(ProcessInfo.processInfo.environment["TETHER_INSECURE_DATABASE_TLS"]?.lowercased() ?? "")
+        let insecure =
+            insecureDatabaseTls
+            || ["1", "true", "yes"].contains(ProcessInfo.processInfo.environment["TETHER_INSECURE_DATABASE_TLS"]?.lowercased() ?? "")
         let url: DatabaseURL
-        do { url = try DatabaseURL(text, allowUnverifiedTLS: insecure) } catch { throw fail("the database URL: \(error)", code: TetherExit.usage) }
+        do { url = try DatabaseURL(text, allowUnverifiedTLS: insecure) } catch {
+            throw fail("the database URL: \(error)", code: TetherExit.usage)
+        }
         if url.unverifiedOffHost {
-            FileHandle.standardError.write(Data("warning: the database \(url) is off this host and its TLS is not verified (--insecure-database-tls): anyone on the path could read the signing keys or answer for it\n".utf8))
+            FileHandle.standardError.write(
+                Data(
+                    "warning: the database \(url) is off this host and its TLS is not verified (--insecure-database-tls): anyone on the path could read the signing keys or answer for it\n"
+                        .utf8))
         }
         return url
     }
@@ -68,11 +86,13 @@ struct AuthorityCommand: AsyncParsableCommand {
     )
 
     struct Init: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "init", 
+        static let configuration = CommandConfiguration(
+            commandName: "init",
             abstract: "Create the state directory: database, signing key, a first operator key and agent key.")
         @OptionGroup var state: StateDirOption
         @OptionGroup var db: DatabaseOption
-        @Flag(help: "Do nothing (exit 0) if the directory (or the database) is already initialised: for ExecStartPre=.") var ifNeeded = false
+        @Flag(help: "Do nothing (exit 0) if the directory (or the database) is already initialised: for ExecStartPre=.") var ifNeeded =
+            false
 
         func run() async throws {
             let dir = state.directory
@@ -94,17 +114,18 @@ struct AuthorityCommand: AsyncParsableCommand {
             }
             do {
                 let created = try await dir.initialize(actor: localActor(), store: shared)
-                print("""
-                Initialised \(dir.path)
+                print(
+                    """
+                    Initialised \(dir.path)
 
-                  operator key: \(created.operatorKey)
-                  agent key:    \(created.agentKey)
-                  public key:   \(created.publicKey)
+                      operator key: \(created.operatorKey)
+                      agent key:    \(created.agentKey)
+                      public key:   \(created.publicKey)
 
-                The keys are shown once; they are also in \(dir.operatorKey) and \(dir.agentKey) (mode 0600).
-                Give supervisors the agent key, and the public key to pin (--public-key).
-                Next: tether authority serve \(shared == nil ? "--dir \(dir.path)" : "--database-file FILE (each replica)")
-                """)
+                    The keys are shown once; they are also in \(dir.operatorKey) and \(dir.agentKey) (mode 0600).
+                    Give supervisors the agent key, and the public key to pin (--public-key).
+                    Next: tether authority serve \(shared == nil ? "--dir \(dir.path)" : "--database-file FILE (each replica)")
+                    """)
             } catch {
                 throw fail("\(error)", code: TetherExit.config)
             }
@@ -112,7 +133,8 @@ struct AuthorityCommand: AsyncParsableCommand {
     }
 
     struct Serve: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "serve", 
+        static let configuration = CommandConfiguration(
+            commandName: "serve",
             abstract: "Serve the authority API until SIGTERM or SIGINT.")
         @OptionGroup var state: StateDirOption
         @OptionGroup var db: DatabaseOption
@@ -127,8 +149,12 @@ struct AuthorityCommand: AsyncParsableCommand {
         @Option(help: "Open connections at once (default: the open-file limit less 256).") var maxConnections: Int?
         @Option(help: "Keep audit entries this long (1h to 87600h, e.g. 8760h).") var auditRetention = "8760h"
         @Option(help: "Keep reports this long (1h to 87600h; and the last 200 per surface).") var reportRetention = "720h"
-        @Option(help: "Replicas on a shared database: not ready (503 on /healthz, validate and watch) after this long without a good read of it (1s to 1m).") var maxLag = "5s"
-        @Option(name: .customLong("config"), help: "A TOML file with [console] and [notify] settings (docs/console.md).") var configFile: String?
+        @Option(
+            help:
+                "Replicas on a shared database: not ready (503 on /healthz, validate and watch) after this long without a good read of it (1s to 1m)."
+        ) var maxLag = "5s"
+        @Option(name: .customLong("config"), help: "A TOML file with [console] and [notify] settings (docs/console.md).") var configFile:
+            String?
 
         func run() async throws {
             var options = ListenOptions()
@@ -142,7 +168,8 @@ struct AuthorityCommand: AsyncParsableCommand {
                     throw StoreError("--lease takes a duration of at least 1s, e.g. 15s; got \"\(lease)\"")
                 }
                 config.leaseLength = l
-                for (name, v) in [("--max-streams", maxStreams), ("--max-streams-per-key", maxStreamsPerKey)] where !(1...1_000_000).contains(v) {
+                for (name, v) in [("--max-streams", maxStreams), ("--max-streams-per-key", maxStreamsPerKey)]
+                where !(1...1_000_000).contains(v) {
                     throw StoreError("\(name) takes a number from 1 to 1000000; got \(v)")
                 }
                 for (name, text) in [("--audit-retention", auditRetention), ("--report-retention", reportRetention)] {
@@ -182,8 +209,9 @@ struct AuthorityCommand: AsyncParsableCommand {
             options.openFiles = files
             if files < 16384 { logger.notice("open-file limit \(files): at most about that many watch streams (raise LimitNOFILE=)") }
             do {
-                try await AuthorityServer.serve(directory: state.directory, database: database, listen: options, configuration: config, logger: logger,
-                                                notifications: SystemdNotifier.notifications)
+                try await AuthorityServer.serve(
+                    directory: state.directory, database: database, listen: options, configuration: config, logger: logger,
+                    notifications: SystemdNotifier.notifications)
             } catch let e as StoreError {
                 throw fail(e.description, code: TetherExit.config)
             } catch {
@@ -198,7 +226,8 @@ struct AuthorityCommand: AsyncParsableCommand {
             subcommands: [Rotate.self, List.self])
 
         struct List: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(commandName: "list", abstract: "List the signing keys: which signs, which is next, which are retired.")
+            static let configuration = CommandConfiguration(
+                commandName: "list", abstract: "List the signing keys: which signs, which is next, which are retired.")
             @OptionGroup var state: StateDirOption
             @OptionGroup var db: DatabaseOption
 
@@ -217,41 +246,49 @@ struct AuthorityCommand: AsyncParsableCommand {
         }
 
         struct Rotate: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(commandName: "rotate", 
-                abstract: "Start a rotation: a new key, endorsed by the current one, published now and signing after --publish-for; the current key is forgotten --retire-after that.",
+            static let configuration = CommandConfiguration(
+                commandName: "rotate",
+                abstract:
+                    "Start a rotation: a new key, endorsed by the current one, published now and signing after --publish-for; the current key is forgotten --retire-after that.",
                 discussion: """
-                Every replica reads the keys from the database and changes over by the clock: nothing to restart. \
-                Supervisors learn the new key from the authority (GET /api/v1/signing-keys) by its endorsement, \
-                or from a key set file you distribute (tether authority public-key) during --publish-for. \
-                --retire-after must be longer than the authority's lease, so that every lease the old key signed ends first.
-                """)
+                    Every replica reads the keys from the database and changes over by the clock: nothing to restart. \
+                    Supervisors learn the new key from the authority (GET /api/v1/signing-keys) by its endorsement, \
+                    or from a key set file you distribute (tether authority public-key) during --publish-for. \
+                    --retire-after must be longer than the authority's lease, so that every lease the old key signed ends first.
+                    """)
             @OptionGroup var state: StateDirOption
             @OptionGroup var db: DatabaseOption
             @Option(help: "How long the new key is published before it signs (10s to 30d).") var publishFor = "1m"
-            @Option(help: "How long after the new key starts signing the old one stays published (longer than the lease; 1s to 30d).") var retireAfter = "1m"
+            @Option(help: "How long after the new key starts signing the old one stays published (longer than the lease; 1s to 30d).")
+            var retireAfter = "1m"
 
             func run() async throws {
                 let range = Duration.seconds(1)...Duration.seconds(30 * 86400)
                 guard let publish = DurationText.parse(publishFor), publish >= .seconds(10), range.contains(publish) else {
-                    throw fail("--publish-for takes a duration from 10s to 30d (720h), e.g. 1m; got \"\(publishFor)\"", code: TetherExit.usage)
+                    throw fail(
+                        "--publish-for takes a duration from 10s to 30d (720h), e.g. 1m; got \"\(publishFor)\"", code: TetherExit.usage)
                 }
                 guard let retire = DurationText.parse(retireAfter), range.contains(retire) else {
-                    throw fail("--retire-after takes a duration from 1s to 30d (720h), e.g. 1m; got \"\(retireAfter)\"", code: TetherExit.usage)
+                    throw fail(
+                        "--retire-after takes a duration from 1s to 30d (720h), e.g. 1m; got \"\(retireAfter)\"", code: TetherExit.usage)
                 }
                 let store = try await db.store(state.directory)
                 let now = Date()
                 do {
-                    let records = try KeyRing.rotation(of: try await store.signingKeys(), publishFor: publish, retireAfter: retire, now: now)
-                    let change = Change(actor: localActor(), reason: "signing key rotation", requestID: UUID().uuidString, at: Timestamp.string(now))
+                    let records = try KeyRing.rotation(
+                        of: try await store.signingKeys(), publishFor: publish, retireAfter: retire, now: now)
+                    let change = Change(
+                        actor: localActor(), reason: "signing key rotation", requestID: UUID().uuidString, at: Timestamp.string(now))
                     for r in records { try await store.putSigningKey(r, change: change) }
                     let next = records[0]
-                    print("""
-                    next signing key \(next.id), endorsed by \(next.endorsedBy ?? "-")
-                      published now; signs from \(next.activatedAt ?? "?"); \(next.endorsedBy ?? "the old key") forgotten at \(records.dropFirst().first?.retireAfter ?? "?")
-                      public key: \(next.publicKey)
-                    Supervisors that fetch keys learn it by itself; for those that pin a file only, distribute
-                    the output of `tether authority public-key` before \(next.activatedAt ?? "it signs").
-                    """)
+                    print(
+                        """
+                        next signing key \(next.id), endorsed by \(next.endorsedBy ?? "-")
+                          published now; signs from \(next.activatedAt ?? "?"); \(next.endorsedBy ?? "the old key") forgotten at \(records.dropFirst().first?.retireAfter ?? "?")
+                          public key: \(next.publicKey)
+                        Supervisors that fetch keys learn it by itself; for those that pin a file only, distribute
+                        the output of `tether authority public-key` before \(next.activatedAt ?? "it signs").
+                        """)
                 } catch {
                     throw fail("\(error)", code: TetherExit.config)
                 }
@@ -284,14 +321,14 @@ struct KeysCommand: AsyncParsableCommand {
         subcommands: [Create.self, List.self, Revoke.self]
     )
 
-
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a key; it is printed once.")
         @OptionGroup var state: StateDirOption
         @OptionGroup var db: DatabaseOption
         @Option(help: "agent (register, validate, watch, report) or operator (everything).") var role: String
         @Option(help: "A name for the audit log (letters, digits, . _ : - @).") var name: String
-        @Option(help: "Agent keys: the surfaces it may act for, names or patterns with * (repeatable, or comma-separated), e.g. 'agent-*'.") var surfaces: [String] = []
+        @Option(help: "Agent keys: the surfaces it may act for, names or patterns with * (repeatable, or comma-separated), e.g. 'agent-*'.")
+        var surfaces: [String] = []
         @Option(help: "Agent keys: the one instance it may watch and report as (its supervisor's).") var instance: String?
 
         func run() async throws {
@@ -308,14 +345,18 @@ struct KeysCommand: AsyncParsableCommand {
             let store = try await db.store(state.directory)
             // One live key per instance: two would take the instance from each other.
             if let i = instance, let other = try await store.keys().first(where: { $0.instance == i && $0.revokedAt == nil }) {
-                throw fail("the key \"\(other.name)\" is already bound to instance \(i); revoke it first (tether keys revoke \(other.name))", code: TetherExit.config)
+                throw fail(
+                    "the key \"\(other.name)\" is already bound to instance \(i); revoke it first (tether keys revoke \(other.name))",
+                    code: TetherExit.config)
             }
             let key = APIKeys.generate()
             let now = Timestamp.string(Date())
             do {
-                try await store.addKey(KeyRecord(name: name, role: r, hash: APIKeys.hash(key), createdAt: now,
-                                                 surfaces: patterns.isEmpty ? nil : patterns, instance: instance),
-                                       change: Change(actor: localActor(), reason: nil, requestID: UUID().uuidString, at: now))
+                try await store.addKey(
+                    KeyRecord(
+                        name: name, role: r, hash: APIKeys.hash(key), createdAt: now,
+                        surfaces: patterns.isEmpty ? nil : patterns, instance: instance),
+                    change: Change(actor: localActor(), reason: nil, requestID: UUID().uuidString, at: now))
             } catch {
                 throw fail("\(error)", code: TetherExit.config)
             }
@@ -331,13 +372,16 @@ struct KeysCommand: AsyncParsableCommand {
 
         func run() async throws {
             for k in try await db.store(state.directory).keys() {
-                print("\(k.name)\t\(k.role.rawValue)\t\(k.scopeDescription)\tcreated \(k.createdAt)\(k.revokedAt.map { "\tREVOKED \($0)" } ?? "")")
+                print(
+                    "\(k.name)\t\(k.role.rawValue)\t\(k.scopeDescription)\tcreated \(k.createdAt)\(k.revokedAt.map { "\tREVOKED \($0)" } ?? "")"
+                )
             }
         }
     }
 
     struct Revoke: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "revoke", abstract: "Revoke a key; a running authority stops accepting it within a second.")
+        static let configuration = CommandConfiguration(
+            commandName: "revoke", abstract: "Revoke a key; a running authority stops accepting it within a second.")
         @OptionGroup var state: StateDirOption
         @OptionGroup var db: DatabaseOption
         @Argument var name: String

@@ -10,7 +10,9 @@ import TetherSupervisor
 /// Where a supervisor's authority is: the configured one, or the embedded default.
 enum AuthorityResolution {
     /// The configured authority, or the embedded default.
-    static func resolve(_ settings: AuthoritySettings, stateDirectory dir: String?, instanceWithPID: Bool = true, logger: Logger) async throws -> ResolvedAuthority {
+    static func resolve(
+        _ settings: AuthoritySettings, stateDirectory dir: String?, instanceWithPID: Bool = true, logger: Logger
+    ) async throws -> ResolvedAuthority {
         let directory = StateDirectory(path: dir ?? StateDirectory.defaultPath())
         var urls = settings.urls
         var publicKey = settings.publicKey
@@ -22,10 +24,12 @@ enum AuthorityResolution {
                 // Our own authority: demand its signature.
                 publicKey = publicKey ?? directory.publicKey
             } catch {
-                throw fail("the local authority is not available: \(error)\nNothing was started (fail closed).", code: TetherExit.unavailable)
+                throw fail(
+                    "the local authority is not available: \(error)\nNothing was started (fail closed).", code: TetherExit.unavailable)
             }
         }
-        let endpoints = try AuthorityEndpoint.resolveAll(urls: urls, keyFile: settings.keyFile, role: "agent", stateDirectory: directory.path, environment: [:])
+        let endpoints = try AuthorityEndpoint.resolveAll(
+            urls: urls, keyFile: settings.keyFile, role: "agent", stateDirectory: directory.path, environment: [:])
         // Every replica is held to the same rule: one that any network attacker could answer
         // for would do as well as a rogue authority.
         for endpoint in endpoints {
@@ -46,8 +50,9 @@ enum AuthorityResolution {
         // (an operator key may sit there even when the authority is remote), the agent key.
         var secrets = [directory.path, StateDirectory.defaultPath(), "/var/lib/tether", "/etc/tether"]
         if let k = endpoints[0].keyFile { secrets.append(k) }
-        return ResolvedAuthority(client: AuthorityClient(endpoints: endpoints), verifier: verifier, settings: settings, instance: instance,
-                                 secrets: Array(Set(secrets)).sorted())
+        return ResolvedAuthority(
+            client: AuthorityClient(endpoints: endpoints), verifier: verifier, settings: settings, instance: instance,
+            secrets: Array(Set(secrets)).sorted())
     }
 
     static func executablePath() -> String {

@@ -10,18 +10,23 @@ struct HookCommand: AsyncParsableCommand {
         commandName: "hook",
         abstract: "Answer a coding agent's pre-tool hook: deny the tool call unless its surface is allowed now.",
         discussion: """
-        AGENT is claude-code, codex or gemini. Reads the hook's JSON on stdin; allows with exit 0 and {}; denies with \
-        exit 2, the reason on stderr (who revoked what, when, why) and the agent's deny object on stdout. Asks the \
-        worker's decision socket ($TETHER_DECISION_SOCKET, from the supervisor's live lease) when there is one, else \
-        the authority with the agent key. Anything that goes wrong — no socket, no authority, a timeout, a bad \
-        signature, input it cannot read — is a deny.
-        """)
+            AGENT is claude-code, codex or gemini. Reads the hook's JSON on stdin; allows with exit 0 and {}; denies with \
+            exit 2, the reason on stderr (who revoked what, when, why) and the agent's deny object on stdout. Asks the \
+            worker's decision socket ($TETHER_DECISION_SOCKET, from the supervisor's live lease) when there is one, else \
+            the authority with the agent key. Anything that goes wrong — no socket, no authority, a timeout, a bad \
+            signature, input it cannot read — is a deny.
+            """)
     @Argument(help: "claude-code, codex or gemini.") var agent: String
-    @Option(help: "The surface tool calls are held to (default: the worker's own, through its decision socket; $TETHER_SURFACE).") var surface: String?
-    @Option(name: .customLong("map"), help: "TOOL=SURFACE: hold a tool (a glob: mcp__github__*) to a surface of its own (repeatable; first match wins).") var maps: [String] = []
+    @Option(help: "The surface tool calls are held to (default: the worker's own, through its decision socket; $TETHER_SURFACE).")
+    var surface: String?
+    @Option(
+        name: .customLong("map"),
+        help: "TOOL=SURFACE: hold a tool (a glob: mcp__github__*) to a surface of its own (repeatable; first match wins).") var maps:
+        [String] = []
     @Option(help: "The decision socket (default: $TETHER_DECISION_SOCKET).") var socket: String?
     @Option(help: "Without a socket: the authority URL (default: $TETHER_AUTHORITY, the local authority).") var authority: String?
-    @Option(help: "Without a socket: the agent key file (default: $TETHER_KEY_FILE, then agent.key in the state directory).") var keyFile: String?
+    @Option(help: "Without a socket: the agent key file (default: $TETHER_KEY_FILE, then agent.key in the state directory).") var keyFile:
+        String?
     @Option(help: "Without a socket: the authority's public key (base64 or a file); answers must be signed by it.") var publicKey: String?
     @Option(name: .customLong("dir"), help: "Local state directory to take defaults from.") var dir: String?
 
@@ -43,7 +48,10 @@ struct HookCommand: AsyncParsableCommand {
             let agent = args.lazy.compactMap { AgentHook.Agent(rawValue: $0) }.first ?? .claudeCode
             let text = fullMessage(for: error).trimmingCharacters(in: .whitespacesAndNewlines)
             let why = text.isEmpty ? "\(error)" : text
-            let out = AgentHook.output(allowed: false, reason: "tether hook: \(why)\n— denied: the hook's own arguments did not parse, so no surface was asked (fail closed)", agent: agent)
+            let out = AgentHook.output(
+                allowed: false,
+                reason: "tether hook: \(why)\n— denied: the hook's own arguments did not parse, so no surface was asked (fail closed)",
+                agent: agent)
             FileHandle.standardOutput.write(Data(out.stdout.utf8))
             if !out.stderr.isEmpty { FileHandle.standardError.write(Data(out.stderr.utf8)) }
             return out.exitCode == 0 ? 2 : out.exitCode
@@ -100,7 +108,10 @@ struct HookCommand: AsyncParsableCommand {
         } catch let e as ExitCode {
             return e.rawValue
         } catch {
-            emit(AgentHook.output(allowed: false, reason: "tether hook: \(error) — denied (fail closed)", agent: AgentHook.Agent(rawValue: agent) ?? .claudeCode))
+            emit(
+                AgentHook.output(
+                    allowed: false, reason: "tether hook: \(error) — denied (fail closed)",
+                    agent: AgentHook.Agent(rawValue: agent) ?? .claudeCode))
             return 2
         }
     }
@@ -133,17 +144,22 @@ struct HookCommand: AsyncParsableCommand {
         } else if let target {
             answer = await askAuthority(target)
         } else {
-            throw deny(kind, "tether hook: no decision socket ($TETHER_DECISION_SOCKET) and no surface to ask the authority about (--surface) — denied (fail closed)")
+            throw deny(
+                kind,
+                "tether hook: no decision socket ($TETHER_DECISION_SOCKET) and no surface to ask the authority about (--surface) — denied (fail closed)"
+            )
         }
         let shown = answer.surface ?? target ?? "this worker's surface"
-        let out = AgentHook.output(allowed: answer.allowed, reason: AgentHook.reason(tool: call.tool, surface: shown, answer: answer), agent: kind)
+        let out = AgentHook.output(
+            allowed: answer.allowed, reason: AgentHook.reason(tool: call.tool, surface: shown, answer: answer), agent: kind)
         emit(out)
         if out.exitCode != 0 { throw ExitCode(out.exitCode) }
     }
 
     func askAuthority(_ target: String) async -> LocalDecision.Answer {
         do {
-            let endpoint = try AuthorityEndpoint.resolve(url: authority, keyFile: keyFile, role: "agent", stateDirectory: dir ?? StateDirectory.defaultPath())
+            let endpoint = try AuthorityEndpoint.resolve(
+                url: authority, keyFile: keyFile, role: "agent", stateDirectory: dir ?? StateDirectory.defaultPath())
             var verifier: DecisionVerifier?
             if let pk = publicKey {
                 let text = FileManager.default.fileExists(atPath: pk) ? try String(contentsOfFile: pk, encoding: .utf8) : pk
@@ -153,10 +169,12 @@ struct HookCommand: AsyncParsableCommand {
             client.timeout = .seconds(3)
             switch await DecisionCheck.check(target, client: client, verifier: verifier) {
             case .allowed(let d):
-                return LocalDecision.Answer(allowed: true, code: d.code.rawValue, surface: target, changedBy: nil, changedAt: nil, reason: nil, error: nil)
+                return LocalDecision.Answer(
+                    allowed: true, code: d.code.rawValue, surface: target, changedBy: nil, changedAt: nil, reason: nil, error: nil)
             case .denied(let d, let code, let detail):
-                return LocalDecision.Answer(allowed: false, code: code.rawValue, surface: target, changedBy: d?.changedBy, changedAt: d?.changedAt,
-                                            reason: d?.changeReason, error: code == .deviceRevoked || code == .orgHalted ? nil : detail)
+                return LocalDecision.Answer(
+                    allowed: false, code: code.rawValue, surface: target, changedBy: d?.changedBy, changedAt: d?.changedAt,
+                    reason: d?.changeReason, error: code == .deviceRevoked || code == .orgHalted ? nil : detail)
             case .unreachable(let m):
                 return .failure(DecisionCode.authorityUnreachable.rawValue, m)
             }

@@ -35,18 +35,22 @@ public enum LocalAuthority {
         if !directory.isInitialized {
             _ = try await directory.initialize(actor: "local:tether-run")
             initialised = true
-            logger.notice("initialised the local authority", metadata: [
-                "dir": "\(directory.path)", "operator_key": "\(directory.operatorKey)", "agent_key": "\(directory.agentKey)",
-            ])
+            logger.notice(
+                "initialised the local authority",
+                metadata: [
+                    "dir": "\(directory.path)", "operator_key": "\(directory.operatorKey)", "agent_key": "\(directory.agentKey)",
+                ])
         }
         if let url = currentURL(directory), await answers(url, http: http) {
             return Started(url: url, initialised: initialised, launched: false)
         }
         try? FileManager.default.removeItem(atPath: directory.endpointFile)
         let pid = try launch(executable: executable, directory: directory)
-        logger.notice("started the local authority in the background", metadata: [
-            "pid": "\(pid)", "dir": "\(directory.path)", "log": "\(directory.path)/authority.log",
-        ])
+        logger.notice(
+            "started the local authority in the background",
+            metadata: [
+                "pid": "\(pid)", "dir": "\(directory.path)", "log": "\(directory.path)/authority.log",
+            ])
         let clock = ContinuousClock()
         let deadline = clock.now + startTimeout
         while clock.now < deadline {
@@ -59,7 +63,8 @@ public enum LocalAuthority {
             }
             try await Sleep.for(.milliseconds(50))
         }
-        throw LocalAuthorityError("the local authority did not answer within \(DurationText.format(startTimeout)); see \(directory.path)/authority.log")
+        throw LocalAuthorityError(
+            "the local authority did not answer within \(DurationText.format(startTimeout)); see \(directory.path)/authority.log")
     }
 
     static func currentURL(_ directory: StateDirectory) -> String? {
@@ -118,4 +123,3 @@ public enum LocalAuthority {
         return pid
     }
 }
-

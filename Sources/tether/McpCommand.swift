@@ -10,16 +10,16 @@ struct McpCommand: AsyncParsableCommand {
         commandName: "mcp",
         abstract: "Run a stdio MCP server as a supervised worker behind a gateway that refuses its use while its surface is denied.",
         discussion: """
-        Point an MCP client at `tether mcp --surface S -- CMD ARGS` instead of `CMD ARGS`. Messages pass unchanged both \
-        ways while S is allowed by a live lease, except tools/call (and the tasks it starts): it also needs S.<tool>, \
-        where that surface exists. A refused call gets a tool result with isError true (a task-augmented one a failed \
-        task) saying who revoked what, when and why, and the server never sees it. While S is refused nothing reaches \
-        the server: every request is answered by the gateway (resources/read, prompts/get and the rest with JSON-RPC \
-        error -32010). A line the gateway cannot read strictly (invalid UTF-8, a lone surrogate, a duplicate key, \
-        nesting past 64) gets -32700 or -32600 and is not forwarded. The server is a worker like any other (profile, \
-        namespaces, cgroup, gates, --on-revoke); requests it leaves unanswered while refused, or when it dies, get an \
-        answer. Logs go to stderr. Takes every option of tether run.
-        """)
+            Point an MCP client at `tether mcp --surface S -- CMD ARGS` instead of `CMD ARGS`. Messages pass unchanged both \
+            ways while S is allowed by a live lease, except tools/call (and the tasks it starts): it also needs S.<tool>, \
+            where that surface exists. A refused call gets a tool result with isError true (a task-augmented one a failed \
+            task) saying who revoked what, when and why, and the server never sees it. While S is refused nothing reaches \
+            the server: every request is answered by the gateway (resources/read, prompts/get and the rest with JSON-RPC \
+            error -32010). A line the gateway cannot read strictly (invalid UTF-8, a lone surrogate, a duplicate key, \
+            nesting past 64) gets -32700 or -32600 and is not forwarded. The server is a worker like any other (profile, \
+            namespaces, cgroup, gates, --on-revoke); requests it leaves unanswered while refused, or when it dies, get an \
+            answer. Logs go to stderr. Takes every option of tether run.
+            """)
     @OptionGroup var options: RunOptions
 
     func run() async throws {
@@ -34,13 +34,14 @@ struct McpCommand: AsyncParsableCommand {
         } catch {
             throw fail("cannot set up the gateway's pipes: \(error)", code: TetherExit.unavailable)
         }
-        let outcome = await RunSession.run(worker: worker, authority: resolved, logger: logger, acceptWeakContainment: weak,
-                                        notifications: SystemdNotifier.notifications,
-                                        stdio: (gateway.workerStdin, gateway.workerStdout),
-                                        onStarted: { _, live in
-                                            gateway.attach(live)
-                                            gateway.start()
-                                        })
+        let outcome = await RunSession.run(
+            worker: worker, authority: resolved, logger: logger, acceptWeakContainment: weak,
+            notifications: SystemdNotifier.notifications,
+            stdio: (gateway.workerStdin, gateway.workerStdout),
+            onStarted: { _, live in
+                gateway.attach(live)
+                gateway.start()
+            })
         gateway.serverExited("exit code \(outcome.exitCode)")
         throw ending(outcome)
     }

@@ -7,7 +7,10 @@ import TetherCore
 /// Where the authority is and with which key: flags, then TETHER_AUTHORITY / TETHER_KEY_FILE,
 /// then the local state directory.
 struct AuthorityOptions: ParsableArguments {
-    @Option(help: "Authority URL, or its replicas' comma-separated (default: $TETHER_AUTHORITY, the local authority's address, http://127.0.0.1:8470).")
+    @Option(
+        help:
+            "Authority URL, or its replicas' comma-separated (default: $TETHER_AUTHORITY, the local authority's address, http://127.0.0.1:8470)."
+    )
     var authority: String?
     @Option(help: "File holding the operator key (default: $TETHER_KEY_FILE, then operator.key in the state directory).")
     var keyFile: String?
@@ -18,8 +21,9 @@ struct AuthorityOptions: ParsableArguments {
     func client() throws -> AuthorityClient {
         do {
             let urls = authority.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? []
-            return AuthorityClient(endpoints: try AuthorityEndpoint.resolveAll(
-                urls: urls, keyFile: keyFile, stateDirectory: dir ?? StateDirectory.defaultPath()))
+            return AuthorityClient(
+                endpoints: try AuthorityEndpoint.resolveAll(
+                    urls: urls, keyFile: keyFile, stateDirectory: dir ?? StateDirectory.defaultPath()))
         } catch {
             throw fail("\(error)", code: TetherExit.config)
         }
@@ -35,7 +39,8 @@ struct AuthorityOptions: ParsableArguments {
         } catch let e as ClientError {
             switch e {
             case .configuration: throw fail(e.description, code: TetherExit.config)
-            case .unreachable: throw fail("\(e.description)\nIs the authority running? (tether authority serve)", code: TetherExit.unavailable)
+            case .unreachable:
+                throw fail("\(e.description)\nIs the authority running? (tether authority serve)", code: TetherExit.unavailable)
             case .badResponse: throw fail(e.description, code: 76)
             case .refused(let status, _, _, _):
                 throw fail(e.description, code: status == 401 || status == 403 ? TetherExit.denied : 1)
@@ -61,7 +66,9 @@ struct RevokeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let w = try parseWait(wait)
-        try await options.run({ try await $0.revoke(surface, reason: reason, wait: w) }, as: SurfaceChanged.self, human: { OperatorOutput.change($0, verb: "Revoked") })
+        try await options.run(
+            { try await $0.revoke(surface, reason: reason, wait: w) }, as: SurfaceChanged.self,
+            human: { OperatorOutput.change($0, verb: "Revoked") })
     }
 }
 
@@ -75,7 +82,9 @@ struct RestoreCommand: AsyncParsableCommand {
 
     func run() async throws {
         let w = try parseWait(wait)
-        try await options.run({ try await $0.restore(surface, reason: reason, wait: w) }, as: SurfaceChanged.self, human: { OperatorOutput.change($0, verb: "Restored") })
+        try await options.run(
+            { try await $0.restore(surface, reason: reason, wait: w) }, as: SurfaceChanged.self,
+            human: { OperatorOutput.change($0, verb: "Restored") })
     }
 }
 
@@ -109,18 +118,22 @@ struct StatusCommand: AsyncParsableCommand {
     @OptionGroup var options: AuthorityOptions
 
     func run() async throws {
-        try await options.run({ try await $0.list(deviceId: surface) }, as: SurfaceList.self, human: surface == nil ? OperatorOutput.surfaces : OperatorOutput.status)
+        try await options.run(
+            { try await $0.list(deviceId: surface) }, as: SurfaceList.self,
+            human: surface == nil ? OperatorOutput.surfaces : OperatorOutput.status)
     }
 }
 
 struct InstancesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "instances", abstract: "Which key holds each supervisor instance; release one whose host has a new key.",
-        discussion: "An instance belongs to the first key that watched or reported as it (or to a key scoped to it): only that key's reports count as its acknowledgements.",
+        discussion:
+            "An instance belongs to the first key that watched or reported as it (or to a key scoped to it): only that key's reports count as its acknowledgements.",
         subcommands: [List.self, Release.self], defaultSubcommand: List.self)
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "list", abstract: "Every instance, its key, and whether it is connected.")
+        static let configuration = CommandConfiguration(
+            commandName: "list", abstract: "Every instance, its key, and whether it is connected.")
         @OptionGroup var options: AuthorityOptions
         func run() async throws {
             try await options.run({ try await $0.instances() }, as: InstanceList.self, human: OperatorOutput.instances)
@@ -134,7 +147,8 @@ struct InstancesCommand: AsyncParsableCommand {
         @Option(help: "Why (kept in the audit log).") var reason: String?
         @OptionGroup var options: AuthorityOptions
         func run() async throws {
-            try await options.run({ try await $0.releaseInstance(instance, reason: reason) }, as: InstanceReleased.self, human: OperatorOutput.released)
+            try await options.run(
+                { try await $0.releaseInstance(instance, reason: reason) }, as: InstanceReleased.self, human: OperatorOutput.released)
         }
     }
 }
@@ -159,7 +173,9 @@ struct AuditCommand: AsyncParsableCommand {
 
     func run() async throws {
         let from = try Self.time(since, "--since"), to = try Self.time(until, "--until")
-        try await options.run({ try await $0.audit(limit: limit, deviceId: surface, actor: actor, since: from, until: to) }, as: AuditPage.self, human: OperatorOutput.audit)
+        try await options.run(
+            { try await $0.audit(limit: limit, deviceId: surface, actor: actor, since: from, until: to) }, as: AuditPage.self,
+            human: OperatorOutput.audit)
     }
 
     /// An RFC 3339 time, or a duration before now, as the authority's timestamp form.
@@ -169,7 +185,8 @@ struct AuditCommand: AsyncParsableCommand {
             return Timestamp.string(Date().addingTimeInterval(-d.timeInterval))
         }
         guard let date = Timestamp.parse(text) else {
-            throw fail("\(flag): \"\(text)\" is neither an RFC 3339 time (2026-11-26T03:00:00Z) nor a duration (1h)", code: TetherExit.usage)
+            throw fail(
+                "\(flag): \"\(text)\" is neither an RFC 3339 time (2026-11-26T03:00:00Z) nor a duration (1h)", code: TetherExit.usage)
         }
         return Timestamp.string(date)
     }
@@ -178,7 +195,9 @@ struct AuditCommand: AsyncParsableCommand {
 struct ConsoleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "console", abstract: "Print a one-time sign-in link to the authority's web console.",
-        discussion: "The link signs in once, as the operator key this command uses, within minutes (the authority's [console] link_lifetime). Open it in a browser that reaches the authority (any replica of the same database).")
+        discussion:
+            "The link signs in once, as the operator key this command uses, within minutes (the authority's [console] link_lifetime). Open it in a browser that reaches the authority (any replica of the same database)."
+    )
     @OptionGroup var options: AuthorityOptions
 
     func run() async throws {
@@ -186,15 +205,20 @@ struct ConsoleCommand: AsyncParsableCommand {
         do {
             let link = try await c.consoleLink()
             if options.json {
-                let data = try JSONSerialization.data(withJSONObject: ["url": link.url, "expiresAt": link.expiresAt], options: [.sortedKeys, .withoutEscapingSlashes])
+                let data = try JSONSerialization.data(
+                    withJSONObject: ["url": link.url, "expiresAt": link.expiresAt], options: [.sortedKeys, .withoutEscapingSlashes])
                 print(String(decoding: data, as: UTF8.self))
             } else {
                 print(link.url)
-                FileHandle.standardError.write(Data("One sign-in, until \(link.expiresAt). Anyone with the link signs in as your key: do not paste it where others read.\n".utf8))
+                FileHandle.standardError.write(
+                    Data(
+                        "One sign-in, until \(link.expiresAt). Anyone with the link signs in as your key: do not paste it where others read.\n"
+                            .utf8))
             }
         } catch let e as ClientError {
             switch e {
-            case .unreachable: throw fail("\(e.description)\nIs the authority running? (tether authority serve)", code: TetherExit.unavailable)
+            case .unreachable:
+                throw fail("\(e.description)\nIs the authority running? (tether authority serve)", code: TetherExit.unavailable)
             case .refused(let status, _, _, _): throw fail(e.description, code: status == 401 || status == 403 ? TetherExit.denied : 1)
             default: throw fail(e.description, code: TetherExit.config)
             }

@@ -14,12 +14,12 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Run one worker on a tether: started only when its surface is allowed, stopped the moment it is not.",
         discussion: """
-        Settings come from --config (or $TETHER_CONFIG), then the TETHER_* environment, then flags; flags win. \
-        With no authority configured anywhere, the local authority in the state directory is used, and started \
-        in the background (and initialised) when none answers.
-        Exit codes: the worker's own, 128+N if it died of signal N; 77 the surface is denied (at start, or a deny \
-        killed the worker); 69 the authority cannot be reached at start; 78 a configuration error.
-        """)
+            Settings come from --config (or $TETHER_CONFIG), then the TETHER_* environment, then flags; flags win. \
+            With no authority configured anywhere, the local authority in the state directory is used, and started \
+            in the background (and initialised) when none answers.
+            Exit codes: the worker's own, 128+N if it died of signal N; 77 the surface is denied (at start, or a deny \
+            killed the worker); 69 the authority cannot be reached at start; 78 a configuration error.
+            """)
 
     @OptionGroup var options: RunOptions
 
@@ -30,8 +30,9 @@ struct RunCommand: AsyncParsableCommand {
         SupervisorPriority.choose()
         ResidentPages.choose()
         let (worker, resolved, logger, weak) = try await options.resolve()
-        let outcome = await RunSession.run(worker: worker, authority: resolved, logger: logger, acceptWeakContainment: weak,
-                                           notifications: SystemdNotifier.notifications)
+        let outcome = await RunSession.run(
+            worker: worker, authority: resolved, logger: logger, acceptWeakContainment: weak,
+            notifications: SystemdNotifier.notifications)
         throw ending(outcome)
     }
 }
@@ -40,7 +41,8 @@ struct RunCommand: AsyncParsableCommand {
 struct RunOptions: ParsableArguments {
     @Option(help: "A TOML file with [authority] and one [[worker]] (default: $TETHER_CONFIG).") var config: String?
     @Option(help: "The execution surface (default: the command's base name).") var surface: String?
-    @Option(help: "Authority URL, or the URLs of its replicas comma-separated, tried in order (default: the local authority).") var authority: String?
+    @Option(help: "Authority URL, or the URLs of its replicas comma-separated, tried in order (default: the local authority).")
+    var authority: String?
     @Option(help: "File holding an agent key (default: agent.key in the state directory).") var keyFile: String?
     @Option(help: "The authority's public key (base64, or a file holding it): decisions must be signed by it.") var publicKey: String?
     @Option(help: "Seccomp profile: default, strict, none, or a Docker/OCI JSON file.") var profile: String?
@@ -50,19 +52,45 @@ struct RunOptions: ParsableArguments {
     @Option(help: "How long an allow is good from an authority that sends no lease (default 15s).") var failClosedAfter: String?
     @Option(help: "How often to validate while the watch stream is down (default 1s).") var pollInterval: String?
     @Flag(help: "Poll only; hold no watch stream.") var noWatch = false
-    @Flag(help: "Accept an authority off this host over plain http or without --public-key (anyone on the network path could let the worker run).") var insecureUnpinnedAuthority = false
+    @Flag(
+        help:
+            "Accept an authority off this host over plain http or without --public-key (anyone on the network path could let the worker run)."
+    ) var insecureUnpinnedAuthority = false
     @Option(help: "Run the worker as this user (name or uid).") var user: String?
     @Option(help: "Set a variable for the worker (repeatable).") var env: [String] = []
-    @Option(help: "Pass this variable of the supervisor's to the worker (repeatable). The user's session — DBUS_SESSION_BUS_ADDRESS, SSH_AUTH_SOCK, XDG_RUNTIME_DIR, DISPLAY — is passed only when named here.") var passEnv: [String] = []
-    @Option(help: "The worker's network: private (default: a namespace of its own, egress through slirp4netns, the host's loopback unreachable), none (its own loopback only), host-loopback (private, plus the host's 127.0.0.1 at 10.0.2.2), host (the host's network namespace).") var net: String?
-    @Option(help: "A coding agent whose pre-tool hook Tether pins, read-only, in the worker's own /etc: claude-code (2.1.295+: /etc/claude-code/managed-settings.json, managed hooks only, onFailure block), codex (0.147.0+: /etc/codex/requirements.toml, managed hooks only, hooks feature pinned on), gemini (cannot be pinned: refused without --accept-unpinned-hooks). The command must be the agent's program; its --version is checked. docs/agents.md") var agent: String?
-    @Option(name: .customLong("map"), help: "With --agent: TOOL=SURFACE holds a tool (a glob: mcp__github__*) to a surface of its own (repeatable; first match wins; other tools: the worker's surface).") var maps: [String] = []
-    @Flag(help: "With --agent: start even where the hook cannot be pinned (no mount namespace of the worker's own, an agent version that does not honour it). The agent could then unhook itself.") var acceptUnpinnedHooks = false
+    @Option(
+        help:
+            "Pass this variable of the supervisor's to the worker (repeatable). The user's session — DBUS_SESSION_BUS_ADDRESS, SSH_AUTH_SOCK, XDG_RUNTIME_DIR, DISPLAY — is passed only when named here."
+    ) var passEnv: [String] = []
+    @Option(
+        help:
+            "The worker's network: private (default: a namespace of its own, egress through slirp4netns, the host's loopback unreachable), none (its own loopback only), host-loopback (private, plus the host's 127.0.0.1 at 10.0.2.2), host (the host's network namespace)."
+    ) var net: String?
+    @Option(
+        help:
+            "A coding agent whose pre-tool hook Tether pins, read-only, in the worker's own /etc: claude-code (2.1.295+: /etc/claude-code/managed-settings.json, managed hooks only, onFailure block), codex (0.147.0+: /etc/codex/requirements.toml, managed hooks only, hooks feature pinned on), gemini (cannot be pinned: refused without --accept-unpinned-hooks). The command must be the agent's program; its --version is checked. docs/agents.md"
+    ) var agent: String?
+    @Option(
+        name: .customLong("map"),
+        help:
+            "With --agent: TOOL=SURFACE holds a tool (a glob: mcp__github__*) to a surface of its own (repeatable; first match wins; other tools: the worker's surface)."
+    ) var maps: [String] = []
+    @Flag(
+        help:
+            "With --agent: start even where the hook cannot be pinned (no mount namespace of the worker's own, an agent version that does not honour it). The agent could then unhook itself."
+    ) var acceptUnpinnedHooks = false
     @Option(help: "A resource limit for the worker, e.g. nproc=64 or nofile=1024:4096 (repeatable).") var limit: [String] = []
-    @Option(help: "A gate held to a surface of its own: exec=SURFACE, net=SURFACE or write=SURFACE (repeatable). Revoking it makes those calls fail with EPERM while the worker runs on.") var gate: [String] = []
-    @Option(help: "A gate's mode: KIND=enforce (default) or KIND=record (log and report what would be denied, deny nothing).") var gateMode: [String] = []
+    @Option(
+        help:
+            "A gate held to a surface of its own: exec=SURFACE, net=SURFACE or write=SURFACE (repeatable). Revoking it makes those calls fail with EPERM while the worker runs on."
+    ) var gate: [String] = []
+    @Option(help: "A gate's mode: KIND=enforce (default) or KIND=record (log and report what would be denied, deny nothing).") var gateMode:
+        [String] = []
     @Option(name: .customLong("dir"), help: "Local state directory (the embedded authority's).") var dir: String?
-    @Flag(help: "If the worker's own namespaces cannot be made, run it in the supervisor's (it could then signal the supervisor and read what its uid may). Every log line says so.") var acceptWeakContainment = false
+    @Flag(
+        help:
+            "If the worker's own namespaces cannot be made, run it in the supervisor's (it could then signal the supervisor and read what its uid may). Every log line says so."
+    ) var acceptWeakContainment = false
     @Argument(parsing: .captureForPassthrough, help: "The command, after --.") var command: [String] = []
 
     /// The worker and its authority, from the file, the environment and the flags.
@@ -80,7 +108,11 @@ struct RunOptions: ParsableArguments {
             do {
                 let file = try ConfigLoader.load(path: path)
                 guard file.workers.count <= 1 else {
-                    throw ConfigError(file: path, line: file.workers[1].line, message: "tether run takes one [[worker]]; this file has \(file.workers.count) (run them with tether supervise --config)")
+                    throw ConfigError(
+                        file: path, line: file.workers[1].line,
+                        message:
+                            "tether run takes one [[worker]]; this file has \(file.workers.count) (run them with tether supervise --config)"
+                    )
                 }
                 authoritySettings = file.authority
                 supervisorSettings = file.supervisor

@@ -11,12 +11,12 @@ struct SuperviseCommand: AsyncParsableCommand {
         commandName: "supervise",
         abstract: "Supervise the workers of a TOML configuration, each held to its surface.",
         discussion: """
-        SIGHUP reloads the configuration (workers whose settings did not change are not touched; a file that \
-        does not load is refused and the running configuration stays). SIGTERM or SIGINT stops the workers in \
-        order, each with its grace, within [supervisor] shutdown_timeout; what is left is killed.
-        Exit codes: 0 after a shutdown; 78 a configuration error (nothing started); 69 the local authority \
-        could not be started.
-        """)
+            SIGHUP reloads the configuration (workers whose settings did not change are not touched; a file that \
+            does not load is refused and the running configuration stays). SIGTERM or SIGINT stops the workers in \
+            order, each with its grace, within [supervisor] shutdown_timeout; what is left is killed.
+            Exit codes: 0 after a shutdown; 78 a configuration error (nothing started); 69 the local authority \
+            could not be started.
+            """)
 
     @Option(help: "The configuration file.") var config: String
     @Option(name: .customLong("dir"), help: "Local state directory (the embedded authority's).") var dir: String?
@@ -29,7 +29,9 @@ struct SuperviseCommand: AsyncParsableCommand {
         let filters: [String: CompiledFilter]
         do {
             file = try ConfigLoader.load(path: config)
-            guard !file.workers.isEmpty else { throw ConfigError(file: config, line: nil, message: "no [[worker]] tables: nothing to supervise") }
+            guard !file.workers.isEmpty else {
+                throw ConfigError(file: config, line: nil, message: "no [[worker]] tables: nothing to supervise")
+            }
             filters = try Supervisor.prepare(file)
         } catch {
             throw fail("\(error)\nNothing was started.", code: TetherExit.config)

@@ -44,7 +44,8 @@ struct Tether: AsyncParsableCommand {
         subcommands: [
             RunCommand.self, SuperviseCommand.self, ProfileCommand.self, AuthorityCommand.self, KeysCommand.self,
             RevokeCommand.self, RestoreCommand.self, HaltCommand.self, ResumeCommand.self,
-            StatusCommand.self, SurfacesCommand.self, InstancesCommand.self, AuditCommand.self, ConsoleCommand.self, CheckCommand.self, HookCommand.self, McpCommand.self,
+            StatusCommand.self, SurfacesCommand.self, InstancesCommand.self, AuditCommand.self, ConsoleCommand.self, CheckCommand.self,
+            HookCommand.self, McpCommand.self,
         ]
     )
 }

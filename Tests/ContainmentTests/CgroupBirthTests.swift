@@ -16,7 +16,8 @@ struct CgroupBirthTests {
         var cgroup: String?
         _ = await eventually(15) {
             guard let w = liveProcesses(withMarker: marker).first,
-                  let text = try? String(contentsOfFile: "/proc/\(w.pid)/cgroup", encoding: .utf8) else { return false }
+                let text = try? String(contentsOfFile: "/proc/\(w.pid)/cgroup", encoding: .utf8)
+            else { return false }
             cgroup = text.split(separator: "\n").first { $0.hasPrefix("0::") }.map { String($0.dropFirst(3)) }
             return cgroup != nil
         }

@@ -29,15 +29,24 @@ struct ContainmentTests {
         Case(mode: "reparent", expect: ["re-parented orphan": "ok", "orphan PR_SET_PDEATHSIG 0": "ok"]),
         Case(mode: "subreaper", expect: ["PR_SET_CHILD_SUBREAPER": "ok", "PR_SET_PDEATHSIG 0": "ok"]),
         Case(mode: "forkbomb", expect: ["fork bomb stopped by": "EAGAIN"], user: "nobody", extra: ["--limit", "nproc=48"], processes: 20),
-        Case(mode: "ptrace", expect: ["PTRACE_ATTACH supervisor": "EPERM", "PTRACE_SEIZE supervisor": "EPERM",
-                                      "PTRACE_ATTACH sibling": "EPERM", "process_vm_readv supervisor": "EPERM"]),
+        Case(
+            mode: "ptrace",
+            expect: [
+                "PTRACE_ATTACH supervisor": "EPERM", "PTRACE_SEIZE supervisor": "EPERM",
+                "PTRACE_ATTACH sibling": "EPERM", "process_vm_readv supervisor": "EPERM",
+            ]),
         Case(mode: "killsupervisor", expect: ["kill(supervisor, SIGKILL)": "EPERM"], user: "nobody", processes: 1),
-        Case(mode: "syscalls", expect: [
-            "x32 getpid": "signal 31", "int 0x80 getpid": "signal 31", "io_uring_setup": "EPERM",
-            "unshare(CLONE_NEWUSER)": "EPERM", "unshare(CLONE_NEWNS|CLONE_NEWPID)": "EPERM", "clone(CLONE_NEWPID)": "EPERM",
-            "ioctl(0, TIOCSTI)": "EPERM", "setns": "EPERM",
-        ], processes: 1),
-        Case(mode: "ownfilter", expect: ["PR_SET_NO_NEW_PRIVS": "ok", "seccomp(SET_MODE_FILTER)": "ok", "kill(self, 0) under its own filter": "EPERM"], processes: 1),
+        Case(
+            mode: "syscalls",
+            expect: [
+                "x32 getpid": "signal 31", "int 0x80 getpid": "signal 31", "io_uring_setup": "EPERM",
+                "unshare(CLONE_NEWUSER)": "EPERM", "unshare(CLONE_NEWNS|CLONE_NEWPID)": "EPERM", "clone(CLONE_NEWPID)": "EPERM",
+                "ioctl(0, TIOCSTI)": "EPERM", "setns": "EPERM",
+            ], processes: 1),
+        Case(
+            mode: "ownfilter",
+            expect: ["PR_SET_NO_NEW_PRIVS": "ok", "seccomp(SET_MODE_FILTER)": "ok", "kill(self, 0) under its own filter": "EPERM"],
+            processes: 1),
     ]
 
     /// Starts the case's worker and waits until it ticks with its report written.
@@ -45,8 +54,9 @@ struct ContainmentTests {
         var extra = ["--on-revoke", onRevoke] + c.extra
         if let u = c.user { extra += ["--user", u] }
         let p = try a.run(surface, extra, f.command(c.mode))
-        #expect(await eventually(20) { f.ready && liveProcesses(withMarker: f.marker).count >= c.processes },
-                "\(c): not ticking: \(f.results) \(liveProcesses(withMarker: f.marker).count) processes\n\(p.stderr.suffix(1500))")
+        #expect(
+            await eventually(20) { f.ready && liveProcesses(withMarker: f.marker).count >= c.processes },
+            "\(c): not ticking: \(f.results) \(liveProcesses(withMarker: f.marker).count) processes\n\(p.stderr.suffix(1500))")
         return p
     }
 
@@ -61,8 +71,9 @@ struct ContainmentTests {
 
         let (rc, out, err) = try a.op(["revoke", surface, "--wait", "20s"])
         #expect(rc == 0, "\(c): the supervisor acknowledges the stop: \(out) \(err)")
-        #expect(await eventually(5) { Workers.allStopped(f.marker, atLeast: c.processes) },
-                "\(c): still running: \(liveProcesses(withMarker: f.marker).filter { !$0.isStopped }.map { "\($0.pid) \($0.state)" })")
+        #expect(
+            await eventually(5) { Workers.allStopped(f.marker, atLeast: c.processes) },
+            "\(c): still running: \(liveProcesses(withMarker: f.marker).filter { !$0.isStopped }.map { "\($0.pid) \($0.state)" })")
         #expect(await eventually(5) { Escape.cgroupFrozen(f.marker) == true }, "\(c): cgroup.events")
         #expect(await Workers.stoppedGrowing(f.ticks), "\(c): the file still grows")
         p.signal(SIGTERM)
@@ -78,7 +89,9 @@ struct ContainmentTests {
         let p = try await start(a, c, onRevoke: "kill", files: f, surface: surface)
         let (rc, _, _) = try a.op(["revoke", surface, "--wait", "20s"])
         #expect(rc == 0)
-        #expect(await eventually(5) { Workers.gone(f.marker) }, "\(c): survivors: \(liveProcesses(withMarker: f.marker).map { "\($0.pid) \($0.state)" })")
+        #expect(
+            await eventually(5) { Workers.gone(f.marker) },
+            "\(c): survivors: \(liveProcesses(withMarker: f.marker).map { "\($0.pid) \($0.state)" })")
         #expect(await Workers.stoppedGrowing(f.ticks), "\(c): the file still grows")
         #expect(await p.exitCode(within: 20) == 77)
     }
@@ -122,10 +135,13 @@ struct ContainmentTests {
         let key = f.dir + "/agent.key"
         try FileManager.default.copyItem(atPath: a.dir + "/agent.key", toPath: key)
         chmod(key, 0o600)
-        let p = try TetherProcess(["run", "--dir", a.dir, "--authority", a.url, "--key-file", key,
-                                   "--public-key", a.dir + "/signing.pub", "--surface", "contain-secrets", "--user", "nobody",
-                                   "--"] + f.command("secrets", key),
-                                  env: ["TETHER_SECRET_PROBE_KEY": "hunter2", "AWS_SECRET_ACCESS_KEY": "hunter2"])
+        let p = try TetherProcess(
+            [
+                "run", "--dir", a.dir, "--authority", a.url, "--key-file", key,
+                "--public-key", a.dir + "/signing.pub", "--surface", "contain-secrets", "--user", "nobody",
+                "--",
+            ] + f.command("secrets", key),
+            env: ["TETHER_SECRET_PROBE_KEY": "hunter2", "AWS_SECRET_ACCESS_KEY": "hunter2"])
         #expect(await eventually(20) { f.ready }, "\(p.stderr.suffix(1000))")
         let r = f.results
         #expect(r["read the key file"] == "EACCES" || r["read the key file"] == "empty", "refused by its mode, or covered")

@@ -24,15 +24,18 @@ struct NetworkTests {
     }
 
     /// Runs the probe to its end under `tether run`; its report.
-    static func probeRun(_ a: LiveAuthority, _ surface: String, _ extra: [String], _ args: [String],
-                         env: [String: String] = [:]) async throws -> (Report, Int32?, String) {
+    static func probeRun(
+        _ a: LiveAuthority, _ surface: String, _ extra: [String], _ args: [String],
+        env: [String: String] = [:]
+    ) async throws -> (Report, Int32?, String) {
         let r = Report()
         let p = try a.run(surface, extra, [probe] + args + [r.path], env: env)
         let code = await p.exitCode(within: 30)
         return (r, code, p.stderr)
     }
 
-    @Test("egress: the outside host is reachable; the host's loopback (127.0.0.1, ::1, the stack's gateway) and its abstract sockets are not")
+    @Test(
+        "egress: the outside host is reachable; the host's loopback (127.0.0.1, ::1, the stack's gateway) and its abstract sockets are not")
     func egress() async throws {
         let a = try await LiveAuthority(lease: "5s")
         let outside = try OutsideHost()
@@ -40,8 +43,10 @@ struct NetworkTests {
         let port = a.server.port
         let abstract = AbstractListener()
         defer { abstract.close() }
-        for (target, want) in [("\(outside.address) \(outside.port)", "ok"), ("127.0.0.1 \(port)", "ECONNREFUSED"),
-                               ("::1 \(port)", "ECONNREFUSED"), ("10.0.2.2 \(port)", "ENETUNREACH")] {
+        for (target, want) in [
+            ("\(outside.address) \(outside.port)", "ok"), ("127.0.0.1 \(port)", "ECONNREFUSED"),
+            ("::1 \(port)", "ECONNREFUSED"), ("10.0.2.2 \(port)", "ENETUNREACH"),
+        ] {
             let t = target.split(separator: " ").map(String.init)
             let (r, code, err) = try await Self.probeRun(a, "net-egress", [], ["connect", t[0], t[1]])
             #expect(code == 0, "\(err.suffix(800))")
@@ -57,7 +62,9 @@ struct NetworkTests {
         #expect(herr.contains("host-loopback"), "the opt-out is logged: \(herr.suffix(600))")
     }
 
-    @Test("a connection hidden from the descriptor sweep stops at a closed net gate, and carries on when it opens", arguments: ["park", "thread"])
+    @Test(
+        "a connection hidden from the descriptor sweep stops at a closed net gate, and carries on when it opens",
+        arguments: ["park", "thread"])
     func hiddenConnection(_ mode: String) async throws {
         let a = try await LiveAuthority(lease: "5s")
         let outside = try OutsideHost()
@@ -85,7 +92,8 @@ struct NetworkTests {
         let a = try await LiveAuthority(lease: "5s")
         let dir = workerDirectory("tether-uring")
         // The gate's surface is never registered: it starts closed.
-        let (r, code, err) = try await Self.probeRun(a, "net-uring", ["--profile", "none", "--gate", "write=net-uring.write"], ["iouring", dir])
+        let (r, code, err) = try await Self.probeRun(
+            a, "net-uring", ["--profile", "none", "--gate", "write=net-uring.write"], ["iouring", dir])
         #expect(code == 0, "\(err.suffix(800))")
         #expect(r.results["io_uring_setup"] == "EPERM", "\(r.results)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/uring-file"))
@@ -165,11 +173,16 @@ struct NetworkTests {
         chown(bus.path, 65534, 65534)
         let state = try ReachTests().nobodyState(a)
         let r = Report()
-        let p = try TetherProcess(["run", "--dir", state, "--authority", a.url, "--key-file", state + "/agent.key",
-                                   "--public-key", state + "/signing.pub", "--surface", "net-session", "--",
-                                   "/bin/sh", "-c", "env > \(r.path).env; \(Self.probe) unixthread \(bus.path) \(r.path)"],
-                                  env: ["HOME": state, "XDG_RUNTIME_DIR": runtime, "DBUS_SESSION_BUS_ADDRESS": "unix:path=\(runtime)/bus",
-                                        "SSH_AUTH_SOCK": "/tmp/ssh-x/agent.1"], asUser: "nobody")
+        let p = try TetherProcess(
+            [
+                "run", "--dir", state, "--authority", a.url, "--key-file", state + "/agent.key",
+                "--public-key", state + "/signing.pub", "--surface", "net-session", "--",
+                "/bin/sh", "-c", "env > \(r.path).env; \(Self.probe) unixthread \(bus.path) \(r.path)",
+            ],
+            env: [
+                "HOME": state, "XDG_RUNTIME_DIR": runtime, "DBUS_SESSION_BUS_ADDRESS": "unix:path=\(runtime)/bus",
+                "SSH_AUTH_SOCK": "/tmp/ssh-x/agent.1",
+            ], asUser: "nobody")
         #expect(await p.exitCode(within: 30) == 0, "\(p.stderr.suffix(800))")
         #expect(r.results["unix connect from a second thread"] == "ENOENT", "the session bus: \(r.results)")
         let env = (try? String(contentsOfFile: r.path + ".env", encoding: .utf8)) ?? ""
@@ -217,16 +230,20 @@ final class OutsideHost: @unchecked Sendable {
         let veth = "tov\(tag)"
         log = temporaryDirectory("tether-outside") + "/lines"
         FileManager.default.createFile(atPath: log, contents: nil)
-        for cmd in [["netns", "add", name], ["link", "add", veth, "type", "veth", "peer", "name", veth + "p"],
-                    ["link", "set", veth + "p", "netns", name], ["addr", "add", base + ".1/24", "dev", veth], ["link", "set", veth, "up"],
-                    ["-n", name, "addr", "add", address + "/24", "dev", veth + "p"], ["-n", name, "link", "set", veth + "p", "up"],
-                    ["-n", name, "link", "set", "lo", "up"]] {
+        for cmd in [
+            ["netns", "add", name], ["link", "add", veth, "type", "veth", "peer", "name", veth + "p"],
+            ["link", "set", veth + "p", "netns", name], ["addr", "add", base + ".1/24", "dev", veth], ["link", "set", veth, "up"],
+            ["-n", name, "addr", "add", address + "/24", "dev", veth + "p"], ["-n", name, "link", "set", veth + "p", "up"],
+            ["-n", name, "link", "set", "lo", "up"],
+        ] {
             let (rc, _, err) = try runToEnd("/usr/sbin/ip", cmd)
             guard rc == 0 else { throw OutsideHostError("ip \(cmd.joined(separator: " ")): \(err)") }
         }
         listener = Process()
         listener.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-        listener.arguments = ["netns", "exec", name, "/usr/bin/python3", "-c", """
+        listener.arguments = [
+            "netns", "exec", name, "/usr/bin/python3", "-c",
+            """
             import socket, sys, threading
             s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("\(address)", \(port))); s.listen(16)
@@ -235,12 +252,20 @@ final class OutsideHost: @unchecked Sendable {
                     with open("\(log)", "ab") as f: f.write(line)
             while True:
                 c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
-            """]
+            """,
+        ]
         try listener.run()
         // Listening once a connect from the namespace succeeds.
         for _ in 0..<100 {
-            if (try? runToEnd("/usr/sbin/ip", ["netns", "exec", name, "/usr/bin/python3", "-c",
-                                                "import socket; socket.create_connection((\"\(address)\", \(port)), 1)"]))?.0 == 0 { return }
+            if (try? runToEnd(
+                "/usr/sbin/ip",
+                [
+                    "netns", "exec", name, "/usr/bin/python3", "-c",
+                    "import socket; socket.create_connection((\"\(address)\", \(port)), 1)",
+                ]))?.0 == 0
+            {
+                return
+            }
             usleep(50_000)
         }
         throw OutsideHostError("the outside host's listener did not start")
@@ -274,7 +299,9 @@ final class UnixListener: @unchecked Sendable {
             for (i, b) in path.utf8.enumerated() { raw[i] = b }
         }
         unlink(path)
-        _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        _ = withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
         chmod(path, 0o666)
         listen(fd, 16)
     }
@@ -313,11 +340,15 @@ func canBind(_ port: Int, v6: Bool) -> Bool {
         a.sin6_family = sa_family_t(AF_INET6)
         a.sin6_port = UInt16(port).bigEndian
         a.sin6_addr = in6addr_loopback
-        return withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) } } == 0
+        return withUnsafePointer(to: &a) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+        } == 0
     }
     var a = sockaddr_in()
     a.sin_family = sa_family_t(AF_INET)
     a.sin_port = UInt16(port).bigEndian
     a.sin_addr.s_addr = inet_addr("127.0.0.1")
-    return withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+    return withUnsafePointer(to: &a) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    } == 0
 }

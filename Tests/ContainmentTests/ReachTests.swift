@@ -34,7 +34,8 @@ struct ReachTests {
     /// The attempts that must fail, by the names escape.c reports. Values: what is allowed
     /// instead of success ("empty": opened, but a cover with no bytes).
     static let attempts = [
-        "kill(supervisor, SIGSTOP)", "kill(keeper, SIGSTOP)", "kill(authority, SIGSTOP)", "tgkill(supervisor)", "pidfd_open(supervisor)", "ptrace(PTRACE_ATTACH, supervisor)",
+        "kill(supervisor, SIGSTOP)", "kill(keeper, SIGSTOP)", "kill(authority, SIGSTOP)", "tgkill(supervisor)", "pidfd_open(supervisor)",
+        "ptrace(PTRACE_ATTACH, supervisor)",
         "ptrace(PTRACE_ATTACH, init)", "process_vm_readv(supervisor)", "open /proc/SUPERVISOR/environ",
         "open /proc/SUPERVISOR/mem", "open /proc/1/mem (the init)", "open /proc/1/environ (the init)",
         "read operator.key", "read signing.key", "read agent.key", "read authority.sqlite", "read the key file",
@@ -111,9 +112,12 @@ struct ReachTests {
             keyFile = state + "/agent.key"
             var extra: [String] = []
             if mode == .unprivilegedRootNone { extra += ["--user", "root", "--profile", "none"] }
-            p = try TetherProcess(["run", "--dir", state, "--authority", a.url, "--key-file", keyFile,
-                                   "--public-key", state + "/signing.pub", "--surface", surface] + extra + ["--"] + probe,
-                                  env: ["HOME": state], asUser: "nobody")
+            p = try TetherProcess(
+                [
+                    "run", "--dir", state, "--authority", a.url, "--key-file", keyFile,
+                    "--public-key", state + "/signing.pub", "--surface", surface,
+                ] + extra + ["--"] + probe,
+                env: ["HOME": state], asUser: "nobody")
         case .supervise:
             let path = temporaryDirectory("e2e-sv") + "/s.toml"
             let quoted = probe.map { "\"\($0)\"" }.joined(separator: ", ")
@@ -138,9 +142,10 @@ struct ReachTests {
         }
         let lines = ["\(p.pid)", "\(keeper)", "\(a.server.process?.processIdentifier ?? 0)", state, keyFile, cgroup]
         try (lines.joined(separator: "\n") + "\n").write(toFile: targets, atomically: true, encoding: .utf8)
-        chmod(targets, 0o644)   // whatever umask another test in this process left: the worker reads it
-        #expect(await eventually(20) { f.ready && liveProcesses(withMarker: f.marker).count >= 2 },
-                "\(mode): not ticking: \(f.results)\n\(p.stderr.suffix(2000))")
+        chmod(targets, 0o644)  // whatever umask another test in this process left: the worker reads it
+        #expect(
+            await eventually(20) { f.ready && liveProcesses(withMarker: f.marker).count >= 2 },
+            "\(mode): not ticking: \(f.results)\n\(p.stderr.suffix(2000))")
         return Started(supervisor: p, files: f, surface: surface, state: state, keyFile: keyFile)
     }
 
@@ -164,18 +169,23 @@ struct ReachTests {
         #expect(ProcessTable.stat(s.supervisor.pid)?.isStopped == false, "\(mode): the supervisor was stopped")
         _ = await eventually(5) { Self.initProcess(of: s.supervisor.pid) != nil }
         let initProcess = Self.initProcess(of: s.supervisor.pid)
-        #expect(initProcess != nil && initProcess?.isStopped == false, "\(mode): the init was stopped or killed: \(String(describing: initProcess))")
+        #expect(
+            initProcess != nil && initProcess?.isStopped == false,
+            "\(mode): the init was stopped or killed: \(String(describing: initProcess))")
         let (rc, out, err) = try a.op(["revoke", s.surface, "--wait", "20s"])
         #expect(rc == 0 && out.contains("stopped"), "\(mode): the stop is acknowledged: \(out) \(err)")
-        #expect(await eventually(5) { Workers.allStopped(s.files.marker, atLeast: 2) },
-                "\(mode): still running: \(liveProcesses(withMarker: s.files.marker).map { "\($0.pid) \($0.state)" })")
+        #expect(
+            await eventually(5) { Workers.allStopped(s.files.marker, atLeast: 2) },
+            "\(mode): still running: \(liveProcesses(withMarker: s.files.marker).map { "\($0.pid) \($0.state)" })")
         #expect(await Workers.stoppedGrowing(s.files.ticks), "\(mode): the file still grows")
         s.supervisor.signal(SIGTERM)
         #expect(await s.supervisor.exitCode(within: 20) != nil)
         #expect(await eventually(5) { Workers.gone(s.files.marker) }, "\(mode): left behind")
     }
 
-    @Test("the issue's attack: `kill -STOP $PPID` first, then keep writing — the revoke still stops it", arguments: [Mode.rootDefault, .unprivileged])
+    @Test(
+        "the issue's attack: `kill -STOP $PPID` first, then keep writing — the revoke still stops it",
+        arguments: [Mode.rootDefault, .unprivileged])
     func stopParent(_ mode: Mode) async throws {
         let a = try await LiveAuthority(lease: "5s")
         let f = Escape.Files("stopparent")
@@ -183,9 +193,12 @@ struct ReachTests {
         let p: TetherProcess
         if mode == .unprivileged {
             let state = try nobodyState(a)
-            p = try TetherProcess(["run", "--dir", state, "--authority", a.url, "--key-file", state + "/agent.key",
-                                   "--public-key", state + "/signing.pub", "--surface", surface, "--"] + f.command("stopparent"),
-                                  env: ["HOME": state], asUser: "nobody")
+            p = try TetherProcess(
+                [
+                    "run", "--dir", state, "--authority", a.url, "--key-file", state + "/agent.key",
+                    "--public-key", state + "/signing.pub", "--surface", surface, "--",
+                ] + f.command("stopparent"),
+                env: ["HOME": state], asUser: "nobody")
         } else {
             p = try a.run(surface, [], f.command("stopparent"))
         }
@@ -203,7 +216,9 @@ struct ReachTests {
         #expect(await p.exitCode(within: 20) != nil)
     }
 
-    @Test("from its first instruction a worker cannot read its init, still a copy of the supervisor's memory until its exec", arguments: [Mode.unprivileged, .unprivilegedRootNone, .rootAsRoot])
+    @Test(
+        "from its first instruction a worker cannot read its init, still a copy of the supervisor's memory until its exec",
+        arguments: [Mode.unprivileged, .unprivilegedRootNone, .rootAsRoot])
     func earlyInit(_ mode: Mode) async throws {
         let a = try await LiveAuthority(lease: "5s")
         let f = Escape.Files("racemem")
@@ -213,9 +228,12 @@ struct ReachTests {
         case .unprivileged, .unprivilegedRootNone:
             let state = try nobodyState(a)
             let extra = mode == .unprivilegedRootNone ? ["--user", "root", "--profile", "none"] : []
-            p = try TetherProcess(["run", "--dir", state, "--authority", a.url, "--key-file", state + "/agent.key",
-                                   "--public-key", state + "/signing.pub", "--surface", surface] + extra + ["--"] + f.command("racemem"),
-                                  env: ["HOME": state], asUser: "nobody")
+            p = try TetherProcess(
+                [
+                    "run", "--dir", state, "--authority", a.url, "--key-file", state + "/agent.key",
+                    "--public-key", state + "/signing.pub", "--surface", surface,
+                ] + extra + ["--"] + f.command("racemem"),
+                env: ["HOME": state], asUser: "nobody")
         default:
             p = try a.run(surface, ["--user", "root"], f.command("racemem"))
         }
@@ -251,7 +269,9 @@ struct ReachTests {
         let file = workerDirectory("e2e") + "/ticks"
         let p = try a.run("keeperstop-1", ["--profile", "none"], Workers.tree(m, file: file))
         #expect(await eventually(20) { liveProcesses(withMarker: m).count >= 3 && fileSize(file) > 0 }, "\(p.stderr)")
-        func keeper() -> pid_t? { ProcessTable.snapshot().first { $0.ppid == p.pid && command(of: $0.pid) == "tether-keeper" && !$0.isDead }?.pid }
+        func keeper() -> pid_t? {
+            ProcessTable.snapshot().first { $0.ppid == p.pid && command(of: $0.pid) == "tether-keeper" && !$0.isDead }?.pid
+        }
         let old = try #require(keeper())
         kill(old, SIGSTOP)
         #expect(await eventually(10) { keeper().map { $0 != old } ?? false }, "a new keeper: \(p.stderr.suffix(800))")

@@ -31,7 +31,8 @@ struct SmallInitTests {
     /// The pages a process wrote: its own memory, whatever it shares with others.
     static func privateDirtyKiB(_ pid: pid_t) -> Int? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Private_Dirty:") }) else { return nil }
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Private_Dirty:") })
+        else { return nil }
         return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
     }
 
@@ -79,14 +80,19 @@ struct SmallInitTests {
         // 1. The status path: the worker exits 7 when told; `tether profile try` exits 7.
         let p = try Self.supervisor(dir, worker: "sleep 300 & while [ ! -e \(files)/go ]; do sleep 0.05; done; kill $!; exit 7 # \(marker)")
         var found: (pid_t, pid_t)?
-        #expect(await eventually(10) {
-            guard let i = Self.child(of: p.processIdentifier, named: "tether-init"), let k = Self.child(of: p.processIdentifier, named: "tether-keeper") else { return false }
-            found = (i, k)
-            return !liveProcesses(withMarker: marker).isEmpty
-        }, "the worker runs, with an init and a keeper")
+        #expect(
+            await eventually(10) {
+                guard let i = Self.child(of: p.processIdentifier, named: "tether-init"),
+                    let k = Self.child(of: p.processIdentifier, named: "tether-keeper")
+                else { return false }
+                found = (i, k)
+                return !liveProcesses(withMarker: marker).isEmpty
+            }, "the worker runs, with an init and a keeper")
         let (initPID, keeperPID) = try #require(found)
         for (role, pid) in [("init", initPID), ("keeper", keeperPID)] {
-            #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) == program, "the \(role) is the small program")
+            #expect(
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")) == program,
+                "the \(role) is the small program")
             let kib = try #require(Self.privateDirtyKiB(pid))
             #expect(kib <= bound, "the \(role) wrote \(kib) KiB of its own (bound \(bound), \(Self.musl ? "musl" : "glibc"))")
         }
@@ -97,18 +103,21 @@ struct SmallInitTests {
         // 2. The keeper: the supervisor SIGKILLed, the worker's tree dies with it.
         let q = try Self.supervisor(dir, worker: "sleep 300 & sleep 300 # \(marker)")
         var tree: [pid_t] = []
-        #expect(await eventually(10) {
-            guard Self.child(of: q.processIdentifier, named: "tether-keeper") != nil,
-                  let i = Self.child(of: q.processIdentifier, named: "tether-init") else { return false }
-            tree = Self.descendants(of: i)
-            return tree.count >= 2   // sh and its sleeps (dash may exec the last)
-        }, "the second worker runs")
+        #expect(
+            await eventually(10) {
+                guard Self.child(of: q.processIdentifier, named: "tether-keeper") != nil,
+                    let i = Self.child(of: q.processIdentifier, named: "tether-init")
+                else { return false }
+                tree = Self.descendants(of: i)
+                return tree.count >= 2  // sh and its sleeps (dash may exec the last)
+            }, "the second worker runs")
         kill(q.processIdentifier, SIGKILL)
         q.waitUntilExit()
-        #expect(await eventually(10) {
-            let live = Set(ProcessTable.snapshot().filter { !$0.isDead }.map(\.pid))
-            return tree.allSatisfy { !live.contains($0) }
-        },
-                "the keeper killed the worker's tree: \(tree)")
+        #expect(
+            await eventually(10) {
+                let live = Set(ProcessTable.snapshot().filter { !$0.isDead }.map(\.pid))
+                return tree.allSatisfy { !live.contains($0) }
+            },
+            "the keeper killed the worker's tree: \(tree)")
     }
 }

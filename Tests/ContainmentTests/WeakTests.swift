@@ -14,22 +14,30 @@ struct WeakTests {
     func refused() async throws {
         let a = try await LiveAuthority(lease: "5s")
         let dir = workerDirectory("e2e-weak")
-        let p = try TetherProcess(["run", "--dir", a.dir, "--authority", a.url, "--key-file", a.dir + "/agent.key",
-                                   "--public-key", a.dir + "/signing.pub", "--surface", "weak-refused", "--",
-                                   "sh", "-c", "touch \(dir)/ran"], launcher: Escape.noNamespaces)
+        let p = try TetherProcess(
+            [
+                "run", "--dir", a.dir, "--authority", a.url, "--key-file", a.dir + "/agent.key",
+                "--public-key", a.dir + "/signing.pub", "--surface", "weak-refused", "--",
+                "sh", "-c", "touch \(dir)/ran",
+            ], launcher: Escape.noNamespaces)
         #expect(await p.exitCode(within: 20) == 69)
         #expect(!FileManager.default.fileExists(atPath: dir + "/ran"), "the worker never ran")
         #expect(p.stderr.contains("cannot create the worker's namespaces"), "\(p.stderr)")
         #expect(p.stderr.contains("--accept-weak-containment") && p.stderr.contains("Nothing was started"))
     }
 
-    @Test("a transient failure (EAGAIN from the contained clone) is retried and never taken for a refusal: no weak worker, even where weak containment is accepted")
+    @Test(
+        "a transient failure (EAGAIN from the contained clone) is retried and never taken for a refusal: no weak worker, even where weak containment is accepted"
+    )
     func transientNotWeak() async throws {
         let a = try await LiveAuthority(lease: "5s")
         let dir = workerDirectory("e2e-weak")
-        let p = try TetherProcess(["run", "--dir", a.dir, "--authority", a.url, "--key-file", a.dir + "/agent.key",
-                                   "--public-key", a.dir + "/signing.pub", "--surface", "weak-eagain", "--accept-weak-containment", "--",
-                                   "sh", "-c", "touch \(dir)/ran"], launcher: Escape.namespacesAgain)
+        let p = try TetherProcess(
+            [
+                "run", "--dir", a.dir, "--authority", a.url, "--key-file", a.dir + "/agent.key",
+                "--public-key", a.dir + "/signing.pub", "--surface", "weak-eagain", "--accept-weak-containment", "--",
+                "sh", "-c", "touch \(dir)/ran",
+            ], launcher: Escape.namespacesAgain)
         #expect(await p.exitCode(within: 30) == 69, "\(p.stderr.suffix(1500))")
         #expect(!FileManager.default.fileExists(atPath: dir + "/ran"), "the worker never ran, weakly or otherwise")
         #expect(!p.stderr.contains("WEAK CONTAINMENT"), "\(p.stderr.suffix(1500))")
@@ -41,9 +49,12 @@ struct WeakTests {
         let a = try await LiveAuthority(lease: "5s")
         let m = Workers.marker("weak")
         let file = workerDirectory("e2e-weak") + "/ticks"
-        let p = try TetherProcess(["run", "--dir", a.dir, "--authority", a.url, "--key-file", a.dir + "/agent.key",
-                                   "--public-key", a.dir + "/signing.pub", "--surface", "weak-accepted", "--accept-weak-containment",
-                                   "--"] + Workers.loop(m, file: file), launcher: Escape.noNamespaces)
+        let p = try TetherProcess(
+            [
+                "run", "--dir", a.dir, "--authority", a.url, "--key-file", a.dir + "/agent.key",
+                "--public-key", a.dir + "/signing.pub", "--surface", "weak-accepted", "--accept-weak-containment",
+                "--",
+            ] + Workers.loop(m, file: file), launcher: Escape.noNamespaces)
         #expect(await eventually(20) { fileSize(file) > 0 }, "\(p.stderr)")
         #expect(p.stderr.contains("WEAK CONTAINMENT"))
         #expect(p.stderr.contains("namespaces=NONE (weak containment)"))

@@ -33,8 +33,10 @@ struct AgentPinTests {
                 name: "claude-code", binary: bin,
                 command: { prompt, extra in [bin, "-p", prompt, "--permission-mode", "bypassPermissions"] + extra },
                 environment: { url, home in
-                    ["HOME": home, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "stand-in",
-                     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"]
+                    [
+                        "HOME": home, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": "stand-in",
+                        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+                    ]
                 },
                 unhooked: { dir in
                     (["--settings", dir + "/no-hooks.json"], ["CLAUDE_CONFIG_DIR": dir + "/other-config"])
@@ -46,12 +48,14 @@ struct AgentPinTests {
             return Kind(
                 name: "codex", binary: bin,
                 command: { prompt, extra in
-                    [bin, "exec", "--skip-git-repo-check", "--ephemeral", "--dangerously-bypass-approvals-and-sandbox",
-                     "-c", "model_provider=standin", "-c", "model=gpt-5.1-codex",
-                     "-c", "model_providers.standin.name=standin",
-                     "-c", "model_providers.standin.base_url=${STANDIN_URL}/v1",
-                     "-c", "model_providers.standin.wire_api=responses",
-                     "-c", "model_providers.standin.env_key=STANDIN_KEY"] + extra + [prompt]
+                    [
+                        bin, "exec", "--skip-git-repo-check", "--ephemeral", "--dangerously-bypass-approvals-and-sandbox",
+                        "-c", "model_provider=standin", "-c", "model=gpt-5.1-codex",
+                        "-c", "model_providers.standin.name=standin",
+                        "-c", "model_providers.standin.base_url=${STANDIN_URL}/v1",
+                        "-c", "model_providers.standin.wire_api=responses",
+                        "-c", "model_providers.standin.env_key=STANDIN_KEY",
+                    ] + extra + [prompt]
                 },
                 environment: { url, home in
                     ["HOME": home, "CODEX_HOME": home + "/.codex", "STANDIN_URL": url, "STANDIN_KEY": "stand-in"]
@@ -92,7 +96,8 @@ struct AgentPinTests {
             process.standardInput = FileHandle.nullDevice
             try process.run()
             guard await eventually(10, { FileManager.default.fileExists(atPath: portFile) }),
-                  let p = Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "") else {
+                let p = Int((try? String(contentsOfFile: portFile, encoding: .utf8)) ?? "")
+            else {
                 throw AgentTestError(description: "the stand-in model API did not start")
             }
             port = p
@@ -121,7 +126,9 @@ struct AgentPinTests {
         let run: TetherProcess
     }
 
-    static func start(_ kind: Kind, _ a: LiveAuthority, pinned: Bool, steps: [[String: Any]], second: [[String: Any]] = []) async throws -> Session {
+    static func start(
+        _ kind: Kind, _ a: LiveAuthority, pinned: Bool, steps: [[String: Any]], second: [[String: Any]] = []
+    ) async throws -> Session {
         let dir = workerDirectory("agent")
         let home = dir + "/home"
         try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
@@ -129,16 +136,22 @@ struct AgentPinTests {
         try FileManager.default.createDirectory(atPath: home + "/.codex", withIntermediateDirectories: true)
         chmod(home + "/.codex", 0o777)
         if !pinned { try userHook(kind, home: home) }
-        let model = try await StandIn(dir: dir, script: ["conversations": [
-            ["name": "main", "match": "TETHER-MAIN-PROMPT", "steps": steps],
-            ["name": "second", "match": "TETHER-SECOND-PROMPT", "steps": second],
-        ]])
+        let model = try await StandIn(
+            dir: dir,
+            script: [
+                "conversations": [
+                    ["name": "main", "match": "TETHER-MAIN-PROMPT", "steps": steps],
+                    ["name": "second", "match": "TETHER-SECOND-PROMPT", "steps": second],
+                ]
+            ])
         var extra = ["--net", "host-loopback"] + kind.options
         if pinned { extra = ["--agent", kind.name, "--map", "*=ag.exec"] + extra }
         for (k, v) in kind.environment(model.url, home).sorted(by: { $0.key < $1.key }) { extra += ["--env", "\(k)=\(v)"] }
-        let command = ["/bin/sh", "-c", "cd \(dir) && exec \"$@\"", "sh"] + kind.command("TETHER-MAIN-PROMPT", []).map {
-            $0.replacingOccurrences(of: "${STANDIN_URL}", with: model.url)
-        }
+        let command =
+            ["/bin/sh", "-c", "cd \(dir) && exec \"$@\"", "sh"]
+            + kind.command("TETHER-MAIN-PROMPT", []).map {
+                $0.replacingOccurrences(of: "${STANDIN_URL}", with: model.url)
+            }
         // --agent asks the agent's own program for its version: the command is the agent's.
         let run = try a.run("ag", extra, pinned ? Array(command.dropFirst(4)) : command)
         return Session(dir: dir, home: home, model: model, run: run)
@@ -183,12 +196,14 @@ struct AgentPinTests {
     static func decides(_ kind: Kind) async throws {
         let a = try await authority()
         let w = workerDirectory("agent-files")
-        let s = try await start(kind, a, pinned: true, steps: [
-            ["command": "touch \(w)/ran-0"],
-            ["command": "touch \(w)/ran-1", "wait": w + "/go-1"],
-            ["command": "touch \(w)/ran-2", "wait": w + "/go-2"],
-            ["command": "touch \(w)/ran-3", "wait": w + "/go-3"],
-        ])
+        let s = try await start(
+            kind, a, pinned: true,
+            steps: [
+                ["command": "touch \(w)/ran-0"],
+                ["command": "touch \(w)/ran-1", "wait": w + "/go-1"],
+                ["command": "touch \(w)/ran-2", "wait": w + "/go-2"],
+                ["command": "touch \(w)/ran-3", "wait": w + "/go-3"],
+            ])
         #expect(await eventually(90) { s.model.result("main", 0) != nil }, "\(s.run.stderr)\n\(s.model.text)")
         #expect(exists(w + "/ran-0"), "allowed: the command ran")
         try await revoke(a)
@@ -209,7 +224,9 @@ struct AgentPinTests {
         _ = FileManager.default.createFile(atPath: w + "/go-3", contents: nil)
         try await Task.sleep(for: .seconds(5))
         #expect(!exists(w + "/ran-3"), "authority down: the command did not run")
-        #expect(s.run.stderr.contains("lease") || s.run.stderr.contains("unreachable") || s.run.stderr.contains("frozen"), "\(s.run.stderr.suffix(1500))")
+        #expect(
+            s.run.stderr.contains("lease") || s.run.stderr.contains("unreachable") || s.run.stderr.contains("frozen"),
+            "\(s.run.stderr.suffix(1500))")
         s.run.signal(SIGKILL)
     }
 
@@ -220,22 +237,24 @@ struct AgentPinTests {
         let w = workerDirectory("agent-files")
         let none = #"{"disableAllHooks": true, "hooks": {}}"#
         let attack = """
-        for f in "$HOME/.claude/settings.json" .claude/settings.json .claude/settings.local.json "$HOME/.gemini/settings.json"; do \
-          mkdir -p "$(dirname "$f")"; printf '%s' '\(none)' > "$f"; done; \
-        mkdir -p "$HOME/.codex"; printf '[features]\\nhooks = false\\ncodex_hooks = false\\n' > "$HOME/.codex/config.toml"; \
-        printf '{}' > "$HOME/.codex/hooks.json"; \
-        for f in /etc/claude-code/managed-settings.json /etc/codex/config.toml /etc/codex/requirements.toml; do \
-          (printf '{}' > "$f") 2>>\(w)/pinned-edit.txt || echo "refused $f" >> \(w)/pinned-edit.txt; \
-          (unlink "$f") 2>>\(w)/pinned-edit.txt; done; \
-        (mount -t tmpfs none /etc) 2>>\(w)/pinned-edit.txt; (umount -l /etc) 2>>\(w)/pinned-edit.txt; \
-        (unshare -rm sh -c 'umount -l /etc') 2>>\(w)/pinned-edit.txt; \
-        (unshare -rm sh -c 'mount -t tmpfs none /etc/codex && echo COVERED codex; mount -t tmpfs none /etc/claude-code && echo COVERED claude-code') >>\(w)/pinned-edit.txt 2>&1; \
-        echo edited
-        """
-        let s = try await start(kind, a, pinned: true, steps: [
-            ["command": attack],
-            ["command": "touch \(w)/ran-a", "wait": w + "/go-a"],
-        ])
+            for f in "$HOME/.claude/settings.json" .claude/settings.json .claude/settings.local.json "$HOME/.gemini/settings.json"; do \
+              mkdir -p "$(dirname "$f")"; printf '%s' '\(none)' > "$f"; done; \
+            mkdir -p "$HOME/.codex"; printf '[features]\\nhooks = false\\ncodex_hooks = false\\n' > "$HOME/.codex/config.toml"; \
+            printf '{}' > "$HOME/.codex/hooks.json"; \
+            for f in /etc/claude-code/managed-settings.json /etc/codex/config.toml /etc/codex/requirements.toml; do \
+              (printf '{}' > "$f") 2>>\(w)/pinned-edit.txt || echo "refused $f" >> \(w)/pinned-edit.txt; \
+              (unlink "$f") 2>>\(w)/pinned-edit.txt; done; \
+            (mount -t tmpfs none /etc) 2>>\(w)/pinned-edit.txt; (umount -l /etc) 2>>\(w)/pinned-edit.txt; \
+            (unshare -rm sh -c 'umount -l /etc') 2>>\(w)/pinned-edit.txt; \
+            (unshare -rm sh -c 'mount -t tmpfs none /etc/codex && echo COVERED codex; mount -t tmpfs none /etc/claude-code && echo COVERED claude-code') >>\(w)/pinned-edit.txt 2>&1; \
+            echo edited
+            """
+        let s = try await start(
+            kind, a, pinned: true,
+            steps: [
+                ["command": attack],
+                ["command": "touch \(w)/ran-a", "wait": w + "/go-a"],
+            ])
         #expect(await eventually(90) { s.model.result("main", 0) != nil }, "\(s.run.stderr)\n\(s.model.text)")
         try await revoke(a)
         _ = FileManager.default.createFile(atPath: w + "/go-a", contents: nil)
@@ -259,18 +278,25 @@ struct AgentPinTests {
         try #"{"disableAllHooks": true, "hooks": {}}"#.write(toFile: w + "/no-hooks.json", atomically: true, encoding: .utf8)
         chmod(w + "/no-hooks.json", 0o644)
         let (options, environment) = kind.unhooked(w)
-        let second = kind.command("TETHER-SECOND-PROMPT", options).map { $0.replacingOccurrences(of: "${STANDIN_URL}", with: "$STANDIN_URL") }
+        let second = kind.command("TETHER-SECOND-PROMPT", options).map {
+            $0.replacingOccurrences(of: "${STANDIN_URL}", with: "$STANDIN_URL")
+        }
         let env = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\(PinnedSettings.shellQuoted($0.value))" }.joined(separator: " ")
         // Codex ends the session each command runs in when the command returns: the second agent
         // leaves it (setsid, which its profile allows); Claude Code's Bash leaves a job running.
         let detach = kind.name == "codex" ? "setsid -f sh -c " : "sh -c "
-        let launch = detach + PinnedSettings.shellQuoted("(while [ ! -e \(w)/go-b ]; do sleep 0.1; done; mkdir -p \(w)/other-config \(w)/other-codex; "
-            + "env \(env) \(second.map { $0.contains("$STANDIN_URL") ? "\"\($0)\"" : PinnedSettings.shellQuoted($0) }.joined(separator: " ")) > \(w)/second.out 2>&1; "
-            + "touch \(w)/second-done) > /dev/null 2>&1 &")
-        let s = try await start(kind, a, pinned: pinned, steps: [
-            ["command": launch],
-            ["command": "cat \(w)/second.out", "wait": w + "/second-done"],
-        ], second: [["command": "touch \(w)/ran-b"]])
+        let launch =
+            detach
+            + PinnedSettings.shellQuoted(
+                "(while [ ! -e \(w)/go-b ]; do sleep 0.1; done; mkdir -p \(w)/other-config \(w)/other-codex; "
+                    + "env \(env) \(second.map { $0.contains("$STANDIN_URL") ? "\"\($0)\"" : PinnedSettings.shellQuoted($0) }.joined(separator: " ")) > \(w)/second.out 2>&1; "
+                    + "touch \(w)/second-done) > /dev/null 2>&1 &")
+        let s = try await start(
+            kind, a, pinned: pinned,
+            steps: [
+                ["command": launch],
+                ["command": "cat \(w)/second.out", "wait": w + "/second-done"],
+            ], second: [["command": "touch \(w)/ran-b"]])
         #expect(await eventually(90) { s.model.result("main", 0) != nil }, "\(s.run.stderr)\n\(s.model.text)")
         try await revoke(a)
         _ = FileManager.default.createFile(atPath: w + "/go-b", contents: nil)
@@ -278,7 +304,9 @@ struct AgentPinTests {
         _ = await s.run.exitCode(within: 60)
         if pinned {
             let said = s.model.result("second", 0)?["result"] as? String ?? ""
-            #expect(said.contains("ag.exec is DEVICE_REVOKED"), "the second agent was told why: \(said)\n\((try? String(contentsOfFile: w + "/second.out", encoding: .utf8)) ?? "")")
+            #expect(
+                said.contains("ag.exec is DEVICE_REVOKED"),
+                "the second agent was told why: \(said)\n\((try? String(contentsOfFile: w + "/second.out", encoding: .utf8)) ?? "")")
         }
         return exists(w + "/ran-b")
     }
@@ -289,13 +317,19 @@ struct AgentPinTests {
     @Test("Claude Code cannot unhook itself: settings emptied, the pinned file rewritten")
     func claudeEdits() async throws { try await Self.editsSettings(try .claude()) }
 
-    @Test("Claude Code cannot unhook itself: a second claude with --settings {disableAllHooks} and its own config dir is denied too; without --agent it runs (control)")
+    @Test(
+        "Claude Code cannot unhook itself: a second claude with --settings {disableAllHooks} and its own config dir is denied too; without --agent it runs (control)"
+    )
     func claudeSecond() async throws {
         #expect(try await Self.secondAgent(try .claude(), pinned: true) == false)
-        #expect(try await Self.secondAgent(try .claude(), pinned: false) == true, "control: the hook in the user's settings is skipped by a second process")
+        #expect(
+            try await Self.secondAgent(try .claude(), pinned: false) == true,
+            "control: the hook in the user's settings is skipped by a second process")
     }
 
-    @Test("tether supervise with agent = \"claude-code\": the worker's Claude Code reads the pinned hook, and a revoked tool surface denies its call")
+    @Test(
+        "tether supervise with agent = \"claude-code\": the worker's Claude Code reads the pinned hook, and a revoked tool surface denies its call"
+    )
     func supervised() async throws {
         let kind = try Kind.claude()
         let a = try await Self.authority()
@@ -303,34 +337,45 @@ struct AgentPinTests {
         let home = w + "/home"
         try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
         chmod(home, 0o777)
-        let model = try await StandIn(dir: w, script: ["conversations": [["name": "main", "match": "TETHER-MAIN-PROMPT", "steps": [
-            ["command": "cat /etc/claude-code/managed-settings.json > \(w)/pinned.json"],
-            ["command": "touch \(w)/ran-1", "wait": w + "/go-1"],
-        ]]]])
+        let model = try await StandIn(
+            dir: w,
+            script: [
+                "conversations": [
+                    [
+                        "name": "main", "match": "TETHER-MAIN-PROMPT",
+                        "steps": [
+                            ["command": "cat /etc/claude-code/managed-settings.json > \(w)/pinned.json"],
+                            ["command": "touch \(w)/ran-1", "wait": w + "/go-1"],
+                        ],
+                    ]
+                ]
+            ])
         let env = kind.environment(model.url, home).sorted { $0.key < $1.key }.map { "\($0.key) = \"\($0.value)\"" }.joined(separator: ", ")
         let command = kind.command("TETHER-MAIN-PROMPT", []).map { "\"\($0)\"" }.joined(separator: ", ")
         let path = w + "/supervise.toml"
         try """
-            \(a.authorityTable)
+        \(a.authorityTable)
 
-            [supervisor]
-            shutdown_timeout = "5s"
+        [supervisor]
+        shutdown_timeout = "5s"
 
-            [[worker]]
-            name = "ag"
-            command = [\(command)]
-            working_directory = "\(w)"
-            net = "host-loopback"
-            agent = "claude-code"
-            agent_map = ["*=ag.exec"]
-            restart = "no"
-            env = { \(env) }
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+        [[worker]]
+        name = "ag"
+        command = [\(command)]
+        working_directory = "\(w)"
+        net = "host-loopback"
+        agent = "claude-code"
+        agent_map = ["*=ag.exec"]
+        restart = "no"
+        env = { \(env) }
+        """.write(toFile: path, atomically: true, encoding: .utf8)
         let p = try TetherProcess(["supervise", "--config", path])
         defer { p.signal(SIGTERM) }
         #expect(await eventually(90) { model.result("main", 0) != nil }, "\(p.stderr.suffix(2000))\n\(model.text)")
         let pinned = (try? String(contentsOfFile: w + "/pinned.json", encoding: .utf8)) ?? ""
-        #expect(pinned.contains("hook claude-code --socket") && pinned.contains("--surface ag") && pinned.contains("allowManagedHooksOnly"), "\(pinned)")
+        #expect(
+            pinned.contains("hook claude-code --socket") && pinned.contains("--surface ag") && pinned.contains("allowManagedHooksOnly"),
+            "\(pinned)")
         try await Self.revoke(a)
         _ = FileManager.default.createFile(atPath: w + "/go-1", contents: nil)
         #expect(await eventually(60) { model.result("main", 1) != nil }, "\(p.stderr.suffix(2000))")
@@ -344,7 +389,9 @@ struct AgentPinTests {
     @Test("Codex cannot unhook itself: settings emptied, the pinned file rewritten")
     func codexEdits() async throws { try await Self.editsSettings(try .codex()) }
 
-    @Test("Codex cannot unhook itself: a second codex with --disable hooks and its own CODEX_HOME is denied too; without --agent it runs (control)")
+    @Test(
+        "Codex cannot unhook itself: a second codex with --disable hooks and its own CODEX_HOME is denied too; without --agent it runs (control)"
+    )
     func codexSecond() async throws {
         #expect(try await Self.secondAgent(try .codex(), pinned: true) == false)
         #expect(try await Self.secondAgent(try .codex(), pinned: false) == true, "control: the hook in the user's settings is skipped")

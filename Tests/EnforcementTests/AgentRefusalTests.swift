@@ -76,20 +76,24 @@ struct AgentRefusalTests {
         #expect(!Self.exists(marker))
     }
 
-    @Test("claude 2.1.400 starts: in the worker /etc/claude-code/managed-settings.json holds the pinned hook, read-only; the host's /etc untouched")
+    @Test(
+        "claude 2.1.400 starts: in the worker /etc/claude-code/managed-settings.json holds the pinned hook, read-only; the host's /etc untouched"
+    )
     func pinnedFile() async throws {
         let hostHadIt = Self.exists("/etc/claude-code")
         let a = try await LiveAuthority()
         let out = workerDirectory("agent-pinned")
-        let claude = try Self.fakeClaude(version: "2.1.400 (Claude Code)", body: """
-        touch '\(out)/ran'
-        cp /etc/claude-code/managed-settings.json '\(out)/settings.json'
-        cat /proc/self/mountinfo > '\(out)/mountinfo'
-        printf '%s' "$TETHER_DECISION_SOCKET" > '\(out)/socket'
-        if (echo '{}' > /etc/claude-code/managed-settings.json) 2>'\(out)/write.err'; then touch '\(out)/wrote'; fi
-        if (echo '{}' > /etc/claude-code/managed-settings.local.json) 2>'\(out)/create.err'; then touch '\(out)/created'; fi
-        cp /etc/claude-code/managed-settings.json '\(out)/after.json'
-        """)
+        let claude = try Self.fakeClaude(
+            version: "2.1.400 (Claude Code)",
+            body: """
+                touch '\(out)/ran'
+                cp /etc/claude-code/managed-settings.json '\(out)/settings.json'
+                cat /proc/self/mountinfo > '\(out)/mountinfo'
+                printf '%s' "$TETHER_DECISION_SOCKET" > '\(out)/socket'
+                if (echo '{}' > /etc/claude-code/managed-settings.json) 2>'\(out)/write.err'; then touch '\(out)/wrote'; fi
+                if (echo '{}' > /etc/claude-code/managed-settings.local.json) 2>'\(out)/create.err'; then touch '\(out)/created'; fi
+                cp /etc/claude-code/managed-settings.json '\(out)/after.json'
+                """)
         let p = try a.run("agent-c", ["--net", "none", "--agent", "claude-code"], [claude])
         #expect(await p.exitCode(within: 60) == 0, "\(p.stderr)")
         #expect(Self.exists(out + "/ran"), "\(p.stderr)")
@@ -126,7 +130,8 @@ struct AgentRefusalTests {
         }
     }
 
-    @Test("--agent gemini: refused without --accept-unpinned-hooks (GEMINI_CLI_SYSTEM_SETTINGS_PATH); with it, started under UNPINNED HOOKS")
+    @Test(
+        "--agent gemini: refused without --accept-unpinned-hooks (GEMINI_CLI_SYSTEM_SETTINGS_PATH); with it, started under UNPINNED HOOKS")
     func gemini() async throws {
         let a = try await LiveAuthority()
         let out = workerDirectory("agent-gemini")
@@ -139,8 +144,9 @@ struct AgentRefusalTests {
         #expect(!Self.exists(out + "/ran"))
         #expect(!refused.stderr.contains("UNPINNED HOOKS"))
 
-        let started = try a.run("agent-d", ["--net", "none", "--agent", "gemini", "--accept-unpinned-hooks"],
-                                ["/bin/sh", "-c", "touch '\(out)/ran'; cp /etc/gemini-cli/settings.json '\(out)/settings.json'"])
+        let started = try a.run(
+            "agent-d", ["--net", "none", "--agent", "gemini", "--accept-unpinned-hooks"],
+            ["/bin/sh", "-c", "touch '\(out)/ran'; cp /etc/gemini-cli/settings.json '\(out)/settings.json'"])
         #expect(await started.exitCode(within: 60) == 0, "\(started.stderr)")
         #expect(started.stderr.contains("UNPINNED HOOKS"), "\(started.stderr)")
         #expect(Self.exists(out + "/ran"), "\(started.stderr)")

@@ -62,11 +62,11 @@ struct ChaosTests {
                 let name = "chaos-\(i)-\(j)", m = Workers.marker(name)
                 markers[name] = m
                 workers += """
-                [[worker]]
-                name = "\(name)"
-                command = ["sh", "-c", "while :; do sleep 0.05; done", "\(m)"]
+                    [[worker]]
+                    name = "\(name)"
+                    command = ["sh", "-c", "while :; do sleep 0.05; done", "\(m)"]
 
-                """
+                    """
             }
             let path = temporaryDirectory("tether-chaos") + "/s.toml"
             try """
@@ -91,7 +91,8 @@ struct ChaosTests {
     /// an operator's change: what a replica's death, a rotation or a restart must never cause.
     static func unforcedDenials(_ f: Fleet) -> [String] {
         f.sups.flatMap { $0.stderr.split(separator: "\n").map(String.init) }.filter { line in
-            line.contains(" verdict") && ["LEASE_EXPIRED", "AUTHORITY_UNREACHABLE", "BAD_SIGNATURE", "BAD_RESPONSE"].contains { line.contains("code=\($0)") }
+            line.contains(" verdict")
+                && ["LEASE_EXPIRED", "AUTHORITY_UNREACHABLE", "BAD_SIGNATURE", "BAD_RESPONSE"].contains { line.contains("code=\($0)") }
         }
     }
 
@@ -121,7 +122,9 @@ struct ChaosTests {
         }
     }
 
-    @Test("storm, kills, rotation, rolling restart, PostgreSQL restarted and down: nothing acknowledged lost, nothing frozen by a replica, revisions only up")
+    @Test(
+        "storm, kills, rotation, rolling restart, PostgreSQL restarted and down: nothing acknowledged lost, nothing frozen by a replica, revisions only up"
+    )
     func chaos() async throws {
         let f = try await Self.start()
         defer {
@@ -129,17 +132,21 @@ struct ChaosTests {
             f.replicas.stop()
             _ = try? TestPostgres.runBlocking(["bash", TestPostgres.root + "/scripts/pg-cluster.sh", "stop", f.pgDir])
         }
-        #expect(await eventually(40) { f.surfaces.allSatisfy { !liveProcesses(withMarker: f.markers[$0]!).isEmpty } },
-                "\(f.sups.map(\.stderr).joined(separator: "\n"))")
+        #expect(
+            await eventually(40) { f.surfaces.allSatisfy { !liveProcesses(withMarker: f.markers[$0]!).isEmpty } },
+            "\(f.sups.map(\.stderr).joined(separator: "\n"))")
         let env = ["TETHER_DATABASE_URL": f.replicas.database.text]
         let op = AuthorityClient(endpoints: f.replicas.servers.map { AuthorityEndpoint(url: $0.url, key: f.replicas.operatorKey) })
 
         // The storm: revokes and restores on random surfaces through any live replica, while
         // one replica at a time is SIGKILLed and restarted, and the signing key rotates.
-        let (rc, out, err) = try await offPool { try runTether(["authority", "keys", "rotate", "--dir", f.replicas.dir, "--publish-for", "10s", "--retire-after", "10s"], env: env) }
+        let (rc, out, err) = try await offPool {
+            try runTether(
+                ["authority", "keys", "rotate", "--dir", f.replicas.dir, "--publish-for", "10s", "--retire-after", "10s"], env: env)
+        }
         #expect(rc == 0, "\(out)\(err)")
-        let acknowledged = Mutex<[String: Bool]>([:])   // surface → revoked, as last acknowledged
-        let acknowledgedIDs = Mutex<[String: Set<String>]>([:])   // surface → request ids of acknowledged changes
+        let acknowledged = Mutex<[String: Bool]>([:])  // surface → revoked, as last acknowledged
+        let acknowledgedIDs = Mutex<[String: Set<String>]>([:])  // surface → request ids of acknowledged changes
         let changes = Mutex(0)
         let storming = Task {
             var rng = SystemRandomNumberGenerator()
@@ -147,7 +154,8 @@ struct ChaosTests {
                 let s = f.surfaces.randomElement(using: &rng)!
                 let revoke = Bool.random(using: &rng)
                 do {
-                    let answer = revoke ? try await op.revoke(s, reason: "storm", wait: nil) : try await op.restore(s, reason: "storm", wait: nil)
+                    let answer =
+                        revoke ? try await op.revoke(s, reason: "storm", wait: nil) : try await op.restore(s, reason: "storm", wait: nil)
                     acknowledged.withLock { $0[s] = revoke }
                     if let rid = answer["request_id"] as? String { acknowledgedIDs.withLock { $0[s, default: []].insert(rid) } }
                     changes.withLock { $0 += 1 }
@@ -173,7 +181,9 @@ struct ChaosTests {
             acknowledged.withLock { $0[s] = false }
         }
         var revoked = Set(acknowledged.withLock { $0 }.filter(\.value).keys)
-        print("chaos: \(changes.withLock { $0 }) acknowledged changes during 6 replica kills and a key rotation; \(revoked.count) surfaces end revoked")
+        print(
+            "chaos: \(changes.withLock { $0 }) acknowledged changes during 6 replica kills and a key rotation; \(revoked.count) surfaces end revoked"
+        )
         // A request the client gave up on (its 10 s timeout, then another replica) may still
         // commit on a replica that was slow, not dead — after a later acknowledged change. The
         // store's order decides the final state then; what must hold is that every acknowledged
@@ -181,7 +191,9 @@ struct ChaosTests {
         // only where a change nobody was told of committed after it.
         for s in f.surfaces {
             let audit = try await op.audit(limit: 10_000, deviceId: s)
-            let entries = (audit["entries"] as? [[String: Any]] ?? []).filter { ["revoke", "unrevoke"].contains($0["action"] as? String ?? "") }
+            let entries = (audit["entries"] as? [[String: Any]] ?? []).filter {
+                ["revoke", "unrevoke"].contains($0["action"] as? String ?? "")
+            }
             let committed = Set(entries.compactMap { $0["request_id"] as? String })
             let acked = acknowledgedIDs.withLock { $0[s] ?? [] }
             #expect(acked.isSubset(of: committed), "\(s): acknowledged but not in the audit log: \(acked.subtracting(committed))")
@@ -189,11 +201,15 @@ struct ChaosTests {
             let storeRevoked = newest["action"] as? String == "revoke"
             if storeRevoked != revoked.contains(s) {
                 #expect(!acked.contains(rid), "\(s): its last committed change \(rid) was acknowledged, yet the state differs")
-                print("chaos: \(s) ends \(storeRevoked ? "revoked" : "active"): a change given up on by the client (\(rid)) committed after the last acknowledged one")
+                print(
+                    "chaos: \(s) ends \(storeRevoked ? "revoked" : "active"): a change given up on by the client (\(rid)) committed after the last acknowledged one"
+                )
                 if storeRevoked { revoked.insert(s) } else { revoked.remove(s) }
             }
         }
-        #expect(await eventually(10) { Self.wrong(f, revoked: revoked).isEmpty }, "not in their acknowledged state: \(Self.wrong(f, revoked: revoked))")
+        #expect(
+            await eventually(10) { Self.wrong(f, revoked: revoked).isEmpty },
+            "not in their acknowledged state: \(Self.wrong(f, revoked: revoked))")
         #expect(Self.unforcedDenials(f).isEmpty, "denied by something other than an operator: \(Self.unforcedDenials(f))")
         let signer = try #require(try await f.replicas.client(0).validate(f.surfaces[0], nonce: "n")["keyId"] as? String)
         #expect(!f.replicas.publicKey.contains(signer.replacingOccurrences(of: "ed25519:", with: "")), "signing with the rotated key now")
@@ -217,16 +233,22 @@ struct ChaosTests {
 
         // Every supervisor's revisions, per surface: strictly increasing.
         for (s, revs) in Self.revisions(f) {
-            #expect(zip(revs, revs.dropFirst()).allSatisfy { $0 < $1 }, "\(s): \(revs)\n\(f.sups.flatMap { $0.stderr.split(separator: "\n") }.filter { $0.contains(" verdict") && $0.contains("surface=\(s) ") }.prefix(6).joined(separator: "\n"))")
+            #expect(
+                zip(revs, revs.dropFirst()).allSatisfy { $0 < $1 },
+                "\(s): \(revs)\n\(f.sups.flatMap { $0.stderr.split(separator: "\n") }.filter { $0.contains(" verdict") && $0.contains("surface=\(s) ") }.prefix(6).joined(separator: "\n"))"
+            )
         }
 
         // PostgreSQL down past the lease: every worker stops (fail closed) and resumes after.
         _ = try await Self.pg("stop", f.pgDir)
         let down = ContinuousClock.now
-        #expect(await eventually(Double(Self.lease) + 10) { f.surfaces.allSatisfy { Workers.allStopped(f.markers[$0]!) } },
-                "fail closed: still running \(f.surfaces.filter { !Workers.allStopped(f.markers[$0]!) })")
+        #expect(
+            await eventually(Double(Self.lease) + 10) { f.surfaces.allSatisfy { Workers.allStopped(f.markers[$0]!) } },
+            "fail closed: still running \(f.surfaces.filter { !Workers.allStopped(f.markers[$0]!) })")
         print("chaos: every worker stopped \(ContinuousClock.now - down) after PostgreSQL went down (lease \(Self.lease) s, max lag 2 s)")
         _ = try await Self.pg("start", f.pgDir)
-        #expect(await eventually(20) { Self.wrong(f, revoked: revoked).isEmpty }, "back in their acknowledged state: \(Self.wrong(f, revoked: revoked))")
+        #expect(
+            await eventually(20) { Self.wrong(f, revoked: revoked).isEmpty },
+            "back in their acknowledged state: \(Self.wrong(f, revoked: revoked))")
     }
 }

@@ -8,9 +8,12 @@ struct FaultTests {
     func run(_ a: ScriptedAuthority, port: Int, _ surface: String, _ command: [String]) throws -> TetherProcess {
         let dir = temporaryDirectory("e2e-fault")
         try "agent-key\n".write(toFile: dir + "/agent.key", atomically: true, encoding: .utf8)
-        chmod(dir + "/agent.key", 0o600)   // a key readable by everyone is refused, whatever the umask
-        return try TetherProcess(["run", "--authority", "http://127.0.0.1:\(port)", "--key-file", dir + "/agent.key",
-                                  "--public-key", a.publicKey, "--surface", surface, "--poll-interval", "200ms", "--"] + command)
+        chmod(dir + "/agent.key", 0o600)  // a key readable by everyone is refused, whatever the umask
+        return try TetherProcess(
+            [
+                "run", "--authority", "http://127.0.0.1:\(port)", "--key-file", dir + "/agent.key",
+                "--public-key", a.publicKey, "--surface", surface, "--poll-interval", "200ms", "--",
+            ] + command)
     }
 
     @Test("garbage, 5xx, a wrong or missing signature, a lease that never renews, a hang: stopped, reason logged; resumed on a valid allow")
@@ -33,8 +36,12 @@ struct FaultTests {
                 let logged = p.stderr.components(separatedBy: "code=\(code)").count
                 a.set(mode)
                 // Within the 2 s lease (plus a poll and the freeze), generously.
-                #expect(await eventually(8) { Workers.allStopped(m) }, "\(mode): not stopped: \(liveProcesses(withMarker: m))\n\(p.stderr.suffix(2000))")
-                #expect(await eventually(5) { p.stderr.components(separatedBy: "code=\(code)").count > logged }, "\(mode): \(code) not logged\n\(p.stderr.suffix(1500))")
+                #expect(
+                    await eventually(8) { Workers.allStopped(m) },
+                    "\(mode): not stopped: \(liveProcesses(withMarker: m))\n\(p.stderr.suffix(2000))")
+                #expect(
+                    await eventually(5) { p.stderr.components(separatedBy: "code=\(code)").count > logged },
+                    "\(mode): \(code) not logged\n\(p.stderr.suffix(1500))")
                 #expect(await Workers.stoppedGrowing(file), "\(mode)")
                 a.set(.allow)
                 #expect(await eventually(10) { Workers.noneStopped(m) }, "\(mode): not resumed")

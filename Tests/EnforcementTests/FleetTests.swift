@@ -26,10 +26,14 @@ struct FleetTests {
     }
 
     /// `tether run` of a loop worker on `surface`, against `urls`; waits until it runs.
-    static func run(_ r: Replicas, _ urls: String, _ surface: String, _ marker: String, extra: [String] = []) async throws -> TetherProcess {
+    static func run(_ r: Replicas, _ urls: String, _ surface: String, _ marker: String, extra: [String] = []) async throws -> TetherProcess
+    {
         let file = workerDirectory("fleet") + "/ticks"
-        let p = try TetherProcess(["run", "--dir", r.dir, "--authority", urls, "--key-file", r.dir + "/agent.key",
-                                   "--public-key", r.dir + "/signing.pub", "--surface", surface] + extra + ["--"] + Workers.loop(marker, file: file))
+        let p = try TetherProcess(
+            [
+                "run", "--dir", r.dir, "--authority", urls, "--key-file", r.dir + "/agent.key",
+                "--public-key", r.dir + "/signing.pub", "--surface", surface,
+            ] + extra + ["--"] + Workers.loop(marker, file: file))
         #expect(await eventually(20) { fileSize(file) > 0 }, "\(p.stderr)")
         return p
     }
@@ -102,8 +106,10 @@ struct FleetTests {
         }
         #expect(listed, "replica 0 lists the watcher replica 1 holds")
         let (rc, out, err) = try await offPool {
-            try runTether(["revoke", "fleet-3", "--reason", "across", "--wait", "10s", "--authority", r.servers[0].url,
-                           "--key-file", r.dir + "/operator.key", "--dir", r.dir])
+            try runTether([
+                "revoke", "fleet-3", "--reason", "across", "--wait", "10s", "--authority", r.servers[0].url,
+                "--key-file", r.dir + "/operator.key", "--dir", r.dir,
+            ])
         }
         #expect(rc == 0, "\(out)\(err)")
         #expect(out.contains("✔ ") && out.contains("(fleet-3): stopped"), "\(out)")

@@ -11,32 +11,32 @@ struct GatedAgentTests {
     /// Runs a shell command, writes a file, makes an HTTP request, reads a file — in a loop,
     /// one line per action to a log it opened at its start ("7 net OK", "8 net ERR 1").
     static let agent = #"""
-    import errno, os, subprocess, sys, time, urllib.error, urllib.request
-    log_path, work, url = sys.argv[1], sys.argv[2], sys.argv[3]
-    log = open(log_path, "a", buffering=1)
-    def attempt(i, name, action):
-        try:
-            action()
-            log.write(f"{i} {name} OK\n")
-        except urllib.error.HTTPError:
-            log.write(f"{i} {name} OK\n")   # an answer came back: the request went out
-        except urllib.error.URLError as e:
-            log.write(f"{i} {name} ERR {getattr(e.reason, 'errno', None) or 0}\n")
-        except OSError as e:
-            log.write(f"{i} {name} ERR {e.errno or 0}\n")
-    def shell(): subprocess.run(["/bin/sh", "-c", "true"], check=True)
-    def write():
-        with open(f"{work}/note.txt", "w") as f: f.write("plan step\n")
-    def http(): urllib.request.urlopen(url, timeout=3).read()
-    def read():
-        with open("/etc/hostname") as f: f.read()
-    i = 0
-    while True:
-        i += 1
-        for name, action in (("exec", shell), ("write", write), ("net", http), ("read", read)):
-            attempt(i, name, action)
-        time.sleep(0.1)
-    """#
+        import errno, os, subprocess, sys, time, urllib.error, urllib.request
+        log_path, work, url = sys.argv[1], sys.argv[2], sys.argv[3]
+        log = open(log_path, "a", buffering=1)
+        def attempt(i, name, action):
+            try:
+                action()
+                log.write(f"{i} {name} OK\n")
+            except urllib.error.HTTPError:
+                log.write(f"{i} {name} OK\n")   # an answer came back: the request went out
+            except urllib.error.URLError as e:
+                log.write(f"{i} {name} ERR {getattr(e.reason, 'errno', None) or 0}\n")
+            except OSError as e:
+                log.write(f"{i} {name} ERR {e.errno or 0}\n")
+        def shell(): subprocess.run(["/bin/sh", "-c", "true"], check=True)
+        def write():
+            with open(f"{work}/note.txt", "w") as f: f.write("plan step\n")
+        def http(): urllib.request.urlopen(url, timeout=3).read()
+        def read():
+            with open("/etc/hostname") as f: f.read()
+        i = 0
+        while True:
+            i += 1
+            for name, action in (("exec", shell), ("write", write), ("net", http), ("read", read)):
+                attempt(i, name, action)
+            time.sleep(0.1)
+        """#
 
     struct Agent {
         let process: TetherProcess
@@ -85,7 +85,9 @@ struct GatedAgentTests {
 
     static let allOK = ["exec": "OK", "write": "OK", "net": "OK", "read": "OK"]
 
-    @Test("each gate revoked in turn: only its action fails with EPERM, the agent runs on; restored, it works again; the main surface still freezes")
+    @Test(
+        "each gate revoked in turn: only its action fails with EPERM, the agent runs on; restored, it works again; the main surface still freezes"
+    )
     func gatesOneByOne() async throws {
         let a = try await LiveAuthority()
         let ag = try Self.start(a, surface: "ga")
@@ -100,10 +102,11 @@ struct GatedAgentTests {
             // Never stopped: every process of the agent keeps running.
             #expect(Workers.noneStopped(ag.marker), "\(liveProcesses(withMarker: ag.marker))")
             // The denials reach the authority, aggregated: on-call sees them in tether status.
-            #expect(await eventually(5) {
-                let (_, status, _) = (try? a.op(["status", "ga.\(gate)"])) ?? (1, "", "")
-                return status.contains("denied by") && status.contains("×")
-            }, "status of ga.\(gate)")
+            #expect(
+                await eventually(5) {
+                    let (_, status, _) = (try? a.op(["status", "ga.\(gate)"])) ?? (1, "", "")
+                    return status.contains("denied by") && status.contains("×")
+                }, "status of ga.\(gate)")
             #expect(await eventually(5) { ag.process.stderr.contains("gate denied") && ag.process.stderr.contains("gate=\(gate)") })
             let (rc2, out2, _) = try a.op(["restore", "ga.\(gate)", "--wait", "5s"])
             #expect(rc2 == 0)
@@ -136,11 +139,15 @@ struct GatedAgentTests {
         try a.op(["revoke", "gr.net", "--wait", "5s"])
         try await Task.sleep(for: .milliseconds(500))
         #expect(await Self.settles(ag.log, Self.allOK))
-        #expect(await eventually(5) { ag.process.stderr.contains("gate would deny (record mode)") && ag.process.stderr.contains("call=connect") })
-        #expect(await eventually(5) {
-            let (_, status, _) = (try? a.op(["status", "gr.net"])) ?? (1, "", "")
-            return status.contains("[record]")
-        })
+        #expect(
+            await eventually(5) {
+                ag.process.stderr.contains("gate would deny (record mode)") && ag.process.stderr.contains("call=connect")
+            })
+        #expect(
+            await eventually(5) {
+                let (_, status, _) = (try? a.op(["status", "gr.net"])) ?? (1, "", "")
+                return status.contains("[record]")
+            })
         ag.process.signal(SIGTERM)
         _ = await ag.process.exitCode(within: 20)
     }

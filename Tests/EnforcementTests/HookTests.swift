@@ -26,10 +26,14 @@ struct HookTests {
 
     @Test("every agent's payload is read; the deny is in its own format, exit 2 with the reason")
     func payloads() throws {
-        for (agent, name, tool) in [("claude-code", "claude-code-bash", "Bash"), ("claude-code", "claude-code-mcp", "mcp__github__create_issue"),
-                                    ("codex", "codex-bash", "Bash"), ("gemini", "gemini-shell", "run_shell_command")] {
+        for (agent, name, tool) in [
+            ("claude-code", "claude-code-bash", "Bash"), ("claude-code", "claude-code-mcp", "mcp__github__create_issue"),
+            ("codex", "codex-bash", "Bash"), ("gemini", "gemini-shell", "run_shell_command"),
+        ] {
             let kind = AgentHook.Agent(rawValue: agent)!
-            #expect(try AgentHook.parse(Self.fixture(name), agent: kind).get() == AgentHook.Call(tool: tool, event: kind == .gemini ? "BeforeTool" : "PreToolUse"))
+            #expect(
+                try AgentHook.parse(Self.fixture(name), agent: kind).get()
+                    == AgentHook.Call(tool: tool, event: kind == .gemini ? "BeforeTool" : "PreToolUse"))
             let out = AgentHook.output(allowed: false, reason: "tether: \(tool) denied", agent: kind)
             #expect(out.exitCode == 2 && out.stderr == "tether: \(tool) denied\n")
             let o = try #require(try JSONSerialization.jsonObject(with: Data(out.stdout.utf8)) as? [String: Any])
@@ -58,12 +62,22 @@ struct HookTests {
         let silent = try UnixListener(path: dir + "/silent.sock", reply: nil)
         let garbage = try UnixListener(path: dir + "/garbage.sock", reply: "{\"allowed\": \"yes\"}\n")
         let liar = try UnixListener(path: dir + "/liar.sock", reply: "{\"allowed\": true, \"code\": \"DEVICE_REVOKED\"}\n")
-        defer { silent.stop(); garbage.stop(); liar.stop() }
+        defer {
+            silent.stop()
+            garbage.stop()
+            liar.stop()
+        }
         let cases: [(String, [String], Data, [String: String], String)] = [
             ("not JSON", ["claude-code", "--socket", dir + "/none.sock"], Data("not json".utf8), [:], "not a JSON object"),
-            ("no tool_name", ["claude-code", "--socket", dir + "/none.sock"], Data("{\"hook_event_name\":\"PreToolUse\"}".utf8), [:], "no tool_name"),
+            (
+                "no tool_name", ["claude-code", "--socket", dir + "/none.sock"], Data("{\"hook_event_name\":\"PreToolUse\"}".utf8), [:],
+                "no tool_name"
+            ),
             ("empty input", ["gemini", "--socket", dir + "/none.sock"], Data(), [:], "no hook input"),
-            ("another event", ["claude-code", "--socket", dir + "/none.sock"], Self.fixture("claude-code-notification"), [:], "not Notification"),
+            (
+                "another event", ["claude-code", "--socket", dir + "/none.sock"], Self.fixture("claude-code-notification"), [:],
+                "not Notification"
+            ),
             ("the wrong agent's event", ["gemini", "--socket", dir + "/none.sock"], bash, [:], "answers BeforeTool"),
             ("unknown agent", ["cursor"], bash, [:], "not an agent"),
             ("bad mapping", ["claude-code", "--map", "Bash"], bash, [:], "TOOL=SURFACE"),
@@ -72,17 +86,27 @@ struct HookTests {
             ("misspelled option", ["claude-code", "--mapp", "Bash=x"], bash, [:], "Unknown option '--mapp'"),
             ("--map without a value", ["claude-code", "--map"], bash, [:], "Missing value for '--map"),
             ("no agent at all", [], bash, [:], "Missing expected argument"),
-            ("an unknown flag", ["codex", "--socket", dir + "/none.sock", "--bogus"], Self.fixture("codex-bash"), [:], "Unknown option '--bogus'"),
+            (
+                "an unknown flag", ["codex", "--socket", dir + "/none.sock", "--bogus"], Self.fixture("codex-bash"), [:],
+                "Unknown option '--bogus'"
+            ),
             ("-h", ["-h"], bash, [:], "denied: the hook's own arguments did not parse"),
-            ("--help after the agent", ["gemini", "--help"], Self.fixture("gemini-shell"), [:], "denied: the hook's own arguments did not parse"),
+            (
+                "--help after the agent", ["gemini", "--help"], Self.fixture("gemini-shell"), [:],
+                "denied: the hook's own arguments did not parse"
+            ),
             ("an option as --name=value with a bad value", ["claude-code", "--map=Bash"], bash, [:], "TOOL=SURFACE"),
             ("no socket, no surface", ["claude-code"], bash, [:], "no decision socket"),
             ("socket gone (a dead supervisor)", ["claude-code", "--socket", dir + "/none.sock"], bash, [:], "is the supervisor running"),
             ("socket silent", ["claude-code", "--socket", dir + "/silent.sock"], bash, [:], "TIMEOUT"),
             ("garbage answer", ["claude-code", "--socket", dir + "/garbage.sock"], bash, [:], "BAD_RESPONSE"),
             ("allowed but not ALLOW", ["claude-code", "--socket", dir + "/liar.sock"], bash, [:], "DEVICE_REVOKED"),
-            ("authority unreachable", ["codex", "--surface", "x", "--authority", "http://127.0.0.1:\(freePort())", "--key-file", dir + "/k"], Self.fixture("codex-bash"),
-             [:], "AUTHORITY_UNREACHABLE"),
+            (
+                "authority unreachable",
+                ["codex", "--surface", "x", "--authority", "http://127.0.0.1:\(freePort())", "--key-file", dir + "/k"],
+                Self.fixture("codex-bash"),
+                [:], "AUTHORITY_UNREACHABLE"
+            ),
         ]
         try "k\n".write(toFile: dir + "/k", atomically: true, encoding: .utf8)
         chmod(dir + "/k", 0o600)
@@ -96,25 +120,36 @@ struct HookTests {
         let a = try await LiveAuthority()
         _ = try await a.run("hk-sig", [], ["true"]).exitCode(within: 30)
         let other = try await LiveAuthority()
-        let (rc, _, err) = try await Self.hook(["claude-code", "--surface", "hk-sig", "--authority", a.url, "--key-file", a.dir + "/agent.key",
-                                          "--public-key", other.dir + "/signing.pub"], input: bash)
+        let (rc, _, err) = try await Self.hook(
+            [
+                "claude-code", "--surface", "hk-sig", "--authority", a.url, "--key-file", a.dir + "/agent.key",
+                "--public-key", other.dir + "/signing.pub",
+            ], input: bash)
         #expect(rc == 2 && err.contains("BAD_SIGNATURE"), "\(err)")
         // The control: the right key allows.
-        let (ok, _, okErr) = try await Self.hook(["claude-code", "--surface", "hk-sig", "--authority", a.url, "--key-file", a.dir + "/agent.key",
-                                            "--public-key", a.dir + "/signing.pub"], input: bash)
+        let (ok, _, okErr) = try await Self.hook(
+            [
+                "claude-code", "--surface", "hk-sig", "--authority", a.url, "--key-file", a.dir + "/agent.key",
+                "--public-key", a.dir + "/signing.pub",
+            ], input: bash)
         #expect(ok == 0, "\(okErr)")
     }
 
     /// A worker that runs `tether hook claude-code` on a payload every 50 ms, logging the exit code.
     static func hookLoop(_ log: String, payload: String, args: String) -> [String] {
-        ["sh", "-c", "while :; do \(tetherBinary) hook claude-code \(args) < \(payload) >/dev/null 2>>\(log).err; echo $? >> \(log); sleep 0.2; done"]
+        [
+            "sh", "-c",
+            "while :; do \(tetherBinary) hook claude-code \(args) < \(payload) >/dev/null 2>>\(log).err; echo $? >> \(log); sleep 0.2; done",
+        ]
     }
 
     static func last(_ log: String) -> String {
         (try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").last.map(String.init) ?? ""
     }
 
-    @Test("through the decision socket: allow, a revoke of the mapped surface denies within the freeze's bound, restore allows; only its own worker may ask")
+    @Test(
+        "through the decision socket: allow, a revoke of the mapped surface denies within the freeze's bound, restore allows; only its own worker may ask"
+    )
     func throughTheSocket() async throws {
         let a = try await LiveAuthority()
         let dir = workerDirectory("hook-e2e")
@@ -129,7 +164,9 @@ struct HookTests {
         FileManager.default.createFile(atPath: log + ".err", contents: nil)
         chmod(log + ".err", 0o666)
         let p = try a.run("hk", [], Self.hookLoop(log, payload: payload, args: "--map Bash=hk.tools"))
-        #expect(await eventually(30) { Self.last(log) == "0" }, "\(p.stderr)\n\((try? String(contentsOfFile: log + ".err", encoding: .utf8)) ?? "")")
+        #expect(
+            await eventually(30) { Self.last(log) == "0" },
+            "\(p.stderr)\n\((try? String(contentsOfFile: log + ".err", encoding: .utf8)) ?? "")")
         let t0 = Date()
         let (rc, _, _) = try a.op(["revoke", "hk.tools", "--reason", "INC-9"])
         #expect(rc == 0)
@@ -155,7 +192,9 @@ struct HookTests {
         #expect(rc3 == 2 && err3.contains("SOCKET_UNAVAILABLE"), "\(err3)")
     }
 
-    @Test("each agent's real payload through the socket, under tether supervise: allowed, then denied by a revoke of the mapped surface, then allowed")
+    @Test(
+        "each agent's real payload through the socket, under tether supervise: allowed, then denied by a revoke of the mapped surface, then allowed"
+    )
     func everyAgentUnderSupervise() async throws {
         let a = try await LiveAuthority()
         let dir = workerDirectory("hook-agents")
@@ -163,7 +202,9 @@ struct HookTests {
         for (agent, name) in [("claude-code", "claude-code-mcp"), ("codex", "codex-bash"), ("gemini", "gemini-shell")] {
             FileManager.default.createFile(atPath: "\(dir)/\(name).json", contents: Self.fixture(name))
             chmod("\(dir)/\(name).json", 0o644)
-            loop.append("\(tetherBinary) hook \(agent) --map 'mcp__github__*=hs.mcp.github' --map 'Bash=hs.mcp.github' --map 'run_shell_command=hs.mcp.github' < \(dir)/\(name).json >/dev/null 2>&1; echo \(agent) $? >> \(dir)/codes")
+            loop.append(
+                "\(tetherBinary) hook \(agent) --map 'mcp__github__*=hs.mcp.github' --map 'Bash=hs.mcp.github' --map 'run_shell_command=hs.mcp.github' < \(dir)/\(name).json >/dev/null 2>&1; echo \(agent) $? >> \(dir)/codes"
+            )
         }
         FileManager.default.createFile(atPath: dir + "/codes", contents: nil)
         chmod(dir + "/codes", 0o666)
@@ -187,16 +228,30 @@ struct HookTests {
             return r
         }
         let all = ["claude-code", "codex", "gemini"]
-        #expect(await eventually(30) { let r = latest(); return all.allSatisfy { r[$0] == "0" } }, "\(latest()) \(p.stderr)")
+        #expect(
+            await eventually(30) {
+                let r = latest()
+                return all.allSatisfy { r[$0] == "0" }
+            }, "\(latest()) \(p.stderr)")
         try a.op(["revoke", "hs.mcp.github"])
-        #expect(await eventually(5) { let r = latest(); return all.allSatisfy { r[$0] == "2" } }, "\(latest())")
+        #expect(
+            await eventually(5) {
+                let r = latest()
+                return all.allSatisfy { r[$0] == "2" }
+            }, "\(latest())")
         try a.op(["restore", "hs.mcp.github"])
-        #expect(await eventually(5) { let r = latest(); return all.allSatisfy { r[$0] == "0" } }, "\(latest())")
+        #expect(
+            await eventually(5) {
+                let r = latest()
+                return all.allSatisfy { r[$0] == "0" }
+            }, "\(latest())")
         p.signal(SIGTERM)
         _ = await p.exitCode(within: 20)
     }
 
-    @Test("under tether supervise, a worker flooding its decision socket (a thousand connections a second, silent ones held) does not keep another worker's socket from answering: one thread accepts for all, a connection from each ready socket a round")
+    @Test(
+        "under tether supervise, a worker flooding its decision socket (a thousand connections a second, silent ones held) does not keep another worker's socket from answering: one thread accepts for all, a connection from each ready socket a round"
+    )
     func floodDoesNotStarveAnotherSocket() async throws {
         let a = try await LiveAuthority()
         let dir = workerDirectory("hook-flood")
@@ -208,9 +263,11 @@ struct HookTests {
         // open and silent (each holds a serving slot until its 5 s timeout; past 32 the socket
         // closes new ones at once). Not faster: the flood must not take the CPU the other
         // suites running meanwhile need.
-        let flood = "import os,socket,time\nheld=[]\nwhile True:\n  c=socket.socket(socket.AF_UNIX)\n  c.connect(os.environ['TETHER_DECISION_SOCKET'])\n  held.append(c)\n  if len(held)>200: held.pop(0).close()\n  time.sleep(0.002)\n"
+        let flood =
+            "import os,socket,time\nheld=[]\nwhile True:\n  c=socket.socket(socket.AF_UNIX)\n  c.connect(os.environ['TETHER_DECISION_SOCKET'])\n  held.append(c)\n  if len(held)>200: held.pop(0).close()\n  time.sleep(0.002)\n"
         // The other worker asks every 50 ms and writes how long each answer took.
-        let ask = "import os,socket,time\nwhile True:\n  t=time.monotonic()\n  c=socket.socket(socket.AF_UNIX)\n  c.connect(os.environ['TETHER_DECISION_SOCKET'])\n  c.sendall(b'{}\\n')\n  ok=c.makefile().readline()\n  c.close()\n  open('\(out)','a').write('%s %.1f\\n' % ('allow' if '\"allowed\":true' in ok else 'other', (time.monotonic()-t)*1000))\n  time.sleep(0.05)\n"
+        let ask =
+            "import os,socket,time\nwhile True:\n  t=time.monotonic()\n  c=socket.socket(socket.AF_UNIX)\n  c.connect(os.environ['TETHER_DECISION_SOCKET'])\n  c.sendall(b'{}\\n')\n  ok=c.makefile().readline()\n  c.close()\n  open('\(out)','a').write('%s %.1f\\n' % ('allow' if '\"allowed\":true' in ok else 'other', (time.monotonic()-t)*1000))\n  time.sleep(0.05)\n"
         try flood.write(toFile: dir + "/flood.py", atomically: true, encoding: .utf8)
         try ask.write(toFile: dir + "/ask.py", atomically: true, encoding: .utf8)
         chmod(dir + "/flood.py", 0o644)
@@ -256,10 +313,14 @@ struct HookTests {
         FileManager.default.createFile(atPath: out, contents: nil)
         chmod(out, 0o666)
         _ = try await a.run("ho-other", [], ["true"]).exitCode(within: 30)
-        let ask = { (s: String) in "echo '{\"surface\": \"\(s)\"}' | python3 -c \"import os,socket,sys; c=socket.socket(socket.AF_UNIX); c.connect(os.environ['TETHER_DECISION_SOCKET']); c.sendall(sys.stdin.buffer.read()); print(c.makefile().readline().strip())\" >> \(out)" }
+        let ask = { (s: String) in
+            "echo '{\"surface\": \"\(s)\"}' | python3 -c \"import os,socket,sys; c=socket.socket(socket.AF_UNIX); c.connect(os.environ['TETHER_DECISION_SOCKET']); c.sendall(sys.stdin.buffer.read()); print(c.makefile().readline().strip())\" >> \(out)"
+        }
         let script = [ask("ho"), ask("ho-other"), ask("ho.sub.missing"), "sleep 30"].joined(separator: "; ")
         let p = try a.run("ho", [], ["/bin/sh", "-c", script])
-        #expect(await eventually(20) { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").count >= 3 }, "\(p.stderr)")
+        #expect(
+            await eventually(20) { ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").count >= 3 },
+            "\(p.stderr)")
         let lines = ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
         #expect(lines.count >= 3)
         if lines.count >= 3 {
@@ -342,7 +403,9 @@ final class UnixListener: @unchecked Sendable {
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in
             for (i, b) in path.utf8.enumerated() { raw[i] = b }
         }
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
         guard rc == 0, listen(s, 8) == 0 else { throw POSIXError(.EADDRINUSE) }
         Thread.detachNewThread { [self] in
             while true {
@@ -350,7 +413,7 @@ final class UnixListener: @unchecked Sendable {
                 if c < 0 { return }
                 if let reply {
                     var buf = [UInt8](repeating: 0, count: 512)
-                    _ = read(c, &buf, buf.count)   // the question first, as a real peer
+                    _ = read(c, &buf, buf.count)  // the question first, as a real peer
                     _ = reply.withCString { write(c, $0, strlen($0)) }
                     close(c)
                 } else {

@@ -13,7 +13,9 @@ import TetherTestKit
 struct McpGatewayAttackTests {
     static let fixtures = McpGatewayTests.fixtures
 
-    @Test("lines it cannot read strictly (lone surrogate, nesting past Foundation's limit, duplicate keys, invalid UTF-8, not JSON) are answered -32700/-32600 and never reach the server; a batch is split; a frozen server's requests are answered within a bound; resources/read and prompts/get follow the server's surface")
+    @Test(
+        "lines it cannot read strictly (lone surrogate, nesting past Foundation's limit, duplicate keys, invalid UTF-8, not JSON) are answered -32700/-32600 and never reach the server; a batch is split; a frozen server's requests are answered within a bound; resources/read and prompts/get follow the server's surface"
+    )
     func rawLines() async throws {
         let a = try await LiveAuthority()
         let dir = workerDirectory("mcpraw")
@@ -26,7 +28,9 @@ struct McpGatewayAttackTests {
         let marker = Workers.marker("mcpraw")
         let s = try RawMcp(a, surface: "mr", ["/usr/bin/python3", dir + "/raw_server.py", log, marker])
         defer { s.end() }
-        s.send(#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#)
+        s.send(
+            #"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#
+        )
         #expect(await s.reply(1)?["result"] != nil, "\(s.text)")
         s.send(#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
 
@@ -35,14 +39,23 @@ struct McpGatewayAttackTests {
         // Each of these is a call of note (revoked) to some reader: never forwarded.
         let deep = String(repeating: "[", count: 600) + String(repeating: "]", count: 600)
         let unreadable: [([UInt8], Int)] = [
-            (Array(#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"note","arguments":{"text":"\ud800"}}}"#.utf8), -32700),
-            (Array(#"{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"note","arguments":{"text":\#(deep)}}}"#.utf8), -32700),
+            (
+                Array(#"{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":"note","arguments":{"text":"\ud800"}}}"#.utf8),
+                -32700
+            ),
+            (
+                Array(#"{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"note","arguments":{"text":\#(deep)}}}"#.utf8),
+                -32700
+            ),
             (Array(#"{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"name":"note","name":"echo","arguments":{}}}"#.utf8), -32600),
             (Array(#"{"jsonrpc":"2.0","id":13,"method":"tools/call","params":{"name":"echo","name":"note","arguments":{}}}"#.utf8), -32600),
             (Array(#"{"jsonrpc":"2.0","id":14,"method":"ping","method":"tools/call","params":{"name":"note"}}"#.utf8), -32600),
             (Array(#"{"jsonrpc":"2.0","id":15,"method":"tools/call","method":"ping","params":{"name":"note"}}"#.utf8), -32600),
             (Array(#"{"jsonrpc":"2.0","id":16,"id":17,"method":"tools/call","params":{"name":"note"}}"#.utf8), -32600),
-            (Array(#"{"jsonrpc":"2.0","id":18,"method":"tools/call","params":{"name":"note","arguments":{"text":""#.utf8) + [0xFF] + Array(#""}}}"#.utf8), -32700),
+            (
+                Array(#"{"jsonrpc":"2.0","id":18,"method":"tools/call","params":{"name":"note","arguments":{"text":""#.utf8) + [0xFF]
+                    + Array(#""}}}"#.utf8), -32700
+            ),
             (Array("note please".utf8), -32700),
         ]
         for (line, _) in unreadable { s.send(line) }
@@ -50,7 +63,9 @@ struct McpGatewayAttackTests {
         #expect(s.errors(id: nil).map(\.code) == unreadable.map(\.1), "\(s.errors(id: nil))")
 
         // A batch: the refused call answered here, the allowed one forwarded alone.
-        s.send(#"[{"jsonrpc":"2.0","id":20,"method":"tools/call","params":{"name":"echo","arguments":{}}},{"jsonrpc":"2.0","id":21,"method":"tools/call","params":{"name":"note","arguments":{}}}]"#)
+        s.send(
+            #"[{"jsonrpc":"2.0","id":20,"method":"tools/call","params":{"name":"echo","arguments":{}}},{"jsonrpc":"2.0","id":21,"method":"tools/call","params":{"name":"note","arguments":{}}}]"#
+        )
         let r21 = await s.reply(21)?["result"] as? [String: Any]
         #expect(r21?["isError"] as? Bool == true && s.text(of: r21).contains("mr.note is DEVICE_REVOKED"), "\(s.text)")
         #expect(s.text(of: await s.reply(20)?["result"] as? [String: Any]) == "ran echo", "\(s.text)")
@@ -82,16 +97,22 @@ struct McpGatewayAttackTests {
 
         // What reached the server: initialize, the batch without 21, the hang, the echo.
         // (Read as is: a line of invalid UTF-8 that got through must show, not void the file.)
-        let received = String(decoding: FileManager.default.contents(atPath: log) ?? Data(), as: UTF8.self).split(separator: "\n").map(String.init)
+        let received = String(decoding: FileManager.default.contents(atPath: log) ?? Data(), as: UTF8.self).split(separator: "\n").map(
+            String.init)
         #expect(!received.contains { $0.contains("note") }, "\(received)")
-        #expect(received.filter { $0.hasPrefix("[") } == [#"[{"jsonrpc":"2.0","id":20,"method":"tools/call","params":{"name":"echo","arguments":{}}}]"#], "\(received)")
+        #expect(
+            received.filter { $0.hasPrefix("[") } == [
+                #"[{"jsonrpc":"2.0","id":20,"method":"tools/call","params":{"name":"echo","arguments":{}}}]"#
+            ], "\(received)")
         for absent in ["resources/read", "prompts/get", "tools/list", "notifications/cancelled"] {
             #expect(!received.contains { $0.contains(absent) }, "\(absent): \(received)")
         }
         #expect(received.count == 5, "\(received)")
     }
 
-    @Test("tasks (MCP 2025-11-25): tasks/result across a revoke is refused; tasks/get says failed; a task-augmented call while revoked gets a failed task that never reaches the server; a refused task stays refused after the restore; tasks/list agrees")
+    @Test(
+        "tasks (MCP 2025-11-25): tasks/result across a revoke is refused; tasks/get says failed; a task-augmented call while revoked gets a failed task that never reaches the server; a refused task stays refused after the restore; tasks/list agrees"
+    )
     func tasks() async throws {
         let deps = try PythonDeps.mcp()
         let a = try await LiveAuthority()
@@ -102,7 +123,9 @@ struct McpGatewayAttackTests {
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         chmod(log, 0o666)
         #expect(await (try a.run("mt.note", [], ["true"])).exitCode(within: 30) == 0)
-        let s = try RawMcp(a, surface: "mt", ["/usr/bin/python3", dir + "/tasks_server.py", log, dir, Workers.marker("mcptasks")], env: "PYTHONPATH=\(deps)")
+        let s = try RawMcp(
+            a, surface: "mt", ["/usr/bin/python3", dir + "/tasks_server.py", log, dir, Workers.marker("mcptasks")],
+            env: "PYTHONPATH=\(deps)")
         defer { s.end() }
         func release(_ text: String) { _ = FileManager.default.createFile(atPath: "\(dir)/release-\(text)", contents: nil) }
         func call(_ id: Int, _ text: String) -> String {
@@ -111,7 +134,9 @@ struct McpGatewayAttackTests {
         func ask(_ id: Int, _ method: String, _ task: String) -> String {
             #"{"jsonrpc":"2.0","id":\#(id),"method":"\#(method)","params":{"taskId":"\#(task)"}}"#
         }
-        s.send(#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#)
+        s.send(
+            #"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#
+        )
         #expect(await s.reply(1, within: 30)?["result"] != nil, "\(s.text)")
         s.send(#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
 
@@ -135,7 +160,9 @@ struct McpGatewayAttackTests {
         #expect(((r4?["_meta"] as? [String: Any])?["io.modelcontextprotocol/related-task"] as? [String: Any])?["taskId"] as? String == t3)
         s.send(ask(5, "tasks/get", t1))
         let r5 = await s.reply(5)?["result"] as? [String: Any]
-        #expect(r5?["status"] as? String == "failed" && (r5?["statusMessage"] as? String ?? "").contains("mt.note is DEVICE_REVOKED"), "\(s.text)")
+        #expect(
+            r5?["status"] as? String == "failed" && (r5?["statusMessage"] as? String ?? "").contains("mt.note is DEVICE_REVOKED"),
+            "\(s.text)")
         s.send(ask(6, "tasks/result", t1))
         #expect((await s.reply(6)?["result"] as? [String: Any])?["isError"] as? Bool == true, "\(s.text)")
 
@@ -188,8 +215,11 @@ final class RawMcp: @unchecked Sendable {
 
     init(_ a: LiveAuthority, surface: String, _ server: [String], env: String? = nil) throws {
         process.executableURL = URL(fileURLWithPath: tetherBinary)
-        process.arguments = ["mcp", "--dir", a.dir, "--authority", a.url, "--key-file", a.dir + "/agent.key",
-                             "--public-key", a.dir + "/signing.pub", "--surface", surface, "--on-revoke", "stop"]
+        process.arguments =
+            [
+                "mcp", "--dir", a.dir, "--authority", a.url, "--key-file", a.dir + "/agent.key",
+                "--public-key", a.dir + "/signing.pub", "--surface", surface, "--on-revoke", "stop",
+            ]
             + (env.map { ["--env", $0] } ?? []) + ["--"] + server
         process.environment = ["PATH": "/usr/bin:/bin", "TETHER_LOG_LEVEL": "notice"]
         let out = Pipe()

@@ -11,7 +11,9 @@ import TetherTestKit
 struct McpGatewayTests {
     static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/mcp").path
 
-    @Test("tools/list and tools/call pass; a revoked tool surface or server surface refuses the call with isError and the server never sees it; restore works; frozen under stop; a dead server is a clean error")
+    @Test(
+        "tools/list and tools/call pass; a revoked tool surface or server surface refuses the call with isError and the server never sees it; restore works; frozen under stop; a dead server is a clean error"
+    )
     func gateway() async throws {
         let deps = try PythonDeps.mcp()
         let a = try await LiveAuthority()
@@ -27,9 +29,11 @@ struct McpGatewayTests {
         #expect(await (try a.run("mg.note", [], ["true"])).exitCode(within: 30) == 0)
         let marker = Workers.marker("mcp")
         let steps = #"[[["note","a"],["echo","a2"]], [["note","b"],["echo","c"]], [["echo","d"]], [["note","e"]], [["echo","f"]]]"#
-        let gateway = [tetherBinary, "mcp", "--dir", a.dir, "--authority", a.url, "--key-file", a.dir + "/agent.key",
-                       "--public-key", a.dir + "/signing.pub", "--surface", "mg", "--on-revoke", "stop", "--env", "PYTHONPATH=\(deps)",
-                       "--", "/usr/bin/python3", dir + "/notes_server.py", log, marker]
+        let gateway = [
+            tetherBinary, "mcp", "--dir", a.dir, "--authority", a.url, "--key-file", a.dir + "/agent.key",
+            "--public-key", a.dir + "/signing.pub", "--surface", "mg", "--on-revoke", "stop", "--env", "PYTHONPATH=\(deps)",
+            "--", "/usr/bin/python3", dir + "/notes_server.py", log, marker,
+        ]
         let client = Process()
         client.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         client.arguments = [dir + "/stepped_client.py", dir, steps] + gateway
@@ -45,7 +49,9 @@ struct McpGatewayTests {
             _ = await eventually(20) { lines.objects.filter { $0["step"] as? Int == n }.count >= count }
             return lines.objects.filter { $0["step"] as? Int == n }
         }
-        #expect(await eventually(60) { lines.objects.contains { $0["step"] as? Int == 0 } }, "\(lines.text)\n\(err.fileHandleForReading.availableData)")
+        #expect(
+            await eventually(60) { lines.objects.contains { $0["step"] as? Int == 0 } },
+            "\(lines.text)\n\(err.fileHandleForReading.availableData)")
         #expect(lines.objects.first?["tools"] as? [String] == ["echo", "note"])
 
         let s1 = await step(1, count: 2)
@@ -70,12 +76,20 @@ struct McpGatewayTests {
                 !(((try? String(contentsOfFile: "/proc/\(p.pid)/cmdline", encoding: .utf8)) ?? "").contains("stepped_client"))
             }
         }
-        #expect(await eventually(5) { let s = server(); return !s.isEmpty && s.allSatisfy(\.isStopped) }, "\(server())")
+        #expect(
+            await eventually(5) {
+                let s = server()
+                return !s.isEmpty && s.allSatisfy(\.isStopped)
+            }, "\(server())")
         let s3 = await step(3, count: 1)
         #expect(s3.first?["isError"] as? Bool == true && (s3.first?["content"] as? String ?? "").contains("mg is DEVICE_REVOKED"), "\(s3)")
 
         try a.op(["restore", "mg", "--wait", "5s"])
-        #expect(await eventually(5) { let s = server(); return !s.isEmpty && !s.contains(where: \.isStopped) })
+        #expect(
+            await eventually(5) {
+                let s = server()
+                return !s.isEmpty && !s.contains(where: \.isStopped)
+            })
         let s4 = await step(4, count: 1)
         #expect(s4.first?["isError"] as? Bool == false && s4.first?["content"] as? String == "noted: e", "\(s4)")
 
@@ -100,7 +114,10 @@ final class LineCollector: @unchecked Sendable {
     init(_ handle: FileHandle) {
         handle.readabilityHandler = { [weak self] h in
             let d = h.availableData
-            guard let self, !d.isEmpty else { h.readabilityHandler = nil; return }
+            guard let self, !d.isEmpty else {
+                h.readabilityHandler = nil
+                return
+            }
             self.lock.lock()
             self.buffer.append(d)
             self.lock.unlock()

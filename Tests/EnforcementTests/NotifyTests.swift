@@ -10,9 +10,12 @@ struct NotifyTests {
         let a = try await LiveAuthority()
         let sock = try NotifySocket()
         let m = Workers.marker("notify")
-        let p = try TetherProcess(["run", "--dir", a.dir, "--authority", a.url, "--key-file", a.dir + "/agent.key",
-                                   "--surface", "notify-1", "--", "sh", "-c", "while :; do sleep 0.05; done", m],
-                                  env: ["NOTIFY_SOCKET": sock.path, "WATCHDOG_USEC": "200000"])
+        let p = try TetherProcess(
+            [
+                "run", "--dir", a.dir, "--authority", a.url, "--key-file", a.dir + "/agent.key",
+                "--surface", "notify-1", "--", "sh", "-c", "while :; do sleep 0.05; done", m,
+            ],
+            env: ["NOTIFY_SOCKET": sock.path, "WATCHDOG_USEC": "200000"])
         #expect(await eventually(20) { sock.saw("READY=1") }, "\(p.stderr)")
         #expect(sock.statuses().contains { $0.hasPrefix("notify-1: running") })
         let pings = sock.messages.filter { $0 == "WATCHDOG=1" }.count
@@ -41,18 +44,21 @@ struct NotifyTests {
         command = ["sh", "-c", "while :; do sleep 0.05; done", "\(m)"]
         """.write(toFile: path, atomically: true, encoding: .utf8)
         let p = try TetherProcess(["supervise", "--config", path], env: ["NOTIFY_SOCKET": sock.path, "WATCHDOG_USEC": "400000"])
-        #expect(await eventually(20) { sock.saw("READY=1") && sock.statuses().contains("1 worker: 1 running") }, "\(sock.statuses()) \(p.stderr)")
+        #expect(
+            await eventually(20) { sock.saw("READY=1") && sock.statuses().contains("1 worker: 1 running") },
+            "\(sock.statuses()) \(p.stderr)")
         // An on-call engineer with her own operator key: the status names her and her reason.
         let (rc, aliceKey, err) = try runTether(["keys", "create", "--dir", a.dir, "--role", "operator", "--name", "alice"])
         #expect(rc == 0, "\(err)")
         let keyFile = a.dir + "/alice.key"
         try aliceKey.write(toFile: keyFile, atomically: true, encoding: .utf8)
-        chmod(keyFile, 0o600)   // a key readable by everyone is refused
+        chmod(keyFile, 0o600)  // a key readable by everyone is refused
         let (rrc, _, rerr) = try runTether(["revoke", "agent-02", "--reason", "INC-481", "--authority", a.url, "--key-file", keyFile])
         #expect(rrc == 0, "\(rerr)")
-        #expect(await eventually(5) {
-            sock.statuses().contains { $0.hasPrefix("1 worker: 1 frozen (agent-02 revoked ") && $0.hasSuffix(" by alice: INC-481)") }
-        }, "\(sock.statuses())")
+        #expect(
+            await eventually(5) {
+                sock.statuses().contains { $0.hasPrefix("1 worker: 1 frozen (agent-02 revoked ") && $0.hasSuffix(" by alice: INC-481)") }
+            }, "\(sock.statuses())")
         #expect(p.stderr.contains("by=alice") && p.stderr.contains("reason=INC-481"), "the enforcer's log names her too")
         #expect(sock.saw("WATCHDOG=1"))
         p.signal(SIGHUP)

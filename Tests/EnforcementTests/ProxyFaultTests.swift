@@ -26,9 +26,12 @@ struct ProxyFaultTests {
         let proxy = try FaultProxy(upstreamPort: a.server.port, signer: try await FaultProxy.activeSigner(stateDirectory: a.dir))
         let m = Workers.marker(name)
         let file = workerDirectory("e2e-\(name)") + "/ticks"
-        let p = try TetherProcess(["run", "--dir", a.dir, "--authority", proxy.url, "--key-file", a.dir + "/agent.key",
-                                   "--public-key", a.dir + "/signing.pub", "--surface", "\(name)-1", "--poll-interval", "200ms",
-                                   "--"] + Workers.loop(m, file: file))
+        let p = try TetherProcess(
+            [
+                "run", "--dir", a.dir, "--authority", proxy.url, "--key-file", a.dir + "/agent.key",
+                "--public-key", a.dir + "/signing.pub", "--surface", "\(name)-1", "--poll-interval", "200ms",
+                "--",
+            ] + Workers.loop(m, file: file))
         #expect(await eventually(20) { fileSize(file) > 0 }, "\(p.stderr)")
         return Setup(authority: a, proxy: proxy, marker: m, file: file, run: p)
     }
@@ -41,7 +44,9 @@ struct ProxyFaultTests {
         return Date().timeIntervalSince(t0)
     }
 
-    @Test("refused, reset, hung, 1 byte/s, 5xx, garbage, oversized, unsigned, wrongly signed, replayed: stopped within the lease, reason logged; resumed on a valid allow")
+    @Test(
+        "refused, reset, hung, 1 byte/s, 5xx, garbage, oversized, unsigned, wrongly signed, replayed: stopped within the lease, reason logged; resumed on a valid allow"
+    )
     func faults() async throws {
         let s = try await start("proxy")
         let (proxy, m, file, p) = (s.proxy, s.marker, s.file, s.run)
@@ -56,8 +61,13 @@ struct ProxyFaultTests {
             let logged = p.stderr.components(separatedBy: "code=\(code)").count
             let took = await timeToStop(proxy, fault, m)
             times.append("\(fault): \(took.map { String(format: "%.2f s", $0) } ?? "NOT STOPPED")")
-            #expect(took != nil && took! < Self.bound, "\(fault): stopped in \(String(describing: took)) s: \(liveProcesses(withMarker: m).map { "\($0.pid) \($0.state)" })\n\(p.stderr.suffix(1500))")
-            #expect(await eventually(3) { p.stderr.components(separatedBy: "code=\(code)").count > logged }, "\(fault): \(code) not logged\n\(p.stderr.suffix(1500))")
+            #expect(
+                took != nil && took! < Self.bound,
+                "\(fault): stopped in \(String(describing: took)) s: \(liveProcesses(withMarker: m).map { "\($0.pid) \($0.state)" })\n\(p.stderr.suffix(1500))"
+            )
+            #expect(
+                await eventually(3) { p.stderr.components(separatedBy: "code=\(code)").count > logged },
+                "\(fault): \(code) not logged\n\(p.stderr.suffix(1500))")
             #expect(await Workers.stoppedGrowing(file), "\(fault)")
             proxy.set(.none)
             #expect(await eventually(10) { Workers.noneStopped(m) }, "\(fault): not resumed\n\(p.stderr.suffix(1000))")
@@ -68,7 +78,9 @@ struct ProxyFaultTests {
         #expect(await p.exitCode(within: 20) != nil)
     }
 
-    @Test("the authority's clock an hour off either way: renewals keep the worker running; silence stops it within the lease, not an hour later")
+    @Test(
+        "the authority's clock an hour off either way: renewals keep the worker running; silence stops it within the lease, not an hour later"
+    )
     func clockSkew() async throws {
         let s = try await start("skew")
         let (proxy, m, file, p) = (s.proxy, s.marker, s.file, s.run)

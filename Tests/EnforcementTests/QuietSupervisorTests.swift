@@ -13,7 +13,8 @@ struct QuietSupervisorTests {
         let tids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
         return tids.compactMap { tid in
             guard let s = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/stat", encoding: .utf8),
-                  let close = s.lastIndex(of: ")") else { return nil }
+                let close = s.lastIndex(of: ")")
+            else { return nil }
             let f = s[s.index(close, offsetBy: 2)...].split(separator: " ")
             guard f.count > 38, let policy = Int(f[38]), let nice = Int(f[16]) else { return nil }
             return (policy, nice)
@@ -24,7 +25,9 @@ struct QuietSupervisorTests {
         ProcessTable.snapshot().first { $0.ppid == pid && command(of: $0.pid) == "tether-keeper" && !$0.isDead }?.pid
     }
 
-    @Test("the supervisor and its keeper run 10 nice levels up, every thread of its async runtime too; its workers run as it was started and cannot raise themselves")
+    @Test(
+        "the supervisor and its keeper run 10 nice levels up, every thread of its async runtime too; its workers run as it was started and cannot raise themselves"
+    )
     func priority() async throws {
         let a = try await LiveAuthority(lease: "15s")
         errno = 0
@@ -39,10 +42,13 @@ struct QuietSupervisorTests {
         let p = try a.run("sched-1", [], ["sh", "-c", script])
         #expect(await eventually(20) { FileManager.default.fileExists(atPath: file) }, "\(p.stderr.suffix(800))")
         let lines = ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
-        #expect(lines == ["SCHED_OTHER", "\(start)", "renice=1", "rr=1", "\(start)"],
-                "the worker runs as the supervisor was started and stays so: \(lines)")
+        #expect(
+            lines == ["SCHED_OTHER", "\(start)", "renice=1", "rr=1", "\(start)"],
+            "the worker runs as the supervisor was started and stays so: \(lines)")
         // At least raised (libdispatch gives a thread of a higher QoS class a few levels more).
-        #expect(Self.scheduling(p.pid).allSatisfy { $0.policy == Int(SCHED_OTHER) && $0.nice <= raised }, "every supervisor thread at \(raised): \(Self.scheduling(p.pid))")
+        #expect(
+            Self.scheduling(p.pid).allSatisfy { $0.policy == Int(SCHED_OTHER) && $0.nice <= raised },
+            "every supervisor thread at \(raised): \(Self.scheduling(p.pid))")
         if let k = Self.keeper(of: p.pid) {
             #expect(Self.scheduling(k).allSatisfy { $0.nice <= raised }, "the keeper acts for the supervisor: raised too")
         } else {
@@ -62,8 +68,9 @@ struct QuietSupervisorTests {
 
         // The control: TETHER_SUPERVISOR_PRIORITY=off leaves the supervisor as it started.
         let file2 = workerDirectory("e2e") + "/sched"
-        let q = try a.run("sched-2", [], ["sh", "-c", script.replacingOccurrences(of: file, with: file2)],
-                          env: ["TETHER_SUPERVISOR_PRIORITY": "off"])
+        let q = try a.run(
+            "sched-2", [], ["sh", "-c", script.replacingOccurrences(of: file, with: file2)],
+            env: ["TETHER_SUPERVISOR_PRIORITY": "off"])
         #expect(await eventually(20) { FileManager.default.fileExists(atPath: file2) }, "\(q.stderr.suffix(800))")
         #expect(Self.scheduling(q.pid).allSatisfy { $0.nice > raised }, "\(Self.scheduling(q.pid))")
         q.signal(SIGTERM)
@@ -136,11 +143,16 @@ struct QuietSupervisorTests {
         return Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") ?? 0
     }
 
-    @Test("a settled supervisor lets go of the pages it ran only to start, and still stops its worker at once: the stop path reads back from the page cache")
+    @Test(
+        "a settled supervisor lets go of the pages it ran only to start, and still stops its worker at once: the stop path reads back from the page cache"
+    )
     func startupPagesReleased() async throws {
         let a = try await LiveAuthority(lease: "15s")
         let m = Workers.marker("pages")
-        let p = try a.run("pages-1", [], ["sh", "-c", "sh -c 'while :; do sleep 1; done' \"$0-a\" & sh -c 'while :; do sleep 1; done' \"$0-b\" & wait", m], env: ["TETHER_LOG_LEVEL": "debug"])
+        let p = try a.run(
+            "pages-1", [],
+            ["sh", "-c", "sh -c 'while :; do sleep 1; done' \"$0-a\" & sh -c 'while :; do sleep 1; done' \"$0-b\" & wait", m],
+            env: ["TETHER_LOG_LEVEL": "debug"])
         #expect(await eventually(20) { p.stderr.contains("worker started") }, "\(p.stderr.suffix(800))")
         let started = Self.fileResident(p.pid)
         // ResidentPages.settleAfter (5 s) after the start.
@@ -169,7 +181,8 @@ struct QuietSupervisorTests {
         #expect(await q.exitCode(within: 20) != nil)
     }
 
-    @Test("a worker hammering its decision socket from every core is still stopped at once: the flood cannot hold the runtime that stops it")
+    @Test(
+        "a worker hammering its decision socket from every core is still stopped at once: the flood cannot hold the runtime that stops it")
     func floodedSocketStillStops() async throws {
         let a = try await LiveAuthority()
         let m = Workers.marker("flood")
@@ -178,18 +191,18 @@ struct QuietSupervisorTests {
         let script = "\(dir)/flood-\(m).py"
         // Each asker connects, asks, reads the answer and starts again, as fast as it is served.
         try """
-            import os, socket, sys
-            n = 0
-            while True:
-                c = socket.socket(socket.AF_UNIX)
-                c.connect(os.environ["TETHER_DECISION_SOCKET"])
-                c.sendall(b'{"surface": "flood-1"}\\n')
-                c.makefile().readline()
-                c.close()
-                n += 1
-                if n % 100 == 0:
-                    open(sys.argv[1], "a").write("x")
-            """.write(toFile: script, atomically: true, encoding: .utf8)
+        import os, socket, sys
+        n = 0
+        while True:
+            c = socket.socket(socket.AF_UNIX)
+            c.connect(os.environ["TETHER_DECISION_SOCKET"])
+            c.sendall(b'{"surface": "flood-1"}\\n')
+            c.makefile().readline()
+            c.close()
+            n += 1
+            if n % 100 == 0:
+                open(sys.argv[1], "a").write("x")
+        """.write(toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o644)
         FileManager.default.createFile(atPath: served, contents: nil)
         chmod(served, 0o666)

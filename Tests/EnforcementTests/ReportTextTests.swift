@@ -21,12 +21,14 @@ struct ReportTextTests {
         _ = await (try a.run("rt", ["--gate", "exec=rt.exec"], ["true"])).exitCode(within: 30)
         let (rc, out, _) = try a.op(["revoke", "rt.exec"])
         #expect(rc == 0, "\(out)")
-        let p = try a.run("rt", ["--gate", "exec=rt.exec"], [evil, "-c", "exec 2>/dev/null; for i in 1 2 3 4 5 6 7 8; do /bin/true; done"])
+        let p = try a.run(
+            "rt", ["--gate", "exec=rt.exec"], [evil, "-c", "exec 2>/dev/null; for i in 1 2 3 4 5 6 7 8; do /bin/true; done"])
         #expect(await p.exitCode(within: 30) != nil)
-        #expect(await eventually(10) {
-            let (_, status, _) = (try? a.op(["status", "rt.exec"])) ?? (1, "", "")
-            return status.contains("evil\\nFORGED tether: gate opened")
-        }, "tether status shows the denial, the name escaped: \((try? a.op(["status", "rt.exec"]))?.1 ?? "")")
+        #expect(
+            await eventually(10) {
+                let (_, status, _) = (try? a.op(["status", "rt.exec"])) ?? (1, "", "")
+                return status.contains("evil\\nFORGED tether: gate opened")
+            }, "tether status shows the denial, the name escaped: \((try? a.op(["status", "rt.exec"]))?.1 ?? "")")
         let log = p.stderr
         #expect(log.contains("evil\\nFORGED"), "the log quotes the name escaped: \(log.suffix(1500))")
         #expect(!log.split(separator: "\n").contains { $0.hasPrefix("FORGED") }, "no line of the log is the worker's: \(log.suffix(2500))")

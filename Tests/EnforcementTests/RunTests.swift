@@ -27,8 +27,10 @@ struct RunTests {
         let dir = workerDirectory("e2e")
         try "k\n".write(toFile: dir + "/agent.key", atomically: true, encoding: .utf8)
         chmod(dir + "/agent.key", 0o600)
-        let p = try TetherProcess(["run", "--authority", "http://127.0.0.1:\(freePort())", "--key-file", dir + "/agent.key",
-                                   "--", "sh", "-c", "touch '\(dir)/ran'"])
+        let p = try TetherProcess([
+            "run", "--authority", "http://127.0.0.1:\(freePort())", "--key-file", dir + "/agent.key",
+            "--", "sh", "-c", "touch '\(dir)/ran'",
+        ])
         #expect(await p.exitCode(within: 30) == 69)
         #expect(p.stderr.contains("unreachable"))
         #expect(!FileManager.default.fileExists(atPath: dir + "/ran"))
@@ -73,7 +75,10 @@ struct RunTests {
         #expect(out.contains("stopped"), "\(out)")
         #expect(await eventually(5) { Workers.allStopped(m, atLeast: 4) }, "\(liveProcesses(withMarker: m))")
         #expect(await Workers.stoppedGrowing(file))
-        #expect(await eventually(5) { p.stderr.contains("worker stopped") && p.stderr.contains("code=DEVICE_REVOKED") && p.stderr.contains("stopped_in_ms=") })
+        #expect(
+            await eventually(5) {
+                p.stderr.contains("worker stopped") && p.stderr.contains("code=DEVICE_REVOKED") && p.stderr.contains("stopped_in_ms=")
+            })
 
         try a.op(["restore", "freeze-1", "--wait", "20s"])
         #expect(await eventually(5) { Workers.noneStopped(m, atLeast: 4) })
@@ -103,8 +108,9 @@ struct RunTests {
         let a = try await LiveAuthority()
         let m = Workers.marker("term")
         let dir = workerDirectory("e2e")
-        let p = try a.run("term-1", ["--on-revoke", "term", "--grace", "500ms"],
-                          ["sh", "-c", "trap '' TERM; touch \(dir)/ready; while :; do sleep 0.05; done", m])
+        let p = try a.run(
+            "term-1", ["--on-revoke", "term", "--grace", "500ms"],
+            ["sh", "-c", "trap '' TERM; touch \(dir)/ready; while :; do sleep 0.05; done", m])
         #expect(await eventually(20) { FileManager.default.fileExists(atPath: dir + "/ready") }, "\(p.stderr)")
         try a.op(["revoke", "term-1"])
         #expect(await p.exitCode(within: 20) == 77)
@@ -147,7 +153,8 @@ struct RunTests {
         let a = try await LiveAuthority()
         let dir = workerDirectory("e2e")
         let m = Workers.marker("signal")
-        let p = try a.run("signal-1", [], ["sh", "-c", "trap 'echo got > \(dir)/term; exit 0' TERM; touch \(dir)/ready; while :; do sleep 0.05; done", m])
+        let p = try a.run(
+            "signal-1", [], ["sh", "-c", "trap 'echo got > \(dir)/term; exit 0' TERM; touch \(dir)/ready; while :; do sleep 0.05; done", m])
         #expect(await eventually(20) { FileManager.default.fileExists(atPath: dir + "/ready") }, "\(p.stderr)")
         p.signal(SIGTERM)
         #expect(await p.exitCode(within: 20) == 0)
@@ -159,14 +166,18 @@ struct RunTests {
         let a = try await LiveAuthority()
         let dir = workerDirectory("e2e-trust")
         // .invalid never resolves (RFC 6761): nothing leaves this host whatever happens.
-        let (rc, _, err) = try runTether(["run", "--dir", a.dir, "--authority", "http://authority.invalid:8470",
-                                          "--key-file", a.dir + "/agent.key", "--surface", "trust-1", "--", "touch", dir + "/ran"])
+        let (rc, _, err) = try runTether([
+            "run", "--dir", a.dir, "--authority", "http://authority.invalid:8470",
+            "--key-file", a.dir + "/agent.key", "--surface", "trust-1", "--", "touch", dir + "/ran",
+        ])
         #expect(rc == 78, "\(err)")
         #expect(err.contains("not on this host") && err.contains("plain http") && err.contains("no public key is pinned"), "\(err)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/ran"))
         // With the loud option it tries (and, the host unresolvable, fails closed: 69).
-        let (rc2, _, err2) = try runTether(["run", "--dir", a.dir, "--authority", "http://authority.invalid:8470", "--insecure-unpinned-authority",
-                                            "--key-file", a.dir + "/agent.key", "--surface", "trust-1", "--", "touch", dir + "/ran"])
+        let (rc2, _, err2) = try runTether([
+            "run", "--dir", a.dir, "--authority", "http://authority.invalid:8470", "--insecure-unpinned-authority",
+            "--key-file", a.dir + "/agent.key", "--surface", "trust-1", "--", "touch", dir + "/ran",
+        ])
         #expect(rc2 == 69 && err2.contains("INSECURE"), "\(err2)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/ran"))
     }

@@ -17,7 +17,8 @@ final class ScriptedAuthority: Sendable {
 
     let signer = DecisionSigner.generate()
     let lease: Duration
-    private let state = Mutex<(mode: Mode, queue: [Mode], validations: Int, reports: [String], fixedIssuedAt: Date)>((.allow, [], 0, [], Date()))
+    private let state = Mutex<(mode: Mode, queue: [Mode], validations: Int, reports: [String], fixedIssuedAt: Date)>(
+        (.allow, [], 0, [], Date()))
 
     init(lease: Duration = .seconds(1)) { self.lease = lease }
 
@@ -25,7 +26,12 @@ final class ScriptedAuthority: Sendable {
     var validations: Int { state.withLock { $0.validations } }
     var reports: [String] { state.withLock { $0.reports } }
 
-    func set(_ mode: Mode) { state.withLock { $0.mode = mode; $0.fixedIssuedAt = Date() } }
+    func set(_ mode: Mode) {
+        state.withLock {
+            $0.mode = mode
+            $0.fixedIssuedAt = Date()
+        }
+    }
     /// Answers for the next validations, in order, before the mode applies again.
     func queue(_ modes: [Mode]) { state.withLock { $0.queue = modes } }
 
@@ -56,15 +62,24 @@ final class ScriptedAuthority: Sendable {
             let (mode, fixed) = self.next()
             let now = Date()
             func decision(allowed: Bool, code: DecisionCode, issued: Date) -> Decision {
-                Decision(deviceId: surface, allowed: allowed, code: code, requestID: UUID().uuidString,
-                         issuedAt: Timestamp.string(issued), expiresAt: Timestamp.string(issued.addingTimeInterval(Double(self.lease.components.seconds) + Double(self.lease.components.attoseconds) / 1e18)),
-                         nonce: nonce, kind: .answer, signature: nil)
+                Decision(
+                    deviceId: surface, allowed: allowed, code: code, requestID: UUID().uuidString,
+                    issuedAt: Timestamp.string(issued),
+                    expiresAt: Timestamp.string(
+                        issued.addingTimeInterval(Double(self.lease.components.seconds) + Double(self.lease.components.attoseconds) / 1e18)),
+                    nonce: nonce, kind: .answer, signature: nil)
             }
             switch mode {
             case .allow: return Self.json(Self.object(self.signer.sign(decision(allowed: true, code: .allow, issued: now))))
             case .revoked: return Self.json(Self.object(self.signer.sign(decision(allowed: false, code: .deviceRevoked, issued: now))))
-            case .garbage: return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{\"allowed\": tru")))
-            case .serverError: return Response(status: .internalServerError, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{\"error\":\"boom\"}")))
+            case .garbage:
+                return Response(
+                    status: .ok, headers: [.contentType: "application/json"],
+                    body: .init(byteBuffer: ByteBuffer(string: "{\"allowed\": tru")))
+            case .serverError:
+                return Response(
+                    status: .internalServerError, headers: [.contentType: "application/json"],
+                    body: .init(byteBuffer: ByteBuffer(string: "{\"error\":\"boom\"}")))
             case .badSignature:
                 let other = DecisionSigner.generate()
                 return Self.json(Self.object(other.sign(decision(allowed: true, code: .allow, issued: now))))

@@ -40,21 +40,22 @@ struct SuperviseTests {
         let m = Workers.marker("late")
         let path = temporaryDirectory("e2e-sv") + "/s.toml"
         try """
-            \(server.authorityTable)
+        \(server.authorityTable)
 
-            [supervisor]
-            shutdown_timeout = "5s"
+        [supervisor]
+        shutdown_timeout = "5s"
 
-            \(worker("late-1", m))
-            """.write(toFile: path, atomically: true, encoding: .utf8)
+        \(worker("late-1", m))
+        """.write(toFile: path, atomically: true, encoding: .utf8)
         let p = try TetherProcess(["supervise", "--config", path])
         #expect(await eventually(10) { p.stderr.contains("could not register the surface") }, "\(p.stderr.suffix(800))")
         try await Task.sleep(for: .seconds(1))
         #expect(liveProcesses(withMarker: m).isEmpty, "nothing runs while the authority is silent")
         try await server.start()
         // Retries after 1 s, 2 s, 4 s …: registered within a few seconds of the authority answering.
-        #expect(await eventually(20) { p.stderr.contains("surface registered") && !liveProcesses(withMarker: m).isEmpty },
-                "\(p.stderr.suffix(1500))")
+        #expect(
+            await eventually(20) { p.stderr.contains("surface registered") && !liveProcesses(withMarker: m).isEmpty },
+            "\(p.stderr.suffix(1500))")
         p.signal(SIGTERM)
         #expect(await p.exitCode(within: 20) != nil)
         server.kill9()
@@ -92,7 +93,9 @@ struct SuperviseTests {
         #expect(Workers.gone(m1) && Workers.gone(m2))
     }
 
-    @Test("a worker's gate under supervise: its surface on the shared stream, revoked and restored while the worker runs; denials in the metrics")
+    @Test(
+        "a worker's gate under supervise: its surface on the shared stream, revoked and restored while the worker runs; denials in the metrics"
+    )
     func gates() async throws {
         let a = try await LiveAuthority()
         let m = Workers.marker("sg")
@@ -100,7 +103,8 @@ struct SuperviseTests {
         let path = temporaryDirectory("e2e-sv") + "/s.toml"
         let port = freePort()
         let script = "while :; do if /bin/true; then echo ok >> \(file); else echo denied >> \(file); fi; sleep 0.05; done"
-        try config(a, metrics: port, worker("sg", m, "gates = { exec = \"sg.exec\" }", script: script)).write(toFile: path, atomically: true, encoding: .utf8)
+        try config(a, metrics: port, worker("sg", m, "gates = { exec = \"sg.exec\" }", script: script)).write(
+            toFile: path, atomically: true, encoding: .utf8)
         let p = try TetherProcess(["supervise", "--config", path])
         func last() -> String { (try? String(contentsOfFile: file, encoding: .utf8))?.split(separator: "\n").last.map(String.init) ?? "" }
         #expect(await eventually(20) { last() == "ok" }, "\(p.stderr)")
@@ -127,14 +131,19 @@ struct SuperviseTests {
         let a = try await LiveAuthority()
         let mf = Workers.marker("fail"), mk = Workers.marker("killed"), mn = Workers.marker("once")
         let path = temporaryDirectory("e2e-sv") + "/s.toml"
-        try config(a,
+        try config(
+            a,
             worker("flaky", mf, "restart = \"on-failure\"\nrestart_delay = \"100ms\"", script: "sleep 0.3; exit 1")
-            + worker("killed", mk, "restart = \"always\"\non_revoke = \"kill\"\nrestart_delay = \"100ms\"")
-            + worker("once", mn, "restart = \"on-failure\"", script: "exit 0")
+                + worker("killed", mk, "restart = \"always\"\non_revoke = \"kill\"\nrestart_delay = \"100ms\"")
+                + worker("once", mn, "restart = \"on-failure\"", script: "exit 0")
         ).write(toFile: path, atomically: true, encoding: .utf8)
         let p = try TetherProcess(["supervise", "--config", path])
         var seen = Set<Int32>()
-        #expect(await eventually(20) { seen.formUnion(pids(mf)); return seen.count >= 3 }, "flaky restarted: \(seen) \(p.stderr)")
+        #expect(
+            await eventually(20) {
+                seen.formUnion(pids(mf))
+                return seen.count >= 3
+            }, "flaky restarted: \(seen) \(p.stderr)")
         #expect(await eventually(20) { !pids(mk).isEmpty })
         try a.op(["revoke", "killed"])
         #expect(await eventually(5) { Workers.gone(mk) })
@@ -157,9 +166,14 @@ struct SuperviseTests {
         let p = try TetherProcess(["supervise", "--config", path])
         #expect(await eventually(20) { !pids(m1).isEmpty && !pids(m2).isEmpty }, "\(p.stderr)")
         let keep = pids(m1), before = pids(m2)
-        try config(a, worker("keep", m1) + worker("change", m2, "env = { NEW = \"1\" }")).write(toFile: path, atomically: true, encoding: .utf8)
+        try config(a, worker("keep", m1) + worker("change", m2, "env = { NEW = \"1\" }")).write(
+            toFile: path, atomically: true, encoding: .utf8)
         p.signal(SIGHUP)
-        #expect(await eventually(10) { let now = pids(m2); return !now.isEmpty && now.isDisjoint(with: before) }, "\(p.stderr)")
+        #expect(
+            await eventually(10) {
+                let now = pids(m2)
+                return !now.isEmpty && now.isDisjoint(with: before)
+            }, "\(p.stderr)")
         #expect(pids(m1) == keep)
         let after = pids(m2)
         try "[[worker]]\nname = \"keep\"\ncommand = 5\n".write(toFile: path, atomically: true, encoding: .utf8)
@@ -177,9 +191,10 @@ struct SuperviseTests {
         let m1 = Workers.marker("stubborn"), m2 = Workers.marker("polite")
         let path = temporaryDirectory("e2e-sv") + "/s.toml"
         let trapped = workerDirectory("e2e-sv") + "/trapped"
-        try config(a,
+        try config(
+            a,
             worker("stubborn", m1, "grace = \"300ms\"", script: "trap '' TERM; touch \(trapped); while :; do sleep 0.05; done")
-            + worker("polite", m2)
+                + worker("polite", m2)
         ).write(toFile: path, atomically: true, encoding: .utf8)
         let p = try TetherProcess(["supervise", "--config", path])
         #expect(await eventually(20) { !pids(m1).isEmpty && !pids(m2).isEmpty }, "\(p.stderr)")
@@ -197,7 +212,8 @@ struct SuperviseTests {
         // "worker killed" once it has verified the kill, which may come after the next worker's
         // stop has begun and ended (seen under load).
         #expect(err.contains("worker=stubborn [TetherSupervisor] worker killed"))
-        let stubborn = err.range(of: "worker=stubborn [TetherSupervisor] still running after the grace period: killing"), polite = err.range(of: "worker=polite [TetherSupervisor] worker ended on SIGTERM")
+        let stubborn = err.range(of: "worker=stubborn [TetherSupervisor] still running after the grace period: killing"),
+            polite = err.range(of: "worker=polite [TetherSupervisor] worker ended on SIGTERM")
         #expect(stubborn != nil && polite != nil && stubborn!.lowerBound < polite!.lowerBound, "in order: \(err)")
     }
 

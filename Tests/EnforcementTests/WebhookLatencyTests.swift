@@ -19,7 +19,9 @@ struct WebhookLatencyTests {
             addr.sin_addr.s_addr = inet_addr("127.0.0.1")
             var len = socklen_t(MemoryLayout<sockaddr_in>.size)
             let ok = withUnsafeMutablePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && listen(fd, 128) == 0 && getsockname(fd, $0, &len) == 0 }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, len) == 0 && listen(fd, 128) == 0 && getsockname(fd, $0, &len) == 0
+                }
             }
             guard ok else { throw POSIXError(.EADDRINUSE) }
             port = Int(UInt16(bigEndian: addr.sin_port))
@@ -56,21 +58,26 @@ struct WebhookLatencyTests {
         try "hung-receiver-secret-0123456789\n".write(toFile: secretDir + "/secret", atomically: true, encoding: .utf8)
         chmod(secretDir + "/secret", 0o600)
         let plain = try await LiveAuthority(lease: "3s")
-        let withHook = try await LiveAuthority(lease: "3s", settings: """
-            [notify]
-            ack_timeout = "1s"
+        let withHook = try await LiveAuthority(
+            lease: "3s",
+            settings: """
+                [notify]
+                ack_timeout = "1s"
 
-            [[notify.webhook]]
-            name = "hung"
-            url = "http://127.0.0.1:\(hung.port)/hook"
-            secret_file = "\(secretDir)/secret"
-            timeout = "30s"
-            retries = 5
-            """)
+                [[notify.webhook]]
+                name = "hung"
+                url = "http://127.0.0.1:\(hung.port)/hook"
+                secret_file = "\(secretDir)/secret"
+                timeout = "30s"
+                retries = 5
+                """)
         let m1 = Workers.marker("nohook"), m2 = Workers.marker("hunghook")
         let w1 = try plain.run("lat-plain", [], Workers.tree(m1, file: workerDirectory("lat") + "/a"))
         let w2 = try withHook.run("lat-hung", [], Workers.tree(m2, file: workerDirectory("lat") + "/b"))
-        defer { w1.signal(SIGKILL); w2.signal(SIGKILL) }
+        defer {
+            w1.signal(SIGKILL)
+            w2.signal(SIGKILL)
+        }
         #expect(await eventually(15) { Workers.noneStopped(m1, atLeast: 2) && Workers.noneStopped(m2, atLeast: 2) })
         var base: [Duration] = [], hooked: [Duration] = []
         // Interleaved, so that both see the same machine.

@@ -34,7 +34,8 @@ struct ConsoleTests {
 
     static func formBody(_ fields: [String: String]) -> ByteBuffer {
         let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "-._~"))
-        return ByteBuffer(string: fields.map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)" }.joined(separator: "&"))
+        return ByteBuffer(
+            string: fields.map { "\($0.key)=\($0.value.addingPercentEncoding(withAllowedCharacters: allowed)!)" }.joined(separator: "&"))
     }
 
     static func text(_ r: TestResponse) -> String { String(buffer: r.body) }
@@ -44,7 +45,9 @@ struct ConsoleTests {
         let page = try await c.execute(uri: "/console/sign-in", method: .get, headers: headers(jar)) { $0 }
         jar.take(page)
         let pre = try #require(jar.cookies["tether_signin"])
-        let r = try await c.execute(uri: "/console/sign-in", method: .post, headers: headers(jar, form: true), body: formBody(fields.merging(["pre": pre]) { $1 })) { $0 }
+        let r = try await c.execute(
+            uri: "/console/sign-in", method: .post, headers: headers(jar, form: true), body: formBody(fields.merging(["pre": pre]) { $1 })
+        ) { $0 }
         jar.take(r)
         return r
     }
@@ -96,7 +99,7 @@ struct ConsoleTests {
             #expect(ok.headers[.location] == "/console")
             let cookie = try #require(ok.headers[values: .setCookie].first { $0.hasPrefix("tether_session=") })
             #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/console"))
-            #expect(!cookie.contains("Secure"))   // no TLS here; under TLS: below
+            #expect(!cookie.contains("Secure"))  // no TLS here; under TLS: below
             try await c.execute(uri: "/console/state.json", method: .get, headers: Self.headers(op)) { r in
                 #expect(r.status == .ok)
                 #expect(json(r)["signedInAs"] as? String == "operator")
@@ -136,7 +139,9 @@ struct ConsoleTests {
             // No form token (a page on another site posting to the console): refused.
             var h = HTTPFields()
             h[.contentType] = "application/x-www-form-urlencoded"
-            try await c.execute(uri: "/console/sign-in", method: .post, headers: h, body: Self.formBody(["key": t.operatorKey, "pre": "x"])) { r in
+            try await c.execute(
+                uri: "/console/sign-in", method: .post, headers: h, body: Self.formBody(["key": t.operatorKey, "pre": "x"])
+            ) { r in
                 #expect(r.status == .forbidden)
                 #expect(r.headers[values: .setCookie].allSatisfy { !$0.hasPrefix("tether_session=") })
             }
@@ -171,13 +176,17 @@ struct ConsoleTests {
         }
     }
 
-    @Test("replicas on one database: a link made through one signs in through another, and the session works on both; signed out on one, out on both",
-          .timeLimit(.minutes(2)))
+    @Test(
+        "replicas on one database: a link made through one signs in through another, and the session works on both; signed out on one, out on both",
+        .timeLimit(.minutes(2)))
     func acrossReplicas() async throws {
         let url = try await TestPostgres.freshDatabase()
         let first = try await PostgresStore.open(url, logger: testLogger)
         let second = try await PostgresStore.open(url, logger: testLogger)
-        defer { first.close(); second.close() }
+        defer {
+            first.close()
+            second.close()
+        }
         let dir = StateDirectory(path: temporaryDirectory("tether-console-replicas"))
         let created = try await dir.initialize(actor: "test", store: first)
         var config = AuthorityConfiguration()
@@ -194,11 +203,17 @@ struct ConsoleTests {
                 }
                 // The same link on the first replica: used already.
                 var again = Jar()
-                #expect(Self.text(try await Self.signIn(ca, &again, ["link": String(path.split(separator: "=").last!)])).contains("used already"))
+                #expect(
+                    Self.text(try await Self.signIn(ca, &again, ["link": String(path.split(separator: "=").last!)])).contains(
+                        "used already"))
                 // Signed out through one: the cookie is worth nothing on the other.
                 let token = try await Self.csrf(cb, jar)
-                _ = try await cb.execute(uri: "/console/sign-out", method: .post, headers: Self.headers(jar, form: true), body: Self.formBody(["csrf": token])) { $0 }
-                #expect(try await ca.execute(uri: "/console/state.json", method: .get, headers: Self.headers(jar)) { $0.status } == .unauthorized)
+                _ = try await cb.execute(
+                    uri: "/console/sign-out", method: .post, headers: Self.headers(jar, form: true), body: Self.formBody(["csrf": token])
+                ) { $0 }
+                #expect(
+                    try await ca.execute(uri: "/console/state.json", method: .get, headers: Self.headers(jar)) { $0.status }
+                        == .unauthorized)
             }
         }
     }
@@ -229,17 +244,19 @@ struct ConsoleTests {
                 #expect(json(r)["code"] as? String == "SESSION_EXPIRED")
             }
             try await c.execute(uri: "/console", method: .get, headers: Self.headers(jar)) { r in
-                #expect(r.headers[.location] == "/console/sign-in")   // ended: no session any more
+                #expect(r.headers[.location] == "/console/sign-in")  // ended: no session any more
             }
 
             // A second operator key, signed in, then revoked through the store (the CLI's way).
             let key = APIKeys.generate()
-            try await t.authority.store.addKey(KeyRecord(name: "oncall-b", role: .operator, hash: APIKeys.hash(key), createdAt: Timestamp.string(Date())),
-                                               change: Change(actor: "test", reason: nil, requestID: "r", at: Timestamp.string(Date())))
+            try await t.authority.store.addKey(
+                KeyRecord(name: "oncall-b", role: .operator, hash: APIKeys.hash(key), createdAt: Timestamp.string(Date())),
+                change: Change(actor: "test", reason: nil, requestID: "r", at: Timestamp.string(Date())))
             var b = Jar()
             #expect(try await Self.signIn(c, &b, ["key": key]).status == .seeOther)
             #expect(try await c.execute(uri: "/console/state.json", method: .get, headers: Self.headers(b)) { $0.status } == .ok)
-            _ = try await t.authority.store.revokeKey(named: "oncall-b", change: Change(actor: "test", reason: nil, requestID: "r2", at: Timestamp.string(Date())))
+            _ = try await t.authority.store.revokeKey(
+                named: "oncall-b", change: Change(actor: "test", reason: nil, requestID: "r2", at: Timestamp.string(Date())))
             try await Task.sleep(for: .milliseconds(200))
             #expect(try await c.execute(uri: "/console/state.json", method: .get, headers: Self.headers(b)) { $0.status } == .unauthorized)
         }
@@ -273,10 +290,15 @@ struct ConsoleTests {
                 #expect(r.status == .forbidden)
                 #expect(json(r)["code"] as? String == "CSRF")
             }
-            try await c.execute(uri: "/console/api/revoke", method: .post, headers: Self.headers(jar, csrf: String(token.reversed())), body: revoke) { r in
+            try await c.execute(
+                uri: "/console/api/revoke", method: .post, headers: Self.headers(jar, csrf: String(token.reversed())), body: revoke
+            ) { r in
                 #expect(r.status == .forbidden)
             }
-            try await c.execute(uri: "/console/api/revoke", method: .post, headers: Self.headers(jar, csrf: token, origin: "https://evil.example"), body: revoke) { r in
+            try await c.execute(
+                uri: "/console/api/revoke", method: .post, headers: Self.headers(jar, csrf: token, origin: "https://evil.example"),
+                body: revoke
+            ) { r in
                 #expect(r.status == .forbidden)
                 #expect(json(r)["code"] as? String == "CROSS_ORIGIN")
             }
@@ -289,10 +311,15 @@ struct ConsoleTests {
             #expect(try await t.authority.store.surfaces().first { $0.deviceId == "w1" }?.revoked == false)
 
             // A revoke needs a reason; a halt needs HALT typed.
-            try await c.execute(uri: "/console/api/revoke", method: .post, headers: Self.headers(jar, csrf: token), body: body(["deviceId": "w1"])) { r in
+            try await c.execute(
+                uri: "/console/api/revoke", method: .post, headers: Self.headers(jar, csrf: token), body: body(["deviceId": "w1"])
+            ) { r in
                 #expect(r.status == .badRequest)
             }
-            try await c.execute(uri: "/console/api/halt", method: .post, headers: Self.headers(jar, csrf: token), body: body(["reason": "x", "confirm": "halt"])) { r in
+            try await c.execute(
+                uri: "/console/api/halt", method: .post, headers: Self.headers(jar, csrf: token),
+                body: body(["reason": "x", "confirm": "halt"])
+            ) { r in
                 #expect(r.status == .badRequest)
             }
             #expect(try await t.authority.store.org().halted == false)
@@ -306,11 +333,16 @@ struct ConsoleTests {
             #expect(entry.actor.hasPrefix("operator via console ("))
             #expect(entry.reason == "INC-1")
             // The actor filter finds the key's console changes by its name.
-            #expect(try await t.authority.store.audit(limit: 10, deviceId: nil, actor: "operator", since: nil, until: nil).contains { $0.requestID == entry.requestID })
+            #expect(
+                try await t.authority.store.audit(limit: 10, deviceId: nil, actor: "operator", since: nil, until: nil).contains {
+                    $0.requestID == entry.requestID
+                })
             #expect(try await t.authority.store.audit(limit: 10, deviceId: nil, actor: "oper", since: nil, until: nil).isEmpty)
 
             // Signed out: the cookie is worth nothing, the token neither.
-            try await c.execute(uri: "/console/sign-out", method: .post, headers: Self.headers(jar, form: true), body: Self.formBody(["csrf": token])) { r in
+            try await c.execute(
+                uri: "/console/sign-out", method: .post, headers: Self.headers(jar, form: true), body: Self.formBody(["csrf": token])
+            ) { r in
                 #expect(r.status == .seeOther)
             }
             try await c.execute(uri: "/console/api/restore", method: .post, headers: Self.headers(jar, csrf: token), body: revoke) { r in
@@ -320,8 +352,11 @@ struct ConsoleTests {
     }
 
     @Test func theAuditExportDefusesFormulas() async throws {
-        let rows = [AuditEntry(id: 1, at: "2026-11-26T03:00:00.000Z", actor: "ops", action: "revoke", deviceId: "w1",
-                               reason: "=HYPERLINK(\"http://x\",\"y\")", requestID: "r")]
+        let rows = [
+            AuditEntry(
+                id: 1, at: "2026-11-26T03:00:00.000Z", actor: "ops", action: "revoke", deviceId: "w1",
+                reason: "=HYPERLINK(\"http://x\",\"y\")", requestID: "r")
+        ]
         let csv = ConsoleAuditExport.csv(rows)
         #expect(csv.contains("\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""))
         #expect(csv.hasPrefix("id,at,actor,action,surface,reason,request_id\r\n"))

@@ -24,7 +24,7 @@ struct DurabilityTests {
             let id = "agent-\(round)"
             _ = try await agent.register(id)
             _ = try await op.revoke(id, reason: "round \(round)", wait: nil)
-            server.kill9()   // right after the answer
+            server.kill9()  // right after the answer
             try await server.start()
             let d = try await agent.validate(id, nonce: nil)
             #expect(d["code"] as? String == "DEVICE_REVOKED", "round \(round)")

@@ -20,7 +20,8 @@ struct FastPathTests {
                 for text in Self.awkward {
                     let full = variant & 1 == 1, reasons = variant & 2 == 2, signed = variant & 4 == 4
                     var d = Decision(
-                        deviceId: "agent-\(variant)", allowed: code == .allow, code: code, requestID: text.isEmpty ? "" : "req-\(text.count)",
+                        deviceId: "agent-\(variant)", allowed: code == .allow, code: code,
+                        requestID: text.isEmpty ? "" : "req-\(text.count)",
                         issuedAt: "2026-11-26T10:00:00.000Z", expiresAt: "2026-11-26T10:00:15.000Z",
                         nonce: full ? "n0nce+/=" : nil, kind: full ? .answer : nil, revision: full ? 4711 : nil,
                         orgRevision: full ? 0 : nil, origin: full ? "6F1C-origin" : nil, keyId: full ? "ed25519:abc" : nil,

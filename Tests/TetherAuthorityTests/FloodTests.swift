@@ -37,20 +37,22 @@ struct FloodTests {
 
         let flood = Flood(port: server.port, flooderKey: flooder)
         flood.start()
-        try await Task.sleep(for: .seconds(3))   // let it build up: the storm reaches its cap, slow heads churn
+        try await Task.sleep(for: .seconds(3))  // let it build up: the storm reaches its cap, slow heads churn
         let loud = try await measure(agent: agent, op: op, watch: watch, rounds: 8)
         let volume = flood.stop()
 
         func ms(_ d: Duration) -> String { String(format: "%.2f ms", d.timeInterval * 1000) }
         func ratio(_ a: Duration, _ b: Duration) -> String { String(format: "×%.1f", b.timeInterval / max(a.timeInterval, 1e-6)) }
-        print("""
+        print(
+            """
             flood figures (same run): quiet → under flood
               validate p50 \(ms(quiet.validate.p50)) → \(ms(loud.validate.p50)) (\(ratio(quiet.validate.p50, loud.validate.p50))), p99 \(ms(quiet.validate.p99)) → \(ms(loud.validate.p99)) (\(ratio(quiet.validate.p99, loud.validate.p99)))
               revoke → watch event p50 \(ms(quiet.watch.p50)) → \(ms(loud.watch.p50)) (\(ratio(quiet.watch.p50, loud.watch.p50))), max \(ms(quiet.watch.p99)) → \(ms(loud.watch.p99)) (\(ratio(quiet.watch.p99, loud.watch.p99)))
               the flood: \(volume)
             """)
-        #expect(volume.badKeys > 100 && volume.oversized > 10 && volume.streamsRefused > 10 && volume.slowOpened > 100,
-                "the flood ran: \(volume)")
+        #expect(
+            volume.badKeys > 100 && volume.oversized > 10 && volume.streamsRefused > 10 && volume.slowOpened > 100,
+            "the flood ran: \(volume)")
         #expect(volume.streamsHeld <= 100, "the storm held no more than its key's cap: \(volume.streamsHeld)")
         // A lease is 15 s; a supervisor's validate times out at 10 s. Well inside both:
         #expect(loud.validate.p99 < .seconds(2), "validate answered under the flood: p99 \(ms(loud.validate.p99))")
@@ -58,7 +60,10 @@ struct FloodTests {
         #expect(!watch.isEnded, "the good stream survived the flood")
     }
 
-    struct Latencies { var validate: Stats; var watch: Stats }
+    struct Latencies {
+        var validate: Stats
+        var watch: Stats
+    }
     struct Stats {
         var p50: Duration, p99: Duration
         init(_ samples: [Duration]) {
@@ -82,11 +87,16 @@ struct FloodTests {
         for _ in 0..<rounds {
             for revoke in [true, false] {
                 let start = ContinuousClock.now
-                let a = revoke ? try await op.revoke("good-1", reason: "flood test", wait: nil) : try await op.restore("good-1", reason: nil, wait: nil)
+                let a =
+                    revoke
+                    ? try await op.revoke("good-1", reason: "flood test", wait: nil)
+                    : try await op.restore("good-1", reason: nil, wait: nil)
                 let rid = try #require(a["request_id"] as? String)
                 var seen: Duration?
                 while seen == nil, ContinuousClock.now - start < .seconds(10) {
-                    if watch.decisions().contains(where: { $0.requestID == rid }) { seen = ContinuousClock.now - start } else {
+                    if watch.decisions().contains(where: { $0.requestID == rid }) {
+                        seen = ContinuousClock.now - start
+                    } else {
                         try await Task.sleep(for: .milliseconds(1))
                     }
                 }
@@ -139,7 +149,10 @@ final class Flood: @unchecked Sendable {
 
     private func spawn(_ body: @escaping @Sendable () -> Void) {
         done.enter()
-        let t = Thread { body(); self.done.leave() }
+        let t = Thread {
+            body()
+            self.done.leave()
+        }
         t.start()
         threads.append(t)
     }
@@ -155,7 +168,9 @@ final class Flood: @unchecked Sendable {
     private func badKeys() {
         let body = #"{"deviceId":"good-1"}"#
         while isRunning {
-            let status = request("POST /api/v1/devices/validate HTTP/1.1\r\nHost: a\r\nconnection: close\r\nx-org-key: tk_\(UUID().uuidString)\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)")
+            let status = request(
+                "POST /api/v1/devices/validate HTTP/1.1\r\nHost: a\r\nconnection: close\r\nx-org-key: tk_\(UUID().uuidString)\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)"
+            )
             count { if status == 401 { $0.badKeys += 1 } else { $0.other += 1 } }
         }
     }
@@ -163,7 +178,9 @@ final class Flood: @unchecked Sendable {
     private func oversized() {
         let body = "{\"deviceId\": \"" + String(repeating: "x", count: 256 * 1024) + "\"}"
         while isRunning {
-            let status = request("POST /api/v1/devices/validate HTTP/1.1\r\nHost: a\r\nconnection: close\r\nx-org-key: \(flooderKey)\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)")
+            let status = request(
+                "POST /api/v1/devices/validate HTTP/1.1\r\nHost: a\r\nconnection: close\r\nx-org-key: \(flooderKey)\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n\(body)"
+            )
             count { if status == 413 { $0.oversized += 1 } else { $0.other += 1 } }
         }
     }
@@ -190,7 +207,9 @@ final class Flood: @unchecked Sendable {
         var held: [RawSocket] = []
         while isRunning {
             guard let s = try? RawSocket(port: port) else { continue }
-            s.send("GET /api/v1/devices/watch?deviceId=good-1&\(ghosts)&instance=storm HTTP/1.1\r\nHost: a\r\nx-org-key: \(flooderKey)\r\n\r\n")
+            s.send(
+                "GET /api/v1/devices/watch?deviceId=good-1&\(ghosts)&instance=storm HTTP/1.1\r\nHost: a\r\nx-org-key: \(flooderKey)\r\n\r\n"
+            )
             let head = String(decoding: s.readFirst(timeout: .seconds(2)).prefix(12), as: UTF8.self)
             switch Int(head.dropFirst(9).prefix(3)) ?? 0 {
             case 200:

@@ -16,7 +16,9 @@ struct InstanceClaimTests {
         ["deviceId": "a1", "instance": instance, "state": state, "pids": pids]
     }
 
-    @Test("another key's stream and reports as a held instance are refused (403, audited as refusals); a key scoped to an instance takes it over; no other key may claim an instance a key is scoped to")
+    @Test(
+        "another key's stream and reports as a held instance are refused (403, audited as refusals); a key scoped to an instance takes it over; no other key may claim an instance a key is scoped to"
+    )
     func claims() async throws {
         let t = try await TestAuthority.make()
         let other = try await t.agentKey("other-agent")
@@ -65,8 +67,14 @@ struct InstanceClaimTests {
             #expect(s == .notFound && o["code"] as? String == "INSTANCE_NOT_FOUND", "\(o)")
 
             // A request refused for anything else claims nothing: a bad Last-Event-ID as host-z.
-            (s, _) = try await c.execute(uri: "/api/v1/devices/watch?deviceId=a1&instance=host-z", method: .get,
-                                         headers: { var h = headers(other); h[HTTPField.Name("last-event-id")!] = "x"; return h }()) { ($0.status, 0) }
+            (s, _) = try await c.execute(
+                uri: "/api/v1/devices/watch?deviceId=a1&instance=host-z", method: .get,
+                headers: {
+                    var h = headers(other)
+                    h[HTTPField.Name("last-event-id")!] = "x"
+                    return h
+                }()
+            ) { ($0.status, 0) }
             #expect(s == .badRequest)
             (s, o) = try await c.post("/api/v1/devices/report", key: t.agentKey, Self.report("host-z"))
             #expect(s == .ok, "host-z was left unclaimed: \(o)")
@@ -75,21 +83,25 @@ struct InstanceClaimTests {
             let oldKey = try await t.agentKey("host-c-old")
             (s, _) = try await c.post("/api/v1/devices/report", key: oldKey, Self.report("host-c"))
             #expect(s == .ok)
-            _ = try await t.authority.store.revokeKey(named: "host-c-old", change: Change(actor: "test", reason: nil, requestID: UUID().uuidString, at: Timestamp.string(Date())))
-            try await Task.sleep(for: .milliseconds(120))   // the key cache reloads
+            _ = try await t.authority.store.revokeKey(
+                named: "host-c-old", change: Change(actor: "test", reason: nil, requestID: UUID().uuidString, at: Timestamp.string(Date())))
+            try await Task.sleep(for: .milliseconds(120))  // the key cache reloads
             (s, o) = try await c.post("/api/v1/devices/report", key: other, Self.report("host-c"))
             #expect(s == .ok, "the revoked key's claim is taken over: \(o)")
         }
         _ = await t.authority.refusals.flush()
         let audit = try await t.authority.store.audit(limit: 100, deviceId: nil, since: nil, until: nil)
-        #expect(audit.contains { $0.actor == "other-agent" && $0.action == "refused-403" && ($0.reason ?? "").contains("devices/report") },
-                "\(audit.map { "\($0.actor) \($0.action) \($0.reason ?? "")" })")
+        #expect(
+            audit.contains { $0.actor == "other-agent" && $0.action == "refused-403" && ($0.reason ?? "").contains("devices/report") },
+            "\(audit.map { "\($0.actor) \($0.action) \($0.reason ?? "")" })")
         #expect(audit.contains { $0.action == "instance-takeover:host-b" && ($0.reason ?? "").contains("other-agent") })
         #expect(audit.contains { $0.action == "instance-release:host-b" })
         #expect(audit.contains { $0.action == "instance-takeover:host-c" && ($0.reason ?? "").contains("host-c-old is revoked") })
     }
 
-    @Test("a claim survives a SIGKILL of the authority; `tether instances` lists it, `tether status` names the key, `tether instances release` hands it to a new key (audited)")
+    @Test(
+        "a claim survives a SIGKILL of the authority; `tether instances` lists it, `tether status` names the key, `tether instances release` hands it to a new key (audited)"
+    )
     func commandLine() async throws {
         let (dir, _, agentKey) = try await DurabilityTests.freshDirectory()
         let server = ServerProcess(dir: dir, port: freePort())
@@ -101,14 +113,20 @@ struct InstanceClaimTests {
         var (code, out, err) = try await tether(["keys", "create", "--role", "agent", "--name", "rebuilt-host"])
         try #require(code == 0, "\(err)")
         let newKey = out.trimmingCharacters(in: .whitespacesAndNewlines)
-        try await Task.sleep(for: .milliseconds(200))   // an unknown key is looked up at most every 100 ms
+        try await Task.sleep(for: .milliseconds(200))  // an unknown key is looked up at most every 100 ms
         let old = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: agentKey))
         let new = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: newKey))
         _ = try await old.register("a1")
         let asHostA = ReportBody(surface: "a1", instance: "host-a", state: .stopped, pids: [1])
         _ = try await old.report(asHostA)
         func refused(_ c: AuthorityClient) async -> Int? {
-            do { _ = try await c.report(asHostA); return nil } catch ClientError.refused(let status, _, _, _) { return status } catch { Issue.record("\(error)"); return -1 }
+            do {
+                _ = try await c.report(asHostA)
+                return nil
+            } catch ClientError.refused(let status, _, _, _) { return status } catch {
+                Issue.record("\(error)")
+                return -1
+            }
         }
         let first = await refused(new)
         #expect(first == 403, "\(String(describing: first))")

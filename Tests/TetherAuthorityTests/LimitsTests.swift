@@ -15,7 +15,7 @@ struct LimitsTests {
             let port = try #require(c.port)
             let silent = try RawSocket(port: port)
             let slow = try RawSocket(port: port)
-            slow.send("GET /healthz HTTP/1.1\r\nHost: a\r\n")   // and never the blank line
+            slow.send("GET /healthz HTTP/1.1\r\nHost: a\r\n")  // and never the blank line
             for (name, s) in [("silent", silent), ("slow head", slow)] {
                 let r = s.readUntilClosed(timeout: .seconds(10))
                 #expect(r.closed, "\(name): closed by the server")
@@ -33,10 +33,15 @@ struct LimitsTests {
     @Test("a body sent a byte at a time gets 408 when the body timeout passes, though each byte resets the idle timer")
     func slowBodiesTimeOut() async throws {
         let t = try await TestAuthority.make()
-        try await t.application(limits: { $0.idleTimeout = .seconds(2); $0.bodyTimeout = .seconds(1) }).test(.live) { c in
+        try await t.application(limits: {
+            $0.idleTimeout = .seconds(2)
+            $0.bodyTimeout = .seconds(1)
+        }).test(.live) { c in
             let port = try #require(c.port)
             let s = try RawSocket(port: port)
-            s.send("POST /api/v1/devices/validate HTTP/1.1\r\nHost: a\r\nx-org-key: \(t.agentKey)\r\ncontent-type: application/json\r\ncontent-length: 64\r\n\r\n{")
+            s.send(
+                "POST /api/v1/devices/validate HTTP/1.1\r\nHost: a\r\nx-org-key: \(t.agentKey)\r\ncontent-type: application/json\r\ncontent-length: 64\r\n\r\n{"
+            )
             var answer = Data()
             for _ in 0..<8 where answer.isEmpty {
                 answer = s.read(for: .milliseconds(500))
@@ -51,7 +56,10 @@ struct LimitsTests {
     @Test("on a kept-alive connection each request's body deadline counts from its own head, not from the connection's first")
     func bodyDeadlinePerRequest() async throws {
         let t = try await TestAuthority.make()
-        try await t.application(limits: { $0.idleTimeout = .seconds(5); $0.bodyTimeout = .seconds(1) }).test(.live) { c in
+        try await t.application(limits: {
+            $0.idleTimeout = .seconds(5)
+            $0.bodyTimeout = .seconds(1)
+        }).test(.live) { c in
             let port = try #require(c.port)
             let s = try RawSocket(port: port)
             // A quick request at 0 s: the connection's deadline timer is armed for 1 s.
@@ -60,7 +68,9 @@ struct LimitsTests {
             try await Task.sleep(for: .milliseconds(600))
             // A head at ~0.6 s whose body ends at ~1.2 s: past the first timer, within its own second.
             let body = #"{"deviceId": "a1"}"#
-            s.send("POST /api/v1/devices/validate HTTP/1.1\r\nHost: a\r\nx-org-key: \(t.agentKey)\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n{")
+            s.send(
+                "POST /api/v1/devices/validate HTTP/1.1\r\nHost: a\r\nx-org-key: \(t.agentKey)\r\ncontent-type: application/json\r\ncontent-length: \(body.utf8.count)\r\n\r\n{"
+            )
             try await Task.sleep(for: .milliseconds(600))
             s.send(String(body.dropFirst()))
             let second = String(decoding: s.readFirst(timeout: .seconds(5)), as: UTF8.self)
@@ -68,7 +78,9 @@ struct LimitsTests {
             #expect(second.hasPrefix("HTTP/1.1 "), "answered: \(second.prefix(120))")
             // And a body that never ends still gets its 408, about a second after its head.
             let start = ContinuousClock.now
-            s.send("POST /api/v1/devices/validate HTTP/1.1\r\nHost: a\r\nx-org-key: \(t.agentKey)\r\ncontent-type: application/json\r\ncontent-length: 64\r\n\r\n{")
+            s.send(
+                "POST /api/v1/devices/validate HTTP/1.1\r\nHost: a\r\nx-org-key: \(t.agentKey)\r\ncontent-type: application/json\r\ncontent-length: 64\r\n\r\n{"
+            )
             let third = String(decoding: s.readFirst(timeout: .seconds(6)), as: UTF8.self)
             #expect(third.hasPrefix("HTTP/1.1 408"), "\(third.prefix(120))")
             #expect(ContinuousClock.now - start < .seconds(4), "near the 1 s deadline (took \(ContinuousClock.now - start))")
@@ -97,7 +109,7 @@ struct LimitsTests {
             $0.limits.idleTimeout = .seconds(60)
         }
         defer { server.stop() }
-        try await Task.sleep(for: .milliseconds(100))   // the readiness probe's connection closes
+        try await Task.sleep(for: .milliseconds(100))  // the readiness probe's connection closes
         var held = try (0..<16).map { _ in try RawSocket(port: server.port) }
         try await Task.sleep(for: .milliseconds(200))
         // The kernel completes the handshake (the backlog); the server does not take it.
@@ -122,7 +134,7 @@ struct LimitsTests {
         }
         defer { server.stop() }
         let s = try RawSocket(port: server.port)
-        s.send("\u{16}\u{03}\u{01}")   // the start of a ClientHello, and nothing more
+        s.send("\u{16}\u{03}\u{01}")  // the start of a ClientHello, and nothing more
         let r = s.readUntilClosed(timeout: .seconds(20))
         #expect(r.closed, "closed by the server")
         #expect(r.after < .seconds(10), "at the 1 s handshake deadline, not the 60 s idle timeout (took \(r.after))")

@@ -140,15 +140,20 @@ struct LiveTests {
             try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "a1"])
             let good = WatchReader(port: port, key: t.agentKey, surfaces: ["a1"], instance: "good-host")
             let silent = WatchReader(port: port, key: t.agentKey, surfaces: ["a1"], instance: "silent-host")
-            defer { good.cancel(); silent.cancel() }
+            defer {
+                good.cancel()
+                silent.cancel()
+            }
             _ = await good.wait { $0.allowed }
             _ = await silent.wait { $0.allowed }
             // A supervisor: on the revoke event, report that it stopped.
             let agent = AuthorityClient(endpoint: AuthorityEndpoint(url: "http://127.0.0.1:\(port)", key: t.agentKey))
             let reporter = Task {
                 if let d = await good.wait(timeout: .seconds(15), { $0.code == .deviceRevoked }) {
-                    _ = try? await agent.report(ReportBody(surface: "a1", instance: "good-host", state: .stopped, pids: [4242],
-                                                           at: Timestamp.string(Date()), requestID: d.requestID))
+                    _ = try? await agent.report(
+                        ReportBody(
+                            surface: "a1", instance: "good-host", state: .stopped, pids: [4242],
+                            at: Timestamp.string(Date()), requestID: d.requestID))
                 }
             }
             let op = AuthorityClient(endpoint: AuthorityEndpoint(url: "http://127.0.0.1:\(port)", key: t.operatorKey))
@@ -175,7 +180,10 @@ struct LiveTests {
             for d in ["a1", "a2"] { try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": d]) }
             let r1 = WatchReader(port: port, key: t.agentKey, surfaces: ["a1"], instance: "h1")
             let r2 = WatchReader(port: port, key: t.agentKey, surfaces: ["a2"], instance: "h2")
-            defer { r1.cancel(); r2.cancel() }
+            defer {
+                r1.cancel()
+                r2.cancel()
+            }
             _ = await r1.wait { $0.allowed }
             _ = await r2.wait { $0.allowed }
             try await c.post("/api/v1/org/halt", key: t.operatorKey, ["reason": "INC-10"])
@@ -227,7 +235,7 @@ struct TLSTests {
 
         var config = HTTPClient.Configuration()
         config.tlsConfiguration = .makeClientConfiguration()
-        config.tlsConfiguration?.certificateVerification = .none   // self-signed in the test
+        config.tlsConfiguration?.certificateVerification = .none  // self-signed in the test
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
         var answer: [String: Any]?
         for _ in 0..<100 {
@@ -236,7 +244,8 @@ struct TLSTests {
             req.headers.add(name: "x-org-key", value: t.agentKey)
             req.body = .bytes(ByteBuffer(string: #"{"deviceId": "tls-1"}"#))
             if let r = try? await client.execute(req, timeout: .seconds(2)),
-               let b = try? await r.body.collect(upTo: 65536) {
+                let b = try? await r.body.collect(upTo: 65536)
+            {
                 answer = try JSONSerialization.jsonObject(with: Data(b.readableBytesView)) as? [String: Any]
                 break
             }

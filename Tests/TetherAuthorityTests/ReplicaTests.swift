@@ -60,7 +60,9 @@ struct ReplicaTests {
         #expect(revisions.surface["a1"] == 6)
     }
 
-    @Test("PostgreSQL stopped: replicas say so (healthz, validate, watch 503; streams told to go), and come back when it does; nothing committed is missed")
+    @Test(
+        "PostgreSQL stopped: replicas say so (healthz, validate, watch 503; streams told to go), and come back when it does; nothing committed is missed"
+    )
     func databaseDown() async throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tether-pg-\(UUID().uuidString.prefix(8))").path
         let (code, out, err) = try await TestPostgres.run(["bash", TestPostgres.root + "/scripts/pg-cluster.sh", "start", dir])
@@ -93,12 +95,15 @@ struct ReplicaTests {
         #expect(seen == "DEVICE_REVOKED", "a change after the outage reaches the other replica")
     }
 
-    @Test("across replicas an instance stays with the key that claimed it: a stolen agent key can neither watch nor report as host-a on any replica; host-a's own stop counts")
+    @Test(
+        "across replicas an instance stays with the key that claimed it: a stolen agent key can neither watch nor report as host-a on any replica; host-a's own stop counts"
+    )
     func forgedAckAcrossReplicas() async throws {
         let r = try await Replicas.start(2)
         defer { r.stop() }
         let (code, thief, err) = try await offPool {
-            try runTether(["keys", "create", "--role", "agent", "--name", "thief", "--dir", r.dir], env: ["TETHER_DATABASE_URL": r.database.text])
+            try runTether(
+                ["keys", "create", "--role", "agent", "--name", "thief", "--dir", r.dir], env: ["TETHER_DATABASE_URL": r.database.text])
         }
         try #require(code == 0, "\(err)")
         _ = try await r.client(0).register("a1")
@@ -138,7 +143,9 @@ struct ReplicaTests {
         #expect((out["missing"] as? [Any])?.isEmpty == true)
     }
 
-    @Test("the report doorbell carries only a row id: a role that may only connect rings it with a forged stop (the old JSON) and with an id of no row — neither is an acknowledgement; a supervisor's report still crosses replicas")
+    @Test(
+        "the report doorbell carries only a row id: a role that may only connect rings it with a forged stop (the old JSON) and with an id of no row — neither is an acknowledgement; a supervisor's report still crosses replicas"
+    )
     func forgedDoorbell() async throws {
         // A cluster of its own: making a role takes its superuser, which the shared one's role is not.
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("tether-pg-\(UUID().uuidString.prefix(8))").path
@@ -149,7 +156,9 @@ struct ReplicaTests {
         let forger = try await Self.connectOnlyRole(url)
         let r = try await Replicas.start(2, database: url)
         defer { r.stop() }
-        await #expect(throws: (any Error).self, "the forger reads no table") { try await TestPostgres.psql(forger, "SELECT count(*) FROM relayed_reports") }
+        await #expect(throws: (any Error).self, "the forger reads no table") {
+            try await TestPostgres.psql(forger, "SELECT count(*) FROM relayed_reports")
+        }
 
         _ = try await r.client(0).register("a1")
         let victim = WatchReader(port: r.servers[1].port, key: r.agentKey, surfaces: ["a1"], instance: "host-b")
@@ -167,7 +176,9 @@ struct ReplicaTests {
         let rid = try #require(await victim.wait { $0.code == .deviceRevoked }).requestID
         // What a report relayed used to look like: host-b stopped, from the stream's own key.
         let now = Timestamp.string(Date())
-        let old: [String: Any] = ["d": "a1", "i": "host-b", "s": "stopped", "p": [31337], "a": now, "r": rid, "k": "agent", "t": now, "x": ""]
+        let old: [String: Any] = [
+            "d": "a1", "i": "host-b", "s": "stopped", "p": [31337], "a": now, "r": rid, "k": "agent", "t": now, "x": "",
+        ]
         let json = String(decoding: try JSONSerialization.data(withJSONObject: old), as: UTF8.self)
         try await TestPostgres.psql(forger, "SELECT pg_notify('tether_reports', '\(json)')")
         try await TestPostgres.psql(forger, "SELECT pg_notify('tether_reports', '999999')")
@@ -176,7 +187,8 @@ struct ReplicaTests {
         _ = try await r.client(1).report(ReportBody(surface: "a1", instance: "host-b", state: .stopped, pids: [7], requestID: rid))
         let answer = try await revoke.value
         let acks = try #require(answer["acks"] as? [[String: Any]])
-        #expect(acks.count == 1 && acks.first?["pids"] as? [Int] == [7], "only the supervisor's stop, relayed from replica 1: \(answer.object)")
+        #expect(
+            acks.count == 1 && acks.first?["pids"] as? [Int] == [7], "only the supervisor's stop, relayed from replica 1: \(answer.object)")
         #expect((answer["missing"] as? [Any])?.isEmpty == true)
     }
 

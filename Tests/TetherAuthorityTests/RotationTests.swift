@@ -13,8 +13,11 @@ struct RotationTests {
     func rotationByTheClock() throws {
         let t0 = Date(timeIntervalSince1970: 1_800_000_000)
         let first = DecisionSigner.generate()
-        var records = [SigningKeyRecord(id: first.keyId, privateKey: first.privateBase64, publicKey: first.publicBase64,
-                                        state: .active, createdAt: Timestamp.string(t0), activatedAt: Timestamp.string(t0))]
+        var records = [
+            SigningKeyRecord(
+                id: first.keyId, privateKey: first.privateBase64, publicKey: first.publicBase64,
+                state: .active, createdAt: Timestamp.string(t0), activatedAt: Timestamp.string(t0))
+        ]
         let rotated = try KeyRing.rotation(of: records, publishFor: .seconds(60), retireAfter: .seconds(30), now: t0)
         let next = rotated[0]
         records = [rotated[1], next]
@@ -32,14 +35,19 @@ struct RotationTests {
         #expect(ring.published.map(\.id) == [next.id], "forgotten once its last lease has ended")
         // The endorsement is the old key's signature over the new key.
         let old = try Curve25519.Signing.PublicKey(rawRepresentation: Data(base64Encoded: first.publicBase64)!)
-        #expect(old.isValidSignature(Data(base64Encoded: next.endorsement!)!, for: KeyEndorsement.bytes(id: next.id, publicKey: next.publicKey)))
+        #expect(
+            old.isValidSignature(Data(base64Encoded: next.endorsement!)!, for: KeyEndorsement.bytes(id: next.id, publicKey: next.publicKey))
+        )
     }
 
-    @Test("a supervisor pinned to the old key learns the new one from the authority by its endorsement; a key no trusted key endorsed is not learnt")
+    @Test(
+        "a supervisor pinned to the old key learns the new one from the authority by its endorsement; a key no trusted key endorsed is not learnt"
+    )
     func supervisorsLearnEndorsedKeys() async throws {
         let t = try await TestAuthority.make()
         let pinned = try DecisionVerifier(publicKeyBase64: t.publicKey)
-        let records = try KeyRing.rotation(of: try await t.authority.store.signingKeys(), publishFor: .milliseconds(200), retireAfter: .seconds(30))
+        let records = try KeyRing.rotation(
+            of: try await t.authority.store.signingKeys(), publishFor: .milliseconds(200), retireAfter: .seconds(30))
         let change = Change(actor: "test", reason: nil, requestID: "r", at: Timestamp.string(Date()))
         for r in records { try await t.authority.store.putSigningKey(r, change: change) }
         try await Task.sleep(for: .milliseconds(250))
@@ -61,19 +69,24 @@ struct RotationTests {
 
         // A key set whose new key is endorsed by a key nobody pinned: not learnt.
         let stranger = DecisionSigner.generate(), rogue = DecisionSigner.generate()
-        let fake = ScriptedKeys(keys: [[
-            "keyId": rogue.keyId, "publicKey": rogue.publicBase64, "endorsedBy": stranger.keyId,
-            "endorsement": stranger.signature(over: KeyEndorsement.bytes(id: rogue.keyId, publicKey: rogue.publicBase64)),
-        ], [
-            // Endorsed by the pinned key, but its id is not its key's: not learnt either.
-            "keyId": "ed25519:AAAAAAAAAAAA", "publicKey": rogue.publicBase64, "endorsedBy": try await t.authority.store.signingKeys()[0].id,
-            "endorsement": "AAAA",
-        ]])
+        let fake = ScriptedKeys(keys: [
+            [
+                "keyId": rogue.keyId, "publicKey": rogue.publicBase64, "endorsedBy": stranger.keyId,
+                "endorsement": stranger.signature(over: KeyEndorsement.bytes(id: rogue.keyId, publicKey: rogue.publicBase64)),
+            ],
+            [
+                // Endorsed by the pinned key, but its id is not its key's: not learnt either.
+                "keyId": "ed25519:AAAAAAAAAAAA", "publicKey": rogue.publicBase64,
+                "endorsedBy": try await t.authority.store.signingKeys()[0].id,
+                "endorsement": "AAAA",
+            ],
+        ])
         try await fake.serve { port in
             let fresh = try DecisionVerifier(publicKeyBase64: t.publicKey)
             let learnt = await fresh.learn(from: AuthorityClient(endpoint: AuthorityEndpoint(url: "http://127.0.0.1:\(port)", key: "k")))
             #expect(learnt.isEmpty)
-            let forged = rogue.sign(Decision(deviceId: "a1", allowed: true, code: .allow, requestID: "r", issuedAt: "t", expiresAt: "u", kind: .lease))
+            let forged = rogue.sign(
+                Decision(deviceId: "a1", allowed: true, code: .allow, requestID: "r", issuedAt: "t", expiresAt: "u", kind: .lease))
             #expect(!fresh.verify(forged))
         }
     }

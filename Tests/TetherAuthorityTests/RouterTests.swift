@@ -72,7 +72,10 @@ struct RouterTests {
         let verifier = try DecisionVerifier(publicKeyBase64: t.publicKey)
         try await t.application().test(.router) { c in
             try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "a1"])
-            try await c.execute(uri: "/api/v1/devices/validate", method: .post, headers: headers(t.agentKey), body: body(["deviceId": "a1", "nonce": "n-42"])) { r in
+            try await c.execute(
+                uri: "/api/v1/devices/validate", method: .post, headers: headers(t.agentKey),
+                body: body(["deviceId": "a1", "nonce": "n-42"])
+            ) { r in
                 let o = json(r)
                 let d = try #require(Decision(json: o))
                 #expect(d.nonce == "n-42")
@@ -162,7 +165,9 @@ struct RouterTests {
             #expect(s == .unauthorized)
             // A key revoked in the store stops working (keys reload every 50 ms here).
             let store = try SQLiteStore(path: t.directory.database)
-            #expect(try await store.revokeKey(named: "agent", change: Change(actor: "test", reason: nil, requestID: "r", at: Timestamp.string(Date()))))
+            #expect(
+                try await store.revokeKey(
+                    named: "agent", change: Change(actor: "test", reason: nil, requestID: "r", at: Timestamp.string(Date()))))
             try await Task.sleep(for: .milliseconds(120))
             (s, _) = try await c.post("/api/v1/devices/validate", key: t.agentKey, ["deviceId": "a1"])
             #expect(s == .unauthorized)
@@ -183,18 +188,53 @@ struct RouterTests {
                 ("/api/v1/devices/validate", body(["deviceId": String(repeating: "a", count: 129)]), .badRequest, "invalid deviceId"),
                 ("/api/v1/devices/validate", body(["deviceId": "a1", "deviceID": "a2"]), .badRequest, "unknown field \"deviceID\""),
                 ("/api/v1/devices/validate", body(["deviceId": "a1", "nonce": "bad nonce\n"]), .badRequest, "invalid nonce"),
-                ("/api/v1/devices/validate", ByteBuffer(string: "{\"deviceId\": \"" + String(repeating: "x", count: 70_000) + "\"}"), .contentTooLarge, "larger than"),
+                (
+                    "/api/v1/devices/validate", ByteBuffer(string: "{\"deviceId\": \"" + String(repeating: "x", count: 70_000) + "\"}"),
+                    .contentTooLarge, "larger than"
+                ),
                 ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "dancing"]), .badRequest, "unknown state"),
-                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "denied", "detail": "connect ×1\nforged line"]), .badRequest, "control character"),
-                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "denied", "detail": String(repeating: "x", count: 1001)]), .badRequest, "longer than 1000 characters"),
-                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [1.5]]), .badRequest, "\"pids[0]\" must be a process id"),
-                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [7, -3]]), .badRequest, "positive integers"),
-                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [7, "8"]]), .badRequest, "\"pids[1]\" must be a number"),
-                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [1e12]]), .badRequest, "\"pids[0]\" must be a process id"),
-                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": NSNull()]), .badRequest, "\"state\" must be a string, not null"),
-                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "at": "yesterday"]), .badRequest, "RFC 3339"),
+                (
+                    "/api/v1/devices/report",
+                    body(["deviceId": "a1", "instance": "h1", "state": "denied", "detail": "connect ×1\nforged line"]), .badRequest,
+                    "control character"
+                ),
+                (
+                    "/api/v1/devices/report",
+                    body(["deviceId": "a1", "instance": "h1", "state": "denied", "detail": String(repeating: "x", count: 1001)]),
+                    .badRequest, "longer than 1000 characters"
+                ),
+                (
+                    "/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [1.5]]), .badRequest,
+                    "\"pids[0]\" must be a process id"
+                ),
+                (
+                    "/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [7, -3]]), .badRequest,
+                    "positive integers"
+                ),
+                (
+                    "/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [7, "8"]]), .badRequest,
+                    "\"pids[1]\" must be a number"
+                ),
+                (
+                    "/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "pids": [1e12]]), .badRequest,
+                    "\"pids[0]\" must be a process id"
+                ),
+                (
+                    "/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": NSNull()]), .badRequest,
+                    "\"state\" must be a string, not null"
+                ),
+                (
+                    "/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "at": "yesterday"]),
+                    .badRequest, "RFC 3339"
+                ),
                 // Found by the fuzzer: Foundation's ISO 8601 formatter died of SIGFPE on it, and with it the authority.
-                ("/api/v1/devices/report", body(["deviceId": "a1", "instance": "h1", "state": "stopped", "at": "20621-9-26T03:00:00.000" + String(repeating: "3", count: 90) + "Z"]), .badRequest, "RFC 3339"),
+                (
+                    "/api/v1/devices/report",
+                    body([
+                        "deviceId": "a1", "instance": "h1", "state": "stopped",
+                        "at": "20621-9-26T03:00:00.000" + String(repeating: "3", count: 90) + "Z",
+                    ]), .badRequest, "RFC 3339"
+                ),
             ]
             for (uri, b, status, message) in cases {
                 try await c.execute(uri: uri, method: .post, headers: headers(t.agentKey), body: b) { r in
@@ -237,9 +277,12 @@ struct RouterTests {
             try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "a2"])
             let (_, rev) = try await c.post("/api/v1/devices/revoke", key: t.operatorKey, ["deviceId": "a2", "reason": "INC-7"])
             let rid = try #require(rev["request_id"] as? String)
-            var (s, o) = try await c.post("/api/v1/devices/report", key: t.agentKey, [
-                "deviceId": "a2", "instance": "host-1", "state": "stopped", "pids": [100, 101],
-                "at": Timestamp.string(Date()), "request_id": rid])
+            var (s, o) = try await c.post(
+                "/api/v1/devices/report", key: t.agentKey,
+                [
+                    "deviceId": "a2", "instance": "host-1", "state": "stopped", "pids": [100, 101],
+                    "at": Timestamp.string(Date()), "request_id": rid,
+                ])
             #expect(s == .ok)
             (_, o) = try await c.get("/api/v1/devices/list", key: t.operatorKey)
             let devices = try #require(o["devices"] as? [[String: Any]])
@@ -250,8 +293,11 @@ struct RouterTests {
             #expect(last["state"] as? String == "stopped")
             #expect(last["pids"] as? [Int] == [100, 101])
             // A gate's report: what it denied, for on-call to read in tether status.
-            (s, _) = try await c.post("/api/v1/devices/report", key: t.agentKey, [
-                "deviceId": "a1", "instance": "host-1", "state": "denied", "pids": [100], "detail": "connect ×3 by 100 (/usr/bin/curl)"])
+            (s, _) = try await c.post(
+                "/api/v1/devices/report", key: t.agentKey,
+                [
+                    "deviceId": "a1", "instance": "host-1", "state": "denied", "pids": [100], "detail": "connect ×3 by 100 (/usr/bin/curl)",
+                ])
             #expect(s == .ok)
             (_, o) = try await c.get("/api/v1/devices/list", key: t.operatorKey)
             let gated = try #require((o["devices"] as? [[String: Any]])?.first?["lastReport"] as? [String: Any])
@@ -327,10 +373,14 @@ struct RouterTests {
         let entries = try await t.authority.store.audit(limit: 1000, deviceId: nil, since: nil, until: nil)
         func count(_ e: AuditEntry) -> Int { Int(e.reason?.prefix { $0.isNumber } ?? "") ?? 0 }
         let unknown = entries.filter { $0.action == "refused-401" && $0.reason?.contains("/api/v1/devices/list") == true }
-        #expect((1...5).contains(unknown.count) && unknown.allSatisfy { $0.actor == "unknown key" }, "a few rows, never one a request: \(unknown)")
+        #expect(
+            (1...5).contains(unknown.count) && unknown.allSatisfy { $0.actor == "unknown key" },
+            "a few rows, never one a request: \(unknown)")
         #expect(unknown.map(count).reduce(0, +) == 300, "\(unknown)")
         let role = entries.filter { $0.action == "refused-403" }
-        #expect((1...5).contains(role.count) && role.allSatisfy { $0.actor == "agent" && $0.reason?.contains("requests to /api/v1/devices/revoke") == true }, "\(role)")
+        #expect(
+            (1...5).contains(role.count)
+                && role.allSatisfy { $0.actor == "agent" && $0.reason?.contains("requests to /api/v1/devices/revoke") == true }, "\(role)")
         #expect(role.map(count).reduce(0, +) == 20, "\(role)")
         #expect(!entries.contains { $0.actor.contains("tk_") || ($0.reason ?? "").contains("tk_") }, "nothing of a presented key is kept")
         #expect(await t.authority.refusals.flush() == 0, "a new window starts empty")
@@ -349,10 +399,14 @@ struct RouterTests {
             c.reportRetention = .seconds(3600)
         }
         let old = "2000-01-01T00:00:00.000Z", now = Timestamp.string(Date())
-        _ = try await t.authority.store.register("ancient", change: Change(actor: "test", reason: nil, requestID: "r1", at: old), seal: { _, _ in "{}" })
-        _ = try await t.authority.store.register("recent", change: Change(actor: "test", reason: nil, requestID: "r2", at: now), seal: { _, _ in "{}" })
-        try await t.authority.store.addReport(Report(deviceId: "ancient", instance: "h", state: "stopped", pids: [], at: old, requestID: nil, receivedAt: old))
-        try await t.authority.store.addReport(Report(deviceId: "recent", instance: "h", state: "stopped", pids: [], at: now, requestID: nil, receivedAt: now))
+        _ = try await t.authority.store.register(
+            "ancient", change: Change(actor: "test", reason: nil, requestID: "r1", at: old), seal: { _, _ in "{}" })
+        _ = try await t.authority.store.register(
+            "recent", change: Change(actor: "test", reason: nil, requestID: "r2", at: now), seal: { _, _ in "{}" })
+        try await t.authority.store.addReport(
+            Report(deviceId: "ancient", instance: "h", state: "stopped", pids: [], at: old, requestID: nil, receivedAt: old))
+        try await t.authority.store.addReport(
+            Report(deviceId: "recent", instance: "h", state: "stopped", pids: [], at: now, requestID: nil, receivedAt: now))
         let gone = try await t.authority.prune()
         #expect(gone.audit == 1 && gone.reports == 1, "\(gone)")
         let audit = try await t.authority.store.audit(limit: 100, deviceId: nil, since: nil, until: nil)

@@ -14,9 +14,10 @@ extension TestAuthority {
         let key = APIKeys.generate()
         let store = try SQLiteStore(path: directory.database)
         let now = Timestamp.string(Date())
-        try await store.addKey(KeyRecord(name: name, role: .agent, hash: APIKeys.hash(key), createdAt: now, surfaces: surfaces, instance: instance),
-                               change: Change(actor: "test", reason: nil, requestID: UUID().uuidString, at: now))
-        try await Task.sleep(for: .milliseconds(120))   // the key cache reloads (keyRefresh 50 ms)
+        try await store.addKey(
+            KeyRecord(name: name, role: .agent, hash: APIKeys.hash(key), createdAt: now, surfaces: surfaces, instance: instance),
+            change: Change(actor: "test", reason: nil, requestID: UUID().uuidString, at: now))
+        try await Task.sleep(for: .milliseconds(120))  // the key cache reloads (keyRefresh 50 ms)
         return key
     }
 }
@@ -65,7 +66,9 @@ struct ScopeTests {
         #expect(keys.first { $0.name == "host-a-agent" }?.scopeDescription == "surfaces agent-*; instance host-a")
     }
 
-    @Test("another agent key can neither watch nor report as an instance held by a key (403): no forged stop; only a stop acknowledges a revoke")
+    @Test(
+        "another agent key can neither watch nor report as an instance held by a key (403): no forged stop; only a stop acknowledges a revoke"
+    )
     func forgedAck() async throws {
         let t = try await TestAuthority.make(lease: .seconds(5))
         let other = try await t.agentKey("other-agent")
@@ -88,12 +91,14 @@ struct ScopeTests {
         // so is its report that host-a stopped (host-a belongs to the key that claimed it).
         let stream = try await watchStatus(port, other, instance: "host-a", surfaces: ["a1"])
         #expect(stream.0 == 403 && stream.1.contains("held by another key"), "\(stream)")
-        let forged = try await post(port, "/api/v1/devices/report", other,
-                                    ["deviceId": "a1", "instance": "host-a", "state": "stopped", "pids": [4242], "request_id": rid])
+        let forged = try await post(
+            port, "/api/v1/devices/report", other,
+            ["deviceId": "a1", "instance": "host-a", "state": "stopped", "pids": [4242], "request_id": rid])
         #expect(forged.0 == 403 && forged.1.contains("held by another key"), "\(forged)")
         // The right key, the wrong state: not an acknowledgement of a revoke either.
-        _ = try await post(port, "/api/v1/devices/report", t.agentKey,
-                           ["deviceId": "a1", "instance": "host-a", "state": "resumed", "pids": [1], "request_id": rid])
+        _ = try await post(
+            port, "/api/v1/devices/report", t.agentKey,
+            ["deviceId": "a1", "instance": "host-a", "state": "resumed", "pids": [1], "request_id": rid])
         let (rs, text) = try await revoke.value
         let out = object(text)
         #expect(rs == 200)
@@ -105,8 +110,9 @@ struct ScopeTests {
         _ = await victim.wait { $0.allowed && $0.requestID != rid }
         let again = Task { try await revokeWaiting(port: port, operatorKey) }
         let d2 = try #require(await victim.wait { !$0.allowed && $0.requestID != rid })
-        _ = try await post(port, "/api/v1/devices/report", t.agentKey,
-                           ["deviceId": "a1", "instance": "host-a", "state": "stopped", "pids": [1], "request_id": d2.requestID])
+        _ = try await post(
+            port, "/api/v1/devices/report", t.agentKey,
+            ["deviceId": "a1", "instance": "host-a", "state": "stopped", "pids": [1], "request_id": d2.requestID])
         let (rs2, text2) = try await again.value
         let out2 = object(text2)
         #expect(rs2 == 200)
@@ -125,7 +131,9 @@ struct ScopeTests {
 
     /// The status of a watch stream's answer, and its body when it is not a stream (a refusal).
     static func watchStatus(_ port: Int, _ key: String, instance: String, surfaces: [String]) async throws -> (Int, String) {
-        var req = HTTPClientRequest(url: "http://127.0.0.1:\(port)/api/v1/devices/watch?" + surfaces.map { "deviceId=\($0)" }.joined(separator: "&") + "&instance=\(instance)")
+        var req = HTTPClientRequest(
+            url: "http://127.0.0.1:\(port)/api/v1/devices/watch?" + surfaces.map { "deviceId=\($0)" }.joined(separator: "&")
+                + "&instance=\(instance)")
         req.headers.add(name: "x-org-key", value: key)
         let resp = try await streamClient.execute(req, timeout: .seconds(5))
         guard resp.status.code != 200 else { return (200, "a stream") }
@@ -141,12 +149,14 @@ struct ScopeTests {
         (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]) ?? [:]
     }
 
-    @Test("watch streams are capped per key and in all (429 TOO_MANY_STREAMS); register and report are rate-limited per key (429 RATE_LIMITED, Retry-After)")
+    @Test(
+        "watch streams are capped per key and in all (429 TOO_MANY_STREAMS); register and report are rate-limited per key (429 RATE_LIMITED, Retry-After)"
+    )
     func limits() async throws {
         let t = try await TestAuthority.make { c in
             c.maxStreamsPerKey = 2
             c.maxStreams = 3
-            c.writeRate = 0.001   // no refill within the test, however slow the machine
+            c.writeRate = 0.001  // no refill within the test, however slow the machine
             c.writeBurst = 5
         }
         let other = try await t.agentKey("other-agent")
@@ -162,14 +172,20 @@ struct ScopeTests {
         let (code, body) = try await post(port, "/api/v1/devices/register", t.agentKey, ["deviceId": "s9"])
         #expect(code == 429 && body.contains("RATE_LIMITED"), "\(body)")
         #expect(try await post(port, "/api/v1/devices/register", other, ["deviceId": "o1"]).0 == 200)
-        #expect(try await post(port, "/api/v1/devices/report", t.agentKey,
-                               ["deviceId": "s0", "instance": "h", "state": "stopped", "pids": [1]]).0 == 429)
+        #expect(
+            try await post(
+                port, "/api/v1/devices/report", t.agentKey,
+                ["deviceId": "s0", "instance": "h", "state": "stopped", "pids": [1]]
+            ).0 == 429)
 
         // Streams: two for the key, the third refused; then one more for another key, and the
         // authority's own cap (3) refuses the next.
         let a = WatchReader(port: port, key: t.agentKey, surfaces: ["s0"], instance: "h1")
         let b = WatchReader(port: port, key: t.agentKey, surfaces: ["s1"], instance: "h2")
-        defer { a.cancel(); b.cancel() }
+        defer {
+            a.cancel()
+            b.cancel()
+        }
         _ = await a.wait { _ in true }
         _ = await b.wait { _ in true }
         #expect(try await get(port, "/api/v1/devices/watch?deviceId=s2&instance=h3", t.agentKey).contains("TOO_MANY_STREAMS"))

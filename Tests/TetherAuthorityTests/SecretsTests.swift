@@ -28,7 +28,10 @@ struct SecretsTests {
         do { _ = try SecretFile.read(link) } catch { #expect(error.reason.contains("symbolic link")) }
 
         let open = file(dir, "open.key", "x\n", mode: 0o644)
-        do { _ = try SecretFile.read(open); Issue.record("a world-readable key was read") } catch {
+        do {
+            _ = try SecretFile.read(open)
+            Issue.record("a world-readable key was read")
+        } catch {
             #expect(error.reason.contains("readable by every user"))
         }
         let writable = file(dir, "writable.key", "x\n", mode: 0o622)
@@ -37,7 +40,10 @@ struct SecretsTests {
         // Another user's key, read by an ordinary user (uid 1000; root may read service users' keys).
         let theirs = file(dir, "theirs.key", "x\n", mode: 0o600)
         chown(theirs, 65534, 65534)
-        do { _ = try SecretFile.read(theirs, euid: 1000); Issue.record("another user's key was read") } catch {
+        do {
+            _ = try SecretFile.read(theirs, euid: 1000)
+            Issue.record("another user's key was read")
+        } catch {
             #expect(error.reason.contains("owned by uid 65534"))
         }
         #expect(try SecretFile.read(theirs, euid: 0) == "x\n", "root reads the authority's dynamic user's operator key")
@@ -46,14 +52,17 @@ struct SecretsTests {
     @Test("a state directory another user created first, or anyone may write, is refused — and nothing is written into it")
     func plantedStateDirectory() async throws {
         // The attack on HOME-less defaults: another local user makes the directory first.
-        let base = workerDirectory("tether-planted")   // sticky and world-writable, like /tmp
+        let base = workerDirectory("tether-planted")  // sticky and world-writable, like /tmp
         let planted = base + "/.local/state/tether"
         try FileManager.default.createDirectory(atPath: planted, withIntermediateDirectories: true)
         for d in [base + "/.local", base + "/.local/state", planted] { chown(d, 65534, 65534) }
         let dir = StateDirectory(path: planted)
         await #expect(throws: (any Error).self) { _ = try await dir.initialize(actor: "test") }
         #expect(!FileManager.default.fileExists(atPath: planted + "/operator.key"), "no key written into it")
-        do { try dir.checkOwnership(); Issue.record("root would write into another user's directory") } catch {
+        do {
+            try dir.checkOwnership()
+            Issue.record("root would write into another user's directory")
+        } catch {
             #expect("\(error)".contains("owned by uid 65534"))
         }
         // Not even to read: the directories above it are nobody's too, who could swap them.

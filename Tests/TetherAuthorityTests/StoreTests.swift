@@ -16,17 +16,21 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     func make() async throws -> (any AuthorityStore, second: () async throws -> any AuthorityStore, close: @Sendable () -> Void) {
         switch self {
         case .sqlite:
-            let path = FileManager.default.temporaryDirectory.appendingPathComponent("tether-store-\(UUID().uuidString.prefix(8)).sqlite").path
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("tether-store-\(UUID().uuidString.prefix(8)).sqlite")
+                .path
             return (try SQLiteStore(path: path), { try SQLiteStore(path: path) }, {})
         case .postgres:
             let url = try await TestPostgres.freshDatabase()
             let a = try await PostgresStore.open(url, logger: testLogger)
             let others = Mutex<[PostgresStore]>([a])
-            return (a, {
-                let b = try await PostgresStore.open(url, logger: testLogger)
-                others.withLock { $0.append(b) }
-                return b
-            }, { others.withLock { $0.forEach { $0.close() } } })
+            return (
+                a,
+                {
+                    let b = try await PostgresStore.open(url, logger: testLogger)
+                    others.withLock { $0.append(b) }
+                    return b
+                }, { others.withLock { $0.forEach { $0.close() } } }
+            )
         }
     }
 }
@@ -46,7 +50,9 @@ func change(_ who: String = "test", _ why: String? = nil, at: String = Timestamp
 
 @Suite("Store conformance: SQLite and PostgreSQL", .timeLimit(.minutes(3)))
 struct StoreTests {
-    @Test("surfaces: register, revoke, restore, remove, come back; each change the next revision with its event", arguments: StoreKind.allCases)
+    @Test(
+        "surfaces: register, revoke, restore, remove, come back; each change the next revision with its event",
+        arguments: StoreKind.allCases)
     func surfacesAndRevisions(_ kind: StoreKind) async throws {
         let (s, _, close) = try await kind.make()
         defer { close() }
@@ -114,8 +120,12 @@ struct StoreTests {
         let (s, _, close) = try await kind.make()
         defer { close() }
         let now = Timestamp.string(Date())
-        try await s.addKey(KeyRecord(name: "ci", role: .agent, hash: APIKeys.hash("tk_x"), createdAt: now, surfaces: ["ci-*", "a1"], instance: "h"), change: change())
-        await #expect(throws: (any Error).self) { try await s.addKey(KeyRecord(name: "ci", role: .agent, hash: "other", createdAt: now), change: change()) }
+        try await s.addKey(
+            KeyRecord(name: "ci", role: .agent, hash: APIKeys.hash("tk_x"), createdAt: now, surfaces: ["ci-*", "a1"], instance: "h"),
+            change: change())
+        await #expect(throws: (any Error).self) {
+            try await s.addKey(KeyRecord(name: "ci", role: .agent, hash: "other", createdAt: now), change: change())
+        }
         #expect(try await s.keys().first?.surfaces == ["ci-*", "a1"])
         #expect(try await s.revokeKey(named: "ci", change: change()))
         #expect(try await !s.revokeKey(named: "ci", change: change()), "already revoked")
@@ -133,9 +143,12 @@ struct StoreTests {
         _ = try await s.register("a1", change: change(at: "2000-01-01T00:00:00.000Z"), seal: revisionSeal)
         _ = try await s.setRevoked("a1", revoked: true, change: change("alice", "why"), seal: revisionSeal)
         #expect(try await s.audit(limit: 10, deviceId: "a1", since: nil, until: nil).map(\.action) == ["revoke", "register"])
-        #expect(try await s.audit(limit: 10, deviceId: nil, since: "2001-01-01T00:00:00.000Z", until: nil).contains { $0.action == "register" } == false)
+        #expect(
+            try await s.audit(limit: 10, deviceId: nil, since: "2001-01-01T00:00:00.000Z", until: nil).contains { $0.action == "register" }
+                == false)
         for i in 0..<205 {
-            try await s.addReport(Report(deviceId: "a1", instance: "h", state: "stopped", pids: [Int32(i), 7], at: now, requestID: "r", receivedAt: now))
+            try await s.addReport(
+                Report(deviceId: "a1", instance: "h", state: "stopped", pids: [Int32(i), 7], at: now, requestID: "r", receivedAt: now))
         }
         let reports = try await s.reports(deviceId: "a1", limit: 500)
         #expect(reports.count == 200 && reports.first?.pids == [204, 7], "the last 200, newest first")
@@ -149,7 +162,9 @@ struct StoreTests {
         #expect(u.surfaces == 1 && u.revoked == 1 && u.keys == 0 && u.reports == 200 && u.auditEntries >= 5)
         let gone = try await s.prune(auditBefore: "2001-01-01T00:00:00.000Z", reportsBefore: "2001-01-01T00:00:00.000Z")
         #expect(gone.audit == 1 && gone.reports == 0)
-        #expect(try await s.changes(after: 0, limit: 10).events.map(\.revision) == [2], "the old change's event went with the reports' age; the newest stays")
+        #expect(
+            try await s.changes(after: 0, limit: 10).events.map(\.revision) == [2],
+            "the old change's event went with the reports' age; the newest stays")
     }
 }
 
@@ -178,10 +193,20 @@ struct PostgresStoreTests {
         defer { close() }
         let other = try await second()
         let now = Date().timeIntervalSince1970
-        try await s.addConsoleToken(ConsoleTokenRecord(digest: "l1", kind: .link, keyName: "alice", createdAt: now, lastSeen: now, expiresAt: now + 60))
-        try await s.addConsoleToken(ConsoleTokenRecord(digest: "s1", kind: .session, keyName: "alice", csrf: "c", client: "10.0.0.1", createdAt: now, lastSeen: now, expiresAt: now + 60))
-        try await s.addConsoleToken(ConsoleTokenRecord(digest: "s2", kind: .session, keyName: "bob", csrf: "d", createdAt: now, lastSeen: now - 100, expiresAt: now + 60))
-        #expect(try await other.consoleToken(digest: "s1") == ConsoleTokenRecord(digest: "s1", kind: .session, keyName: "alice", csrf: "c", client: "10.0.0.1", createdAt: now, lastSeen: now, expiresAt: now + 60))
+        try await s.addConsoleToken(
+            ConsoleTokenRecord(digest: "l1", kind: .link, keyName: "alice", createdAt: now, lastSeen: now, expiresAt: now + 60))
+        try await s.addConsoleToken(
+            ConsoleTokenRecord(
+                digest: "s1", kind: .session, keyName: "alice", csrf: "c", client: "10.0.0.1", createdAt: now, lastSeen: now,
+                expiresAt: now + 60))
+        try await s.addConsoleToken(
+            ConsoleTokenRecord(
+                digest: "s2", kind: .session, keyName: "bob", csrf: "d", createdAt: now, lastSeen: now - 100, expiresAt: now + 60))
+        #expect(
+            try await other.consoleToken(digest: "s1")
+                == ConsoleTokenRecord(
+                    digest: "s1", kind: .session, keyName: "alice", csrf: "c", client: "10.0.0.1", createdAt: now, lastSeen: now,
+                    expiresAt: now + 60))
         // Two handles (two replicas) use the same link: one of them does.
         async let a = s.useConsoleLink(digest: "l1")
         async let b = other.useConsoleLink(digest: "l1")
@@ -220,12 +245,16 @@ struct PostgresStoreTests {
     @Test("database URLs: what is wrong is named; the password never shows")
     func urls() throws {
         let u = try DatabaseURL("postgresql://tether:s3cret@db.example:6432/fleet?sslmode=verify-full")
-        #expect(u.user == "tether" && u.password == "s3cret" && u.host == "db.example" && u.port == 6432 && u.database == "fleet" && u.sslMode == .verifyFull)
+        #expect(
+            u.user == "tether" && u.password == "s3cret" && u.host == "db.example" && u.port == 6432 && u.database == "fleet"
+                && u.sslMode == .verifyFull)
         #expect(!u.description.contains("s3cret"))
         #expect(try DatabaseURL("postgresql://t@localhost/db?host=/run/postgresql").socketDirectory == "/run/postgresql")
-        for (bad, says) in [("mysql://x@h/db", "starts with postgresql://"), ("postgresql://h/db", "no user"),
-                            ("postgresql://u:pw@h/", "no database"), ("postgresql://u@h/db?sslmode=maybe", "sslmode"),
-                            ("postgresql://u@h/db?pool=3", "unknown database URL parameter")] {
+        for (bad, says) in [
+            ("mysql://x@h/db", "starts with postgresql://"), ("postgresql://h/db", "no user"),
+            ("postgresql://u:pw@h/", "no database"), ("postgresql://u@h/db?sslmode=maybe", "sslmode"),
+            ("postgresql://u@h/db?pool=3", "unknown database URL parameter"),
+        ] {
             #expect(throws: DatabaseURL.Invalid.self) { try DatabaseURL(bad) }
             do { _ = try DatabaseURL(bad) } catch {
                 #expect(error.description.contains(says), "\(bad): \(error)")
@@ -257,7 +286,10 @@ struct PostgresStoreTests {
             #expect(named.sslMode.rawValue == weak && named.unverifiedOffHost, "accepted once the risk is named")
         }
         // The command: refused with the message, accepted with the flag (and a warning).
-        let (rc, _, err) = try runTether(["authority", "init", "--dir", temporaryDirectory("tls-refused"), "--database", "postgresql://t@192.0.2.1:1/fleet?sslmode=require"])
+        let (rc, _, err) = try runTether([
+            "authority", "init", "--dir", temporaryDirectory("tls-refused"), "--database",
+            "postgresql://t@192.0.2.1:1/fleet?sslmode=require",
+        ])
         #expect(rc == 64 && err.contains("--insecure-database-tls"), "\(rc) \(err)")
     }
 

@@ -17,7 +17,9 @@ struct TestAuthority {
     let agentKey: String
     let publicKey: String
 
-    static func make(lease: Duration = .seconds(15), configure: (inout AuthorityConfiguration) -> Void = { _ in }) async throws -> TestAuthority {
+    static func make(
+        lease: Duration = .seconds(15), configure: (inout AuthorityConfiguration) -> Void = { _ in }
+    ) async throws -> TestAuthority {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("tether-auth-\(UUID().uuidString.prefix(8))").path
         let dir = StateDirectory(path: path)
         let created = try await dir.initialize(actor: "test")
@@ -26,8 +28,9 @@ struct TestAuthority {
         config.keyRefresh = .milliseconds(50)
         configure(&config)
         let authority = try await AuthorityServer.open(directory: dir, configuration: config, logger: testLogger)
-        return TestAuthority(directory: dir, authority: authority, operatorKey: created.operatorKey,
-                             agentKey: created.agentKey, publicKey: created.publicKey)
+        return TestAuthority(
+            directory: dir, authority: authority, operatorKey: created.operatorKey,
+            agentKey: created.agentKey, publicKey: created.publicKey)
     }
 
     func application(port: Int = 0, limits: (inout ConnectionLimits) -> Void = { _ in }) throws -> some ApplicationProtocol {
@@ -80,8 +83,10 @@ extension TestClientProtocol {
 func makeCertificate(in dir: String) throws {
     let openssl = Process()
     openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-    openssl.arguments = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                         "-keyout", dir + "/tls.key", "-out", dir + "/tls.crt", "-days", "1", "-subj", "/CN=localhost"]
+    openssl.arguments = [
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", dir + "/tls.key", "-out", dir + "/tls.crt", "-days", "1", "-subj", "/CN=localhost",
+    ]
     openssl.standardOutput = FileHandle.nullDevice
     openssl.standardError = FileHandle.nullDevice
     try openssl.run()

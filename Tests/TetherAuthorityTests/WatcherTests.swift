@@ -11,7 +11,9 @@ final class VerdictLog: @unchecked Sendable {
     func add(_ v: Verdict) { lock.withLock { list.append((v, .now)) } }
     var all: [(Verdict, ContinuousClock.Instant)] { lock.withLock { list } }
 
-    func wait(timeout: Duration = .seconds(5), after index: Int = 0, _ match: (Verdict) -> Bool) async -> (Verdict, ContinuousClock.Instant)? {
+    func wait(
+        timeout: Duration = .seconds(5), after index: Int = 0, _ match: (Verdict) -> Bool
+    ) async -> (Verdict, ContinuousClock.Instant)? {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if let hit = all.dropFirst(index).first(where: { match($0.0) }) { return hit }
@@ -40,11 +42,16 @@ struct WatcherTests {
         settings.reconnectMax = .milliseconds(500)
         var logger = Logger(label: "watcher-test")
         logger.logLevel = .critical
-        let watcher = SurfaceWatcher(client: agent, surfaces: ["w1"], verifier: try DecisionVerifier(publicKeyBase64: created.publicKey), settings: settings, logger: logger)
+        let watcher = SurfaceWatcher(
+            client: agent, surfaces: ["w1"], verifier: try DecisionVerifier(publicKeyBase64: created.publicKey), settings: settings,
+            logger: logger)
         let log = VerdictLog()
         let runner = Task { await watcher.run() }
         let reader = Task { for await v in watcher.verdicts { log.add(v) } }
-        defer { runner.cancel(); reader.cancel() }
+        defer {
+            runner.cancel()
+            reader.cancel()
+        }
 
         #expect(await log.wait { $0.allowed } != nil, "allowed at first")
         let rev = try await op.revoke("w1", reason: "test", wait: nil)
@@ -62,7 +69,9 @@ struct WatcherTests {
         let killed = ContinuousClock.now
         server.kill9()
         let expired = try #require(await log.wait(after: quiet) { $0.code == .leaseExpired })
-        #expect(expired.1 - killed < .milliseconds(4500), "stopped within the 2 s lease (+ a generous margin for a loaded machine): \(expired.1 - killed)")
+        #expect(
+            expired.1 - killed < .milliseconds(4500),
+            "stopped within the 2 s lease (+ a generous margin for a loaded machine): \(expired.1 - killed)")
 
         try await server.start()
         let back = log.all.count
@@ -80,11 +89,15 @@ struct WatcherTests {
         var logger = Logger(label: "watcher-test")
         logger.logLevel = .critical
         let impostorKey = try DecisionVerifier(publicKeyBase64: DecisionSigner.generate().publicBase64)
-        let watcher = SurfaceWatcher(client: agent, surfaces: ["w2"], verifier: impostorKey, settings: WatchSettings(instance: "h"), logger: logger)
+        let watcher = SurfaceWatcher(
+            client: agent, surfaces: ["w2"], verifier: impostorKey, settings: WatchSettings(instance: "h"), logger: logger)
         let log = VerdictLog()
         let runner = Task { await watcher.run() }
         let reader = Task { for await v in watcher.verdicts { log.add(v) } }
-        defer { runner.cancel(); reader.cancel() }
+        defer {
+            runner.cancel()
+            reader.cancel()
+        }
         #expect(await log.wait { $0.code == .badSignature } != nil)
         #expect(!log.all.contains { $0.0.allowed }, "never allowed")
     }
@@ -92,9 +105,12 @@ struct WatcherTests {
 
 @Suite("Revisions a supervisor holds: never back, whoever sends them")
 struct RevisionTests {
-    func d(_ kind: DecisionKind, _ surface: String = "a1", code: DecisionCode = .allow, rev: UInt64, org: UInt64? = nil, origin: String = "O") -> Decision {
-        Decision(deviceId: surface, allowed: code == .allow, code: code, requestID: "r", issuedAt: "t", expiresAt: "u",
-                 kind: kind, revision: rev, orgRevision: org, origin: origin)
+    func d(
+        _ kind: DecisionKind, _ surface: String = "a1", code: DecisionCode = .allow, rev: UInt64, org: UInt64? = nil, origin: String = "O"
+    ) -> Decision {
+        Decision(
+            deviceId: surface, allowed: code == .allow, code: code, requestID: "r", issuedAt: "t", expiresAt: "u",
+            kind: kind, revision: rev, orgRevision: org, origin: origin)
     }
 
     @Test("a replayed or lagging renewal is stale; a repeated change is a duplicate; a newer renewal reveals a missed event")
@@ -134,7 +150,9 @@ struct RevisionTests {
 
 @Suite("Surface watcher: a stream refused for some of its surfaces", .serialized, .timeLimit(.minutes(2)))
 struct PartialWatchRefusalTests {
-    @Test("a name outside the key's scope is denied and left out; the stream carries the rest (a revoke arrives in ms, not at the next 10 s poll)")
+    @Test(
+        "a name outside the key's scope is denied and left out; the stream carries the rest (a revoke arrives in ms, not at the next 10 s poll)"
+    )
     func dropsTheRefusedName() async throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("tether-watch-\(UUID().uuidString.prefix(8))").path
         let dir = StateDirectory(path: path)
@@ -150,24 +168,31 @@ struct PartialWatchRefusalTests {
         let key = APIKeys.generate()
         let store = try SQLiteStore(path: dir.database)
         let now = Timestamp.string(Date())
-        try await store.addKey(KeyRecord(name: "scoped", role: .agent, hash: APIKeys.hash(key), createdAt: now, surfaces: ["ws-*"], instance: nil),
-                               change: Change(actor: "test", reason: nil, requestID: UUID().uuidString, at: now))
-        try await Task.sleep(for: .milliseconds(1500))   // the server's key cache (keyRefresh 1 s)
+        try await store.addKey(
+            KeyRecord(name: "scoped", role: .agent, hash: APIKeys.hash(key), createdAt: now, surfaces: ["ws-*"], instance: nil),
+            change: Change(actor: "test", reason: nil, requestID: UUID().uuidString, at: now))
+        try await Task.sleep(for: .milliseconds(1500))  // the server's key cache (keyRefresh 1 s)
         let scoped = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: key))
 
         var settings = WatchSettings(instance: "test-host")
-        settings.pollInterval = .seconds(10)   // polling could not deliver the revoke in time
+        settings.pollInterval = .seconds(10)  // polling could not deliver the revoke in time
         var logger = Logger(label: "watcher-test")
         logger.logLevel = .critical
-        let watcher = SurfaceWatcher(client: scoped, surfaces: ["ws-1", "other-1"], verifier: try DecisionVerifier(publicKeyBase64: created.publicKey),
-                                     settings: settings, logger: logger)
+        let watcher = SurfaceWatcher(
+            client: scoped, surfaces: ["ws-1", "other-1"], verifier: try DecisionVerifier(publicKeyBase64: created.publicKey),
+            settings: settings, logger: logger)
         let log = VerdictLog()
         let runner = Task { await watcher.run() }
         let reader = Task { for await v in watcher.verdicts { log.add(v) } }
-        defer { runner.cancel(); reader.cancel() }
+        defer {
+            runner.cancel()
+            reader.cancel()
+        }
 
         #expect(await log.wait { $0.surface == "ws-1" && $0.allowed } != nil, "ws-1 allowed")
-        #expect(await log.wait { $0.surface == "other-1" && !$0.allowed && $0.code == .badResponse } != nil, "other-1 denied: the key may not watch it")
+        #expect(
+            await log.wait { $0.surface == "other-1" && !$0.allowed && $0.code == .badResponse } != nil,
+            "other-1 denied: the key may not watch it")
         let n = log.all.count
         let sent = ContinuousClock.now
         _ = try await op.revoke("ws-1", reason: "test", wait: nil)

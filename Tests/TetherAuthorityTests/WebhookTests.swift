@@ -52,7 +52,8 @@ struct WebhookTests {
 
     static let secret = "webhook-test-secret-0123456789abcdef"
 
-    static func hook(_ name: String, port: Int, format: WebhookSettings.Format = .json, events: Set<NotifyEvent>? = nil) -> WebhookSettings {
+    static func hook(_ name: String, port: Int, format: WebhookSettings.Format = .json, events: Set<NotifyEvent>? = nil) -> WebhookSettings
+    {
         var h = WebhookSettings(name: name, url: "http://127.0.0.1:\(port)/\(name)")
         h.format = format
         if format == .json { h.secret = secret }
@@ -62,7 +63,8 @@ struct WebhookTests {
 
     static func verify(_ p: Receiver.Post) -> Bool {
         guard let ts = p.headers[HTTPField.Name("x-tether-webhook-timestamp")!],
-              let sig = p.headers[HTTPField.Name("x-tether-webhook-signature")!] else { return false }
+            let sig = p.headers[HTTPField.Name("x-tether-webhook-signature")!]
+        else { return false }
         var text = Data(ts.utf8)
         text.append(UInt8(ascii: "."))
         text.append(p.body)
@@ -79,11 +81,14 @@ struct WebhookTests {
         try await receiver.application.test(.live) { rc in
             let port = try #require(rc.port)
             let t = try await TestAuthority.make { c in
-                c.settings.notify.webhooks = [Self.hook("json", port: port), Self.hook("slack", port: port, format: .slack, events: [.revoke, .halt])]
+                c.settings.notify.webhooks = [
+                    Self.hook("json", port: port), Self.hook("slack", port: port, format: .slack, events: [.revoke, .halt]),
+                ]
             }
             try await t.application().test(.live) { c in
                 #expect(try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "w1"]).0 == .ok)
-                #expect(try await c.post("/api/v1/devices/revoke", key: t.operatorKey, ["deviceId": "w1", "reason": "INC-3: loops"]).0 == .ok)
+                #expect(
+                    try await c.post("/api/v1/devices/revoke", key: t.operatorKey, ["deviceId": "w1", "reason": "INC-3: loops"]).0 == .ok)
                 #expect(try await c.post("/api/v1/devices/unrevoke", key: t.operatorKey, ["deviceId": "w1"]).0 == .ok)
                 #expect(try await c.post("/api/v1/org/halt", key: t.operatorKey, ["reason": "INC-4"]).0 == .ok)
                 #expect(try await c.post("/api/v1/org/resume", key: t.operatorKey, [:]).0 == .ok)
@@ -138,7 +143,7 @@ struct WebhookTests {
                 let posts = await receiver.waitFor(3)
                 #expect(posts.count == 3)
                 let ids = Set(posts.compactMap { $0.headers[HTTPField.Name("x-tether-delivery")!] })
-                #expect(ids.count == 1)   // one delivery, retried: receivers drop duplicates by it
+                #expect(ids.count == 1)  // one delivery, retried: receivers drop duplicates by it
                 if posts.count == 3 {
                     // 1 s, then 2 s (less a margin for scheduling).
                     #expect(posts[1].at - posts[0].at >= .milliseconds(900))
@@ -161,7 +166,11 @@ struct WebhookTests {
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &len) == 0 } }
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, len) == 0 && listen(fd, 16) == 0 && getsockname(fd, $0, &len) == 0
+            }
+        }
         let port = Int(UInt16(bigEndian: addr.sin_port))
         let t = try await TestAuthority.make { c in
             var h = Self.hook("json", port: port)
@@ -195,7 +204,8 @@ struct WebhookTests {
                 #expect(try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "w1"]).0 == .ok)
                 // A supervisor that watches and never acknowledges.
                 let silent = try RawSocket(port: authPort)
-                silent.send("GET /api/v1/devices/watch?deviceId=w1&instance=host-silent HTTP/1.1\r\nHost: x\r\nx-org-key: \(t.agentKey)\r\n\r\n")
+                silent.send(
+                    "GET /api/v1/devices/watch?deviceId=w1&instance=host-silent HTTP/1.1\r\nHost: x\r\nx-org-key: \(t.agentKey)\r\n\r\n")
                 _ = silent.readFirst(timeout: .seconds(5))
                 #expect(try await c.post("/api/v1/devices/revoke", key: t.operatorKey, ["deviceId": "w1", "reason": "INC-5"]).0 == .ok)
                 let posts = await receiver.waitFor(1, timeout: .seconds(10))
@@ -203,7 +213,9 @@ struct WebhookTests {
                 let o = Self.object(post)
                 #expect(o["event"] as? String == "acks_missing")
                 let missing = o["missing"] as? [[String: Any]] ?? []
-                #expect(missing.count == 1 && missing.first?["instance"] as? String == "host-silent" && missing.first?["deviceId"] as? String == "w1")
+                #expect(
+                    missing.count == 1 && missing.first?["instance"] as? String == "host-silent"
+                        && missing.first?["deviceId"] as? String == "w1")
                 #expect(Self.verify(post))
                 // A change everyone acknowledged in time is not told (nobody watches w2).
                 #expect(try await c.post("/api/v1/devices/register", key: t.agentKey, ["deviceId": "w2"]).0 == .ok)

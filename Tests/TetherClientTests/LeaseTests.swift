@@ -9,8 +9,9 @@ struct LeaseTests {
     @Test func leaseBookkeepingFailsClosed() {
         let now = Date()
         func decision(_ allowed: Bool = true, _ code: DecisionCode = .allow, issued: Date?, expires: Date?) -> Decision {
-            Decision(deviceId: "a1", allowed: allowed, code: code, requestID: "r",
-                     issuedAt: issued.map(Timestamp.string) ?? "", expiresAt: expires.map(Timestamp.string) ?? "")
+            Decision(
+                deviceId: "a1", allowed: allowed, code: code, requestID: "r",
+                issuedAt: issued.map(Timestamp.string) ?? "", expiresAt: expires.map(Timestamp.string) ?? "")
         }
         var l = Lease(surface: "a1", failClosedAfter: 30)
         #expect(l.verdict(at: now).code == .authorityUnreachable, "nothing known yet: deny")
@@ -45,8 +46,9 @@ struct LeaseTests {
     func repeatsAndClockSteps() {
         let now = Date()
         func decision(issued: Date, expires: Date) -> Decision {
-            Decision(deviceId: "a1", allowed: true, code: .allow, requestID: "r",
-                     issuedAt: Timestamp.string(issued), expiresAt: Timestamp.string(expires))
+            Decision(
+                deviceId: "a1", allowed: true, code: .allow, requestID: "r",
+                issuedAt: Timestamp.string(issued), expiresAt: Timestamp.string(expires))
         }
         var l = Lease(surface: "a1", failClosedAfter: 15)
         l.apply(decision(issued: now, expires: now.addingTimeInterval(15)), at: now)

@@ -22,9 +22,11 @@ struct WireTests {
 
     @Test("a change's answer with its acknowledgements, and the org with nulls, round-trip")
     func answers() throws {
-        let ack = ReportView(surface: "a1", instance: "h", state: "stopped", pids: [1, 2], at: "t", requestID: nil, receivedAt: "t2", detail: nil)
-        let changed = SurfaceChanged(surface: "a1", state: "revoked", revoked: true, changedAt: "t", reason: nil, watchers: 2, requestID: "r",
-                                     acks: [ack], missing: [MissingAck(instance: "g", surface: "a1")])
+        let ack = ReportView(
+            surface: "a1", instance: "h", state: "stopped", pids: [1, 2], at: "t", requestID: nil, receivedAt: "t2", detail: nil)
+        let changed = SurfaceChanged(
+            surface: "a1", state: "revoked", revoked: true, changedAt: "t", reason: nil, watchers: 2, requestID: "r",
+            acks: [ack], missing: [MissingAck(instance: "g", surface: "a1")])
         let o = try Self.object(changed)
         #expect(o["deviceId"] as? String == "a1")
         #expect((o["acks"] as? [[String: Any]])?.first?.keys.contains("request_id") == true, "a report's request_id is null, not left out")

@@ -29,18 +29,25 @@ struct AgentPinSettingsTests {
         return try #require(o, "not a JSON object: \(text)")
     }
 
-    static let rules = [ToolRule(pattern: "Bash", surface: "agent-01.exec"), ToolRule(pattern: "mcp__github__*", surface: "agent-01.mcp.github")]
+    static let rules = [
+        ToolRule(pattern: "Bash", surface: "agent-01.exec"), ToolRule(pattern: "mcp__github__*", surface: "agent-01.mcp.github"),
+    ]
 
     // MARK: - The hook command
 
     @Test("the hook command: plain words as they are, the rest single-quoted (exact text)")
     func hookCommandText() {
-        let plain = PinnedSettings.hookCommand(executable: "/usr/bin/tether", agent: .claudeCode, socket: "/run/tether/w1/decide.sock",
-                                               surface: "agent-01", rules: [])
+        let plain = PinnedSettings.hookCommand(
+            executable: "/usr/bin/tether", agent: .claudeCode, socket: "/run/tether/w1/decide.sock",
+            surface: "agent-01", rules: [])
         #expect(plain == "/usr/bin/tether hook claude-code --socket /run/tether/w1/decide.sock --surface agent-01")
-        let odd = PinnedSettings.hookCommand(executable: "/opt/my tools/it's/tether", agent: .codex, socket: "/run/t/s.sock",
-                                             surface: "agent-01", rules: Self.rules)
-        #expect(odd == "'/opt/my tools/it'\\''s/tether' hook codex --socket /run/t/s.sock --surface agent-01 --map Bash=agent-01.exec --map 'mcp__github__*=agent-01.mcp.github'")
+        let odd = PinnedSettings.hookCommand(
+            executable: "/opt/my tools/it's/tether", agent: .codex, socket: "/run/t/s.sock",
+            surface: "agent-01", rules: Self.rules)
+        #expect(
+            odd
+                == "'/opt/my tools/it'\\''s/tether' hook codex --socket /run/t/s.sock --surface agent-01 --map Bash=agent-01.exec --map 'mcp__github__*=agent-01.mcp.github'"
+        )
         #expect(PinnedSettings.shellQuoted("") == "''")
         #expect(PinnedSettings.shellQuoted("a$b") == "'a$b'")
         #expect(PinnedSettings.shellQuoted("x=y:z,w@v+1") == "x=y:z,w@v+1")
@@ -50,10 +57,14 @@ struct AgentPinSettingsTests {
     func hookCommandThroughShell() throws {
         let executable = "/opt/my tools/it's \"quoted\"/tether"
         let socket = "/tmp/a b/$HOME `id` $(id) \\ *\n;|&/decide.sock"
-        let command = PinnedSettings.hookCommand(executable: executable, agent: .gemini, socket: socket, surface: "agent-01", rules: Self.rules)
+        let command = PinnedSettings.hookCommand(
+            executable: executable, agent: .gemini, socket: socket, surface: "agent-01", rules: Self.rules)
         let words = try Self.shellWords(command)
-        #expect(words == [executable, "hook", "gemini", "--socket", socket, "--surface", "agent-01",
-                          "--map", "Bash=agent-01.exec", "--map", "mcp__github__*=agent-01.mcp.github"])
+        #expect(
+            words == [
+                executable, "hook", "gemini", "--socket", socket, "--surface", "agent-01",
+                "--map", "Bash=agent-01.exec", "--map", "mcp__github__*=agent-01.mcp.github",
+            ])
     }
 
     // MARK: - Claude Code
@@ -62,7 +73,10 @@ struct AgentPinSettingsTests {
     func claudeAlone() throws {
         let hook = PinnedSettings.hookCommand(executable: "/usr/bin/tether", agent: .claudeCode, socket: "/s", surface: "w", rules: [])
         var asked: [String] = []
-        let files = try PinnedSettings.files(agent: .claudeCode, hook: hook) { path in asked.append(path); return nil }
+        let files = try PinnedSettings.files(agent: .claudeCode, hook: hook) { path in
+            asked.append(path)
+            return nil
+        }
         #expect(asked == ["claude-code/managed-settings.json"])
         #expect(files.map(\.path) == ["claude-code/managed-settings.json"])
         let o = try Self.object(files[0].contents)
@@ -81,20 +95,22 @@ struct AgentPinSettingsTests {
         #expect(pre[0]["onFailure"] == nil)
     }
 
-    @Test("Claude Code: the host's managed settings are merged — its keys and its own PreToolUse hooks stay, after ours; its disableAllHooks is overridden")
+    @Test(
+        "Claude Code: the host's managed settings are merged — its keys and its own PreToolUse hooks stay, after ours; its disableAllHooks is overridden"
+    )
     func claudeMergesHost() throws {
         let host = """
-        {
-          "permissions": {"deny": ["Bash(rm:*)"]},
-          "env": {"CORP_PROXY": "http://proxy:3128"},
-          "disableAllHooks": true,
-          "allowManagedHooksOnly": false,
-          "hooks": {
-            "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "/usr/local/bin/audit"}]}],
-            "PostToolUse": [{"matcher": "*", "hooks": [{"type": "command", "command": "/usr/local/bin/log"}]}]
-          }
-        }
-        """
+            {
+              "permissions": {"deny": ["Bash(rm:*)"]},
+              "env": {"CORP_PROXY": "http://proxy:3128"},
+              "disableAllHooks": true,
+              "allowManagedHooksOnly": false,
+              "hooks": {
+                "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "/usr/local/bin/audit"}]}],
+                "PostToolUse": [{"matcher": "*", "hooks": [{"type": "command", "command": "/usr/local/bin/log"}]}]
+              }
+            }
+            """
         let hook = "/usr/bin/tether hook claude-code --socket /s --surface w"
         let files = try PinnedSettings.files(agent: .claudeCode, hook: hook) { $0 == "claude-code/managed-settings.json" ? host : nil }
         let o = try Self.object(try #require(files.first).contents)
@@ -128,10 +144,12 @@ struct AgentPinSettingsTests {
 
     // MARK: - Codex
 
-    @Test("Codex: requirements.toml — managed hooks only, [features] hooks = true, our PreToolUse hook; it parses back, the command exactly")
+    @Test(
+        "Codex: requirements.toml — managed hooks only, [features] hooks = true, our PreToolUse hook; it parses back, the command exactly")
     func codex() throws {
         let socket = "/tmp/q\"uo\\te d/it's\ttab/decide.sock"
-        let hook = PinnedSettings.hookCommand(executable: "/usr/bin/tether", agent: .codex, socket: socket, surface: "agent-01", rules: Self.rules)
+        let hook = PinnedSettings.hookCommand(
+            executable: "/usr/bin/tether", agent: .codex, socket: socket, surface: "agent-01", rules: Self.rules)
         #expect(hook.contains("\"") && hook.contains("\\"))
         // A host requirements.toml is not read (not JSON: Codex's file is replaced, not merged).
         let files = try PinnedSettings.files(agent: .codex, hook: hook) { _ in "# not toml we merge" }
@@ -142,14 +160,25 @@ struct AgentPinSettingsTests {
 
         let root = try TOML.parse(text)
         #expect(root["allow_managed_hooks_only"]?.kind == .bool(true))
-        guard case .table(let features)? = root["features"]?.kind else { Issue.record("no [features]: \(text)"); return }
+        guard case .table(let features)? = root["features"]?.kind else {
+            Issue.record("no [features]: \(text)")
+            return
+        }
         #expect(features["hooks"]?.kind == .bool(true))
         guard case .table(let hooks)? = root["hooks"]?.kind,
-              case .array(let pre)? = hooks["PreToolUse"]?.kind, pre.count == 1,
-              case .table(let entry) = pre[0].kind else { Issue.record("no [[hooks.PreToolUse]]: \(text)"); return }
+            case .array(let pre)? = hooks["PreToolUse"]?.kind, pre.count == 1,
+            case .table(let entry) = pre[0].kind
+        else {
+            Issue.record("no [[hooks.PreToolUse]]: \(text)")
+            return
+        }
         #expect(entry["matcher"]?.kind == .string("*"))
         guard case .array(let handlers)? = entry["hooks"]?.kind, handlers.count == 1,
-              case .table(let handler) = handlers[0].kind else { Issue.record("no [[hooks.PreToolUse.hooks]]: \(text)"); return }
+            case .table(let handler) = handlers[0].kind
+        else {
+            Issue.record("no [[hooks.PreToolUse.hooks]]: \(text)")
+            return
+        }
         #expect(handler["type"]?.kind == .string("command"))
         #expect(handler["command"]?.kind == .string(hook))
         #expect(handler["timeout"]?.kind == .integer(60))
@@ -171,11 +200,11 @@ struct AgentPinSettingsTests {
     @Test("Gemini CLI: system settings with hooks on, folder trust off, no sandbox, our BeforeTool hook first; the host's kept")
     func gemini() throws {
         let host = """
-        {"security": {"auth": {"selectedType": "vertex-ai"}, "folderTrust": {"enabled": true}},
-         "hooksConfig": {"enabled": false, "disabled": ["other"]},
-         "hooks": {"BeforeTool": [{"matcher": "run_shell_command", "hooks": [{"type": "command", "command": "/usr/local/bin/audit"}]}]},
-         "ui": {"theme": "dark"}}
-        """
+            {"security": {"auth": {"selectedType": "vertex-ai"}, "folderTrust": {"enabled": true}},
+             "hooksConfig": {"enabled": false, "disabled": ["other"]},
+             "hooks": {"BeforeTool": [{"matcher": "run_shell_command", "hooks": [{"type": "command", "command": "/usr/local/bin/audit"}]}]},
+             "ui": {"theme": "dark"}}
+            """
         let hook = "/usr/bin/tether hook gemini --socket /s --surface w"
         let files = try PinnedSettings.files(agent: .gemini, hook: hook) { $0 == "gemini-cli/settings.json" ? host : nil }
         #expect(files.map(\.path) == ["gemini-cli/settings.json"])
@@ -203,7 +232,9 @@ struct AgentPinSettingsTests {
     @Test("ToolRule.parse: TOOL=SURFACE split at the last =; a missing tool or a bad surface refused")
     func toolRuleParse() throws {
         #expect(try ToolRule.parse("Bash=agent-01.exec").get() == ToolRule(pattern: "Bash", surface: "agent-01.exec"))
-        #expect(try ToolRule.parse("mcp__github__*=agent-01.mcp.github").get() == ToolRule(pattern: "mcp__github__*", surface: "agent-01.mcp.github"))
+        #expect(
+            try ToolRule.parse("mcp__github__*=agent-01.mcp.github").get()
+                == ToolRule(pattern: "mcp__github__*", surface: "agent-01.mcp.github"))
         #expect(try ToolRule.parse("a=b=c").get() == ToolRule(pattern: "a=b", surface: "c"))
         #expect(ToolRule(pattern: "Bash", surface: "x").text == "Bash=x")
         for bad in ["Bash", "=agent-01.exec", "Bash=", "Bash=bad surface", "Bash=a/b", ""] {
@@ -239,27 +270,33 @@ struct AgentPinSettingsTests {
 
     @Test("[[worker]] agent, agent_map and accept_unpinned_hooks load into the worker's spec")
     func configAgent() throws {
-        let c = try ConfigLoader.parse("""
-        [[worker]]
-        name = "w"
-        command = ["codex", "exec"]
-        agent = "codex"
-        agent_map = ["Bash=x.exec", "mcp__*=x.mcp"]
-        accept_unpinned_hooks = true
+        let c = try ConfigLoader.parse(
+            """
+            [[worker]]
+            name = "w"
+            command = ["codex", "exec"]
+            agent = "codex"
+            agent_map = ["Bash=x.exec", "mcp__*=x.mcp"]
+            accept_unpinned_hooks = true
 
-        [[worker]]
-        name = "v"
-        command = ["claude"]
-        agent = "claude-code"
-        """, path: "a.toml")
-        #expect(c.workers[0].spec.agent == AgentPin(agent: .codex, rules: [ToolRule(pattern: "Bash", surface: "x.exec"), ToolRule(pattern: "mcp__*", surface: "x.mcp")],
-                                                    acceptUnpinned: true))
+            [[worker]]
+            name = "v"
+            command = ["claude"]
+            agent = "claude-code"
+            """, path: "a.toml")
+        #expect(
+            c.workers[0].spec.agent
+                == AgentPin(
+                    agent: .codex, rules: [ToolRule(pattern: "Bash", surface: "x.exec"), ToolRule(pattern: "mcp__*", surface: "x.mcp")],
+                    acceptUnpinned: true))
         #expect(c.workers[1].spec.agent == AgentPin(agent: .claudeCode))
         let none = try ConfigLoader.parse("[[worker]]\nname = \"w\"\ncommand = [\"true\"]\n", path: "n.toml")
         #expect(none.workers[0].spec.agent == nil)
     }
 
-    @Test("[[worker]] agent fields refused with file:line and the field's name: an unknown agent, agent_map or accept_unpinned_hooks without agent, a bad rule, a wrong type")
+    @Test(
+        "[[worker]] agent fields refused with file:line and the field's name: an unknown agent, agent_map or accept_unpinned_hooks without agent, a bad rule, a wrong type"
+    )
     func configAgentRefused() {
         let cases: [(String, [String])] = [
             ("agent = \"cursor\"", ["a.toml:4:", "worker.agent", "cursor", "claude-code"]),

@@ -19,8 +19,10 @@ struct TrustPolicyTests {
         let plain = try #require(TrustPolicy.refusal(url: "http://authority.internal:8470", publicKey: "K"))
         #expect(plain.contains("plain http"))
         // Lookalikes of the loopback are not the loopback.
-        for url in ["http://127.0.0.1.attacker.example", "http://localhost.attacker.example", "http://user@127.0.0.1@evil.example",
-                    "http://1270.0.0.1", "http://[::2]:8470", "ftp://127.0.0.1"] {
+        for url in [
+            "http://127.0.0.1.attacker.example", "http://localhost.attacker.example", "http://user@127.0.0.1@evil.example",
+            "http://1270.0.0.1", "http://[::2]:8470", "ftp://127.0.0.1",
+        ] {
             #expect(TrustPolicy.refusal(url: url, publicKey: nil) != nil, "\(url)")
         }
     }

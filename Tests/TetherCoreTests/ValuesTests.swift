@@ -63,7 +63,8 @@ struct ValuesTests {
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         // Every millisecond of a second reads back as written.
         for s in ["2026-11-25T10:00:00.000Z", "2026-11-25T23:59:59.999Z", "2024-02-29T12:34:56.789Z", "1970-01-01T00:00:00.001Z"]
-            + (0..<1000).map({ String(format: "2026-11-25T10:00:07.%03dZ", $0) }) {
+            + (0..<1000).map({ String(format: "2026-11-25T10:00:07.%03dZ", $0) })
+        {
             let d = try #require(Timestamp.parse(s), "\(s)")
             #expect(abs(d.timeIntervalSince(f.date(from: s)!)) < 0.0005, "\(s)")
             #expect(Timestamp.string(d) == s)
@@ -94,12 +95,19 @@ struct ValuesTests {
     }
 
     @Test func canonicalFormIsExact() {
-        let d = Decision(deviceId: "a1", allowed: true, code: .allow, requestID: "R", issuedAt: "I", expiresAt: "E", nonce: nil,
-                         kind: .lease, revision: 7, orgRevision: 2, origin: "O", keyId: "K")
-        #expect(String(decoding: d.canonicalBytes, as: UTF8.self) == "tether-decision-v3\norigin=O\nkeyId=K\nkind=lease\nrevision=7\norgRevision=2\ndeviceId=a1\nallowed=true\ncode=ALLOW\nrequest_id=R\nissuedAt=I\nexpiresAt=E\nnonce=\nchangedBy=\nchangedAt=\nchangeReason=")
-        let r = Decision(deviceId: "a1", allowed: false, code: .deviceRevoked, requestID: "R", issuedAt: "I", expiresAt: "E",
-                         changedBy: "alice", changedAt: "T", changeReason: "INC-481: refunds")
-        #expect(String(decoding: r.canonicalBytes, as: UTF8.self).hasSuffix("\nnonce=\nchangedBy=alice\nchangedAt=T\nchangeReason=INC-481: refunds"))
+        let d = Decision(
+            deviceId: "a1", allowed: true, code: .allow, requestID: "R", issuedAt: "I", expiresAt: "E", nonce: nil,
+            kind: .lease, revision: 7, orgRevision: 2, origin: "O", keyId: "K")
+        #expect(
+            String(decoding: d.canonicalBytes, as: UTF8.self)
+                == "tether-decision-v3\norigin=O\nkeyId=K\nkind=lease\nrevision=7\norgRevision=2\ndeviceId=a1\nallowed=true\ncode=ALLOW\nrequest_id=R\nissuedAt=I\nexpiresAt=E\nnonce=\nchangedBy=\nchangedAt=\nchangeReason="
+        )
+        let r = Decision(
+            deviceId: "a1", allowed: false, code: .deviceRevoked, requestID: "R", issuedAt: "I", expiresAt: "E",
+            changedBy: "alice", changedAt: "T", changeReason: "INC-481: refunds")
+        #expect(
+            String(decoding: r.canonicalBytes, as: UTF8.self).hasSuffix(
+                "\nnonce=\nchangedBy=alice\nchangedAt=T\nchangeReason=INC-481: refunds"))
         #expect(r.isCanonical)
     }
 

@@ -49,13 +49,19 @@ struct EnforcerRulesTests {
     func killAfter() {
         var r = EnforcerRules(policy: StopPolicy(onRevoke: .stop, killAfter: .seconds(600)))
         _ = r.on(.verdict(Self.deny, at: .now))
-        guard case .scheduleKill(let after, let first) = r.after(.frozen) else { Issue.record("no kill_after scheduled"); return }
+        guard case .scheduleKill(let after, let first) = r.after(.frozen) else {
+            Issue.record("no kill_after scheduled")
+            return
+        }
         #expect(after == .seconds(600))
         // Thawed and frozen again before it fires: the first one is stale.
         _ = r.on(.verdict(Self.allow, at: .now))
         _ = r.after(.thawed)
         _ = r.on(.verdict(Self.deny, at: .now))
-        guard case .scheduleKill(_, let second) = r.after(.frozen) else { Issue.record("no second kill_after"); return }
+        guard case .scheduleKill(_, let second) = r.after(.frozen) else {
+            Issue.record("no second kill_after")
+            return
+        }
         #expect(second != first)
         #expect(r.on(.killAfter(epoch: first)) == .none, "stale")
         #expect(r.on(.killAfter(epoch: second)) == .kill(Self.deny))

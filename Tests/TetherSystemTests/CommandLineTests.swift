@@ -29,7 +29,9 @@ struct CommandLineTests {
         return Run(code: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
     }
 
-    @Test("help before -- prints help and starts nothing (no local authority, no worker)", arguments: [["run", "--help"], ["run", "-h"], ["mcp", "--help"], ["hook", "--help"]])
+    @Test(
+        "help before -- prints help and starts nothing (no local authority, no worker)",
+        arguments: [["run", "--help"], ["run", "-h"], ["mcp", "--help"], ["hook", "--help"]])
     func helpIsHelp(_ args: [String]) throws {
         let dir = temporaryDirectory("help-state")
         let r = try tether(args + ["--dir", dir])
@@ -45,7 +47,8 @@ struct CommandLineTests {
         }
         // (The hook's help, its deny reason, names the local authority among its options.)
         #expect(args[0] == "hook" || !r.stderr.contains("local authority"), "\(r.stderr)")
-        #expect(((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).isEmpty, "nothing was initialised in the state directory")
+        #expect(
+            ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).isEmpty, "nothing was initialised in the state directory")
     }
 
     @Test func versionComesFromOnePlace() throws {
@@ -53,7 +56,8 @@ struct CommandLineTests {
         // "0.9.0 (1a2b3c4d5e6f)" from a checkout ("-dirty" with uncommitted changes), "0.9.0" from a tarball.
         let v = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(r.code == 0 && v.hasPrefix(TetherVersion.number), "\(r.stdout)\(r.stderr)")
-        let head = try? runToEnd("/usr/bin/git", ["-C", URL(fileURLWithPath: #filePath).deletingLastPathComponent().path, "rev-parse", "--short=12", "HEAD"])
+        let head = try? runToEnd(
+            "/usr/bin/git", ["-C", URL(fileURLWithPath: #filePath).deletingLastPathComponent().path, "rev-parse", "--short=12", "HEAD"])
         if let head, head.0 == 0 {
             #expect(v.contains("(\(head.1.trimmingCharacters(in: .whitespacesAndNewlines))"), "the checkout's commit: \(v)")
         }
@@ -68,7 +72,8 @@ struct CommandLineTests {
 
     @Test func checkRefusesABadProfileWith78() throws {
         let path = TestPrograms.directory + "/bad-op.json"
-        try #"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 1, "value": 2, "op": "SCMP_CMP_SOMETIMES"}]}]}"#
+        try
+            #"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 1, "value": 2, "op": "SCMP_CMP_SOMETIMES"}]}]}"#
             .write(toFile: path, atomically: true, encoding: .utf8)
         let r = try tether(["profile", "check", path])
         #expect(r.code == 78)
@@ -110,7 +115,10 @@ struct CommandLineTests {
         let escape = profile == "none" ? "setsid sleep \(m)3 &" : "(sleep \(m)3 &);"
         let p = Process()
         p.executableURL = URL(fileURLWithPath: tetherBinary)
-        p.arguments = ["profile", "try"] + (noCgroup ? ["--no-cgroup"] : []) + [profile, "--", "/bin/sh", "-c", "sleep \(m)1 & \(escape) exec sleep \(m)2"]
+        p.arguments =
+            ["profile", "try"] + (noCgroup ? ["--no-cgroup"] : []) + [
+                profile, "--", "/bin/sh", "-c", "sleep \(m)1 & \(escape) exec sleep \(m)2",
+            ]
         p.standardInput = FileHandle.nullDevice
         try p.run()
         let sleeps = { processes(withMarker: m).filter { !$0.isDead && command(of: $0.pid) == "sleep" } }
@@ -121,7 +129,9 @@ struct CommandLineTests {
         p.waitUntilExit()
         let gone = await eventually { processes(withMarker: m).allSatisfy(\.isDead) }
         #expect(gone, "survivors: \(processes(withMarker: m))")
-        if let keeperPID { #expect(await eventually { ProcessTable.stat(keeperPID).map(\.isDead) ?? true }, "the keeper exits after its work") }
+        if let keeperPID {
+            #expect(await eventually { ProcessTable.stat(keeperPID).map(\.isDead) ?? true }, "the keeper exits after its work")
+        }
     }
 }
 
@@ -135,7 +145,10 @@ struct KeeperTests {
         p.standardInput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
-        #expect(await eventually { keeper(of: p.processIdentifier) != nil && processes(withMarker: m).filter { command(of: $0.pid) == "sleep" }.count == 2 })
+        #expect(
+            await eventually {
+                keeper(of: p.processIdentifier) != nil && processes(withMarker: m).filter { command(of: $0.pid) == "sleep" }.count == 2
+            })
         let first = try #require(keeper(of: p.processIdentifier))
         kill(first, SIGKILL)
         #expect(await eventually { keeper(of: p.processIdentifier).map { $0 != first } == true }, "a new keeper")
@@ -154,7 +167,7 @@ struct KeeperProgramTests {
     /// — not restart the same program for ever in a tight loop (what it did before the check of
     /// the keeper's first byte).
     @Test func aProgramThatIsNoKeeperIsReplacedByThisBinary() async throws {
-        signal(SIGPIPE, SIG_IGN)   // as a supervisor has it (Spawner): the heartbeat may meet a dead keeper
+        signal(SIGPIPE, SIG_IGN)  // as a supervisor has it (Spawner): the heartbeat may meet a dead keeper
         let notAKeeper = open("/bin/true", O_RDONLY | O_CLOEXEC)
         #expect(notAKeeper >= 0)
         var logger = Logger(label: "keeper-test")
@@ -163,7 +176,9 @@ struct KeeperProgramTests {
         // Started: its keeper runs, from this binary (it said so with its first byte).
         let settled = k.pid
         #expect(command(of: settled) == "tether-keeper", "this binary runs as the keeper")
-        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(settled)/exe")) == (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")))
+        #expect(
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(settled)/exe"))
+                == (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")))
         try await Task.sleep(for: .seconds(2))
         #expect(k.pid == settled && command(of: settled) == "tether-keeper", "it stays: no restart loop")
     }

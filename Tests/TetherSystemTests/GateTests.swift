@@ -7,7 +7,9 @@ import TetherCore
 /// Gates on the real kernel: seccomp user notification, answered by `GateServer`.
 @Suite("Gates: exec, net and write answered by the supervisor", .serialized, .timeLimit(.minutes(3)))
 struct GateTests {
-    static let all: [GateConfig] = [.init(kind: .exec, surface: "t.exec"), .init(kind: .net, surface: "t.net"), .init(kind: .write, surface: "t.write")]
+    static let all: [GateConfig] = [
+        .init(kind: .exec, surface: "t.exec"), .init(kind: .net, surface: "t.net"), .init(kind: .write, surface: "t.write"),
+    ]
 
     func scratch() -> String {
         let dir = workerDirectory("gates")
@@ -21,7 +23,10 @@ struct GateTests {
         let gates = try #require(c.worker.gates)
         func everything() -> [String: String] {
             var r: [String: String] = [:]
-            for cmd in ["exec", "connect \(peer.tcpPort)", "udp \(peer.udpPort)", "unix", "write \(dir)/f", "read /etc/hostname", "mkdir \(dir)/d", "unlink \(dir)/f"] {
+            for cmd in [
+                "exec", "connect \(peer.tcpPort)", "udp \(peer.udpPort)", "unix", "write \(dir)/f", "read /etc/hostname", "mkdir \(dir)/d",
+                "unlink \(dir)/f",
+            ] {
                 let answer = c.ask(cmd)
                 r[String(cmd.split(separator: " ")[0])] = answer
             }

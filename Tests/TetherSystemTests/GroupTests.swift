@@ -14,9 +14,10 @@ struct GroupTests {
         let m = Self.marker()
         let daemon = escape ? "setsid sleep \(m)3 &" : "(sleep \(m)3 &);"
         let filter = try SeccompCompiler.compile(ProfileSource.load(profile).profile)
-        let w = try await testSpawner.spawn(.init(
-            name: "tree", spec: WorkerSpec(command: ["/bin/sh", "-c", "sleep \(m)1 & \(daemon) exec sleep \(m)2"]),
-            filter: filter))
+        let w = try await testSpawner.spawn(
+            .init(
+                name: "tree", spec: WorkerSpec(command: ["/bin/sh", "-c", "sleep \(m)1 & \(daemon) exec sleep \(m)2"]),
+                filter: filter))
         let ok = await eventually { processes(withMarker: m).filter { !$0.isDead && $0.state != "T" }.count == 3 }
         #expect(ok, "three processes started: \(processes(withMarker: m))")
         return (w, m)
@@ -81,7 +82,7 @@ struct GroupTests {
                 spawned.signal()
             }
             spawned.wait()
-            box.threadEnded()   // and the thread exits
+            box.threadEnded()  // and the thread exits
         }
         t.start()
         #expect(await eventually { box.hasThreadEnded })
@@ -104,7 +105,8 @@ struct GroupTests {
             #expect(error.description.contains("stage exec"))
         }
         do {
-            _ = try await testSpawner.spawn(.init(name: "bad", spec: WorkerSpec(command: ["/bin/true"], workingDirectory: "/nonexistent"), filter: nil))
+            _ = try await testSpawner.spawn(
+                .init(name: "bad", spec: WorkerSpec(command: ["/bin/true"], workingDirectory: "/nonexistent"), filter: nil))
             Issue.record("chdir to a missing directory succeeded")
         } catch {
             #expect(error.stage == .chdir)
@@ -134,8 +136,10 @@ struct GroupTests {
         let first = openFDs().count
         await failedSpawns()
         await failedSpawns()
-        #expect(await eventually(15) { openFDs().count - min(first, before.count + 150) < 150 },
-                "no descriptor leaked per failed spawn: \(openFDs().count - first) more open after 300 more failed spawns (\(first - before.count) after the first 150)")
+        #expect(
+            await eventually(15) { openFDs().count - min(first, before.count + 150) < 150 },
+            "no descriptor leaked per failed spawn: \(openFDs().count - first) more open after 300 more failed spawns (\(first - before.count) after the first 150)"
+        )
         let ours = openDescriptorTargets().filter { $0.value.contains("/bad.") }
         #expect(ours.isEmpty, "descriptors left on this test's cgroups: \(ours)")
         // A child that failed before exec still bears the spawn thread's name. (Another test's
@@ -162,8 +166,10 @@ struct GroupTests {
         // running beside this one (and every tether it starts) would inherit.
         var supervisor = ProcessInfoEnvironment.current
         supervisor["TETHER_KEY_FILE"] = "/secret/key"
-        let (status, out) = try await runWorker(["/bin/sh", "-c", "env; ulimit -n; cat /proc/self/status | grep -E 'NoNewPrivs|Seccomp:'"],
-                                                supervisorEnvironment: supervisor) {
+        let (status, out) = try await runWorker(
+            ["/bin/sh", "-c", "env; ulimit -n; cat /proc/self/status | grep -E 'NoNewPrivs|Seccomp:'"],
+            supervisorEnvironment: supervisor
+        ) {
             $0.environment["MODE"] = "test"
             $0.limits = [ResourceLimit(.nofile, soft: 77, hard: 77)]
         }

@@ -44,7 +44,10 @@ struct RuntimeTests {
         let ended = await withTaskGroup(of: Bool.self) { group in
             for i in 0..<1000 {
                 group.addTask {
-                    do { try await Sleep.for(.milliseconds(i % 20)); return true } catch { return false }
+                    do {
+                        try await Sleep.for(.milliseconds(i % 20))
+                        return true
+                    } catch { return false }
                 }
             }
             return await group.reduce(into: 0) { n, ok in if ok { n += 1 } }
@@ -53,7 +56,10 @@ struct RuntimeTests {
         let cancelled = await withTaskGroup(of: Bool.self) { group in
             for _ in 0..<1000 {
                 group.addTask {
-                    do { try await Sleep.for(.seconds(60)); return false } catch { return error is CancellationError }
+                    do {
+                        try await Sleep.for(.seconds(60))
+                        return false
+                    } catch { return error is CancellationError }
                 }
             }
             try? await Task.sleep(for: .milliseconds(100))

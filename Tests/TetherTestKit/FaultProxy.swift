@@ -106,19 +106,28 @@ public final class FaultProxy: @unchecked Sendable {
             let old = s.fault
             s.fault = f
             var l: Int32 = -1
-            if f == .refuse, s.listener >= 0 { l = s.listener; s.listener = -1 }
+            if f == .refuse, s.listener >= 0 {
+                l = s.listener
+                s.listener = -1
+            }
             let cut = f.cutsStreams && f != old
             let fds = cut ? Array(s.open) : []
             return (l, old == .refuse && f != .refuse, fds)
         }
-        if closeListener >= 0 { shutdown(closeListener, Int32(SHUT_RDWR)); close(closeListener) }
+        if closeListener >= 0 {
+            shutdown(closeListener, Int32(SHUT_RDWR))
+            close(closeListener)
+        }
         for fd in toReset { Self.abort(fd) }
         if reopen { try? listen() }
     }
 
     deinit {
         let (l, fds) = state.withLock { ($0.listener, $0.open) }
-        if l >= 0 { shutdown(l, Int32(SHUT_RDWR)); close(l) }
+        if l >= 0 {
+            shutdown(l, Int32(SHUT_RDWR))
+            close(l)
+        }
         for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
@@ -129,7 +138,9 @@ public final class FaultProxy: @unchecked Sendable {
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var addr = Self.loopback(port)
-        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
         guard ok == 0, Glibc.listen(fd, 128) == 0 else {
             close(fd)
             throw FaultProxyError("cannot listen on 127.0.0.1:\(port): \(String(cString: strerror(errno)))")
@@ -138,8 +149,14 @@ public final class FaultProxy: @unchecked Sendable {
         Thread.detachNewThread { [weak self] in
             while true {
                 let c = accept(fd, nil, nil)
-                if c < 0 { if errno == EINTR { continue }; return }
-                guard let self else { close(c); return }
+                if c < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                guard let self else {
+                    close(c)
+                    return
+                }
                 self.state.withLock { _ = $0.open.insert(c) }
                 Thread.detachNewThread { self.serve(c) }
             }
@@ -171,7 +188,10 @@ public final class FaultProxy: @unchecked Sendable {
             var off = 0
             while off < buf.count {
                 let n = send(fd, buf.baseAddress! + off, buf.count - off, Int32(MSG_NOSIGNAL))
-                if n < 0 { if errno == EINTR { continue }; return false }
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return false
+                }
                 off += n
             }
             return true
@@ -193,7 +213,10 @@ public final class FaultProxy: @unchecked Sendable {
             }
             var chunk = [UInt8](repeating: 0, count: 65536)
             let n = recv(fd, &chunk, chunk.count, 0)
-            if n <= 0 { if n < 0 && errno == EINTR { continue }; return nil }
+            if n <= 0 {
+                if n < 0 && errno == EINTR { continue }
+                return nil
+            }
             buffer.append(contentsOf: chunk[0..<n])
         }
     }
@@ -240,7 +263,7 @@ public final class FaultProxy: @unchecked Sendable {
             case .oversized(let n):
                 let head = Data("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: \(n)\r\n\r\n{\"pad\":\"".utf8)
                 let block = Data(repeating: UInt8(ascii: "x"), count: 65536)
-                var sent = 8 // {"pad":"
+                var sent = 8  // {"pad":"
                 guard Self.writeAll(client, head) else { return }
                 while sent < n {
                     guard Self.writeAll(client, block.prefix(n - sent)) else { return }
@@ -263,7 +286,9 @@ public final class FaultProxy: @unchecked Sendable {
         let up = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         defer { close(up) }
         var addr = Self.loopback(upstreamPort)
-        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(up, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        let ok = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(up, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
         guard ok == 0 else {
             return Self.writeAll(client, Self.response(502, Data("{\"error\":\"upstream down\"}".utf8)))
         }
@@ -300,10 +325,19 @@ public final class FaultProxy: @unchecked Sendable {
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let f = fault
-            if f.cutsStreams { Self.abort(client); return false }
-            if f == .hang { usleep(50_000); continue }
+            if f.cutsStreams {
+                Self.abort(client)
+                return false
+            }
+            if f == .hang {
+                usleep(50_000)
+                continue
+            }
             let r = poll(&fds, 2, 100)
-            if r < 0 { if errno == EINTR { continue }; return false }
+            if r < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
             if r == 0 { continue }
             if fds[1].revents != 0 {
                 let n = recv(client, &chunk, chunk.count, 0)
@@ -329,7 +363,9 @@ public final class FaultProxy: @unchecked Sendable {
         guard let end = answer.range(of: Data("\r\n\r\n".utf8)) else { return answer }
         let head = String(decoding: answer[answer.startIndex..<end.lowerBound], as: UTF8.self)
         let body = Data(answer[end.upperBound...])
-        guard var o = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any], o["code"] != nil, o["allowed"] != nil else { return answer }
+        guard var o = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any], o["code"] != nil, o["allowed"] != nil else {
+            return answer
+        }
         let fault = self.fault
         switch fault {
         case .replay:
@@ -340,7 +376,9 @@ public final class FaultProxy: @unchecked Sendable {
         case .corruptSignature:
             if let d = Decision(json: o) { o["signature"] = DecisionSigner.generate().sign(d).signature }
         case .skew(let seconds):
-            guard let signer, var d = Decision(json: o), let i = Timestamp.parse(d.issuedAt), let e = Timestamp.parse(d.expiresAt) else { return answer }
+            guard let signer, var d = Decision(json: o), let i = Timestamp.parse(d.issuedAt), let e = Timestamp.parse(d.expiresAt) else {
+                return answer
+            }
             d.issuedAt = Timestamp.string(i.addingTimeInterval(seconds))
             d.expiresAt = Timestamp.string(e.addingTimeInterval(seconds))
             d = signer.sign(d)

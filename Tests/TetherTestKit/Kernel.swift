@@ -8,7 +8,8 @@ import TetherSystem
 public func processes(withMarker marker: String) -> [TetherSystem.ProcessInfo] {
     ProcessTable.snapshot().filter { p in
         guard p.pid != getpid(), !["tether", "tether-spawn"].contains(command(of: p.pid) ?? ""),
-              let data = FileManager.default.contents(atPath: "/proc/\(p.pid)/cmdline") else { return false }
+            let data = FileManager.default.contents(atPath: "/proc/\(p.pid)/cmdline")
+        else { return false }
         return String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(marker)
     }
 }
@@ -36,7 +37,9 @@ public func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> 
 
 /// `/proc/PID/comm`.
 public func command(of pid: pid_t) -> String? {
-    FileManager.default.contents(atPath: "/proc/\(pid)/comm").map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
+    FileManager.default.contents(atPath: "/proc/\(pid)/comm").map {
+        String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
 }
 
 /// A fresh temporary directory.

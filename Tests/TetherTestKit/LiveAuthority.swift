@@ -24,8 +24,11 @@ public final class LiveAuthority: Sendable {
 
     /// `tether run` against this authority, its signature pinned.
     public func run(_ surface: String, _ extra: [String] = [], _ command: [String], env: [String: String] = [:]) throws -> TetherProcess {
-        try TetherProcess(["run", "--dir", dir, "--authority", url, "--key-file", dir + "/agent.key",
-                           "--public-key", dir + "/signing.pub", "--surface", surface] + extra + ["--"] + command, env: env)
+        try TetherProcess(
+            [
+                "run", "--dir", dir, "--authority", url, "--key-file", dir + "/agent.key",
+                "--public-key", dir + "/signing.pub", "--surface", surface,
+            ] + extra + ["--"] + command, env: env)
     }
 
     /// The `[authority]` table of a configuration file for this authority, its signature pinned.

@@ -44,5 +44,8 @@ public final class NotifySocket: Sendable {
         messages.flatMap { $0.split(separator: "\n") }.filter { $0.hasPrefix("STATUS=") }.map { String($0.dropFirst(7)) }
     }
 
-    deinit { shutdown(fd, Int32(SHUT_RDWR)); close(fd) }
+    deinit {
+        shutdown(fd, Int32(SHUT_RDWR))
+        close(fd)
+    }
 }

@@ -11,7 +11,10 @@ public enum PythonDeps {
     public static func mcp() throws -> String {
         let dir = ProcessInfo.processInfo.environment["TETHER_TEST_PYDEPS"] ?? "/var/cache/tether-ci/pydeps"
         guard FileManager.default.fileExists(atPath: dir + "/mcp/__init__.py") else {
-            throw Missing(description: "the MCP Python SDK is not in \(dir): /usr/bin/python3 -m pip install --target \(dir) 'mcp==1.30.0' (what .ci/run does)")
+            throw Missing(
+                description:
+                    "the MCP Python SDK is not in \(dir): /usr/bin/python3 -m pip install --target \(dir) 'mcp==1.30.0' (what .ci/run does)"
+            )
         }
         return dir
     }

@@ -26,8 +26,12 @@ public struct Replicas: Sendable {
             return s
         }
         for s in servers { try await s.start() }
-        func read(_ f: String) throws -> String { try String(contentsOfFile: dir + "/" + f, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) }
-        return Replicas(database: url, servers: servers, dir: dir, operatorKey: try read("operator.key"), agentKey: try read("agent.key"), publicKey: try read("signing.pub"))
+        func read(_ f: String) throws -> String {
+            try String(contentsOfFile: dir + "/" + f, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        return Replicas(
+            database: url, servers: servers, dir: dir, operatorKey: try read("operator.key"), agentKey: try read("agent.key"),
+            publicKey: try read("signing.pub"))
     }
 
     public func client(_ i: Int, operator op: Bool = false) -> AuthorityClient {
@@ -39,4 +43,3 @@ public struct Replicas: Sendable {
 
     public func stop() { servers.forEach { $0.kill9() } }
 }
-

@@ -69,4 +69,3 @@ public final class ServerProcess: @unchecked Sendable {
 
     deinit { kill9() }
 }
-

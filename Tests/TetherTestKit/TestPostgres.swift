@@ -6,7 +6,8 @@ import TetherAuthority
 /// first use with scripts/pg-cluster.sh in /tmp/tether-test-pg-UID. Each test takes a fresh
 /// database of its own.
 public enum TestPostgres {
-    public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    public static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().path
 
     private static let base = Task<String, any Error> {
         if let url = ProcessInfo.processInfo.environment["TETHER_TEST_POSTGRES"], !url.isEmpty { return url }
@@ -20,7 +21,10 @@ public enum TestPostgres {
         return out.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    struct TestPostgresError: Error, CustomStringConvertible { let message: String; var description: String { message } }
+    struct TestPostgresError: Error, CustomStringConvertible {
+        let message: String
+        var description: String { message }
+    }
 
     /// A new, empty database on the test server.
     public static func freshDatabase() async throws -> DatabaseURL {

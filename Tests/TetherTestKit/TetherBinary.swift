@@ -9,7 +9,8 @@ public let tetherBinary: String = {
         let candidate = dir.appendingPathComponent("tether").path
         var isDir: ObjCBool = false
         if FileManager.default.isExecutableFile(atPath: candidate),
-           FileManager.default.fileExists(atPath: candidate, isDirectory: &isDir), !isDir.boolValue {
+            FileManager.default.fileExists(atPath: candidate, isDirectory: &isDir), !isDir.boolValue
+        {
             return candidate
         }
         dir = dir.deletingLastPathComponent()

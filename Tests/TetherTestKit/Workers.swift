@@ -15,12 +15,12 @@ public enum Workers {
     public static func tree(_ marker: String, file: String) -> [String] {
         let spin = "while :; do sleep 0.05; done"
         let script = """
-        M="$0"
-        sh -c '\(spin)' "$M-child" &
-        sh -c 'sh -c "\(spin)" "$1-daemon" & exit 0' "$M-fork" "$M" &
-        setsid sh -c '\(spin)' "$M-setsid" 2>/dev/null &
-        while :; do echo x >> '\(file)'; sleep 0.01; done
-        """
+            M="$0"
+            sh -c '\(spin)' "$M-child" &
+            sh -c 'sh -c "\(spin)" "$1-daemon" & exit 0' "$M-fork" "$M" &
+            setsid sh -c '\(spin)' "$M-setsid" 2>/dev/null &
+            while :; do echo x >> '\(file)'; sleep 0.01; done
+            """
         return ["sh", "-c", script, marker]
     }
 
@@ -29,9 +29,10 @@ public enum Workers {
     public static func allStopped(_ marker: String, atLeast n: Int = 1) -> Bool {
         let live = liveProcesses(withMarker: marker)
         let all = ProcessTable.snapshot()
-        return live.count >= n && live.allSatisfy { p in
-            p.isStopped || (p.state == "D" && all.contains { $0.ppid == p.pid && $0.isStopped })
-        }
+        return live.count >= n
+            && live.allSatisfy { p in
+                p.isStopped || (p.state == "D" && all.contains { $0.ppid == p.pid && $0.isStopped })
+            }
     }
 
     public static func noneStopped(_ marker: String, atLeast n: Int = 1) -> Bool {

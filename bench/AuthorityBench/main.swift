@@ -22,18 +22,25 @@ if args.count > 1 && args[1] == "--micro" {
     func time(_ name: String, _ n: Int = 20000, _ body: () -> Void) {
         let t0 = clock.now
         for _ in 0..<n { body() }
-        let us = Double((clock.now - t0).components.attoseconds) / 1e12 / Double(n) + Double((clock.now - t0).components.seconds) * 1e6 / Double(n)
+        let us =
+            Double((clock.now - t0).components.attoseconds) / 1e12 / Double(n) + Double((clock.now - t0).components.seconds) * 1e6
+            / Double(n)
         print("\(name.padding(toLength: 36, withPad: " ", startingAt: 0)) \(String(format: "%8.2f", us)) µs")
     }
     let signer = DecisionSigner.generate()
-    let d = Decision(deviceId: "bench", allowed: true, code: .allow, requestID: UUID().uuidString, issuedAt: Timestamp.string(Date()), expiresAt: Timestamp.string(Date()))
+    let d = Decision(
+        deviceId: "bench", allowed: true, code: .allow, requestID: UUID().uuidString, issuedAt: Timestamp.string(Date()),
+        expiresAt: Timestamp.string(Date()))
     time("Ed25519 sign") { _ = signer.sign(d) }
     time("Timestamp.string") { _ = Timestamp.string(Date()) }
     time("UUID().uuidString") { _ = UUID().uuidString }
     time("APIKeys.hash") { _ = APIKeys.hash("tk_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG") }
     let body = Data(#"{"deviceId": "bench-surface"}"#.utf8)
     time("JSONSerialization parse") { _ = try? JSONSerialization.jsonObject(with: body) }
-    let obj: [String: Any] = ["allowed": true, "code": "ALLOW", "request_id": d.requestID, "deviceId": "bench", "issuedAt": d.issuedAt, "expiresAt": d.expiresAt, "signature": "x", "status": "ok"]
+    let obj: [String: Any] = [
+        "allowed": true, "code": "ALLOW", "request_id": d.requestID, "deviceId": "bench", "issuedAt": d.issuedAt, "expiresAt": d.expiresAt,
+        "signature": "x", "status": "ok",
+    ]
     time("JSONSerialization write sorted") { _ = try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]) }
     time("JSONWriter (sorted)") { _ = JSONWriter.data(obj) }
     exit(0)
@@ -82,7 +89,10 @@ let watcher = Task {
 try await Task.sleep(for: .milliseconds(300))
 
 func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
-func pct(_ xs: [Double], _ p: Double) -> Double { let s = xs.sorted(); return s[min(s.count - 1, Int((Double(s.count - 1) * p).rounded()))] }
+func pct(_ xs: [Double], _ p: Double) -> Double {
+    let s = xs.sorted()
+    return s[min(s.count - 1, Int((Double(s.count - 1) * p).rounded()))]
+}
 
 var sendToEvent: [Double] = [], answerToEvent: [Double] = [], validateRTT: [Double] = []
 for i in 0..<iterations {
@@ -92,7 +102,10 @@ for i in 0..<iterations {
 
     let revoke = i % 2 == 0
     let t0 = clock.now
-    let answer = revoke ? try await op.revoke("bench-surface", reason: "bench", wait: nil) : try await op.restore("bench-surface", reason: "bench", wait: nil)
+    let answer =
+        revoke
+        ? try await op.revoke("bench-surface", reason: "bench", wait: nil)
+        : try await op.restore("bench-surface", reason: "bench", wait: nil)
     let t1 = clock.now
     guard let rid = answer["request_id"] as? String else { fatalError("no request id") }
     var arrived: ContinuousClock.Instant?
@@ -109,7 +122,9 @@ for i in 0..<iterations {
 watcher.cancel()
 let base = pct(validateRTT, 0.5)
 func row(_ name: String, _ xs: [Double]) {
-    print("\(name.padding(toLength: 42, withPad: " ", startingAt: 0)) median \(String(format: "%7.3f", pct(xs, 0.5))) ms  p99 \(String(format: "%7.3f", pct(xs, 0.99))) ms  ×\(String(format: "%.2f", pct(xs, 0.5) / base))")
+    print(
+        "\(name.padding(toLength: 42, withPad: " ", startingAt: 0)) median \(String(format: "%7.3f", pct(xs, 0.5))) ms  p99 \(String(format: "%7.3f", pct(xs, 0.99))) ms  ×\(String(format: "%.2f", pct(xs, 0.5) / base))"
+    )
 }
 print("\(iterations / 2) revokes (and as many restores), one watch stream, loopback")
 row("validate round trip (baseline)", validateRTT)
@@ -134,12 +149,15 @@ func fanout(_ n: Int) async throws {
     _ = try await agent.register(surface)
     final class Seen: @unchecked Sendable {
         let lock = NSLock()
-        var byRID: [String: Set<Int>] = [:]   // watchers that have had the event
+        var byRID: [String: Set<Int>] = [:]  // watchers that have had the event
         var last: [String: ContinuousClock.Instant] = [:]
         var initial = 0
         func add(_ rid: String?, watcher: Int, initial isInitial: Bool) {
             lock.withLock {
-                if isInitial { initial += 1; return }
+                if isInitial {
+                    initial += 1
+                    return
+                }
                 guard let rid, byRID[rid, default: []].insert(watcher).inserted else { return }
                 last[rid] = ContinuousClock.now
             }
@@ -148,41 +166,49 @@ func fanout(_ n: Int) async throws {
     let seen = Seen()
     var tasks: [Task<Void, Never>] = []
     for i in 0..<n {
-        tasks.append(Task {
-            var req = HTTPClientRequest(url: urls[i % urls.count] + "/api/v1/devices/watch?deviceId=\(surface)&instance=w\(i)")
-            req.headers.add(name: "x-org-key", value: agentKey)
-            // Ten thousand connects at once overflow the listen backlog: the kernel drops SYNs
-            // and the client retries; a connect that gives up is tried again, not counted lost.
-            var answer: HTTPClientResponse?
-            for attempt in 0..<30 where answer == nil && !Task.isCancelled {
-                answer = try? await client.execute(req, timeout: .hours(1))
-                if answer == nil { try? await Task.sleep(for: .milliseconds(100 * (attempt + 1))) }
-            }
-            guard let resp = answer else { return }
-            var parser = SSEParser()
-            var first = true
-            do {
-                for try await chunk in resp.body {
-                    for e in try parser.feed(chunk.readableBytesView) where e.event == "decision" {
-                        // The request id by a plain search: ten thousand JSON parses per change
-                        // in this one process would measure the bench, not the authority.
-                        seen.add(requestID(in: e.data), watcher: i, initial: first)
-                        first = false
-                    }
+        tasks.append(
+            Task {
+                var req = HTTPClientRequest(url: urls[i % urls.count] + "/api/v1/devices/watch?deviceId=\(surface)&instance=w\(i)")
+                req.headers.add(name: "x-org-key", value: agentKey)
+                // Ten thousand connects at once overflow the listen backlog: the kernel drops SYNs
+                // and the client retries; a connect that gives up is tried again, not counted lost.
+                var answer: HTTPClientResponse?
+                for attempt in 0..<30 where answer == nil && !Task.isCancelled {
+                    answer = try? await client.execute(req, timeout: .hours(1))
+                    if answer == nil { try? await Task.sleep(for: .milliseconds(100 * (attempt + 1))) }
                 }
-            } catch {}
-        })
+                guard let resp = answer else { return }
+                var parser = SSEParser()
+                var first = true
+                do {
+                    for try await chunk in resp.body {
+                        for e in try parser.feed(chunk.readableBytesView) where e.event == "decision" {
+                            // The request id by a plain search: ten thousand JSON parses per change
+                            // in this one process would measure the bench, not the authority.
+                            seen.add(requestID(in: e.data), watcher: i, initial: first)
+                            first = false
+                        }
+                    }
+                } catch {}
+            })
     }
     let openStart = clock.now
     while seen.lock.withLock({ seen.initial }) < n {
         try await Task.sleep(for: .milliseconds(20))
-        if clock.now - openStart > .seconds(120) { print("only \(seen.lock.withLock { seen.initial }) of \(n) streams opened"); break }
+        if clock.now - openStart > .seconds(120) {
+            print("only \(seen.lock.withLock { seen.initial }) of \(n) streams opened")
+            break
+        }
     }
-    print("\(seen.lock.withLock { seen.initial }) watch streams open on one surface after \(String(format: "%.1f", ms(clock.now - openStart) / 1000)) s")
+    print(
+        "\(seen.lock.withLock { seen.initial }) watch streams open on one surface after \(String(format: "%.1f", ms(clock.now - openStart) / 1000)) s"
+    )
     let opened = seen.lock.withLock { seen.initial }
     var results: [Double] = []
     for round in 0..<6 {
-        let a = round % 2 == 0 ? try await op.revoke(surface, reason: "fanout", wait: nil) : try await op.restore(surface, reason: "fanout", wait: nil)
+        let a =
+            round % 2 == 0
+            ? try await op.revoke(surface, reason: "fanout", wait: nil) : try await op.restore(surface, reason: "fanout", wait: nil)
         let t1 = clock.now
         let rid = a["request_id"] as! String
         while seen.lock.withLock({ seen.byRID[rid]?.count ?? 0 }) < opened && clock.now - t1 < .seconds(30) {
@@ -193,7 +219,9 @@ func fanout(_ n: Int) async throws {
         results.append(allMs)
         print("  change \(round + 1): \(count)/\(n) watchers had it, the last \(String(format: "%.1f", allMs)) ms after the answer")
     }
-    print("median time for one change to reach all \(n) watchers: \(String(format: "%.1f", pct(results, 0.5))) ms, max \(String(format: "%.1f", results.max() ?? .nan)) ms")
+    print(
+        "median time for one change to reach all \(n) watchers: \(String(format: "%.1f", pct(results, 0.5))) ms, max \(String(format: "%.1f", results.max() ?? .nan)) ms"
+    )
     tasks.forEach { $0.cancel() }
     // A client dropped without shutdown() trips AsyncHTTPClient's assertion in debug builds
     // (when its last reference goes, which raced with exit(0)).

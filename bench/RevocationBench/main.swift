@@ -88,16 +88,20 @@ func percentile(_ xs: [Double], _ p: Double) -> Double {
 
 func ms(_ d: Duration) -> Double { Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15 }
 
-let replicaURLs = args.firstIndex(of: "--replicas").flatMap { args.count > $0 + 1 ? args[$0 + 1].split(separator: ",").map(String.init) : nil }
+let replicaURLs = args.firstIndex(of: "--replicas").flatMap {
+    args.count > $0 + 1 ? args[$0 + 1].split(separator: ",").map(String.init) : nil
+}
 let givenDir = args.firstIndex(of: "--dir").flatMap { args.count > $0 + 1 ? args[$0 + 1] : nil }
 /// A fresh directory of its own unless given one: a name made from the PID alone collided with a
 /// directory an earlier run left under a reused PID (PIDs wrap at 32768 here), and `authority
 /// init` rightly refuses an initialised directory. Removed when the run succeeds.
-let dir: String = givenDir ?? {
-    var template = Array((FileManager.default.temporaryDirectory.path + "/tether-bench-revocation-XXXXXX").utf8CString)
-    guard mkdtemp(&template) != nil else { fatalError("mkdtemp: \(String(cString: strerror(errno)))") }
-    return String(cString: template)
-}()
+let dir: String =
+    givenDir
+    ?? {
+        var template = Array((FileManager.default.temporaryDirectory.path + "/tether-bench-revocation-XXXXXX").utf8CString)
+        guard mkdtemp(&template) != nil else { fatalError("mkdtemp: \(String(cString: strerror(errno)))") }
+        return String(cString: template)
+    }()
 let url: String
 let server: Process?
 if let replicaURLs {
@@ -121,7 +125,10 @@ var workerGroup: pid_t = 0
     for p in spinners { kill(p.processIdentifier, SIGKILL) }
     usleep(300_000)
     if let server { kill(server.processIdentifier, SIGTERM) }
-    if let message { FileHandle.standardError.write(Data("\(message)\n".utf8)); exit(1) }
+    if let message {
+        FileHandle.standardError.write(Data("\(message)\n".utf8))
+        exit(1)
+    }
     if givenDir == nil { try? FileManager.default.removeItem(atPath: dir) }
     exit(0)
 }
@@ -131,7 +138,8 @@ let op = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: operatorKey)
 let otherOp = replicaURLs.map { AuthorityClient(endpoint: AuthorityEndpoint(url: $0[1], key: operatorKey)) }
 for _ in 0..<200 where (try? await op.get("/healthz")) == nil { try await Task.sleep(for: .milliseconds(20)) }
 
-let worker = load == "worker"
+let worker =
+    load == "worker"
     ? ["sh", "-c", "for i in $(seq \(cores)); do (while :; do :; done) & done; sleep infinity & while :; do /bin/true; done"]
     : ["sh", "-c", "sleep infinity & sleep infinity & wait"]
 let supervisor: Process
@@ -139,8 +147,12 @@ let pids: () -> [Int32]
 if sdkMode {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("sdk_loop.py").path
-    p.arguments = ["python3", script, url, read(dir + "/agent.key")!.trimmingCharacters(in: .whitespacesAndNewlines), "bench", dir + "/pgid", "--"] + worker
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(
+        "sdk_loop.py"
+    ).path
+    p.arguments =
+        ["python3", script, url, read(dir + "/agent.key")!.trimmingCharacters(in: .whitespacesAndNewlines), "bench", dir + "/pgid", "--"]
+        + worker
     FileManager.default.createFile(atPath: dir + "/run.log", contents: nil)
     p.standardOutput = FileHandle(forWritingAtPath: dir + "/run.log")
     p.standardError = FileHandle(forWritingAtPath: dir + "/run.log")
@@ -163,7 +175,10 @@ if sdkMode {
         }
     }
 } else {
-    var runArgs = ["run", "--dir", dir, "--authority", url, "--key-file", dir + "/agent.key", "--public-key", dir + "/signing.pub", "--surface", "bench"]
+    var runArgs = [
+        "run", "--dir", dir, "--authority", url, "--key-file", dir + "/agent.key", "--public-key", dir + "/signing.pub", "--surface",
+        "bench",
+    ]
     if pollMode { runArgs += ["--no-watch", "--poll-interval", "1s"] }
     supervisor = start(runArgs + ["--"] + worker, log: dir + "/run.log")
     supervisorPID = supervisor.processIdentifier
@@ -198,7 +213,7 @@ if let idle = idleSeconds {
     func cpuTicks(_ pid: Int32) -> Int {
         guard let s = read("/proc/\(pid)/stat"), let close = s.lastIndex(of: ")") else { return 0 }
         let f = s[s.index(close, offsetBy: 2)...].split(separator: " ")
-        return Int(f[11])! + Int(f[12])!   // utime, stime
+        return Int(f[11])! + Int(f[12])!  // utime, stime
     }
     func rssKB(_ pid: Int32) -> Int {
         let line = (read("/proc/\(pid)/status") ?? "").split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
@@ -210,7 +225,9 @@ if let idle = idleSeconds {
     try await Task.sleep(for: .seconds(idle))
     let t1 = cpuTicks(pid), r1 = rssKB(pid)
     let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
-    print("idle \(idle) s, supervisor (\(sdkMode ? "SDK loop" : pollMode ? "poll 1s" : "watch")): RSS \(r0) KiB → \(r1) KiB; CPU \(Double(t1 - t0) / hz * 1000) ms (\(String(format: "%.3f", Double(t1 - t0) / hz / Double(idle) * 100)) %)")
+    print(
+        "idle \(idle) s, supervisor (\(sdkMode ? "SDK loop" : pollMode ? "poll 1s" : "watch")): RSS \(r0) KiB → \(r1) KiB; CPU \(Double(t1 - t0) / hz * 1000) ms (\(String(format: "%.3f", Double(t1 - t0) / hz / Double(idle) * 100)) %)"
+    )
     finish()
 }
 
@@ -231,7 +248,9 @@ for i in 0..<iterations {
         let ps = pids()
         if !ps.isEmpty && allHeld(ps) { break }
         if clock.now - answered > .seconds(10) {
-            finish("not stopped after 10 s: \(ps.map { "\($0) \(state($0).map(String.init) ?? "gone")" }.joined(separator: ", ")); see \(dir)/run.log")
+            finish(
+                "not stopped after 10 s: \(ps.map { "\($0) \(state($0).map(String.init) ?? "gone")" }.joined(separator: ", ")); see \(dir)/run.log"
+            )
         }
         usleep(50)
     }
@@ -247,15 +266,27 @@ for i in 0..<iterations {
 }
 if !stoppedOther.isEmpty {
     print("revocation → every worker process in T, replicas on one database (\(iterations) revokes, 3 processes):")
-    print(String(format: "  revoke on the supervisor's replica → stopped: median %.2f ms, p99 %.2f ms", percentile(stopped, 0.5), percentile(stopped, 0.99)))
-    print(String(format: "  revoke on another replica → stopped: median %.2f ms, p99 %.2f ms", percentile(stoppedOther, 0.5), percentile(stoppedOther, 0.99)))
+    print(
+        String(
+            format: "  revoke on the supervisor's replica → stopped: median %.2f ms, p99 %.2f ms", percentile(stopped, 0.5),
+            percentile(stopped, 0.99)))
+    print(
+        String(
+            format: "  revoke on another replica → stopped: median %.2f ms, p99 %.2f ms", percentile(stoppedOther, 0.5),
+            percentile(stoppedOther, 0.99)))
     finish()
 }
 var mode = sdkMode ? "MachineID SDK loop, validate every 1 s + os.killpg" : pollMode ? "poll 1s" : "watch"
 if let load { mode += ", load: \(load)\(priority.map { ", supervisor priority \($0)" } ?? "")" }
 print("revocation → every worker process in T (\(mode), \(iterations) revokes, 3 processes):")
-print(String(format: "  revoke answered → stopped: median %.2f ms, p99 %.2f ms, max %.2f ms", percentile(stopped, 0.5), percentile(stopped, 0.99), stopped.max()!))
+print(
+    String(
+        format: "  revoke answered → stopped: median %.2f ms, p99 %.2f ms, max %.2f ms", percentile(stopped, 0.5),
+        percentile(stopped, 0.99), stopped.max()!))
 if let settle { print(String(format: "  first revoke, after %d s quiet: %.3f ms", settle, stopped[0])) }
-print(String(format: "  baseline, the revoke's round trip: median %.2f ms, p99 %.2f ms", percentile(roundTrips, 0.5), percentile(roundTrips, 0.99)))
+print(
+    String(
+        format: "  baseline, the revoke's round trip: median %.2f ms, p99 %.2f ms", percentile(roundTrips, 0.5),
+        percentile(roundTrips, 0.99)))
 print(String(format: "  ratio (median): ×%.2f", percentile(stopped, 0.5) / percentile(roundTrips, 0.5)))
 finish()

@@ -48,7 +48,10 @@ func tetherSpawn(_ filter: CompiledFilter?) async -> Duration {
 }
 
 // Warm up both paths, then interleave so machine noise hits both alike.
-for _ in 0..<10 { _ = plainSpawn(); _ = await tetherSpawn(filter) }
+for _ in 0..<10 {
+    _ = plainSpawn()
+    _ = await tetherSpawn(filter)
+}
 var plain: [Duration] = [], contained: [Duration] = [], unfiltered: [Duration] = []
 for _ in 0..<iterations {
     plain.append(plainSpawn())
@@ -61,7 +64,9 @@ let base = percentile(plain, 0.5)
 func row(_ name: String, _ xs: [Duration]) {
     let med = percentile(xs, 0.5)
     let ratio = Double(med.components.attoseconds) / Double(base.components.attoseconds)
-    print("\(name.padding(toLength: 44, withPad: " ", startingAt: 0)) median \(micros(med))  p99 \(micros(percentile(xs, 0.99)))  ×\(String(format: "%.2f", ratio))")
+    print(
+        "\(name.padding(toLength: 44, withPad: " ", startingAt: 0)) median \(micros(med))  p99 \(micros(percentile(xs, 0.99)))  ×\(String(format: "%.2f", ratio))"
+    )
 }
 print("spawn + reap /bin/true, \(iterations) runs each, interleaved (cgroup: \(spawner.cgroupRoot != nil ? "yes" : "no"))")
 row("posix_spawn (baseline)", plain)

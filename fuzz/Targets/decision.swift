@@ -8,12 +8,15 @@ import Foundation
 public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Data(UnsafeBufferPointer(start: data, count: size))
     guard let object = try? JSONSerialization.jsonObject(with: bytes) as? [String: Any],
-          let d = Decision(json: object) else { return 0 }
+        let d = Decision(json: object)
+    else { return 0 }
     if d.isCanonical {
         // Bytes, not Characters: "=" and a combining mark are one Character.
         let lines = Array(d.canonicalBytes).split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map(Array.init)
-        let names = ["origin", "keyId", "kind", "revision", "orgRevision", "deviceId", "allowed", "code", "request_id",
-                     "issuedAt", "expiresAt", "nonce", "changedBy", "changedAt", "changeReason"]
+        let names = [
+            "origin", "keyId", "kind", "revision", "orgRevision", "deviceId", "allowed", "code", "request_id",
+            "issuedAt", "expiresAt", "nonce", "changedBy", "changedAt", "changeReason",
+        ]
         precondition(lines.count == names.count + 1 && lines[0] == Array("tether-decision-v3".utf8), "a field split a line")
         var fields: [String: String] = [:]
         for (name, line) in zip(names, lines.dropFirst()) {
@@ -25,8 +28,9 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         precondition(fields["code"] == d.code.rawValue && fields["request_id"] == d.requestID)
         precondition(fields["issuedAt"] == d.issuedAt && fields["expiresAt"] == d.expiresAt)
         precondition(fields["nonce"] == (d.nonce ?? "") && fields["origin"] == (d.origin ?? "") && fields["keyId"] == (d.keyId ?? ""))
-        precondition(fields["kind"] == (d.kind?.rawValue ?? "") && fields["revision"] == (d.revision.map(String.init) ?? "")
-                     && fields["orgRevision"] == (d.orgRevision.map(String.init) ?? ""))
+        precondition(
+            fields["kind"] == (d.kind?.rawValue ?? "") && fields["revision"] == (d.revision.map(String.init) ?? "")
+                && fields["orgRevision"] == (d.orgRevision.map(String.init) ?? ""))
         precondition(fields["changedBy"] == (d.changedBy ?? "") && fields["changedAt"] == (d.changedAt ?? ""))
         precondition(fields["changeReason"] == (d.changeReason ?? ""))
     }

@@ -33,7 +33,10 @@ final class ChangeFeed: Sendable {
     }
 
     func finishAll() {
-        let all = subscribers.withLock { subs in defer { subs = [:] }; return Array(subs.values) }
+        let all = subscribers.withLock { subs in
+            defer { subs = [:] }
+            return Array(subs.values)
+        }
         for c in all { c.finish() }
     }
 }

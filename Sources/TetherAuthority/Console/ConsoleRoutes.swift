@@ -87,12 +87,15 @@ struct ConsoleRoutes {
     /// site is refused whatever cookies it carries.
     func requireSameOrigin(_ req: Request) throws {
         if let site = req.headers[.secFetchSite], site != "same-origin" && site != "none" {
-            throw APIError(.forbidden, "CROSS_ORIGIN", "a console change must come from the console's own pages (Sec-Fetch-Site: \(site.prefix(20)))")
+            throw APIError(
+                .forbidden, "CROSS_ORIGIN", "a console change must come from the console's own pages (Sec-Fetch-Site: \(site.prefix(20)))")
         }
         if let origin = req.headers[.origin], let host = req.head.authority {
             let bare = origin.split(separator: "/", omittingEmptySubsequences: true).last.map(String.init) ?? ""
             guard bare == host else {
-                throw APIError(.forbidden, "CROSS_ORIGIN", "a console change must come from the console's own pages (Origin \(origin.prefix(80)) is not \(host.prefix(80)))")
+                throw APIError(
+                    .forbidden, "CROSS_ORIGIN",
+                    "a console change must come from the console's own pages (Origin \(origin.prefix(80)) is not \(host.prefix(80)))")
             }
         }
     }
@@ -126,7 +129,8 @@ struct ConsoleRoutes {
     }
 
     func html(_ text: String, status: HTTPResponse.Status = .ok, cookies: [Cookie] = []) -> Response {
-        var r = Response(status: status, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
+        var r = Response(
+            status: status, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
         for c in cookies { r.setCookie(c) }
         return r
     }
@@ -145,8 +149,9 @@ struct ConsoleRoutes {
 
     func signInForm(link: String?, note: String?, error: String?, status: HTTPResponse.Status) -> Response {
         let pre = ConsoleSessions.token()
-        return html(ConsolePages.signIn(pre: pre, link: link, note: note, error: error), status: status,
-                    cookies: [cookie(Self.preCookie, pre, maxAge: 3600)])
+        return html(
+            ConsolePages.signIn(pre: pre, link: link, note: note, error: error), status: status,
+            cookies: [cookie(Self.preCookie, pre, maxAge: 3600)])
     }
 
     @Sendable func signIn(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
@@ -164,8 +169,12 @@ struct ConsoleRoutes {
         let key: KeyRecord
         if let link {
             switch try await authority.console.redeem(link) {
-            case .unknown: return await refuse(.unauthorized, "This sign-in link is not known to this authority. Run tether console again.", who: "unknown link")
-            case .used: return await refuse(.unauthorized, "This sign-in link was used already: a link works once. Run tether console again.", who: "used link")
+            case .unknown:
+                return await refuse(
+                    .unauthorized, "This sign-in link is not known to this authority. Run tether console again.", who: "unknown link")
+            case .used:
+                return await refuse(
+                    .unauthorized, "This sign-in link was used already: a link works once. Run tether console again.", who: "used link")
             case .expired: return await refuse(.unauthorized, "This sign-in link expired. Run tether console again.", who: "expired link")
             case .valid(let name):
                 guard let k = await currentKey(named: name), k.role == .operator else {
@@ -174,20 +183,25 @@ struct ConsoleRoutes {
                 key = k
             }
         } else {
-            guard let presented = form["key"]?.trimmingCharacters(in: .whitespacesAndNewlines), !presented.isEmpty, presented.utf8.count <= 256,
-                  let k = try await authority.authenticate(presented)
+            guard let presented = form["key"]?.trimmingCharacters(in: .whitespacesAndNewlines), !presented.isEmpty,
+                presented.utf8.count <= 256,
+                let k = try await authority.authenticate(presented)
             else { return await refuse(.unauthorized, "That key is not known to this authority.", who: "unknown key") }
             guard k.role == .operator else {
-                return await refuse(.forbidden, "The key \"\(k.name)\" is an agent key: only operator keys sign in to the console.", who: k.name)
+                return await refuse(
+                    .forbidden, "The key \"\(k.name)\" is an agent key: only operator keys sign in to the console.", who: k.name)
             }
             key = k
         }
         let s = try await authority.console.open(keyName: key.name, client: ctx.client)
-        ctx.logger.notice("console sign-in", metadata: ["key": "\(key.name)", "client": "\(ctx.client)", "with": "\(link == nil ? "key" : "link")"])
-        return redirect("/console", cookies: [
-            cookie(Self.sessionCookie, s.token, maxAge: Int(authority.console.settings.sessionLifetime.components.seconds)),
-            cookie(Self.preCookie, "", maxAge: 0),
-        ])
+        ctx.logger.notice(
+            "console sign-in", metadata: ["key": "\(key.name)", "client": "\(ctx.client)", "with": "\(link == nil ? "key" : "link")"])
+        return redirect(
+            "/console",
+            cookies: [
+                cookie(Self.sessionCookie, s.token, maxAge: Int(authority.console.settings.sessionLifetime.components.seconds)),
+                cookie(Self.preCookie, "", maxAge: 0),
+            ])
     }
 
     @Sendable func signOut(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
@@ -226,40 +240,43 @@ struct ConsoleRoutes {
         let (id, wakes) = authority.feed.subscribe()
         let authority = self.authority
         let logger = ctx.logger
-        return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: .init { writer in
-            do {
-                try await withGracefulShutdownHandler {
-                    try await writer.write(ByteBuffer(string: "retry: 2000\n\n"))
-                    // Every 5 s regardless: what other replicas received shows too.
-                    let ticker = Task {
-                        while !Task.isCancelled {
-                            try await Task.sleep(for: .seconds(5))
-                            authority.feed.poke(id)
+        return Response(
+            status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+            body: .init { writer in
+                do {
+                    try await withGracefulShutdownHandler {
+                        try await writer.write(ByteBuffer(string: "retry: 2000\n\n"))
+                        // Every 5 s regardless: what other replicas received shows too.
+                        let ticker = Task {
+                            while !Task.isCancelled {
+                                try await Task.sleep(for: .seconds(5))
+                                authority.feed.poke(id)
+                            }
                         }
-                    }
-                    defer { ticker.cancel() }
-                    var next = wakes.makeAsyncIterator()
-                    while true {
-                        guard await authority.console.stands(s.token), await currentKey(named: s.key.name)?.role == .operator else {
-                            try await writer.write(ByteBuffer(string: "event: signed-out\ndata: {}\n\n"))
-                            break
+                        defer { ticker.cancel() }
+                        var next = wakes.makeAsyncIterator()
+                        while true {
+                            guard await authority.console.stands(s.token), await currentKey(named: s.key.name)?.role == .operator else {
+                                try await writer.write(ByteBuffer(string: "event: signed-out\ndata: {}\n\n"))
+                                break
+                            }
+                            let state = try await ConsoleState.make(authority, signedInAs: s.key.name)
+                            try await writer.write(
+                                ByteBuffer(string: "event: state\ndata: " + String(decoding: JSONBody.data(state), as: UTF8.self) + "\n\n"))
+                            // The next wake-up (ends when the stream is finished), then a moment
+                            // for what comes with it.
+                            guard await next.next() != nil else { break }
+                            try await Task.sleep(for: .milliseconds(100))
                         }
-                        let state = try await ConsoleState.make(authority, signedInAs: s.key.name)
-                        try await writer.write(ByteBuffer(string: "event: state\ndata: " + String(decoding: JSONBody.data(state), as: UTF8.self) + "\n\n"))
-                        // The next wake-up (ends when the stream is finished), then a moment
-                        // for what comes with it.
-                        guard await next.next() != nil else { break }
-                        try await Task.sleep(for: .milliseconds(100))
+                    } onGracefulShutdown: {
+                        authority.feed.unsubscribe(id)
                     }
-                } onGracefulShutdown: {
-                    authority.feed.unsubscribe(id)
+                } catch {
+                    logger.debug("console stream ended", metadata: ["error": "\(error)"])
                 }
-            } catch {
-                logger.debug("console stream ended", metadata: ["error": "\(error)"])
-            }
-            authority.feed.unsubscribe(id)
-            try? await writer.finish(nil)
-        })
+                authority.feed.unsubscribe(id)
+                try? await writer.finish(nil)
+            })
     }
 
     @Sendable func audit(_ req: Request, _ ctx: AuthorityContext, csv: Bool) async throws -> Response {
@@ -273,13 +290,18 @@ struct ConsoleRoutes {
         }
         func bound(_ name: String) throws -> String? {
             guard let t = text(name) else { return nil }
-            guard let d = Timestamp.parse(t) ?? Self.localInput(t) else { throw APIError.badRequest("\(name) takes a time like 2026-11-26T03:00:00Z") }
+            guard let d = Timestamp.parse(t) ?? Self.localInput(t) else {
+                throw APIError.badRequest("\(name) takes a time like 2026-11-26T03:00:00Z")
+            }
             return Timestamp.string(d)
         }
-        let rows = try await authority.audit(limit: limit, deviceId: text("surface"), actor: text("actor"), since: try bound("since"), until: try bound("until"))
+        let rows = try await authority.audit(
+            limit: limit, deviceId: text("surface"), actor: text("actor"), since: try bound("since"), until: try bound("until"))
         if csv {
-            return Response(status: .ok, headers: [.contentType: "text/csv; charset=utf-8", .contentDisposition: "attachment; filename=\"tether-audit.csv\""],
-                            body: .init(byteBuffer: ByteBuffer(string: ConsoleAuditExport.csv(rows))))
+            return Response(
+                status: .ok,
+                headers: [.contentType: "text/csv; charset=utf-8", .contentDisposition: "attachment; filename=\"tether-audit.csv\""],
+                body: .init(byteBuffer: ByteBuffer(string: ConsoleAuditExport.csv(rows))))
         }
         var headers = HTTPFields()
         if q.get("download") != nil { headers[.contentDisposition] = "attachment; filename=\"tether-audit.json\"" }
@@ -293,11 +315,16 @@ struct ConsoleRoutes {
 
     // MARK: - changes
 
-    struct ChangeMade: Encodable { var requestId: String; var watchers: Int }
+    struct ChangeMade: Encodable {
+        var requestId: String
+        var watchers: Int
+    }
 
     func made(_ s: SignedIn, _ reason: String?, _ ctx: AuthorityContext) throws -> Change {
         let r = reason?.trimmingCharacters(in: .whitespacesAndNewlines)
-        return Change(actor: "\(s.key.name) via console (\(ctx.client))", reason: (r?.isEmpty ?? true) ? nil : r, requestID: ctx.requestID, at: Timestamp.string(Date()))
+        return Change(
+            actor: "\(s.key.name) via console (\(ctx.client))", reason: (r?.isEmpty ?? true) ? nil : r, requestID: ctx.requestID,
+            at: Timestamp.string(Date()))
     }
 
     func changeSurface(_ req: Request, _ ctx: AuthorityContext, revoke: Bool) async throws -> Response {
@@ -330,9 +357,12 @@ struct ConsoleRoutes {
 /// link never leaks to another site; `no-referrer` would make browsers send `Origin: null`,
 /// which the origin check refuses), no sniffing. API errors are answered here as JSON with the same headers.
 struct ConsoleHeaders: RouterMiddleware {
-    static let policy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    static let policy =
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
-    func handle(_ request: Request, context: AuthorityContext, next: (Request, AuthorityContext) async throws -> Response) async throws -> Response {
+    func handle(
+        _ request: Request, context: AuthorityContext, next: (Request, AuthorityContext) async throws -> Response
+    ) async throws -> Response {
         var r: Response
         do {
             r = try await next(request, context)
@@ -352,7 +382,9 @@ struct ConsoleHeaders: RouterMiddleware {
 enum Form {
     static func read(_ req: Request, maxSize: Int) async throws -> [String: String] {
         var r = req
-        guard let buffer = try? await r.collectBody(upTo: maxSize) else { throw APIError(.contentTooLarge, "PAYLOAD_TOO_LARGE", "the form is larger than \(maxSize) bytes") }
+        guard let buffer = try? await r.collectBody(upTo: maxSize) else {
+            throw APIError(.contentTooLarge, "PAYLOAD_TOO_LARGE", "the form is larger than \(maxSize) bytes")
+        }
         return parse(String(buffer: buffer))
     }
 

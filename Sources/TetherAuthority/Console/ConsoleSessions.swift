@@ -46,7 +46,8 @@ final class ConsoleSessions: Sendable {
         try await prune()
         let t = Self.token(), at = now
         let ends = at + settings.linkLifetime.timeInterval
-        try await store.addConsoleToken(ConsoleTokenRecord(digest: Self.digest(t), kind: .link, keyName: keyName, createdAt: at, lastSeen: at, expiresAt: ends))
+        try await store.addConsoleToken(
+            ConsoleTokenRecord(digest: Self.digest(t), kind: .link, keyName: keyName, createdAt: at, lastSeen: at, expiresAt: ends))
         return (t, Date(timeIntervalSince1970: ends))
     }
 
@@ -67,8 +68,10 @@ final class ConsoleSessions: Sendable {
     func open(keyName: String, client: String) async throws -> Session {
         try await prune()
         let t = Self.token(), csrf = Self.token(), at = now
-        try await store.addConsoleToken(ConsoleTokenRecord(digest: Self.digest(t), kind: .session, keyName: keyName, csrf: csrf, client: client,
-                                                           createdAt: at, lastSeen: at, expiresAt: at + settings.sessionLifetime.timeInterval))
+        try await store.addConsoleToken(
+            ConsoleTokenRecord(
+                digest: Self.digest(t), kind: .session, keyName: keyName, csrf: csrf, client: client,
+                createdAt: at, lastSeen: at, expiresAt: at + settings.sessionLifetime.timeInterval))
         return Session(token: t, csrf: csrf, keyName: keyName)
     }
 

@@ -116,9 +116,14 @@ struct ConsoleState: Encodable {
             let names = Set(latest.keys).union(watching[s.deviceId] ?? [])
             let sups = names.sorted().map { i in
                 let r = latest[i]
-                return Supervisor(instance: i, connected: watching[s.deviceId]?.contains(i) ?? false, state: r?.state, pids: r?.pids, at: r?.at, detail: r?.detail)
+                return Supervisor(
+                    instance: i, connected: watching[s.deviceId]?.contains(i) ?? false, state: r?.state, pids: r?.pids, at: r?.at,
+                    detail: r?.detail)
             }
-            views.append(Surface(deviceId: s.deviceId, revoked: s.revoked, updatedAt: s.updatedAt, changedBy: s.changedBy, reason: s.reason, supervisors: sups))
+            views.append(
+                Surface(
+                    deviceId: s.deviceId, revoked: s.revoked, updatedAt: s.updatedAt, changedBy: s.changedBy, reason: s.reason,
+                    supervisors: sups))
         }
         let names = Set(views.map(\.deviceId))
         var gates: [String: [Gate]] = [:]
@@ -127,14 +132,17 @@ struct ConsoleState: Encodable {
             views[i].gateOf = parent
             views[i].gateKind = kind
             let last = views[i].supervisors.filter { $0.at != nil }.max { ($0.at ?? "") < ($1.at ?? "") }
-            gates[parent, default: []].append(Gate(kind: kind, surface: views[i].deviceId, closed: views[i].revoked, lastReport: last?.state, detail: last?.detail))
+            gates[parent, default: []].append(
+                Gate(kind: kind, surface: views[i].deviceId, closed: views[i].revoked, lastReport: last?.state, detail: last?.detail))
         }
         for i in views.indices { views[i].gates = (gates[views[i].deviceId] ?? []).sorted { $0.kind < $1.kind } }
         let now = Date()
         let changes = await authority.acks.recent(limit: 20).map { t in
-            ChangeView(requestId: t.change.requestID, action: t.action.rawValue, subject: t.subject, actor: t.change.actor, reason: t.change.reason,
-                       at: t.change.at, collecting: now <= t.until && !t.missing.isEmpty,
-                       acknowledgements: AckLists(AckResult(acked: t.acked, missing: t.missing)))
+            ChangeView(
+                requestId: t.change.requestID, action: t.action.rawValue, subject: t.subject, actor: t.change.actor,
+                reason: t.change.reason,
+                at: t.change.at, collecting: now <= t.until && !t.missing.isEmpty,
+                acknowledgements: AckLists(AckResult(acked: t.acked, missing: t.missing)))
         }
         return ConsoleState(
             now: Timestamp.string(now), origin: authority.origin, signedInAs: signedInAs,
@@ -157,7 +165,10 @@ public enum ConsoleAuditExport {
     }
 
     static func entries(_ rows: [AuditEntry]) -> [Entry] {
-        rows.map { Entry(id: $0.id, at: $0.at, actor: $0.actor, action: $0.action, deviceId: $0.deviceId, reason: $0.reason, requestId: $0.requestID) }
+        rows.map {
+            Entry(
+                id: $0.id, at: $0.at, actor: $0.actor, action: $0.action, deviceId: $0.deviceId, reason: $0.reason, requestId: $0.requestID)
+        }
     }
 
     /// RFC 4180: every field quoted, quotes doubled, CRLF line ends. A field that a spreadsheet
@@ -171,7 +182,9 @@ public enum ConsoleAuditExport {
         }
         var out = "id,at,actor,action,surface,reason,request_id\r\n"
         for r in rows {
-            out += [String(r.id), r.at, r.actor, r.action, r.deviceId ?? "", r.reason ?? "", r.requestID].map(field).joined(separator: ",") + "\r\n"
+            out +=
+                [String(r.id), r.at, r.actor, r.action, r.deviceId ?? "", r.reason ?? "", r.requestID].map(field).joined(separator: ",")
+                + "\r\n"
         }
         return out
     }

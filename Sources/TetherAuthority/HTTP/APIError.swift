@@ -49,7 +49,9 @@ struct JSONErrorMiddleware<Context: AuthorityContextProtocol>: RouterMiddleware 
             return Self.response(e, context: context)
         } catch let e as HTTPResponseError {
             if e.status == .notFound, let allow = methods.allowed(request.uri.path) {
-                var error = APIError(.methodNotAllowed, "METHOD_NOT_ALLOWED", "\(request.uri.path) takes \(allow.joined(separator: ", ")), not \(request.method)")
+                var error = APIError(
+                    .methodNotAllowed, "METHOD_NOT_ALLOWED",
+                    "\(request.uri.path) takes \(allow.joined(separator: ", ")), not \(request.method)")
                 error.allow = allow
                 return Self.response(error, context: context)
             }
@@ -73,7 +75,9 @@ struct JSONErrorMiddleware<Context: AuthorityContextProtocol>: RouterMiddleware 
         var headers = HTTPFields()
         if let r = e.retryAfter { headers[.retryAfter] = "\(r)" }
         if let allow = e.allow { headers[.allow] = allow.joined(separator: ", ") }
-        return JSONBody.response(ErrorAnswer(code: e.code, error: e.message, requestID: context.requestID, refused: e.refused), status: e.status, headers: headers)
+        return JSONBody.response(
+            ErrorAnswer(code: e.code, error: e.message, requestID: context.requestID, refused: e.refused), status: e.status,
+            headers: headers)
     }
 }
 

@@ -22,9 +22,10 @@ struct AgentRoutes {
         let key = try ctx.requireScope([body.deviceId])
         try await limitWrites(key)
         let (outcome, record) = try await authority.register(body.deviceId, change: change(key, nil, ctx))
-        return JSONBody.response(RegisterAnswer(
-            status: outcome.rawValue, deviceId: body.deviceId, created: outcome == .created,
-            revoked: record.revoked, createdAt: record.createdAt, requestID: ctx.requestID))
+        return JSONBody.response(
+            RegisterAnswer(
+                status: outcome.rawValue, deviceId: body.deviceId, created: outcome == .created,
+                revoked: record.revoked, createdAt: record.createdAt, requestID: ctx.requestID))
     }
 
     @Sendable func validate(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
@@ -69,7 +70,10 @@ struct AgentRoutes {
         // waits for an operator to create them): not thousands of made-up names.
         let unknown = await authority.state.unknown(surfaces)
         if unknown.count > limits.maxUnknownPerStream {
-            var e = APIError(.notFound, "DEVICE_NOT_FOUND", "\(unknown.count) of the surfaces named do not exist (at most \(limits.maxUnknownPerStream) may): \(unknown.prefix(5).joined(separator: ", "))\(unknown.count > 5 ? ", …" : ""); register them first")
+            var e = APIError(
+                .notFound, "DEVICE_NOT_FOUND",
+                "\(unknown.count) of the surfaces named do not exist (at most \(limits.maxUnknownPerStream) may): \(unknown.prefix(5).joined(separator: ", "))\(unknown.count > 5 ? ", …" : ""); register them first"
+            )
             e.refused = Array(unknown.prefix(1000))
             throw e
         }
@@ -84,8 +88,9 @@ struct AgentRoutes {
         try await limitWrites(key)
         try await authority.claim(body.instance, by: key, requestID: ctx.requestID)
         let now = Timestamp.string(Date())
-        let report = Report(deviceId: body.deviceId, instance: body.instance, state: body.state, pids: body.processIDs,
-                            at: body.at ?? now, requestID: body.requestID, receivedAt: now, detail: body.detail, keyName: key.name)
+        let report = Report(
+            deviceId: body.deviceId, instance: body.instance, state: body.state, pids: body.processIDs,
+            at: body.at ?? now, requestID: body.requestID, receivedAt: now, detail: body.detail, keyName: key.name)
         try await authority.record(report)
         return JSONBody.response(OKAnswer(requestID: ctx.requestID))
     }
@@ -93,7 +98,10 @@ struct AgentRoutes {
     /// Register and report: `writeRate` a second per key, past a burst. 429 with Retry-After.
     func limitWrites(_ key: KeyRecord) async throws {
         guard let wait = await authority.writes.take(key.name) else { return }
-        var e = APIError(.tooManyRequests, "RATE_LIMITED", "the key \"\(key.name)\" sends registrations and reports faster than \(Int(authority.configuration.writeRate)) a second; retry after \(DurationText.format(wait))")
+        var e = APIError(
+            .tooManyRequests, "RATE_LIMITED",
+            "the key \"\(key.name)\" sends registrations and reports faster than \(Int(authority.configuration.writeRate)) a second; retry after \(DurationText.format(wait))"
+        )
         e.retryAfter = max(1, Int(wait.components.seconds) + (wait.components.attoseconds > 0 ? 1 : 0))
         throw e
     }

@@ -145,8 +145,9 @@ struct ConsoleLinkAnswer: Encodable {
 
 extension ReportView {
     init(_ r: Report, withSurface: Bool = false) {
-        self.init(surface: withSurface ? r.deviceId : nil, instance: r.instance, state: r.state, pids: r.pids, at: r.at,
-                  requestID: r.requestID, receivedAt: r.receivedAt, detail: r.detail)
+        self.init(
+            surface: withSurface ? r.deviceId : nil, instance: r.instance, state: r.state, pids: r.pids, at: r.at,
+            requestID: r.requestID, receivedAt: r.receivedAt, detail: r.detail)
     }
 }
 

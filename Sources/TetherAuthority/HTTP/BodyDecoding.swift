@@ -157,7 +157,10 @@ enum FlatStrings {
                     out[key] = value
                     skipSpace()
                     guard i < n else { return nil }
-                    if b[i] == 0x2C { i += 1; continue }
+                    if b[i] == 0x2C {
+                        i += 1
+                        continue
+                    }
                     guard b[i] == 0x7D else { return nil }
                     i += 1
                     break

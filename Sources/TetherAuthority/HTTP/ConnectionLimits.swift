@@ -146,9 +146,10 @@ extension HTTPServerBuilder {
     /// HTTP/1.1 with the idle timeout and body deadline of `limits`.
     static func http1(limits: ConnectionLimits) -> HTTPServerBuilder {
         let body = limits.bodyTimeout
-        return .http1(configuration: .init(
-            additionalChannelHandlers: [BodyDeadlineHandler(timeout: body)],
-            idleTimeout: TimeAmount(limits.idleTimeout)))
+        return .http1(
+            configuration: .init(
+                additionalChannelHandlers: [BodyDeadlineHandler(timeout: body)],
+                idleTimeout: TimeAmount(limits.idleTimeout)))
     }
 
     /// HTTP/1.1 over TLS, with a deadline on the handshake as well.

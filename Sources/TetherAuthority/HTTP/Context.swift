@@ -45,7 +45,7 @@ struct KeyMiddleware<Context: AuthorityContextProtocol>: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let presented = request.headers[.orgKey], !presented.isEmpty, presented.utf8.count <= 256,
-              let key = try await authority.authenticate(presented)
+            let key = try await authority.authenticate(presented)
         else { throw APIError.unauthorized }
         var ctx = context
         ctx.key = key
@@ -58,7 +58,9 @@ struct KeyMiddleware<Context: AuthorityContextProtocol>: RouterMiddleware {
 struct OperatorOnlyMiddleware<Context: AuthorityContextProtocol>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let key = context.key, key.role == .operator else {
-            throw APIError.forbidden("\(request.method) \(request.uri.path) needs an operator key; the key \"\(context.key?.name ?? "?")\" is an agent key", key: context.key?.name)
+            throw APIError.forbidden(
+                "\(request.method) \(request.uri.path) needs an operator key; the key \"\(context.key?.name ?? "?")\" is an agent key",
+                key: context.key?.name)
         }
         return try await next(request, context)
     }
@@ -77,12 +79,15 @@ extension AuthorityContextProtocol {
         let key = try requireKey()
         let outside = surfaces.filter { !key.mayActFor($0) }
         if let s = outside.first {
-            var e = APIError.forbidden("the key \"\(key.name)\" may not act for \"\(s.prefix(128))\"\(outside.count > 1 ? " and \(outside.count - 1) more" : "") (its scope: \(key.scopeDescription))", key: key.name)
+            var e = APIError.forbidden(
+                "the key \"\(key.name)\" may not act for \"\(s.prefix(128))\"\(outside.count > 1 ? " and \(outside.count - 1) more" : "") (its scope: \(key.scopeDescription))",
+                key: key.name)
             e.refused = Array(outside.prefix(1000))
             throw e
         }
         if let instance, !key.mayUse(instance: instance) {
-            throw APIError.forbidden("the key \"\(key.name)\" is bound to instance \"\(key.instance ?? "")\", not \"\(instance.prefix(128))\"", key: key.name)
+            throw APIError.forbidden(
+                "the key \"\(key.name)\" is bound to instance \"\(key.instance ?? "")\", not \"\(instance.prefix(128))\"", key: key.name)
         }
         return key
     }

@@ -32,8 +32,10 @@ struct OperatorRoutes {
         let (token, expires) = try await authority.console.makeLink(keyName: key.name)
         ctx.logger.notice("console sign-in link made", metadata: ["key": "\(key.name)", "client": "\(ctx.client)"])
         let path = "/console/sign-in?link=\(token)"
-        return JSONBody.response(ConsoleLinkAnswer(path: path, url: authority.configuration.settings.console.publicURL.map { $0 + path },
-                                                   expiresAt: Timestamp.string(expires), requestID: ctx.requestID))
+        return JSONBody.response(
+            ConsoleLinkAnswer(
+                path: path, url: authority.configuration.settings.console.publicURL.map { $0 + path },
+                expiresAt: Timestamp.string(expires), requestID: ctx.requestID))
     }
 
     @Sendable func list(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
@@ -54,10 +56,11 @@ struct OperatorRoutes {
             let last = try await authority.reports(of: s.deviceId, limit: 1).first
             var named: [String: String] = [:]
             for i in watchers + (last.map { [$0.instance] } ?? []) { named[i] = holders[i] }
-            devices.append(.init(
-                surface: s.deviceId, state: s.revoked ? "revoked" : "active", revoked: s.revoked,
-                createdAt: s.createdAt, updatedAt: s.updatedAt, reason: s.reason, changedBy: s.changedBy,
-                watchers: watchers, lastReport: last.map { ReportView($0) }, holders: named))
+            devices.append(
+                .init(
+                    surface: s.deviceId, state: s.revoked ? "revoked" : "active", revoked: s.revoked,
+                    createdAt: s.createdAt, updatedAt: s.updatedAt, reason: s.reason, changedBy: s.changedBy,
+                    watchers: watchers, lastReport: last.map { ReportView($0) }, holders: named))
         }
         return JSONBody.response(SurfaceList(devices: devices, org: OrgView(await authority.state.org), requestID: ctx.requestID))
     }
@@ -65,15 +68,19 @@ struct OperatorRoutes {
     func changeSurface(_ req: Request, _ ctx: AuthorityContext, revoke: Bool) async throws -> Response {
         let key = try ctx.requireKey()
         let body = try await bodies.read(SurfaceChangeRequest.self, from: req)
-        guard let made = try await authority.changeSurface(body.deviceId, revoke: revoke, change: change(key, body.reason, ctx), wait: try waitDuration(req)) else {
+        guard
+            let made = try await authority.changeSurface(
+                body.deviceId, revoke: revoke, change: change(key, body.reason, ctx), wait: try waitDuration(req))
+        else {
             throw APIError.notFound(body.deviceId)
         }
         let record = made.value
         let acks = made.acks.map(AckLists.init)
-        return JSONBody.response(SurfaceChanged(
-            surface: body.deviceId, state: record.revoked ? "revoked" : "active", revoked: record.revoked,
-            changedAt: record.updatedAt, reason: body.reason, watchers: made.watchers, requestID: ctx.requestID,
-            acks: acks?.acks, missing: acks?.missing))
+        return JSONBody.response(
+            SurfaceChanged(
+                surface: body.deviceId, state: record.revoked ? "revoked" : "active", revoked: record.revoked,
+                changedAt: record.updatedAt, reason: body.reason, watchers: made.watchers, requestID: ctx.requestID,
+                acks: acks?.acks, missing: acks?.missing))
     }
 
     @Sendable func remove(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
@@ -93,8 +100,10 @@ struct OperatorRoutes {
         }
         let made = try await authority.changeOrg(halt: halt, change: change(key, body.reason, ctx), wait: try waitDuration(req))
         let acks = made.acks.map(AckLists.init)
-        return JSONBody.response(OrgChanged(org: OrgView(made.value), watchers: made.watchers, requestID: ctx.requestID,
-                                            acks: acks?.acks, missing: acks?.missing))
+        return JSONBody.response(
+            OrgChanged(
+                org: OrgView(made.value), watchers: made.watchers, requestID: ctx.requestID,
+                acks: acks?.acks, missing: acks?.missing))
     }
 
     @Sendable func audit(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
@@ -108,28 +117,33 @@ struct OperatorRoutes {
         // RFC 3339 times, normalised to the stored form so they compare as text.
         func bound(_ name: String) throws -> String? {
             guard let text = query.get(name) else { return nil }
-            guard let date = Timestamp.parse(String(text)) else { throw APIError.badRequest("?\(name)= takes an RFC 3339 time, e.g. 2026-11-26T03:00:00Z") }
+            guard let date = Timestamp.parse(String(text)) else {
+                throw APIError.badRequest("?\(name)= takes an RFC 3339 time, e.g. 2026-11-26T03:00:00Z")
+            }
             return Timestamp.string(date)
         }
         let actor = query.get("actor").map { String($0) }
-        let entries = try await authority.audit(limit: limit, deviceId: deviceId, actor: actor, since: try bound("since"), until: try bound("until"))
+        let entries = try await authority.audit(
+            limit: limit, deviceId: deviceId, actor: actor, since: try bound("since"), until: try bound("until"))
         return JSONBody.response(AuditPage(entries: entries.map(AuditPage.Entry.init), requestID: ctx.requestID))
     }
 
     @Sendable func usage(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
         let u = try await authority.usage()
-        return JSONBody.response(UsageAnswer(
-            devices: u.surfaces, active: u.surfaces - u.revoked, revoked: u.revoked, keys: u.keys,
-            auditEntries: u.auditEntries, reports: u.reports, watchConnections: await authority.hub.connectionCount,
-            validations: authority.state.validations, halted: await authority.state.org.halted, requestID: ctx.requestID))
+        return JSONBody.response(
+            UsageAnswer(
+                devices: u.surfaces, active: u.surfaces - u.revoked, revoked: u.revoked, keys: u.keys,
+                auditEntries: u.auditEntries, reports: u.reports, watchConnections: await authority.hub.connectionCount,
+                validations: authority.state.validations, halted: await authority.state.org.halted, requestID: ctx.requestID))
     }
 
     /// Every instance's holder.
     @Sendable func instances(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
         let connected = Set(await authority.fleetWatchers(of: nil).map(\.instance))
         let all = try await authority.instances().map {
-            InstanceList.Instance(instance: $0.instance, key: $0.keyName, claimedAt: $0.claimedAt, lastSeen: $0.lastSeen,
-                                     connected: connected.contains($0.instance))
+            InstanceList.Instance(
+                instance: $0.instance, key: $0.keyName, claimedAt: $0.claimedAt, lastSeen: $0.lastSeen,
+                connected: connected.contains($0.instance))
         }
         return JSONBody.response(InstanceList(instances: all, requestID: ctx.requestID))
     }
@@ -142,7 +156,8 @@ struct OperatorRoutes {
             throw APIError(.notFound, "INSTANCE_NOT_FOUND", "no key holds the instance \(body.instance)")
         }
         ctx.logger.notice("instance released", metadata: ["instance": "\(body.instance)", "held_by": "\(held.keyName)"])
-        return JSONBody.response(InstanceReleased(instance: body.instance, key: held.keyName, claimedAt: held.claimedAt, requestID: ctx.requestID))
+        return JSONBody.response(
+            InstanceReleased(instance: body.instance, key: held.keyName, claimedAt: held.claimedAt, requestID: ctx.requestID))
     }
 
     /// `?wait=5s`: how long a change waits for the acknowledgements of its watchers.

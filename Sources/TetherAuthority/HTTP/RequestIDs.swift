@@ -20,7 +20,7 @@ enum RequestIDs {
                     p.bytes.withUnsafeMutableBytes { fill($0) }
                     p.next = 0
                 }
-                p.bytes.withUnsafeBytes { out.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[p.next ..< p.next + 16])) }
+                p.bytes.withUnsafeBytes { out.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[p.next..<p.next + 16])) }
                 p.next += 16
             }
         }
@@ -34,7 +34,10 @@ enum RequestIDs {
             hex.withUTF8Buffer { digits in
                 var o = 0
                 for i in 0..<16 {
-                    if i == 4 || i == 6 || i == 8 || i == 10 { out[o] = 0x2D; o += 1 }
+                    if i == 4 || i == 6 || i == 8 || i == 10 {
+                        out[o] = 0x2D
+                        o += 1
+                    }
                     var v = b[i]
                     if i == 6 { v = v & 0x0F | 0x40 }
                     if i == 8 { v = v & 0x3F | 0x80 }

@@ -11,7 +11,9 @@ import TetherCore
 ///                                                    operator keys only
 ///     /api/v1/console/link                            operator keys: a one-time console sign-in link
 ///     /console/…                                      the on-call console (its own sign-in: docs/console.md)
-public func buildRouter(authority: Authority, bodyTimeout: Duration = ConnectionLimits().bodyTimeout, tls: Bool = false) -> Router<AuthorityContext> {
+public func buildRouter(
+    authority: Authority, bodyTimeout: Duration = ConnectionLimits().bodyTimeout, tls: Bool = false
+) -> Router<AuthorityContext> {
     let router = Router(context: AuthorityContext.self)
     let methods = RouteMethods()
     router.add(middleware: JSONErrorMiddleware(methods: methods))
@@ -22,10 +24,15 @@ public func buildRouter(authority: Authority, bodyTimeout: Duration = Connection
         return JSONBody.response(OKAnswer(requestID: ctx.requestID))
     }
     router.get("/api/v1/signing-keys") { _, ctx in
-        JSONBody.response(SigningKeysAnswer(origin: authority.origin, keys: authority.keyRing.published.map(SigningKeysAnswer.Key.init), requestID: ctx.requestID))
+        JSONBody.response(
+            SigningKeysAnswer(
+                origin: authority.origin, keys: authority.keyRing.published.map(SigningKeysAnswer.Key.init), requestID: ctx.requestID))
     }
     router.get("/api/v1/public-key") { _, ctx in
-        JSONBody.response(PublicKeyAnswer(publicKey: authority.signer.publicBase64, keyId: authority.signer.keyId, origin: authority.origin, requestID: ctx.requestID))
+        JSONBody.response(
+            PublicKeyAnswer(
+                publicKey: authority.signer.publicBase64, keyId: authority.signer.keyId, origin: authority.origin, requestID: ctx.requestID)
+        )
     }
 
     let api = router.group("api/v1")
@@ -35,7 +42,8 @@ public func buildRouter(authority: Authority, bodyTimeout: Duration = Connection
     AgentRoutes(authority: authority, bodies: bodies).add(to: api.group())
     OperatorRoutes(authority: authority, bodies: bodies).add(to: api.group().add(middleware: OperatorOnlyMiddleware<AuthorityContext>()))
     if authority.configuration.settings.console.enabled {
-        ConsoleRoutes(authority: authority, bodies: bodies, secure: authority.configuration.settings.console.secureCookies ?? tls).add(to: router)
+        ConsoleRoutes(authority: authority, bodies: bodies, secure: authority.configuration.settings.console.secureCookies ?? tls).add(
+            to: router)
     }
     methods.set(router.routes.map { (path: "\($0.path)", method: $0.method.rawValue) })
     return router

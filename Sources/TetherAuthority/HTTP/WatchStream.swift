@@ -14,7 +14,9 @@ import TetherCore
 /// a renewal of each surface (no `id:`: a renewal is not a change). On server shutdown it sends
 /// `event: shutdown` and ends.
 enum WatchStream {
-    static func response(authority: Authority, surfaces: [String], instance: String, after: UInt64?, context: AuthorityContext) async throws -> Response {
+    static func response(
+        authority: Authority, surfaces: [String], instance: String, after: UInt64?, context: AuthorityContext
+    ) async throws -> Response {
         let sub: Subscription
         do {
             sub = try await authority.hub.subscribe(
@@ -23,7 +25,9 @@ enum WatchStream {
         } catch .closed {
             throw APIError(.serviceUnavailable, "SHUTTING_DOWN", "the authority is shutting down; reconnect to another")
         } catch .tooMany(let why) {
-            throw APIError(.tooManyRequests, "TOO_MANY_STREAMS", "\(why); close streams, or raise it (tether authority serve --max-streams-per-key, --max-streams)")
+            throw APIError(
+                .tooManyRequests, "TOO_MANY_STREAMS",
+                "\(why); close streams, or raise it (tether authority serve --max-streams-per-key, --max-streams)")
         }
         // Changes older than the hub holds: from the database.
         var missedChanges = sub.replay ?? []
@@ -43,52 +47,59 @@ enum WatchStream {
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-cache"
         headers[.requestID] = context.requestID
-        let hello = "retry: 1000\n\nevent: hello\nid: \(after ?? sub.head)\ndata: {\"revision\":\(sub.head),\"origin\":\"\(authority.origin)\"}\n\n"
-        return Response(status: .ok, headers: headers, body: .init { writer in
-            // The newest revision whose event this stream has written (or that it joined at):
-            // a renewal never runs ahead of the events, so a supervisor sees each change as
-            // its own event first.
-            var delivered = max(sub.head, replay.last?.revision ?? 0)
-            func renew() async throws {
-                var text = ""
-                for id in surfaces {
-                    if let r = await authority.renewal(for: id, delivered: delivered) { text += "event: decision\ndata: \(r)\n\n" }
+        let hello =
+            "retry: 1000\n\nevent: hello\nid: \(after ?? sub.head)\ndata: {\"revision\":\(sub.head),\"origin\":\"\(authority.origin)\"}\n\n"
+        return Response(
+            status: .ok, headers: headers,
+            body: .init { writer in
+                // The newest revision whose event this stream has written (or that it joined at):
+                // a renewal never runs ahead of the events, so a supervisor sees each change as
+                // its own event first.
+                var delivered = max(sub.head, replay.last?.revision ?? 0)
+                func renew() async throws {
+                    var text = ""
+                    for id in surfaces {
+                        if let r = await authority.renewal(for: id, delivered: delivered) { text += "event: decision\ndata: \(r)\n\n" }
+                    }
+                    if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
                 }
-                if !text.isEmpty { try await writer.write(ByteBuffer(string: text)) }
-            }
-            do {
-                try await writer.write(ByteBuffer(string: hello + replay.map(frame).joined()))
-                try await renew()
-                try await withGracefulShutdownHandler {
-                    for await item in sub.stream {
-                        switch item {
-                        case .frame(let text, let revision):
-                            delivered = max(delivered, revision)
-                            try await writer.write(ByteBuffer(string: text))
-                        case .renew:
-                            // A replica out of step with its database renews nothing: the
-                            // supervisor goes to another (or its leases run out).
-                            if let why = authority.sync.notReady(maxLag: authority.configuration.maxLag) {
-                                try await writer.write(ByteBuffer(string: "event: shutdown\ndata: {\"reason\":\"not ready: \(why.replacingOccurrences(of: "\"", with: "'"))\"}\n\n"))
+                do {
+                    try await writer.write(ByteBuffer(string: hello + replay.map(frame).joined()))
+                    try await renew()
+                    try await withGracefulShutdownHandler {
+                        for await item in sub.stream {
+                            switch item {
+                            case .frame(let text, let revision):
+                                delivered = max(delivered, revision)
+                                try await writer.write(ByteBuffer(string: text))
+                            case .renew:
+                                // A replica out of step with its database renews nothing: the
+                                // supervisor goes to another (or its leases run out).
+                                if let why = authority.sync.notReady(maxLag: authority.configuration.maxLag) {
+                                    try await writer.write(
+                                        ByteBuffer(
+                                            string:
+                                                "event: shutdown\ndata: {\"reason\":\"not ready: \(why.replacingOccurrences(of: "\"", with: "'"))\"}\n\n"
+                                        ))
+                                    return
+                                }
+                                try await renew()
+                            case .shutdown:
+                                try await writer.write(ByteBuffer(string: "event: shutdown\ndata: {}\n\n"))
                                 return
                             }
-                            try await renew()
-                        case .shutdown:
-                            try await writer.write(ByteBuffer(string: "event: shutdown\ndata: {}\n\n"))
-                            return
                         }
+                    } onGracefulShutdown: {
+                        sub.continuation.yield(.shutdown)
                     }
-                } onGracefulShutdown: {
-                    sub.continuation.yield(.shutdown)
+                } catch {
+                    // The client went away (or the write failed): nothing to tell anyone.
+                    logger.debug("watch stream ended", metadata: ["error": "\(error)"])
                 }
-            } catch {
-                // The client went away (or the write failed): nothing to tell anyone.
-                logger.debug("watch stream ended", metadata: ["error": "\(error)"])
-            }
-            await authority.hub.unsubscribe(sub.id)
-            authority.watchers.closed(held)
-            try? await writer.finish(nil)
-        })
+                await authority.hub.unsubscribe(sub.id)
+                authority.watchers.closed(held)
+                try? await writer.finish(nil)
+            })
     }
 
     /// The changes after `after` through `through` that concern `surfaces` (or the org).

@@ -16,7 +16,10 @@ public struct Notification: Sendable {
 
     /// The generic payload.
     func json() -> Data {
-        struct Ack: Encodable { var instance, deviceId, state, at: String; var pids: [Int32] }
+        struct Ack: Encodable {
+            var instance, deviceId, state, at: String
+            var pids: [Int32]
+        }
         struct Missing: Encodable { var instance, deviceId: String }
         struct Payload: Encodable {
             var event, id, origin, subject, actor, at, requestId: String
@@ -25,10 +28,11 @@ public struct Notification: Sendable {
             var missing: [Missing]
         }
         let t = tracked
-        let p = Payload(event: event.rawValue, id: deliveryID, origin: origin, subject: t.subject, actor: t.change.actor, at: t.change.at,
-                        requestId: t.change.requestID, reason: t.change.reason,
-                        acks: t.acked.map { Ack(instance: $0.instance, deviceId: $0.deviceId, state: $0.state, at: $0.at, pids: $0.pids) },
-                        missing: t.missing.map { Missing(instance: $0.instance, deviceId: $0.deviceId) })
+        let p = Payload(
+            event: event.rawValue, id: deliveryID, origin: origin, subject: t.subject, actor: t.change.actor, at: t.change.at,
+            requestId: t.change.requestID, reason: t.change.reason,
+            acks: t.acked.map { Ack(instance: $0.instance, deviceId: $0.deviceId, state: $0.state, at: $0.at, pids: $0.pids) },
+            missing: t.missing.map { Missing(instance: $0.instance, deviceId: $0.deviceId) })
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return (try? encoder.encode(p)) ?? Data("{}".utf8)
@@ -39,18 +43,22 @@ public struct Notification: Sendable {
         let t = tracked
         let why = t.change.reason.map { ": \($0)" } ?? ""
         switch event {
-        case .revoke: return ":octagonal_sign: *\(t.subject)* revoked by \(t.change.actor)\(why) — \(t.expected.count) supervisor\(t.expected.count == 1 ? "" : "s") watching"
+        case .revoke:
+            return
+                ":octagonal_sign: *\(t.subject)* revoked by \(t.change.actor)\(why) — \(t.expected.count) supervisor\(t.expected.count == 1 ? "" : "s") watching"
         case .restore: return ":white_check_mark: *\(t.subject)* restored by \(t.change.actor)\(why)"
         case .halt: return ":rotating_light: *ORG HALTED* by \(t.change.actor)\(why) — every surface stops"
         case .resume: return ":white_check_mark: org resumed by \(t.change.actor)\(why)"
         case .acksMissing:
             let missing = t.missing.map { "\($0.instance) (\($0.deviceId))" }
-            return ":warning: \(t.action.rawValue) of *\(surfaceText)* at \(t.change.at): no acknowledgement from \(missing.count) of \(t.expected.count): \(missing.prefix(10).joined(separator: ", "))\(missing.count > 10 ? ", …" : "")"
+            return
+                ":warning: \(t.action.rawValue) of *\(surfaceText)* at \(t.change.at): no acknowledgement from \(missing.count) of \(t.expected.count): \(missing.prefix(10).joined(separator: ", "))\(missing.count > 10 ? ", …" : "")"
         }
     }
 
     func slack() -> Data {
-        (try? JSONSerialization.data(withJSONObject: ["text": sentence], options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        (try? JSONSerialization.data(withJSONObject: ["text": sentence], options: [.sortedKeys, .withoutEscapingSlashes]))
+            ?? Data("{}".utf8)
     }
 
     /// `X-Tether-Webhook-Signature`: `v1=` and the hex HMAC-SHA256, keyed with the webhook's

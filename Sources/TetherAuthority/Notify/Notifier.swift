@@ -37,7 +37,11 @@ public final class Notifier: Service, Sendable {
     public func send(_ n: Notification) {
         for q in queues where q.hook.events.contains(n.event) {
             if case .dropped(let old) = q.continuation.yield(n) {
-                logger.error("webhook queue full: a notification dropped", metadata: ["webhook": "\(q.hook.name)", "event": "\(old.event.rawValue)", "request_id": "\(old.tracked.change.requestID)"])
+                logger.error(
+                    "webhook queue full: a notification dropped",
+                    metadata: [
+                        "webhook": "\(q.hook.name)", "event": "\(old.event.rawValue)", "request_id": "\(old.tracked.change.requestID)",
+                    ])
             }
         }
     }
@@ -109,7 +113,8 @@ public final class Notifier: Service, Sendable {
             if let secret = hook.secret {
                 let ts = String(Int(Date().timeIntervalSince1970))
                 req.headers.add(name: "X-Tether-Webhook-Timestamp", value: ts)
-                req.headers.add(name: "X-Tether-Webhook-Signature", value: Notification.signature(secret: secret, timestamp: ts, body: body))
+                req.headers.add(
+                    name: "X-Tether-Webhook-Signature", value: Notification.signature(secret: secret, timestamp: ts, body: body))
             }
             req.body = .bytes(ByteBuffer(data: body))
             let outcome: String
@@ -129,7 +134,9 @@ public final class Notifier: Service, Sendable {
             } catch {
                 outcome = "\(error)"
             }
-            logger.warning("webhook attempt failed", metadata: meta.merging(["attempt": "\(attempt + 1)", "of": "\(hook.retries + 1)", "error": "\(outcome)"]) { $1 })
+            logger.warning(
+                "webhook attempt failed",
+                metadata: meta.merging(["attempt": "\(attempt + 1)", "of": "\(hook.retries + 1)", "error": "\(outcome)"]) { $1 })
         }
         logger.error("webhook notification given up", metadata: meta.merging(["attempts": "\(hook.retries + 1)"]) { $1 })
     }

@@ -21,8 +21,10 @@ public struct KeyRecord: Sendable, Equatable {
     public var surfaces: [String]?
     public var instance: String?
 
-    public init(name: String, role: Role, hash: String, createdAt: String, revokedAt: String? = nil,
-                surfaces: [String]? = nil, instance: String? = nil) {
+    public init(
+        name: String, role: Role, hash: String, createdAt: String, revokedAt: String? = nil,
+        surfaces: [String]? = nil, instance: String? = nil
+    ) {
         self.name = name
         self.role = role
         self.hash = hash
@@ -66,7 +68,8 @@ public enum SurfacePattern {
         let parts = pattern.split(separator: "*", omittingEmptySubsequences: false).map(String.init)
         if parts.count == 1 { return pattern == name }
         guard name.hasPrefix(parts.first!), name.hasSuffix(parts.last!),
-              name.count >= parts.first!.count + parts.last!.count else { return false }
+            name.count >= parts.first!.count + parts.last!.count
+        else { return false }
         var rest = Substring(name.dropFirst(parts.first!.count).dropLast(parts.last!.count))
         for middle in parts.dropFirst().dropLast() where !middle.isEmpty {
             guard let r = rest.range(of: middle) else { return false }
@@ -162,8 +165,10 @@ public struct SigningKeyRecord: Sendable, Equatable {
     public var endorsement: String?
     public var endorsedBy: String?
 
-    public init(id: String, privateKey: String, publicKey: String, state: State, createdAt: String,
-                activatedAt: String? = nil, retireAfter: String? = nil, endorsement: String? = nil, endorsedBy: String? = nil) {
+    public init(
+        id: String, privateKey: String, publicKey: String, state: State, createdAt: String,
+        activatedAt: String? = nil, retireAfter: String? = nil, endorsement: String? = nil, endorsedBy: String? = nil
+    ) {
         self.id = id
         self.privateKey = privateKey
         self.publicKey = publicKey
@@ -186,7 +191,9 @@ public struct AuditEntry: Sendable, Equatable {
     public var requestID: String
 
     public init(id: Int64, at: String, actor: String, action: String, deviceId: String?, reason: String?, requestID: String) {
-        (self.id, self.at, self.actor, self.action, self.deviceId, self.reason, self.requestID) = (id, at, actor, action, deviceId, reason, requestID)
+        (self.id, self.at, self.actor, self.action, self.deviceId, self.reason, self.requestID) = (
+            id, at, actor, action, deviceId, reason, requestID
+        )
     }
 }
 
@@ -229,8 +236,10 @@ public struct ConsoleTokenRecord: Sendable, Equatable {
     /// A link that signed someone in.
     public var used: Bool
 
-    public init(digest: String, kind: Kind, keyName: String, csrf: String? = nil, client: String? = nil,
-                createdAt: Double, lastSeen: Double, expiresAt: Double, used: Bool = false) {
+    public init(
+        digest: String, kind: Kind, keyName: String, csrf: String? = nil, client: String? = nil,
+        createdAt: Double, lastSeen: Double, expiresAt: Double, used: Bool = false
+    ) {
         (self.digest, self.kind, self.keyName, self.csrf, self.client) = (digest, kind, keyName, csrf, client)
         (self.createdAt, self.lastSeen, self.expiresAt, self.used) = (createdAt, lastSeen, expiresAt, used)
     }
@@ -279,9 +288,13 @@ public protocol AuthorityStore: Sendable {
     /// Removed surfaces and the revisions of their removal.
     func removedSurfaces() async throws -> [String: UInt64]
     /// The event is nil when the surface existed already (no change).
-    func register(_ deviceId: String, change: Change, seal: @escaping EventSealer) async throws -> (RegisterOutcome, SurfaceRecord, ChangeEvent?)
+    func register(
+        _ deviceId: String, change: Change, seal: @escaping EventSealer
+    ) async throws -> (RegisterOutcome, SurfaceRecord, ChangeEvent?)
     /// nil when the surface does not exist.
-    func setRevoked(_ deviceId: String, revoked: Bool, change: Change, seal: @escaping EventSealer) async throws -> (SurfaceRecord, ChangeEvent)?
+    func setRevoked(
+        _ deviceId: String, revoked: Bool, change: Change, seal: @escaping EventSealer
+    ) async throws -> (SurfaceRecord, ChangeEvent)?
     func remove(_ deviceId: String, change: Change, seal: @escaping EventSealer) async throws -> ChangeEvent?
 
     func org() async throws -> OrgState

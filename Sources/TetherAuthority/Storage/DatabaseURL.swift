@@ -33,10 +33,15 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         let t = text.trimmingCharacters(in: .whitespacesAndNewlines)
         self.text = t
         guard t.hasPrefix("postgresql://") || t.hasPrefix("postgres://") else {
-            throw Invalid(description: "a database URL starts with postgresql:// (e.g. postgresql://tether@db.example:5432/tether); got \"\(Self.redact(t).prefix(60))\"")
+            throw Invalid(
+                description:
+                    "a database URL starts with postgresql:// (e.g. postgresql://tether@db.example:5432/tether); got \"\(Self.redact(t).prefix(60))\""
+            )
         }
         guard let c = URLComponents(string: t) else { throw Invalid(description: "not a URL: \(Self.redact(t).prefix(80))") }
-        guard let user = c.user, !user.isEmpty else { throw Invalid(description: "the database URL names no user (postgresql://USER@HOST/DB)") }
+        guard let user = c.user, !user.isEmpty else {
+            throw Invalid(description: "the database URL names no user (postgresql://USER@HOST/DB)")
+        }
         self.user = user.removingPercentEncoding ?? user
         password = c.password.map { $0.removingPercentEncoding ?? $0 }
         host = c.host ?? ""
@@ -53,7 +58,9 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
                 }
                 mode = m
             case "host":
-                guard let v = item.value, v.hasPrefix("/") else { throw Invalid(description: "host= takes the directory of the server's Unix socket") }
+                guard let v = item.value, v.hasPrefix("/") else {
+                    throw Invalid(description: "host= takes the directory of the server's Unix socket")
+                }
                 socketDirectory = v
             default:
                 throw Invalid(description: "unknown database URL parameter \"\(item.name)\" (known: sslmode, host)")
@@ -64,7 +71,10 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
         sslMode = mode ?? (local ? .prefer : .verifyFull)
         if !local && sslMode != .verifyFull {
             guard allowUnverifiedTLS else {
-                throw Invalid(description: "\(host) is off this host, and sslmode=\(sslMode.rawValue) does not verify the server: anyone on the path could read the signing keys in this database or answer for it. Use sslmode=verify-full (the default off loopback, with the server's CA in the system's trust store), or name the risk with --insecure-database-tls (TETHER_INSECURE_DATABASE_TLS=1)")
+                throw Invalid(
+                    description:
+                        "\(host) is off this host, and sslmode=\(sslMode.rawValue) does not verify the server: anyone on the path could read the signing keys in this database or answer for it. Use sslmode=verify-full (the default off loopback, with the server's CA in the system's trust store), or name the risk with --insecure-database-tls (TETHER_INSECURE_DATABASE_TLS=1)"
+                )
             }
             unverifiedOffHost = true
         }
@@ -92,18 +102,19 @@ public struct DatabaseURL: Sendable, CustomStringConvertible {
 
     func clientConfiguration() -> PostgresClient.Configuration {
         if let dir = socketDirectory {
-            return PostgresClient.Configuration(unixSocketPath: "\(dir)/.s.PGSQL.\(port)", username: user, password: password, database: database)
+            return PostgresClient.Configuration(
+                unixSocketPath: "\(dir)/.s.PGSQL.\(port)", username: user, password: password, database: database)
         }
         let tls: PostgresClient.Configuration.TLS
         switch sslMode {
         case .disable: tls = .disable
         case .prefer:
             var c = TLSConfiguration.makeClientConfiguration()
-            c.certificateVerification = .none   // libpq's prefer: encrypt when offered, verify nothing
+            c.certificateVerification = .none  // libpq's prefer: encrypt when offered, verify nothing
             tls = .prefer(c)
         case .require:
             var c = TLSConfiguration.makeClientConfiguration()
-            c.certificateVerification = .none   // libpq's require: encrypted, not verified
+            c.certificateVerification = .none  // libpq's require: encrypted, not verified
             tls = .require(c)
         case .verifyFull:
             tls = .require(.makeClientConfiguration())

@@ -62,7 +62,9 @@ public final class PostgresStore: SharedStore {
     /// pool retrying a dead address) is an error, never a request that hangs.
     public static let timeout: Duration = .seconds(10)
 
-    func timed<T: Sendable>(_ what: String, within limit: Duration = PostgresStore.timeout, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    func timed<T: Sendable>(
+        _ what: String, within limit: Duration = PostgresStore.timeout, _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
         try await withThrowingTaskGroup(of: T.self) { group in
             group.addTask { try await body() }
             group.addTask {
@@ -104,9 +106,13 @@ public final class PostgresStore: SharedStore {
     func migrate() async throws {
         try await transaction { db in
             try await db.query("SELECT pg_advisory_xact_lock(7410013)", logger: logger)
-            try await db.query("CREATE TABLE IF NOT EXISTS tether_schema (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())", logger: logger)
+            try await db.query(
+                "CREATE TABLE IF NOT EXISTS tether_schema (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+                logger: logger)
             var applied = Set<Int>()
-            for try await v in try await db.query("SELECT version FROM tether_schema", logger: logger).decode(Int.self) { applied.insert(v) }
+            for try await v in try await db.query("SELECT version FROM tether_schema", logger: logger).decode(Int.self) {
+                applied.insert(v)
+            }
             for m in Self.migrations where !applied.contains(m.version) {
                 for statement in m.sql { try await db.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
                 if m.version == 1 {
@@ -123,7 +129,8 @@ public final class PostgresStore: SharedStore {
     public func schemaVersions() async throws -> [Int] {
         try await timed("schemaVersions") { [self] in
             var out: [Int] = []
-            for try await v in try await client.query("SELECT version FROM tether_schema ORDER BY version", logger: logger).decode(Int.self) { out.append(v) }
+            for try await v in try await client.query("SELECT version FROM tether_schema ORDER BY version", logger: logger).decode(Int.self)
+            { out.append(v) }
             return out
         }
     }
@@ -162,21 +169,29 @@ public final class PostgresStore: SharedStore {
         throw StoreError("revision_head has no row")
     }
 
-    func addEvent(_ db: PostgresConnection, _ revision: UInt64, _ subject: String, _ change: Change, _ text: String) async throws -> ChangeEvent {
-        try await db.query("INSERT INTO events (revision, subject, request_id, at, event) VALUES (\(Int64(revision)), \(subject), \(change.requestID), \(change.at), \(text))", logger: logger)
+    func addEvent(
+        _ db: PostgresConnection, _ revision: UInt64, _ subject: String, _ change: Change, _ text: String
+    ) async throws -> ChangeEvent {
+        try await db.query(
+            "INSERT INTO events (revision, subject, request_id, at, event) VALUES (\(Int64(revision)), \(subject), \(change.requestID), \(change.at), \(text))",
+            logger: logger)
         try await db.query("SELECT pg_notify(\(Self.channel), \(String(revision)))", logger: logger)
         return ChangeEvent(revision: revision, subject: subject, requestID: change.requestID, text: text)
     }
 
     func audit(_ db: PostgresConnection, _ c: Change, action: String, deviceId: String?, reason: String? = nil) async throws {
-        try await db.query("INSERT INTO audit (at, actor, action, device_id, reason, request_id) VALUES (\(c.at), \(c.actor), \(action), \(deviceId), \(reason ?? c.reason), \(c.requestID))", logger: logger)
+        try await db.query(
+            "INSERT INTO audit (at, actor, action, device_id, reason, request_id) VALUES (\(c.at), \(c.actor), \(action), \(deviceId), \(reason ?? c.reason), \(c.requestID))",
+            logger: logger)
     }
 
     // MARK: - surfaces
 
     public func origin() async throws -> String {
         try await timed("origin") { [self] in
-            for try await o in try await client.query("SELECT value FROM meta WHERE key = 'origin'", logger: logger).decode(String.self) { return o }
+            for try await o in try await client.query("SELECT value FROM meta WHERE key = 'origin'", logger: logger).decode(String.self) {
+                return o
+            }
             throw StoreError("the database has no origin (meta table): not a tether authority database")
         }
     }
@@ -205,7 +220,9 @@ public final class PostgresStore: SharedStore {
     public func removedSurfaces() async throws -> [String: UInt64] {
         try await timed("removedSurfaces") { [self] in
             var out: [String: UInt64] = [:]
-            for try await (id, rev) in try await client.query("SELECT device_id, revision FROM tombstones", logger: logger).decode((String, Int64).self) {
+            for try await (id, rev) in try await client.query("SELECT device_id, revision FROM tombstones", logger: logger).decode(
+                (String, Int64).self)
+            {
                 out[id] = UInt64(rev)
             }
             return out
@@ -213,7 +230,9 @@ public final class PostgresStore: SharedStore {
     }
 
     func surface(_ db: PostgresConnection, _ id: String, lock: Bool = false) async throws -> SurfaceRecord? {
-        let rows = try await db.query(PostgresQuery(unsafeSQL: "SELECT * FROM surfaces WHERE device_id = $1" + (lock ? " FOR UPDATE" : ""), binds: Self.binds(id)), logger: logger)
+        let rows = try await db.query(
+            PostgresQuery(unsafeSQL: "SELECT * FROM surfaces WHERE device_id = $1" + (lock ? " FOR UPDATE" : ""), binds: Self.binds(id)),
+            logger: logger)
         return try await surfaceRows(rows).first
     }
 
@@ -225,7 +244,9 @@ public final class PostgresStore: SharedStore {
         return b
     }
 
-    public func register(_ deviceId: String, change: Change, seal: @escaping EventSealer) async throws -> (RegisterOutcome, SurfaceRecord, ChangeEvent?) {
+    public func register(
+        _ deviceId: String, change: Change, seal: @escaping EventSealer
+    ) async throws -> (RegisterOutcome, SurfaceRecord, ChangeEvent?) {
         try await timed("register") { [self] in
             // Most registrations are of a surface that exists (every supervisor start): no lock.
             if let s = try await client.withConnection({ try await surface($0, deviceId) }) {
@@ -237,21 +258,33 @@ public final class PostgresStore: SharedStore {
                     // Another replica may have made it meanwhile: seen now, under the lock.
                     if let s = try await surface(db, deviceId) { throw NoChange(value: s) }
                     var grave: (revoked: Bool, reason: String?, by: String?)?
-                    for try await (revoked, reason, by) in try await db.query("SELECT revoked, reason, changed_by FROM tombstones WHERE device_id = \(deviceId)", logger: logger).decode((Bool, String?, String?).self) {
+                    for try await (revoked, reason, by) in try await db.query(
+                        "SELECT revoked, reason, changed_by FROM tombstones WHERE device_id = \(deviceId)", logger: logger
+                    ).decode((Bool, String?, String?).self) {
                         grave = (revoked, reason, by)
                     }
                     let record: SurfaceRecord
                     if let grave {
                         // Back with the state it was removed in: a revoked surface stays revoked.
-                        try await db.query("INSERT INTO surfaces (device_id, revoked, created_at, updated_at, reason, changed_by, revision, request_id) VALUES (\(deviceId), \(grave.revoked), \(change.at), \(change.at), \(grave.reason), \(grave.by), \(Int64(revision)), \(change.requestID))", logger: logger)
+                        try await db.query(
+                            "INSERT INTO surfaces (device_id, revoked, created_at, updated_at, reason, changed_by, revision, request_id) VALUES (\(deviceId), \(grave.revoked), \(change.at), \(change.at), \(grave.reason), \(grave.by), \(Int64(revision)), \(change.requestID))",
+                            logger: logger)
                         try await db.query("DELETE FROM tombstones WHERE device_id = \(deviceId)", logger: logger)
-                        try await audit(db, change, action: grave.revoked ? "register (was removed while revoked: stays revoked)" : "register (was removed)", deviceId: deviceId)
-                        record = SurfaceRecord(deviceId: deviceId, revoked: grave.revoked, createdAt: change.at, updatedAt: change.at,
-                                               reason: grave.reason, changedBy: grave.by, revision: revision, requestID: change.requestID)
+                        try await audit(
+                            db, change,
+                            action: grave.revoked ? "register (was removed while revoked: stays revoked)" : "register (was removed)",
+                            deviceId: deviceId)
+                        record = SurfaceRecord(
+                            deviceId: deviceId, revoked: grave.revoked, createdAt: change.at, updatedAt: change.at,
+                            reason: grave.reason, changedBy: grave.by, revision: revision, requestID: change.requestID)
                     } else {
-                        try await db.query("INSERT INTO surfaces (device_id, revoked, created_at, updated_at, revision, request_id) VALUES (\(deviceId), false, \(change.at), \(change.at), \(Int64(revision)), \(change.requestID))", logger: logger)
+                        try await db.query(
+                            "INSERT INTO surfaces (device_id, revoked, created_at, updated_at, revision, request_id) VALUES (\(deviceId), false, \(change.at), \(change.at), \(Int64(revision)), \(change.requestID))",
+                            logger: logger)
                         try await audit(db, change, action: "register", deviceId: deviceId)
-                        record = SurfaceRecord(deviceId: deviceId, revoked: false, createdAt: change.at, updatedAt: change.at, revision: revision, requestID: change.requestID)
+                        record = SurfaceRecord(
+                            deviceId: deviceId, revoked: false, createdAt: change.at, updatedAt: change.at, revision: revision,
+                            requestID: change.requestID)
                     }
                     let event = try await addEvent(db, revision, deviceId, change, seal(.surface(record), change))
                     return (record.revoked ? .revoked : .created, record, event)
@@ -262,15 +295,21 @@ public final class PostgresStore: SharedStore {
         }
     }
 
-    public func setRevoked(_ deviceId: String, revoked: Bool, change: Change, seal: @escaping EventSealer) async throws -> (SurfaceRecord, ChangeEvent)? {
+    public func setRevoked(
+        _ deviceId: String, revoked: Bool, change: Change, seal: @escaping EventSealer
+    ) async throws -> (SurfaceRecord, ChangeEvent)? {
         try await timed("setRevoked") { [self] in
             do {
                 return try await transaction { db in
                     let revision = try await nextRevision(db)
                     guard try await surface(db, deviceId) != nil else { throw NoChange(value: 0) }
-                    try await db.query("UPDATE surfaces SET revoked = \(revoked), updated_at = \(change.at), reason = \(change.reason), changed_by = \(change.actor), revision = \(Int64(revision)), request_id = \(change.requestID) WHERE device_id = \(deviceId)", logger: logger)
+                    try await db.query(
+                        "UPDATE surfaces SET revoked = \(revoked), updated_at = \(change.at), reason = \(change.reason), changed_by = \(change.actor), revision = \(Int64(revision)), request_id = \(change.requestID) WHERE device_id = \(deviceId)",
+                        logger: logger)
                     try await audit(db, change, action: revoked ? "revoke" : "unrevoke", deviceId: deviceId)
-                    guard let record = try await surface(db, deviceId) else { throw StoreError("surface \(deviceId) vanished inside its transaction") }
+                    guard let record = try await surface(db, deviceId) else {
+                        throw StoreError("surface \(deviceId) vanished inside its transaction")
+                    }
                     return (record, try await addEvent(db, revision, deviceId, change, seal(.surface(record), change)))
                 }
             } catch is NoChange<Int> {
@@ -285,7 +324,8 @@ public final class PostgresStore: SharedStore {
                 return try await transaction { db in
                     let revision = try await nextRevision(db)
                     guard let s = try await surface(db, deviceId) else { throw NoChange(value: 0) }
-                    try await db.query("""
+                    try await db.query(
+                        """
                         INSERT INTO tombstones (device_id, revoked, reason, changed_by, removed_at, revision)
                         VALUES (\(deviceId), \(s.revoked), \(s.reason), \(s.changedBy), \(change.at), \(Int64(revision)))
                         ON CONFLICT (device_id) DO UPDATE SET revoked = EXCLUDED.revoked, reason = EXCLUDED.reason,
@@ -293,7 +333,8 @@ public final class PostgresStore: SharedStore {
                         """, logger: logger)
                     try await db.query("DELETE FROM surfaces WHERE device_id = \(deviceId)", logger: logger)
                     try await audit(db, change, action: "remove", deviceId: deviceId)
-                    return try await addEvent(db, revision, deviceId, change, seal(.removed(deviceId: deviceId, revision: revision), change))
+                    return try await addEvent(
+                        db, revision, deviceId, change, seal(.removed(deviceId: deviceId, revision: revision), change))
                 }
             } catch is NoChange<Int> {
                 return nil
@@ -312,9 +353,10 @@ public final class PostgresStore: SharedStore {
     func org(_ db: PostgresConnection) async throws -> OrgState {
         for try await row in try await db.query("SELECT * FROM org WHERE id = 1", logger: logger) {
             let r = row.makeRandomAccess()
-            return OrgState(halted: try r["halted"].decode(Bool.self), reason: try r["reason"].decode(String?.self),
-                            changedBy: try r["changed_by"].decode(String?.self), changedAt: try r["changed_at"].decode(String?.self),
-                            revision: UInt64(try r["revision"].decode(Int64.self)), requestID: try r["request_id"].decode(String?.self))
+            return OrgState(
+                halted: try r["halted"].decode(Bool.self), reason: try r["reason"].decode(String?.self),
+                changedBy: try r["changed_by"].decode(String?.self), changedAt: try r["changed_at"].decode(String?.self),
+                revision: UInt64(try r["revision"].decode(Int64.self)), requestID: try r["request_id"].decode(String?.self))
         }
         return .running
     }
@@ -323,9 +365,13 @@ public final class PostgresStore: SharedStore {
         try await timed("setHalted") { [self] in
             try await transaction { db in
                 let revision = try await nextRevision(db)
-                try await db.query("UPDATE org SET halted = \(halted), reason = \(change.reason), changed_by = \(change.actor), changed_at = \(change.at), revision = \(Int64(revision)), request_id = \(change.requestID) WHERE id = 1", logger: logger)
+                try await db.query(
+                    "UPDATE org SET halted = \(halted), reason = \(change.reason), changed_by = \(change.actor), changed_at = \(change.at), revision = \(Int64(revision)), request_id = \(change.requestID) WHERE id = 1",
+                    logger: logger)
                 try await audit(db, change, action: halted ? "halt" : "resume", deviceId: nil)
-                let org = OrgState(halted: halted, reason: change.reason, changedBy: change.actor, changedAt: change.at, revision: revision, requestID: change.requestID)
+                let org = OrgState(
+                    halted: halted, reason: change.reason, changedBy: change.actor, changedAt: change.at, revision: revision,
+                    requestID: change.requestID)
                 return (org, try await addEvent(db, revision, OrgSubject.name, change, seal(.org(org), change)))
             }
         }
@@ -335,7 +381,8 @@ public final class PostgresStore: SharedStore {
 
     public func head() async throws -> UInt64 {
         try await timed("head") { [self] in
-            for try await r in try await client.query("SELECT revision FROM revision_head WHERE id = 1", logger: logger).decode(Int64.self) { return UInt64(r) }
+            for try await r in try await client.query("SELECT revision FROM revision_head WHERE id = 1", logger: logger).decode(Int64.self)
+            { return UInt64(r) }
             return 0
         }
     }
@@ -347,16 +394,24 @@ public final class PostgresStore: SharedStore {
                 try await db.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
                 do {
                     var head: UInt64 = 0
-                    for try await r in try await db.query("SELECT revision FROM revision_head WHERE id = 1", logger: logger).decode(Int64.self) { head = UInt64(r) }
+                    for try await r in try await db.query("SELECT revision FROM revision_head WHERE id = 1", logger: logger).decode(
+                        Int64.self)
+                    { head = UInt64(r) }
                     var events: [ChangeEvent] = []
-                    for try await (rev, subject, rid, text) in try await db.query("SELECT revision, subject, request_id, event FROM events WHERE revision > \(Int64(revision)) ORDER BY revision LIMIT \(limit)", logger: logger).decode((Int64, String, String, String).self) {
+                    for try await (rev, subject, rid, text) in try await db.query(
+                        "SELECT revision, subject, request_id, event FROM events WHERE revision > \(Int64(revision)) ORDER BY revision LIMIT \(limit)",
+                        logger: logger
+                    ).decode((Int64, String, String, String).self) {
                         events.append(ChangeEvent(revision: UInt64(rev), subject: subject, requestID: rid, text: text))
                     }
                     var surfaces: [String: SurfaceRecord] = [:], removed: [String: UInt64] = [:]
                     let touched = Array(Set(events.map(\.subject)).subtracting([OrgSubject.name]))
                     if !touched.isEmpty {
-                        for s in try await surfaceRows(db.query("SELECT * FROM surfaces WHERE device_id = ANY(\(touched))", logger: logger)) { surfaces[s.deviceId] = s }
-                        for try await (id, rev) in try await db.query("SELECT device_id, revision FROM tombstones WHERE device_id = ANY(\(touched))", logger: logger).decode((String, Int64).self) {
+                        for s in try await surfaceRows(db.query("SELECT * FROM surfaces WHERE device_id = ANY(\(touched))", logger: logger))
+                        { surfaces[s.deviceId] = s }
+                        for try await (id, rev) in try await db.query(
+                            "SELECT device_id, revision FROM tombstones WHERE device_id = ANY(\(touched))", logger: logger
+                        ).decode((String, Int64).self) {
                             if surfaces[id] == nil { removed[id] = UInt64(rev) }
                         }
                     }
@@ -372,7 +427,9 @@ public final class PostgresStore: SharedStore {
     }
 
     /// LISTENs on its own pooled connection until that connection fails or the task ends.
-    public func listenForChanges(_ onChange: @escaping @Sendable () async -> Void, onReport: @escaping @Sendable (Report) async -> Void) async throws {
+    public func listenForChanges(
+        _ onChange: @escaping @Sendable () async -> Void, onReport: @escaping @Sendable (Report) async -> Void
+    ) async throws {
         try await client.withConnection { db in
             try await db.listen(on: Self.reportChannel) { reports in
                 try await db.listen(on: Self.channel) { changes in
@@ -399,15 +456,19 @@ public final class PostgresStore: SharedStore {
     public func heartbeat(replica: String, added: [FleetWatcher], removed: [FleetWatcher]) async throws {
         try await timed("heartbeat") { [self] in
             try await transaction { db in
-                try await db.query("INSERT INTO replicas (id, seen_at) VALUES (\(replica), now()) ON CONFLICT (id) DO UPDATE SET seen_at = now()", logger: logger)
+                try await db.query(
+                    "INSERT INTO replicas (id, seen_at) VALUES (\(replica), now()) ON CONFLICT (id) DO UPDATE SET seen_at = now()",
+                    logger: logger)
                 if !removed.isEmpty {
-                    try await db.query("""
+                    try await db.query(
+                        """
                         DELETE FROM watchers w USING unnest(\(removed.map(\.instance)), \(removed.map(\.surface))) AS r(instance, surface)
                         WHERE w.replica = \(replica) AND w.instance = r.instance AND w.surface = r.surface
                         """, logger: logger)
                 }
                 if !added.isEmpty {
-                    try await db.query("""
+                    try await db.query(
+                        """
                         INSERT INTO watchers (replica, instance, surface, key_name)
                         SELECT \(replica), * FROM unnest(\(added.map(\.instance)), \(added.map(\.surface)), \(added.map(\.keyName)))
                         ON CONFLICT (replica, instance, surface) DO UPDATE SET key_name = EXCLUDED.key_name
@@ -415,20 +476,25 @@ public final class PostgresStore: SharedStore {
                 }
                 // Replicas gone for 30 s (SIGKILLed: no goodbye) take their streams with them.
                 try await db.query("DELETE FROM replicas WHERE seen_at < now() - interval '30 seconds'", logger: logger)
-                try await db.query(PostgresQuery(unsafeSQL: "DELETE FROM relayed_reports WHERE created_at < now() - interval '\(Self.relayedKeep)'"), logger: logger)
+                try await db.query(
+                    PostgresQuery(unsafeSQL: "DELETE FROM relayed_reports WHERE created_at < now() - interval '\(Self.relayedKeep)'"),
+                    logger: logger)
             }
         }
     }
 
     public func fleetWatchers(of surfaces: [String]?, except replica: String) async throws -> [FleetWatcher] {
         try await timed("fleetWatchers") { [self] in
-            let rows = try await client.query("""
+            let rows = try await client.query(
+                """
                 SELECT w.instance, w.surface, w.key_name FROM watchers w JOIN replicas r ON r.id = w.replica
                 WHERE w.replica <> \(replica) AND r.seen_at > now() - interval '10 seconds'
                   AND (\(surfaces == nil) OR w.surface = ANY(\(surfaces ?? [])))
                 """, logger: logger)
             var out: [FleetWatcher] = []
-            for try await (i, s, k) in rows.decode((String, String, String).self) { out.append(FleetWatcher(instance: i, surface: s, keyName: k)) }
+            for try await (i, s, k) in rows.decode((String, String, String).self) {
+                out.append(FleetWatcher(instance: i, surface: s, keyName: k))
+            }
             return out
         }
     }
@@ -439,7 +505,8 @@ public final class PostgresStore: SharedStore {
         let pids = r.pids.prefix(200).map(String.init).joined(separator: ",")
         try await timed("publishReport") { [self] in
             // One statement: the row and its ring commit together.
-            try await client.query("""
+            try await client.query(
+                """
                 WITH row AS (
                     INSERT INTO relayed_reports (device_id, instance, state, pids, at, request_id, received_at, detail, key_name)
                     VALUES (\(r.deviceId), \(r.instance), \(r.state), \(pids), \(r.at), \(r.requestID), \(r.receivedAt), \(r.detail), \(r.keyName))
@@ -479,12 +546,17 @@ public final class PostgresStore: SharedStore {
 
     func relayedReport(id: Int64) async throws -> Report? {
         try await timed("relayedReport") { [self] in
-            try await rows(PostgresQuery(unsafeSQL: "SELECT * FROM relayed_reports WHERE id = $1 AND created_at > now() - interval '\(Self.relayedKeep)'", binds: Self.binds(id))) { r in
-                var report = Report(deviceId: try r["device_id"].decode(String.self), instance: try r["instance"].decode(String.self),
-                                    state: try r["state"].decode(String.self),
-                                    pids: try r["pids"].decode(String.self).split(separator: ",").compactMap { Int32($0) },
-                                    at: try r["at"].decode(String.self), requestID: try r["request_id"].decode(String?.self),
-                                    receivedAt: try r["received_at"].decode(String.self), detail: try r["detail"].decode(String?.self))
+            try await rows(
+                PostgresQuery(
+                    unsafeSQL: "SELECT * FROM relayed_reports WHERE id = $1 AND created_at > now() - interval '\(Self.relayedKeep)'",
+                    binds: Self.binds(id))
+            ) { r in
+                var report = Report(
+                    deviceId: try r["device_id"].decode(String.self), instance: try r["instance"].decode(String.self),
+                    state: try r["state"].decode(String.self),
+                    pids: try r["pids"].decode(String.self).split(separator: ",").compactMap { Int32($0) },
+                    at: try r["at"].decode(String.self), requestID: try r["request_id"].decode(String?.self),
+                    receivedAt: try r["received_at"].decode(String.self), detail: try r["detail"].decode(String?.self))
                 // Whose report it is comes from the row: an acknowledgement counts only from
                 // the key holding the stream.
                 report.keyName = try r["key_name"].decode(String.self)
@@ -512,7 +584,8 @@ public final class PostgresStore: SharedStore {
     public func putSigningKey(_ k: SigningKeyRecord, change: Change) async throws {
         try await timed("putSigningKey") { [self] in
             try await transaction { db in
-                try await db.query("""
+                try await db.query(
+                    """
                     INSERT INTO signing_keys (id, private_key, public_key, state, created_at, activated_at, retire_after, endorsement, endorsed_by)
                     VALUES (\(k.id), \(k.privateKey), \(k.publicKey), \(k.state.rawValue), \(k.createdAt), \(k.activatedAt), \(k.retireAfter), \(k.endorsement), \(k.endorsedBy))
                     ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, activated_at = EXCLUDED.activated_at,
@@ -527,7 +600,9 @@ public final class PostgresStore: SharedStore {
         try await timed("deleteSigningKey") { [self] in
             try await transaction { db in
                 var found = false
-                for try await _ in try await db.query("DELETE FROM signing_keys WHERE id = \(id) RETURNING 1", logger: logger) { found = true }
+                for try await _ in try await db.query("DELETE FROM signing_keys WHERE id = \(id) RETURNING 1", logger: logger) {
+                    found = true
+                }
                 if found { try await audit(db, change, action: "signing-key-forgotten:\(id)", deviceId: nil) }
             }
         }
@@ -554,8 +629,11 @@ public final class PostgresStore: SharedStore {
                 var exists = false
                 for try await _ in try await db.query("SELECT 1 FROM api_keys WHERE name = \(key.name)", logger: logger) { exists = true }
                 if exists { throw StoreError("a key named \(key.name) exists already") }
-                try await db.query("INSERT INTO api_keys (name, role, hash, created_at, surfaces, instance) VALUES (\(key.name), \(key.role.rawValue), \(key.hash), \(key.createdAt), \(key.surfaces?.joined(separator: ",")), \(key.instance))", logger: logger)
-                try await audit(db, change, action: "key-create:\(key.role.rawValue):\(key.name)", deviceId: nil, reason: key.scopeDescription)
+                try await db.query(
+                    "INSERT INTO api_keys (name, role, hash, created_at, surfaces, instance) VALUES (\(key.name), \(key.role.rawValue), \(key.hash), \(key.createdAt), \(key.surfaces?.joined(separator: ",")), \(key.instance))",
+                    logger: logger)
+                try await audit(
+                    db, change, action: "key-create:\(key.role.rawValue):\(key.name)", deviceId: nil, reason: key.scopeDescription)
             }
         }
     }
@@ -564,7 +642,10 @@ public final class PostgresStore: SharedStore {
         try await timed("revokeKey") { [self] in
             try await transaction { db in
                 var found = false
-                for try await _ in try await db.query("UPDATE api_keys SET revoked_at = \(change.at) WHERE name = \(name) AND revoked_at IS NULL RETURNING name", logger: logger) { found = true }
+                for try await _ in try await db.query(
+                    "UPDATE api_keys SET revoked_at = \(change.at) WHERE name = \(name) AND revoked_at IS NULL RETURNING name",
+                    logger: logger)
+                { found = true }
                 if found { try await audit(db, change, action: "key-revoke:\(name)", deviceId: nil) }
                 return found
             }
@@ -577,21 +658,33 @@ public final class PostgresStore: SharedStore {
         try await timed("audit") { [self] in
             var clauses: [String] = []
             var binds = PostgresBindings()
-            if let deviceId { binds.append(deviceId); clauses.append("device_id = $\(binds.count)") }
+            if let deviceId {
+                binds.append(deviceId)
+                clauses.append("device_id = $\(binds.count)")
+            }
             if let actor {
                 let prefix = consoleActorPrefix(actor)
                 binds.append(actor)
                 binds.append(prefix)
                 clauses.append("(actor = $\(binds.count - 1) OR starts_with(actor, $\(binds.count)))")
             }
-            if let since { binds.append(since); clauses.append("at >= $\(binds.count)") }
-            if let until { binds.append(until); clauses.append("at <= $\(binds.count)") }
+            if let since {
+                binds.append(since)
+                clauses.append("at >= $\(binds.count)")
+            }
+            if let until {
+                binds.append(until)
+                clauses.append("at <= $\(binds.count)")
+            }
             binds.append(limit)
             let filter = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
-            return try await rows(PostgresQuery(unsafeSQL: "SELECT * FROM audit \(filter) ORDER BY id DESC LIMIT $\(binds.count)", binds: binds)) { r in
-                AuditEntry(id: try r["id"].decode(Int64.self), at: try r["at"].decode(String.self), actor: try r["actor"].decode(String.self),
-                           action: try r["action"].decode(String.self), deviceId: try r["device_id"].decode(String?.self),
-                           reason: try r["reason"].decode(String?.self), requestID: try r["request_id"].decode(String.self))
+            return try await rows(
+                PostgresQuery(unsafeSQL: "SELECT * FROM audit \(filter) ORDER BY id DESC LIMIT $\(binds.count)", binds: binds)
+            ) { r in
+                AuditEntry(
+                    id: try r["id"].decode(Int64.self), at: try r["at"].decode(String.self), actor: try r["actor"].decode(String.self),
+                    action: try r["action"].decode(String.self), deviceId: try r["device_id"].decode(String?.self),
+                    reason: try r["reason"].decode(String?.self), requestID: try r["request_id"].decode(String.self))
             }
         }
     }
@@ -599,9 +692,12 @@ public final class PostgresStore: SharedStore {
     public func addReport(_ r: Report) async throws {
         try await timed("addReport") { [self] in
             try await transaction { db in
-                try await db.query("INSERT INTO reports (device_id, instance, state, pids, at, request_id, received_at, detail) VALUES (\(r.deviceId), \(r.instance), \(r.state), \(r.pids.map(String.init).joined(separator: ",")), \(r.at), \(r.requestID), \(r.receivedAt), \(r.detail))", logger: logger)
+                try await db.query(
+                    "INSERT INTO reports (device_id, instance, state, pids, at, request_id, received_at, detail) VALUES (\(r.deviceId), \(r.instance), \(r.state), \(r.pids.map(String.init).joined(separator: ",")), \(r.at), \(r.requestID), \(r.receivedAt), \(r.detail))",
+                    logger: logger)
                 // Keep the last 200 reports of each surface.
-                try await db.query("""
+                try await db.query(
+                    """
                     DELETE FROM reports WHERE device_id = \(r.deviceId) AND id <= (
                         SELECT id FROM reports WHERE device_id = \(r.deviceId) ORDER BY id DESC LIMIT 1 OFFSET 200)
                     """, logger: logger)
@@ -613,7 +709,9 @@ public final class PostgresStore: SharedStore {
         try await timed("addRefusals") { [self] in
             try await transaction { db in
                 for r in rows {
-                    try await db.query("INSERT INTO audit (at, actor, action, device_id, reason, request_id) VALUES (\(r.last), \(r.actor), \(r.action), NULL, \(r.reason), \(UUID().uuidString))", logger: logger)
+                    try await db.query(
+                        "INSERT INTO audit (at, actor, action, device_id, reason, request_id) VALUES (\(r.last), \(r.actor), \(r.action), NULL, \(r.reason), \(UUID().uuidString))",
+                        logger: logger)
                 }
             }
         }
@@ -622,11 +720,12 @@ public final class PostgresStore: SharedStore {
     public func reports(deviceId: String, limit: Int) async throws -> [Report] {
         try await timed("reports") { [self] in
             try await rows("SELECT * FROM reports WHERE device_id = \(deviceId) ORDER BY id DESC LIMIT \(limit)") { r in
-                Report(deviceId: try r["device_id"].decode(String.self), instance: try r["instance"].decode(String.self),
-                       state: try r["state"].decode(String.self),
-                       pids: try r["pids"].decode(String.self).split(separator: ",").compactMap { Int32($0) },
-                       at: try r["at"].decode(String.self), requestID: try r["request_id"].decode(String?.self),
-                       receivedAt: try r["received_at"].decode(String.self), detail: try r["detail"].decode(String?.self))
+                Report(
+                    deviceId: try r["device_id"].decode(String.self), instance: try r["instance"].decode(String.self),
+                    state: try r["state"].decode(String.self),
+                    pids: try r["pids"].decode(String.self).split(separator: ",").compactMap { Int32($0) },
+                    at: try r["at"].decode(String.self), requestID: try r["request_id"].decode(String?.self),
+                    receivedAt: try r["received_at"].decode(String.self), detail: try r["detail"].decode(String?.self))
             }
         }
     }
@@ -648,17 +747,24 @@ public final class PostgresStore: SharedStore {
 
     public func addConsoleToken(_ t: ConsoleTokenRecord) async throws {
         try await timed("addConsoleToken") { [self] in
-            try await client.query("INSERT INTO console_tokens (digest, kind, key_name, csrf, client, created_at, last_seen, expires_at, used) VALUES (\(t.digest), \(t.kind.rawValue), \(t.keyName), \(t.csrf), \(t.client), \(t.createdAt), \(t.lastSeen), \(t.expiresAt), \(t.used ? 1 : 0))", logger: logger)
+            try await client.query(
+                "INSERT INTO console_tokens (digest, kind, key_name, csrf, client, created_at, last_seen, expires_at, used) VALUES (\(t.digest), \(t.kind.rawValue), \(t.keyName), \(t.csrf), \(t.client), \(t.createdAt), \(t.lastSeen), \(t.expiresAt), \(t.used ? 1 : 0))",
+                logger: logger)
         }
     }
 
     public func consoleToken(digest: String) async throws -> ConsoleTokenRecord? {
         try await timed("consoleToken") { [self] in
-            try await rows("SELECT digest, kind, key_name, csrf, client, created_at, last_seen, expires_at, used FROM console_tokens WHERE digest = \(digest)") { r in
-                ConsoleTokenRecord(digest: try r["digest"].decode(String.self), kind: ConsoleTokenRecord.Kind(rawValue: try r["kind"].decode(String.self)) ?? .link,
-                                   keyName: try r["key_name"].decode(String.self), csrf: try r["csrf"].decode(String?.self), client: try r["client"].decode(String?.self),
-                                   createdAt: try r["created_at"].decode(Double.self), lastSeen: try r["last_seen"].decode(Double.self),
-                                   expiresAt: try r["expires_at"].decode(Double.self), used: try r["used"].decode(Int32.self) != 0)
+            try await rows(
+                "SELECT digest, kind, key_name, csrf, client, created_at, last_seen, expires_at, used FROM console_tokens WHERE digest = \(digest)"
+            ) { r in
+                ConsoleTokenRecord(
+                    digest: try r["digest"].decode(String.self),
+                    kind: ConsoleTokenRecord.Kind(rawValue: try r["kind"].decode(String.self)) ?? .link,
+                    keyName: try r["key_name"].decode(String.self), csrf: try r["csrf"].decode(String?.self),
+                    client: try r["client"].decode(String?.self),
+                    createdAt: try r["created_at"].decode(Double.self), lastSeen: try r["last_seen"].decode(Double.self),
+                    expiresAt: try r["expires_at"].decode(Double.self), used: try r["used"].decode(Int32.self) != 0)
             }.first
         }
     }
@@ -666,14 +772,17 @@ public final class PostgresStore: SharedStore {
     public func useConsoleLink(digest: String) async throws -> Bool {
         try await timed("useConsoleLink") { [self] in
             var used = false
-            for try await _ in try await client.query("UPDATE console_tokens SET used = 1 WHERE digest = \(digest) AND kind = 'link' AND used = 0 RETURNING 1", logger: logger) { used = true }
+            for try await _ in try await client.query(
+                "UPDATE console_tokens SET used = 1 WHERE digest = \(digest) AND kind = 'link' AND used = 0 RETURNING 1", logger: logger)
+            { used = true }
             return used
         }
     }
 
     public func touchConsoleSession(digest: String, at: Double) async throws {
         try await timed("touchConsoleSession") { [self] in
-            try await client.query("UPDATE console_tokens SET last_seen = \(at) WHERE digest = \(digest) AND kind = 'session'", logger: logger)
+            try await client.query(
+                "UPDATE console_tokens SET last_seen = \(at) WHERE digest = \(digest) AND kind = 'session'", logger: logger)
         }
     }
 
@@ -693,7 +802,10 @@ public final class PostgresStore: SharedStore {
     public func pruneConsoleTokens(before: Double, idleBefore: Double) async throws -> Int {
         try await timed("pruneConsoleTokens") { [self] in
             var n = 0
-            for try await _ in try await client.query("DELETE FROM console_tokens WHERE expires_at < \(before) OR (kind = 'session' AND last_seen < \(idleBefore)) RETURNING 1", logger: logger) { n += 1 }
+            for try await _ in try await client.query(
+                "DELETE FROM console_tokens WHERE expires_at < \(before) OR (kind = 'session' AND last_seen < \(idleBefore)) RETURNING 1",
+                logger: logger)
+            { n += 1 }
             return n
         }
     }
@@ -702,9 +814,15 @@ public final class PostgresStore: SharedStore {
         try await timed("prune") { [self] in
             try await transaction { db in
                 var audit = 0, reports = 0
-                for try await _ in try await db.query("DELETE FROM audit WHERE at < \(auditBefore) RETURNING 1", logger: logger) { audit += 1 }
-                for try await _ in try await db.query("DELETE FROM reports WHERE received_at < \(reportsBefore) RETURNING 1", logger: logger) { reports += 1 }
-                try await db.query("DELETE FROM events WHERE at < \(reportsBefore) AND revision < (SELECT revision FROM revision_head WHERE id = 1)", logger: logger)
+                for try await _ in try await db.query("DELETE FROM audit WHERE at < \(auditBefore) RETURNING 1", logger: logger) {
+                    audit += 1
+                }
+                for try await _ in try await db.query(
+                    "DELETE FROM reports WHERE received_at < \(reportsBefore) RETURNING 1", logger: logger)
+                { reports += 1 }
+                try await db.query(
+                    "DELETE FROM events WHERE at < \(reportsBefore) AND revision < (SELECT revision FROM revision_head WHERE id = 1)",
+                    logger: logger)
                 return (audit, reports)
             }
         }
@@ -718,14 +836,18 @@ extension PostgresStore {
         try await timed("claimInstance") { [self] in
             try await transaction { db in
                 // Two replicas claiming at once: one insert wins, the other reads its row.
-                for try await _ in try await db.query("""
+                for try await _ in try await db.query(
+                    """
                     INSERT INTO instances (name, key_name, claimed_at, last_seen) VALUES (\(instance), \(keyName), \(change.at), \(change.at))
                     ON CONFLICT (name) DO NOTHING RETURNING 1
-                    """, logger: logger) {
+                    """, logger: logger)
+                {
                     return InstanceClaim(instance: instance, keyName: keyName, claimedAt: change.at, lastSeen: change.at)
                 }
                 var found: InstanceClaim?
-                for try await (k, c, l) in try await db.query("SELECT key_name, claimed_at, last_seen FROM instances WHERE name = \(instance) FOR UPDATE", logger: logger).decode((String, String, String).self) {
+                for try await (k, c, l) in try await db.query(
+                    "SELECT key_name, claimed_at, last_seen FROM instances WHERE name = \(instance) FOR UPDATE", logger: logger
+                ).decode((String, String, String).self) {
                     found = InstanceClaim(instance: instance, keyName: k, claimedAt: c, lastSeen: l)
                 }
                 guard var held = found else { throw StoreError("the claim of \(instance) went while it was read; try again") }
@@ -735,9 +857,12 @@ extension PostgresStore {
                     return held
                 }
                 guard let why = takeOver else { return held }
-                try await db.query("UPDATE instances SET key_name = \(keyName), claimed_at = \(change.at), last_seen = \(change.at) WHERE name = \(instance)", logger: logger)
-                try await audit(db, change, action: "instance-takeover:\(instance)", deviceId: nil,
-                                reason: "from the key \(held.keyName): \(why)")
+                try await db.query(
+                    "UPDATE instances SET key_name = \(keyName), claimed_at = \(change.at), last_seen = \(change.at) WHERE name = \(instance)",
+                    logger: logger)
+                try await audit(
+                    db, change, action: "instance-takeover:\(instance)", deviceId: nil,
+                    reason: "from the key \(held.keyName): \(why)")
                 return InstanceClaim(instance: instance, keyName: keyName, claimedAt: change.at, lastSeen: change.at)
             }
         }
@@ -746,7 +871,9 @@ extension PostgresStore {
     public func instances() async throws -> [InstanceClaim] {
         try await timed("instances") { [self] in
             var out: [InstanceClaim] = []
-            for try await (n, k, c, l) in try await client.query("SELECT name, key_name, claimed_at, last_seen FROM instances ORDER BY name", logger: logger).decode((String, String, String, String).self) {
+            for try await (n, k, c, l) in try await client.query(
+                "SELECT name, key_name, claimed_at, last_seen FROM instances ORDER BY name", logger: logger
+            ).decode((String, String, String, String).self) {
                 out.append(InstanceClaim(instance: n, keyName: k, claimedAt: c, lastSeen: l))
             }
             return out
@@ -757,12 +884,15 @@ extension PostgresStore {
         try await timed("releaseInstance") { [self] in
             try await transaction { db in
                 var held: InstanceClaim?
-                for try await (k, c, l) in try await db.query("DELETE FROM instances WHERE name = \(instance) RETURNING key_name, claimed_at, last_seen", logger: logger).decode((String, String, String).self) {
+                for try await (k, c, l) in try await db.query(
+                    "DELETE FROM instances WHERE name = \(instance) RETURNING key_name, claimed_at, last_seen", logger: logger
+                ).decode((String, String, String).self) {
                     held = InstanceClaim(instance: instance, keyName: k, claimedAt: c, lastSeen: l)
                 }
                 if let held {
-                    try await audit(db, change, action: "instance-release:\(instance)", deviceId: nil,
-                                    reason: "held by the key \(held.keyName) since \(held.claimedAt)" + (change.reason.map { ": \($0)" } ?? ""))
+                    try await audit(
+                        db, change, action: "instance-release:\(instance)", deviceId: nil,
+                        reason: "held by the key \(held.keyName) since \(held.claimedAt)" + (change.reason.map { ": \($0)" } ?? ""))
                 }
                 return held
             }
@@ -772,7 +902,9 @@ extension PostgresStore {
     public func pruneInstances(idleBefore before: String) async throws -> Int {
         try await timed("pruneInstances") { [self] in
             var n = 0
-            for try await _ in try await client.query("DELETE FROM instances WHERE last_seen < \(before) RETURNING 1", logger: logger) { n += 1 }
+            for try await _ in try await client.query("DELETE FROM instances WHERE last_seen < \(before) RETURNING 1", logger: logger) {
+                n += 1
+            }
             return n
         }
     }

@@ -62,7 +62,9 @@ public enum AgentHook {
         let object: [String: Any]
         switch agent {
         case .claudeCode, .codex:
-            object = ["hookSpecificOutput": ["hookEventName": "PreToolUse", "permissionDecision": "deny", "permissionDecisionReason": reason]]
+            object = [
+                "hookSpecificOutput": ["hookEventName": "PreToolUse", "permissionDecision": "deny", "permissionDecisionReason": reason]
+            ]
         case .gemini:
             object = ["decision": "deny", "reason": reason]
         }
@@ -76,8 +78,10 @@ public enum AgentHook {
 
     /// "tether: Bash denied — agent-01.exec is DEVICE_REVOKED (by alice at …: INC-42)".
     public static func reason(tool: String, surface: String, answer: LocalDecision.Answer) -> String {
-        "tether: \(tool) denied — " + LocalDecision.describe(surface: surface, code: answer.code, changedBy: answer.changedBy,
-                                                              changedAt: answer.changedAt, reason: answer.reason, error: answer.error)
+        "tether: \(tool) denied — "
+            + LocalDecision.describe(
+                surface: surface, code: answer.code, changedBy: answer.changedBy,
+                changedAt: answer.changedAt, reason: answer.reason, error: answer.error)
     }
 
 }

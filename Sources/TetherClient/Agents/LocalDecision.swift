@@ -18,8 +18,10 @@ public enum LocalDecision {
         /// For a refusal of the question itself (NOT_YOURS, BAD_REQUEST), or a failure to ask.
         public var error: String?
 
-        public init(allowed: Bool, code: String, surface: String? = nil, changedBy: String? = nil, changedAt: String? = nil,
-                    reason: String? = nil, error: String? = nil) {
+        public init(
+            allowed: Bool, code: String, surface: String? = nil, changedBy: String? = nil, changedAt: String? = nil,
+            reason: String? = nil, error: String? = nil
+        ) {
             self.allowed = allowed
             self.code = code
             self.surface = surface
@@ -42,7 +44,9 @@ public enum LocalDecision {
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return .failure("SOCKET_UNAVAILABLE", "the socket path is too long") }
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+            return .failure("SOCKET_UNAVAILABLE", "the socket path is too long")
+        }
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in
             for (i, b) in bytes.enumerated() { raw[i] = b }
             raw[bytes.count] = 0
@@ -51,9 +55,13 @@ public enum LocalDecision {
         var tv = timeval(tv_sec: ms / 1000, tv_usec: (ms % 1000) * 1000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
         guard rc == 0 else {
-            return .failure("SOCKET_UNAVAILABLE", "cannot reach the decision socket \(path): \(String(cString: strerror(errno))) — is the supervisor running?")
+            return .failure(
+                "SOCKET_UNAVAILABLE",
+                "cannot reach the decision socket \(path): \(String(cString: strerror(errno))) — is the supervisor running?")
         }
         let request = Array(JSONWriter.data(surface.map { ["surface": $0] } ?? [:])) + [10]
         var off = 0
@@ -70,7 +78,9 @@ public enum LocalDecision {
         while !line.contains(10) {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return .failure("TIMEOUT", "no answer from the decision socket within \(DurationText.format(timeout))") }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                return .failure("TIMEOUT", "no answer from the decision socket within \(DurationText.format(timeout))")
+            }
             guard n > 0 else { return .failure("SOCKET_UNAVAILABLE", "the decision socket closed without an answer") }
             line.append(contentsOf: chunk[0..<n])
             if line.count > 65536 { return .failure("BAD_RESPONSE", "the answer is too long") }
@@ -80,7 +90,9 @@ public enum LocalDecision {
 
     /// "agent-01 is DEVICE_REVOKED (by alice at …: INC-42): detail", for people: what the hook,
     /// the MCP gateway and the decision socket's users say.
-    public static func describe(surface: String, code: String, changedBy: String?, changedAt: String?, reason: String?, error: String?) -> String {
+    public static func describe(
+        surface: String, code: String, changedBy: String?, changedAt: String?, reason: String?, error: String?
+    ) -> String {
         var who: [String] = []
         if let changedBy { who.append("by \(changedBy)") }
         if let changedAt { who.append("at \(changedAt)") }
@@ -94,12 +106,14 @@ public enum LocalDecision {
 
     static func parse(_ line: [UInt8]) -> Answer {
         guard let o = (try? JSONSerialization.jsonObject(with: Data(line))) as? [String: Any],
-              let allowed = o["allowed"] as? Bool, let code = o["code"] as? String else {
+            let allowed = o["allowed"] as? Bool, let code = o["code"] as? String
+        else {
             return .failure("BAD_RESPONSE", "the decision socket's answer is not a decision")
         }
         // Only an explicit ALLOW allows.
-        return Answer(allowed: allowed && code == DecisionCode.allow.rawValue, code: code, surface: o["surface"] as? String,
-                      changedBy: o["changedBy"] as? String, changedAt: o["changedAt"] as? String, reason: o["reason"] as? String,
-                      error: o["error"] as? String)
+        return Answer(
+            allowed: allowed && code == DecisionCode.allow.rawValue, code: code, surface: o["surface"] as? String,
+            changedBy: o["changedBy"] as? String, changedAt: o["changedAt"] as? String, reason: o["reason"] as? String,
+            error: o["error"] as? String)
     }
 }

@@ -40,7 +40,9 @@ public enum PinnedSettings {
             var o = try hostObject(path, host)
             // onFailure "block" (on the handler, not the matcher): a hook that exits 1, times
             // out, cannot be found or is killed denies, where Claude Code would run the tool.
-            let entry: [String: Any] = ["matcher": "*", "hooks": [["type": "command", "command": hook, "timeout": hookTimeoutSeconds, "onFailure": "block"]]]
+            let entry: [String: Any] = [
+                "matcher": "*", "hooks": [["type": "command", "command": hook, "timeout": hookTimeoutSeconds, "onFailure": "block"]],
+            ]
             var hooks = o["hooks"] as? [String: Any] ?? [:]
             hooks["PreToolUse"] = [entry] + (hooks["PreToolUse"] as? [Any] ?? [])
             o["hooks"] = hooks
@@ -54,7 +56,9 @@ public enum PinnedSettings {
         case .gemini:
             let path = "gemini-cli/settings.json"
             var o = try hostObject(path, host)
-            let entry: [String: Any] = ["matcher": ".*", "hooks": [["type": "command", "command": hook, "timeout": hookTimeoutSeconds * 1000]]]
+            let entry: [String: Any] = [
+                "matcher": ".*", "hooks": [["type": "command", "command": hook, "timeout": hookTimeoutSeconds * 1000]],
+            ]
             var hooks = o["hooks"] as? [String: Any] ?? [:]
             hooks["BeforeTool"] = [entry] + (hooks["BeforeTool"] as? [Any] ?? [])
             o["hooks"] = hooks
@@ -85,22 +89,22 @@ public enum PinnedSettings {
     /// reason on stderr (Codex runs the tool on exit 2 with an empty stderr).
     static func codexFiles(hook: String) -> [File] {
         let text = """
-        # Written by Tether for this worker only (tether run --agent codex): read-only, inside the
-        # worker's mount namespace. docs/agents.md
-        allow_managed_hooks_only = true
+            # Written by Tether for this worker only (tether run --agent codex): read-only, inside the
+            # worker's mount namespace. docs/agents.md
+            allow_managed_hooks_only = true
 
-        [features]
-        hooks = true
+            [features]
+            hooks = true
 
-        [[hooks.PreToolUse]]
-        matcher = "*"
+            [[hooks.PreToolUse]]
+            matcher = "*"
 
-        [[hooks.PreToolUse.hooks]]
-        type = "command"
-        command = \(tomlString(hook))
-        timeout = \(hookTimeoutSeconds)
+            [[hooks.PreToolUse.hooks]]
+            type = "command"
+            command = \(tomlString(hook))
+            timeout = \(hookTimeoutSeconds)
 
-        """
+            """
         return [File(path: "codex/requirements.toml", contents: text)]
     }
 
@@ -121,7 +125,10 @@ public enum PinnedSettings {
     static func hostObject(_ path: String, _ host: (String) -> String?) throws(PinError) -> [String: Any] {
         guard let text = host(path) else { return [:] }
         guard let o = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else {
-            throw PinError(description: "/etc/\(path) on this host is not a JSON object: Tether merges its hook into it and will not replace an administrator's settings it cannot read")
+            throw PinError(
+                description:
+                    "/etc/\(path) on this host is not a JSON object: Tether merges its hook into it and will not replace an administrator's settings it cannot read"
+            )
         }
         return o
     }
@@ -132,9 +139,11 @@ public enum PinnedSettings {
 
     /// One shell word: single-quoted unless it is plainly safe.
     public static func shellQuoted(_ s: String) -> String {
-        let safe = !s.isEmpty && s.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || "/._-=+:,@".utf8.contains(c)
-        }
+        let safe =
+            !s.isEmpty
+            && s.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || "/._-=+:,@".utf8.contains(c)
+            }
         return safe ? s : "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 }

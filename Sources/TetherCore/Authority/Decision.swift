@@ -89,12 +89,14 @@ public struct Decision: Sendable, Equatable, Codable {
         case requestID = "request_id"
     }
 
-    public init(deviceId: String, allowed: Bool, code: DecisionCode, requestID: String,
-                issuedAt: String, expiresAt: String, nonce: String? = nil,
-                kind: DecisionKind? = nil, revision: UInt64? = nil, orgRevision: UInt64? = nil,
-                origin: String? = nil, keyId: String? = nil,
-                changedBy: String? = nil, changedAt: String? = nil, changeReason: String? = nil,
-                signature: String? = nil) {
+    public init(
+        deviceId: String, allowed: Bool, code: DecisionCode, requestID: String,
+        issuedAt: String, expiresAt: String, nonce: String? = nil,
+        kind: DecisionKind? = nil, revision: UInt64? = nil, orgRevision: UInt64? = nil,
+        origin: String? = nil, keyId: String? = nil,
+        changedBy: String? = nil, changedAt: String? = nil, changeReason: String? = nil,
+        signature: String? = nil
+    ) {
         self.deviceId = deviceId
         self.allowed = allowed
         self.code = code
@@ -175,8 +177,11 @@ public struct Decision: Sendable, Equatable, Codable {
 
     /// True when no field holds a character that could split a line of the canonical form.
     public var isCanonical: Bool {
-        [origin ?? "", keyId ?? "", deviceId, requestID, issuedAt, expiresAt, nonce ?? "", changedBy ?? "", changedAt ?? "", changeReason ?? ""]
-            .allSatisfy { !Self.hasLineBreak($0) }
+        [
+            origin ?? "", keyId ?? "", deviceId, requestID, issuedAt, expiresAt, nonce ?? "", changedBy ?? "", changedAt ?? "",
+            changeReason ?? "",
+        ]
+        .allSatisfy { !Self.hasLineBreak($0) }
     }
 
     static func hasLineBreak(_ s: String) -> Bool {
@@ -215,7 +220,7 @@ public enum Timestamp {
         return String(unsafeUninitializedCapacity: 24) { out in
             var i = 0
             func put(_ v: Int, _ width: Int, then sep: UInt8) {
-                var x = max(v, 0)   // years before 1 AD do not reach here: parse reads 0000 to 9999
+                var x = max(v, 0)  // years before 1 AD do not reach here: parse reads 0000 to 9999
                 for j in stride(from: i + width - 1, through: i, by: -1) {
                     out[j] = UInt8(0x30 + x % 10)
                     x /= 10
@@ -244,7 +249,8 @@ public enum Timestamp {
         let b = Array(s.utf8)
         // date-time = full-date "T" partial-time time-offset; at most 9 fraction digits.
         guard b.count >= 20, b.count <= 35, b[4] == 0x2D, b[7] == 0x2D, b[10] == 0x54 || b[10] == 0x74,
-              b[13] == 0x3A, b[16] == 0x3A else { return nil }
+            b[13] == 0x3A, b[16] == 0x3A
+        else { return nil }
         func num(_ from: Int, _ count: Int) -> Int? {
             guard from + count <= b.count else { return nil }
             var v = 0
@@ -255,8 +261,8 @@ public enum Timestamp {
             return v
         }
         guard let year = num(0, 4), let month = num(5, 2), let day = num(8, 2), let hour = num(11, 2),
-              let minute = num(14, 2), let second = num(17, 2),
-              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
+            let minute = num(14, 2), let second = num(17, 2),
+            (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
         else { return nil }
         var i = 19
         // Milliseconds, as the authority's own form carries them: the first three digits, in
@@ -322,8 +328,9 @@ public enum DurationText {
             // Digits, optionally a point and more digits: not "5." or ".5" either.
             let parts = number.split(separator: ".", omittingEmptySubsequences: false)
             guard number.count <= 32, (1...2).contains(parts.count),
-                  parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isASCII && $0.isNumber } }),
-                  let v = Double(number), v.isFinite, v >= 0 else { continue }
+                parts.allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isASCII && $0.isNumber } }),
+                let v = Double(number), v.isFinite, v >= 0
+            else { continue }
             let ms = v * scale * 1000
             guard ms <= Double(longest.components.seconds) * 1000 else { return nil }
             return .milliseconds(Int64(ms.rounded()))
@@ -344,9 +351,9 @@ extension Decision {
     /// `"allowed": 1` is not a boolean, `"revision": 1.5` or `-1` is not a revision.
     public init?(json o: [String: Any]) {
         guard let deviceId = o["deviceId"] as? String, let allowedValue = o["allowed"],
-              let allowed = JSONTypes.bool(allowedValue),
-              let codeText = o["code"] as? String, let code = DecisionCode(rawValue: codeText),
-              let rid = o["request_id"] as? String
+            let allowed = JSONTypes.bool(allowedValue),
+            let codeText = o["code"] as? String, let code = DecisionCode(rawValue: codeText),
+            let rid = o["request_id"] as? String
         else { return nil }
         func unsigned(_ key: String) -> UInt64?? {
             guard let v = o[key], !(v is NSNull) else { return .some(nil) }
@@ -365,14 +372,15 @@ extension Decision {
             return .some(s)
         }
         guard let issuedAt = text("issuedAt"), let expiresAt = text("expiresAt"), let nonce = text("nonce"),
-              let changedBy = text("changedBy"), let changedAt = text("changedAt"),
-              let changeReason = text("changeReason"), let signature = text("signature"),
-              let origin = text("origin"), let keyId = text("keyId")
+            let changedBy = text("changedBy"), let changedAt = text("changedAt"),
+            let changeReason = text("changeReason"), let signature = text("signature"),
+            let origin = text("origin"), let keyId = text("keyId")
         else { return nil }
-        self.init(deviceId: deviceId, allowed: allowed, code: code, requestID: rid,
-                  issuedAt: issuedAt ?? "", expiresAt: expiresAt ?? "", nonce: nonce,
-                  kind: kind, revision: revision, orgRevision: orgRevision, origin: origin, keyId: keyId,
-                  changedBy: changedBy, changedAt: changedAt, changeReason: changeReason, signature: signature)
+        self.init(
+            deviceId: deviceId, allowed: allowed, code: code, requestID: rid,
+            issuedAt: issuedAt ?? "", expiresAt: expiresAt ?? "", nonce: nonce,
+            kind: kind, revision: revision, orgRevision: orgRevision, origin: origin, keyId: keyId,
+            changedBy: changedBy, changedAt: changedAt, changeReason: changeReason, signature: signature)
     }
 }
 

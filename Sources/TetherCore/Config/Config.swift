@@ -55,8 +55,10 @@ public struct WorkerConfig: Sendable, Equatable {
     /// Where it was written, for messages.
     public var line: Int?
 
-    public init(name: String, surface: String? = nil, spec: WorkerSpec, profile: String = "default",
-                stop: StopPolicy = StopPolicy(), restart: RestartPolicy = RestartPolicy(), line: Int? = nil) {
+    public init(
+        name: String, surface: String? = nil, spec: WorkerSpec, profile: String = "default",
+        stop: StopPolicy = StopPolicy(), restart: RestartPolicy = RestartPolicy(), line: Int? = nil
+    ) {
         self.name = name
         self.surface = surface ?? name
         self.spec = spec

@@ -71,7 +71,9 @@ public enum ConfigLoader {
         guard let name = try f.token("name") else { throw ConfigError(file: file, line: t.line, message: "a [[worker]] needs a name") }
         let surface = try f.token("surface") ?? name
         guard let command = try f.stringArray("command"), !command.isEmpty, !command[0].isEmpty else {
-            throw ConfigError(file: file, line: f.line("command") ?? t.line, message: "worker \(name): command is a non-empty array of strings, e.g. [\"python3\", \"agent.py\"]")
+            throw ConfigError(
+                file: file, line: f.line("command") ?? t.line,
+                message: "worker \(name): command is a non-empty array of strings, e.g. [\"python3\", \"agent.py\"]")
         }
         var spec = WorkerSpec(command: command)
         spec.user = try f.string("user")
@@ -95,13 +97,20 @@ public enum ConfigLoader {
             pin.acceptUnpinned = try f.bool("accept_unpinned_hooks") ?? false
             spec.agent = pin
         } else {
-            if try f.stringArray("agent_map") != nil { throw f.error("agent_map", "holds an agent's tools to surfaces; give the agent with agent = \"…\"") }
-            if try f.bool("accept_unpinned_hooks") != nil { throw f.error("accept_unpinned_hooks", "is about an agent's pinned hook; give the agent with agent = \"…\"") }
+            if try f.stringArray("agent_map") != nil {
+                throw f.error("agent_map", "holds an agent's tools to surfaces; give the agent with agent = \"…\"")
+            }
+            if try f.bool("accept_unpinned_hooks") != nil {
+                throw f.error("accept_unpinned_hooks", "is about an agent's pinned hook; give the agent with agent = \"…\"")
+            }
         }
         if let limits = try f.stringTable("limits") {
             for (k, v) in limits.sorted(by: { $0.key < $1.key }) {
                 guard let l = ResourceLimit(parsing: "\(k)=\(v)") else {
-                    throw f.error("limits", "\(k) = \"\(v)\": expected one of \(ResourceLimit.Resource.allCases.map(\.rawValue).joined(separator: ", ")) with SOFT or SOFT:HARD (a number or \"infinity\")")
+                    throw f.error(
+                        "limits",
+                        "\(k) = \"\(v)\": expected one of \(ResourceLimit.Resource.allCases.map(\.rawValue).joined(separator: ", ")) with SOFT or SOFT:HARD (a number or \"infinity\")"
+                    )
                 }
                 spec.limits.append(l)
             }
@@ -115,7 +124,9 @@ public enum ConfigLoader {
         w.stop.killAfter = try f.duration("kill_after", atLeast: .zero)
         if let g = try f.duration("grace", atLeast: .zero) { w.stop.grace = g }
         if let r = try f.string("restart") {
-            guard let m = RestartPolicy.Mode(rawValue: r) else { throw f.error("restart", "expected no, on-failure or always; got \"\(r)\"") }
+            guard let m = RestartPolicy.Mode(rawValue: r) else {
+                throw f.error("restart", "expected no, on-failure or always; got \"\(r)\"")
+            }
             w.restart.mode = m
         }
         if let d = try f.duration("restart_delay", atLeast: .milliseconds(10)) { w.restart.delay = d }
@@ -129,7 +140,9 @@ public enum ConfigLoader {
 
 extension ConfigLoader {
     /// `gates = { exec = "agent-01.exec", net = { surface = "agent-01.net", mode = "record" } }`
-    static func gates(_ f: inout Fields, worker: String, surface: String, network: NetworkMode = .private) throws(ConfigError) -> [GateConfig] {
+    static func gates(
+        _ f: inout Fields, worker: String, surface: String, network: NetworkMode = .private
+    ) throws(ConfigError) -> [GateConfig] {
         guard let t = try f.table("gates") else { return [] }
         var out: [GateConfig] = []
         for key in t.keys.sorted() {
@@ -155,7 +168,9 @@ extension ConfigLoader {
             default:
                 throw fail("expected a surface name or { surface = \"…\", mode = \"enforce\" | \"record\" }, found \(v.typeName)")
             }
-            guard SurfaceName.isValid(gate.surface) else { throw fail("\"\(gate.surface)\" is not a valid surface name: \(SurfaceName.rule)") }
+            guard SurfaceName.isValid(gate.surface) else {
+                throw fail("\"\(gate.surface)\" is not a valid surface name: \(SurfaceName.rule)")
+            }
             out.append(gate)
         }
         if let e = GateConfig.check(out, mainSurface: surface, network: network) {
@@ -210,7 +225,9 @@ struct Fields {
     mutating func integer(_ key: String, in range: ClosedRange<Int>) throws(ConfigError) -> Int? {
         guard let v = take(key) else { return nil }
         guard case .integer(let n) = v.kind else { throw error(key, "expected an integer, found \(v.typeName)") }
-        guard n >= range.lowerBound && n <= range.upperBound else { throw error(key, "must be from \(range.lowerBound) to \(range.upperBound); got \(n)") }
+        guard n >= range.lowerBound && n <= range.upperBound else {
+            throw error(key, "must be from \(range.lowerBound) to \(range.upperBound); got \(n)")
+        }
         return Int(n)
     }
 
@@ -256,7 +273,9 @@ struct Fields {
 
     mutating func stringTable(_ key: String) throws(ConfigError) -> [String: String]? {
         guard let v = take(key) else { return nil }
-        guard case .table(let t) = v.kind else { throw error(key, "expected a table of strings, e.g. { NAME = \"value\" }, found \(v.typeName)") }
+        guard case .table(let t) = v.kind else {
+            throw error(key, "expected a table of strings, e.g. { NAME = \"value\" }, found \(v.typeName)")
+        }
         var out: [String: String] = [:]
         for k in t.keys {
             switch t[k]!.kind {
@@ -293,7 +312,9 @@ struct Fields {
 
     func finish() throws(ConfigError) {
         for k in table.keys where !used.contains(k) {
-            throw ConfigError(file: file, line: table[k]!.line, message: "unknown setting \(qualified(k))\(name == nil ? "; the tables are \(topTables)" : "")")
+            throw ConfigError(
+                file: file, line: table[k]!.line,
+                message: "unknown setting \(qualified(k))\(name == nil ? "; the tables are \(topTables)" : "")")
         }
     }
 }

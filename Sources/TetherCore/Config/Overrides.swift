@@ -65,7 +65,9 @@ public struct Overrides: Sendable, Equatable {
         func name(_ flag: String, _ variable: String) -> String { fromEnvironment ? variable : "--\(flag)" }
         func duration(_ text: String?, _ flag: String, _ variable: String, atLeast minimum: Duration) throws(ConfigError) -> Duration? {
             guard let text else { return nil }
-            guard let d = DurationText.parse(text) else { throw error(name(flag, variable), "\"\(text)\" is not a duration; use ms, s, m or h, e.g. 10s") }
+            guard let d = DurationText.parse(text) else {
+                throw error(name(flag, variable), "\"\(text)\" is not a duration; use ms, s, m or h, e.g. 10s")
+            }
             guard d >= minimum else { throw error(name(flag, variable), "must be at least \(DurationText.format(minimum))") }
             return d
         }
@@ -75,17 +77,25 @@ public struct Overrides: Sendable, Equatable {
         }
         if let k = keyFile { authority.keyFile = k }
         if let p = publicKey { authority.publicKey = p }
-        if let d = try duration(failClosedAfter, "fail-closed-after", "TETHER_FAIL_CLOSED_AFTER", atLeast: .milliseconds(100)) { authority.failClosedAfter = d }
-        if let d = try duration(pollInterval, "poll-interval", "TETHER_POLL_INTERVAL", atLeast: .milliseconds(50)) { authority.pollInterval = d }
+        if let d = try duration(failClosedAfter, "fail-closed-after", "TETHER_FAIL_CLOSED_AFTER", atLeast: .milliseconds(100)) {
+            authority.failClosedAfter = d
+        }
+        if let d = try duration(pollInterval, "poll-interval", "TETHER_POLL_INTERVAL", atLeast: .milliseconds(50)) {
+            authority.pollInterval = d
+        }
         if let w = watch { authority.watch = w }
         if let i = insecureUnpinned { authority.insecureUnpinned = i }
         if let s = surface {
-            guard SurfaceName.isValid(s) else { throw error(name("surface", "TETHER_SURFACE"), "\"\(s)\" is not a valid surface name: \(SurfaceName.rule)") }
+            guard SurfaceName.isValid(s) else {
+                throw error(name("surface", "TETHER_SURFACE"), "\"\(s)\" is not a valid surface name: \(SurfaceName.rule)")
+            }
             worker.surface = s
         }
         if let p = profile { worker.profile = p }
         if let o = onRevoke {
-            guard let v = OnRevoke(rawValue: o) else { throw error(name("on-revoke", "TETHER_ON_REVOKE"), "expected stop, kill or term; got \"\(o)\"") }
+            guard let v = OnRevoke(rawValue: o) else {
+                throw error(name("on-revoke", "TETHER_ON_REVOKE"), "expected stop, kill or term; got \"\(o)\"")
+            }
             worker.stop.onRevoke = v
         }
         if let d = try duration(killAfter, "kill-after", "TETHER_KILL_AFTER", atLeast: .zero) { worker.stop.killAfter = d }
@@ -103,9 +113,12 @@ public struct Overrides: Sendable, Equatable {
         }
         if let a = agent {
             guard let kind = CodingAgent(rawValue: a) else {
-                throw error(name("agent", "TETHER_AGENT"), "\"\(a)\" is not an agent whose hook Tether can pin; expected one of \(CodingAgent.names)")
+                throw error(
+                    name("agent", "TETHER_AGENT"),
+                    "\"\(a)\" is not an agent whose hook Tether can pin; expected one of \(CodingAgent.names)")
             }
-            worker.spec.agent = AgentPin(agent: kind, rules: worker.spec.agent?.rules ?? [], acceptUnpinned: worker.spec.agent?.acceptUnpinned ?? false)
+            worker.spec.agent = AgentPin(
+                agent: kind, rules: worker.spec.agent?.rules ?? [], acceptUnpinned: worker.spec.agent?.acceptUnpinned ?? false)
         }
         if !agentMaps.isEmpty {
             guard worker.spec.agent != nil else { throw error("--map", "holds an agent's tools to surfaces; give the agent with --agent") }
@@ -119,7 +132,9 @@ public struct Overrides: Sendable, Equatable {
             worker.spec.agent?.rules = rules
         }
         if let u = acceptUnpinnedHooks {
-            guard worker.spec.agent != nil else { throw error("--accept-unpinned-hooks", "is about an agent's pinned hook; give the agent with --agent") }
+            guard worker.spec.agent != nil else {
+                throw error("--accept-unpinned-hooks", "is about an agent's pinned hook; give the agent with --agent")
+            }
             worker.spec.agent?.acceptUnpinned = u
         }
         for n in passEnv {
@@ -135,7 +150,10 @@ public struct Overrides: Sendable, Equatable {
         }
         for text in limits {
             guard let l = ResourceLimit(parsing: text) else {
-                throw error("--limit", "\"\(text)\": expected RESOURCE=SOFT or RESOURCE=SOFT:HARD, RESOURCE one of \(ResourceLimit.Resource.allCases.map(\.rawValue).joined(separator: ", ")), a number or \"infinity\"")
+                throw error(
+                    "--limit",
+                    "\"\(text)\": expected RESOURCE=SOFT or RESOURCE=SOFT:HARD, RESOURCE one of \(ResourceLimit.Resource.allCases.map(\.rawValue).joined(separator: ", ")), a number or \"infinity\""
+                )
             }
             worker.spec.limits.removeAll { $0.resource == l.resource }
             worker.spec.limits.append(l)
@@ -159,6 +177,8 @@ public struct Overrides: Sendable, Equatable {
             }
         }
         worker.gates.sort()
-        if let e = GateConfig.check(worker.gates, mainSurface: worker.surface, network: worker.spec.network) { throw error("--gate", e.message) }
+        if let e = GateConfig.check(worker.gates, mainSurface: worker.surface, network: worker.spec.network) {
+            throw error("--gate", e.message)
+        }
     }
 }

@@ -32,8 +32,10 @@ public struct ServeSettings: Sendable, Equatable {
     }
 
     /// `readSecret` reads a webhook's `secret_file` (a mode-0600 file, like keys).
-    public static func parse(_ text: String, path: String,
-                             readSecret: (String) throws -> String = { try SecretFile.read($0) }) throws(ConfigError) -> ServeSettings {
+    public static func parse(
+        _ text: String, path: String,
+        readSecret: (String) throws -> String = { try SecretFile.read($0) }
+    ) throws(ConfigError) -> ServeSettings {
         let root = try ConfigLoader.document(text, path: path)
         var out = ServeSettings()
         var top = Fields(root, name: nil, file: path, topTables: "[console] and [notify]")
@@ -50,9 +52,11 @@ public struct ServeSettings: Sendable, Equatable {
             if let d = try bounded("link_lifetime", .seconds(5)...(.seconds(3600))) { out.console.linkLifetime = d }
             if let url = try f.string("public_url") {
                 guard let u = URLComponents(string: url), let scheme = u.scheme?.lowercased(), ["http", "https"].contains(scheme),
-                      let host = u.host, !host.isEmpty, u.user == nil, u.query == nil, u.fragment == nil, u.path.isEmpty || u.path == "/"
+                    let host = u.host, !host.isEmpty, u.user == nil, u.query == nil, u.fragment == nil, u.path.isEmpty || u.path == "/"
                 else {
-                    throw f.error("public_url", "\"\(url.prefix(200))\" is not a base URL like https://tether.example.com (no path: the console lives at /console)")
+                    throw f.error(
+                        "public_url",
+                        "\"\(url.prefix(200))\" is not a base URL like https://tether.example.com (no path: the console lives at /console)")
                 }
                 out.console.publicURL = url.hasSuffix("/") ? String(url.dropLast()) : url
             }
@@ -73,13 +77,19 @@ public struct ServeSettings: Sendable, Equatable {
                 var h = Fields(w, name: "notify.webhook[\(i + 1)]", file: path)
                 var hook = WebhookSettings(name: try h.token("name") ?? "webhook-\(i + 1)", url: "")
                 guard names.insert(hook.name).inserted else { throw h.error("name", "\"\(hook.name)\" names two webhooks") }
-                guard let url = try h.string("url") else { throw ConfigError(file: path, line: w.line, message: "notify.webhook[\(i + 1)]: needs a url") }
+                guard let url = try h.string("url") else {
+                    throw ConfigError(file: path, line: w.line, message: "notify.webhook[\(i + 1)]: needs a url")
+                }
                 guard let u = URLComponents(string: url), let scheme = u.scheme?.lowercased(), ["http", "https"].contains(scheme),
-                      let host = u.host, !host.isEmpty, u.user == nil, u.password == nil
-                else { throw h.error("url", "\"\(url.prefix(200))\" is not an http:// or https:// URL with a host (and no user:password@)") }
+                    let host = u.host, !host.isEmpty, u.user == nil, u.password == nil
+                else {
+                    throw h.error("url", "\"\(url.prefix(200))\" is not an http:// or https:// URL with a host (and no user:password@)")
+                }
                 hook.url = url
                 if let format = try h.string("format") {
-                    guard let fm = WebhookSettings.Format(rawValue: format) else { throw h.error("format", "\"\(format)\" is not a format; use \"json\" or \"slack\"") }
+                    guard let fm = WebhookSettings.Format(rawValue: format) else {
+                        throw h.error("format", "\"\(format)\" is not a format; use \"json\" or \"slack\"")
+                    }
                     hook.format = fm
                 }
                 if let file = try h.string("secret_file") {
@@ -89,13 +99,17 @@ public struct ServeSettings: Sendable, Equatable {
                     guard (hook.secret?.utf8.count ?? 0) >= 16 else { throw h.error("secret_file", "the secret is shorter than 16 bytes") }
                 }
                 if hook.format == .json && hook.secret == nil {
-                    throw ConfigError(file: path, line: w.line, message: "notify.webhook[\(i + 1)]: a json webhook needs secret_file (its payloads are signed: X-Tether-Signature)")
+                    throw ConfigError(
+                        file: path, line: w.line,
+                        message: "notify.webhook[\(i + 1)]: a json webhook needs secret_file (its payloads are signed: X-Tether-Signature)")
                 }
                 if let events = try h.stringArray("events") {
                     var set = Set<NotifyEvent>()
                     for e in events {
                         guard let ev = NotifyEvent(rawValue: e) else {
-                            throw h.error("events", "\"\(e)\" is not an event; the events are \(NotifyEvent.allCases.map(\.rawValue).joined(separator: ", "))")
+                            throw h.error(
+                                "events",
+                                "\"\(e)\" is not an event; the events are \(NotifyEvent.allCases.map(\.rawValue).joined(separator: ", "))")
                         }
                         set.insert(ev)
                     }

@@ -172,8 +172,14 @@ struct TOMLParser {
             try modify(path) { (t: inout TOMLTable) throws(TOMLError) in
                 var elements: [TOMLValue] = []
                 if let existing = t[last] {
-                    guard case .array(let a) = existing.kind, a.allSatisfy({ if case .table(let x) = $0.kind { return !x.inline } else { return false } }) else {
-                        throw TOMLError(line: headerLine, message: "\(key.joined(separator: ".")) is already defined (line \(existing.line)) as something other than an array of tables")
+                    guard case .array(let a) = existing.kind,
+                        a.allSatisfy({ if case .table(let x) = $0.kind { return !x.inline } else { return false } })
+                    else {
+                        throw TOMLError(
+                            line: headerLine,
+                            message:
+                                "\(key.joined(separator: ".")) is already defined (line \(existing.line)) as something other than an array of tables"
+                        )
                     }
                     elements = a
                 }
@@ -187,10 +193,12 @@ struct TOMLParser {
             try modify(path) { (t: inout TOMLTable) throws(TOMLError) in
                 if let existing = t[last] {
                     guard case .table(var x) = existing.kind, !x.inline else {
-                        throw TOMLError(line: headerLine, message: "\(key.joined(separator: ".")) is already defined (line \(existing.line))")
+                        throw TOMLError(
+                            line: headerLine, message: "\(key.joined(separator: ".")) is already defined (line \(existing.line))")
                     }
                     guard !x.explicitlyDefined else {
-                        throw TOMLError(line: headerLine, message: "table [\(key.joined(separator: "."))] is defined twice (first on line \(x.line))")
+                        throw TOMLError(
+                            line: headerLine, message: "table [\(key.joined(separator: "."))] is defined twice (first on line \(x.line))")
                     }
                     x.explicitlyDefined = true
                     t.set(last, TOMLValue(kind: .table(x), line: existing.line))
@@ -211,7 +219,9 @@ struct TOMLParser {
         try Self.modify(&root, path[...], line: l, body)
     }
 
-    static func modify(_ t: inout TOMLTable, _ path: ArraySlice<PathStep>, line: Int, _ body: (inout TOMLTable) throws(TOMLError) -> Void) throws(TOMLError) {
+    static func modify(
+        _ t: inout TOMLTable, _ path: ArraySlice<PathStep>, line: Int, _ body: (inout TOMLTable) throws(TOMLError) -> Void
+    ) throws(TOMLError) {
         guard let step = path.first else { return try body(&t) }
         switch step {
         case .key(let k):
@@ -227,7 +237,8 @@ struct TOMLParser {
                     t.set(k, TOMLValue(kind: .array(a), line: existing.line))
                     return
                 default:
-                    throw TOMLError(line: line, message: "\(k) is already defined (line \(existing.line)) as \(existing.typeName), not a table")
+                    throw TOMLError(
+                        line: line, message: "\(k) is already defined (line \(existing.line)) as \(existing.typeName), not a table")
                 }
             } else {
                 sub = TOMLTable(line: line)
@@ -294,12 +305,17 @@ struct TOMLParser {
             advance()
         }
         guard !text.isEmpty else { throw fail(peek.map { "expected a value, found \"\($0)\"" } ?? "expected a value") }
-        if text.count >= 8, text.contains("-") || text.contains(":"), text.first?.isNumber == true, !text.contains("e"), text.filter({ $0 == "-" }).count >= 2 || text.contains(":") {
-            throw TOMLError(line: l, message: "dates and times are not used in Tether's configuration; durations are strings such as \"15s\"")
+        if text.count >= 8, text.contains("-") || text.contains(":"), text.first?.isNumber == true, !text.contains("e"),
+            text.filter({ $0 == "-" }).count >= 2 || text.contains(":")
+        {
+            throw TOMLError(
+                line: l, message: "dates and times are not used in Tether's configuration; durations are strings such as \"15s\"")
         }
         if ["inf", "+inf", "-inf"].contains(text) { return TOMLValue(kind: .float(text.hasPrefix("-") ? -.infinity : .infinity), line: l) }
         if ["nan", "+nan", "-nan"].contains(text) { return TOMLValue(kind: .float(.nan), line: l) }
-        guard !text.hasPrefix("_"), !text.hasSuffix("_"), !text.contains("__") else { throw TOMLError(line: l, message: "invalid number \(text)") }
+        guard !text.hasPrefix("_"), !text.hasSuffix("_"), !text.contains("__") else {
+            throw TOMLError(line: l, message: "invalid number \(text)")
+        }
         let clean = text.replacingOccurrences(of: "_", with: "")
         for (prefix, radix) in [("0x", 16), ("0o", 8), ("0b", 2)] where clean.hasPrefix(prefix) {
             guard let v = Int64(clean.dropFirst(2), radix: radix) else { throw TOMLError(line: l, message: "invalid number \(text)") }
@@ -313,7 +329,9 @@ struct TOMLParser {
             throw TOMLError(line: l, message: "invalid number \(text): leading zeros are not allowed")
         }
         if let v = Int64(clean) { return TOMLValue(kind: .integer(v), line: l) }
-        if clean.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }), !clean.hasSuffix("."), !clean.contains(".e"), let v = Double(clean) {
+        if clean.contains(where: { $0 == "." || $0 == "e" || $0 == "E" }), !clean.hasSuffix("."), !clean.contains(".e"),
+            let v = Double(clean)
+        {
             return TOMLValue(kind: .float(v), line: l)
         }
         throw TOMLError(line: l, message: "expected a value, found \(text) (strings need quotes)")
@@ -326,10 +344,16 @@ struct TOMLParser {
         while true {
             skipWhitespaceAndComments()
             guard let c = peek else { throw TOMLError(line: l, message: "the array opened here is never closed") }
-            if c == "]" { advance(); break }
+            if c == "]" {
+                advance()
+                break
+            }
             items.append(try value())
             skipWhitespaceAndComments()
-            if peek == "," { advance(); continue }
+            if peek == "," {
+                advance()
+                continue
+            }
             guard !atEnd else { throw TOMLError(line: l, message: "the array opened here is never closed") }
             guard peek == "]" else { throw fail("expected \",\" or \"]\" in the array opened on line \(l)") }
         }
@@ -353,11 +377,16 @@ struct TOMLParser {
                 skipSpaces()
                 let v = try value()
                 try Self.modify(&t, key.dropLast().map { PathStep.key($0) }[...], line: l) { (x: inout TOMLTable) throws(TOMLError) in
-                    if x[key.last!] != nil { throw TOMLError(line: l, message: "\(key.joined(separator: ".")) is defined twice in the inline table") }
+                    if x[key.last!] != nil {
+                        throw TOMLError(line: l, message: "\(key.joined(separator: ".")) is defined twice in the inline table")
+                    }
                     x.set(key.last!, v)
                 }
                 skipSpaces()
-                if peek == "," { advance(); continue }
+                if peek == "," {
+                    advance()
+                    continue
+                }
                 guard peek == "}" else { throw fail("expected \",\" or \"}\" in the inline table (inline tables are on one line)") }
                 advance()
                 break
@@ -419,14 +448,26 @@ struct TOMLParser {
 
     mutating func multiline(quote: Unicode.Scalar, escapes: Bool) throws(TOMLError) -> String {
         let l = line
-        advance(); advance(); advance()
-        if peek == "\n" { advance() } else if peek == "\r" && peek(1) == "\n" { advance(); advance() }
+        advance()
+        advance()
+        advance()
+        if peek == "\n" {
+            advance()
+        } else if peek == "\r" && peek(1) == "\n" {
+            advance()
+            advance()
+        }
         var out = ""
         while true {
             guard let c = peek else { throw TOMLError(line: l, message: "unterminated multi-line string") }
             if c == quote && peek(1) == quote && peek(2) == quote {
-                advance(); advance(); advance()
-                for _ in 0..<2 where peek == quote { out.unicodeScalars.append(quote); advance() }
+                advance()
+                advance()
+                advance()
+                for _ in 0..<2 where peek == quote {
+                    out.unicodeScalars.append(quote)
+                    advance()
+                }
                 return out
             }
             advance()

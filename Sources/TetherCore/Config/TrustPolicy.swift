@@ -13,9 +13,14 @@ public enum TrustPolicy {
         if isLoopback(host(of: String(lower[schemeEnd.upperBound...]))) { return nil }
         var missing: [String] = []
         if scheme != "https" { missing.append("it is plain http (use https)") }
-        if publicKey == nil { missing.append("no public key is pinned (--public-key, or public_key in [authority]; the authority prints it: tether authority public-key)") }
+        if publicKey == nil {
+            missing.append(
+                "no public key is pinned (--public-key, or public_key in [authority]; the authority prints it: tether authority public-key)"
+            )
+        }
         guard !missing.isEmpty else { return nil }
-        return "the authority \(url) is not on this host and \(missing.joined(separator: ", and ")): anyone on the network path could answer for it and let every worker run. Pin it, or accept the risk with --insecure-unpinned-authority (insecure_unpinned = true in [authority])"
+        return
+            "the authority \(url) is not on this host and \(missing.joined(separator: ", and ")): anyone on the network path could answer for it and let every worker run. Pin it, or accept the risk with --insecure-unpinned-authority (insecure_unpinned = true in [authority])"
     }
 
     /// The host of `rest` (what follows "scheme://"): without user info, port and path.

@@ -73,11 +73,15 @@ public struct GateConfig: Sendable, Equatable, Comparable {
         var seen: Set<GateKind> = []
         for g in gates {
             if g.kind == .net && g.mode == .enforce && network == .host {
-                return GateSyntaxError("the net gate needs the worker's own network namespace: under --net host (net = \"host\") a connection made before the gate closes can outlive it, hidden where no sweep finds it (a descriptor in flight, a thread with its own table). Use --net private (the default) or host-loopback, or the gate in record mode")
+                return GateSyntaxError(
+                    "the net gate needs the worker's own network namespace: under --net host (net = \"host\") a connection made before the gate closes can outlive it, hidden where no sweep finds it (a descriptor in flight, a thread with its own table). Use --net private (the default) or host-loopback, or the gate in record mode"
+                )
             }
             if !seen.insert(g.kind).inserted { return GateSyntaxError("the \(g.kind.rawValue) gate is given twice") }
             if g.surface == mainSurface {
-                return GateSyntaxError("the \(g.kind.rawValue) gate's surface \"\(g.surface)\" is the worker's own surface; give each gate a surface of its own, e.g. \(mainSurface).\(g.kind.rawValue)")
+                return GateSyntaxError(
+                    "the \(g.kind.rawValue) gate's surface \"\(g.surface)\" is the worker's own surface; give each gate a surface of its own, e.g. \(mainSurface).\(g.kind.rawValue)"
+                )
             }
         }
         return nil

@@ -22,45 +22,57 @@ public enum BuiltinProfiles {
         defaultErrnoRet: ErrnoCode.ENOSYS,
         architectures: ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"],
         syscalls: [
-            SyscallRule(names: defaultAllowed, action: .allow,
-                        comment: "files, memory, time, signals, threads, sockets, processes"),
+            SyscallRule(
+                names: defaultAllowed, action: .allow,
+                comment: "files, memory, time, signals, threads, sockets, processes"),
             SyscallRule(names: ["arch_prctl"], action: .allow, includes: RuleFilter(arches: ["amd64"])),
-            SyscallRule(names: ["personality"], action: .allow,
-                        args: [ArgCondition(index: 0, value: 0x0, op: .equal)],
-                        comment: "PER_LINUX"),
-            SyscallRule(names: ["personality"], action: .allow,
-                        args: [ArgCondition(index: 0, value: 0x8, op: .equal)],
-                        comment: "PER_LINUX32"),
-            SyscallRule(names: ["personality"], action: .allow,
-                        args: [ArgCondition(index: 0, value: 0x20000, op: .equal)],
-                        comment: "UNAME26"),
-            SyscallRule(names: ["personality"], action: .allow,
-                        args: [ArgCondition(index: 0, value: 0xffff_ffff, op: .equal)],
-                        comment: "query the persona"),
-            SyscallRule(names: ["clone"], action: .allow,
-                        args: [ArgCondition(index: 0, value: namespaceFlags, valueTwo: 0, op: .maskedEqual)],
-                        comment: "fork and threads; not into new namespaces"),
-        ] + namespaceFlagList.map { flag in
-            SyscallRule(names: ["clone"], action: .errno, errnoRet: ErrnoCode.EPERM,
-                        args: [ArgCondition(index: 0, value: flag.value, valueTwo: flag.value, op: .maskedEqual)],
-                        comment: "clone into a new namespace (\(flag.name))")
-        } + [
-            SyscallRule(names: ["clone3"], action: .errno, errnoRet: ErrnoCode.ENOSYS,
-                        comment: "its flags are in memory a filter cannot read: ENOSYS makes libc fall back to clone"),
-            SyscallRule(names: defaultDenied, action: .errno, errnoRet: ErrnoCode.EPERM,
-                        comment: "escape from the process group, other processes' memory, kernel attack surface, the host"),
-        ] + terminalInjection,
+            SyscallRule(
+                names: ["personality"], action: .allow,
+                args: [ArgCondition(index: 0, value: 0x0, op: .equal)],
+                comment: "PER_LINUX"),
+            SyscallRule(
+                names: ["personality"], action: .allow,
+                args: [ArgCondition(index: 0, value: 0x8, op: .equal)],
+                comment: "PER_LINUX32"),
+            SyscallRule(
+                names: ["personality"], action: .allow,
+                args: [ArgCondition(index: 0, value: 0x20000, op: .equal)],
+                comment: "UNAME26"),
+            SyscallRule(
+                names: ["personality"], action: .allow,
+                args: [ArgCondition(index: 0, value: 0xffff_ffff, op: .equal)],
+                comment: "query the persona"),
+            SyscallRule(
+                names: ["clone"], action: .allow,
+                args: [ArgCondition(index: 0, value: namespaceFlags, valueTwo: 0, op: .maskedEqual)],
+                comment: "fork and threads; not into new namespaces"),
+        ]
+            + namespaceFlagList.map { flag in
+                SyscallRule(
+                    names: ["clone"], action: .errno, errnoRet: ErrnoCode.EPERM,
+                    args: [ArgCondition(index: 0, value: flag.value, valueTwo: flag.value, op: .maskedEqual)],
+                    comment: "clone into a new namespace (\(flag.name))")
+            } + [
+                SyscallRule(
+                    names: ["clone3"], action: .errno, errnoRet: ErrnoCode.ENOSYS,
+                    comment: "its flags are in memory a filter cannot read: ENOSYS makes libc fall back to clone"),
+                SyscallRule(
+                    names: defaultDenied, action: .errno, errnoRet: ErrnoCode.EPERM,
+                    comment: "escape from the process group, other processes' memory, kernel attack surface, the host"),
+            ] + terminalInjection,
         comment: "Tether default: a typical agent runtime; no escape from the process group, no namespaces, no kernel attack surface"
     )
 
     /// `ioctl(TIOCSTI)` and `ioctl(TIOCLINUX)` refused: under `default` and `strict` alike.
     static let terminalInjection: [SyscallRule] = [
-            SyscallRule(names: ["ioctl"], action: .errno, errnoRet: ErrnoCode.EPERM,
-                        args: [ArgCondition(index: 1, value: 0xffff_ffff, valueTwo: TIOCSTI, op: .maskedEqual)],
-                        comment: "TIOCSTI: typing into the terminal of the supervisor"),
-            SyscallRule(names: ["ioctl"], action: .errno, errnoRet: ErrnoCode.EPERM,
-                        args: [ArgCondition(index: 1, value: 0xffff_ffff, valueTwo: TIOCLINUX, op: .maskedEqual)],
-                        comment: "TIOCLINUX: console selection and pasting"),
+        SyscallRule(
+            names: ["ioctl"], action: .errno, errnoRet: ErrnoCode.EPERM,
+            args: [ArgCondition(index: 1, value: 0xffff_ffff, valueTwo: TIOCSTI, op: .maskedEqual)],
+            comment: "TIOCSTI: typing into the terminal of the supervisor"),
+        SyscallRule(
+            names: ["ioctl"], action: .errno, errnoRet: ErrnoCode.EPERM,
+            args: [ArgCondition(index: 1, value: 0xffff_ffff, valueTwo: TIOCLINUX, op: .maskedEqual)],
+            comment: "TIOCLINUX: console selection and pasting"),
     ]
 
     /// `ioctl` request numbers compared on the low 32 bits only: the kernel truncates `cmd` to an
@@ -155,24 +167,34 @@ public enum BuiltinProfiles {
         syscalls: [
             SyscallRule(names: strictAllowed, action: .allow, comment: "files, memory, time, signals to itself, threads"),
             SyscallRule(names: ["arch_prctl"], action: .allow, includes: RuleFilter(arches: ["amd64"])),
-            SyscallRule(names: ["clone"], action: .allow,
-                        args: [ArgCondition(index: 0, value: 0x10000, valueTwo: 0x10000, op: .maskedEqual)],
-                        comment: "threads only (CLONE_THREAD): no new processes"),
-            SyscallRule(names: ["clone3"], action: .errno, errnoRet: ErrnoCode.ENOSYS,
-                        comment: "ENOSYS makes libc fall back to clone, whose flags the filter can read"),
-            SyscallRule(names: ["execveat"], action: .allow,
-                        args: [ArgCondition(index: 0, value: UInt64(strictExecFD), op: .equal),
-                               ArgCondition(index: 4, value: 0x1000, valueTwo: 0x1000, op: .maskedEqual)],
-                        comment: "the one exec: the worker's own program, through its descriptor (AT_EMPTY_PATH); an absolute path would ignore the descriptor, so Landlock allows executing that program and its ELF interpreter only"),
-            SyscallRule(names: ["close"], action: .errno, errnoRet: ErrnoCode.EPERM,
-                        args: [ArgCondition(index: 0, value: 0xffff_ffff, valueTwo: UInt64(strictExecFD), op: .maskedEqual)],
-                        comment: "keep the exec descriptor"),
-            SyscallRule(names: ["dup2"], action: .errno, errnoRet: ErrnoCode.EPERM,
-                        args: [ArgCondition(index: 1, value: 0xffff_ffff, valueTwo: UInt64(strictExecFD), op: .maskedEqual)],
-                        comment: "keep the exec descriptor"),
-            SyscallRule(names: ["dup3"], action: .errno, errnoRet: ErrnoCode.EPERM,
-                        args: [ArgCondition(index: 1, value: 0xffff_ffff, valueTwo: UInt64(strictExecFD), op: .maskedEqual)],
-                        comment: "keep the exec descriptor"),
+            SyscallRule(
+                names: ["clone"], action: .allow,
+                args: [ArgCondition(index: 0, value: 0x10000, valueTwo: 0x10000, op: .maskedEqual)],
+                comment: "threads only (CLONE_THREAD): no new processes"),
+            SyscallRule(
+                names: ["clone3"], action: .errno, errnoRet: ErrnoCode.ENOSYS,
+                comment: "ENOSYS makes libc fall back to clone, whose flags the filter can read"),
+            SyscallRule(
+                names: ["execveat"], action: .allow,
+                args: [
+                    ArgCondition(index: 0, value: UInt64(strictExecFD), op: .equal),
+                    ArgCondition(index: 4, value: 0x1000, valueTwo: 0x1000, op: .maskedEqual),
+                ],
+                comment:
+                    "the one exec: the worker's own program, through its descriptor (AT_EMPTY_PATH); an absolute path would ignore the descriptor, so Landlock allows executing that program and its ELF interpreter only"
+            ),
+            SyscallRule(
+                names: ["close"], action: .errno, errnoRet: ErrnoCode.EPERM,
+                args: [ArgCondition(index: 0, value: 0xffff_ffff, valueTwo: UInt64(strictExecFD), op: .maskedEqual)],
+                comment: "keep the exec descriptor"),
+            SyscallRule(
+                names: ["dup2"], action: .errno, errnoRet: ErrnoCode.EPERM,
+                args: [ArgCondition(index: 1, value: 0xffff_ffff, valueTwo: UInt64(strictExecFD), op: .maskedEqual)],
+                comment: "keep the exec descriptor"),
+            SyscallRule(
+                names: ["dup3"], action: .errno, errnoRet: ErrnoCode.EPERM,
+                args: [ArgCondition(index: 1, value: 0xffff_ffff, valueTwo: UInt64(strictExecFD), op: .maskedEqual)],
+                comment: "keep the exec descriptor"),
         ] + terminalInjection,
         execFD: strictExecFD,
         comment: "Tether strict: compute and file I/O only; no network, no new processes, no exec of another program"

@@ -7,10 +7,17 @@ extension SeccompProfile {
         if let c = comment { o.append(("comment", .string(c))) }
         if !architectures.isEmpty { o.append(("architectures", .array(architectures.map(JSONValue.string)))) }
         if !archMap.isEmpty {
-            o.append(("archMap", .array(archMap.map {
-                .object([("architecture", .string($0.architecture)),
-                         ("subArchitectures", .array($0.subArchitectures.map(JSONValue.string)))])
-            })))
+            o.append(
+                (
+                    "archMap",
+                    .array(
+                        archMap.map {
+                            .object([
+                                ("architecture", .string($0.architecture)),
+                                ("subArchitectures", .array($0.subArchitectures.map(JSONValue.string))),
+                            ])
+                        })
+                ))
         }
         if !flags.isEmpty { o.append(("flags", .array(flags.map(JSONValue.string)))) }
         if let fd = execFD { o.append(("x-tether-exec-fd", .int(UInt64(fd)))) }
@@ -26,10 +33,17 @@ extension SyscallRule {
         var o: [(String, JSONValue)] = [("names", .array(names.map(JSONValue.string))), ("action", .string(action.rawValue))]
         if let e = errnoRet { o.append(("errnoRet", .int(UInt64(e)))) }
         if !args.isEmpty {
-            o.append(("args", .array(args.map {
-                .object([("index", .int(UInt64($0.index))), ("value", .int($0.value)),
-                         ("valueTwo", .int($0.valueTwo)), ("op", .string($0.op.rawValue))])
-            })))
+            o.append(
+                (
+                    "args",
+                    .array(
+                        args.map {
+                            .object([
+                                ("index", .int(UInt64($0.index))), ("value", .int($0.value)),
+                                ("valueTwo", .int($0.valueTwo)), ("op", .string($0.op.rawValue)),
+                            ])
+                        })
+                ))
         }
         if !includes.isEmpty { o.append(("includes", includes.jsonValue)) }
         if !excludes.isEmpty { o.append(("excludes", excludes.jsonValue)) }
@@ -72,7 +86,8 @@ extension JSONValue {
             return "[\n" + a.map { inner + $0.pretty(indent: inner) }.joined(separator: ",\n") + "\n\(indent)]"
         case .object(let o):
             if o.isEmpty { return "{}" }
-            return "{\n" + o.map { inner + JSONValue.quote($0.0) + ": " + $0.1.pretty(indent: inner) }.joined(separator: ",\n") + "\n\(indent)}"
+            return "{\n" + o.map { inner + JSONValue.quote($0.0) + ": " + $0.1.pretty(indent: inner) }.joined(separator: ",\n")
+                + "\n\(indent)}"
         }
     }
 

@@ -61,10 +61,12 @@ public enum ProfileParser {
     // MARK: - the document
 
     static func profile(_ doc: JSONValue) throws(ProfileError) -> SeccompProfile {
-        let o = try Fields(doc, path: "$", allowed: [
-            "defaultAction", "defaultErrnoRet", "defaultErrno", "architectures", "archMap", "syscalls", "flags",
-            "listenerPath", "listenerMetadata", "comment", "x-tether-exec-fd",
-        ])
+        let o = try Fields(
+            doc, path: "$",
+            allowed: [
+                "defaultAction", "defaultErrnoRet", "defaultErrno", "architectures", "archMap", "syscalls", "flags",
+                "listenerPath", "listenerMetadata", "comment", "x-tether-exec-fd",
+            ])
         let defaultAction = try action(o.required("defaultAction"), path: "$.defaultAction")
         if defaultAction == .notify {
             throw ProfileError(path: "$.defaultAction", message: "SCMP_ACT_NOTIFY cannot be the default action")
@@ -80,20 +82,24 @@ public enum ProfileParser {
                 let e = try Fields(entry, path: path, allowed: ["architecture", "subArchitectures"])
                 let arch = try string(e.required("architecture"), path: "\(path).architecture")
                 try checkArch(arch, path: "\(path).architecture")
-                let subs = try e["subArchitectures"].map { v throws(ProfileError) in
-                    try archList(v, path: "\(path).subArchitectures")
-                } ?? []
+                let subs =
+                    try e["subArchitectures"].map { v throws(ProfileError) in
+                        try archList(v, path: "\(path).subArchitectures")
+                    } ?? []
                 return ArchMapEntry(architecture: arch, subArchitectures: subs)
             }
         }
         if let v = o["flags"] {
             p.flags = try stringList(v, path: "$.flags")
             for (i, f) in p.flags.enumerated() where !knownFlags.contains(f) {
-                throw ProfileError(path: "$.flags[\(i)]", message: "unknown flag \"\(f)\"; expected one of \(knownFlags.sorted().joined(separator: ", "))")
+                throw ProfileError(
+                    path: "$.flags[\(i)]", message: "unknown flag \"\(f)\"; expected one of \(knownFlags.sorted().joined(separator: ", "))")
             }
         }
         if let v = o["listenerPath"], try string(v, path: "$.listenerPath") != "" {
-            throw ProfileError(path: "$.listenerPath", message: "seccomp user notification listeners are not supported; remove listenerPath and SCMP_ACT_NOTIFY rules")
+            throw ProfileError(
+                path: "$.listenerPath",
+                message: "seccomp user notification listeners are not supported; remove listenerPath and SCMP_ACT_NOTIFY rules")
         }
         if let v = o["comment"] { p.comment = try string(v, path: "$.comment") }
         if let v = o["x-tether-exec-fd"] {
@@ -112,10 +118,11 @@ public enum ProfileParser {
     }
 
     static func syscallRule(_ v: JSONValue, path: String) throws(ProfileError) -> SyscallRule {
-        let o = try Fields(v, path: path, allowed: ["names", "name", "action", "errnoRet", "errno", "args", "includes", "excludes", "comment"])
+        let o = try Fields(
+            v, path: path, allowed: ["names", "name", "action", "errnoRet", "errno", "args", "includes", "excludes", "comment"])
         var names: [String] = []
         if let n = o["names"] { names = try stringList(n, path: "\(path).names") }
-        if let n = o["name"] { names.append(try string(n, path: "\(path).name")) }   // pre-OCI Docker form
+        if let n = o["name"] { names.append(try string(n, path: "\(path).name")) }  // pre-OCI Docker form
         if names.isEmpty {
             throw ProfileError(path: "\(path).names", message: "a rule needs at least one syscall name")
         }
@@ -149,7 +156,9 @@ public enum ProfileParser {
         let valueTwo = try o["valueTwo"].map { v throws(ProfileError) in try integer(v, path: "\(path).valueTwo") } ?? 0
         let opName = try string(o.required("op"), path: "\(path).op")
         guard let op = ArgOperator(rawValue: opName) else {
-            throw ProfileError(path: "\(path).op", message: "unknown operator \"\(opName)\"; expected one of \(ArgOperator.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ProfileError(
+                path: "\(path).op",
+                message: "unknown operator \"\(opName)\"; expected one of \(ArgOperator.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return ArgCondition(index: UInt32(index), value: value, valueTwo: valueTwo, op: op)
     }
@@ -160,7 +169,9 @@ public enum ProfileParser {
         if let a = o["arches"] {
             f.arches = try stringList(a, path: "\(path).arches")
             for (i, arch) in f.arches.enumerated() where !knownArchitectures.contains(arch) && !dockerArchNames.contains(arch) {
-                throw ProfileError(path: "\(path).arches[\(i)]", message: "unknown architecture \"\(arch)\"; expected a Docker name (amd64, arm64, x32, 386, …) or SCMP_ARCH_…")
+                throw ProfileError(
+                    path: "\(path).arches[\(i)]",
+                    message: "unknown architecture \"\(arch)\"; expected a Docker name (amd64, arm64, x32, 386, …) or SCMP_ARCH_…")
             }
         }
         if let c = o["caps"] {
@@ -190,7 +201,8 @@ public enum ProfileParser {
                 throw ProfileError(path: path, message: "expected an object, found \(v.kindName)")
             }
             for (k, _) in pairs where !allowed.contains(k) {
-                throw ProfileError(path: "\(path).\(k)", message: "unknown field; expected one of \(allowed.sorted().joined(separator: ", "))")
+                throw ProfileError(
+                    path: "\(path).\(k)", message: "unknown field; expected one of \(allowed.sorted().joined(separator: ", "))")
             }
             self.values = Dictionary(pairs, uniquingKeysWith: { a, _ in a })
             self.path = path
@@ -209,7 +221,9 @@ public enum ProfileParser {
     static func action(_ v: JSONValue, path: String) throws(ProfileError) -> SeccompAction {
         let name = try string(v, path: path)
         guard let a = SeccompAction(rawValue: name) else {
-            throw ProfileError(path: path, message: "unknown action \"\(name)\"; expected one of \(SeccompAction.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw ProfileError(
+                path: path,
+                message: "unknown action \"\(name)\"; expected one of \(SeccompAction.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return a
     }
@@ -221,7 +235,11 @@ public enum ProfileParser {
         guard let name else { return n }
         let text = try string(name, path: "\(path).\(key)")
         guard let byName = ErrnoName.value(text) else {
-            throw ProfileError(path: "\(path).\(key)", message: "unknown errno name \"\(text)\"; expected one of \(ErrnoName.table.keys.sorted().joined(separator: ", ")) or a number in \(key)Ret")
+            throw ProfileError(
+                path: "\(path).\(key)",
+                message:
+                    "unknown errno name \"\(text)\"; expected one of \(ErrnoName.table.keys.sorted().joined(separator: ", ")) or a number in \(key)Ret"
+            )
         }
         if let n, n != byName {
             throw ProfileError(path: "\(path).\(key)", message: "\(text) is \(byName) but \(key)Ret says \(n)")

@@ -45,10 +45,11 @@ extension SeccompProfile {
         var out: [ResolvedRule] = []
         for (i, rule) in syscalls.enumerated() where rule.applies(on: platform) {
             for (j, name) in rule.names.enumerated() {
-                out.append(ResolvedRule(
-                    name: name, action: rule.action, errnoRet: rule.errnoRet ?? ErrnoCode.EPERM,
-                    args: rule.args, path: "$.syscalls[\(i)].names[\(j)]",
-                    forCapabilities: !rule.includes.caps.isEmpty || !rule.excludes.caps.isEmpty))
+                out.append(
+                    ResolvedRule(
+                        name: name, action: rule.action, errnoRet: rule.errnoRet ?? ErrnoCode.EPERM,
+                        args: rule.args, path: "$.syscalls[\(i)].names[\(j)]",
+                        forCapabilities: !rule.includes.caps.isEmpty || !rule.excludes.caps.isEmpty))
             }
         }
         return out

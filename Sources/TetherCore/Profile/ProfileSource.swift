@@ -6,7 +6,11 @@ public enum ProfileSource {
     public static func load(_ nameOrPath: String) throws(ProfileError) -> (profile: SeccompProfile, source: String) {
         if let p = BuiltinProfiles.named(nameOrPath) { return (p, "built-in profile \"\(nameOrPath)\"") }
         guard nameOrPath.contains("/") || nameOrPath.hasSuffix(".json") else {
-            throw ProfileError(path: "$", message: "no built-in profile \"\(nameOrPath)\" (built-ins: \(BuiltinProfiles.names.joined(separator: ", "))); give a path to use a JSON file", source: nameOrPath)
+            throw ProfileError(
+                path: "$",
+                message:
+                    "no built-in profile \"\(nameOrPath)\" (built-ins: \(BuiltinProfiles.names.joined(separator: ", "))); give a path to use a JSON file",
+                source: nameOrPath)
         }
         let data: Data
         do {

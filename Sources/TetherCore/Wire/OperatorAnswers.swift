@@ -38,10 +38,14 @@ public struct SurfaceView: Codable, Sendable, Equatable {
     /// The key holding each instance named in `watchers` and `lastReport`.
     public var holders: [String: String]
 
-    enum CodingKeys: String, CodingKey { case surface = "deviceId", state, revoked, createdAt, updatedAt, reason, changedBy, watchers, lastReport, holders }
+    enum CodingKeys: String, CodingKey {
+        case surface = "deviceId", state, revoked, createdAt, updatedAt, reason, changedBy, watchers, lastReport, holders
+    }
 
-    public init(surface: String, state: String, revoked: Bool, createdAt: String, updatedAt: String, reason: String?, changedBy: String?,
-                watchers: [String], lastReport: ReportView?, holders: [String: String]) {
+    public init(
+        surface: String, state: String, revoked: Bool, createdAt: String, updatedAt: String, reason: String?, changedBy: String?,
+        watchers: [String], lastReport: ReportView?, holders: [String: String]
+    ) {
         (self.surface, self.state, self.revoked, self.createdAt, self.updatedAt) = (surface, state, revoked, createdAt, updatedAt)
         (self.reason, self.changedBy, self.watchers, self.lastReport, self.holders) = (reason, changedBy, watchers, lastReport, holders)
     }
@@ -74,10 +78,14 @@ public struct SurfaceChanged: Codable, Sendable, Equatable {
     public var requestID: String
     public var acks: [ReportView]?
     public var missing: [MissingAck]?
-    enum CodingKeys: String, CodingKey { case status, surface = "deviceId", state, revoked, changedAt, reason, watchers, requestID = "request_id", acks, missing }
+    enum CodingKeys: String, CodingKey {
+        case status, surface = "deviceId", state, revoked, changedAt, reason, watchers, requestID = "request_id", acks, missing
+    }
 
-    public init(surface: String, state: String, revoked: Bool, changedAt: String, reason: String?, watchers: Int, requestID: String,
-                acks: [ReportView]?, missing: [MissingAck]?) {
+    public init(
+        surface: String, state: String, revoked: Bool, changedAt: String, reason: String?, watchers: Int, requestID: String,
+        acks: [ReportView]?, missing: [MissingAck]?
+    ) {
         (self.surface, self.state, self.revoked, self.changedAt, self.reason) = (surface, state, revoked, changedAt, reason)
         (self.watchers, self.requestID, self.acks, self.missing) = (watchers, requestID, acks, missing)
     }
@@ -95,7 +103,9 @@ public struct OrgChanged: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey { case status, halted, org, watchers, requestID = "request_id", acks, missing }
 
     public init(org: OrgView, watchers: Int, requestID: String, acks: [ReportView]?, missing: [MissingAck]?) {
-        (self.halted, self.org, self.watchers, self.requestID, self.acks, self.missing) = (org.halted, org, watchers, requestID, acks, missing)
+        (self.halted, self.org, self.watchers, self.requestID, self.acks, self.missing) = (
+            org.halted, org, watchers, requestID, acks, missing
+        )
     }
 }
 
@@ -145,7 +155,9 @@ public struct AuditPage: Codable, Sendable, Equatable {
         public var requestID: String
         enum CodingKeys: String, CodingKey { case id, at, actor, action, surface = "deviceId", reason, requestID = "request_id" }
         public init(id: Int64, at: String, actor: String, action: String, surface: String?, reason: String?, requestID: String) {
-            (self.id, self.at, self.actor, self.action, self.surface, self.reason, self.requestID) = (id, at, actor, action, surface, reason, requestID)
+            (self.id, self.at, self.actor, self.action, self.surface, self.reason, self.requestID) = (
+                id, at, actor, action, surface, reason, requestID
+            )
         }
         public func encode(to encoder: any Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)

@@ -19,8 +19,13 @@ public struct ReportBody: Codable, Sendable, Equatable {
         case requestID = "request_id"
     }
 
-    public init(surface: String, instance: String, state: ReportState, pids: [Int32], at: String? = nil, requestID: String? = nil, detail: String? = nil) {
-        (self.surface, self.instance, self.state, self.pids, self.at, self.requestID, self.detail) = (surface, instance, state, pids, at, requestID, detail)
+    public init(
+        surface: String, instance: String, state: ReportState, pids: [Int32], at: String? = nil, requestID: String? = nil,
+        detail: String? = nil
+    ) {
+        (self.surface, self.instance, self.state, self.pids, self.at, self.requestID, self.detail) = (
+            surface, instance, state, pids, at, requestID, detail
+        )
     }
 }
 
@@ -41,7 +46,10 @@ public struct ReportView: Codable, Sendable, Equatable {
         case requestID = "request_id"
     }
 
-    public init(surface: String?, instance: String, state: String, pids: [Int32], at: String, requestID: String?, receivedAt: String, detail: String?) {
+    public init(
+        surface: String?, instance: String, state: String, pids: [Int32], at: String, requestID: String?, receivedAt: String,
+        detail: String?
+    ) {
         (self.surface, self.instance, self.state, self.pids, self.at) = (surface, instance, state, pids, at)
         (self.requestID, self.receivedAt, self.detail) = (requestID, receivedAt, detail)
     }

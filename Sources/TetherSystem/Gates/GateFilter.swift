@@ -49,9 +49,11 @@ public struct GateFilter: @unchecked Sendable {
             func flags(_ arg: UInt32, _ name: String) -> [(String, [ArgCondition])] {
                 bits.map { (name, [ArgCondition(index: arg, value: $0, valueTwo: $0, op: .maskedEqual)]) }
             }
-            let tree = ["creat", "unlink", "unlinkat", "rename", "renameat", "renameat2", "mkdir", "mkdirat", "rmdir",
-                        "symlink", "symlinkat", "link", "linkat", "truncate", "chmod", "fchmod", "fchmodat", "fchmodat2",
-                        "chown", "fchown", "lchown", "fchownat", "mknod", "mknodat"]
+            let tree = [
+                "creat", "unlink", "unlinkat", "rename", "renameat", "renameat2", "mkdir", "mkdirat", "rmdir",
+                "symlink", "symlinkat", "link", "linkat", "truncate", "chmod", "fchmod", "fchmodat", "fchmodat2",
+                "chown", "fchown", "lchown", "fchownat", "mknod", "mknodat",
+            ]
             return flags(1, "open") + flags(2, "openat") + flags(2, "open_by_handle_at") + tree.map { ($0, []) }
         }
     }
@@ -73,13 +75,13 @@ public struct GateFilter: @unchecked Sendable {
         for kind in kinds.sorted() {
             for (name, when) in Self.rules(kind) {
                 let nr = seccomp_syscall_resolve_name(name)
-                if nr == tether_nr_scmp_error() || nr < 0 { continue }   // fchmodat2 on an older libseccomp
+                if nr == tether_nr_scmp_error() || nr < 0 { continue }  // fchmodat2 on an older libseccomp
                 rules.append((nr, tether_act_notify(), when, "gates.\(kind.rawValue)"))
             }
             for (name, err) in refused(kind) {
                 let nr = seccomp_syscall_resolve_name(name)
                 if nr == tether_nr_scmp_error() || nr < 0 { continue }
-                if rules.contains(where: { $0.0 == nr && $0.2.isEmpty }) { continue }   // io_uring: once, for all gates
+                if rules.contains(where: { $0.0 == nr && $0.2.isEmpty }) { continue }  // io_uring: once, for all gates
                 rules.append((nr, tether_act_errno(UInt16(err)), [], "gates.\(kind.rawValue)"))
             }
         }

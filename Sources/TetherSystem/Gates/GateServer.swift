@@ -87,9 +87,11 @@ public final class GateServer: Sendable {
     /// The denials since the last call, and forgets them.
     public func drainDenials() -> [(GateDenial, Int)] {
         denials.withLock { d in
-            let out = d.counts.sorted { ($0.key.gate, $0.key.call, $0.key.pid) < ($1.key.gate, $1.key.call, $1.key.pid) }.map { ($0.key, $0.value) }
+            let out = d.counts.sorted { ($0.key.gate, $0.key.call, $0.key.pid) < ($1.key.gate, $1.key.call, $1.key.pid) }.map {
+                ($0.key, $0.value)
+            }
             d.counts = [:]
-            d.exes = [:]   // a pid may be another process by the next flush
+            d.exes = [:]  // a pid may be another process by the next flush
             return out
         }
     }
@@ -112,17 +114,17 @@ public final class GateServer: Sendable {
         guard tether_notif_wait(listener, thread.wake) == 1 else { return false }
         var req = tether_notif()
         let rc = tether_notif_recv(listener, &req)
-        if rc == -ENOENT || rc == -EINTR { return true }   // the caller was interrupted; it asks again
+        if rc == -ENOENT || rc == -EINTR { return true }  // the caller was interrupted; it asks again
         if rc < 0 { return false }
         let err = decide(req)
-        answered.add(1, ordering: .relaxed)   // before the answer wakes the caller
-        _ = tether_notif_respond(listener, req.id, err)   // -ENOENT: interrupted meanwhile
+        answered.add(1, ordering: .relaxed)  // before the answer wakes the caller
+        _ = tether_notif_respond(listener, req.id, err)  // -ENOENT: interrupted meanwhile
         return true
     }
 
     /// 0 lets the call continue; otherwise its errno.
     private func decide(_ req: tether_notif) -> Int32 {
-        guard let kind = byNumber[req.nr] else { return 0 }   // not a gated call: cannot happen (the filter)
+        guard let kind = byNumber[req.nr] else { return 0 }  // not a gated call: cannot happen (the filter)
         if isOpen(kind) { return 0 }
         if kind == .net && !isInet(req) { return 0 }
         let recorded = mode(kind) == .record
@@ -134,7 +136,7 @@ public final class GateServer: Sendable {
     /// netlink; the other calls on a socket that is not a Unix or netlink one. A descriptor
     /// that cannot be looked at counts as network (fail closed).
     private func isInet(_ req: tether_notif) -> Bool {
-        let fdOrFamily = Int32(truncatingIfNeeded: req.args.0)   // the kernel reads an int
+        let fdOrFamily = Int32(truncatingIfNeeded: req.args.0)  // the kernel reads an int
         if req.nr == Self.socketNR { return fdOrFamily != Self.afUnix && fdOrFamily != Self.afNetlink }
         let domain = tether_socket_domain_of(req.pid, listener, req.id, fdOrFamily)
         return !(domain == Self.afUnix || domain == Self.afNetlink)
@@ -143,7 +145,9 @@ public final class GateServer: Sendable {
     private func note(_ d: GateDenial) {
         denials.withLock { s in
             var d = d
-            if let exe = s.exes[d.pid] { d.executable = exe } else {
+            if let exe = s.exes[d.pid] {
+                d.executable = exe
+            } else {
                 let exe = Self.executable(d.pid)
                 s.exes[d.pid] = exe
                 d.executable = exe

@@ -68,16 +68,23 @@ public enum ProcessTable {
                 } else {
                     var v: Int64 = 0
                     var neg = false
-                    if i < bytes.count, bytes[i] == UInt8(ascii: "-") { neg = true; i += 1 }
-                    while i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 { v = v * 10 + Int64(bytes[i] - 48); i += 1 }
+                    if i < bytes.count, bytes[i] == UInt8(ascii: "-") {
+                        neg = true
+                        i += 1
+                    }
+                    while i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 {
+                        v = v * 10 + Int64(bytes[i] - 48)
+                        i += 1
+                    }
                     fields.append(neg ? -v : v)
                 }
                 while i < bytes.count, bytes[i] != UInt8(ascii: " ") { i += 1 }
                 field += 1
             }
             guard fields.count == 4, state != 0 else { return nil }
-            return ProcessInfo(pid: pid, state: Character(UnicodeScalar(state)), ppid: pid_t(fields[0]),
-                               pgid: pid_t(fields[1]), sid: pid_t(fields[2]))
+            return ProcessInfo(
+                pid: pid, state: Character(UnicodeScalar(state)), ppid: pid_t(fields[0]),
+                pgid: pid_t(fields[1]), sid: pid_t(fields[2]))
         } ?? nil
     }
 

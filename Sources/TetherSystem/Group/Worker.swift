@@ -29,9 +29,11 @@ public final class Worker: Sendable {
     public let networkMode: NetworkMode
     private let onReaped: @Sendable () -> Void
 
-    init(name: String, pidfd: PidFD, cgroup: Cgroup?, exit: ExitFuture, contained: Bool = false, identity: String = "",
-         gates: GateServer? = nil, network: WorkerNetwork? = nil, networkMode: NetworkMode = .host,
-         onReaped: @escaping @Sendable () -> Void) {
+    init(
+        name: String, pidfd: PidFD, cgroup: Cgroup?, exit: ExitFuture, contained: Bool = false, identity: String = "",
+        gates: GateServer? = nil, network: WorkerNetwork? = nil, networkMode: NetworkMode = .host,
+        onReaped: @escaping @Sendable () -> Void
+    ) {
         self.gates = gates
         self.network = network
         self.networkMode = networkMode
@@ -139,7 +141,7 @@ public final class Worker: Sendable {
     public func killVerified(timeout: Duration = .seconds(5)) async throws(GroupStateError) -> GroupState {
         kill()
         let s = await waitForState(timeout: timeout) { st in
-            if !st.isGone { self.kill() }   // a member forked between the kill and the read
+            if !st.isGone { self.kill() }  // a member forked between the kill and the read
             return st.isGone
         }
         guard s.isGone else { throw GroupStateError(operation: "kill", state: s) }

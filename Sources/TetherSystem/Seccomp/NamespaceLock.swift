@@ -8,8 +8,10 @@ import TetherCore
 /// agent under it (the pinned mounts are locked against unmounting, not against being covered).
 /// A filter stacked on the profile's: the kernel takes the strictest answer of all.
 enum NamespaceLock {
-    static let denied = ["unshare", "setns", "mount", "umount2", "move_mount", "open_tree", "fsopen", "fsconfig",
-                         "fsmount", "fspick", "mount_setattr", "pivot_root", "chroot"]
+    static let denied = [
+        "unshare", "setns", "mount", "umount2", "move_mount", "open_tree", "fsopen", "fsconfig",
+        "fsmount", "fspick", "mount_setattr", "pivot_root", "chroot",
+    ]
 
     static func program() throws(ProfileError) -> [sock_filter] {
         let eperm = tether_act_errno(UInt16(EPERM))
@@ -19,8 +21,11 @@ enum NamespaceLock {
         }
         let clone = seccomp_syscall_resolve_name("clone")
         for flag in BuiltinProfiles.namespaceFlagList {
-            rules.append((clone, eperm, [ArgCondition(index: 0, value: flag.value, valueTwo: flag.value, op: .maskedEqual)],
-                          "tether --agent: clone(\(flag.name))"))
+            rules.append(
+                (
+                    clone, eperm, [ArgCondition(index: 0, value: flag.value, valueTwo: flag.value, op: .maskedEqual)],
+                    "tether --agent: clone(\(flag.name))"
+                ))
         }
         // clone3's flags are in memory a filter cannot read: ENOSYS, and libc falls back to clone.
         let clone3 = seccomp_syscall_resolve_name("clone3")
@@ -34,7 +39,8 @@ enum NamespaceLock {
         guard let filter else {
             return CompiledFilter(programs: [lock], ruleCount: denied.count, architecture: "native", warnings: [], execFD: nil)
         }
-        return CompiledFilter(programs: [lock] + filter.programs, ruleCount: filter.ruleCount + denied.count,
-                              architecture: filter.architecture, warnings: filter.warnings, execFD: filter.execFD)
+        return CompiledFilter(
+            programs: [lock] + filter.programs, ruleCount: filter.ruleCount + denied.count,
+            architecture: filter.architecture, warnings: filter.warnings, execFD: filter.execFD)
     }
 }

@@ -34,21 +34,21 @@ extension TargetPlatform {
 
     static var nativeSeccompArch: String {
         #if arch(x86_64)
-        return "SCMP_ARCH_X86_64"
+            return "SCMP_ARCH_X86_64"
         #elseif arch(arm64)
-        return "SCMP_ARCH_AARCH64"
+            return "SCMP_ARCH_AARCH64"
         #else
-        return "SCMP_ARCH_NATIVE"
+            return "SCMP_ARCH_NATIVE"
         #endif
     }
 
     static var nativeDockerArch: String {
         #if arch(x86_64)
-        return "amd64"
+            return "amd64"
         #elseif arch(arm64)
-        return "arm64"
+            return "arm64"
         #else
-        return "unknown"
+            return "unknown"
         #endif
     }
 
@@ -83,8 +83,8 @@ public enum Capabilities {
     /// The effective set of this process, from `/proc/self/status`.
     public static func effective() -> Set<String> {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
-              let mask = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
+            let mask = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16)
         else { return [] }
         return Set(names.indices.filter { mask & (1 << UInt64($0)) != 0 }.map { names[$0] })
     }

@@ -60,10 +60,14 @@ public enum SeccompCompiler {
         layout: Layout = .binaryTree
     ) throws(ProfileError) -> CompiledFilter {
         var warnings: [String] = []
-        let defaultAction = try scmpAction(profile.defaultAction, errno: profile.effectiveDefaultErrno, path: "$.defaultAction", source: source)
+        let defaultAction = try scmpAction(
+            profile.defaultAction, errno: profile.effectiveDefaultErrno, path: "$.defaultAction", source: source)
 
         // Resolve names to numbers; group the rules of each syscall.
-        struct Entry { var number: Int32; var rules: [ResolvedRule] }
+        struct Entry {
+            var number: Int32
+            var rules: [ResolvedRule]
+        }
         var order: [Int32] = []
         var bySyscall: [Int32: Entry] = [:]
         for rule in profile.resolve(for: platform) {
@@ -81,15 +85,21 @@ public enum SeccompCompiler {
                 let action = try scmpAction(rule.action, errno: rule.errnoRet, path: rule.path, source: source)
                 if let near = SyscallNames.nearest(rule.name) {
                     if action != tether_act_allow() && defaultAction == tether_act_allow() {
-                        throw ProfileError(path: rule.path, message: "unknown syscall \"\(rule.name)\" (did you mean \"\(near)\"?): skipping this rule would leave the call allowed", source: source)
+                        throw ProfileError(
+                            path: rule.path,
+                            message:
+                                "unknown syscall \"\(rule.name)\" (did you mean \"\(near)\"?): skipping this rule would leave the call allowed",
+                            source: source)
                     }
                     warnings.append("\(rule.path): unknown syscall \"\(rule.name)\" — did you mean \"\(near)\"? Rule skipped")
                 } else {
-                    warnings.append("\(rule.path): \"\(rule.name)\" is not a syscall this machine knows (another architecture's, or a newer kernel's); rule skipped")
+                    warnings.append(
+                        "\(rule.path): \"\(rule.name)\" is not a syscall this machine knows (another architecture's, or a newer kernel's); rule skipped"
+                    )
                 }
                 continue
             }
-            if nr < 0 { continue }   // a syscall of another architecture: nothing to do here
+            if nr < 0 { continue }  // a syscall of another architecture: nothing to do here
             if bySyscall[nr] == nil { order.append(nr) }
             bySyscall[nr, default: Entry(number: nr, rules: [])].rules.append(rule)
         }
@@ -110,13 +120,23 @@ public enum SeccompCompiler {
                     // CAP_SYS_ADMIN): it decides. Two plain rules that disagree are an error.
                     if r.forCapabilities != first.forCapabilities {
                         let winner = r.forCapabilities ? r : first, loser = r.forCapabilities ? first : r
-                        warnings.append("\(winner.path): \"\(r.name)\": the rule for the worker's capabilities overrides the unconditional one (\(loser.path))")
-                        if r.forCapabilities { chosen = a; chosenRule = r }
+                        warnings.append(
+                            "\(winner.path): \"\(r.name)\": the rule for the worker's capabilities overrides the unconditional one (\(loser.path))"
+                        )
+                        if r.forCapabilities {
+                            chosen = a
+                            chosenRule = r
+                        }
                         continue
                     }
-                    throw ProfileError(path: r.path, message: "\"\(r.name)\" already has an unconditional rule with another action (\(first.path))", source: source)
+                    throw ProfileError(
+                        path: r.path, message: "\"\(r.name)\" already has an unconditional rule with another action (\(first.path))",
+                        source: source)
                 }
-                if chosen == nil { chosen = a; chosenRule = r }
+                if chosen == nil {
+                    chosen = a
+                    chosenRule = r
+                }
             }
             if let a = chosen, a != defaultAction { base.append((nr, a, [], chosenRule!.path)) }
             for r in rules where !r.args.isEmpty {
@@ -124,7 +144,9 @@ public enum SeccompCompiler {
                 if let u = chosen {
                     if a == u { continue }
                     if a == tether_act_allow() {
-                        warnings.append("\(r.path): conditional allow of \"\(r.name)\" is shadowed by its unconditional rule (\(unconditional[0].path))")
+                        warnings.append(
+                            "\(r.path): conditional allow of \"\(r.name)\" is shadowed by its unconditional rule (\(unconditional[0].path))"
+                        )
                         continue
                     }
                     overlay.append((nr, a, r.args, r.path))
@@ -162,8 +184,10 @@ public enum SeccompCompiler {
     static let terminalInjection: [(Int32, UInt32, [ArgCondition], String)] = {
         let ioctl = seccomp_syscall_resolve_name("ioctl")
         return [(0x5412, "TIOCSTI"), (0x541C, "TIOCLINUX")].map { (request: UInt64, name: String) in
-            (ioctl, tether_act_errno(UInt16(EPERM)), [ArgCondition(index: 1, value: 0xffff_ffff, valueTwo: request, op: .maskedEqual)],
-             "tether: ioctl(\(name)), refused under every profile")
+            (
+                ioctl, tether_act_errno(UInt16(EPERM)), [ArgCondition(index: 1, value: 0xffff_ffff, valueTwo: request, op: .maskedEqual)],
+                "tether: ioctl(\(name)), refused under every profile"
+            )
         }
     }()
 
@@ -195,7 +219,9 @@ public enum SeccompCompiler {
                     seccomp_rule_add_array(ctx, action, nr, UInt32($0.count), $0.baseAddress)
                 }
                 if rc < 0 {
-                    throw ProfileError(path: path, message: "libseccomp refused the rule: \(SystemError("seccomp_rule_add", .init(rawValue: -rc)).errno)", source: source)
+                    throw ProfileError(
+                        path: path, message: "libseccomp refused the rule: \(SystemError("seccomp_rule_add", .init(rawValue: -rc)).errno)",
+                        source: source)
                 }
             }
         }

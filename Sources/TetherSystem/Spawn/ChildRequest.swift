@@ -7,8 +7,8 @@ import TetherCore
 public struct SpawnError: Error, Sendable, CustomStringConvertible {
     public enum Stage: Int32, Sendable {
         case none = 0, signals, setpgid, tcsetpgrp, cgroup, rlimit, setgroups, setgid, setuid,
-             pdeathsig, noNewPrivs, chdir, stdio, closeFDs, execFD, seccomp, exec, fork, pipe, pidfd,
-             namespaces, idMap, mounts, initExec, landlock, gateFilter, gateTake, network
+            pdeathsig, noNewPrivs, chdir, stdio, closeFDs, execFD, seccomp, exec, fork, pipe, pidfd,
+            namespaces, idMap, mounts, initExec, landlock, gateFilter, gateTake, network
         /// Not a step of the child path: the start gate said no (Swift side only).
         case gate = 100
 
@@ -181,7 +181,11 @@ struct ChildRequest: Sendable {
                 return .failure(SpawnError(stage: .stdio, errno: errno, message: "cannot use descriptor \(fd) for stdio"))
             }
             opened.append(copy)
-            switch i { case 0: stdioFDs.0 = copy; case 1: stdioFDs.1 = copy; default: stdioFDs.2 = copy }
+            switch i {
+            case 0: stdioFDs.0 = copy
+            case 1: stdioFDs.1 = copy
+            default: stdioFDs.2 = copy
+            }
         }
         var procsFD: Int32 = -1
         var dirFD: Int32 = -1
@@ -288,16 +292,16 @@ struct ChildRequest: Sendable {
                     attr.contain.etc_owned_count = c.etcLayer?.owned.count ?? 0
                 }
                 return withUnsafePointer(to: &netHelper) { nh in
-                if helper != nil { attr.contain.net_helper = nh }
-                return withUnsafePointer(to: &gateProgram) { gp in
-                    if gates != nil {
-                        attr.gate_filter = gp
-                        // An unprivileged supervisor copies the listener only out of a dumpable child.
-                        attr.gate_make_dumpable = geteuid() == 0 ? 0 : 1
-                        attr.gate_serves_exec = gates?.notifiesExec == true ? 1 : 0
+                    if helper != nil { attr.contain.net_helper = nh }
+                    return withUnsafePointer(to: &gateProgram) { gp in
+                        if gates != nil {
+                            attr.gate_filter = gp
+                            // An unprivileged supervisor copies the listener only out of a dumpable child.
+                            attr.gate_make_dumpable = geteuid() == 0 ? 0 : 1
+                            attr.gate_serves_exec = gates?.notifiesExec == true ? 1 : 0
+                        }
+                        return tether_spawn(&attr, &pid, &pidfd, &gateListener, &netPidFD, &netExitFD, &stage, &err)
                     }
-                    return tether_spawn(&attr, &pid, &pidfd, &gateListener, &netPidFD, &netExitFD, &stage, &err)
-                }
                 }
             }
         }
@@ -310,7 +314,8 @@ struct ChildRequest: Sendable {
             let s = SpawnError.Stage(rawValue: stage) ?? .none
             var message = Self.explain(s, path: path, cwd: cwd)
             if s == .gateTake && err == EPERM {
-                message += ": copying the listener out of a worker that runs as another user needs CAP_SYS_PTRACE (add it to the unit's CapabilityBoundingSet)"
+                message +=
+                    ": copying the listener out of a worker that runs as another user needs CAP_SYS_PTRACE (add it to the unit's CapabilityBoundingSet)"
             }
             return .failure(SpawnError(stage: s, errno: err, message: message))
         }
@@ -333,7 +338,9 @@ struct ChildRequest: Sendable {
         case .landlock: return "cannot restrict the worker to its one program (Landlock)"
         case .gateFilter: return "cannot install the worker's gates (seccomp user notification, Linux 5.0+)"
         case .gateTake: return "cannot take the listener of the worker's gates (pidfd_getfd, Linux 5.6+)"
-        case .network: return "cannot link the worker's network namespace to the outside (its loopback, or slirp4netns: it exited or did not say it was ready)"
+        case .network:
+            return
+                "cannot link the worker's network namespace to the outside (its loopback, or slirp4netns: it exited or did not say it was ready)"
         default: return "cannot start \(path)"
         }
     }

@@ -57,7 +57,11 @@ struct WorkerIdentity: Sendable {
             if let user = spec.user, !wantsRoot {
                 let c = try Credentials.resolve(user: user, group: spec.group)
                 if c?.uid != euid {
-                    throw SpawnError(stage: .setuid, errno: EPERM, message: "cannot run the worker as \(user): only a supervisor running as root can change users (this one runs as uid \(euid))")
+                    throw SpawnError(
+                        stage: .setuid, errno: EPERM,
+                        message:
+                            "cannot run the worker as \(user): only a supervisor running as root can change users (this one runs as uid \(euid))"
+                    )
                 }
             }
             return WorkerIdentity(ids: nil, rootInUserNamespace: wantsRoot, lease: nil)
@@ -97,7 +101,7 @@ enum DynamicUser {
             }
         }
         let span = UInt32(range.count)
-        var h: UInt32 = 2166136261   // FNV-1a: stable across runs, unlike Hasher
+        var h: UInt32 = 2166136261  // FNV-1a: stable across runs, unlike Hasher
         for b in name.utf8 { h = (h ^ UInt32(b)) &* 16777619 }
         for i in 0..<span {
             let uid = range.lowerBound + uid_t((h &+ i) % span)

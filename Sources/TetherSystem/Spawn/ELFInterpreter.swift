@@ -21,7 +21,7 @@ enum ELFInterpreter {
         guard phentsize >= 56, phnum < 512 else { return nil }
         for i in 0..<phnum {
             guard let ph = read(phentsize, at: phoff + UInt64(i * phentsize)) else { return nil }
-            guard u(ph, 0, 4) == 3 else { continue }   // PT_INTERP
+            guard u(ph, 0, 4) == 3 else { continue }  // PT_INTERP
             let size = Int(u(ph, 32, 8))
             guard size > 1, size < 4096, let bytes = read(size, at: u(ph, 8, 8)) else { return nil }
             return String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)

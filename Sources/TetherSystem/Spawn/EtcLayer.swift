@@ -26,13 +26,18 @@ struct EtcLayer: Sendable, Equatable {
     }
 
     /// The layer for `directory`, with the mounts below /etc as this mount namespace has them.
-    static func make(directory: String, mountinfo: String? = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) throws(SpawnError) -> EtcLayer {
+    static func make(
+        directory: String, mountinfo: String? = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+    ) throws(SpawnError) -> EtcLayer {
         guard let mountinfo else {
-            throw SpawnError(stage: .mounts, errno: EIO, message: "cannot read /proc/self/mountinfo to carry the mounts below /etc over the pinned /etc")
+            throw SpawnError(
+                stage: .mounts, errno: EIO, message: "cannot read /proc/self/mountinfo to carry the mounts below /etc over the pinned /etc")
         }
         let below = submounts(of: "/etc", in: mountinfo)
         guard below.count <= Int(TETHER_ETC_SUBMOUNTS_MAX) else {
-            throw SpawnError(stage: .mounts, errno: E2BIG, message: "\(below.count) mounts below /etc; the pinned /etc carries at most \(TETHER_ETC_SUBMOUNTS_MAX) over")
+            throw SpawnError(
+                stage: .mounts, errno: E2BIG,
+                message: "\(below.count) mounts below /etc; the pinned /etc carries at most \(TETHER_ETC_SUBMOUNTS_MAX) over")
         }
         let owned = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { name in
             var st = stat()
@@ -63,7 +68,8 @@ struct EtcLayer: Sendable, Equatable {
         var i = 0
         while i < b.count {
             if b[i] == UInt8(ascii: "\\"), i + 3 < b.count,
-               let v = UInt8(String(decoding: b[(i + 1)...(i + 3)], as: UTF8.self), radix: 8) {
+                let v = UInt8(String(decoding: b[(i + 1)...(i + 3)], as: UTF8.self), radix: 8)
+            {
                 out.append(v)
                 i += 4
             } else {

@@ -48,7 +48,7 @@ final class ExitMonitor: Sendable {
     }
 
     private struct State {
-        var watched: [Int32: Watched] = [:]   // by pidfd
+        var watched: [Int32: Watched] = [:]  // by pidfd
         /// Process groups of workers, past and present: a zombie child of ours in one of these
         /// is a worker's orphan and ours to reap. Other children (spawned by other code in this
         /// process) are left to whoever spawned them.

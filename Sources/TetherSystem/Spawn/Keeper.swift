@@ -30,10 +30,14 @@ final class Keeper: Sendable {
     /// Starts the keeper and the heartbeat. `openKillFile` opens the `cgroup.kill` of the
     /// supervisor's cgroup directory (or returns -1); the keeper keeps its own copy.
     /// `executable`: the program to exec as the keeper (tests give another).
-    static func start(openKillFile: @escaping @Sendable () -> Int32, heartbeatTimeout: Duration, logger: Logger,
-                      executable: Int32 = ContainmentFDs.executable) throws(SystemError) -> Keeper {
+    static func start(
+        openKillFile: @escaping @Sendable () -> Int32, heartbeatTimeout: Duration, logger: Logger,
+        executable: Int32 = ContainmentFDs.executable
+    ) throws(SystemError) -> Keeper {
         let (pid, fd, echo, used) = try exec(executable, openKillFile, timeout: heartbeatTimeout, logger: logger)
-        let k = Keeper(state: State(pid: pid, fd: fd, echoFD: echo, executable: used), openKillFile: openKillFile, timeout: heartbeatTimeout, logger: logger)
+        let k = Keeper(
+            state: State(pid: pid, fd: fd, echoFD: echo, executable: used), openKillFile: openKillFile, timeout: heartbeatTimeout,
+            logger: logger)
         k.superviseLoop(pid)
         k.heartbeat()
         return k
@@ -50,8 +54,10 @@ final class Keeper: Sendable {
     /// before its keeper does. A program that exits instead (a tether-init older than this
     /// binary, left beside it, takes "tether-keeper" for a usage error) is not a keeper: then
     /// this binary is, which always is. Returns the program that ran.
-    private static func exec(_ executable: Int32, _ openKillFile: @Sendable () -> Int32, timeout: Duration,
-                             logger: Logger) throws(SystemError) -> (pid_t, Int32, Int32, Int32) {
+    private static func exec(
+        _ executable: Int32, _ openKillFile: @Sendable () -> Int32, timeout: Duration,
+        logger: Logger
+    ) throws(SystemError) -> (pid_t, Int32, Int32, Int32) {
         let killFile = openKillFile()
         defer { if killFile >= 0 { close(killFile) } }
         let ms = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
@@ -71,7 +77,8 @@ final class Keeper: Sendable {
             guard program != ContainmentFDs.selfExecutable else {
                 throw SystemError("exec (keeper): it did not start", .init(rawValue: ECHILD))
             }
-            logger.error("\(ContainmentFDs.path(of: program)) is not a keeper (older than this tether?): running this binary as the keeper instead")
+            logger.error(
+                "\(ContainmentFDs.path(of: program)) is not a keeper (older than this tether?): running this binary as the keeper instead")
             program = ContainmentFDs.selfExecutable
         }
     }
@@ -105,7 +112,8 @@ final class Keeper: Sendable {
                 if hung != silenced {
                     silenced = hung
                     if hung {
-                        logger.critical("the async runtime has not run a task for \(timeout): no more heartbeats; the keeper will kill every worker")
+                        logger.critical(
+                            "the async runtime has not run a task for \(timeout): no more heartbeats; the keeper will kill every worker")
                     } else {
                         logger.notice("the async runtime runs tasks again: heartbeats resume")
                     }
@@ -172,7 +180,9 @@ final class Keeper: Sendable {
         guard let exit = ExitMonitor.shared.monitor(pid: pid) else { return }
         Task.detached { [self] in
             let status = await exit.status
-            logger.error("the keeper (pid \(pid)) died, \(status): starting a new one; until it runs, a SIGKILLed supervisor would leave workers behind")
+            logger.error(
+                "the keeper (pid \(pid)) died, \(status): starting a new one; until it runs, a SIGKILLed supervisor would leave workers behind"
+            )
             let executable = state.withLock { $0.executable }
             do {
                 let (newPID, newFD, newEcho, used) = try Self.exec(executable, openKillFile, timeout: timeout, logger: logger)

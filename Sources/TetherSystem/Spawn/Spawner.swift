@@ -30,8 +30,10 @@ public final class Spawner: Sendable {
     /// shorter than the leases the authority gives (15 s by default).
     public static let heartbeatTimeout: Duration = .seconds(5)
 
-    public init(logger: Logger, useCgroups: Bool = true, containment: ContainmentPolicy = ContainmentPolicy(),
-                heartbeatTimeout: Duration = Spawner.heartbeatTimeout) {
+    public init(
+        logger: Logger, useCgroups: Bool = true, containment: ContainmentPolicy = ContainmentPolicy(),
+        heartbeatTimeout: Duration = Spawner.heartbeatTimeout
+    ) {
         self.logger = logger
         self.containment = containment
         // A child of ours that dies must never take the supervisor with it through SIGPIPE, and
@@ -54,7 +56,9 @@ public final class Spawner: Sendable {
         }
         if let reason {
             // Said once per supervisor, not per worker.
-            logger.notice("workers get no cgroup: each is stopped and killed through its PID namespace, process by process (no atomic freeze, no resource accounting)", metadata: ["reason": "\(reason)"])
+            logger.notice(
+                "workers get no cgroup: each is stopped and killed through its PID namespace, process by process (no atomic freeze, no resource accounting)",
+                metadata: ["reason": "\(reason)"])
         }
         cgroupRoot = root
         cgroupUnavailable = reason
@@ -140,8 +144,11 @@ public final class Spawner: Sendable {
         guard containment.acceptWeak, !isWeak, let probe = try? Self.resolve("true", path: "/usr/bin:/bin") else { return }
         let devnull = open("/dev/null", O_RDWR | O_CLOEXEC)
         defer { close(devnull) }
-        if let w = try? await spawn(Launch(name: "tether-probe", spec: WorkerSpec(command: [probe]), filter: nil,
-                                           stdin: devnull, stdout: devnull, stderr: devnull)) {
+        if let w = try? await spawn(
+            Launch(
+                name: "tether-probe", spec: WorkerSpec(command: [probe]), filter: nil,
+                stdin: devnull, stdout: devnull, stderr: devnull))
+        {
             _ = await w.wait()
         }
     }
@@ -166,9 +173,11 @@ public final class Spawner: Sendable {
         // restart storm) says nothing about namespaces: tried again, never taken for a refusal.
         var retries = 0
         while case .failure(let e) = result.0, plan.request.contain != nil, e.stage == .namespaces,
-              Self.transientErrors.contains(e.errno), retries < 5 {
+            Self.transientErrors.contains(e.errno), retries < 5
+        {
             retries += 1
-            logger.warning("the worker's namespaces could not be made for now; trying again", metadata: ["error": "\(e)", "attempt": "\(retries + 1)"])
+            logger.warning(
+                "the worker's namespaces could not be made for now; trying again", metadata: ["error": "\(e)", "attempt": "\(retries + 1)"])
             plan.release()
             try? await Sleep.for(.milliseconds(20 << retries))
             plan = try prepare(launch)
@@ -183,9 +192,13 @@ public final class Spawner: Sendable {
             }
             weak.store(true, ordering: .relaxed)
             if launch.gates.contains(where: { $0.kind == .net && $0.mode == .enforce }) {
-                logger.critical("WEAK CONTAINMENT: no network namespace either; the net gate falls back to shutting down the sockets it can see, and a connection the worker hides (a descriptor in flight, a thread's own table) outlives it", metadata: ["worker": "\(launch.name)"])
+                logger.critical(
+                    "WEAK CONTAINMENT: no network namespace either; the net gate falls back to shutting down the sockets it can see, and a connection the worker hides (a descriptor in flight, a thread's own table) outlives it",
+                    metadata: ["worker": "\(launch.name)"])
             }
-            logger.critical("WEAK CONTAINMENT: the worker's namespaces cannot be made; running it in the supervisor's, as --accept-weak-containment allows: it may signal the supervisor and read what its uid can", metadata: ["error": "\(e)"])
+            logger.critical(
+                "WEAK CONTAINMENT: the worker's namespaces cannot be made; running it in the supervisor's, as --accept-weak-containment allows: it may signal the supervisor and read what its uid can",
+                metadata: ["error": "\(e)"])
             plan.release()
             plan = try prepare(launch)
             result = await start(plan, gate: launch.startGate)
@@ -193,9 +206,10 @@ public final class Spawner: Sendable {
         let worker = try await finish(plan, result, launch)
         if worker.networkMode.isOptOut {
             // Asked for, and loosening the default: said every time.
-            logger.warning(worker.networkMode == .host
-                ? "the worker shares the host's network namespace (--net host): the host's loopback services, abstract Unix sockets and ports are within its reach"
-                : "the worker reaches the host's loopback services through 10.0.2.2 (--net host-loopback)",
+            logger.warning(
+                worker.networkMode == .host
+                    ? "the worker shares the host's network namespace (--net host): the host's loopback services, abstract Unix sockets and ports are within its reach"
+                    : "the worker reaches the host's loopback services through 10.0.2.2 (--net host-loopback)",
                 metadata: ["worker": "\(launch.name)", "net": "\(worker.networkMode.rawValue)"])
         }
         ResidentPages.workerStarted(logger: logger)
@@ -234,15 +248,16 @@ public final class Spawner: Sendable {
 
     static func refusal(_ e: SpawnError) -> String {
         if e.stage == .namespaces, transientErrors.contains(e.errno) {
-            return "\(e.message): \(String(cString: strerror(e.errno))), after 6 tries: the kernel had no room for the worker's processes or namespaces (a fork bomb, a pids limit, memory). Not a refusal of namespaces: the worker is not started at all, never weakly contained for it."
+            return
+                "\(e.message): \(String(cString: strerror(e.errno))), after 6 tries: the kernel had no room for the worker's processes or namespaces (a fork bomb, a pids limit, memory). Not a refusal of namespaces: the worker is not started at all, never weakly contained for it."
         }
         return """
-        \(e.message): \(String(cString: strerror(e.errno))). Tether will not run a worker that could reach its supervisor. \
-        As root this needs PID and mount namespaces (CONFIG_PID_NS, CONFIG_NAMESPACES); as another user also unprivileged \
-        user namespaces (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1, no AppArmor restriction). \
-        Run the supervisor as root, enable user namespaces, or accept weaker containment with --accept-weak-containment \
-        (accept_weak_containment = true in [supervisor]).
-        """
+            \(e.message): \(String(cString: strerror(e.errno))). Tether will not run a worker that could reach its supervisor. \
+            As root this needs PID and mount namespaces (CONFIG_PID_NS, CONFIG_NAMESPACES); as another user also unprivileged \
+            user namespaces (sysctl user.max_user_namespaces > 0, kernel.unprivileged_userns_clone=1, no AppArmor restriction). \
+            Run the supervisor as root, enable user namespaces, or accept weaker containment with --accept-weak-containment \
+            (accept_weak_containment = true in [supervisor]).
+            """
     }
 
     /// Identity, environment, program, cgroup and namespaces: what the child path will do.
@@ -269,9 +284,15 @@ public final class Spawner: Sendable {
         }
         if !contained, launch.etcLayer != nil {
             guard launch.etcLayerOptional else {
-                throw SpawnError(stage: .mounts, errno: EPERM, message: "the agent's hook is pinned in the worker's own /etc, and under weak containment the worker has no mount namespace of its own: not started. --accept-unpinned-hooks starts it with hooks the agent can remove")
+                throw SpawnError(
+                    stage: .mounts, errno: EPERM,
+                    message:
+                        "the agent's hook is pinned in the worker's own /etc, and under weak containment the worker has no mount namespace of its own: not started. --accept-unpinned-hooks starts it with hooks the agent can remove"
+                )
             }
-            logger.critical("UNPINNED HOOKS: weak containment gives the worker no /etc of its own; the agent's hook is not pinned and the agent can remove or skip it (--accept-unpinned-hooks)", metadata: ["worker": "\(launch.name)"])
+            logger.critical(
+                "UNPINNED HOOKS: weak containment gives the worker no /etc of its own; the agent's hook is not pinned and the agent can remove or skip it (--accept-unpinned-hooks)",
+                metadata: ["worker": "\(launch.name)"])
         }
         let path = try Self.resolve(program, path: env["PATH"] ?? "/usr/local/bin:/usr/bin:/bin")
         let landlock = launch.filter?.execFD != nil ? OwnedFD(try Self.execAllowList(path)) : nil
@@ -280,8 +301,9 @@ public final class Spawner: Sendable {
         if contained {
             let s = try InitStatusPipe()
             status = s
-            contain = try namespaces(identity: identity, statusFD: s.writeFD, network: launch.spec.network,
-                                     decisionDirectory: launch.decisionDirectory)
+            contain = try namespaces(
+                identity: identity, statusFD: s.writeFD, network: launch.spec.network,
+                decisionDirectory: launch.decisionDirectory)
             if let layer = launch.etcLayer { contain?.etcLayer = try EtcLayer.make(directory: layer) }
         }
         // Last, as nothing after it can fail: a cgroup is only made for a spawn that goes ahead.
@@ -317,8 +339,9 @@ public final class Spawner: Sendable {
             limits: launch.spec.limits, filter: filter, contain: contain, landlockFD: landlock?.rawValue ?? -1
         )
         request.gates = gateFilter
-        return Plan(name: launch.name, request: request, cgroup: cgroup, identity: identity, status: status, landlock: landlock,
-                    gates: launch.gates, openGates: launch.openGates)
+        return Plan(
+            name: launch.name, request: request, cgroup: cgroup, identity: identity, status: status, landlock: landlock,
+            gates: launch.gates, openGates: launch.openGates)
     }
 
     /// The hidden paths as the mount namespace covers them: directories (a tmpfs) and files
@@ -341,8 +364,10 @@ public final class Spawner: Sendable {
     /// The namespace settings for one worker: what to cover and make read-only (looked at for
     /// each spawn: a state directory made since is covered too), the user namespace maps, the
     /// network namespace and its stack.
-    private func namespaces(identity: WorkerIdentity, statusFD: Int32, network: NetworkMode,
-                            decisionDirectory: String?) throws(SpawnError) -> ChildRequest.Contain {
+    private func namespaces(
+        identity: WorkerIdentity, statusFD: Int32, network: NetworkMode,
+        decisionDirectory: String?
+    ) throws(SpawnError) -> ChildRequest.Contain {
         let euid = geteuid(), egid = getegid()
         let workerUID = identity.ids?.uid ?? euid
         // The decision sockets' directory: covered, but for this worker's own (below).
@@ -383,14 +408,20 @@ public final class Spawner: Sendable {
             }
         }
         guard fd >= 0 else {
-            throw SpawnError(stage: .landlock, errno: -fd, message: "this profile allows exactly one program, which needs Landlock (Linux 5.13+, landlock in the lsm= list) to enforce; it is not available")
+            throw SpawnError(
+                stage: .landlock, errno: -fd,
+                message:
+                    "this profile allows exactly one program, which needs Landlock (Linux 5.13+, landlock in the lsm= list) to enforce; it is not available"
+            )
         }
         return fd
     }
 
     /// Runs the child path on the spawn thread, behind the start gate when there is a cgroup
     /// to hold the child in. Returns the result and the gate's answer (nil: not asked yet).
-    private func start(_ plan: Plan, gate: (@Sendable () async -> Bool)?) async -> (Result<(PidFD, ExitFuture), SpawnError>, Bool?, GateServer?, WorkerNetwork?) {
+    private func start(
+        _ plan: Plan, gate: (@Sendable () async -> Bool)?
+    ) async -> (Result<(PidFD, ExitFuture), SpawnError>, Bool?, GateServer?, WorkerNetwork?) {
         // The gate, when the child can be held: the cgroup is frozen before the child joins it,
         // so the child stops on its way back from that write, before exec. The spawn thread
         // waits in clone() (vfork) meanwhile; the answer comes from another task.
@@ -428,7 +459,9 @@ public final class Spawner: Sendable {
         return (result, await held?.value, server, network)
     }
 
-    private func finish(_ plan: Plan, _ started: (Result<(PidFD, ExitFuture), SpawnError>, Bool?, GateServer?, WorkerNetwork?), _ launch: Launch) async throws(SpawnError) -> Worker {
+    private func finish(
+        _ plan: Plan, _ started: (Result<(PidFD, ExitFuture), SpawnError>, Bool?, GateServer?, WorkerNetwork?), _ launch: Launch
+    ) async throws(SpawnError) -> Worker {
         let (result, heldAnswer, gates, network) = started
         let workerCgroup = plan.cgroup
         switch result {
@@ -444,9 +477,11 @@ public final class Spawner: Sendable {
             let keeper = self.keeper
             let identity = plan.identity
             let mode: NetworkMode = plan.request.contain?.newNetNamespace == true ? launch.spec.network : .host
-            let worker = Worker(name: launch.name, pidfd: pidfd, cgroup: workerCgroup, exit: future,
-                                contained: plan.request.contain != nil, identity: identity.description, gates: gates,
-                                network: network, networkMode: mode) {
+            let worker = Worker(
+                name: launch.name, pidfd: pidfd, cgroup: workerCgroup, exit: future,
+                contained: plan.request.contain != nil, identity: identity.description, gates: gates,
+                network: network, networkMode: mode
+            ) {
                 // The first process is gone. Like systemd's KillMode=control-group, what is left
                 // of the worker goes with it, then its cgroup.
                 if let cg = workerCgroup {
@@ -463,21 +498,30 @@ public final class Spawner: Sendable {
                     n.close()
                     keeper?.forget(group: n.pid)
                 }
-                _ = identity   // the dynamic uid stays held until the worker is reaped
+                _ = identity  // the dynamic uid stays held until the worker is reaped
             }
             var allowed = heldAnswer ?? true
             if heldAnswer == nil, let gate = launch.startGate {
                 allowed = await gate()
                 if !allowed {
-                    logger.warning("start cancelled after exec: without a cgroup the worker could not be held before its first instruction", metadata: ["worker": "\(launch.name)", "pid": "\(pid)"])
+                    logger.warning(
+                        "start cancelled after exec: without a cgroup the worker could not be held before its first instruction",
+                        metadata: ["worker": "\(launch.name)", "pid": "\(pid)"])
                 }
             }
             guard allowed else {
                 worker.kill()
                 _ = await worker.wait()
-                throw SpawnError(stage: .gate, errno: ECANCELED, message: "start of \(launch.name) cancelled: the surface was denied while the worker was starting")
+                throw SpawnError(
+                    stage: .gate, errno: ECANCELED,
+                    message: "start of \(launch.name) cancelled: the surface was denied while the worker was starting")
             }
-            logger.debug("worker started", metadata: ["worker": "\(launch.name)", "pid": "\(pid)", "cgroup": "\(workerCgroup?.path ?? "none")", "identity": "\(identity.description)"])
+            logger.debug(
+                "worker started",
+                metadata: [
+                    "worker": "\(launch.name)", "pid": "\(pid)", "cgroup": "\(workerCgroup?.path ?? "none")",
+                    "identity": "\(identity.description)",
+                ])
             return worker
         }
     }

@@ -85,11 +85,13 @@ public final class WorkerNetwork: Sendable {
     static func helper(for mode: NetworkMode, unprivileged: Bool) throws(SpawnError) -> ChildRequest.NetHelper? {
         guard mode.usesStack else { return nil }
         guard let path = helperPath() else {
-            throw SpawnError(stage: .network, errno: ENOENT, message: """
-                the worker's network (--net \(mode.rawValue)) needs slirp4netns, which is not installed \
-                (apt-get install slirp4netns; or TETHER_SLIRP4NETNS=/path). For a worker that needs no network, \
-                --net none (net = "none"); to share the host's network namespace, --net host
-                """)
+            throw SpawnError(
+                stage: .network, errno: ENOENT,
+                message: """
+                    the worker's network (--net \(mode.rawValue)) needs slirp4netns, which is not installed \
+                    (apt-get install slirp4netns; or TETHER_SLIRP4NETNS=/path). For a worker that needs no network, \
+                    --net none (net = "none"); to share the host's network namespace, --net host
+                    """)
         }
         // MTU: slirp's maximum, for throughput. The sandbox, as root: every capability
         // dropped but binding low ports once the tap device exists, a mount namespace with
@@ -105,9 +107,12 @@ public final class WorkerNetwork: Sendable {
         // `ip netns` bind mounts vanished). So it starts in a private mount namespace of its
         // own, made by util-linux's unshare, whose unmounts stay there.
         guard let unshare = ["/usr/bin/unshare", "/bin/unshare"].first(where: { (p: String) in access(p, X_OK) == 0 }) else {
-            throw SpawnError(stage: .network, errno: ENOENT, message: "the worker's network stack is started through unshare(1) (util-linux), which is not installed")
+            throw SpawnError(
+                stage: .network, errno: ENOENT,
+                message: "the worker's network stack is started through unshare(1) (util-linux), which is not installed")
         }
-        return ChildRequest.NetHelper(path: unshare, arguments: ["--mount", "--propagation", "private", "--", path, "--enable-sandbox"] + args,
-                                      joinUserNamespace: false)
+        return ChildRequest.NetHelper(
+            path: unshare, arguments: ["--mount", "--propagation", "private", "--", path, "--enable-sandbox"] + args,
+            joinUserNamespace: false)
     }
 }
