@@ -164,23 +164,23 @@ public struct AuthorityClient: Sendable {
     // MARK: - operator
 
     public func revoke(_ deviceId: String, reason: String?, wait: Duration?) async throws -> JSONAnswer {
-        try await post("/api/v1/devices/revoke" + waitQuery(wait), ["deviceId": deviceId, "reason": reason], extra: wait)
+        try await post("/api/v1/devices/revoke" + waitQuery(wait), SurfaceChangeBody(surface: deviceId, reason: reason), extra: wait)
     }
 
     public func restore(_ deviceId: String, reason: String?, wait: Duration?) async throws -> JSONAnswer {
-        try await post("/api/v1/devices/unrevoke" + waitQuery(wait), ["deviceId": deviceId, "reason": reason], extra: wait)
+        try await post("/api/v1/devices/unrevoke" + waitQuery(wait), SurfaceChangeBody(surface: deviceId, reason: reason), extra: wait)
     }
 
     public func remove(_ deviceId: String, reason: String?) async throws -> JSONAnswer {
-        try await post("/api/v1/devices/remove", ["deviceId": deviceId, "reason": reason])
+        try await post("/api/v1/devices/remove", SurfaceChangeBody(surface: deviceId, reason: reason))
     }
 
     public func halt(reason: String, wait: Duration?) async throws -> JSONAnswer {
-        try await post("/api/v1/org/halt" + waitQuery(wait), ["reason": reason], extra: wait)
+        try await post("/api/v1/org/halt" + waitQuery(wait), OrgChangeBody(reason: reason), extra: wait)
     }
 
     public func resume(reason: String?) async throws -> JSONAnswer {
-        try await post("/api/v1/org/resume", ["reason": reason])
+        try await post("/api/v1/org/resume", OrgChangeBody(reason: reason))
     }
 
     public func list(deviceId: String? = nil) async throws -> JSONAnswer {
@@ -205,7 +205,7 @@ public struct AuthorityClient: Sendable {
 
     /// Ends an instance's claim, so that a new key may take it (a rebuilt host).
     public func releaseInstance(_ instance: String, reason: String?) async throws -> JSONAnswer {
-        try await post("/api/v1/instances/release", ["instance": instance, "reason": reason])
+        try await post("/api/v1/instances/release", InstanceReleaseBody(instance: instance, reason: reason))
     }
 
     /// A one-time console sign-in link, and its end.
@@ -223,11 +223,11 @@ public struct AuthorityClient: Sendable {
     // MARK: - agent
 
     public func register(_ deviceId: String) async throws -> JSONAnswer {
-        try await post("/api/v1/devices/register", ["deviceId": deviceId])
+        try await post("/api/v1/devices/register", RegisterBody(surface: deviceId))
     }
 
     public func validate(_ deviceId: String, nonce: String?) async throws -> JSONAnswer {
-        try await post("/api/v1/devices/validate", ["deviceId": deviceId, "nonce": nonce])
+        try await post("/api/v1/devices/validate", ValidateBody(surface: deviceId, nonce: nonce))
     }
 
     public func report(_ body: ReportBody) async throws -> JSONAnswer {

@@ -27,7 +27,7 @@ public enum DecisionCheck {
         } catch {
             return .unreachable("\(error)")
         }
-        guard var d = Decision(json: answer.object) else {
+        guard var d = Decision(jsonData: answer.data) else {
             return .denied(nil, code: .badResponse, detail: "the answer is not a decision")
         }
         if d.signature == nil, let header = answer.header("x-tether-signature") { d.signature = header }

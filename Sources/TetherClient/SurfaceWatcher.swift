@@ -184,8 +184,7 @@ public final class SurfaceWatcher: Sendable {
                     if e.event == "shutdown" { throw ClientError.unreachable("the authority is shutting down") }
                     if let id = e.id.flatMap(UInt64.init) { await state.sawEventID(id) }
                     guard e.event == "decision" else { continue }
-                    guard let o = try? JSONSerialization.jsonObject(with: Data(e.data.utf8)) as? [String: Any],
-                        let d = Decision(json: o), watched.contains(d.deviceId) || d.deviceId == OrgSubject.name
+                    guard let d = Decision(jsonData: Data(e.data.utf8)), watched.contains(d.deviceId) || d.deviceId == OrgSubject.name
                     else {
                         await state.failAll(.badResponse)
                         throw ClientError.badResponse("an event that is not a decision for our surfaces")
@@ -312,7 +311,7 @@ public final class SurfaceWatcher: Sendable {
                 return true
             }
         }
-        guard var d = Decision(json: answer.object), d.deviceId == s else {
+        guard var d = Decision(jsonData: answer.data), d.deviceId == s else {
             observe(.error("bad_response"))
             await state.fail(s, .badResponse)
             return true

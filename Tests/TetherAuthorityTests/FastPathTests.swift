@@ -50,7 +50,7 @@ struct FastPathTests {
                 try b.validate()
                 v = b
             }
-            return "ok \(v.deviceId) \(v.nonce ?? "-")"
+            return "ok \(v.surface) \(v.nonce ?? "-")"
         } catch let e as BodyError {
             return "refused: \(e.message)"
         } catch let e as DecodingError {
@@ -75,7 +75,7 @@ struct FastPathTests {
             #expect(Self.outcome(body, fast: true) == Self.outcome(body, fast: false), "body: \(body)")
         }
         // The plain shapes do take the fast path.
-        #expect(ValidateRequest.fastDecode(Data(#"{"deviceId": "bench-surface"}"#.utf8))?.deviceId == "bench-surface")
+        #expect(ValidateRequest.fastDecode(Data(#"{"deviceId": "bench-surface"}"#.utf8))?.surface == "bench-surface")
         #expect(ValidateRequest.fastDecode(Data(#"{"deviceId":"a","nonce":"n"}"#.utf8))?.nonce == "n")
         #expect(ValidateRequest.fastDecode(Data(#"{"deviceId":"a\u0062"}"#.utf8)) == nil, "an escape is the full decoder's")
         #expect(ValidateRequest.fastDecode(Data(#"{"deviceId":"a","deviceId":"b"}"#.utf8)) == nil)

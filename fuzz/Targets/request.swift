@@ -7,15 +7,15 @@ import Foundation
 public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Data(UnsafeBufferPointer(start: data, count: size))
     if let r = try? JSONBody.decode(RegisterRequest.self, from: bytes) {
-        precondition(SurfaceName.isValid(r.deviceId))
+        precondition(SurfaceName.isValid(r.surface))
     }
     if let v = try? JSONBody.decode(ValidateRequest.self, from: bytes) {
-        precondition(SurfaceName.isValid(v.deviceId) && (v.nonce.map(Decision.isValidNonce) ?? true))
+        precondition(SurfaceName.isValid(v.surface) && (v.nonce.map(Decision.isValidNonce) ?? true))
     }
     // The fast path reads exactly what the full decoder reads, where it reads anything.
     if let fast = ValidateRequest.fastDecode(bytes) {
         let full = try? JSONDecoder().decode(JSONBody.Strict<ValidateRequest>.self, from: bytes).body
-        precondition(full?.deviceId == fast.deviceId && full?.nonce == fast.nonce, "fast and full decoders differ")
+        precondition(full?.surface == fast.surface && full?.nonce == fast.nonce, "fast and full decoders differ")
     }
     if let r = try? JSONBody.decode(ReportRequest.self, from: bytes) {
         precondition(SurfaceName.isValid(r.deviceId) && SurfaceName.isValid(r.instance) && ReportState.all.contains(r.state))
@@ -23,7 +23,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         precondition(r.at.map { Timestamp.parse($0) != nil } ?? true)
     }
     if let c = try? JSONBody.decode(SurfaceChangeRequest.self, from: bytes) {
-        precondition(SurfaceName.isValid(c.deviceId) && (c.reason?.utf8.count ?? 0) <= 1000)
+        precondition(SurfaceName.isValid(c.surface) && (c.reason?.utf8.count ?? 0) <= 1000)
     }
     if let o = try? JSONBody.decode(OrgChangeRequest.self, from: bytes) {
         precondition((o.reason?.utf8.count ?? 0) <= 1000)

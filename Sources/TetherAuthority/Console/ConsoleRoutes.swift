@@ -332,8 +332,8 @@ struct ConsoleRoutes {
         let body = try await bodies.read(SurfaceChangeRequest.self, from: req)
         let change = try made(s, body.reason, ctx)
         if revoke && change.reason == nil { throw APIError.badRequest("a revoke from the console needs a reason") }
-        guard let made = try await authority.changeSurface(body.deviceId, revoke: revoke, change: change, wait: nil) else {
-            throw APIError.notFound(body.deviceId)
+        guard let made = try await authority.changeSurface(body.surface, revoke: revoke, change: change, wait: nil) else {
+            throw APIError.notFound(body.surface)
         }
         return JSONBody.response(ChangeMade(requestId: ctx.requestID, watchers: made.watchers))
     }

@@ -19,21 +19,21 @@ struct AgentRoutes {
 
     @Sendable func register(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
         let body = try await bodies.read(RegisterRequest.self, from: req)
-        let key = try ctx.requireScope([body.deviceId])
+        let key = try ctx.requireScope([body.surface])
         try await limitWrites(key)
-        let (outcome, record) = try await authority.register(body.deviceId, change: change(key, nil, ctx))
+        let (outcome, record) = try await authority.register(body.surface, change: change(key, nil, ctx))
         return JSONBody.response(
             RegisterAnswer(
-                status: outcome.rawValue, deviceId: body.deviceId, created: outcome == .created,
+                status: outcome.rawValue, deviceId: body.surface, created: outcome == .created,
                 revoked: record.revoked, createdAt: record.createdAt, requestID: ctx.requestID))
     }
 
     @Sendable func validate(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
         let body = try await bodies.read(ValidateRequest.self, from: req)
-        _ = try ctx.requireScope([body.deviceId])
+        _ = try ctx.requireScope([body.surface])
         authority.state.countValidation()
         try authority.requireReady()
-        let d = await authority.current(body.deviceId, kind: .answer, requestID: ctx.requestID, nonce: body.nonce)
+        let d = await authority.current(body.surface, kind: .answer, requestID: ctx.requestID, nonce: body.nonce)
         var headers = HTTPFields()
         if let sig = d.signature { headers[.tetherSignature] = sig }
         headers[.contentType] = "application/json"

@@ -70,15 +70,15 @@ struct OperatorRoutes {
         let body = try await bodies.read(SurfaceChangeRequest.self, from: req)
         guard
             let made = try await authority.changeSurface(
-                body.deviceId, revoke: revoke, change: change(key, body.reason, ctx), wait: try waitDuration(req))
+                body.surface, revoke: revoke, change: change(key, body.reason, ctx), wait: try waitDuration(req))
         else {
-            throw APIError.notFound(body.deviceId)
+            throw APIError.notFound(body.surface)
         }
         let record = made.value
         let acks = made.acks.map(AckLists.init)
         return JSONBody.response(
             SurfaceChanged(
-                surface: body.deviceId, state: record.revoked ? "revoked" : "active", revoked: record.revoked,
+                surface: body.surface, state: record.revoked ? "revoked" : "active", revoked: record.revoked,
                 changedAt: record.updatedAt, reason: body.reason, watchers: made.watchers, requestID: ctx.requestID,
                 acks: acks?.acks, missing: acks?.missing))
     }
@@ -86,10 +86,10 @@ struct OperatorRoutes {
     @Sendable func remove(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
         let key = try ctx.requireKey()
         let body = try await bodies.read(SurfaceChangeRequest.self, from: req)
-        guard try await authority.remove(body.deviceId, change: change(key, body.reason, ctx)) else {
-            throw APIError.notFound(body.deviceId)
+        guard try await authority.remove(body.surface, change: change(key, body.reason, ctx)) else {
+            throw APIError.notFound(body.surface)
         }
-        return JSONBody.response(RemoveAnswer(deviceId: body.deviceId, requestID: ctx.requestID))
+        return JSONBody.response(RemoveAnswer(deviceId: body.surface, requestID: ctx.requestID))
     }
 
     func changeOrg(_ req: Request, _ ctx: AuthorityContext, halt: Bool) async throws -> Response {

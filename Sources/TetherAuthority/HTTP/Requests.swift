@@ -1,35 +1,53 @@
 import Foundation
 import TetherCore
 
-// The API's request bodies (docs/openapi.yaml describes the same). Each checks its own ranges:
-// a name is a surface name, a text has a byte bound, a state is one the API knows.
+// The API's request bodies (docs/openapi.yaml describes the same): the wire's (TetherCore/Wire),
+// each with its own range checks here — a name is a surface name, a text has a byte bound, a
+// state is one the API knows — and the report and the console's forms, which only the
+// authority reads.
 
-/// `POST devices/register`
-struct RegisterRequest: RequestBody {
-    var deviceId: String
-    enum CodingKeys: String, CodingKey, CaseIterable { case deviceId }
-    mutating func validate() throws { deviceId = try Check.surface(deviceId) }
+typealias RegisterRequest = RegisterBody
+typealias ValidateRequest = ValidateBody
+typealias SurfaceChangeRequest = SurfaceChangeBody
+typealias OrgChangeRequest = OrgChangeBody
+typealias InstanceReleaseRequest = InstanceReleaseBody
+
+extension RegisterBody: RequestBody {
+    mutating func validate() throws { surface = try Check.surface(surface) }
 }
 
-/// `POST devices/validate`
-struct ValidateRequest: RequestBody {
-    var deviceId: String
-    /// Echoed in the signed answer: binds it to this request.
-    var nonce: String?
-    enum CodingKeys: String, CodingKey, CaseIterable { case deviceId, nonce }
+extension ValidateBody: RequestBody {
     static let keys: Set<String> = ["deviceId", "nonce"]
 
-    static func fastDecode(_ bytes: Data) -> ValidateRequest? {
+    static func fastDecode(_ bytes: Data) -> ValidateBody? {
         guard let f = FlatStrings.parse(bytes, keys: keys), let id = f["deviceId"] else { return nil }
-        return ValidateRequest(deviceId: id, nonce: f["nonce"])
+        return ValidateBody(surface: id, nonce: f["nonce"])
     }
 
     mutating func validate() throws {
-        deviceId = try Check.surface(deviceId)
+        surface = try Check.surface(surface)
         if let nonce, !Decision.isValidNonce(nonce) {
             throw BodyError("invalid nonce: 1 to 128 characters of A-Z a-z 0-9 . _ : + / = -")
         }
     }
+}
+
+extension SurfaceChangeBody: RequestBody {
+    mutating func validate() throws {
+        surface = try Check.surface(surface)
+        try Check.length("reason", reason, max: 1000)
+    }
+}
+
+extension InstanceReleaseBody: RequestBody {
+    mutating func validate() throws {
+        guard SurfaceName.isValid(instance) else { throw BodyError("invalid instance \"\(instance.prefix(140))\": \(SurfaceName.rule)") }
+        try Check.length("reason", reason, max: 1000)
+    }
+}
+
+extension OrgChangeBody: RequestBody {
+    mutating func validate() throws { try Check.length("reason", reason, max: 1000) }
 }
 
 /// `POST devices/report`: a supervisor says what its worker is doing.
@@ -68,37 +86,6 @@ struct ReportRequest: RequestBody {
     }
 
     var processIDs: [Int32] { (pids ?? []).map { Int32($0) } }
-}
-
-/// `POST devices/revoke`, `devices/unrevoke`, `devices/remove`
-struct SurfaceChangeRequest: RequestBody {
-    var deviceId: String
-    /// Why: shown to on-call next to the decision, signed, audited.
-    var reason: String?
-    enum CodingKeys: String, CodingKey, CaseIterable { case deviceId, reason }
-    mutating func validate() throws {
-        deviceId = try Check.surface(deviceId)
-        try Check.length("reason", reason, max: 1000)
-    }
-}
-
-/// `POST instances/release`
-struct InstanceReleaseRequest: RequestBody {
-    var instance: String
-    /// Why (audited): "host-a rebuilt with a new key".
-    var reason: String?
-    enum CodingKeys: String, CodingKey, CaseIterable { case instance, reason }
-    mutating func validate() throws {
-        guard SurfaceName.isValid(instance) else { throw BodyError("invalid instance \"\(instance.prefix(140))\": \(SurfaceName.rule)") }
-        try Check.length("reason", reason, max: 1000)
-    }
-}
-
-/// `POST org/halt`, `org/resume`
-struct OrgChangeRequest: RequestBody {
-    var reason: String?
-    enum CodingKeys: String, CodingKey, CaseIterable { case reason }
-    mutating func validate() throws { try Check.length("reason", reason, max: 1000) }
 }
 
 /// The console's halt and resume: a halt is confirmed by typing HALT.

@@ -346,41 +346,49 @@ public enum DurationText {
 }
 
 extension Decision {
-    /// Reads a decision from an authority's JSON answer or watch event; nil for anything that
-    /// is not one (a missing field, a wrong type, an unknown code). Types are JSON's own:
-    /// `"allowed": 1` is not a boolean, `"revision": 1.5` or `-1` is not a revision.
-    public init?(json o: [String: Any]) {
-        guard let deviceId = o["deviceId"] as? String, let allowedValue = o["allowed"],
-            let allowed = JSONTypes.bool(allowedValue),
-            let codeText = o["code"] as? String, let code = DecisionCode(rawValue: codeText),
-            let rid = o["request_id"] as? String
-        else { return nil }
-        func unsigned(_ key: String) -> UInt64?? {
-            guard let v = o[key], !(v is NSNull) else { return .some(nil) }
-            guard let n = JSONTypes.unsigned(v) else { return nil }
-            return .some(n)
+    /// Reads a decision from an authority's answer or watch event, strictly — types are JSON's
+    /// own: `"allowed": 1` is not a boolean, `"revision": 1.5` or `-1` is not a revision, an
+    /// unknown code or kind is not a decision. `issuedAt` and `expiresAt` may be absent
+    /// (MachineID sends no lease fields); unknown fields are ignored (MachineID's legacy
+    /// `status` and `reason`).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let codeText = try c.decode(String.self, forKey: .code)
+        guard let code = DecisionCode(rawValue: codeText) else {
+            throw DecodingError.dataCorruptedError(forKey: .code, in: c, debugDescription: "unknown decision code \(codeText.prefix(40))")
         }
-        guard let revision = unsigned("revision"), let orgRevision = unsigned("orgRevision") else { return nil }
         var kind: DecisionKind?
-        if let v = o["kind"], !(v is NSNull) {
-            guard let t = v as? String, let k = DecisionKind(rawValue: t) else { return nil }
-            kind = k
+        if let k = try c.decodeIfPresent(String.self, forKey: .kind) {
+            guard let known = DecisionKind(rawValue: k) else {
+                throw DecodingError.dataCorruptedError(forKey: .kind, in: c, debugDescription: "unknown decision kind \(k.prefix(40))")
+            }
+            kind = known
         }
-        func text(_ key: String) -> String?? {
-            guard let v = o[key], !(v is NSNull) else { return .some(nil) }
-            guard let s = v as? String else { return nil }
-            return .some(s)
-        }
-        guard let issuedAt = text("issuedAt"), let expiresAt = text("expiresAt"), let nonce = text("nonce"),
-            let changedBy = text("changedBy"), let changedAt = text("changedAt"),
-            let changeReason = text("changeReason"), let signature = text("signature"),
-            let origin = text("origin"), let keyId = text("keyId")
-        else { return nil }
         self.init(
-            deviceId: deviceId, allowed: allowed, code: code, requestID: rid,
-            issuedAt: issuedAt ?? "", expiresAt: expiresAt ?? "", nonce: nonce,
-            kind: kind, revision: revision, orgRevision: orgRevision, origin: origin, keyId: keyId,
-            changedBy: changedBy, changedAt: changedAt, changeReason: changeReason, signature: signature)
+            deviceId: try c.decode(String.self, forKey: .deviceId), allowed: try c.decode(Bool.self, forKey: .allowed), code: code,
+            requestID: try c.decode(String.self, forKey: .requestID),
+            issuedAt: try c.decodeIfPresent(String.self, forKey: .issuedAt) ?? "",
+            expiresAt: try c.decodeIfPresent(String.self, forKey: .expiresAt) ?? "",
+            nonce: try c.decodeIfPresent(String.self, forKey: .nonce), kind: kind,
+            revision: try c.decodeIfPresent(UInt64.self, forKey: .revision),
+            orgRevision: try c.decodeIfPresent(UInt64.self, forKey: .orgRevision),
+            origin: try c.decodeIfPresent(String.self, forKey: .origin), keyId: try c.decodeIfPresent(String.self, forKey: .keyId),
+            changedBy: try c.decodeIfPresent(String.self, forKey: .changedBy),
+            changedAt: try c.decodeIfPresent(String.self, forKey: .changedAt),
+            changeReason: try c.decodeIfPresent(String.self, forKey: .changeReason),
+            signature: try c.decodeIfPresent(String.self, forKey: .signature))
+    }
+
+    /// A decision from the bytes of an answer or an event; nil for anything that is not one.
+    public init?(jsonData: Data) {
+        guard let d = try? JSONDecoder().decode(Decision.self, from: jsonData) else { return nil }
+        self = d
+    }
+
+    /// The same from a parsed object (tests, and callers that parsed already).
+    public init?(json o: [String: Any]) {
+        guard let data = try? JSONSerialization.data(withJSONObject: o) else { return nil }
+        self.init(jsonData: data)
     }
 }
 
