@@ -210,13 +210,15 @@ public struct AuthorityClient: Sendable {
 
     /// A one-time console sign-in link, and its end.
     public func consoleLink() async throws -> (url: String, expiresAt: String) {
-        let a = try await post("/api/v1/console/link", [:])
-        guard let path = a["path"] as? String, path.hasPrefix("/console/"), let expires = a["expiresAt"] as? String else {
-            throw ClientError.badResponse("the console link answer lacks path or expiresAt")
+        let answer = try await post("/api/v1/console/link", [:])
+        let a = try answer.decode(ConsoleLink.self)
+        guard a.path.hasPrefix("/console/") else {
+            throw ClientError.badResponse("the console link is not a path of the console: \(a.path.prefix(80))")
         }
+        let (path, expires) = (a.path, a.expiresAt)
         // The authority's public address where it has one; else the one asked.
-        if let url = a["url"] as? String, url.hasSuffix(path) { return (url, expires) }
-        let base = endpoints[a.replica].url
+        if let url = a.url, url.hasSuffix(path) { return (url, expires) }
+        let base = endpoints[answer.replica].url
         return ((base.hasSuffix("/") ? String(base.dropLast()) : base) + path, expires)
     }
 
@@ -305,9 +307,11 @@ public struct AuthorityClient: Sendable {
             status: Int(response.status.code), object: obj, headers: response.headers.map { ($0.name, $0.value) }, replica: index,
             data: Data(bytes.readableBytesView))
         guard (200..<300).contains(answer.status) else {
+            // The authority's refusal (`ErrorBody`); a proxy's may be any JSON.
+            let e = try? answer.decode(ErrorBody.self)
             throw ClientError.refused(
-                status: answer.status, code: obj["code"] as? String ?? "HTTP_\(answer.status)",
-                message: obj["error"] as? String ?? "refused", requestID: obj["request_id"] as? String)
+                status: answer.status, code: e?.code ?? obj["code"] as? String ?? "HTTP_\(answer.status)",
+                message: e?.error ?? obj["error"] as? String ?? "refused", requestID: e?.requestID ?? obj["request_id"] as? String)
         }
         return answer
     }

@@ -5,16 +5,7 @@ import TetherCore
 // empty, except where a field documents "none on record" as an explicit null (the org's
 // change, an audit entry's surface).
 
-/// `{"status": "error", "code": …, "error": …, "request_id": …}`
-struct ErrorAnswer: Encodable {
-    var status = "error"
-    var code: String
-    var error: String
-    var requestID: String
-    /// A watch refused for some of its surfaces: which (nil: left out).
-    var refused: [String]? = nil
-    enum CodingKeys: String, CodingKey { case status, code, error, requestID = "request_id", refused }
-}
+typealias ErrorAnswer = ErrorBody
 
 /// `GET /healthz`, `POST devices/report`
 struct OKAnswer: Encodable {
@@ -129,17 +120,7 @@ struct UsageAnswer: Encodable {
     }
 }
 
-/// `POST console/link`
-struct ConsoleLinkAnswer: Encodable {
-    var status = "ok"
-    /// Appended to the authority's URL: the link to open.
-    var path: String
-    /// The whole link, where the authority knows its public address (`[console] public_url`).
-    var url: String?
-    var expiresAt: String
-    var requestID: String
-    enum CodingKeys: String, CodingKey { case status, path, url, expiresAt, requestID = "request_id" }
-}
+typealias ConsoleLinkAnswer = ConsoleLink
 
 // MARK: - the wire's answers (TetherCore), made from the store's records
 
