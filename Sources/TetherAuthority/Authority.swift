@@ -346,9 +346,11 @@ public final class Authority: Sendable {
     func committed(_ event: ChangeEvent, _ outcome: ChangeOutcome) async {
         await replicator.order.acquire()
         do {
-            for step in try await replicator.committed(event, outcome, store: store) { await apply(step) }
-            // Another replica's changes came in between and were more than a batch: the rest.
-            if await replicator.applied < event.revision { try await catchUpLocked() }
+            let steps = try await replicator.committed(event, outcome, store: store)
+            for step in steps { await apply(step) }
+            // Another replica's changes came in between and filled a batch: the rest.
+            let applied = await replicator.applied
+            if steps.count == Replicator.batch || applied < event.revision { try await catchUpLocked() }
         } catch {
             // Committed, but memory is behind: the sync service retries; until then this
             // replica's readiness says so.

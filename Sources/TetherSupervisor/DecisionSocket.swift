@@ -55,7 +55,7 @@ public final class DecisionSocket: Sendable {
             listener = try LineSocket(
                 path: path, tooLong: Self.refusal("BAD_REQUEST", "a request is one line of at most \(LineSocket.maxLine) bytes")
             ) {
-                box.answer($0, $1)
+                box.session($0)
             }
         } catch {
             rmdir(own)
@@ -129,11 +129,14 @@ public final class DecisionSocket: Sendable {
     // MARK: - serving
 
     /// One line from a peer: answered from the live decisions when the peer is the worker's.
-    fileprivate func respond(_ peer: pid_t?, _ line: [UInt8]) -> [UInt8] {
+    /// A connection: whether its peer is the worker's is decided once, when it connects; its
+    /// lines are answered from the live decisions (for as long as it stays open).
+    fileprivate func session(_ peer: pid_t?) -> LineSocket.Answer {
         guard let peer, isWorkers(peer) else {
-            return Self.refusal("NOT_YOURS", "this socket answers the processes of its own worker only")
+            let no = Self.refusal("NOT_YOURS", "this socket answers the processes of its own worker only")
+            return { _ in no }
         }
-        return answer(line)
+        return { [self] line in answer(line) }
     }
 
     /// Whether the process `pid` belongs to the attached worker: in its PID namespace (a
@@ -220,8 +223,11 @@ public final class DecisionSocket: Sendable {
 private final class AnswerBox: Sendable {
     let socket = Mutex<DecisionSocket?>(nil)
 
-    func answer(_ peer: pid_t?, _ line: [UInt8]) -> [UInt8] {
-        guard let s = socket.withLock({ $0 }) else { return DecisionSocket.refusal("NOT_READY", "the worker is starting") }
-        return s.respond(peer, line)
+    func session(_ peer: pid_t?) -> LineSocket.Answer {
+        guard let s = socket.withLock({ $0 }) else {
+            let no = DecisionSocket.refusal("STOPPED", "this worker's supervisor no longer answers on this socket")
+            return { _ in no }
+        }
+        return s.session(peer)
     }
 }

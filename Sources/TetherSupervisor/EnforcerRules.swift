@@ -46,7 +46,8 @@ public struct EnforcerRules: Sendable {
     public private(set) var last: Verdict?
     /// Set when the worker was ended because its surface was denied.
     public private(set) var killedBy: Verdict?
-    /// Bumped by every freeze and thaw: a kill_after scheduled before them is stale.
+    /// Bumped by every freeze and every confirmed thaw: a kill_after scheduled before them is
+    /// stale (one scheduled before a thaw the kernel did not confirm still fires).
     public private(set) var epoch = 0
     /// The verdict the step in progress is for.
     private var current: Verdict?
@@ -95,6 +96,8 @@ public struct EnforcerRules: Sendable {
             // Fail closed: a freeze the kernel does not confirm becomes a kill.
             return .kill(current)
         case .thawed:
+            // A kill_after scheduled for the freeze is stale only once the worker runs again.
+            epoch += 1
             phase = .running
             return .none
         case .thawFailed:
@@ -111,11 +114,7 @@ public struct EnforcerRules: Sendable {
 
     private mutating func begin(_ step: Step, for v: Verdict?) -> Step {
         current = v
-        switch step {
-        case .thaw: epoch += 1
-        case .terminate: phase = .stopping
-        default: break
-        }
+        if case .terminate = step { phase = .stopping }
         return step
     }
 }

@@ -114,7 +114,7 @@ public enum RunSession {
             launched = try await launch.start { [logger] worker in
                 // The instance says whether containment is weak, which the spawn found out.
                 authority.instance = spawner.instanceName(authority.instance)
-                let r = Reporter(client: authority.client, instance: authority.instance, logger: logger)
+                let r = Reporter(client: authority.client, instance: authority.instance, logger: spawner.labelled(logger))
                 reporter = r
                 // Watched from the decision the worker was started on: no second question.
                 let w = SurfaceWatcher(

@@ -99,7 +99,8 @@ struct WorkerLaunch: Sendable {
         let reporter = hooks.reporter
         reporter.send(WorkerReport(surface: config.surface, state: .started, pids: [worker.pid], requestID: gate.allowedOn?.requestID))
         // Locals, so the closures below, held for the worker's life, capture only what each uses.
-        let (config, log) = (config, log)
+        // The log says `containment=WEAK` from here on where the spawn found it weak.
+        let (config, log) = (config, spawner.labelled(log))
         let gates = worker.gates.map {
             GateController(gates: config.gates, server: $0, worker: worker, reporter: reporter, logger: log, onDenials: hooks.onDenials)
         }

@@ -4,7 +4,8 @@ import Synchronization
 
 /// A Unix stream socket that answers one line with one line, for processes on this host: the
 /// socket and its threads, without a policy of its own — what to answer, and to whom, is the
-/// caller's (`answer` gets the peer's pid, as the kernel recorded it at connect, and the line).
+/// caller's (`session` gets the peer's pid, as the kernel recorded it at connect, once per
+/// connection, and returns what answers that connection's lines).
 ///
 /// Every socket of the process is accepted by one thread (`LineSocketAcceptor`): a thread per
 /// socket cost a supervisor of 100 workers 100 threads asleep in poll(2) — each a stack, a
@@ -12,11 +13,12 @@ import Synchronization
 /// served on a thread of its own, at most `maxConnections` at once per socket, with 5 s read
 /// and write timeouts, lines of at most `maxLine` bytes.
 public final class LineSocket: Sendable {
-    public typealias Answer = @Sendable (_ peer: pid_t?, _ line: [UInt8]) -> [UInt8]
+    public typealias Answer = @Sendable (_ line: [UInt8]) -> [UInt8]
+    public typealias Session = @Sendable (_ peer: pid_t?) -> Answer
 
     public let path: String
     fileprivate let fd: Int32
-    private let answer: Answer
+    private let session: Session
     /// Sent (and the connection closed) when a line is longer than `maxLine`.
     private let tooLong: [UInt8]
     private let connections = Atomic<Int>(0)
@@ -25,9 +27,9 @@ public final class LineSocket: Sendable {
     public static let maxLine = 4096
 
     /// Binds `path` (mode 0666: who may ask is decided per connection) and starts answering.
-    public init(path: String, tooLong: [UInt8], answer: @escaping Answer) throws(SystemError) {
+    public init(path: String, tooLong: [UInt8], session: @escaping Session) throws(SystemError) {
         self.path = path
-        self.answer = answer
+        self.session = session
         self.tooLong = tooLong
         let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard s >= 0 else { throw SystemError("socket", .init(rawValue: errno)) }
@@ -87,13 +89,14 @@ public final class LineSocket: Sendable {
         setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         let peer = PeerCredentials.pid(of: c)
+        let answer = session(peer)
         var buffer: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
         while true {
             if let nl = buffer.firstIndex(of: 10) {
                 let line = Array(buffer[..<nl])
                 buffer.removeSubrange(...nl)
-                guard Self.writeAll(c, answer(peer, line) + [10]) else { return }
+                guard Self.writeAll(c, answer(line) + [10]) else { return }
                 continue
             }
             guard buffer.count < Self.maxLine else {

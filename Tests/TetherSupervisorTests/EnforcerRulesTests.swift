@@ -98,3 +98,19 @@ struct EnforcerRulesTests {
         #expect(s.on(.tick) == .liveness)
     }
 }
+
+extension EnforcerRulesTests {
+    @Test("a thaw the kernel does not confirm keeps the pending kill_after: the worker stays frozen, so it is still killed in time")
+    func killAfterSurvivesAFailedThaw() {
+        var r = EnforcerRules(policy: StopPolicy(onRevoke: .stop, killAfter: .seconds(60)))
+        _ = r.on(.verdict(Self.deny, at: .now))
+        guard case .scheduleKill(_, let epoch) = r.after(.frozen) else {
+            Issue.record("no kill_after scheduled")
+            return
+        }
+        #expect(r.on(.verdict(Self.allow, at: .now)) == .thaw(Self.allow))
+        #expect(r.after(.thawFailed) == .none && r.phase == .frozen)
+        #expect(
+            r.on(.killAfter(epoch: epoch)) == .kill(Self.allow), "the last verdict names the kill; the worker was frozen past kill_after")
+    }
+}

@@ -347,8 +347,9 @@ public enum DurationText {
 
 extension Decision {
     /// Reads a decision from an authority's answer or watch event, strictly — types are JSON's
-    /// own: `"allowed": 1` is not a boolean, `"revision": 1.5` or `-1` is not a revision, an
-    /// unknown code or kind is not a decision. `issuedAt` and `expiresAt` may be absent
+    /// own: `"allowed": 1` is not a boolean, `"revision": 1.5` or `-1` is not a revision (`1.0`
+    /// reads as 1, the same value the signature covers), an unknown code or kind is not a
+    /// decision. `issuedAt` and `expiresAt` may be absent
     /// (MachineID sends no lease fields); unknown fields are ignored (MachineID's legacy
     /// `status` and `reason`).
     public init(from decoder: any Decoder) throws {

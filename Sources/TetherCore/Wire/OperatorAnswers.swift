@@ -42,6 +42,18 @@ public struct SurfaceView: Codable, Sendable, Equatable {
         case surface = "deviceId", state, revoked, createdAt, updatedAt, reason, changedBy, watchers, lastReport, holders
     }
 
+    // `holders` is read where present: an authority from before instance claims sends none.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            surface: try c.decode(String.self, forKey: .surface), state: try c.decode(String.self, forKey: .state),
+            revoked: try c.decode(Bool.self, forKey: .revoked), createdAt: try c.decode(String.self, forKey: .createdAt),
+            updatedAt: try c.decode(String.self, forKey: .updatedAt), reason: try c.decodeIfPresent(String.self, forKey: .reason),
+            changedBy: try c.decodeIfPresent(String.self, forKey: .changedBy), watchers: try c.decode([String].self, forKey: .watchers),
+            lastReport: try c.decodeIfPresent(ReportView.self, forKey: .lastReport),
+            holders: try c.decodeIfPresent([String: String].self, forKey: .holders) ?? [:])
+    }
+
     public init(
         surface: String, state: String, revoked: Bool, createdAt: String, updatedAt: String, reason: String?, changedBy: String?,
         watchers: [String], lastReport: ReportView?, holders: [String: String]
