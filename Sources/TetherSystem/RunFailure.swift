@@ -26,11 +26,12 @@ public struct RunFailure: Error, Sendable, CustomStringConvertible {
     public var description: String { message }
 
     /// A spawn that failed, judged as `tether run` and `tether profile try` judge it.
-    public init(spawn error: SpawnError, started: String = "\nNothing was started.") {
+    public init(spawn error: SpawnError) {
         switch error.stage {
         case .gate: self.init(.denied, "\(error.message); nothing of it ran")
         case .exec, .execFD: self.init(.notExecutable(errno: error.errno), error.description)
-        case let s where Spawner.namespaceStages.contains(s) || s == .landlock: self.init(.unavailable, error.message + started)
+        case let s where Spawner.namespaceStages.contains(s) || s == .landlock:
+            self.init(.unavailable, error.message + "\nNothing was started.")
         default: self.init(.unavailable, error.description)
         }
     }

@@ -392,23 +392,3 @@ extension Decision {
         self.init(jsonData: data)
     }
 }
-
-/// JSONSerialization's numbers are NSNumbers whatever they were in the text: these tell a
-/// JSON `true` from a `1`, and an integer from `1.5`.
-public enum JSONTypes {
-    public static func bool(_ v: Any) -> Bool? {
-        guard let n = v as? NSNumber else { return nil }
-        let t = String(cString: n.objCType)
-        return t == "c" || t == "B" ? n.boolValue : nil
-    }
-
-    public static func isInteger(_ n: NSNumber) -> Bool {
-        ["q", "Q", "i", "I", "l", "L", "s", "S"].contains(String(cString: n.objCType))
-    }
-
-    public static func unsigned(_ v: Any) -> UInt64? {
-        guard let n = v as? NSNumber, bool(v) == nil, isInteger(n) else { return nil }
-        if String(cString: n.objCType) == "Q" { return n.uint64Value }
-        return n.int64Value >= 0 ? UInt64(n.int64Value) : nil
-    }
-}
