@@ -44,6 +44,15 @@ public enum ChangeAction: String, Sendable, CaseIterable {
 ///
 /// A change is tracked from before it is published (no fast report can arrive before anyone
 /// listens for it) until `keep` after it; the newest `kept` changes stay readable after that.
+///
+/// **Superseded.** A supervisor applies the newest verdict first (`Enforcer`): of a burst of
+/// changes it acts on the last and skips the ones in between. Its report on a change therefore
+/// answers every older change it still owes an answer: each is counted for that watcher as
+/// `superseded` (or as the report's own state, when that is what the older change asked for — a
+/// revoke overtaken by a halt: stopped). Only from the key that holds the watcher's stream, and
+/// only for changes older by revision (a stream delivers changes in revision order): a report
+/// can never supersede the change it names or a newer one, so the latest change always needs
+/// its own report.
 actor Acknowledgements {
     private struct Pair: Hashable {
         let instance: String
@@ -63,6 +72,12 @@ actor Acknowledgements {
     /// Request ids, oldest first.
     private var order: [String] = []
     static let kept = 100
+    /// The revisions of the latest changes committed or replicated here, by request id: what a
+    /// report's change is placed by. Bounded (`revisionsKept`), oldest forgotten first.
+    private var revisions: [String: UInt64] = [:]
+    private var revisionOrder: [String] = []
+    private var revisionHead = 0
+    static let revisionsKept = 4096
     /// Fired when a report is counted (the console's live view).
     private let onChange: @Sendable () -> Void
 
@@ -117,17 +132,55 @@ actor Acknowledgements {
         c.resume(returning: result(e))
     }
 
+    /// A change was committed (here or on another replica) at `revision`.
+    func saw(_ requestID: String, revision: UInt64) {
+        guard revisions.updateValue(revision, forKey: requestID) == nil else { return }
+        revisionOrder.append(requestID)
+        if revisionOrder.count - revisionHead > Self.revisionsKept {
+            revisions[revisionOrder[revisionHead]] = nil
+            revisionHead += 1
+            if revisionHead > Self.revisionsKept {
+                revisionOrder.removeFirst(revisionHead)
+                revisionHead = 0
+            }
+        }
+    }
+
     func deliver(_ report: Report) {
-        guard let rid = report.requestID, var e = entries[rid], e.accepting.contains(report.state) else { return }
+        guard let rid = report.requestID else { return }
         let pair = Pair(instance: report.instance, deviceId: report.deviceId)
-        guard Date() <= e.tracked.until, e.keys[pair]?.contains(report.keyName) == true, e.pending.remove(pair) != nil else { return }
-        e.tracked.acked.append(report)
+        var counted = false
+        if let e = entries[rid], e.accepting.contains(report.state) { counted = count(report, as: report.state, for: rid, pair) }
+        // Older changes this watcher still owes an answer are answered by this one.
+        if let revision = revisions[rid] {
+            for old in order where old != rid {
+                guard let e = entries[old], let r = revisions[old], r < revision, e.pending.contains(pair) else { continue }
+                counted = count(report, as: e.accepting.contains(report.state) ? report.state : Self.superseded, for: old, pair) || counted
+            }
+        }
+        if counted { onChange() }
+    }
+
+    /// The state an overtaken change is counted as when the report's own state is not one it asked for.
+    static let superseded = "superseded"
+
+    /// Counts `report` (as `state`) for change `rid` and watcher `pair`, from the key that holds
+    /// the pair's stream, while the change is collected; false when it does not count.
+    private func count(_ report: Report, as state: String, for rid: String, _ pair: Pair) -> Bool {
+        guard var e = entries[rid], Date() <= e.tracked.until, e.keys[pair]?.contains(report.keyName) == true,
+            e.pending.remove(pair) != nil
+        else { return false }
+        var ack = report
+        ack.state = state
+        ack.requestID = rid
+        if state != report.state { ack.pids = [] }
+        e.tracked.acked.append(ack)
         if e.pending.isEmpty {
             for c in e.waiters.values { c.resume(returning: result(e)) }
             e.waiters = [:]
         }
         entries[rid] = e
-        onChange()
+        return true
     }
 
     /// A change and its acknowledgements so far.

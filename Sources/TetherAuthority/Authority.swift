@@ -252,6 +252,7 @@ public final class Authority: Sendable {
     /// Applies one change to memory and sends its event to the streams that watch it.
     func apply(_ event: ChangeEvent, _ outcome: ChangeOutcome) async {
         await state.apply(outcome)
+        await acks.saw(event.requestID, revision: event.revision)
         await hub.publish(event)
         feed.poke()
     }

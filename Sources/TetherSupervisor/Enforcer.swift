@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import Synchronization
 import TetherClient
 import TetherCore
 import TetherRuntime
@@ -27,6 +28,13 @@ public struct Transition: Sendable {
 /// reports each change. Events are handled one at a time, in order, by `run()`; a stop in
 /// progress is never interleaved with a thaw. What to do is `EnforcerRules`' to decide; this
 /// is the driver that does it to the kernel, logs, reports and times it.
+///
+/// Verdicts skip the queue's order in one way: the newest is applied first. They wait in a
+/// one-place mailbox, so verdicts that arrive while a stop or a thaw is in progress replace each
+/// other there, and the next one applied is the newest — a burst of thousands of revokes and
+/// restores costs one step, and a revoke at its end reaches its stop as quickly as a revoke on
+/// an idle stream. The changes overtaken are acknowledged by the authority as superseded when
+/// the newest one's report arrives (`Acknowledgements`).
 public final class Enforcer: Sendable {
     public enum Event: Sendable {
         /// A verdict, and when the supervisor learnt it.
@@ -56,8 +64,16 @@ public final class Enforcer: Sendable {
     let logger: Logger
     let onTransition: @Sendable (Transition) -> Void
     let liveness: @Sendable () -> Void
-    private let events: AsyncStream<Event>
-    private let continuation: AsyncStream<Event>.Continuation
+    private let events: AsyncStream<Item>
+    private let continuation: AsyncStream<Item>.Continuation
+    /// The newest verdict not yet taken by `run()`, when it learnt it, and how many it replaced.
+    private let mailbox = Mutex<(verdict: Verdict, at: ContinuousClock.Instant, replaced: Int)?>(nil)
+
+    /// What the loop reads: an event, or "the mailbox holds a verdict".
+    private enum Item: Sendable {
+        case event(Event)
+        case verdict
+    }
 
     public init(
         worker: Worker, config: WorkerConfig, reporter: Reporter?, logger: Logger, gates: GateController? = nil,
@@ -74,20 +90,54 @@ public final class Enforcer: Sendable {
         l[metadataKey: "surface"] = "\(config.surface)"
         self.logger = l
         self.onTransition = onTransition
-        (events, continuation) = AsyncStream<Event>.makeStream()
+        (events, continuation) = AsyncStream<Item>.makeStream()
     }
 
-    public func send(_ e: Event) { continuation.yield(e) }
+    public func send(_ e: Event) {
+        guard case .verdict(let v, let at) = e else {
+            continuation.yield(.event(e))
+            return
+        }
+        let wake = mailbox.withLock { m -> Bool in
+            guard let held = m else {
+                m = (v, at, 0)
+                return true
+            }
+            m = (v, at, held.replaced + 1)
+            return false
+        }
+        if wake { continuation.yield(.verdict) }
+    }
+
+    /// The mailbox's verdict, as an event, and how many verdicts it replaced.
+    private func takeVerdict() -> (Event, replaced: Int)? {
+        mailbox.withLock { m in
+            defer { m = nil }
+            return m.map { (.verdict($0.verdict, at: $0.at), $0.replaced) }
+        }
+    }
 
     /// Handles events until the worker's first process has exited and its tree is gone.
     public func run() async -> Outcome {
         let exitWatch = Task { [worker, continuation] in
             let status = await worker.wait()
-            continuation.yield(.exited(status))
+            continuation.yield(.event(.exited(status)))
         }
         defer { exitWatch.cancel() }
         var rules = EnforcerRules(policy: config.stop)
-        for await e in events {
+        for await item in events {
+            let e: Event
+            switch item {
+            case .event(let event): e = event
+            case .verdict:
+                guard let (event, replaced) = takeVerdict() else { continue }
+                if replaced > 0, case .verdict(let v, _) = event {
+                    logger.info(
+                        "verdicts superseded: applying the newest",
+                        metadata: ["superseded": "\(replaced)", "request_id": "\(v.requestID ?? "-")"])
+                }
+                e = event
+            }
             if case .exited(let status) = e {
                 continuation.finish()
                 return Outcome(status: status, deniedBy: rules.killedBy)
@@ -127,10 +177,12 @@ public final class Enforcer: Sendable {
         case .scheduleKill(let after, let epoch):
             Task { [continuation] in
                 try? await Sleep.for(after)
-                continuation.yield(.killAfter(epoch: epoch))
+                continuation.yield(.event(.killAfter(epoch: epoch)))
             }
         case .liveness:
             liveness()
+        case .acknowledge(let v, let state):
+            reporter?.send(WorkerReport(surface: config.surface, state: state, pids: pids(worker.state()), requestID: v.requestID))
         }
         return .none
     }

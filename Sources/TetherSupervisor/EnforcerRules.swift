@@ -23,6 +23,10 @@ public struct EnforcerRules: Sendable {
         case scheduleKill(after: Duration, epoch: Int)
         /// Answer the watchdog.
         case liveness
+        /// Report the state the worker is already in as the acknowledgement of a new change that
+        /// needs no step (a restore of a running worker, a halt of a frozen one): `--wait` counts
+        /// it, and the authority counts the changes it overtook as superseded.
+        case acknowledge(Verdict, ReportState)
     }
 
     /// How a step ended, as the kernel confirmed it.
@@ -58,9 +62,17 @@ public struct EnforcerRules: Sendable {
     public mutating func on(_ event: Enforcer.Event) -> Step {
         switch event {
         case .verdict(let v, _):
+            // A change the worker has not yet been told of (not the one it started on, not one
+            // said again by a reconnecting stream).
+            let newChange = last != nil && v.requestID != nil && v.requestID != last?.requestID
             last = v
-            if v.allowed { return phase == .frozen ? begin(.thaw(v), for: v) : .none }
-            guard phase == .running else { return .none }  // frozen already, or ending
+            if v.allowed {
+                if phase == .frozen { return begin(.thaw(v), for: v) }
+                return newChange && phase == .running ? .acknowledge(v, .running) : .none
+            }
+            guard phase == .running else {  // frozen already, or ending
+                return newChange && phase == .frozen ? .acknowledge(v, .stopped) : .none
+            }
             switch policy.onRevoke {
             case .stop: return begin(.freeze(v), for: v)
             case .kill: return begin(.kill(v), for: v)

@@ -114,3 +114,32 @@ extension EnforcerRulesTests {
             r.on(.killAfter(epoch: epoch)) == .kill(Self.allow), "the last verdict names the kill; the worker was frozen past kill_after")
     }
 }
+
+extension EnforcerRulesTests {
+    static func verdict(_ allowed: Bool, _ requestID: String?) -> Verdict {
+        Verdict(surface: "a1", allowed: allowed, code: allowed ? .allow : .deviceRevoked, requestID: requestID, until: nil)
+    }
+
+    @Test("a new change that needs no step is acknowledged with the state the worker is in; the first verdict and a repeat are not")
+    func acknowledgesChangesThatNeedNoStep() {
+        var r = EnforcerRules(policy: StopPolicy(onRevoke: .stop))
+        #expect(r.on(.verdict(Self.verdict(true, "start"), at: .now)) == .none, "the decision it started on: reported as started")
+        #expect(r.on(.verdict(Self.verdict(true, "start"), at: .now)) == .none, "said again by a reconnecting stream")
+        // A revoke and its restore, overtaken before they reached the worker: the restore is new.
+        let restore = Self.verdict(true, "r-restore")
+        #expect(r.on(.verdict(restore, at: .now)) == .acknowledge(restore, .running))
+        #expect(r.on(.verdict(restore, at: .now)) == .none)
+        let deny = Self.verdict(false, "r-deny")
+        #expect(r.on(.verdict(deny, at: .now)) == .freeze(deny))
+        _ = r.after(.frozen)
+        // A halt of a frozen worker: it is stopped already, and says so for the halt.
+        let halt = Self.verdict(false, "r-halt")
+        #expect(r.on(.verdict(halt, at: .now)) == .acknowledge(halt, .stopped))
+        #expect(r.on(.verdict(Self.verdict(false, nil), at: .now)) == .none, "a lease that ran out is no change to acknowledge")
+        var killed = EnforcerRules(policy: StopPolicy(onRevoke: .kill))
+        _ = killed.on(.verdict(Self.verdict(true, "a"), at: .now))
+        _ = killed.on(.verdict(deny, at: .now))
+        _ = killed.after(.killed(confirmed: true))
+        #expect(killed.on(.verdict(Self.verdict(true, "b"), at: .now)) == .none, "a killed worker acknowledges nothing more")
+    }
+}
