@@ -470,6 +470,10 @@ public final class Authority: Sendable {
 /// Surfaces, org state and keys in memory.
 actor LiveState {
     private var surfaces: [String: SurfaceRecord]
+    /// The surfaces' names in order: what a page of the list is cut from (a binary search, not
+    /// a sort of the whole fleet per request).
+    private var names: [String]
+    private(set) var revokedCount: Int
     /// Removed surfaces: the revision of their removal, for their `DEVICE_NOT_FOUND`.
     private var removed: [String: UInt64]
     private(set) var org: OrgState
@@ -482,6 +486,8 @@ actor LiveState {
 
     init(surfaces: [String: SurfaceRecord], removed: [String: UInt64], org: OrgState, keys: [KeyRecord]) {
         self.surfaces = surfaces
+        self.names = surfaces.keys.sorted()
+        self.revokedCount = surfaces.values.filter(\.revoked).count
         self.removed = removed
         self.org = org
         self.keys = keys
@@ -490,15 +496,40 @@ actor LiveState {
     func snapshot(_ deviceId: String) -> (SurfaceRecord?, UInt64?, OrgState) { (surfaces[deviceId], removed[deviceId], org) }
     /// The names among `ids` that name no surface.
     func unknown(_ ids: [String]) -> [String] { ids.filter { surfaces[$0] == nil } }
-    func all() -> [SurfaceRecord] { surfaces.values.sorted { $0.deviceId < $1.deviceId } }
+    func all() -> [SurfaceRecord] { names.compactMap { surfaces[$0] } }
+    var count: Int { names.count }
+
+    /// Up to `limit` surfaces in name order after `after` (from the first when nil), and whether
+    /// more follow.
+    func page(after: String?, limit: Int) -> (records: [SurfaceRecord], more: Bool) {
+        let start = after.map { insertionPoint(of: $0, exclusive: true) } ?? 0
+        let end = min(names.count, start + limit)
+        return (names[start..<end].compactMap { surfaces[$0] }, end < names.count)
+    }
+
+    /// Where `name` is, or would be, in `names` (past it when `exclusive` and it is there).
+    private func insertionPoint(of name: String, exclusive: Bool = false) -> Int {
+        var (lo, hi) = (0, names.count)
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if names[mid] < name || (exclusive && names[mid] == name) { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
 
     func apply(_ outcome: ChangeOutcome) {
         switch outcome {
         case .surface(let r):
-            surfaces[r.deviceId] = r
+            let old = surfaces.updateValue(r, forKey: r.deviceId)
+            if old == nil { names.insert(r.deviceId, at: insertionPoint(of: r.deviceId)) }
+            revokedCount += (r.revoked ? 1 : 0) - (old?.revoked == true ? 1 : 0)
             removed[r.deviceId] = nil
         case .removed(let id, let revision):
-            surfaces[id] = nil
+            if let old = surfaces.removeValue(forKey: id) {
+                let i = insertionPoint(of: id)
+                if i < names.count && names[i] == id { names.remove(at: i) }
+                if old.revoked { revokedCount -= 1 }
+            }
             removed[id] = revision
         case .org(let o):
             org = o

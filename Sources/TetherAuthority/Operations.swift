@@ -68,9 +68,14 @@ extension Authority {
     }
 
     /// The audit log, newest first (`AuthorityStore.audit`).
-    public func audit(limit: Int, deviceId: String?, actor: String?, since: String?, until: String?) async throws -> [AuditEntry] {
-        try await store.audit(limit: limit, deviceId: deviceId, actor: actor, since: since, until: until)
+    public func audit(
+        limit: Int, deviceId: String?, actor: String?, since: String?, until: String?, before: Int64? = nil
+    ) async throws -> [AuditEntry] {
+        try await store.audit(limit: limit, deviceId: deviceId, actor: actor, since: since, until: until, before: before)
     }
+
+    /// The newest report of each supervisor on each of `deviceIds`.
+    public func latestReports(of deviceIds: [String]) async throws -> [Report] { try await store.latestReports(of: deviceIds) }
 
     public func usage() async throws -> Usage { try await store.usage() }
 

@@ -89,7 +89,7 @@ public enum ClientError: Error, Sendable, CustomStringConvertible {
 public struct JSONAnswer: @unchecked Sendable {
     // @unchecked: a parsed JSONSerialization tree, never mutated after parsing.
     public let status: Int
-    public let object: [String: Any]
+    public internal(set) var object: [String: Any]
     public let headers: [(String, String)]
     /// Which of the client's replicas answered.
     public var replica: Int = 0
@@ -183,19 +183,45 @@ public struct AuthorityClient: Sendable {
         try await post("/api/v1/org/resume", OrgChangeBody(reason: reason))
     }
 
-    public func list(deviceId: String? = nil) async throws -> JSONAnswer {
-        try await get("/api/v1/devices/list" + (deviceId.map { "?deviceId=\($0)" } ?? ""))
+    /// One surface, or one page of them (`after`: the `next` of the page before).
+    public func list(deviceId: String? = nil, after: String? = nil, limit: Int? = nil) async throws -> JSONAnswer {
+        var query: [String] = []
+        if let deviceId { query.append("deviceId=\(Self.q(deviceId))") }
+        if let after { query.append("after=\(Self.q(after))") }
+        if let limit { query.append("limit=\(limit)") }
+        return try await get("/api/v1/devices/list" + (query.isEmpty ? "" : "?" + query.joined(separator: "&")))
+    }
+
+    /// Every surface, page after page, as one list (its `next` nil).
+    public func listAll(pageSize: Int = 1000) async throws -> JSONAnswer {
+        var first = try await list(limit: pageSize)
+        var all = try first.decode(SurfaceList.self)
+        var next = all.next
+        while let after = next {
+            let page = try await list(after: after, limit: pageSize).decode(SurfaceList.self)
+            all.devices += page.devices
+            (all.org, all.total, next) = (page.org, page.total, page.next)
+        }
+        guard all.next != nil else { return first }  // one page: the authority's own answer
+        all.next = nil
+        all.count = all.devices.count
+        first.data = try JSONEncoder().encode(all)
+        first.object = (try JSONSerialization.jsonObject(with: first.data) as? [String: Any]) ?? [:]
+        return first
     }
 
     public func audit(
-        limit: Int, deviceId: String?, actor: String? = nil, since: String? = nil, until: String? = nil
+        limit: Int, deviceId: String?, actor: String? = nil, since: String? = nil, until: String? = nil, before: Int64? = nil
     ) async throws -> JSONAnswer {
-        func q(_ s: String) -> String {
-            s.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&+=?"))) ?? s
-        }
-        return try await get(
-            "/api/v1/audit?limit=\(limit)" + (deviceId.map { "&deviceId=\(q($0))" } ?? "") + (actor.map { "&actor=\(q($0))" } ?? "")
-                + (since.map { "&since=\($0)" } ?? "") + (until.map { "&until=\($0)" } ?? ""))
+        try await get(
+            "/api/v1/audit?limit=\(limit)" + (deviceId.map { "&deviceId=\(Self.q($0))" } ?? "")
+                + (actor.map { "&actor=\(Self.q($0))" } ?? "")
+                + (since.map { "&since=\($0)" } ?? "") + (until.map { "&until=\($0)" } ?? "") + (before.map { "&before=\($0)" } ?? ""))
+    }
+
+    /// A query parameter's value, escaped.
+    static func q(_ s: String) -> String {
+        s.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed.subtracting(CharacterSet(charactersIn: "&+=?"))) ?? s
     }
 
     public func usage() async throws -> JSONAnswer { try await get("/api/v1/usage") }

@@ -116,9 +116,11 @@ public enum OperatorOutput {
 
     public static func audit(_ a: AuditPage) -> String {
         if a.entries.isEmpty { return "the audit log is empty" }
-        return a.entries.map { e in
+        var lines = a.entries.map { e in
             "\(e.at)  \(e.actor)  \(e.action)\(e.surface.map { " \($0)" } ?? "")\(e.reason.map { " — \($0)" } ?? "")  [\(e.requestID)]"
-        }.joined(separator: "\n")
+        }
+        if let next = a.next { lines.append("… older entries: add --before \(next)") }
+        return lines.joined(separator: "\n")
     }
 
     /// The answer as pretty JSON, for `--json`.

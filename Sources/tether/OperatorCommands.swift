@@ -119,7 +119,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await options.run(
-            { try await $0.list(deviceId: surface) }, as: SurfaceList.self,
+            { c in surface == nil ? try await c.listAll() : try await c.list(deviceId: surface) }, as: SurfaceList.self,
             human: surface == nil ? OperatorOutput.surfaces : OperatorOutput.status)
     }
 }
@@ -154,11 +154,20 @@ struct InstancesCommand: AsyncParsableCommand {
 }
 
 struct SurfacesCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "surfaces", abstract: "List every surface.")
+    static let configuration = CommandConfiguration(
+        commandName: "surfaces", abstract: "List every surface.",
+        discussion: "Read a page at a time (1000 surfaces), in name order; --after NAME starts after a name.")
+    @Option(help: "Only the surfaces after this name, up to --limit.") var after: String?
+    @Option(help: "At most this many surfaces (one page; 1 to 10000).") var limit: Int?
     @OptionGroup var options: AuthorityOptions
 
     func run() async throws {
-        try await options.run({ try await $0.list() }, as: SurfaceList.self, human: OperatorOutput.surfaces)
+        if after == nil && limit == nil {
+            try await options.run({ try await $0.listAll() }, as: SurfaceList.self, human: OperatorOutput.surfaces)
+        } else {
+            try await options.run(
+                { try await $0.list(after: after, limit: limit ?? 1000) }, as: SurfaceList.self, human: OperatorOutput.surfaces)
+        }
     }
 }
 
@@ -169,13 +178,14 @@ struct AuditCommand: AsyncParsableCommand {
     @Option(help: "Only this key's changes (with those it made through the console).") var actor: String?
     @Option(help: "From this time on: RFC 3339 (2026-11-26T03:00:00Z) or a duration ago (1h, 30m).") var since: String?
     @Option(help: "Up to this time: RFC 3339 or a duration ago.") var until: String?
+    @Option(help: "Only entries older than this id (the next page: the id the last page ends with).") var before: Int64?
     @OptionGroup var options: AuthorityOptions
 
     func run() async throws {
         let from = try Self.time(since, "--since"), to = try Self.time(until, "--until")
         try await options.run(
-            { try await $0.audit(limit: limit, deviceId: surface, actor: actor, since: from, until: to) }, as: AuditPage.self,
-            human: OperatorOutput.audit)
+            { try await $0.audit(limit: limit, deviceId: surface, actor: actor, since: from, until: to, before: before) },
+            as: AuditPage.self, human: OperatorOutput.audit)
     }
 
     /// An RFC 3339 time, or a duration before now, as the authority's timestamp form.

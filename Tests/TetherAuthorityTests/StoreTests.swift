@@ -51,6 +51,27 @@ func change(_ who: String = "test", _ why: String? = nil, at: String = Timestamp
 @Suite("Store conformance: SQLite and PostgreSQL", .timeLimit(.minutes(3)))
 struct StoreTests {
     @Test(
+        "pages: the newest report of each supervisor of a page of surfaces in one query; the audit log before an id",
+        arguments: StoreKind.allCases)
+    func pages(_ kind: StoreKind) async throws {
+        let (s, _, close) = try await kind.make()
+        defer { close() }
+        let now = Timestamp.string(Date())
+        for (d, i, state) in [
+            ("a1", "h1", "stopped"), ("a1", "h1", "resumed"), ("a1", "h2", "running"), ("a2", "h1", "killed"), ("a3", "h1", "x"),
+        ] {
+            try await s.addReport(Report(deviceId: d, instance: i, state: state, pids: [1], at: now, requestID: nil, receivedAt: now))
+        }
+        let latest = try await s.latestReports(of: ["a1", "a2", "nothing"])
+        #expect(Set(latest.map { "\($0.deviceId)/\($0.instance)/\($0.state)" }) == ["a1/h1/resumed", "a1/h2/running", "a2/h1/killed"])
+        #expect(try await s.latestReports(of: []).isEmpty)
+        for n in 0..<5 { _ = try await s.register("p\(n)", change: change(), seal: revisionSeal) }
+        let all = try await s.audit(limit: 100, deviceId: nil, actor: nil, since: nil, until: nil, before: nil)
+        let older = try await s.audit(limit: 2, deviceId: nil, actor: nil, since: nil, until: nil, before: all[1].id)
+        #expect(older.map(\.id) == Array(all[2..<4].map(\.id)))
+    }
+
+    @Test(
         "surfaces: register, revoke, restore, remove, come back; each change the next revision with its event",
         arguments: StoreKind.allCases)
     func surfacesAndRevisions(_ kind: StoreKind) async throws {

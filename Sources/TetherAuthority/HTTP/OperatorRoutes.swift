@@ -38,31 +38,47 @@ struct OperatorRoutes {
                 expiresAt: Timestamp.string(expires), requestID: ctx.requestID))
     }
 
+    /// One page of surfaces in name order: `?limit=` (1 to 10000, default 1000) after `?after=`
+    /// (a name; `next` of the page before). Each page costs the same whatever the fleet's size:
+    /// its watchers, its last reports and its holders in one look each.
     @Sendable func list(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
-        var surfaces = await authority.state.all()
-        if let only = req.uri.queryParameters.get("deviceId") {
-            surfaces = surfaces.filter { $0.deviceId == only }
-            if surfaces.isEmpty { throw APIError.notFound(String(only.prefix(140))) }
+        let query = req.uri.queryParameters
+        let total = await authority.state.count
+        var surfaces: [SurfaceRecord]
+        var more = false
+        if let only = query.get("deviceId") {
+            guard let s = await authority.state.snapshot(String(only)).0 else { throw APIError.notFound(String(only.prefix(140))) }
+            surfaces = [s]
+        } else {
+            var limit = 1000
+            if let text = query.get("limit") {
+                guard let n = Int(text), (1...10_000).contains(n) else { throw APIError.badRequest("?limit= takes 1 to 10000") }
+                limit = n
+            }
+            (surfaces, more) = await authority.state.page(after: query.get("after").map { String($0) }, limit: limit)
         }
-        // Every replica's watchers in one look, not one per surface.
+        let names = surfaces.map(\.deviceId)
         var watching: [String: Set<String>] = [:]
-        for w in await authority.fleetWatchers(of: surfaces.count == 1 ? [surfaces[0].deviceId] : nil) {
-            watching[w.surface, default: []].insert(w.instance)
+        for w in await authority.fleetWatchers(of: names) { watching[w.surface, default: []].insert(w.instance) }
+        var last: [String: Report] = [:]
+        for r in try await authority.latestReports(of: names) where (last[r.deviceId]?.receivedAt ?? "") <= r.receivedAt {
+            last[r.deviceId] = r
         }
         let holders = Dictionary(try await authority.instances().map { ($0.instance, $0.keyName) }) { a, _ in a }
-        var devices: [SurfaceView] = []
-        for s in surfaces {
+        let devices = surfaces.map { s in
             let watchers = (watching[s.deviceId] ?? []).sorted()
-            let last = try await authority.reports(of: s.deviceId, limit: 1).first
+            let report = last[s.deviceId]
             var named: [String: String] = [:]
-            for i in watchers + (last.map { [$0.instance] } ?? []) { named[i] = holders[i] }
-            devices.append(
-                .init(
-                    surface: s.deviceId, state: s.revoked ? "revoked" : "active", revoked: s.revoked,
-                    createdAt: s.createdAt, updatedAt: s.updatedAt, reason: s.reason, changedBy: s.changedBy,
-                    watchers: watchers, lastReport: last.map { ReportView($0) }, holders: named))
+            for i in watchers + (report.map { [$0.instance] } ?? []) { named[i] = holders[i] }
+            return SurfaceView(
+                surface: s.deviceId, state: s.revoked ? "revoked" : "active", revoked: s.revoked,
+                createdAt: s.createdAt, updatedAt: s.updatedAt, reason: s.reason, changedBy: s.changedBy,
+                watchers: watchers, lastReport: report.map { ReportView($0) }, holders: named)
         }
-        return JSONBody.response(SurfaceList(devices: devices, org: OrgView(await authority.state.org), requestID: ctx.requestID))
+        return JSONBody.response(
+            SurfaceList(
+                devices: devices, total: total, next: more ? names.last : nil, org: OrgView(await authority.state.org),
+                requestID: ctx.requestID))
     }
 
     func changeSurface(_ req: Request, _ ctx: AuthorityContext, revoke: Bool) async throws -> Response {
@@ -123,9 +139,18 @@ struct OperatorRoutes {
             return Timestamp.string(date)
         }
         let actor = query.get("actor").map { String($0) }
-        let entries = try await authority.audit(
-            limit: limit, deviceId: deviceId, actor: actor, since: try bound("since"), until: try bound("until"))
-        return JSONBody.response(AuditPage(entries: entries.map(AuditPage.Entry.init), requestID: ctx.requestID))
+        var before: Int64?
+        if let text = query.get("before") {
+            guard let n = Int64(text), n > 0 else { throw APIError.badRequest("?before= takes an entry's id (the `next` of a page)") }
+            before = n
+        }
+        // One more than asked: whether another page follows.
+        var entries = try await authority.audit(
+            limit: limit + 1, deviceId: deviceId, actor: actor, since: try bound("since"), until: try bound("until"), before: before)
+        let more = entries.count > limit
+        if more { entries.removeLast() }
+        return JSONBody.response(
+            AuditPage(entries: entries.map(AuditPage.Entry.init), next: more ? entries.last?.id : nil, requestID: ctx.requestID))
     }
 
     @Sendable func usage(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {

@@ -320,11 +320,15 @@ public protocol AuthorityStore: Sendable {
     /// Newest first; `since`/`until` bound `at` (inclusive), in the authority's timestamp form;
     /// `actor` is a key's name: its own entries and those it made through the console
     /// ("NAME via console (ADDRESS)").
-    func audit(limit: Int, deviceId: String?, actor: String?, since: String?, until: String?) async throws -> [AuditEntry]
+    /// `before`: only entries with a smaller id (the next page of a long log).
+    func audit(limit: Int, deviceId: String?, actor: String?, since: String?, until: String?, before: Int64?) async throws -> [AuditEntry]
     func addReport(_ report: Report) async throws
     /// Aggregated refusals (see `RefusalLog`), as audit rows.
     func addRefusals(_ rows: [RefusalRow]) async throws
     func reports(deviceId: String, limit: Int) async throws -> [Report]
+    /// The newest report of each (surface, instance) among `deviceIds`: one query for a page of
+    /// surfaces, not one per surface.
+    func latestReports(of deviceIds: [String]) async throws -> [Report]
     func usage() async throws -> Usage
     /// Console sign-in links and sessions (`ConsoleSessions`): on the shared database, a link
     /// made through one replica signs in through any, and a session lives on every replica.
@@ -365,7 +369,11 @@ public protocol AuthorityStore: Sendable {
 
 extension AuthorityStore {
     public func audit(limit: Int, deviceId: String?, since: String?, until: String?) async throws -> [AuditEntry] {
-        try await audit(limit: limit, deviceId: deviceId, actor: nil, since: since, until: until)
+        try await audit(limit: limit, deviceId: deviceId, actor: nil, since: since, until: until, before: nil)
+    }
+
+    public func audit(limit: Int, deviceId: String?, actor: String?, since: String?, until: String?) async throws -> [AuditEntry] {
+        try await audit(limit: limit, deviceId: deviceId, actor: actor, since: since, until: until, before: nil)
     }
 }
 

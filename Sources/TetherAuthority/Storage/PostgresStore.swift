@@ -654,10 +654,16 @@ public final class PostgresStore: SharedStore {
 
     // MARK: - audit, reports, usage
 
-    public func audit(limit: Int, deviceId: String?, actor: String?, since: String?, until: String?) async throws -> [AuditEntry] {
+    public func audit(
+        limit: Int, deviceId: String?, actor: String?, since: String?, until: String?, before: Int64?
+    ) async throws -> [AuditEntry] {
         try await timed("audit") { [self] in
             var clauses: [String] = []
             var binds = PostgresBindings()
+            if let before {
+                binds.append(before)
+                clauses.append("id < $\(binds.count)")
+            }
             if let deviceId {
                 binds.append(deviceId)
                 clauses.append("device_id = $\(binds.count)")
@@ -719,15 +725,28 @@ public final class PostgresStore: SharedStore {
 
     public func reports(deviceId: String, limit: Int) async throws -> [Report] {
         try await timed("reports") { [self] in
-            try await rows("SELECT * FROM reports WHERE device_id = \(deviceId) ORDER BY id DESC LIMIT \(limit)") { r in
-                Report(
-                    deviceId: try r["device_id"].decode(String.self), instance: try r["instance"].decode(String.self),
-                    state: try r["state"].decode(String.self),
-                    pids: try r["pids"].decode(String.self).split(separator: ",").compactMap { Int32($0) },
-                    at: try r["at"].decode(String.self), requestID: try r["request_id"].decode(String?.self),
-                    receivedAt: try r["received_at"].decode(String.self), detail: try r["detail"].decode(String?.self))
-            }
+            try await rows("SELECT * FROM reports WHERE device_id = \(deviceId) ORDER BY id DESC LIMIT \(limit)", Self.report)
         }
+    }
+
+    public func latestReports(of deviceIds: [String]) async throws -> [Report] {
+        guard !deviceIds.isEmpty else { return [] }
+        return try await timed("latestReports") { [self] in
+            try await rows(
+                """
+                SELECT * FROM reports WHERE id IN (
+                    SELECT MAX(id) FROM reports WHERE device_id = ANY(\(deviceIds)) GROUP BY device_id, instance)
+                """, Self.report)
+        }
+    }
+
+    private static func report(_ r: PostgresRandomAccessRow) throws -> Report {
+        Report(
+            deviceId: try r["device_id"].decode(String.self), instance: try r["instance"].decode(String.self),
+            state: try r["state"].decode(String.self),
+            pids: try r["pids"].decode(String.self).split(separator: ",").compactMap { Int32($0) },
+            at: try r["at"].decode(String.self), requestID: try r["request_id"].decode(String?.self),
+            receivedAt: try r["received_at"].decode(String.self), detail: try r["detail"].decode(String?.self))
     }
 
     public func usage() async throws -> Usage {

@@ -370,10 +370,16 @@ public final class SQLiteStore: AuthorityStore {
 
     // MARK: - audit, reports, usage
 
-    public func audit(limit: Int, deviceId: String?, actor: String?, since: String?, until: String?) async throws -> [AuditEntry] {
+    public func audit(
+        limit: Int, deviceId: String?, actor: String?, since: String?, until: String?, before: Int64?
+    ) async throws -> [AuditEntry] {
         try await pool.read { db in
             // Timestamps are all the authority's fixed-width UTC form: they compare as text.
             var clauses: [String] = [], args: [(any DatabaseValueConvertible)?] = []
+            if let before {
+                clauses.append("id < ?")
+                args.append(before)
+            }
             if let deviceId {
                 clauses.append("device_id = ?")
                 args.append(deviceId)
@@ -449,13 +455,32 @@ public final class SQLiteStore: AuthorityStore {
     public func reports(deviceId: String, limit: Int) async throws -> [Report] {
         try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM reports WHERE device_id = ? ORDER BY id DESC LIMIT ?", arguments: [deviceId, limit])
-                .map {
-                    Report(
-                        deviceId: $0["device_id"], instance: $0["instance"], state: $0["state"],
-                        pids: ($0["pids"] as String).split(separator: ",").compactMap { Int32($0) },
-                        at: $0["at"], requestID: $0["request_id"], receivedAt: $0["received_at"], detail: $0["detail"])
-                }
+                .map(Self.report)
         }
+    }
+
+    public func latestReports(of deviceIds: [String]) async throws -> [Report] {
+        var out: [Report] = []
+        for chunk in stride(from: 0, to: deviceIds.count, by: 500).map({ Array(deviceIds[$0..<min($0 + 500, deviceIds.count)]) }) {
+            let marks = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+            out += try await pool.read { db in
+                try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT * FROM reports WHERE id IN (
+                            SELECT MAX(id) FROM reports WHERE device_id IN (\(marks)) GROUP BY device_id, instance)
+                        """, arguments: StatementArguments(chunk)
+                ).map(Self.report)
+            }
+        }
+        return out
+    }
+
+    private static func report(_ row: Row) -> Report {
+        Report(
+            deviceId: row["device_id"], instance: row["instance"], state: row["state"],
+            pids: (row["pids"] as String).split(separator: ",").compactMap { Int32($0) },
+            at: row["at"], requestID: row["request_id"], receivedAt: row["received_at"], detail: row["detail"])
     }
 
     public func usage() async throws -> Usage {

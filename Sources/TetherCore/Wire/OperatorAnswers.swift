@@ -66,14 +66,20 @@ public struct SurfaceView: Codable, Sendable, Equatable {
 /// `GET devices/list`
 public struct SurfaceList: Codable, Sendable, Equatable {
     public var status = "ok"
+    /// One page, in name order.
     public var devices: [SurfaceView]
+    /// How many on this page.
     public var count: Int
+    /// Surfaces in all (nil from an authority before pages).
+    public var total: Int?
+    /// When more follow: the `after` of the next page (the last name on this one).
+    public var next: String?
     public var org: OrgView
     public var requestID: String
-    enum CodingKeys: String, CodingKey { case status, devices, count, org, requestID = "request_id" }
+    enum CodingKeys: String, CodingKey { case status, devices, count, total, next, org, requestID = "request_id" }
 
-    public init(devices: [SurfaceView], org: OrgView, requestID: String) {
-        (self.devices, self.count, self.org, self.requestID) = (devices, devices.count, org, requestID)
+    public init(devices: [SurfaceView], total: Int? = nil, next: String? = nil, org: OrgView, requestID: String) {
+        (self.devices, self.count, self.total, self.next, self.org, self.requestID) = (devices, devices.count, total, next, org, requestID)
     }
 }
 
@@ -184,7 +190,11 @@ public struct AuditPage: Codable, Sendable, Equatable {
     }
     public var status = "ok"
     public var entries: [Entry]
+    /// When older entries match too: the `before` of the next page (the last id on this one).
+    public var next: Int64?
     public var requestID: String
-    enum CodingKeys: String, CodingKey { case status, entries, requestID = "request_id" }
-    public init(entries: [Entry], requestID: String) { (self.entries, self.requestID) = (entries, requestID) }
+    enum CodingKeys: String, CodingKey { case status, entries, next, requestID = "request_id" }
+    public init(entries: [Entry], next: Int64? = nil, requestID: String) {
+        (self.entries, self.next, self.requestID) = (entries, next, requestID)
+    }
 }
