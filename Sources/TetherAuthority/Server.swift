@@ -159,7 +159,25 @@ public enum AuthorityServer {
             }
         }
         defer { pinger?.cancel() }
-        try await app.runService()
+        // Graceful first (the streams end, the server drains, the services finish), then
+        // cancellation at three quarters of the bound, then the bound itself (`ShutdownSignals`).
+        var group = ServiceGroupConfiguration(
+            services: [
+                .init(service: app),
+                .init(
+                    service: ShutdownFirst {
+                        notifications.stopping("stopping")
+                        await authority.shutdown()
+                    }),
+            ], logger: logger)
+        group.maximumGracefulShutdownDuration = configuration.shutdownTimeout * 3 / 4
+        let services = ServiceGroup(configuration: group)
+        ShutdownSignals.take(limit: configuration.shutdownTimeout, logger: logger) {
+            Task { await services.triggerGracefulShutdown() }
+        }
+        try await services.run()
+        (authority.store as? PostgresStore)?.close()
+        logger.notice("authority stopped")
         notifications.stopping("stopped")
     }
 }

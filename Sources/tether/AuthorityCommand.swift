@@ -153,6 +153,9 @@ struct AuthorityCommand: AsyncParsableCommand {
             help:
                 "Replicas on a shared database: not ready (503 on /healthz, validate and watch) after this long without a good read of it (1s to 1m)."
         ) var maxLag = "5s"
+        @Option(
+            help: "A shutdown (SIGTERM) ends every stream at once, then exits 69 if the rest is not done this long after (1s to 10m)."
+        ) var shutdownTimeout = "20s"
         @Option(name: .customLong("config"), help: "A TOML file with [console] and [notify] settings (docs/console.md).") var configFile:
             String?
 
@@ -183,6 +186,10 @@ struct AuthorityCommand: AsyncParsableCommand {
                 }
                 config.maxLag = lag
                 config.syncInterval = min(.seconds(1), lag / 3)
+                guard let stop = DurationText.parse(shutdownTimeout), stop >= .seconds(1), stop <= .seconds(600) else {
+                    throw StoreError("--shutdown-timeout takes a duration from 1s to 10m, e.g. 20s; got \"\(shutdownTimeout)\"")
+                }
+                config.shutdownTimeout = stop
                 config.maxStreams = maxStreams
                 config.maxStreamsPerKey = maxStreamsPerKey
                 guard let idle = DurationText.parse(idleTimeout), idle >= .seconds(1), idle <= .seconds(3600) else {

@@ -50,6 +50,11 @@ public final class PostgresStore: SharedStore {
         var config = url.clientConfiguration()
         config.options.connectTimeout = .seconds(5)
         config.options.maximumConnections = 16
+        // The server's own bounds, under `timed`'s: a statement or a lock wait that outlives them
+        // is ended there, and a transaction left open by a replica that went away is rolled back.
+        config.options.additionalStartupParameters = [
+            ("statement_timeout", "30s"), ("lock_timeout", "15s"), ("idle_in_transaction_session_timeout", "60s"),
+        ]
         // The pool retries a lost server every second and logs each try: only what is worse.
         var poolLogger = logger
         poolLogger.logLevel = max(logger.logLevel, .warning)
@@ -62,17 +67,30 @@ public final class PostgresStore: SharedStore {
     /// pool retrying a dead address) is an error, never a request that hangs.
     public static let timeout: Duration = .seconds(10)
 
+    ///
+    /// The call returns at the deadline even when the query does not: postgres-nio waits for a
+    /// query's answer without heeding cancellation, so a task group (which waits for its children)
+    /// would wait as long as a database that stopped answering without closing the connection. The
+    /// query is cancelled and left to end when its connection does.
     func timed<T: Sendable>(
         _ what: String, within limit: Duration = PostgresStore.timeout, _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        try await withThrowingTaskGroup(of: T.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try await Task.sleep(for: limit)
-                throw StoreError("the database (\(self.url)) did not answer \(what) within \(DurationText.format(limit))")
+        let race = Race<T>()
+        let url = self.url
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
+                race.start(c)
+                let work = Task {
+                    do { race.end(.success(try await body())) } catch { race.end(.failure(error)) }
+                }
+                race.onCancel { work.cancel() }
+                Task {
+                    try? await Task.sleep(for: limit)
+                    race.end(.failure(StoreError("the database (\(url)) did not answer \(what) within \(DurationText.format(limit))")))
+                }
             }
-            defer { group.cancelAll() }
-            return try await group.next()!
+        } onCancel: {
+            race.end(.failure(CancellationError()))
         }
     }
 
@@ -1047,4 +1065,41 @@ enum PostgresSchema {
         "CREATE TABLE meta (key text PRIMARY KEY, value text NOT NULL)",
         StoreSchema.signingKeys,
     ]
+}
+
+/// The first of a query, its deadline and its caller's cancellation to end resumes the caller;
+/// the query is cancelled if it was not the one.
+final class Race<T: Sendable>: Sendable {
+    private let state = Mutex<
+        (continuation: CheckedContinuation<T, any Error>?, ended: Result<T, any Error>?, cancel: (@Sendable () -> Void)?)
+    >(
+        (nil, nil, nil))
+
+    func start(_ c: CheckedContinuation<T, any Error>) {
+        let early = state.withLock { s -> Result<T, any Error>? in
+            if let e = s.ended { return e }
+            s.continuation = c
+            return nil
+        }
+        if let early { c.resume(with: early) }
+    }
+
+    func onCancel(_ cancel: @escaping @Sendable () -> Void) {
+        let ended = state.withLock { s -> Bool in
+            s.cancel = cancel
+            return s.ended != nil && s.continuation == nil
+        }
+        if ended { cancel() }
+    }
+
+    func end(_ result: Result<T, any Error>) {
+        let (c, cancel) = state.withLock { s -> (CheckedContinuation<T, any Error>?, (@Sendable () -> Void)?) in
+            guard s.ended == nil else { return (nil, nil) }
+            s.ended = result
+            defer { s.continuation = nil }
+            return (s.continuation, s.cancel)
+        }
+        c?.resume(with: result)
+        if case .failure = result { cancel?() }
+    }
 }
