@@ -90,6 +90,7 @@ public final class Authority: Sendable {
     let console: ConsoleSessions
     /// What the console's pages show, built once for all of them.
     let consoleSnapshots = ConsoleSnapshots()
+    let supervisorsCounted = Mutex<(at: ContinuousClock.Instant, count: Int)?>(nil)
     /// Which key holds each instance, as this replica checked lately.
     let holders = InstanceHolders()
 
@@ -324,6 +325,17 @@ public final class Authority: Sendable {
         return out
     }
 
+    /// Supervisor instances holding a watch stream on any replica: counted at most every 2 s
+    /// (the console asks on every build; the other replicas' watchers are a database read).
+    func supervisorCount() async -> Int {
+        if let c = supervisorsCounted.withLock({ c in c.flatMap { ContinuousClock.now - $0.at < .seconds(2) ? $0.count : nil } }) {
+            return c
+        }
+        let count = Set(await fleetWatchers(of: nil).map(\.instance)).count
+        supervisorsCounted.withLock { $0 = (.now, count) }
+        return count
+    }
+
     /// Reads what other replicas committed since the last change applied here, and applies it.
     public func catchUp() async throws {
         await replicator.order.acquire()
@@ -507,6 +519,23 @@ actor LiveState {
         let start = after.map { insertionPoint(of: $0, exclusive: true) } ?? 0
         let end = min(names.count, start + limit)
         return (names[start..<end].compactMap { surfaces[$0] }, end < names.count)
+    }
+
+    /// The first `limit` surfaces in name order whose name contains `text` (lowercased; any when
+    /// empty) or that `extra` names, revoked or not as `revoked` asks (either when nil), and how
+    /// many match in all. Without a filter, a page: O(limit), whatever the fleet's size.
+    func matching(_ text: String, extra: Set<String>, revoked: Bool?, limit: Int) -> (records: [SurfaceRecord], matching: Int) {
+        if text.isEmpty && revoked == nil { return (page(after: nil, limit: limit).records, names.count) }
+        var out: [SurfaceRecord] = []
+        var count = 0
+        for name in names {
+            guard let r = surfaces[name], revoked == nil || r.revoked == revoked,
+                text.isEmpty || extra.contains(name) || name.lowercased().contains(text)
+            else { continue }
+            count += 1
+            if out.count < limit { out.append(r) }
+        }
+        return (out, count)
     }
 
     /// Where `name` is, or would be, in `names` (past it when `exclusive` and it is there).

@@ -269,12 +269,9 @@ enum ConsoleAssets {
 
           function renderSurfaces() {
             const box = $("surfaces");
-            const q = $("search").value.trim().toLowerCase(), which = $("state-filter").value;
-            const matching = state.surfaces.filter((s) =>
-              (which === "all" || (which === "revoked") === s.revoked) &&
-              (!q || s.deviceId.toLowerCase().includes(q) || s.supervisors.some((w) => w.instance.toLowerCase().includes(q))));
-            // A fleet of thousands: the first 200 matches; the filter finds the rest.
-            const shown = matching.slice(0, 200);
+            // The authority sends the first 200 surfaces the filter matches (the filter is
+            // applied there: a fleet of 100,000 is never sent whole), and how many match.
+            const shown = state.surfaces, matching = state.matching;
             const existing = new Map([...box.children].map((a) => [a.dataset.id, a]));
             const keep = new Set(shown.map((s) => s.deviceId));
             for (const [id, a] of existing) if (!keep.has(id)) a.remove();
@@ -284,8 +281,8 @@ enum ConsoleAssets {
               fillSurface(art, s);
               if (box.children[i] !== art) box.insertBefore(art, box.children[i] || null);
             });
-            if (!shown.length) say("surface-message", state.surfaces.length ? "No surface matches the filter." : "No surface yet.", "info");
-            else if (matching.length > shown.length) say("surface-message", `Showing ${shown.length} of ${matching.length} surfaces: filter to find the others.`, "info");
+            if (!shown.length) say("surface-message", state.counts.surfaces ? "No surface matches the filter." : "No surface yet.", "info");
+            else if (matching > shown.length) say("surface-message", `Showing ${shown.length} of ${matching} surfaces: filter to find the others.`, "info");
             else if (/^(No surface|Showing)/.test($("surface-message").textContent)) say("surface-message", "");
           }
 
@@ -328,22 +325,37 @@ enum ConsoleAssets {
             if (page === "audit") { clearTimeout(auditTimer); auditTimer = setTimeout(loadAudit, 300); }
           }
 
+          // The surfaces page's filter, as the authority reads it.
+          function viewQuery() {
+            if (page !== "surfaces") return "";
+            const q = new URLSearchParams();
+            const text = $("search").value.trim(), which = $("state-filter").value;
+            if (text) q.set("q", text);
+            if (which !== "all") q.set("state", which);
+            const s = q.toString();
+            return s ? "?" + s : "";
+          }
+
+          let es = null;
           function connect() {
-            const es = new EventSource("/console/events");
-            es.addEventListener("state", (e) => {
+            const source = new EventSource("/console/events" + viewQuery());
+            es = source;
+            source.addEventListener("state", (e) => {
+              if (source !== es) return;  // a stream of a filter since changed
               state = JSON.parse(e.data);
               live.textContent = `Live — as of ${when(state.now)}`;
               live.className = "live ok";
               render();
             });
-            es.addEventListener("signed-out", () => { es.close(); signedOut(); });
-            es.onerror = () => {
+            source.addEventListener("signed-out", () => { source.close(); signedOut(); });
+            source.onerror = () => {
+              if (source !== es) return;
               live.textContent = "Connection lost: reconnecting. What is shown may be out of date.";
               live.className = "live stale";
-              if (es.readyState === EventSource.CLOSED) {
-                fetch("/console/state.json", { credentials: "same-origin" })
-                  .then((r) => { if (r.status === 401) signedOut(); else setTimeout(connect, 2000); })
-                  .catch(() => setTimeout(connect, 2000));
+              if (source.readyState === EventSource.CLOSED) {
+                fetch("/console/state.json" + viewQuery(), { credentials: "same-origin" })
+                  .then((r) => { if (r.status === 401) signedOut(); else setTimeout(() => { if (source === es) connect(); }, 2000); })
+                  .catch(() => setTimeout(() => { if (source === es) connect(); }, 2000));
               }
             };
           }
@@ -351,8 +363,11 @@ enum ConsoleAssets {
           if (page === "overview") wireOverview();
           if (page === "surfaces") {
             $("filter").addEventListener("submit", (e) => e.preventDefault());
-            $("search").addEventListener("input", () => state && renderSurfaces());
-            $("state-filter").addEventListener("change", () => state && renderSurfaces());
+            // A new filter is a new view: the stream again, with it (after typing pauses).
+            let refilter = null;
+            const again = () => { clearTimeout(refilter); refilter = setTimeout(() => { if (es) es.close(); connect(); }, 250); };
+            $("search").addEventListener("input", again);
+            $("state-filter").addEventListener("change", again);
           }
           if (page === "audit") wireAudit();
           connect();

@@ -229,14 +229,23 @@ struct ConsoleRoutes {
 
     @Sendable func stateJSON(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
         let s = try await requireReader(req)
-        return JSONBody.response(try await ConsoleState.make(authority, signedInAs: s.key.name))
+        return JSONBody.response(try await ConsoleState.make(authority, view: try view(req), signedInAs: s.key.name))
     }
 
     /// The pages' live feed: the whole state at once, again whenever something changed
     /// (at most every 100 ms), and every 5 s regardless (what other replicas received). Ends
     /// with `event: signed-out` when the session does.
+    /// The viewer's search and state filter (`ConsoleView`).
+    func view(_ req: Request) throws -> ConsoleView {
+        let q = req.uri.queryParameters
+        var fields: [String: String] = [:]
+        for name in ["q", "state"] { if let v = q.get(name) { fields[name] = String(v) } }
+        return try ConsoleView(query: fields)
+    }
+
     @Sendable func events(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
         let s = try await requireReader(req)
+        let view = try view(req)
         let (id, wakes) = authority.feed.subscribe()
         let authority = self.authority
         let logger = ctx.logger
@@ -260,7 +269,7 @@ struct ConsoleRoutes {
                                 try await writer.write(ByteBuffer(string: "event: signed-out\ndata: {}\n\n"))
                                 break
                             }
-                            let state = try await ConsoleState.make(authority, signedInAs: s.key.name)
+                            let state = try await ConsoleState.make(authority, view: view, signedInAs: s.key.name)
                             try await writer.write(
                                 ByteBuffer(string: "event: state\ndata: " + String(decoding: JSONBody.data(state), as: UTF8.self) + "\n\n"))
                             // The next wake-up (ends when the stream is finished), then a moment

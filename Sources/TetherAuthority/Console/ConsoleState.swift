@@ -85,57 +85,79 @@ struct ConsoleState: Encodable {
     var signedInAs: String
     var org: OrgView
     var counts: Counts
+    /// The first `ConsoleView.pageSize` surfaces the view matches, in name order.
     var surfaces: [Surface]
+    /// How many surfaces the view matches in all.
+    var matching: Int
     var changes: [ChangeView]
 
     /// The state for one viewer: built at most every `ConsoleSnapshots.maxAge` for all of them.
-    static func make(_ authority: Authority, signedInAs: String) async throws -> ConsoleState {
-        var s = try await authority.consoleSnapshots.current(authority)
+    static func make(_ authority: Authority, view: ConsoleView, signedInAs: String) async throws -> ConsoleState {
+        var s = try await authority.consoleSnapshots.current(authority, view: view)
         s.signedInAs = signedInAs
         return s
     }
 
-    /// Reads everything the pages show: the surfaces, every one's reports (a query each), the
-    /// watchers of every replica. Not per viewer and not per change: see `ConsoleSnapshots`.
-    static func build(_ authority: Authority) async throws -> ConsoleState {
+    /// Reads what one view shows: its page of surfaces (and their gates), their supervisors and
+    /// last reports — one read each, for the page, whatever the fleet's size — and the counts the
+    /// authority keeps. Not per viewer and not per change: see `ConsoleSnapshots`.
+    static func build(_ authority: Authority, view: ConsoleView) async throws -> ConsoleState {
         let signedInAs = ""
         let org = await authority.state.org
-        let surfaces = await authority.state.all()
-        var watching: [String: Set<String>] = [:]
-        var instances = Set<String>()
-        for w in await authority.fleetWatchers(of: nil) {
-            watching[w.surface, default: []].insert(w.instance)
-            instances.insert(w.instance)
+        // A search names a supervisor too: the surfaces its streams watch.
+        var watchedBy = Set<String>()
+        if !view.text.isEmpty {
+            for w in await authority.fleetWatchers(of: nil) where w.instance.lowercased().contains(view.text) {
+                watchedBy.insert(w.surface)
+            }
         }
-        var views: [Surface] = []
-        for s in surfaces {
-            // The latest report of each supervisor, connected or not (one that was killed
-            // still shows what it last said).
-            var latest: [String: Report] = [:]
-            for r in try await authority.reports(of: s.deviceId, limit: 50) where latest[r.instance] == nil { latest[r.instance] = r }
-            let names = Set(latest.keys).union(watching[s.deviceId] ?? [])
-            let sups = names.sorted().map { i in
-                let r = latest[i]
+        let (page, matching) = await authority.state.matching(
+            view.text, extra: watchedBy, revoked: view.revoked, limit: ConsoleView.pageSize)
+        // The gates of the page's surfaces, and the surfaces its gates gate: named, looked up.
+        var records = Dictionary(page.map { ($0.deviceId, $0) }) { a, _ in a }
+        for r in page {
+            var related = gateKinds.map { "\(r.deviceId).\($0)" }
+            if let dot = r.deviceId.lastIndex(of: "."), gateKinds.contains(String(r.deviceId[r.deviceId.index(after: dot)...])) {
+                related.append(String(r.deviceId[..<dot]))
+            }
+            for name in related where records[name] == nil {
+                if let found = await authority.state.snapshot(name).0 { records[name] = found }
+            }
+        }
+        let names = Array(records.keys)
+        var watching: [String: Set<String>] = [:]
+        for w in await authority.fleetWatchers(of: names) { watching[w.surface, default: []].insert(w.instance) }
+        // The latest report of each supervisor, connected or not (one that was killed still
+        // shows what it last said).
+        var latest: [String: [String: Report]] = [:]
+        for r in try await authority.latestReports(of: names) { latest[r.deviceId, default: [:]][r.instance] = r }
+        func surfaceView(_ s: SurfaceRecord) -> Surface {
+            let reports = latest[s.deviceId] ?? [:]
+            let sups = Set(reports.keys).union(watching[s.deviceId] ?? []).sorted().map { i in
+                let r = reports[i]
                 return Supervisor(
                     instance: i, connected: watching[s.deviceId]?.contains(i) ?? false, state: r?.state, pids: r?.pids, at: r?.at,
                     detail: r?.detail)
             }
-            views.append(
-                Surface(
-                    deviceId: s.deviceId, revoked: s.revoked, updatedAt: s.updatedAt, changedBy: s.changedBy, reason: s.reason,
-                    supervisors: sups))
+            return Surface(
+                deviceId: s.deviceId, revoked: s.revoked, updatedAt: s.updatedAt, changedBy: s.changedBy, reason: s.reason,
+                supervisors: sups)
         }
-        let names = Set(views.map(\.deviceId))
-        var gates: [String: [Gate]] = [:]
+        let all = Set(names)
+        var views = page.map(surfaceView)
         for i in views.indices {
-            guard let (parent, kind) = gate(views[i].deviceId, among: names) else { continue }
-            views[i].gateOf = parent
-            views[i].gateKind = kind
-            let last = views[i].supervisors.filter { $0.at != nil }.max { ($0.at ?? "") < ($1.at ?? "") }
-            gates[parent, default: []].append(
-                Gate(kind: kind, surface: views[i].deviceId, closed: views[i].revoked, lastReport: last?.state, detail: last?.detail))
+            let id = views[i].deviceId
+            if let (parent, kind) = gate(id, among: all) {
+                views[i].gateOf = parent
+                views[i].gateKind = kind
+            }
+            views[i].gates = gateKinds.compactMap { kind -> Gate? in
+                guard let g = records["\(id).\(kind)"] else { return nil }
+                let sv = surfaceView(g)
+                let last = sv.supervisors.filter { $0.at != nil }.max { ($0.at ?? "") < ($1.at ?? "") }
+                return Gate(kind: kind, surface: g.deviceId, closed: g.revoked, lastReport: last?.state, detail: last?.detail)
+            }
         }
-        for i in views.indices { views[i].gates = (gates[views[i].deviceId] ?? []).sorted { $0.kind < $1.kind } }
         let now = Date()
         let changes = await authority.acks.recent(limit: 20).map { t in
             ChangeView(
@@ -147,8 +169,37 @@ struct ConsoleState: Encodable {
         return ConsoleState(
             now: Timestamp.string(now), origin: authority.origin, signedInAs: signedInAs,
             org: OrgView(org),
-            counts: Counts(surfaces: surfaces.count, revoked: surfaces.filter(\.revoked).count, supervisors: instances.count),
-            surfaces: views, changes: changes)
+            counts: Counts(
+                surfaces: await authority.state.count, revoked: await authority.state.revokedCount,
+                supervisors: await authority.supervisorCount()),
+            surfaces: views, matching: matching, changes: changes)
+    }
+}
+
+/// What one console viewer asks to see: a search (a surface's or a connected supervisor's name,
+/// any part, any case) and a state; the first `pageSize` surfaces that match.
+struct ConsoleView: Hashable, Sendable {
+    static let pageSize = 200
+    var text: String = ""
+    /// Only revoked (true), only active (false), or both.
+    var revoked: Bool? = nil
+
+    init(text: String = "", revoked: Bool? = nil) {
+        self.text = text
+        self.revoked = revoked
+    }
+
+    /// From `?q=` and `?state=all|revoked|active`.
+    init(query: [String: String]) throws {
+        let q = (query["q"] ?? "").trimmingCharacters(in: .whitespaces).lowercased()
+        guard q.count <= 140 else { throw APIError.badRequest("?q= is longer than 140 characters") }
+        text = q
+        switch query["state"] ?? "all" {
+        case "all", "": revoked = nil
+        case "revoked": revoked = true
+        case "active": revoked = false
+        case let other: throw APIError.badRequest("?state= takes all, revoked or active; got \"\(other.prefix(40))\"")
+        }
     }
 }
 
@@ -190,42 +241,58 @@ public enum ConsoleAuditExport {
     }
 }
 
-/// The console's state, built once for every viewer: a new build when something changed
-/// (`ChangeFeed.generation`) — at most one per `minInterval`, however many changes and open
-/// consoles — or when the last is `maxAge` old (what other replicas received). A burst of
-/// reports from ten thousand supervisors costs one build (a reports query per surface) per
-/// period, not one per report per viewer.
+/// The console's state, built once for every viewer of the same view: a new build when
+/// something changed (`ChangeFeed.generation`) — at most one per `minInterval`, however many
+/// changes and open consoles — or when the last is `maxAge` old (what other replicas received).
+/// A build reads one page (`ConsoleView.pageSize` surfaces), not the fleet: a burst of reports
+/// from ten thousand supervisors costs one page's reads per period and view. The newest
+/// `maxViews` views are kept.
 actor ConsoleSnapshots {
     static let minInterval: Duration = .milliseconds(250)
     static let maxAge: Duration = .seconds(4)
-    private var last: (at: ContinuousClock.Instant, generation: UInt64, state: ConsoleState)?
-    private var building: Task<ConsoleState, any Error>?
+    static let maxViews = 32
 
-    func current(_ authority: Authority) async throws -> ConsoleState {
+    private struct Slot {
+        var last: (at: ContinuousClock.Instant, generation: UInt64, state: ConsoleState)?
+        var building: Task<ConsoleState, any Error>?
+        var used = ContinuousClock.now
+    }
+
+    private var slots: [ConsoleView: Slot] = [:]
+
+    func current(_ authority: Authority, view: ConsoleView) async throws -> ConsoleState {
         // A build under way may predate the change that woke this viewer: look again after it
         // (`finish` has stored it, and cleared `building`, before its task ends).
-        while let b = building { _ = try? await b.value }
-        if let l = last, l.generation == authority.feed.generation, ContinuousClock.now - l.at < Self.maxAge { return l.state }
-        let since = last.map { ContinuousClock.now - $0.at }
+        while let b = slots[view]?.building { _ = try? await b.value }
+        slots[view, default: Slot()].used = .now
+        if let l = slots[view]?.last, l.generation == authority.feed.generation, ContinuousClock.now - l.at < Self.maxAge {
+            return l.state
+        }
+        let since = slots[view]?.last.map { ContinuousClock.now - $0.at }
         let task = Task {
             do {
                 if let since, since < Self.minInterval { try await Task.sleep(for: Self.minInterval - since) }
                 // Read before building: the state shows at least every change poked until now.
                 let generation = authority.feed.generation
-                let state = try await ConsoleState.build(authority)
-                await self.finish((ContinuousClock.now, generation, state))
+                let state = try await ConsoleState.build(authority, view: view)
+                await self.finish(view, (ContinuousClock.now, generation, state))
                 return state
             } catch {
-                await self.finish(nil)
+                await self.finish(view, nil)
                 throw error
             }
         }
-        building = task
+        slots[view, default: Slot()].building = task
+        if slots.count > Self.maxViews,
+            let oldest = slots.filter({ $0.value.building == nil }).min(by: { $0.value.used < $1.value.used })?.key
+        {
+            slots[oldest] = nil
+        }
         return try await task.value
     }
 
-    private func finish(_ built: (at: ContinuousClock.Instant, generation: UInt64, state: ConsoleState)?) {
-        if let built { last = built }
-        building = nil
+    private func finish(_ view: ConsoleView, _ built: (at: ContinuousClock.Instant, generation: UInt64, state: ConsoleState)?) {
+        if let built { slots[view, default: Slot()].last = built }
+        slots[view]?.building = nil
     }
 }
