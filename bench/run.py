@@ -349,6 +349,118 @@ def authority(args, out):
         float(allw[3]) if allw[3] else None, "ms", "revoke sent → event, 1 watcher", base_one)
 
 
+# MARK: - 9. pages: the list, the audit log and the console at 100,000 surfaces
+
+def http(method, url, key=None, body=None, cookie=None, headers=None):
+    import urllib.request
+    h = dict(headers or {})
+    if key: h["Authorization"] = "Bearer " + key
+    if cookie: h["Cookie"] = cookie
+    data = None
+    if body is not None:
+        data = body if isinstance(body, bytes) else __import__("json").dumps(body).encode()
+        h.setdefault("Content-Type", "application/json")
+    req = urllib.request.Request(url, data=data, method=method, headers=h)
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *a, **k): return None
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        r = opener.open(req, timeout=60)
+        return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def seeded_authority(tether, n):
+    """An authority whose SQLite file holds n surfaces (seeded directly: registration is rate
+    limited per key) and 2,000 audit entries, then served."""
+    import sqlite3
+    d = tempfile.mkdtemp(prefix="tether-bench-pages-")
+    subprocess.run([tether, "authority", "init", "--dir", d], check=True, capture_output=True)
+    db = sqlite3.connect(os.path.join(d, "authority.sqlite"))
+    now = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    db.executemany("INSERT INTO surfaces (device_id, revoked, created_at, updated_at, revision) VALUES (?, 0, ?, ?, 0)",
+                   ((f"agent-{i:06d}", now, now) for i in range(n)))
+    db.executemany("INSERT INTO audit (at, actor, action, device_id, reason, request_id) VALUES (?, 'bench', 'register', ?, NULL, ?)",
+                   ((now, f"agent-{i:06d}", f"seed-{i}") for i in range(2000)))
+    db.commit()
+    db.close()
+    port = free_port()
+    proc = subprocess.Popen([tether, "authority", "serve", "--dir", d, "--listen", f"127.0.0.1:{port}"],
+                            stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "serve.log"), "w"))
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(3000):
+        try:
+            if http("GET", url + "/healthz")[0] == 200: break
+        except OSError:
+            pass
+        time.sleep(0.02)
+    return d, proc, url, open(os.path.join(d, "operator.key")).read().strip()
+
+
+def console_cookie(url, key):
+    """Signs in to the console as the operator key: its session cookie."""
+    import urllib.parse
+    _, h, _ = http("GET", url + "/console/sign-in")
+    pre = next(c.split(";")[0].split("=", 1)[1] for c in h.get_all("Set-Cookie") if c.startswith("tether_signin="))
+    body = urllib.parse.urlencode({"key": key, "pre": pre}).encode()
+    _, h, _ = http("POST", url + "/console/sign-in", body=body, cookie="tether_signin=" + pre,
+                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    return next(c.split(";")[0] for c in h.get_all("Set-Cookie") if c.startswith("tether_session="))
+
+
+def pages(args, out):
+    print("== 9. pages: the surface list, the audit log and the console, 1,000 vs 100,000 surfaces", flush=True)
+    small, big = (100, 5000) if args.quick else (1000, 100000)
+    rounds = 5 if args.quick else 20
+    tether = os.path.join(args.bin, "tether")
+    timed = {}
+    log = []
+    for n in (small, big):
+        d, proc, url, key = seeded_authority(tether, n)
+        try:
+            rss = rss_kib(proc.pid)
+            def many(f):
+                xs = []
+                for _ in range(rounds):
+                    t = time.perf_counter(); f(); xs.append((time.perf_counter() - t) * 1000)
+                return xs
+            lst = many(lambda: http("GET", url + "/api/v1/devices/list?limit=1000", key=key))
+            last = many(lambda: http("GET", url + f"/api/v1/devices/list?limit=1000&after=agent-{n - 1001:06d}", key=key))
+            aud = many(lambda: http("GET", url + "/api/v1/audit?limit=100&before=1500", key=key))
+            cookie = console_cookie(url, key)
+            # A change, then the console's state: rebuilt for it (a build per change, at most
+            # four a second): what each viewer's update costs.
+            cons = []
+            for i in range(rounds):
+                http("POST", url + "/api/v1/devices/revoke" if i % 2 == 0 else url + "/api/v1/devices/unrevoke", key=key,
+                     body={"deviceId": "agent-000003", "reason": "bench"})
+                time.sleep(0.3)
+                t = time.perf_counter()
+                st, _, b = http("GET", url + "/console/state.json", cookie=cookie)
+                cons.append((time.perf_counter() - t) * 1000)
+                assert st == 200, b[:200]
+            state = __import__("json").loads(b)
+            search = many(lambda: http("GET", url + f"/console/state.json?q=agent-0000{time.perf_counter_ns() % 10}", cookie=cookie))
+            size = len(b)
+            timed[n] = dict(list=lst, last=last, audit=aud, console=cons, search=search, rss=rss_kib(proc.pid), rss0=rss, size=size,
+                            shown=len(state["surfaces"]), matching=state["matching"])
+            log.append(f"{n} surfaces: RSS {rss} KiB after start; list {statistics.median(lst):.2f} ms, console {statistics.median(cons):.2f} ms ({size} bytes, {len(state['surfaces'])} shown of {state['matching']})")
+        finally:
+            proc.terminate(); proc.wait(timeout=30)
+            shutil.rmtree(d, ignore_errors=True)
+    open(os.path.join(out, "pages.txt"), "w").write("\n".join(log) + "\n")
+    s, b = timed[small], timed[big]
+    for k, what in (("list", "GET devices/list?limit=1000, first page"), ("last", "GET devices/list, last page (?after=)"),
+                    ("audit", "GET audit?limit=100&before=…"), ("console", "console state.json after a change (its page of 200)"),
+                    ("search", "console state.json, a search (?q=) over every name")):
+        row("pages", f"{what}, {big:,} surfaces", statistics.median(b[k]), pct(b[k], 0.99), "ms", f"the same, {small:,} surfaces", statistics.median(s[k]))
+    per = (b["rss0"] - s["rss0"]) * 1024 / (big - small)
+    row("pages", f"authority RSS after start, {big:,} surfaces", b["rss0"] / 1024, None, "MiB", f"{small:,} surfaces", s["rss0"] / 1024)
+    print(f"  memory per surface (in memory, from the two starts): {per:.0f} bytes; console answer {b['size']:,} bytes vs {s['size']:,}", flush=True)
+    ROWS.append(("pages", f"memory per surface (RSS difference / surfaces)", per, None, "bytes", "—", float("nan"), float("nan")))
+
+
 # MARK: - 6. the fleet
 
 def fleet(args, out):
@@ -584,7 +696,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", required=True, help="directory with tether and the tether-bench-* programs")
     ap.add_argument("--quick", action="store_true", help="tiny counts, results in a temporary directory: a smoke test")
-    ap.add_argument("--only", default="1,2,3,4,5,6,7,8", help="sections to run, e.g. 1,3")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9", help="sections to run, e.g. 1,3")
     ap.add_argument("--revocations", type=int, default=200)
     ap.add_argument("--launches", type=int, default=200)
     ap.add_argument("--watchers", type=int, default=10000)
@@ -611,11 +723,12 @@ def main():
     if "6" in only: fleet(args, out)
     if "7" in only: gates(args, out, work)
     if "8" in only: hooks(args, out, work)
+    if "9" in only: pages(args, out)
     # Sections not run this time keep their rows from the last full run.
     import json
     saved = os.path.join(out, "rows.json")
-    if not args.quick and os.path.exists(saved) and only != {"1", "2", "3", "4", "5", "6", "7", "8"}:
-        names = {"1": "revocation", "2": "launch", "3": "seccomp", "4": "authority", "5": "footprint", "6": "fleet", "7": "gates", "8": "hooks"}
+    if not args.quick and os.path.exists(saved) and only != {"1", "2", "3", "4", "5", "6", "7", "8", "9"}:
+        names = {"1": "revocation", "2": "launch", "3": "seccomp", "4": "authority", "5": "footprint", "6": "fleet", "7": "gates", "8": "hooks", "9": "pages"}
         ran = {names[k] for k in only}
         kept = [tuple(r) for r in json.load(open(saved)) if r[0] not in ran]
         ROWS[:] = sorted(kept + ROWS, key=lambda r: list(names.values()).index(r[0]))

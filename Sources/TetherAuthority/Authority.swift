@@ -178,6 +178,10 @@ public final class Authority: Sendable {
         } else if let s = surface {
             code = s.revoked ? .deviceRevoked : .allow
             if s.changedBy != nil { (by, at, why) = Self.attribution(s.changedBy, s.updatedAt, s.reason) }
+            // After a resume, the surface runs again because of the resume: its decision names
+            // that change (what the supervisors' "resumed" acknowledges), until the surface's
+            // own next change.
+            if org.revision > s.revision, let resumed = org.requestID { cause = resumed }
         } else {
             code = .deviceNotFound
         }

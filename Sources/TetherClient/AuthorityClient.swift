@@ -179,8 +179,8 @@ public struct AuthorityClient: Sendable {
         try await post("/api/v1/org/halt" + waitQuery(wait), OrgChangeBody(reason: reason), extra: wait)
     }
 
-    public func resume(reason: String?) async throws -> JSONAnswer {
-        try await post("/api/v1/org/resume", OrgChangeBody(reason: reason))
+    public func resume(reason: String?, wait: Duration? = nil) async throws -> JSONAnswer {
+        try await post("/api/v1/org/resume" + waitQuery(wait), OrgChangeBody(reason: reason), extra: wait)
     }
 
     /// One surface, or one page of them (`after`: the `next` of the page before).

@@ -103,6 +103,9 @@ public final class Enforcer: Sendable {
                 m = (v, at, 0)
                 return true
             }
+            // A verdict that names no change (a lease that ran out) and asks the same as the one
+            // held changes no step: the held one keeps its change, for the acknowledgement.
+            if v.requestID == nil && held.verdict.requestID != nil && v.allowed == held.verdict.allowed { return false }
             m = (v, at, held.replaced + 1)
             return false
         }

@@ -104,10 +104,12 @@ struct HaltCommand: AsyncParsableCommand {
 struct ResumeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "resume", abstract: "End an org halt.")
     @Option(help: "Why (kept in the audit log; supervisors show it with the operator's name).") var reason: String?
+    @Option(help: "Wait this long for every supervisor's acknowledgement (e.g. 10s).") var wait: String?
     @OptionGroup var options: AuthorityOptions
 
     func run() async throws {
-        try await options.run({ try await $0.resume(reason: reason) }, as: OrgChanged.self, human: OperatorOutput.halt)
+        let w = try parseWait(wait)
+        try await options.run({ try await $0.resume(reason: reason, wait: w) }, as: OrgChanged.self, human: OperatorOutput.halt)
     }
 }
 

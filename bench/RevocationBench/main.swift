@@ -11,7 +11,9 @@
 // (the same replica) and URL1 (another one): both rows, same run.
 // --load worker: the worker itself takes the CPU (a busy thread per core, and a fork loop);
 // --load machine: as many busy processes as cores outside the worker (the worker is the usual
-// three). The bench and the authority run at nice -10 as the supervisor does, so what is
+// three). --load fork: a fork-heavy worker on an idle machine (a shell loop forking `sleep 0.01`,
+// a child loop beside it: a revoke lands on tasks mid-fork); --load fork-busy: the same worker
+// with every core busy outside it. The bench and the authority run at nice -10 as the supervisor does, so what is
 // measured is the supervisor's wait for the CPU, not theirs; --priority off runs the supervisor
 // with TETHER_SUPERVISOR_PRIORITY=off, the control.
 // Run: swift run -c release tether-bench-revocation [iterations] [--poll | --sdk | --replicas …] [--idle 60] [--load worker|machine] [--priority off] [--settle 8]
@@ -38,6 +40,8 @@ func raisePriority(_ pid: Int32) {
     }
 }
 let clock = ContinuousClock()
+/// The outside poller's pause between two reads of /proc (TETHER_BENCH_POLL_US, default 50).
+let pollMicroseconds = UInt32(ProcessInfo.processInfo.environment["TETHER_BENCH_POLL_US"] ?? "") ?? 50
 
 let tether: String = {
     let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
@@ -138,10 +142,13 @@ let op = AuthorityClient(endpoint: AuthorityEndpoint(url: url, key: operatorKey)
 let otherOp = replicaURLs.map { AuthorityClient(endpoint: AuthorityEndpoint(url: $0[1], key: operatorKey)) }
 for _ in 0..<200 where (try? await op.get("/healthz")) == nil { try await Task.sleep(for: .milliseconds(20)) }
 
+let forkHeavy = load == "fork" || load == "fork-busy"
 let worker =
     load == "worker"
     ? ["sh", "-c", "for i in $(seq \(cores)); do (while :; do :; done) & done; sleep infinity & while :; do /bin/true; done"]
-    : ["sh", "-c", "sleep infinity & sleep infinity & wait"]
+    : forkHeavy
+        ? ["sh", "-c", "(while :; do sleep 0.01; done) & while :; do sleep 0.01; done"]
+        : ["sh", "-c", "sleep infinity & sleep infinity & wait"]
 let supervisor: Process
 let pids: () -> [Int32]
 if sdkMode {
@@ -194,8 +201,8 @@ if sdkMode {
     guard let procsFile else { finish("worker cgroup not found; see \(dir)/run.log") }
     pids = { (read(procsFile) ?? "").split(separator: "\n").compactMap { Int32($0) } }
 }
-while pids().count < 3 { try await Task.sleep(for: .milliseconds(20)) }
-if load == "machine" {
+while pids().count < (forkHeavy ? 2 : 3) { try await Task.sleep(for: .milliseconds(20)) }
+if load == "machine" || load == "fork-busy" {
     for _ in 0..<cores {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
@@ -205,7 +212,7 @@ if load == "machine" {
     }
 }
 if let server { raisePriority(server.processIdentifier) }
-raisePriority(getpid())
+if ProcessInfo.processInfo.environment["TETHER_BENCH_POLLER_NICE"] != "0" { raisePriority(getpid()) }
 if load != nil { try await Task.sleep(for: .seconds(1)) }
 
 if let idle = idleSeconds {
@@ -252,14 +259,14 @@ for i in 0..<iterations {
                 "not stopped after 10 s: \(ps.map { "\($0) \(state($0).map(String.init) ?? "gone")" }.joined(separator: ", ")); see \(dir)/run.log"
             )
         }
-        usleep(50)
+        usleep(pollMicroseconds)
     }
     if viaOther { stoppedOther.append(ms(clock.now - answered)) } else { stopped.append(ms(clock.now - answered)) }
     roundTrips.append(ms(answered - sent))
     _ = try await op.restore("bench", reason: nil, wait: nil)
     while true {
         let ps = pids()
-        if ps.count >= 3 && !ps.contains(where: { state($0) == "T" }) { break }
+        if ps.count >= (forkHeavy ? 2 : 3) && !ps.contains(where: { state($0) == "T" }) { break }
         if clock.now - answered > .seconds(20) { finish("not resumed; see \(dir)/run.log") }
         usleep(200)
     }
@@ -281,8 +288,8 @@ if let load { mode += ", load: \(load)\(priority.map { ", supervisor priority \(
 print("revocation → every worker process in T (\(mode), \(iterations) revokes, 3 processes):")
 print(
     String(
-        format: "  revoke answered → stopped: median %.2f ms, p99 %.2f ms, max %.2f ms", percentile(stopped, 0.5),
-        percentile(stopped, 0.99), stopped.max()!))
+        format: "  revoke answered → stopped: median %.2f ms, p99 %.2f ms, max %.2f ms (p90 %.2f ms)", percentile(stopped, 0.5),
+        percentile(stopped, 0.99), stopped.max()!, percentile(stopped, 0.9)))
 if let settle { print(String(format: "  first revoke, after %d s quiet: %.3f ms", settle, stopped[0])) }
 print(
     String(

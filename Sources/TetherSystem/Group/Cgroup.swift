@@ -128,9 +128,14 @@ public struct Cgroup: Sendable {
             for line in (readSmallFile(d + "/cgroup.procs") ?? "").split(separator: "\n") {
                 if let p = pid_t(line) { out.insert(p) }
             }
-            if let subs = try? FileManager.default.contentsOfDirectory(atPath: d) {
-                for s in subs where isDirectory(d + "/" + s) { dirs.append(d + "/" + s) }
+            // Sub-cgroups, from readdir's d_type (cgroupfs fills it): no stat per file.
+            guard let dir = opendir(d) else { continue }
+            while let ent = readdir(dir) {
+                guard ent.pointee.d_type == UInt8(DT_DIR) else { continue }
+                let name = withUnsafeBytes(of: ent.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if name != "." && name != ".." { dirs.append(d + "/" + name) }
             }
+            closedir(dir)
         }
         return out
     }

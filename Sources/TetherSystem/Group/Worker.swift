@@ -77,20 +77,32 @@ public final class Worker: Sendable {
         _ = Glibc.kill(-pgid, sig)
     }
 
+    /// The group at once, then every member outside it (its own session): with a cgroup, each
+    /// of the cgroup's processes (a kill(2) each, no read of their state); without, the members a
+    /// scan of /proc finds.
     private func signalAll(_ sig: Int32) {
         _ = Glibc.kill(-pgid, sig)
-        for p in state().live where p.pgid != pgid { _ = Glibc.kill(p.pid, sig) }
+        if let cgroup {
+            for p in cgroup.pids() { _ = Glibc.kill(p, sig) }
+        } else {
+            for p in state().live where p.pgid != pgid { _ = Glibc.kill(p.pid, sig) }
+        }
     }
 
     // MARK: - the kernel's view
 
     /// Reads `/proc` and `cgroup.events` now.
+    ///
+    /// With a cgroup, its processes are the worker's (a fork stays in its parent's cgroup, and
+    /// the worker cannot leave its own: it sees only its cgroup namespace), so only theirs are
+    /// read — a few files per member, not a scan of every process on the host: a stop's
+    /// verification runs several of these, and one `tether supervise` may hold 1,000 workers.
+    /// Without one, the process group and every descendant of the leader, from a scan.
     public func state() -> GroupState {
-        let cgPids = cgroup?.pids() ?? []
-        return GroupState(
-            members: ProcessTable.members(leader: pid, group: pgid, cgroupPids: cgPids),
-            cgroup: cgroup?.events()
-        )
+        guard let cgroup else { return GroupState(members: ProcessTable.members(leader: pid, group: pgid), cgroup: nil) }
+        var ids = cgroup.pids()
+        ids.insert(pid)
+        return GroupState(members: ids.sorted().compactMap(ProcessTable.stat), cgroup: cgroup.events())
     }
 
     /// Polls the kernel until `condition` holds or `timeout` passes; returns the last reading.
