@@ -117,7 +117,9 @@ def revocation(args, out):
     # row above.
     cores = os.cpu_count()
     for load, what in (("worker", f"worker spinning on every core ({cores} busy threads) + a fork loop"),
-                       ("machine", f"machine loaded ({cores} busy processes outside the worker)")):
+                       ("machine", f"machine loaded ({cores} busy processes outside the worker)"),
+                       ("fork", "a fork-heavy worker (a loop forking sleep 0.01, a child loop beside it), idle machine"),
+                       ("fork-busy", f"the fork-heavy worker, {cores} busy processes outside it")):
         for flag, label in (([], ""), (["--priority", "off"], ", control: supervisor priority off")):
             r = subprocess.run([os.path.join(args.bin, "tether-bench-revocation"), str(n), "--load", load] + flag,
                                capture_output=True, text=True, timeout=3600)
@@ -354,7 +356,7 @@ def authority(args, out):
 def http(method, url, key=None, body=None, cookie=None, headers=None):
     import urllib.request
     h = dict(headers or {})
-    if key: h["Authorization"] = "Bearer " + key
+    if key: h["X-Org-Key"] = key
     if cookie: h["Cookie"] = cookie
     data = None
     if body is not None:
@@ -422,12 +424,15 @@ def pages(args, out):
             rss = rss_kib(proc.pid)
             def many(f):
                 xs = []
-                for _ in range(rounds):
-                    t = time.perf_counter(); f(); xs.append((time.perf_counter() - t) * 1000)
+                for i in range(rounds):
+                    t = time.perf_counter(); st, _, body = f(i); xs.append((time.perf_counter() - t) * 1000)
+                    assert st == 200, body[:300]
                 return xs
-            lst = many(lambda: http("GET", url + "/api/v1/devices/list?limit=1000", key=key))
-            last = many(lambda: http("GET", url + f"/api/v1/devices/list?limit=1000&after=agent-{n - 1001:06d}", key=key))
-            aud = many(lambda: http("GET", url + "/api/v1/audit?limit=100&before=1500", key=key))
+            lst = many(lambda i: http("GET", url + "/api/v1/devices/list?limit=1000", key=key))
+            page = __import__("json").loads(http("GET", url + "/api/v1/devices/list?limit=1000", key=key)[2])
+            assert len(page["devices"]) == min(n, 1000) and page["total"] == n, (len(page["devices"]), page.get("total"))
+            last = many(lambda i: http("GET", url + f"/api/v1/devices/list?limit=1000&after=agent-{n - 1001:06d}", key=key))
+            aud = many(lambda i: http("GET", url + "/api/v1/audit?limit=100&before=1500", key=key))
             cookie = console_cookie(url, key)
             # A change, then the console's state: rebuilt for it (a build per change, at most
             # four a second): what each viewer's update costs.
@@ -441,7 +446,8 @@ def pages(args, out):
                 cons.append((time.perf_counter() - t) * 1000)
                 assert st == 200, b[:200]
             state = __import__("json").loads(b)
-            search = many(lambda: http("GET", url + f"/console/state.json?q=agent-0000{time.perf_counter_ns() % 10}", cookie=cookie))
+            # Each a new search (a view not built before): the scan of every name, then its page.
+            search = many(lambda i: http("GET", url + f"/console/state.json?q=agent-{i:02d}", cookie=cookie))
             size = len(b)
             timed[n] = dict(list=lst, last=last, audit=aud, console=cons, search=search, rss=rss_kib(proc.pid), rss0=rss, size=size,
                             shown=len(state["surfaces"]), matching=state["matching"])
@@ -458,7 +464,6 @@ def pages(args, out):
     per = (b["rss0"] - s["rss0"]) * 1024 / (big - small)
     row("pages", f"authority RSS after start, {big:,} surfaces", b["rss0"] / 1024, None, "MiB", f"{small:,} surfaces", s["rss0"] / 1024)
     print(f"  memory per surface (in memory, from the two starts): {per:.0f} bytes; console answer {b['size']:,} bytes vs {s['size']:,}", flush=True)
-    ROWS.append(("pages", f"memory per surface (RSS difference / surfaces)", per, None, "bytes", "—", float("nan"), float("nan")))
 
 
 # MARK: - 6. the fleet
