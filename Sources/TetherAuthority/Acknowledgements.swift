@@ -186,6 +186,16 @@ actor Acknowledgements {
     /// A change and its acknowledgements so far.
     func change(_ requestID: String) -> TrackedChange? { entries[requestID]?.tracked }
 
+    /// Whether change `requestID` still waits for this watcher's report, from this key: such a
+    /// report is what an operator waits for, and is not held to the key's write budget (an
+    /// org halt of 2,000 workers on one key is 2,000 of them at once). Bounded by the changes
+    /// made and the watchers they expected: a key cannot make more of them by sending more.
+    func owes(_ requestID: String?, instance: String, deviceId: String, keyName: String) -> Bool {
+        guard let requestID, let e = entries[requestID], Date() <= e.tracked.until else { return false }
+        let pair = Pair(instance: instance, deviceId: deviceId)
+        return e.pending.contains(pair) && e.keys[pair]?.contains(keyName) == true
+    }
+
     /// The changes made through this replica, newest first.
     func recent(limit: Int = 20) -> [TrackedChange] {
         order.reversed().lazy.compactMap { self.entries[$0] }.filter(\.published).prefix(limit).map(\.tracked)

@@ -83,10 +83,19 @@ public final class Reporter: Sendable {
         var body = ReportBody(
             surface: r.surface, instance: instance, state: r.state, pids: r.pids, at: Timestamp.string(r.at),
             requestID: r.requestID, detail: r.detail)
-        for attempt in 1...3 {
+        var attempt = 1
+        var limited = 0
+        while attempt <= 3 {
             do {
                 _ = try await client.report(body)
                 return
+            } catch ClientError.refused(let status, _, _, _) where status == 429 && limited < Self.rateLimitedTries {
+                // The key's write budget is spent (a fleet on one key, all reporting at once):
+                // later, not dropped. An acknowledgement a change waits for is let through
+                // anyway; this is for the rest (0.5, 1, 2, then 4 s apart: about a minute).
+                try? await Sleep.for(.milliseconds(500 * (1 << min(limited, 3))))
+                limited += 1
+                continue
             } catch ClientError.refused(let status, let code, let message, _) where status == 400 && body.detail != nil {
                 // Refused for what it says: said loudly, then sent again in the safest form
                 // (the detail as ASCII, then without it) — never dropped for a worker's text.
@@ -108,8 +117,13 @@ public final class Reporter: Sendable {
                     try? await Sleep.for(.milliseconds(200 * attempt))
                 }
             }
+            attempt += 1
         }
     }
+
+    /// How many times a report refused for the key's rate (429) is sent again before it counts
+    /// as one failed attempt.
+    static let rateLimitedTries = 16
 
     /// Delivers what is queued (bounded), then stops: later reports are dropped.
     public func finish(within limit: Duration = .seconds(3)) async {

@@ -63,3 +63,19 @@ struct SupersededTests {
         for rid in ["r1", "r2", "r3"] { #expect(await acks.change(rid)?.acked.isEmpty == true, "\(rid)") }
     }
 }
+
+extension SupersededTests {
+    @Test("a report a change still waits for is owed (not held to the key's write budget) — once, from the holder's key only")
+    func owed() async throws {
+        let acks = await Self.tracked()
+        #expect(await acks.owes("r3", instance: "host-a", deviceId: "a1", keyName: "agent"))
+        #expect(await !acks.owes("r3", instance: "host-a", deviceId: "a1", keyName: "stolen"), "another key's is not")
+        #expect(await !acks.owes("r3", instance: "host-b", deviceId: "a1", keyName: "agent"), "a watcher the change did not expect")
+        #expect(await !acks.owes("r-unknown", instance: "host-a", deviceId: "a1", keyName: "agent"))
+        #expect(await !acks.owes(nil, instance: "host-a", deviceId: "a1", keyName: "agent"))
+        await acks.deliver(Self.report("r3", "stopped"))
+        for rid in ["r1", "r2", "r3"] {
+            #expect(await !acks.owes(rid, instance: "host-a", deviceId: "a1", keyName: "agent"), "answered: \(rid) owes nothing more")
+        }
+    }
+}

@@ -85,7 +85,10 @@ struct AgentRoutes {
     @Sendable func report(_ req: Request, _ ctx: AuthorityContext) async throws -> Response {
         let body = try await bodies.read(ReportRequest.self, from: req)
         let key = try ctx.requireScope([body.deviceId], instance: body.instance)
-        try await limitWrites(key)
+        // An acknowledgement a change still waits for is never refused for the key's rate.
+        if await !authority.acks.owes(body.requestID, instance: body.instance, deviceId: body.deviceId, keyName: key.name) {
+            try await limitWrites(key)
+        }
         try await authority.claim(body.instance, by: key, requestID: ctx.requestID)
         let now = Timestamp.string(Date())
         let report = Report(
