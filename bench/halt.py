@@ -10,7 +10,10 @@ tether, n, s, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[
 rounds = int(sys.argv[5]) if len(sys.argv) > 5 else 3
 d = tempfile.mkdtemp(prefix="tether-bench-halt-")
 subprocess.run([tether, "authority", "init", "--dir", d], check=True, capture_output=True)
-port = 21000 + os.getpid() % 10000
+import socket
+with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
 url = f"http://127.0.0.1:{port}"
 auth = subprocess.Popen([tether, "authority", "serve", "--dir", d, "--listen", f"127.0.0.1:{port}", "--max-streams-per-key", "100000"],
                         stdout=subprocess.DEVNULL, stderr=open(d + "/serve.log", "w"))

@@ -466,6 +466,24 @@ def pages(args, out):
     print(f"  memory per surface (in memory, from the two starts): {per:.0f} bytes; console answer {b['size']:,} bytes vs {s['size']:,}", flush=True)
 
 
+# MARK: - 10. an org halt across many workers
+
+def halt(args, out):
+    print("== 10. an org halt: one supervise of many workers beside many small supervisors (bench/halt.py)", flush=True)
+    n, s_, k, rounds = (10, 2, 5, 1) if args.quick else (500, 50, 10, 3)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "halt.py"), os.path.join(args.bin, "tether"), str(n), str(s_), str(k), str(rounds)],
+                       capture_output=True, text=True, timeout=3600)
+    open(os.path.join(out, "halt.txt"), "w").write(r.stdout + r.stderr)
+    stops = [int(x) for x in re.findall(r"sent → last worker process stopped (\d+) ms", r.stdout)]
+    acks = re.findall(r"✔ (\d+) of (\d+), ✘ (\d+)", r.stdout)
+    started = re.search(r"started in ([\d.]+) s", r.stdout)
+    if not (stops and acks and started) or any(a[0] != a[1] or a[2] != "0" for a in acks):
+        sys.exit(f"bench/halt.py failed or missed acknowledgements:\n{r.stdout[-3000:]}{r.stderr[-2000:]}")
+    total = n + s_ * k
+    row("halt", f"tether halt → last of {total} workers stopped ({n} under one supervise, {s_} × {k}; every ✔)", statistics.median(stops),
+        max(stops), "ms", "—", float("nan"))
+
+
 # MARK: - 6. the fleet
 
 def fleet(args, out):
@@ -701,7 +719,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", required=True, help="directory with tether and the tether-bench-* programs")
     ap.add_argument("--quick", action="store_true", help="tiny counts, results in a temporary directory: a smoke test")
-    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9", help="sections to run, e.g. 1,3")
+    ap.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10", help="sections to run, e.g. 1,3")
     ap.add_argument("--revocations", type=int, default=200)
     ap.add_argument("--launches", type=int, default=200)
     ap.add_argument("--watchers", type=int, default=10000)
@@ -729,11 +747,12 @@ def main():
     if "7" in only: gates(args, out, work)
     if "8" in only: hooks(args, out, work)
     if "9" in only: pages(args, out)
+    if "10" in only: halt(args, out)
     # Sections not run this time keep their rows from the last full run.
     import json
     saved = os.path.join(out, "rows.json")
-    if not args.quick and os.path.exists(saved) and only != {"1", "2", "3", "4", "5", "6", "7", "8", "9"}:
-        names = {"1": "revocation", "2": "launch", "3": "seccomp", "4": "authority", "5": "footprint", "6": "fleet", "7": "gates", "8": "hooks", "9": "pages"}
+    if not args.quick and os.path.exists(saved) and only != {"1", "2", "3", "4", "5", "6", "7", "8", "9", "10"}:
+        names = {"1": "revocation", "2": "launch", "3": "seccomp", "4": "authority", "5": "footprint", "6": "fleet", "7": "gates", "8": "hooks", "9": "pages", "10": "halt"}
         ran = {names[k] for k in only}
         kept = [tuple(r) for r in json.load(open(saved)) if r[0] not in ran]
         ROWS[:] = sorted(kept + ROWS, key=lambda r: list(names.values()).index(r[0]))
