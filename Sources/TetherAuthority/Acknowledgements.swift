@@ -66,6 +66,8 @@ actor Acknowledgements {
         var pending: Set<Pair>
         var waiters: [UUID: CheckedContinuation<AckResult, Never>] = [:]
         var published = false
+        /// Watchers whose report was let past the key's write budget (`owes`): once each.
+        var exempted: Set<Pair> = []
     }
 
     private var entries: [String: Entry] = [:]
@@ -190,10 +192,14 @@ actor Acknowledgements {
     /// report is what an operator waits for, and is not held to the key's write budget (an
     /// org halt of 2,000 workers on one key is 2,000 of them at once). Bounded by the changes
     /// made and the watchers they expected: a key cannot make more of them by sending more.
-    func owes(_ requestID: String?, instance: String, deviceId: String, keyName: String) -> Bool {
-        guard let requestID, let e = entries[requestID], Date() <= e.tracked.until else { return false }
+    /// Only for a state the change accepts, and once per watcher: a report that would not
+    /// answer it (a `running` for a revoke) gets no pass, nor does the same answer sent again.
+    func owes(_ requestID: String?, instance: String, deviceId: String, keyName: String, state: String) -> Bool {
+        guard let requestID, var e = entries[requestID], Date() <= e.tracked.until, e.accepting.contains(state) else { return false }
         let pair = Pair(instance: instance, deviceId: deviceId)
-        return e.pending.contains(pair) && e.keys[pair]?.contains(keyName) == true
+        guard e.pending.contains(pair), e.keys[pair]?.contains(keyName) == true, e.exempted.insert(pair).inserted else { return false }
+        entries[requestID] = e
+        return true
     }
 
     /// The changes made through this replica, newest first.

@@ -181,7 +181,7 @@ public final class Authority: Sendable {
             // After a resume, the surface runs again because of the resume: its decision names
             // that change (what the supervisors' "resumed" acknowledges), until the surface's
             // own next change.
-            if org.revision > s.revision, let resumed = org.requestID { cause = resumed }
+            if !s.revoked, org.revision > s.revision, let resumed = org.requestID { cause = resumed }
         } else {
             code = .deviceNotFound
         }

@@ -37,7 +37,14 @@ extension Authority {
 
     /// Halts or resumes the org, expecting acknowledgements from every stream of every replica.
     public func changeOrg(halt: Bool, change: Change, wait: Duration?) async throws -> ChangeResult<OrgState> {
-        let watchers = await fleetWatchers(of: nil)
+        var watchers = await fleetWatchers(of: nil)
+        // A resume runs nothing revoked on its own: those surfaces' supervisors keep them
+        // stopped and owe the resume no answer.
+        if !halt {
+            var revoked: [String: Bool] = [:]
+            for w in watchers where revoked[w.surface] == nil { revoked[w.surface] = await state.snapshot(w.surface).0?.revoked ?? false }
+            watchers = watchers.filter { revoked[$0.surface] != true }
+        }
         let (org, acks) = try await tracked(
             halt ? .halt : .resume, subject: OrgSubject.name, change: change, watchers: watchers, wait: wait
         ) {

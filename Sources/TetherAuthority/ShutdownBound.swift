@@ -30,6 +30,8 @@ enum ShutdownSignals {
     /// signal handler) and starts the bound of `limit`.
     static func take(limit: Duration, logger: Logger, begin: @escaping @Sendable () -> Void) {
         secondSignalLine = Array("tether authority: a second signal during shutdown: exiting now (\(exitCode))\n".utf8)
+        // Initialised here, not first in the handler.
+        _ = count.load(ordering: .relaxed)
         var fds: [Int32] = [-1, -1]
         guard pipe(&fds) == 0 else { fatalError("pipe: \(String(cString: strerror(errno)))") }
         for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }

@@ -185,7 +185,11 @@ public final class Enforcer: Sendable {
         case .liveness:
             liveness()
         case .acknowledge(let v, let state):
-            reporter?.send(WorkerReport(surface: config.surface, state: state, pids: pids(worker.state()), requestID: v.requestID))
+            let now = worker.state()
+            // "stopped" only as the kernel shows it: if the worker is not held, stop it again
+            // (that reports it, or kills on failure).
+            if state == .stopped && !now.isStopped { return rules.after(await freeze(for: v, learnt: learnt)) }
+            reporter?.send(WorkerReport(surface: config.surface, state: state, pids: pids(now), requestID: v.requestID))
         }
         return .none
     }

@@ -57,6 +57,12 @@ struct HaltScaleTests {
                 return devices.filter { ($0["watchers"] as? [String])?.isEmpty == false }.count == total
             })
 
+        // One surface revoked before the halt: its worker is stopped already, and says so for
+        // the halt (read from the kernel); the resume does not run it, and owes no answer.
+        let (rcRevoke, outRevoke, _) = try a.op(["revoke", "halt-1-0", "--reason", "revoked first", "--wait", "20s"])
+        #expect(rcRevoke == 0 && outRevoke.contains("stopped"), "\(outRevoke)")
+        let revokedMarker = markers[Self.sizes[0]]
+
         // The halt, timed from its sending to the last process seen stopped in /proc.
         let sent = ContinuousClock.now
         let halt = Task { try a.op(["halt", "--reason", "scale test", "--wait", "30s"]) }
@@ -80,11 +86,13 @@ struct HaltScaleTests {
         let (rc2, out2, err2) = try a.op(["resume", "--reason", "scale test done", "--wait", "30s"])
         #expect(rc2 == 0, "\(err2)")
         let acks2 = out2.split(separator: "\n").filter { $0.contains("✔") }
+        #expect(!out2.contains("halt-1-0)"), "the revoked surface is not expected to resume: \(out2)")
         #expect(
-            acks2.count == total && !out2.contains("✘"),
+            acks2.count == total - 1 && !out2.contains("✘"),
             "\(acks2.count) of \(total):\n\(out2.suffix(1500))\n\(sups.map { String($0.stderr.suffix(3000)) }.joined(separator: "\n---\n"))"
         )
-        #expect(await eventually(10) { markers.allSatisfy { Workers.noneStopped($0) } })
+        #expect(await eventually(10) { markers.filter { $0 != revokedMarker }.allSatisfy { Workers.noneStopped($0) } })
+        #expect(Workers.allStopped(revokedMarker), "the revoked worker stays stopped through the resume")
         print("resume: every process running again \(ContinuousClock.now - resumed) after sending")
     }
 }

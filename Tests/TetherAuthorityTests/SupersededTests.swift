@@ -65,17 +65,23 @@ struct SupersededTests {
 }
 
 extension SupersededTests {
-    @Test("a report a change still waits for is owed (not held to the key's write budget) — once, from the holder's key only")
+    @Test(
+        "a report a change still waits for is owed (not held to the key's write budget) — once, in a state it accepts, from the holder's key only"
+    )
     func owed() async throws {
         let acks = await Self.tracked()
-        #expect(await acks.owes("r3", instance: "host-a", deviceId: "a1", keyName: "agent"))
-        #expect(await !acks.owes("r3", instance: "host-a", deviceId: "a1", keyName: "stolen"), "another key's is not")
-        #expect(await !acks.owes("r3", instance: "host-b", deviceId: "a1", keyName: "agent"), "a watcher the change did not expect")
-        #expect(await !acks.owes("r-unknown", instance: "host-a", deviceId: "a1", keyName: "agent"))
-        #expect(await !acks.owes(nil, instance: "host-a", deviceId: "a1", keyName: "agent"))
-        await acks.deliver(Self.report("r3", "stopped"))
-        for rid in ["r1", "r2", "r3"] {
-            #expect(await !acks.owes(rid, instance: "host-a", deviceId: "a1", keyName: "agent"), "answered: \(rid) owes nothing more")
+        func owes(_ rid: String?, _ instance: String = "host-a", key: String = "agent", state: String = "stopped") async -> Bool {
+            await acks.owes(rid, instance: instance, deviceId: "a1", keyName: key, state: state)
         }
+        #expect(await !owes("r3", key: "stolen"), "another key's is not")
+        #expect(await !owes("r3", "host-b"), "a watcher the change did not expect")
+        #expect(await !owes("r-unknown"))
+        #expect(await !owes(nil))
+        #expect(await !owes("r3", state: "running"), "a state that does not answer a revoke")
+        #expect(await owes("r3"))
+        #expect(await !owes("r3"), "once: the same answer again pays its way")
+        #expect(await owes("r2", state: "resumed"))
+        await acks.deliver(Self.report("r3", "stopped"))
+        #expect(await !owes("r1"), "answered by r3's report: owes nothing more")
     }
 }

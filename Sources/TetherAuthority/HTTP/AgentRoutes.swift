@@ -86,7 +86,9 @@ struct AgentRoutes {
         let body = try await bodies.read(ReportRequest.self, from: req)
         let key = try ctx.requireScope([body.deviceId], instance: body.instance)
         // An acknowledgement a change still waits for is never refused for the key's rate.
-        if await !authority.acks.owes(body.requestID, instance: body.instance, deviceId: body.deviceId, keyName: key.name) {
+        if await !authority.acks.owes(
+            body.requestID, instance: body.instance, deviceId: body.deviceId, keyName: key.name, state: body.state)
+        {
             try await limitWrites(key)
         }
         try await authority.claim(body.instance, by: key, requestID: ctx.requestID)

@@ -82,7 +82,7 @@ public final class Worker: Sendable {
     /// scan of /proc finds.
     private func signalAll(_ sig: Int32) {
         _ = Glibc.kill(-pgid, sig)
-        if let cgroup {
+        if let cgroup, contained {
             for p in cgroup.pids() { _ = Glibc.kill(p, sig) }
         } else {
             for p in state().live where p.pgid != pgid { _ = Glibc.kill(p.pid, sig) }
@@ -93,13 +93,18 @@ public final class Worker: Sendable {
 
     /// Reads `/proc` and `cgroup.events` now.
     ///
-    /// With a cgroup, its processes are the worker's (a fork stays in its parent's cgroup, and
-    /// the worker cannot leave its own: it sees only its cgroup namespace), so only theirs are
-    /// read — a few files per member, not a scan of every process on the host: a stop's
-    /// verification runs several of these, and one `tether supervise` may hold 1,000 workers.
-    /// Without one, the process group and every descendant of the leader, from a scan.
+    /// Contained (its own namespaces, a cgroup namespace among them), its cgroup's processes are
+    /// the worker's: a fork stays in its parent's cgroup, and the worker cannot leave its own, the
+    /// root of all it sees. So only theirs are read — a few files per member, not a scan of
+    /// every process on the host: a stop's verification runs several of these, and one
+    /// `tether supervise` may hold 1,000 workers. Weakly contained, a worker in a delegated
+    /// subtree could move itself to another cgroup: then the process group and every descendant
+    /// of the leader are found by a scan, with the cgroup's pids.
     public func state() -> GroupState {
-        guard let cgroup else { return GroupState(members: ProcessTable.members(leader: pid, group: pgid), cgroup: nil) }
+        guard let cgroup, contained else {
+            return GroupState(
+                members: ProcessTable.members(leader: pid, group: pgid, cgroupPids: cgroup?.pids() ?? []), cgroup: cgroup?.events())
+        }
         var ids = cgroup.pids()
         ids.insert(pid)
         return GroupState(members: ids.sorted().compactMap(ProcessTable.stat), cgroup: cgroup.events())
