@@ -10,7 +10,7 @@ public struct AuthorityConfiguration: Sendable {
     public var maxBodySize = 64 * 1024
     /// Longest `?wait=` a revoke or halt may ask for.
     public var maxAckWait: Duration = .seconds(60)
-    /// How long a shutdown may take before the process exits regardless (`ShutdownBound`).
+    /// How long a shutdown may take before the process exits regardless (`ShutdownSignals`).
     public var shutdownTimeout: Duration = .seconds(20)
     /// How often revoked or new keys are picked up from the store (keys change through the CLI).
     public var keyRefresh: Duration = .seconds(1)

@@ -143,9 +143,8 @@ public enum AuthorityServer {
             logger.notice(
                 "authority serving",
                 metadata: ["url": "\(url)", "lease": "\(DurationText.format(configuration.leaseLength))", "dir": "\(directory.path)"])
-            let surfaces = await authority.state.all()
             notifications.ready(
-                "serving \(url): \(surfaces.count) surfaces, \(surfaces.filter(\.revoked).count) revoked\(await authority.state.org.halted ? ", ORG HALTED" : "")"
+                "serving \(url): \(await authority.state.count) surfaces, \(await authority.state.revokedCount) revoked\(await authority.state.org.halted ? ", ORG HALTED" : "")"
             )
         }
         // Watchdog pings from the authority's state actor: if it stops answering, so do they.

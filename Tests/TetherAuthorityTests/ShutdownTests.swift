@@ -38,6 +38,23 @@ struct ShutdownTests {
             }
         }
 
+        /// PostgreSQL frozen with a write in flight (a revoke that waits on it), then SIGTERM.
+        func freezeWriteAndSignal() async throws -> Task<JSONAnswer?, Never> {
+            try freezePostgres(SIGSTOP)
+            let op = AuthorityClient(endpoint: AuthorityEndpoint(url: server.url, key: try ShutdownTests.operatorKey(self)))
+            let pending = Task { try? await op.revoke("w1", reason: "in flight", wait: nil) }
+            try await Task.sleep(for: .milliseconds(300))
+            kill(pid, SIGTERM)
+            return pending
+        }
+
+        /// The database thawed and stopped, the replica killed: what each test leaves behind.
+        func tearDown() {
+            try? freezePostgres(SIGCONT)
+            _ = try? TestPostgres.runBlocking(["bash", TestPostgres.root + "/scripts/pg-cluster.sh", "stop", pgDir])
+            server.kill9()
+        }
+
         /// Waits up to `seconds` for the replica to exit: its status, or nil if it did not.
         func exit(within seconds: Double) async -> Int32? {
             let p = server.process!
@@ -71,17 +88,8 @@ struct ShutdownTests {
     @Test("the database frozen, then SIGTERM: the replica exits within its bound (69), and says why")
     func databaseFrozen() async throws {
         let s = try await Self.setup()
-        defer {
-            try? s.freezePostgres(SIGCONT)
-            _ = try? TestPostgres.runBlocking(["bash", TestPostgres.root + "/scripts/pg-cluster.sh", "stop", s.pgDir])
-            s.server.kill9()
-        }
-        try s.freezePostgres(SIGSTOP)
-        // A write in flight when the signal comes: a revoke that waits on the frozen database.
-        let op = AuthorityClient(endpoint: AuthorityEndpoint(url: s.server.url, key: try Self.operatorKey(s)))
-        let pending = Task { try? await op.revoke("w1", reason: "in flight", wait: nil) }
-        try await Task.sleep(for: .milliseconds(300))
-        kill(s.pid, SIGTERM)
+        defer { s.tearDown() }
+        let pending = try await s.freezeWriteAndSignal()
         let status = await s.exit(within: 15)
         #expect(status != nil, "still running 15 s after SIGTERM with a 3 s bound: \(s.log.suffix(2000))")
         #expect(status == 0 || status == 69, "\(String(describing: status))")
@@ -92,16 +100,8 @@ struct ShutdownTests {
     @Test("a second SIGTERM during a stuck shutdown exits at once (69)")
     func secondSignal() async throws {
         let s = try await Self.setup(bound: "60s")
-        defer {
-            try? s.freezePostgres(SIGCONT)
-            _ = try? TestPostgres.runBlocking(["bash", TestPostgres.root + "/scripts/pg-cluster.sh", "stop", s.pgDir])
-            s.server.kill9()
-        }
-        try s.freezePostgres(SIGSTOP)
-        let op = AuthorityClient(endpoint: AuthorityEndpoint(url: s.server.url, key: try Self.operatorKey(s)))
-        let pending = Task { try? await op.revoke("w1", reason: "in flight", wait: nil) }
-        try await Task.sleep(for: .milliseconds(300))
-        kill(s.pid, SIGTERM)
+        defer { s.tearDown() }
+        let pending = try await s.freezeWriteAndSignal()
         try await Task.sleep(for: .seconds(1))
         try #require(s.server.process!.isRunning, "the shutdown was not held up: nothing to test \(s.log.suffix(1500))")
         kill(s.pid, SIGTERM)
